@@ -1,0 +1,111 @@
+"""What every driver is: a ``kind``, a pydantic ``Config``, capabilities, and
+four coroutines the supervisor calls (``open``, ``check``, ``run``, ``close``).
+
+A driver never handles its own retries: it raises a ``DeviceError`` and the
+supervisor (edge_agent/supervisor.py) marks the device, backs off and calls
+``open`` again. A driver's constructor only stores; ``open`` acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from edge_agent.bus import EventBus
+
+
+class DeviceState(str, enum.Enum):
+    """A device's state as the supervisor sees it (CONTRACT section 3)."""
+
+    OFFLINE = "offline"    # not there, or not reachable; retried with backoff
+    STARTING = "starting"  # being opened
+    ONLINE = "online"      # open and healthy
+    BUSY = "busy"          # online and doing a job (printing, pushing labels)
+    ERROR = "error"        # there, but failing (paper out, bad replies)
+
+
+class Reporting(str, enum.Enum):
+    """How a driver learns about its device: it is told (push) or it asks (poll)."""
+
+    PUSH = "push"
+    POLL = "poll"
+
+
+# Device ids appear in topics, URLs and logs: keep them to a safe alphabet.
+DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class DeviceConfig(BaseModel):
+    """Keys every device entry has; each driver's ``Config`` extends this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=DEVICE_ID_PATTERN, description="unique in the file")
+    kind: str
+    name: str | None = Field(default=None, max_length=120)
+    enabled: bool = True
+
+
+@dataclass
+class DriverContext:
+    """What the supervisor hands a driver: its id, the bus, a logger, counters."""
+
+    device_id: str
+    bus: "EventBus"
+    log: logging.Logger
+    counters: dict[str, int] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a per-device counter shown in ``GET /v1/devices``."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+class Driver(ABC):
+    """Base of every device driver; subclasses set the class attributes."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[DeviceConfig]]
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    reporting: ClassVar[Reporting] = Reporting.POLL
+    # Seconds between health checks while online.
+    check_interval: ClassVar[float] = 5.0
+    # Seconds ``open`` and ``check`` may take before the device counts as failed.
+    op_timeout: ClassVar[float] = 5.0
+
+    def __init__(self, config: DeviceConfig, ctx: DriverContext):
+        self.config = config
+        self.ctx = ctx
+        # Set by the supervisor; a driver wraps a job in ``async with self.busy():``.
+        self._busy_hook: Any = None
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Open the transport and make sure the device answers; raise DeviceError if not."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the transport; must not raise and must be safe to call twice."""
+
+    async def check(self) -> None:
+        """Health check while online; raise DeviceError when the device is unwell."""
+
+    async def run(self) -> None:
+        """Work that lasts while the device is open (reading scans, draining a queue).
+
+        Returning or raising ``DeviceError`` ends the session and the supervisor
+        reopens the device. The default waits forever: a polled device has
+        nothing to do between checks.
+        """
+        await asyncio.Event().wait()
+
+    def busy(self) -> Any:
+        """Async context manager that shows the device as ``busy`` while a job runs."""
+        return self._busy_hook()

@@ -1,0 +1,1 @@
+"""A heartbeat sensor: the simplest device, proving the supervision path."""

@@ -1,0 +1,66 @@
+"""Heartbeat sensor driver: pings the device every ``interval`` seconds.
+
+With ``address`` it talks TCP to a real sensor or to the emulator in
+drivers/heartbeat/emulator.py; without, it talks to a built-in simulated
+device (a FakeTransport), which is what the demo store uses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from drivers.base import DeviceConfig, Driver, DriverContext, Reporting
+from drivers.heartbeat import protocol
+from drivers.transport import FakeTransport, Transport
+from drivers.transport.tcp import TcpTransport
+from edge_agent.config_types import HostPort
+from edge_agent.errors import DeviceTimeout
+
+
+class HeartbeatConfig(DeviceConfig):
+    """devices.yaml keys of ``sensor.heartbeat``."""
+
+    kind: Literal["sensor.heartbeat"]
+    address: HostPort | None = Field(default=None, description="host:port of a TCP heartbeat device; none = simulated")
+    interval: float = Field(default=5.0, gt=0, le=3600, description="seconds between pings")
+    timeout: float = Field(default=2.0, gt=0, le=60, description="seconds to wait for PONG")
+
+
+class HeartbeatSensor(Driver):
+    """Pings a heartbeat device and counts its beats."""
+
+    kind = "sensor.heartbeat"
+    Config = HeartbeatConfig
+    capabilities = frozenset({"heartbeat"})
+    reporting = Reporting.POLL
+
+    def __init__(self, config: HeartbeatConfig, ctx: DriverContext, transport: Transport | None = None):
+        super().__init__(config, ctx)
+        self.check_interval = config.interval
+        self.op_timeout = config.timeout + 1
+        self.transport = transport or self._make_transport(config)
+        self.last_beat: int | None = None
+
+    @staticmethod
+    def _make_transport(config: HeartbeatConfig) -> Transport:
+        if config.address is None:
+            beats = iter(range(1, 1 << 62))
+            return FakeTransport("tcp", replies=lambda data: protocol.pong(next(beats)) if data == protocol.PING else None)
+        return TcpTransport(config.address.host, config.address.port)
+
+    async def open(self) -> None:
+        await self.transport.open()
+        await self.check()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def check(self) -> None:
+        await self.transport.write(protocol.PING)
+        line = await self.transport.read(64, timeout=self.config.timeout)  # type: ignore[attr-defined]
+        if not line:
+            raise DeviceTimeout(f"no PONG within {self.config.timeout} s")  # type: ignore[attr-defined]
+        self.last_beat = protocol.parse_pong(line)
+        self.ctx.count("beats")

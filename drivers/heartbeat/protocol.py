@@ -1,0 +1,21 @@
+"""Heartbeat wire protocol: ``PING\\n`` is answered by ``PONG <n>\\n``. No I/O here."""
+
+from __future__ import annotations
+
+from edge_agent.errors import DeviceProtocolError
+
+PING = b"PING\n"
+
+
+def parse_pong(line: bytes) -> int:
+    """The beat counter in a ``PONG <n>`` reply; DeviceProtocolError on anything else."""
+    text = line.strip()
+    parts = text.split(b" ")
+    if len(parts) != 2 or parts[0] != b"PONG" or not parts[1].isdigit():
+        raise DeviceProtocolError(f"expected 'PONG <n>', got {text[:40]!r}")
+    return int(parts[1])
+
+
+def pong(n: int) -> bytes:
+    """What a heartbeat device answers to its n-th ping (used by the emulators)."""
+    return b"PONG %d\n" % n

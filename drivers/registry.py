@@ -1,0 +1,18 @@
+"""The one map from a devices.yaml ``kind`` to its driver class.
+
+Explicit on purpose: adding a driver means adding a line here, and
+tests/drivers/test_registry.py checks that every driver module is listed and
+that every kind in devices.yaml resolves.
+"""
+
+from __future__ import annotations
+
+from drivers.base import Driver
+from drivers.heartbeat.driver import HeartbeatSensor
+
+_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor,)
+
+
+def drivers() -> dict[str, type[Driver]]:
+    """Every known driver, by kind."""
+    return {d.kind: d for d in _DRIVERS}

@@ -1,0 +1,52 @@
+"""The agent: the store, the bus and the device supervisor, started and
+stopped together. The API's lifespan owns one Agent (edge_agent/api/app.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from drivers.base import Driver
+from drivers.registry import drivers
+from edge_agent import __version__
+from edge_agent.bus import EventBus, utcnow
+from edge_agent.config import AgentConfig
+from edge_agent.store import Store
+from edge_agent.supervisor import Backoff, Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """Everything the daemon runs, for one store."""
+
+    version = __version__
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        data_dir: Path,
+        registry: dict[str, type[Driver]] | None = None,
+        backoff: Backoff = Backoff(),
+    ):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.bus = EventBus()
+        self.store = Store(self.data_dir / "store.db")
+        self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff)
+        self.started_at = utcnow()
+
+    async def start(self) -> None:
+        """Open the store (migrating it), then bring up every device."""
+        await self.store.start()
+        await self.supervisor.start()
+        log.info(
+            "store %s: agent %s up with %d device(s), data in %s",
+            self.config.store.id, self.version, len(self.supervisor.owners), self.data_dir,
+        )
+
+    async def stop(self) -> None:
+        """Stop devices first (they may still write), then drain and close the store."""
+        await self.supervisor.stop()
+        await self.store.stop()
+        log.info("store %s: agent stopped", self.config.store.id)

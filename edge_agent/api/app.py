@@ -1,0 +1,76 @@
+"""The FastAPI app: built in a lifespan that starts and stops the Agent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from edge_agent import __version__
+from edge_agent.agent import Agent
+from edge_agent.api.routers import devices, health, metrics, products, sales
+from edge_agent.config import AgentConfig
+from edge_agent.errors import StoreError
+from edge_agent.metrics import Metrics
+
+
+def _readable(exc: RequestValidationError) -> JSONResponse:
+    """422 with one sentence per problem, plus the structured list."""
+    problems = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
+        problems.append({"loc": loc, "msg": e["msg"]})
+    message = "; ".join(f"{p['loc']}: {p['msg']}" for p in problems)
+    return JSONResponse({"detail": message, "errors": problems}, status_code=422)
+
+
+def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) -> FastAPI:
+    """The local API for one store; the Agent starts with the app and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_agent = agent or Agent(config, data_dir)
+        await the_agent.start()
+        app.state.agent = the_agent
+        try:
+            yield
+        finally:
+            await the_agent.stop()
+
+    app = FastAPI(
+        title="Store-edge agent",
+        version=__version__,
+        description="Local API of one store: kiosks, wristbands, PADs, the mirror and consoles.",
+        lifespan=lifespan,
+    )
+    app.state.clients = {c.token_sha256: c for c in config.api.clients}
+    app.state.metrics = Metrics()
+    for module in (health, devices, products, sales, metrics):
+        app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _readable(exc)
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        # Nothing was kept: the client may retry with the same client_sale_id.
+        return JSONResponse({"detail": f"not saved, retry: {exc}"}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        m: Metrics = request.app.state.metrics
+        m.http_requests.labels(request.method, path, str(response.status_code)).inc()
+        m.http_latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    return app

@@ -1,0 +1,34 @@
+"""``GET /v1/devices``: every device's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from edge_agent.api.auth import require
+from edge_agent.config import Role
+
+router = APIRouter(tags=["devices"])
+
+
+class Device(BaseModel):
+    """One device as the supervisor last saw it."""
+
+    id: str
+    kind: str
+    state: str
+    since: datetime
+    last_error: str | None
+    counters: dict[str, int]
+
+
+@router.get(
+    "/v1/devices",
+    response_model=list[Device],
+    dependencies=[Depends(require(Role.ASSOCIATE, Role.CONSOLE, Role.ADMIN))],
+)
+async def list_devices(request: Request) -> list[dict]:
+    """Every configured device: id, kind, state, since, last_error, counters."""
+    return [d.as_dict() for d in request.app.state.agent.supervisor.snapshot()]

@@ -1,0 +1,169 @@
+"""``edge-agent``: run the daemon, check a config, list devices, hash a token."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.errors import ConfigError
+
+DEFAULT_CONFIG = "/etc/edge-agent/devices.yaml"
+DEFAULT_DATA_DIR = "/var/lib/edge-agent"
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a config without touching hardware: exit 0, or 2 with one line per problem."""
+    from edge_agent import config
+
+    path = _config_path(args.config)
+    try:
+        cfg = config.load(path)
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
+        return 2
+    print(f"{path}: ok (store {cfg.store.id}, {len(cfg.devices)} device(s), {len(cfg.api.clients)} client(s))")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from edge_agent import config
+    from edge_agent.daemon import run
+
+    path = _config_path(args.config)
+    data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
+    try:
+        cfg = config.load(path)
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return 2
+    return run(cfg, data_dir, log_level=args.log_level)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """Print the device table of a running agent."""
+    token = args.token or os.environ.get("EDGE_TOKEN")
+    if not token:
+        print("edge-agent devices: give --token or set EDGE_TOKEN (an associate, console or admin token)", file=sys.stderr)
+        return 2
+    req = urllib.request.Request(
+        args.url.rstrip("/") + "/v1/devices", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            devices = json.load(resp)
+    except urllib.error.HTTPError as err:
+        print(f"edge-agent devices: {args.url} answered {err.code}: {err.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as err:
+        print(f"edge-agent devices: cannot reach {args.url}: {getattr(err, 'reason', err)}", file=sys.stderr)
+        return 1
+    rows = [("ID", "KIND", "STATE", "SINCE", "LAST ERROR")]
+    for d in devices:
+        rows.append((d["id"], d["kind"], d["state"], d["since"][:19], d.get("last_error") or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def cmd_hash_token(args: argparse.Namespace) -> int:
+    """Print the SHA-256 of a client token, for api.clients[].token_sha256."""
+    token = args.token if args.token is not None else getpass.getpass("token: ")
+    if not token:
+        print("edge-agent hash-token: empty token", file=sys.stderr)
+        return 2
+    print(hashlib.sha256(token.encode()).hexdigest())
+    return 0
+
+
+def cmd_catalog_import(args: argparse.Namespace) -> int:
+    """Load products from a JSON file (a list of catalog items) into the store."""
+    import asyncio
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from edge_agent import catalog
+    from edge_agent.store import Store
+
+    path = Path(args.file)
+    try:
+        items = TypeAdapter(list[catalog.CatalogItem]).validate_json(path.read_bytes())
+    except OSError as err:
+        print(f"{path}: cannot read: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            print(f"{path}: item {loc}: {e['msg']}", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
+
+    async def _import() -> tuple[int, int]:
+        store = Store(data_dir / "store.db")
+        await store.start()
+        try:
+            return await store.write(lambda tx: catalog.upsert(tx.conn, items))
+        finally:
+            await store.stop()
+
+    applied, stale = asyncio.run(_import())
+    print(f"{path}: {applied} item(s) stored, {stale} older than what the store has and ignored")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``edge-agent``."""
+    parser = argparse.ArgumentParser(prog="edge-agent", description="Store-edge agent")
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("--config", help=f"devices.yaml (default: $EDGE_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--data-dir", help=f"where the store lives (default: $EDGE_DATA_DIR or {DEFAULT_DATA_DIR})")
+    p.add_argument("--log-level", default=os.environ.get("EDGE_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate a config without touching hardware")
+    p.add_argument("--config", help=f"devices.yaml (default: $EDGE_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("devices", help="table of devices from a running agent")
+    p.add_argument("--url", default=os.environ.get("EDGE_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--token", help="bearer token (default: $EDGE_TOKEN)")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("hash-token", help="print a token's SHA-256 for devices.yaml")
+    p.add_argument("token", nargs="?", help="the token (prompted for when omitted)")
+    p.set_defaults(func=cmd_hash_token)
+    p = sub.add_parser("catalog-import", help="load products from a JSON file into the store")
+    p.add_argument("file", help="a JSON list of catalog items (sku, barcodes, name, price, currency, ...)")
+    p.add_argument("--data-dir", help=f"where the store lives (default: $EDGE_DATA_DIR or {DEFAULT_DATA_DIR})")
+    p.set_defaults(func=cmd_catalog_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edge-agent`` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

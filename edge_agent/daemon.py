@@ -1,0 +1,118 @@
+"""``edge-agent run``: serve the API with the agent inside, speak sd_notify,
+feed the watchdog while healthy, and exit 0 within 10 s of SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+
+from edge_agent.api.app import create_app
+from edge_agent.config import AgentConfig
+from edge_agent.sdnotify import Notifier, watchdog_interval
+
+log = logging.getLogger("edge_agent")
+
+# How late the loop may wake before the watchdog stops being fed.
+MAX_LOOP_LAG = 5.0
+# uvicorn's share of the 10 s SIGTERM budget; the agent's stop gets the rest.
+GRACEFUL_HTTP_SECONDS = 3
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal capture (which re-raises SIGTERM after
+    shutdown and so turns a clean stop into exit -15), plus READY=1."""
+
+    def __init__(self, config: uvicorn.Config, notifier: Notifier):
+        super().__init__(config)
+        self.notifier = notifier
+        self.signalled = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        log.info("received %s: finishing in-flight work", signal.Signals(sig).name)
+        self.notifier.stopping()
+        self.signalled = True
+        self.should_exit = True
+
+    async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        await super().startup(sockets)
+        if not self.should_exit:
+            self.notifier.ready()
+            self.notifier.status("serving")
+
+
+async def _feed_watchdog(server: _Server, notifier: Notifier, interval: float) -> None:
+    """Ping systemd only while the loop is responsive and the store writer lives."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(interval)
+        lag = time.monotonic() - before - interval
+        agent = getattr(server.config.app.state, "agent", None)  # type: ignore[union-attr]
+        healthy = lag < MAX_LOOP_LAG and (agent is None or agent.store.writer_alive)
+        if healthy:
+            notifier.watchdog()
+        else:
+            log.error("not feeding the watchdog: loop lag %.1f s, store writer alive: %s",
+                      lag, agent.store.writer_alive if agent else "n/a")
+
+
+async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
+    notifier = Notifier()
+    app = create_app(config, data_dir)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.api.listen.host,
+            port=config.api.listen.port,
+            log_level=log_level,
+            access_log=log_level == "debug",
+            timeout_graceful_shutdown=GRACEFUL_HTTP_SECONDS,
+            lifespan="on",
+        ),
+        notifier,
+    )
+    watchdog = None
+    interval = watchdog_interval()
+    if interval:
+        watchdog = asyncio.create_task(_feed_watchdog(server, notifier, interval))
+    try:
+        await server.serve()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if not server.started and not server.signalled:
+        raise SystemExit(f"the agent did not start (see the error above); API was to listen on {config.api.listen}")
+
+
+def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(_serve(config, data_dir, log_level))
+    except SystemExit as err:
+        log.error("%s", err)
+        return 1
+    return 0
