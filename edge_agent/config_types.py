@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class HostPort(BaseModel):
-    """``host:port``, written in YAML as one string."""
+    """``host:port``, written in YAML as one string; IPv6 hosts in brackets: ``[::1]:8080``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -18,17 +18,27 @@ class HostPort(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _parse(cls, value: Any) -> Any:
-        if not isinstance(value, str):
+        if isinstance(value, (dict, HostPort)):
             return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
+        if not isinstance(value, str):
+            raise ValueError(
+                f"expected host:port such as 127.0.0.1:8080, got {value!r}; write host and port as one string"
+            )
+        text = value.strip()
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{value!r} has no port; write host:port, e.g. {text or '127.0.0.1'}:8080")
+        if not host.strip("[]"):
+            raise ValueError(f"{value!r} has no host; write host:port, e.g. 127.0.0.1:{port or 8080}")
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            raise ValueError(f"IPv6 addresses go in brackets: write [{host}]:{port}, not {value!r}")
         if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"port must be a number from 1 to 65535, got {port!r}")
+            raise ValueError(f"port {port!r} in {value!r} is not a number from 1 to 65535; use a port in that range")
         return {"host": host.strip("[]"), "port": int(port)}
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 HostPortStr = Annotated[HostPort, "host:port"]
