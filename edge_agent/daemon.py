@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Generator
@@ -76,7 +77,26 @@ async def _feed_watchdog(server: _Server, notifier: Notifier, interval: float) -
                       lag, agent.store.writer_alive if agent else "n/a")
 
 
+def _bind(config: AgentConfig) -> socket.socket:
+    """Bind the API's socket before anything starts, so a taken port fails fast."""
+    host, port = config.api.listen.host, config.api.listen.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise SystemExit(
+            f"cannot listen on {config.api.listen} (api.listen): {err.strerror}; "
+            "stop whatever uses it or choose another port"
+        ) from err
+    sock.set_inheritable(True)
+    return sock
+
+
 async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
+    sock = _bind(config)
     notifier = Notifier()
     app = create_app(config, data_dir)
     server = _Server(
@@ -96,7 +116,7 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
     if interval:
         watchdog = asyncio.create_task(_feed_watchdog(server, notifier, interval))
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -113,6 +133,8 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
     try:
         asyncio.run(_serve(config, data_dir, log_level))
     except SystemExit as err:
-        log.error("%s", err)
+        # uvicorn exits with a bare status code when the lifespan start fails;
+        # the cause was logged above it.
+        log.error("%s", "the agent did not start; see the error above" if isinstance(err.code, int) else err)
         return 1
     return 0

@@ -122,7 +122,10 @@ class Store:
 
     async def start(self) -> None:
         """Open the database, run migrations, start the writer thread."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the data directory {self.path.parent}: {err.strerror}") from err
         ready: Future = Future()
         self._thread = threading.Thread(target=self._writer, args=(ready,), name="store-writer", daemon=True)
         self._thread.start()

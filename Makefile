@@ -1,0 +1,33 @@
+# make run   - the demo store on this machine (Ctrl-C stops it)
+# make test  - the whole test suite
+# make bench - every benchmark in bench/, one table
+# Each creates .venv and installs what it needs on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench check clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m edge_agent.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/harness.py
+
+check: $(STAMP)
+	$(VENV)/bin/edge-agent check --config devices.yaml
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,71 @@
+"""The daemon's life cycle: readiness, SIGTERM, absent devices, watchdog."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from support.agent import free_port
+
+
+def test_sigterm_stops_cleanly_within_10_s(make_agent):
+    agent = make_agent().start()
+    with agent.client() as c:
+        assert c.get("/v1/health").status_code == 200
+    started = time.monotonic()
+    code = agent.stop(signal.SIGTERM)
+    assert code == 0, agent.log()
+    assert time.monotonic() - started < 10
+    assert any("STOPPING=1" in n for n in agent.notices) or "SIGTERM" in agent.log()
+    assert "agent stopped" in agent.log()
+
+
+def test_sigint_also_exits_0(make_agent):
+    agent = make_agent().start()
+    assert agent.stop(signal.SIGINT) == 0, agent.log()
+
+
+def test_absent_device_does_not_stop_the_agent(make_agent):
+    closed = free_port()  # nothing listens here: the device is "unplugged"
+    agent = make_agent(devices=[
+        {"id": "hb-missing", "kind": "sensor.heartbeat", "address": f"127.0.0.1:{closed}", "interval": 0.5},
+        {"id": "hb-ok", "kind": "sensor.heartbeat", "interval": 0.5},
+    ]).start()
+    with agent.client("associate") as c:
+        deadline = time.monotonic() + 10
+        while True:  # the supervisor reports state asynchronously; poll the public API
+            devices = {d["id"]: d for d in c.get("/v1/devices").json()}
+            if devices["hb-missing"]["state"] == "offline" and devices["hb-ok"]["state"] == "online":
+                break
+            assert time.monotonic() < deadline, devices
+            time.sleep(0.05)
+        health = c.get("/v1/health").json()
+    assert "cannot connect" in devices["hb-missing"]["last_error"]
+    assert health["status"] == "degraded"
+    assert agent.stop() == 0
+
+
+def test_watchdog_is_fed_when_systemd_asks_for_it(make_agent):
+    agent = make_agent(env={"WATCHDOG_USEC": "400000"}).start()  # 0.4 s: ping every 0.2 s
+    agent.wait_notice("WATCHDOG=1", timeout=5)
+    assert agent.stop() == 0
+
+
+def test_port_in_use_fails_fast_with_a_clear_message(make_agent):
+    first = make_agent().start()
+    second = make_agent(config=first.config)
+    second.config_path.write_text(yaml.safe_dump(first.config))
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(second.config_path),
+         "--data-dir", str(second.workdir / "data")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 1
+    assert f"cannot listen on {first.config['api']['listen']}" in out.stderr
+    assert "address already in use" in out.stderr.lower()
+    assert not (second.workdir / "data").exists()  # nothing was started
+    assert first.stop() == 0

@@ -1,0 +1,102 @@
+"""``make run``'s launcher and the ``edge-agent`` commands, as a user runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from support.agent import ROOT, TOKENS, free_port
+
+
+def _read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
+    """Read the process's stdout until a line contains ``marker``."""
+    # Raw reads on the fd: a buffered readline would hide data from select().
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and proc.poll() is None, f"no {marker!r} in:\n{seen.decode()}"
+        if sel.select(remaining):
+            seen += os.read(fd, 65536)
+    return seen.decode()
+
+
+def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
+    port, hb_port = free_port(), free_port()
+    config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
+    (tmp_path / "devices.yaml").write_text(config)
+    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
+         "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        banner = _read_until(proc, "Press Ctrl-C", 60)
+        assert f"http://127.0.0.1:{port}/docs" in banner
+        health = httpx.get(f"http://127.0.0.1:{port}/v1/health").json()
+        assert health["store"] == "store-001"
+        product = httpx.get(f"http://127.0.0.1:{port}/v1/products/6901234567892",
+                            headers={"Authorization": "Bearer demo-kiosk"})
+        assert product.status_code == 200
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=20)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "demo store stopped" in out
+
+
+def test_devices_command_prints_the_table(make_agent):
+    agent = make_agent().start()
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "devices", "--url", agent.url, "--token", TOKENS["console"]],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["ID", "KIND", "STATE"]
+    assert row.split()[:2] == ["heartbeat-1", "sensor.heartbeat"]
+
+
+def test_devices_command_explains_a_bad_token_and_a_dead_agent(make_agent):
+    agent = make_agent().start()
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "devices", "--url", agent.url, "--token", "wrong"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert bad.returncode == 1 and "401" in bad.stderr
+    dead = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "devices", "--url", f"http://127.0.0.1:{free_port()}",
+         "--token", "x"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert dead.returncode == 1 and "cannot reach" in dead.stderr
+
+
+def test_hash_token_matches_sha256():
+    out = subprocess.run([sys.executable, "-m", "edge_agent.cli", "hash-token", "s3cret"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == hashlib.sha256(b"s3cret").hexdigest()
+
+
+def test_catalog_import_reports_bad_items(tmp_path):
+    bad = tmp_path / "catalog.json"
+    bad.write_text('[{"sku": "A1", "name": "x", "price": "-1", "currency": "CNY"}]')
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "catalog-import", str(bad), "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert "item 0.price" in out.stderr

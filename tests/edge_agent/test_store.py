@@ -1,0 +1,179 @@
+"""The local store: migrations, durability settings, seq rules, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import StoreClosed, StoreError
+from edge_agent.store import Store
+from edge_agent.store.migrations import SCHEMA_VERSION
+from edge_agent.store.outbox import pending
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _started(path: Path) -> Store:
+    store = Store(path)
+    await store.start()
+    return store
+
+
+def test_start_migrates_and_sets_wal_and_full_sync(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        mode = await store.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        await store.stop()
+        return mode
+
+    assert run(main()) == "wal"
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"meta", "outbox", "products", "barcodes", "sales"} <= tables
+
+
+def test_writer_connection_uses_synchronous_full(tmp_path):
+    from edge_agent.store.db import connect
+
+    conn = connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_seq_starts_at_1_and_survives_restart(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        seqs = [(await store.emit("t", {"i": i})).seq for i in range(3)]
+        await store.stop()
+        store = await _started(tmp_path / "s.db")
+        seqs.append((await store.emit("t", {"i": 3})).seq)
+        events = await store.read(pending)
+        await store.stop()
+        return seqs, events
+
+    seqs, events = run(main())
+    assert seqs == [1, 2, 3, 4]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert [e.data["i"] for e in events] == [0, 1, 2, 3]
+    assert len({e.id for e in events}) == 4
+
+
+def test_failed_write_gives_its_seq_back_and_keeps_nothing(tmp_path):
+    def emit_then_fail(tx):
+        tx.emit("t", {"doomed": True})
+        tx.execute("INSERT INTO meta (key, value) VALUES ('x', 1)")
+        raise ValueError("business rule failed")
+
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        a = await store.emit("t", {"n": 1})
+        with pytest.raises(ValueError):
+            await store.write(emit_then_fail)
+        b = await store.emit("t", {"n": 2})
+        rows = await store.read(lambda c: c.execute("SELECT key FROM meta WHERE key = 'x'").fetchall())
+        events = await store.read(pending)
+        await store.stop()
+        return a, b, rows, events
+
+    a, b, rows, events = run(main())
+    assert (a.seq, b.seq) == (1, 2)  # no gap where the failed write was
+    assert rows == []
+    assert [e.data for e in events] == [{"n": 1}, {"n": 2}]
+
+
+def test_a_failing_writer_does_not_spoil_its_group(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+
+        def bad(tx):
+            tx.emit("t", {"bad": True})
+            raise RuntimeError("boom")
+
+        results = await asyncio.gather(
+            *[store.emit("t", {"i": i}) if i % 5 else store.write(bad) for i in range(40)],
+            return_exceptions=True,
+        )
+        events = await store.read(pending)
+        stats = store.stats
+        await store.stop()
+        return results, events, stats
+
+    results, events, stats = run(main())
+    good = [r for r in results if not isinstance(r, Exception)]
+    assert sum(isinstance(r, RuntimeError) for r in results) == 8
+    assert sorted(e.seq for e in good) == list(range(1, 33))
+    assert [e.seq for e in events] == list(range(1, 33))
+    assert all("bad" not in e.data for e in events)
+    assert stats.largest_group > 1  # concurrent writers shared commits
+
+
+def test_concurrent_writers_share_commits(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        await asyncio.gather(*[store.emit("t", {"i": i}) for i in range(320)])
+        stats = store.stats
+        await store.stop()
+        return stats
+
+    stats = run(main())
+    assert stats.writes == 320
+    assert stats.commits < 320 // 4
+
+
+def test_stop_commits_what_was_submitted_and_refuses_more(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        futures = [store.submit(lambda tx, i=i: tx.emit("t", {"i": i})) for i in range(50)]
+        await store.stop()
+        assert all(f.done() and f.exception() is None for f in futures)
+        with pytest.raises(StoreClosed):
+            store.submit(lambda tx: None)
+        store = await _started(tmp_path / "s.db")
+        n = await store.read(lambda c: c.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        await store.stop()
+        return n
+
+    assert run(main()) == 50
+
+
+def test_commit_listener_hears_the_last_seq(tmp_path):
+    heard: list[int] = []
+
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        store.add_commit_listener(heard.append)
+        await store.emit("t", {})
+        await store.write(lambda tx: tx.execute("SELECT 1"))  # no event: no call
+        await store.emit("t", {})
+        await store.stop()
+
+    run(main())
+    assert heard == [1, 2]
+
+
+def test_newer_schema_is_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+
+    async def main():
+        await Store(tmp_path / "s.db").start()
+
+    with pytest.raises(StoreError, match="newer than this agent"):
+        run(main())
+
+
+def test_unwritable_location_is_a_store_error(tmp_path):
+    (tmp_path / "file").write_text("")
+
+    async def main():
+        await Store(tmp_path / "file" / "s.db").start()
+
+    with pytest.raises(StoreError, match="cannot create the data directory"):
+        run(main())
