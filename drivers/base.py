@@ -9,6 +9,7 @@ supervisor (edge_agent/supervisor.py) marks the device, backs off and calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from abc import ABC, abstractmethod
@@ -107,5 +108,10 @@ class Driver(ABC):
         await asyncio.Event().wait()
 
     def busy(self) -> Any:
-        """Async context manager that shows the device as ``busy`` while a job runs."""
+        """Async context manager that shows the device as ``busy`` while a job runs.
+
+        Outside a supervisor (a driver driven directly, as in tests) it does nothing.
+        """
+        if self._busy_hook is None:
+            return contextlib.nullcontext()
         return self._busy_hook()

@@ -3,9 +3,13 @@
 Each owner loops: ``starting`` -> open -> ``online`` (health checks every
 ``check_interval`` and the driver's ``run``) -> on a DeviceError, ``offline``
 (not there) or ``error`` (there, but failing) -> wait a capped, jittered
-exponential backoff -> open again. A failure is logged once when it begins
-and once when the device recovers, not on every retry. Nothing a device does
-can stop the agent or another device.
+exponential backoff -> open again. Retries of a failing device stay in
+``offline``/``error`` (``since`` is when the failure began); the backoff starts
+over once the device is back online. A ``run()`` that returns ends the
+session like an unplug; any other exception is a driver bug and shows as
+``error``. A failure is logged once when it begins and once when the device
+recovers, not on every retry. Nothing a device does can stop the agent or
+another device.
 
 Everyone else reads ``snapshot()``: frozen ``DeviceSnapshot``s. State changes
 are published on the bus as ``device.state`` events.
@@ -24,7 +28,7 @@ from typing import Any
 
 from drivers.base import DeviceConfig, DeviceState, Driver, DriverContext
 from edge_agent.bus import EventBus, utcnow
-from edge_agent.errors import DeviceError, DeviceMissing, TransportClosed
+from edge_agent.errors import DeviceError, DeviceMissing, DeviceTimeout, TransportClosed
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +61,26 @@ class DeviceSnapshot:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff with jitter: ``initial * 2**n`` up to ``cap`` seconds."""
+    """Capped exponential backoff with jitter: ``initial * 2**n``, never above ``cap`` seconds."""
 
     initial: float = 0.5
     cap: float = 30.0
     jitter: float = 0.2
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        base = min(self.cap, self.initial * (2 ** min(attempt, 30)))
-        return base * (1 + random.uniform(-self.jitter, self.jitter))
+        """Seconds to wait before retry number ``attempt`` (0-based), jittered by +-``jitter``."""
+        base = min(self.cap, self.initial * (2 ** min(max(attempt, 0), 30)))
+        # Jitter spreads the retries of many devices that failed together (a
+        # power cut); the cap still holds, so at the cap jitter only shortens.
+        return max(0.0, min(self.cap, base * (1 + random.uniform(-self.jitter, self.jitter))))
 
 
 class DeviceOwner:
     """The one task that holds a device's driver; publishes its state."""
+
+    # Seconds stop() waits for the owner task to end (a driver that ignores
+    # cancellation must not hold up the agent's shutdown).
+    stop_timeout: float = 3.0
 
     def __init__(self, driver: Driver, bus: EventBus, backoff: Backoff):
         self.driver = driver
@@ -81,6 +91,7 @@ class DeviceOwner:
         self._snapshot = DeviceSnapshot(cfg.id, cfg.kind, DeviceState.OFFLINE, utcnow())
         self._task: asyncio.Task[None] | None = None
         self._failing_since: datetime | None = None
+        self._attempt = 0
         self._reopen = asyncio.Event()
         driver._busy_hook = self._busy
 
@@ -90,15 +101,24 @@ class DeviceOwner:
         return replace(self._snapshot, counters=dict(self.driver.ctx.counters))
 
     def start(self) -> None:
-        """Start the owner task."""
+        """Start the owner task (once; a second call while it runs does nothing)."""
+        if self._task is not None and not self._task.done():
+            return
         self._task = asyncio.create_task(self._loop(), name=f"device:{self._snapshot.id}")
 
     async def stop(self) -> None:
-        """Cancel the owner task and close the driver."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the owner task, wait for it (bounded) and close the driver."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            # asyncio.wait, not ``await task``: it never swallows a cancellation
+            # of stop() itself, and it bounds the wait.
+            await asyncio.wait({task}, timeout=self.stop_timeout)
+            if not task.done():
+                log.error("%s: owner task ignored cancellation for %.0f s; abandoning it",
+                          self._snapshot.id, self.stop_timeout)
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("%s: owner task had died", self._snapshot.id, exc_info=task.exception())
         await self._close()
 
     def reopen(self) -> None:
@@ -106,40 +126,60 @@ class DeviceOwner:
         self._reopen.set()
 
     def _set(self, state: DeviceState, error: str | None = None) -> None:
+        """Enter ``state``; publish ``device.state`` if the state or the error changed.
+
+        ``since`` moves only when the state changes. ``last_error`` is the most
+        recent failure and is kept after recovery, so a flapping device shows
+        why it last failed; a new failure replaces it.
+        """
         old = self._snapshot
-        if old.state == state and old.last_error == (error or old.last_error):
+        last_error = error if error is not None else old.last_error
+        if old.state == state and old.last_error == last_error:
             return
-        self._snapshot = replace(
-            old, state=state, since=utcnow() if old.state != state else old.since, last_error=error or old.last_error
-        )
+        since = utcnow() if old.state != state else old.since
+        self._snapshot = replace(old, state=state, since=since, last_error=last_error)
         self.bus.publish("device.state", {**self.snapshot.as_dict(), "previous": old.state.value})
 
     @contextlib.asynccontextmanager
     async def _busy(self) -> AsyncIterator[None]:
         async with self.lock:
-            self._set(DeviceState.BUSY)
+            # Only an online device turns busy: a job tried on an offline one
+            # must not make it look online when the job ends.
+            was_online = self._snapshot.state == DeviceState.ONLINE
+            if was_online:
+                self._set(DeviceState.BUSY)
             try:
                 yield
             finally:
-                if self._snapshot.state == DeviceState.BUSY:
+                if was_online and self._snapshot.state == DeviceState.BUSY:
                     self._set(DeviceState.ONLINE)
 
     async def _close(self) -> None:
+        """Close the driver; never raises (a driver bug in close must not kill the owner)."""
         try:
-            await asyncio.wait_for(self.driver.close(), self.driver.op_timeout)
-        except (DeviceError, OSError, asyncio.TimeoutError) as err:
+            async with asyncio.timeout(self.driver.op_timeout):
+                await self.driver.close()
+        except (DeviceError, OSError) as err:  # TimeoutError is an OSError
             log.debug("%s: close failed: %s", self._snapshot.id, err)
+        except Exception:  # noqa: BLE001 - close must not raise, even when it has a bug
+            log.debug("%s: close raised", self._snapshot.id, exc_info=True)
 
-    def _failed(self, err: Exception) -> None:
+    def _failed(self, err: BaseException, bug: bool = False) -> None:
+        """Mark the device failing; log only when the failure begins."""
         state = DeviceState.OFFLINE if isinstance(err, _ABSENT) else DeviceState.ERROR
         message = str(err) or type(err).__name__
+        if bug:
+            message = f"driver error: {type(err).__name__}: {message}"
         if self._failing_since is None:
             self._failing_since = utcnow()
-            log.warning("%s (%s): %s: %s", self._snapshot.id, self._snapshot.kind, state.value, message)
+            log.warning("%s (%s): %s: %s", self._snapshot.id, self._snapshot.kind, state.value, message,
+                        exc_info=err if bug else None)
         self.driver.ctx.count("failures")
         self._set(state, message)
 
     def _recovered(self) -> None:
+        """Mark the device online; log once if it had been failing."""
+        self._attempt = 0  # the next failure starts the backoff from the beginning
         if self._failing_since is not None:
             down = (utcnow() - self._failing_since).total_seconds()
             log.warning("%s (%s): back online after %.1f s", self._snapshot.id, self._snapshot.kind, down)
@@ -147,59 +187,85 @@ class DeviceOwner:
         self._set(DeviceState.ONLINE)
 
     async def _session(self) -> None:
-        """One open-to-failure session of the device."""
+        """One open-to-failure session; returns normally only for a requested reopen."""
         driver = self.driver
-        self._set(DeviceState.STARTING)
-        try:
-            await asyncio.wait_for(driver.open(), driver.op_timeout)
-        except asyncio.TimeoutError as err:
-            raise DeviceMissing(f"no answer while opening within {driver.op_timeout} s") from err
+        if self._failing_since is None:
+            # A retry of a failing device stays offline/error: flipping to
+            # ``starting`` on every retry would move ``since`` and flood the bus.
+            self._set(DeviceState.STARTING)
+        # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a
+        # cancellation that races with the inner call finishing, and stop()
+        # would then wait on an owner that never ends.
+        async with _deadline(driver.op_timeout, DeviceMissing,
+                             f"no answer while opening within {driver.op_timeout} s"):
+            await driver.open()
         self._recovered()
         runner = asyncio.create_task(driver.run(), name=f"device-run:{self._snapshot.id}")
+        reopen = asyncio.create_task(self._reopen.wait(), name=f"device-reopen:{self._snapshot.id}")
         try:
             while True:
-                reopen = asyncio.create_task(self._reopen.wait())
-                done, _ = await asyncio.wait(
-                    {runner, reopen}, timeout=driver.check_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-                reopen.cancel()
-                if runner in done:
+                await asyncio.wait({runner, reopen}, timeout=driver.check_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if runner.done():
+                    if runner.cancelled():  # only the driver itself can have done that
+                        raise RuntimeError("run() raised CancelledError")
                     runner.result()  # raises the driver's error, if any
-                    raise TransportClosed("the driver's session ended")
-                if self._reopen.is_set():
+                    raise TransportClosed("the driver's run() returned; the session ended")
+                if reopen.done():
                     return
                 async with self.lock:
-                    try:
-                        await asyncio.wait_for(driver.check(), driver.op_timeout)
-                    except asyncio.TimeoutError as err:
-                        raise DeviceError(f"health check took over {driver.op_timeout} s") from err
-                if self._snapshot.state == DeviceState.ERROR:
-                    self._recovered()
+                    async with _deadline(driver.op_timeout, DeviceTimeout,
+                                         f"health check took over {driver.op_timeout} s"):
+                        await driver.check()
         finally:
+            # Our own helper tasks end with the session, whatever ended it.
+            # asyncio.wait (not ``await runner``) so that a cancellation of this
+            # task, e.g. by stop(), is never swallowed here.
+            reopen.cancel()
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            await asyncio.wait({runner, reopen}, timeout=self.stop_timeout)
 
     async def _loop(self) -> None:
-        attempt = 0
         while True:
             self._reopen.clear()
             try:
                 await self._session()
-                attempt = 0  # an asked-for reopen: go straight back
             except (DeviceError, OSError) as err:
                 self._failed(err)
+            except asyncio.CancelledError as err:
+                if _being_cancelled():
+                    raise  # stop(): end the owner
+                # A CancelledError we did not ask for came out of the driver.
+                self._failed(err, bug=True)
             except Exception as err:  # noqa: BLE001 - a driver bug must not kill its owner
-                log.exception("%s: driver bug", self._snapshot.id)
-                self._failed(DeviceError(f"driver error: {type(err).__name__}: {err}"))
+                self._failed(err, bug=True)
             await self._close()
             if self._reopen.is_set():
-                attempt = 0
-                continue
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reopen.wait(), delay)
+                continue  # asked for: reopen at once, no backoff
+            delay = self.backoff.delay(self._attempt)
+            self._attempt += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._reopen.wait()
+
+
+@contextlib.asynccontextmanager
+async def _deadline(seconds: float, error: type[DeviceError], message: str) -> AsyncIterator[None]:
+    """Raise ``error(message)`` when the body runs over ``seconds``; the body's own errors pass."""
+    cm = asyncio.timeout(seconds)
+    try:
+        async with cm:
+            yield
+    except TimeoutError as err:
+        if cm.expired():
+            raise error(message) from err
+        raise
+
+
+def _being_cancelled() -> bool:
+    """True when the running task itself has been asked to cancel."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 DriverFactory = Callable[[DeviceConfig, DriverContext], Driver]

@@ -7,6 +7,7 @@ device (a FakeTransport), which is what the demo store uses.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from pydantic import Field
@@ -47,20 +48,38 @@ class HeartbeatSensor(Driver):
     def _make_transport(config: HeartbeatConfig) -> Transport:
         if config.address is None:
             beats = iter(range(1, 1 << 62))
-            return FakeTransport("tcp", replies=lambda data: protocol.pong(next(beats)) if data == protocol.PING else None)
+            return FakeTransport(
+                "tcp", replies=lambda data: protocol.pong(next(beats)) if data == protocol.PING else None
+            )
         return TcpTransport(config.address.host, config.address.port)
 
     async def open(self) -> None:
+        """Connect and make sure the device answers a ping."""
         await self.transport.open()
         await self.check()
 
     async def close(self) -> None:
+        """Disconnect; safe to call twice."""
         await self.transport.close()
 
     async def check(self) -> None:
+        """Ping once; DeviceTimeout without a PONG, DeviceProtocolError on a bad one."""
+        config: HeartbeatConfig = self.config  # type: ignore[assignment]
         await self.transport.write(protocol.PING)
-        line = await self.transport.read(64, timeout=self.config.timeout)  # type: ignore[attr-defined]
-        if not line:
-            raise DeviceTimeout(f"no PONG within {self.config.timeout} s")  # type: ignore[attr-defined]
-        self.last_beat = protocol.parse_pong(line)
+        self.last_beat = protocol.parse_pong(await self._read_line(config.timeout))
         self.ctx.count("beats")
+
+    async def _read_line(self, timeout: float) -> bytes:
+        """One reply line; a reply may arrive split over several reads."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            if len(line) > protocol.MAX_LINE:
+                break  # parse_pong names the overlong reply
+            remaining = deadline - loop.time()
+            chunk = await self.transport.read(protocol.MAX_LINE + 1, timeout=remaining) if remaining > 0 else b""
+            if not chunk:
+                raise DeviceTimeout(f"no PONG within {timeout} s" + (f" (got {line!r})" if line else ""))
+            line += chunk
+        return line

@@ -40,8 +40,8 @@ class HeartbeatEmulator:
                     self.beats += 1
                     writer.write(protocol.pong(self.beats))
                     await writer.drain()
-        except ConnectionError:
-            pass  # the agent hung up; nothing to clean but the set below
+        except (ConnectionError, ValueError):
+            pass  # the agent hung up, or sent a line over 64 KiB; either way drop it
         finally:
             self._conns.discard(writer)
             writer.close()
