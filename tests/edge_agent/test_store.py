@@ -177,3 +177,34 @@ def test_unwritable_location_is_a_store_error(tmp_path):
 
     with pytest.raises(StoreError, match="cannot create the data directory"):
         run(main())
+
+
+def test_a_group_that_breaks_its_transaction_fails_every_request_and_hangs_none(tmp_path):
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(tx):  # keeps the writer busy so that the next requests form one group
+        entered.set()
+        gate.wait(5)
+
+    def break_tx(tx):
+        tx.conn.execute("ROLLBACK")  # a write function that ends the transaction it was given
+
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        first = store.submit(hold)
+        assert await asyncio.to_thread(entered.wait, 5)
+        doomed = [store.write(break_tx), store.emit("t", {"i": 1}), store.emit("t", {"i": 2})]
+        tasks = [asyncio.ensure_future(d) for d in doomed]
+        await asyncio.sleep(0)  # let the tasks enqueue behind the held group
+        gate.set()
+        await asyncio.wrap_future(first)
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        after = await store.emit("t", {"i": 3})
+        await store.stop()
+        return results, after
+
+    results, after = run(main())
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert after.seq == 1  # nothing of the failed group was kept or numbered
