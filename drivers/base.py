@@ -75,6 +75,9 @@ class Driver(ABC):
     kind: ClassVar[str]
     Config: ClassVar[type[DeviceConfig]]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Remote actions the hub may ask for (hub/{store}/cmd), besides ``reopen``
+    # which every device has; ``command`` carries them out.
+    commands: ClassVar[frozenset[str]] = frozenset()
     reporting: ClassVar[Reporting] = Reporting.POLL
     # Seconds between health checks while online.
     check_interval: ClassVar[float] = 5.0
@@ -106,6 +109,10 @@ class Driver(ABC):
         nothing to do between checks.
         """
         await asyncio.Event().wait()
+
+    async def command(self, action: str, args: dict[str, Any]) -> Any:
+        """Carry out one of ``commands``; the result goes back to the hub as JSON."""
+        raise NotImplementedError(action)
 
     def busy(self) -> Any:
         """Async context manager that shows the device as ``busy`` while a job runs.

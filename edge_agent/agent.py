@@ -13,6 +13,8 @@ from edge_agent.bus import EventBus, utcnow
 from edge_agent.config import AgentConfig
 from edge_agent.store import Store
 from edge_agent.supervisor import Backoff, Supervisor
+from sync.downlink import Downlink
+from sync.link import HubLink, LinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class Agent:
         data_dir: Path,
         registry: dict[str, type[Driver]] | None = None,
         backoff: Backoff = Backoff(),
+        link_settings: LinkSettings = LinkSettings(),
     ):
         self.config = config
         self.data_dir = Path(data_dir)
@@ -35,18 +38,36 @@ class Agent:
         self.store = Store(self.data_dir / "store.db")
         self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff)
         self.started_at = utcnow()
+        self.downlink = Downlink(self, publish=self._publish)
+        self.link: HubLink | None = HubLink(
+            config, self.store, self.bus, self.supervisor, self.version, self.data_dir,
+            on_downlink=self.downlink.handle, settings=link_settings,
+        )
+
+    @property
+    def hub_online(self) -> bool:
+        """True while the MQTT link to the hub is connected."""
+        return self.link is not None and self.link.connected
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        if self.link is not None:
+            self.link.publish(topic, payload)
 
     async def start(self) -> None:
         """Open the store (migrating it), then bring up every device."""
         await self.store.start()
         await self.supervisor.start()
+        if self.link is not None:
+            await self.link.start()
         log.info(
             "store %s: agent %s up with %d device(s), data in %s",
             self.config.store.id, self.version, len(self.supervisor.owners), self.data_dir,
         )
 
     async def stop(self) -> None:
-        """Stop devices first (they may still write), then drain and close the store."""
+        """Leave the hub, stop devices (they may still write), then drain and close the store."""
+        if self.link is not None:
+            await self.link.stop()
         await self.supervisor.stop()
         await self.store.stop()
         log.info("store %s: agent stopped", self.config.store.id)

@@ -37,3 +37,13 @@ def running_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentPro
     agent.start()
     yield agent
     agent.close()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator:
+    """A real Mosquitto on a free loopback port, stopped by its PID afterwards."""
+    from support.mosquitto import Mosquitto
+
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()

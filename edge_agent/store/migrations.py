@@ -57,6 +57,25 @@ MIGRATIONS: list[list[str]] = [
             body           TEXT NOT NULL
         ) STRICT""",
     ],
+    # 3: what the hub sends down: pickup orders and member cards.
+    [
+        """CREATE TABLE orders (
+            order_id    TEXT PRIMARY KEY,
+            pickup_code TEXT NOT NULL,
+            member_id   TEXT,
+            lines       TEXT NOT NULL,
+            ready_by    TEXT,
+            status      TEXT NOT NULL DEFAULT 'new',
+            received_at TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE members (
+            member_id   TEXT PRIMARY KEY,
+            card        TEXT NOT NULL,
+            expires_at  TEXT,
+            received_at TEXT NOT NULL
+        ) STRICT""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

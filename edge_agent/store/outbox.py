@@ -50,3 +50,15 @@ def oldest_time(conn: sqlite3.Connection) -> str | None:
     """Time of the oldest unacknowledged event, or None."""
     row = conn.execute("SELECT time FROM outbox ORDER BY seq LIMIT 1").fetchone()
     return row[0] if row else None
+
+
+def acked_seq(conn: sqlite3.Connection) -> int:
+    """The highest seq the hub has acknowledged (events up to it are deleted)."""
+    return conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0]
+
+
+def acknowledge(conn: sqlite3.Connection, seq: int) -> int:
+    """Forget events up to ``seq`` (inside a write); returns how many were deleted."""
+    deleted = conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
+    conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'acked_seq'", (seq,))
+    return deleted

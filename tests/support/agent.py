@@ -41,11 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config_dict(port: int, devices: list[dict] | None = None, store_id: str = "store-test") -> dict:
+def config_dict(port: int, devices: list[dict] | None = None, store_id: str = "store-test",
+                hub_url: str | None = None) -> dict:
     """A valid devices.yaml as a dict, with one client per role."""
     return {
         "store": {"id": store_id, "name": "Test Store", "timezone": "Asia/Shanghai", "currency": "CNY"},
-        "hub": {"url": "mqtt://127.0.0.1:1883"},
+        # Nothing listens there unless a test passes its own broker's url.
+        "hub": {"url": hub_url or f"mqtt://127.0.0.1:{free_port()}"},
         "api": {
             "listen": f"127.0.0.1:{port}",
             "clients": [

@@ -32,7 +32,7 @@ async def health(request: Request) -> Health:
     depth = await agent.store.read(outbox.depth)
     devices_ok = all(d.state not in _UNWELL for d in agent.supervisor.snapshot())
     ok = devices_ok and agent.store.writer_alive
-    hub_online = bool(getattr(agent, "hub_online", False))
+    hub_online = agent.hub_online
     return Health(
         status="ok" if ok else "degraded",
         store=agent.config.store.id,

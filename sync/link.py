@@ -1,0 +1,376 @@
+"""The agent's MQTT 5 link to the hub: outbox drain, acks, presence, health.
+
+Delivery is at least once on the wire and exactly once in effect: the outbox
+keeps every event until ``hub/{store}/ack`` covers its seq, batches go out in
+seq order with their stored ids, and after a reconnect (or when the hub's ack
+stalls) everything unacknowledged is sent again from the last ack; the hub
+drops what it already has by ``(store, seq)``.
+
+paho runs its network loop in its own thread; its callbacks only hand work
+to the event loop (``call_soon_threadsafe``), so neither the API nor the
+devices ever wait on the hub. Nothing here blocks while the hub is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.bus import EventBus, utcnow
+from edge_agent.store import Store, outbox
+from sync import topics
+from edge_agent.logonce import LogOnce
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
+    from edge_agent.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+# The broker keeps our session (and the downlink sent while we are away) this long.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Tunables of the link; the defaults suit a store."""
+
+    batch_max_events: int = 500
+    batch_max_bytes: int = 256 * 1024
+    # Events sent but not yet acknowledged, at most: bounds what a reconnect resends.
+    window_events: int = 20_000
+    # No ack progress for this long while connected: resend from the last ack.
+    resend_after_s: float = 30.0
+    health_every_s: float = 60.0
+    # Device-state changes within this window go out as one health snapshot.
+    health_debounce_s: float = 1.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of an ``mqtt://`` or ``mqtts://`` URL."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "mqtts"
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+
+
+class HubLink:
+    """Owns the agent's MQTT client; ``start()`` returns at once, the link comes up on its own."""
+
+    def __init__(
+        self,
+        config: "AgentConfig",
+        store: Store,
+        bus: EventBus,
+        supervisor: "Supervisor",
+        version: str,
+        data_dir: Path,
+        on_downlink: Callable[[str, bytes], Any] | None = None,
+        settings: LinkSettings = LinkSettings(),
+    ):
+        self.config = config
+        self.store = store
+        self.bus = bus
+        self.supervisor = supervisor
+        self.version = version
+        self.data_dir = data_dir
+        self.settings = settings
+        self.topics = topics.StoreTopics(config.store.id)
+        self.on_downlink = on_downlink
+        self.connected = False
+        self.connected_since: datetime | None = None
+        self.last_error: str | None = None
+        self.stats = {"batches_sent": 0, "events_sent": 0, "resends": 0, "acks": 0, "bad_acks": 0}
+        self._client: mqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._health_due = asyncio.Event()
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._sent = 0     # highest seq published in this connection
+        self._acked = 0    # highest seq the hub acknowledged
+        self._last_progress = time.monotonic()
+        self._log_once = LogOnce(log)
+
+    # Life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the client and let it connect in the background."""
+        self._loop = asyncio.get_running_loop()
+        self._acked = await self.store.read(outbox.acked_seq)
+        self._sent = self._acked
+        self.store.add_commit_listener(lambda _seq: self._loop.call_soon_threadsafe(self._wake.set))
+        self._client = self._make_client()
+        host, port, _ = broker_address(self.config.hub.url)
+        self._client.connect_async(host, port, keepalive=self.config.hub.keepalive, clean_start=False,
+                                   properties=self._connect_properties())
+        self._client.loop_start()
+        self._tasks = [
+            asyncio.create_task(self._drain(), name="hub-drain"),
+            asyncio.create_task(self._receive(), name="hub-receive"),
+            asyncio.create_task(self._health_loop(), name="hub-health"),
+            asyncio.create_task(self._watch_devices(), name="hub-devices"),
+        ]
+
+    async def stop(self) -> None:
+        """Say offline (the Will only covers unclean ends), disconnect, stop the tasks."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        client = self._client
+        if client is None:
+            return
+        if self.connected:
+            info = client.publish(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
+            await asyncio.to_thread(info.wait_for_publish, 2)
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+
+    # The paho client -----------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        hub = self.config.hub
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{self.config.store.id}",
+                             protocol=mqtt.MQTTv5)
+        client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
+        client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
+        if hub.username:
+            client.username_pw_set(hub.username, self._password())
+        _, _, tls = broker_address(hub.url)
+        if tls:
+            client.tls_set(
+                ca_certs=str(hub.ca_file) if hub.ca_file else None,
+                certfile=str(hub.cert_file) if hub.cert_file else None,
+                keyfile=str(hub.key_file) if hub.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _password(self) -> str | None:
+        path = self.config.hub.password_file
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text().strip()
+        except OSError as err:
+            self.last_error = f"cannot read hub.password_file {path}: {err.strerror}"
+            log.error("hub: %s; connecting without a password", self.last_error)
+            return None
+
+    @staticmethod
+    def _connect_properties() -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        return props
+
+    # paho thread: hand everything to the event loop.
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._loop.call_soon_threadsafe(self._connect_failed, str(reason))
+            return
+        client.subscribe([(t, 1) for t in self.topics.subscriptions()])
+        self._loop.call_soon_threadsafe(self._connected)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._loop.call_soon_threadsafe(self._disconnected, str(reason))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._loop.call_soon_threadsafe(self._inbox.put_nowait, (msg.topic, msg.payload))
+
+    # Event loop side ------------------------------------------------------------
+
+    def _connected(self) -> None:
+        self.connected = True
+        self.connected_since = utcnow()
+        self.last_error = None
+        # Resend everything the hub has not acknowledged: it drops duplicates.
+        if self._sent > self._acked:
+            self.stats["resends"] += 1
+        self._sent = self._acked
+        self._last_progress = time.monotonic()
+        status = {"state": "online", "version": self.version, "since": self.connected_since.isoformat()}
+        self._client.publish(self.topics.status, json.dumps(status), qos=1, retain=True)
+        log.info("hub: connected to %s", self.config.hub.url)
+        self.bus.publish("hub.state", {"state": "online"})
+        self._wake.set()
+        self._health_due.set()
+
+    def _connect_failed(self, reason: str) -> None:
+        self.last_error = f"broker refused the connection: {reason}"
+        self._log_once.warning("connect", "hub: %s", self.last_error)
+
+    def _disconnected(self, reason: str) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            log.warning("hub: disconnected (%s); events wait in the outbox", reason)
+            self.bus.publish("hub.state", {"state": "offline", "reason": reason})
+
+    async def _drain(self) -> None:
+        """Publish unacknowledged events in seq order, within the window."""
+        s = self.settings
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(1.0, s.resend_after_s / 4))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self.connected:
+                continue
+            if self._sent > self._acked and time.monotonic() - self._last_progress > s.resend_after_s:
+                log.warning("hub: no ack for %.0f s; resending from seq %d", s.resend_after_s, self._acked + 1)
+                self.stats["resends"] += 1
+                self._sent = self._acked
+                self._last_progress = time.monotonic()
+            while self.connected and self._sent - self._acked < s.window_events:
+                after = self._sent
+                limit = min(s.batch_max_events, s.window_events - (self._sent - self._acked))
+                events = await self.store.read(lambda c: outbox.pending(c, after, limit))
+                if not events:
+                    break
+                for last_seq, count, payload in _batches(events, s.batch_max_bytes, self.topics.source):
+                    if not self.connected or not self._publish_batch(last_seq, count, payload):
+                        break
+
+    def _publish_batch(self, last_seq: int, count: int, payload: bytes) -> bool:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = topics.BATCH_CONTENT_TYPE
+        info = self._client.publish(self.topics.events, payload, qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False  # not connected after all: the reconnect resends from the last ack
+        self._sent = last_seq
+        self.stats["batches_sent"] += 1
+        self.stats["events_sent"] += count
+        return True
+
+    async def _receive(self) -> None:
+        while True:
+            topic, payload = await self._inbox.get()
+            kind = self.topics.downlink_kind(topic)
+            try:
+                if kind == "ack":
+                    await self._handle_ack(payload)
+                elif kind is not None and self.on_downlink is not None:
+                    await self.on_downlink(kind, payload)
+            except Exception:  # noqa: BLE001 - one bad message must not end the link
+                log.exception("hub: handling a message on %s failed", topic)
+
+    async def _handle_ack(self, payload: bytes) -> None:
+        try:
+            ack = topics.validate(topics.Ack, topics.decode_json(payload))
+        except topics.PayloadError as err:
+            self.stats["bad_acks"] += 1
+            self._log_once.warning(("ack", str(err)[:60]), "hub: bad ack ignored: %s", err)
+            return
+        if ack.seq > self.store.last_seq:
+            # The hub claims events this store never numbered: believing it
+            # would delete events the hub does not have.
+            self.stats["bad_acks"] += 1
+            self._log_once.warning(("ack", "ahead"), "hub: ack for seq %d ignored: the last seq assigned is %d",
+                                   ack.seq, self.store.last_seq)
+            return
+        if ack.seq <= self._acked:
+            return  # a repeated or late ack
+        seq = ack.seq
+        await self.store.write(lambda tx: outbox.acknowledge(tx.conn, seq))
+        self._acked = seq
+        self._sent = max(self._sent, seq)
+        self._last_progress = time.monotonic()
+        self.stats["acks"] += 1
+        self._wake.set()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish one uplink message at QoS 1 (command results); dropped while offline."""
+        if self._client is not None and self.connected:
+            self._client.publish(topic, payload, qos=1)
+
+    def resend_from(self, seq: int) -> int:
+        """Send again every event from ``seq`` on (a hub that lost data asks for it)."""
+        if seq <= self._acked:
+            raise ValueError(f"events up to {self._acked} were acknowledged and are no longer kept; "
+                             f"resend from {self._acked + 1} or later")
+        if seq > self.store.last_seq + 1:
+            raise ValueError(f"seq {seq} is past the last assigned seq {self.store.last_seq}")
+        self._sent = min(self._sent, seq - 1)
+        self._wake.set()
+        return seq
+
+    # Health ---------------------------------------------------------------------
+
+    async def _watch_devices(self) -> None:
+        sub = self.bus.subscribe("device.state", "hub.state")
+        try:
+            while True:
+                await sub.get()
+                await asyncio.sleep(self.settings.health_debounce_s)  # gather a burst of changes
+                self._health_due.set()
+        finally:
+            sub.close()
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._health_due.wait(), self.settings.health_every_s)
+            except asyncio.TimeoutError:
+                pass
+            self._health_due.clear()
+            if self.connected:
+                snapshot = await self.health_snapshot()
+                self._client.publish(self.topics.health, json.dumps(snapshot), qos=1, retain=True)
+
+    async def health_snapshot(self) -> dict[str, Any]:
+        """Every device's state, outbox depth and age, disk free, version."""
+        depth, oldest = await self.store.read(lambda c: (outbox.depth(c), outbox.oldest_time(c)))
+        now = utcnow()
+        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+        disk = shutil.disk_usage(self.data_dir)
+        return {
+            "store": self.config.store.id,
+            "version": self.version,
+            "time": now.isoformat(),
+            "devices": [d.as_dict() for d in self.supervisor.snapshot()],
+            "outbox_depth": depth,
+            "oldest_unacked_age_s": round(age, 1),
+            "last_seq": self.store.last_seq,
+            "acked_seq": self._acked,
+            "disk_free_bytes": disk.free,
+            # The agent has no reference clock of its own; the hub compares
+            # ``time`` with its own receipt time (CONTRACT: clock offset).
+            "clock_offset_s": None,
+        }
+
+
+def _batches(events: list[outbox.OutboxEvent], max_bytes: int, source: str) -> list[tuple[int, int, bytes]]:
+    """(last seq, count, payload) per batch of at most ``max_bytes`` (one event alone may exceed it)."""
+    out: list[tuple[int, int, bytes]] = []
+    parts: list[bytes] = []
+    size = 2
+    for e in events:
+        encoded = topics.encode_event(source, e)
+        if parts and size + len(encoded) + 1 > max_bytes:
+            out.append((e.seq - 1, len(parts), topics.join_batch(parts)))
+            parts, size = [], 2
+        parts.append(encoded)
+        size += len(encoded) + 1
+    if parts:
+        out.append((events[-1].seq, len(parts), topics.join_batch(parts)))
+    return out

@@ -1,0 +1,256 @@
+"""Every MQTT topic and payload of CONTRACT section 4, in one place.
+
+Nothing else in the code base formats a topic string or builds an envelope:
+the agent (sync/link.py) and the reference hub (sync/hub/) both use this.
+
+Uplink (agent to hub): ``edge/{store}/status`` (retained, Will),
+``edge/{store}/events`` (CloudEvents batches), ``edge/{store}/health``
+(retained), ``edge/{store}/cmd/res``. Downlink (hub to agent):
+``hub/{store}/ack``, ``hub/{store}/catalog``, ``hub/all/catalog``,
+``hub/{store}/stock``, ``hub/{store}/orders``, ``hub/{store}/members``,
+``hub/{store}/cmd``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_agent.store.outbox import OutboxEvent
+
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
+DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "cmd")
+_STORE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+class PayloadError(ValueError):
+    """A payload that does not parse or validate; the message says what is wrong."""
+
+
+class StoreTopics:
+    """The topics of one store."""
+
+    def __init__(self, store_id: str):
+        if not _STORE_RE.match(store_id):
+            raise ValueError(f"bad store id {store_id!r}")
+        self.store_id = store_id
+        up, down = f"edge/{store_id}", f"hub/{store_id}"
+        self.source = up
+        self.status = f"{up}/status"
+        self.events = f"{up}/events"
+        self.health = f"{up}/health"
+        self.cmd_res = f"{up}/cmd/res"
+        self.downlink = {kind: f"{down}/{kind}" for kind in DOWNLINK_KINDS}
+        self.all_catalog = "hub/all/catalog"
+
+    def subscriptions(self) -> list[str]:
+        """What the agent subscribes to: its own downlink and the chain-wide catalog."""
+        return [*self.downlink.values(), self.all_catalog]
+
+    def downlink_kind(self, topic: str) -> str | None:
+        """``ack``, ``catalog``, ... for one of this store's downlink topics; None otherwise."""
+        if topic == self.all_catalog:
+            return "catalog"
+        for kind, t in self.downlink.items():
+            if t == topic:
+                return kind
+        return None
+
+
+# The hub's side -------------------------------------------------------------
+
+def hub_events_subscription(group: str = "hub") -> str:
+    """The shared subscription by which hub workers split the stores' events."""
+    return f"$share/{group}/edge/+/events"
+
+
+HUB_STATUS_FILTER = "edge/+/status"
+HUB_HEALTH_FILTER = "edge/+/health"
+HUB_CMD_RES_FILTER = "edge/+/cmd/res"
+
+
+def store_of(topic: str) -> str | None:
+    """The store id in an ``edge/{store}/...`` topic, if it is a valid one."""
+    parts = topic.split("/")
+    if len(parts) >= 3 and parts[0] == "edge" and _STORE_RE.match(parts[1]):
+        return parts[1]
+    return None
+
+
+def hub_topic(store_id: str, kind: str) -> str:
+    """A downlink topic for one store (``kind`` in DOWNLINK_KINDS), or ``all`` for the chain."""
+    if kind not in DOWNLINK_KINDS:
+        raise ValueError(f"unknown downlink kind {kind!r}")
+    if store_id != "all" and not _STORE_RE.match(store_id):
+        raise ValueError(f"bad store id {store_id!r}")
+    return f"hub/{store_id}/{kind}"
+
+
+# Payloads --------------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event as this contract uses it (extensions allowed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=256)
+    type: str = Field(min_length=1, max_length=128)
+    time: datetime | None = None
+    datacontenttype: str | None = "application/json"
+    seq: int | None = Field(default=None, ge=1)
+    data: Any = None
+
+
+def cloudevent(store_source: str, event: OutboxEvent) -> dict[str, Any]:
+    """The wire form of one outbox event."""
+    return {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": store_source,
+        "type": event.type,
+        "time": event.time,
+        "datacontenttype": "application/json",
+        "seq": event.seq,
+        "data": event.data,
+    }
+
+
+def encode_event(store_source: str, event: OutboxEvent) -> bytes:
+    """One outbox event as CloudEvents JSON."""
+    return json.dumps(cloudevent(store_source, event), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def join_batch(encoded: list[bytes]) -> bytes:
+    """A CloudEvents JSON batch (an array) of already encoded events."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def encode_batch(store_source: str, events: list[OutboxEvent]) -> bytes:
+    """A CloudEvents JSON batch (an array) of outbox events."""
+    return join_batch([encode_event(store_source, e) for e in events])
+
+
+def decode_json(payload: bytes) -> Any:
+    """JSON from bytes, or PayloadError saying why not."""
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PayloadError(f"not JSON: {err}") from err
+    except RecursionError as err:
+        raise PayloadError("JSON nested too deeply") from err
+
+
+def decode_events(payload: bytes, max_events: int = 10_000) -> list[CloudEvent]:
+    """A batch (array) or a single CloudEvent; PayloadError on anything else."""
+    raw = decode_json(payload)
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise PayloadError("empty batch")
+    if len(items) > max_events:
+        raise PayloadError(f"batch of {len(items)} events is over the limit of {max_events}")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(CloudEvent.model_validate(item))
+        except ValidationError as err:
+            raise PayloadError(f"event {i}: {_first_error(err)}") from err
+    return out
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "payload"
+    return f"{loc}: {e['msg']}"
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    """``model.model_validate(data)`` with PayloadError instead of ValidationError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise PayloadError(_first_error(err)) from err
+
+
+class Ack(_Strict):
+    """``hub/{store}/ack``: every event up to ``seq`` is durable at the hub."""
+
+    seq: int = Field(ge=0)
+
+
+class Status(_Strict):
+    """``edge/{store}/status``, retained; the Will carries only ``state: offline``."""
+
+    state: Literal["online", "offline"]
+    version: str | None = None
+    since: datetime | None = None
+
+
+class Command(_Strict):
+    """``hub/{store}/cmd``."""
+
+    id: str = Field(min_length=1, max_length=128)
+    device: str = Field(min_length=1, max_length=64)
+    action: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandResult(BaseModel):
+    """``edge/{store}/cmd/res``: ``result`` when ok, ``error`` when not."""
+
+    id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+    def wire(self) -> bytes:
+        """JSON with ``result`` or ``error``, not both."""
+        body: dict[str, Any] = {"id": self.id, "ok": self.ok}
+        if self.ok:
+            body["result"] = self.result
+        else:
+            body["error"] = self.error
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+class StockSet(_Strict):
+    """``retail.stock.set``: the store's absolute count of a SKU, counted elsewhere."""
+
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(ge=0, le=10_000_000)
+
+
+class OrderLine(_Strict):
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(ge=1, le=9999)
+
+
+class OrderCreated(_Strict):
+    """``retail.order.created``: a pickup order for this store."""
+
+    order_id: str = Field(min_length=1, max_length=64)
+    pickup_code: str = Field(min_length=4, max_length=32)
+    member_id: str | None = Field(default=None, max_length=64)
+    lines: list[OrderLine] = Field(min_length=1, max_length=500)
+    ready_by: datetime | None = None
+
+
+class MemberCard(_Strict):
+    """``retail.member.arrived`` / ``retail.member.card``: no phone, no full name."""
+
+    member_id: str = Field(min_length=1, max_length=64)
+    tier: str = Field(max_length=32)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    points: int = Field(ge=0)
+    interests: list[str] = Field(default_factory=list, max_length=50)
+    expires_at: datetime | None = None

@@ -1,0 +1,200 @@
+"""The agent's hub link over a real Mosquitto: drain, acks, presence, outages, downlink."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+
+import pytest
+
+from support.agent import config_dict, free_port
+from support.hubclient import HubClient
+
+STORE = "store-test"
+
+
+def sale(code: str = "TOTE01") -> dict:
+    return {"client_sale_id": str(uuid.uuid4()), "lines": [{"code": code, "qty": 1}], "payment": {"method": "cash"}}
+
+
+@pytest.fixture
+def linked(make_agent, mosquitto):
+    """An agent with the demo catalog linked to the test's broker, and a hub client watching it."""
+    hub = HubClient(mosquitto.port, STORE)
+    agent = make_agent(config=config_dict(free_port(), hub_url=mosquitto.url))
+    agent.import_catalog()
+    agent.start()
+    yield agent, hub
+    hub.close()
+
+
+def wait_health(agent, pred, timeout=15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    with agent.client() as c:
+        while True:
+            h = c.get("/v1/health").json()
+            if pred(h):
+                return h
+            assert time.monotonic() < deadline, h
+            time.sleep(0.05)
+
+
+def test_sales_reach_the_hub_as_cloudevents_and_leave_on_ack(linked):
+    agent, hub = linked
+    assert hub.expect("status", lambda s: s["state"] == "online")["version"]
+    with agent.client("kiosk") as c:
+        sales = [c.post("/v1/sales", json=sale()).json() for _ in range(5)]
+    events = hub.events_until(sales[-1]["seq"])
+    assert [e["seq"] for e in events] == [s["seq"] for s in sales] == [1, 2, 3, 4, 5]
+    e = events[0]
+    assert e["specversion"] == "1.0" and e["source"] == f"edge/{STORE}"
+    assert e["type"] == "retail.sale.completed" and e["datacontenttype"] == "application/json"
+    assert e["data"]["client_sale_id"] == sales[0]["client_sale_id"]
+    assert {"sku", "qty", "unit_price"} <= set(e["data"]["lines"][0])
+    assert wait_health(agent, lambda h: h["hub"] == "online")["outbox_depth"] == 5
+    hub.ack(5)
+    wait_health(agent, lambda h: h["outbox_depth"] == 0)
+
+
+def test_broker_outage_blocks_nothing_and_loses_nothing(linked, mosquitto):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    hub.close()
+    mosquitto.stop()
+    with agent.client("kiosk") as c:
+        wait_health(agent, lambda h: h["hub"] == "offline")
+        started = time.monotonic()
+        seqs = [c.post("/v1/sales", json=sale()).json()["seq"] for _ in range(20)]
+        assert time.monotonic() - started < 5  # checkouts do not wait for the hub
+    mosquitto.start()
+    hub = HubClient(mosquitto.port, STORE)
+    try:
+        events = hub.events_until(seqs[-1], timeout=60)
+        got = sorted({e["seq"] for e in events})
+        assert got == list(range(1, 21))
+        hub.ack(20)
+        wait_health(agent, lambda h: h["outbox_depth"] == 0)
+    finally:
+        hub.close()
+
+
+def test_unacknowledged_events_are_resent_with_the_same_ids_after_reconnect(linked, mosquitto):
+    agent, hub = linked
+    with agent.client("kiosk") as c:
+        seqs = [c.post("/v1/sales", json=sale()).json()["seq"] for _ in range(3)]
+    first = {e["seq"]: e["id"] for e in hub.events_until(seqs[-1])}
+    hub.ack(1)
+    wait_health(agent, lambda h: h["outbox_depth"] == 2)
+    mosquitto.stop()  # the link drops with 2 and 3 unacknowledged
+    wait_health(agent, lambda h: h["hub"] == "offline")
+    mosquitto.start()
+    hub2 = HubClient(mosquitto.port, STORE)
+    try:
+        again = {e["seq"]: e["id"] for e in hub2.events_until(3, timeout=60)}
+    finally:
+        hub2.close()
+    assert min(again) == 2  # 1 was acknowledged: not resent
+    assert again[2] == first[2] and again[3] == first[3]
+
+
+def test_an_ack_for_a_seq_never_sent_is_ignored(linked):
+    agent, hub = linked
+    with agent.client("kiosk") as c:
+        c.post("/v1/sales", json=sale())
+    hub.events_until(1)
+    hub.ack(999)
+    hub.send("cmd", {"id": "probe", "device": "agent", "action": "status"})  # ordered after the ack
+    status = hub.expect("cmd/res", lambda r: r["id"] == "probe")["result"]
+    assert status["outbox_depth"] == 1 and status["acked_seq"] == 0
+    assert "ack for seq 999 ignored" in agent.log()
+
+
+def test_presence_online_then_offline_on_sigterm_and_will_on_sigkill(linked, make_agent, mosquitto):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    assert agent.stop(signal.SIGTERM) == 0
+    hub.expect("status", lambda s: s["state"] == "offline")
+    agent.start()
+    hub.expect("status", lambda s: s["state"] == "online")
+    agent.kill()
+    # No clean goodbye: the broker publishes the Will once the keepalive lapses
+    # or, here, at once because the TCP connection closed.
+    hub.expect("status", lambda s: s["state"] == "offline", timeout=60)
+
+
+def test_health_snapshot_is_retained_with_devices_and_outbox(linked):
+    agent, hub = linked
+    snap = hub.expect("health", lambda h: any(d["state"] == "online" for d in h["devices"]))
+    assert snap["store"] == STORE
+    assert {"outbox_depth", "oldest_unacked_age_s", "disk_free_bytes", "version", "devices"} <= set(snap)
+    assert snap["devices"][0]["id"] == "heartbeat-1"
+
+
+def test_commands_are_allowlisted_and_always_answered(linked):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    hub.send("cmd", {"id": "c1", "device": "heartbeat-1", "action": "reopen"})
+    assert hub.expect("cmd/res", lambda r: r["id"] == "c1") == {"id": "c1", "ok": True,
+                                                                "result": {"device": "heartbeat-1", "reopening": True}}
+    hub.send("cmd", {"id": "c2", "device": "heartbeat-1", "action": "format_disk"})
+    r = hub.expect("cmd/res", lambda r: r["id"] == "c2")
+    assert r["ok"] is False and "not allowed" in r["error"] and "reopen" in r["error"]
+    hub.send("cmd", {"id": "c3", "device": "nope", "action": "reopen"})
+    assert "no device 'nope'" in hub.expect("cmd/res", lambda r: r["id"] == "c3")["error"]
+    hub.send("cmd", b"{garbage")
+    assert hub.expect("cmd/res", lambda r: r["id"] == "")["ok"] is False
+    hub.send("cmd", {"id": "c4", "device": "agent", "action": "set_log_level", "args": {"level": "loud"}})
+    assert "args.level" in hub.expect("cmd/res", lambda r: r["id"] == "c4")["error"]
+    hub.send("cmd", {"id": "c5", "device": "agent", "action": "set_log_level", "args": {"level": "debug"}})
+    assert hub.expect("cmd/res", lambda r: r["id"] == "c5")["ok"] is True
+
+
+def test_resend_from_a_seq_sends_the_same_events_again(linked):
+    agent, hub = linked
+    with agent.client("kiosk") as c:
+        for _ in range(4):
+            c.post("/v1/sales", json=sale())
+    first = {e["seq"]: e["id"] for e in hub.events_until(4)}
+    hub.ack(1)
+    hub.send("cmd", {"id": "r1", "device": "agent", "action": "resend_from", "args": {"seq": 1}})
+    assert "acknowledged" in hub.expect("cmd/res", lambda r: r["id"] == "r1")["error"]
+    hub.send("cmd", {"id": "r2", "device": "agent", "action": "resend_from", "args": {"seq": 3}})
+    assert hub.expect("cmd/res", lambda r: r["id"] == "r2")["ok"] is True
+    again = {e["seq"]: e["id"] for e in hub.events_until(4)}
+    assert min(again) <= 3 and again[3] == first[3] and again[4] == first[4]
+
+
+def _catalog_event(sku: str, price: str, version: int, **extra) -> dict:
+    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "hub", "type": "retail.catalog.updated",
+            "data": {"sku": sku, "barcodes": [f"BC-{sku}"], "name": f"Item {sku}", "price": price,
+                     "currency": "CNY", "version": version, **extra}}
+
+
+def test_catalog_updates_apply_and_stale_versions_are_ignored(linked):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    hub.send("catalog", [_catalog_event("NEW-1", "10.00", 5)])
+    hub.send("catalog", _catalog_event("NEW-1", "8.00", 4), store="all")  # older: ignored
+    hub.send("catalog", [_catalog_event("NEW-1", "12.00", 6)], store="all")  # chain-wide, newer
+    hub.send("cmd", {"id": "sync", "device": "agent", "action": "status"})  # handled after the above
+    hub.expect("cmd/res", lambda r: r["id"] == "sync")
+    with agent.client("kiosk") as c:
+        p = c.get("/v1/products/BC-NEW-1").json()
+    assert p["price"] == "12.00" and p["version"] == 6
+
+
+def test_bad_downlink_payloads_raise_an_alert_and_keep_the_agent_up(linked):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    hub.send("catalog", b"\xff\xfe not json")
+    hub.send("stock", [{"specversion": "1.0", "id": "x", "source": "hub", "type": "retail.stock.set",
+                        "data": {"sku": "TOTE01", "qty": -5}}])
+    alerts = []
+    hub.expect("events", lambda batch: alerts.extend(e for e in batch if e["type"] == "retail.device.alert")
+               or len(alerts) >= 2)
+    assert alerts[0]["data"]["code"] == "bad_downlink" and "not JSON" in alerts[0]["data"]["message"]
+    assert "qty" in alerts[1]["data"]["message"]
+    with agent.client() as c:
+        assert c.get("/v1/health").status_code == 200
