@@ -89,6 +89,10 @@ class HubConfig(_Model):
     cert_file: Path | None = None
     key_file: Path | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
+    # Disk the outbox may use while the hub is away. Past it, telemetry
+    # (alerts, try-on sessions) is dropped oldest first; sales, returns and
+    # stock changes never are.
+    outbox_budget_mb: float = Field(default=1024, gt=0, le=1_000_000)
 
     @field_validator("url")
     @classmethod

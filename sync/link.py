@@ -96,7 +96,10 @@ class HubLink:
         self.connected = False
         self.connected_since: datetime | None = None
         self.last_error: str | None = None
-        self.stats = {"batches_sent": 0, "events_sent": 0, "resends": 0, "acks": 0, "bad_acks": 0}
+        self.stats = {"batches_sent": 0, "events_sent": 0, "resends": 0, "acks": 0, "bad_acks": 0,
+                      "telemetry_dropped": 0}
+        self.budget_bytes = int(config.hub.outbox_budget_mb * 1024 * 1024)
+        self.over_budget = False
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -234,6 +237,8 @@ class HubLink:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self.store.outbox_bytes > self.budget_bytes or self.over_budget:
+                await self._enforce_budget()
             if not self.connected:
                 continue
             if self._sent > self._acked and time.monotonic() - self._last_progress > s.resend_after_s:
@@ -291,12 +296,36 @@ class HubLink:
         if ack.seq <= self._acked:
             return  # a repeated or late ack
         seq = ack.seq
-        await self.store.write(lambda tx: outbox.acknowledge(tx.conn, seq))
+        _, freed = await self.store.write(lambda tx: outbox.acknowledge(tx.conn, seq))
+        self.store.outbox_bytes = max(0, self.store.outbox_bytes - freed)
         self._acked = seq
         self._sent = max(self._sent, seq)
         self._last_progress = time.monotonic()
         self.stats["acks"] += 1
         self._wake.set()
+
+    async def _enforce_budget(self) -> None:
+        """Past the budget, drop telemetry oldest first; say so once per episode."""
+        excess = self.store.outbox_bytes - self.budget_bytes
+        if excess > 0:
+            dropped, freed = await self.store.write(lambda tx: outbox.drop_telemetry(tx.conn, excess))
+            self.store.outbox_bytes -= freed
+            self.stats["telemetry_dropped"] += dropped
+            if dropped:
+                self._health_due.set()
+                self._log_once.warning("budget-drop", "hub: outbox over its %g MB budget: dropped %d telemetry "
+                                       "event(s), oldest first", self.config.hub.outbox_budget_mb, dropped)
+        over = self.store.outbox_bytes > self.budget_bytes
+        if over and not self.over_budget:
+            data = {"device": "hub-link", "severity": "critical", "code": "outbox_over_budget",
+                    "message": f"the outbox holds {self.store.outbox_bytes} bytes of business events, over its "
+                               f"budget of {self.budget_bytes}; nothing is dropped, the disk fills"}
+            log.error("hub: %s", data["message"])
+            await self.store.emit("retail.device.alert", data)
+            self.bus.publish("alert.raised", data)
+        if over != self.over_budget:
+            self.over_budget = over
+            self._health_due.set()
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish one uplink message at QoS 1 (command results); dropped while offline."""
@@ -353,6 +382,10 @@ class HubLink:
             "last_seq": self.store.last_seq,
             "acked_seq": self._acked,
             "disk_free_bytes": disk.free,
+            "outbox_bytes": self.store.outbox_bytes,
+            "outbox_budget_bytes": self.budget_bytes,
+            "telemetry_dropped": self.stats["telemetry_dropped"],
+            "over_budget": self.over_budget,
             # The agent has no reference clock of its own; the hub compares
             # ``time`` with its own receipt time (CONTRACT: clock offset).
             "clock_offset_s": None,

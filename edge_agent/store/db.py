@@ -37,6 +37,7 @@ import sqlite_utils
 from edge_agent.bus import utcnow
 from edge_agent.errors import StoreClosed, StoreError
 from edge_agent.store.migrations import migrate
+from edge_agent.store import outbox as outbox_rows
 from edge_agent.store.outbox import OutboxEvent, Priority
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,10 @@ class Tx:
         event = OutboxEvent(seq, uuid7(), type, utcnow().isoformat(), data, priority)
         self.conn.execute(
             "INSERT INTO outbox (seq, id, type, time, priority, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (event.seq, event.id, event.type, event.time, priority, _ENCODE(data)),
+            (event.seq, event.id, event.type, event.time, priority, encoded := _ENCODE(data)),
         )
         self._store._last_seq = seq
+        self._store.outbox_bytes += len(encoded) + outbox_rows.ROW_OVERHEAD
         return event
 
 
@@ -174,6 +176,9 @@ class Store:
         self._read_lock = threading.Lock()
         self._listeners: list[Callable[[int], None]] = []
         self._last_seq = 0
+        # Approximate bytes the outbox holds: counted at start, added to by
+        # emit, taken from by whoever deletes rows (the hub link).
+        self.outbox_bytes = 0
         self._closed = True
 
     # Life cycle ------------------------------------------------------------
@@ -273,6 +278,7 @@ class Store:
             conn = connect(self.path)
             migrate(sqlite_utils.Database(conn))
             self._last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+            self.outbox_bytes = outbox_rows.usage(conn)[1]
         except Exception as err:  # noqa: BLE001 - handed to start() which raises it
             ready.set_exception(StoreError(f"cannot open {self.path}: {err}"))
             return

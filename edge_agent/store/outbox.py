@@ -57,8 +57,48 @@ def acked_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0]
 
 
-def acknowledge(conn: sqlite3.Connection, seq: int) -> int:
-    """Forget events up to ``seq`` (inside a write); returns how many were deleted."""
-    deleted = conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
+def acknowledge(conn: sqlite3.Connection, seq: int) -> tuple[int, int]:
+    """Forget events up to ``seq`` (inside a write); returns (events, bytes) freed."""
+    n, data = conn.execute(
+        "SELECT count(*), coalesce(sum(length(data)), 0) FROM outbox WHERE seq <= ?", (seq,)
+    ).fetchone()
+    conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
     conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'acked_seq'", (seq,))
-    return deleted
+    return n, data + n * ROW_OVERHEAD
+
+
+DROPPED_TYPE = "retail.telemetry.dropped"
+# What a row costs beyond its data: the seq, id (36 bytes plus its index
+# entry), type, time and b-tree overhead; measured close enough for a budget.
+ROW_OVERHEAD = 160
+
+
+def usage(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(events, approximate bytes) the outbox holds."""
+    n, data = conn.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM outbox").fetchone()
+    return n, data + n * ROW_OVERHEAD
+
+
+def drop_telemetry(conn: sqlite3.Connection, bytes_to_free: int, chunk: int = 1000) -> tuple[int, int]:
+    """Turn the oldest telemetry events into small tombstones until ``bytes_to_free``
+    are freed (inside a write); returns (events dropped, bytes freed).
+
+    A tombstone keeps its seq and id, so the hub still sees a gapless sequence,
+    and says what was dropped instead of the event itself.
+    """
+    dropped = freed = 0
+    while freed < bytes_to_free:
+        rows = conn.execute(
+            "SELECT seq, type, length(data) FROM outbox WHERE priority = ? AND type != ? ORDER BY seq LIMIT ?",
+            (Priority.TELEMETRY, DROPPED_TYPE, chunk),
+        ).fetchall()
+        if not rows:
+            break
+        for seq, type_, size in rows:
+            tomb = json.dumps({"dropped_type": type_, "reason": "outbox budget reached"})
+            conn.execute("UPDATE outbox SET type = ?, data = ? WHERE seq = ?", (DROPPED_TYPE, tomb, seq))
+            dropped += 1
+            freed += max(0, size - len(tomb))
+            if freed >= bytes_to_free:
+                break
+    return dropped, freed

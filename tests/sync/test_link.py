@@ -198,3 +198,39 @@ def test_bad_downlink_payloads_raise_an_alert_and_keep_the_agent_up(linked):
     assert "qty" in alerts[1]["data"]["message"]
     with agent.client() as c:
         assert c.get("/v1/health").status_code == 200
+
+
+def test_outbox_budget_drops_telemetry_first_and_never_sales(make_agent, mosquitto):
+    hub = HubClient(mosquitto.port, STORE)
+    config = config_dict(free_port(), hub_url=mosquitto.url)
+    config["hub"]["outbox_budget_mb"] = 0.02  # 20 KiB
+    agent = make_agent(config=config)
+    agent.import_catalog()
+    agent.start()
+    try:
+        hub.expect("status", lambda s: s["state"] == "online")
+        with agent.client("kiosk") as c:
+            sales = [c.post("/v1/sales", json=sale()).json()["seq"] for _ in range(10)]
+        for i in range(150):  # each bad payload becomes a ~300-byte telemetry alert; the hub never acks
+            hub.send("stock", f"not json {i} ".encode() + b"x" * 300)
+        hub.expect("health", lambda h: h["telemetry_dropped"] > 0, timeout=30)
+        for _ in range(120):  # business events alone now pass the budget: kept, and said so
+            c = agent.client("kiosk")
+            sales.append(c.post("/v1/sales", json=sale()).json()["seq"])
+            c.close()
+        hub.expect("health", lambda h: h["over_budget"], timeout=30)
+        hub.send("cmd", {"id": "s", "device": "agent", "action": "resend_from", "args": {"seq": 1}})
+        events: dict[int, dict] = {}
+
+        def complete(batch: list[dict]) -> bool:
+            events.update((e["seq"], e) for e in batch)
+            return (set(sales) <= set(events)
+                    and any(e["type"] == "retail.telemetry.dropped" for e in events.values())
+                    and any(e["data"].get("code") == "outbox_over_budget" for e in events.values()))
+
+        hub.expect("events", complete, timeout=30)
+        assert all(events[s]["type"] == "retail.sale.completed" for s in sales)  # no sale was dropped
+        assert all(e["data"]["dropped_type"] == "retail.device.alert"
+                   for e in events.values() if e["type"] == "retail.telemetry.dropped")
+    finally:
+        hub.close()
