@@ -183,6 +183,18 @@ class AgentConfig(_Model):
     api: ApiConfig = ApiConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _username_is_store(self) -> "AgentConfig":
+        # The hub's ACL (systemd/mosquitto/acl.example) lets a login publish
+        # only under edge/{username}/: any other name connects fine and then
+        # has every batch refused.
+        if self.hub.username is not None and self.hub.username != self.store.id:
+            raise ValueError(
+                f"hub.username {self.hub.username!r} differs from store.id {self.store.id!r}; the hub lets a store "
+                "publish only under edge/{username}/, so use the store id as the username"
+            )
+        return self
+
 
 # Reading YAML with lines ----------------------------------------------------
 

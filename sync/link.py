@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The broker keeps our session (and the downlink sent while we are away) this long.
-SESSION_EXPIRY_S = 7 * 24 * 3600
+# The broker keeps our session (and the downlink sent while we are away) this
+# long; matches persistent_client_expiration in systemd/mosquitto/edge-hub.conf.example.
+SESSION_EXPIRY_S = 14 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,8 @@ class HubLink:
                              protocol=mqtt.MQTTv5)
         client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
         client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
-        if hub.username:
-            client.username_pw_set(hub.username, self._password())
+        # The hub's ACL knows a store by its login: the store id (systemd/mosquitto/acl.example).
+        client.username_pw_set(hub.username or self.config.store.id, self._password())
         _, _, tls = broker_address(hub.url)
         if tls:
             client.tls_set(
@@ -164,8 +165,11 @@ class HubLink:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         return client
 
     def _password(self) -> str | None:
@@ -193,6 +197,26 @@ class HubLink:
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._loop.call_soon_threadsafe(self._connected)
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho swallows the socket or TLS error itself and tells us only this.
+        self._loop.call_soon_threadsafe(
+            self._connect_failed,
+            f"cannot connect to {self.config.hub.url} (network down, broker not running, or TLS: check "
+            "hub.ca_file/cert_file and that the hub's certificate names the host in hub.url)",
+        )
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: list, props: Any) -> None:
+        refused = [str(c) for c in codes if c.is_failure]
+        if refused:
+            self._loop.call_soon_threadsafe(self._refused, f"the broker refused the downlink subscriptions: "
+                                            f"{', '.join(refused)}")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            # Mosquitto answers a publish its ACL forbids with PUBACK 0x87 and drops it.
+            self._loop.call_soon_threadsafe(self._refused, f"the broker refused a publish: {reason}; check that "
+                                            "hub.username is this store's id and the hub's ACL")
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._loop.call_soon_threadsafe(self._disconnected, str(reason))
 
@@ -218,8 +242,12 @@ class HubLink:
         self._health_due.set()
 
     def _connect_failed(self, reason: str) -> None:
-        self.last_error = f"broker refused the connection: {reason}"
-        self._log_once.warning("connect", "hub: %s", self.last_error)
+        self.last_error = reason if reason.startswith("cannot") else f"broker refused the connection: {reason}"
+        self._log_once.warning(("connect", self.last_error), "hub: %s", self.last_error)
+
+    def _refused(self, reason: str) -> None:
+        self.last_error = reason
+        self._log_once.error(("refused", reason), "hub: %s", reason)
 
     def _disconnected(self, reason: str) -> None:
         was = self.connected

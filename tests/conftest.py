@@ -47,3 +47,19 @@ def mosquitto(tmp_path: Path) -> Iterator:
     broker = Mosquitto(tmp_path / "mosquitto").start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One throwaway PostgreSQL server for the whole run, stopped by its PID."""
+    from support.postgres import Postgres
+
+    server = Postgres(tmp_path_factory.mktemp("postgres")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty PostgreSQL database on the throwaway server."""
+    return postgres_server.database()

@@ -372,3 +372,10 @@ def test_host_port_round_trips(text: str, host: str, port: int) -> None:
 def test_host_port_rejects(text: object, piece: str) -> None:
     with pytest.raises(ValueError, match=re.escape(piece)):
         HostPort.model_validate(text)
+
+
+def test_hub_username_must_be_the_store_id():
+    text = "store:\n  id: store-001\n  name: S\nhub:\n  username: store-002\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "d.yaml", {})
+    assert "hub.username 'store-002' differs from store.id 'store-001'" in err.value.problems[0]

@@ -234,3 +234,10 @@ def test_outbox_budget_drops_telemetry_first_and_never_sales(make_agent, mosquit
                    for e in events.values() if e["type"] == "retail.telemetry.dropped")
     finally:
         hub.close()
+
+
+def test_an_unreachable_hub_is_explained_in_health(make_agent):
+    agent = make_agent().start()  # config_dict points the hub at a port nothing listens on
+    h = wait_health(agent, lambda h: h["hub_error"] is not None)
+    assert h["hub"] == "offline" and "cannot connect to mqtt://127.0.0.1:" in h["hub_error"]
+    assert agent.log().count("hub: cannot connect") == 1  # logged once, not per retry

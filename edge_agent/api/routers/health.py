@@ -23,6 +23,7 @@ class Health(BaseModel):
     hub: Literal["online", "offline"]
     outbox_depth: int
     version: str
+    hub_error: str | None = None
 
 
 @router.get("/v1/health", response_model=Health)
@@ -39,4 +40,5 @@ async def health(request: Request) -> Health:
         hub="online" if hub_online else "offline",
         outbox_depth=depth,
         version=agent.version,
+        hub_error=None if hub_online or agent.link is None else agent.link.last_error,
     )
