@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	scripts/system-packages.sh run
 	$(PY) -m edge_agent.demo
 
 test: $(STAMP)
+	scripts/system-packages.sh test
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 
 from edge_agent.store import Store, outbox
 from edge_agent.store.outbox import DROPPED_TYPE, Priority

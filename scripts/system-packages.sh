@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Debian packages that `make test` and `make run` need: installed when
+# missing and we are root; otherwise named, with the command to install them.
+#   mosquitto   the MQTT broker of the demo hub and of the sync tests
+#   postgresql  the hub's PostgreSQL tests start a throwaway server
+#   openssl     the TLS tests make a throwaway CA
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+if [ "${1:-}" = test ]; then
+  command -v openssl >/dev/null || need+=(openssl)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

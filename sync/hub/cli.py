@@ -1,0 +1,236 @@
+"""``edge-hub``: run the reference hub, publish downlink messages, send commands, list stores.
+
+Exit codes: 0 done; 1 failed (broker or database unreachable, the store
+answered a command with an error, a fatal hub error); 2 bad arguments or
+input file; 3 a command got no answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sync.hub.broker import DEFAULT_BROKER, parse_broker_url
+from sync.hub.db import DEFAULT_DB, StoreRow, open_db
+from sync.hub.errors import BrokerURLError, HubDBError
+from sync.hub.publish import (
+    MEMBER_TYPES,
+    Downlink,
+    DownlinkError,
+    catalog_items,
+    member_event,
+    order_event,
+    publish_catalog,
+    publish_event,
+    stock_event,
+)
+from sync.topics import PayloadError, decode_json
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    print(f"edge-hub: {msg}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one hub worker until SIGTERM or SIGINT."""
+    from sync.hub.service import HubService
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    svc = HubService(parse_broker_url(args.broker), args.db, group=args.group, client_id=args.client_id,
+                     session_expiry=args.session_expiry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        svc.start()
+    except HubDBError as err:
+        _err(str(err))
+        return EXIT_FAIL
+    announced = False
+    # Signals land in this thread; a short wait keeps it responsive to them.
+    while not stop.wait(0.2):
+        if svc.wait(0):
+            break
+        if not announced and svc.wait_ready(0):
+            print(f"edge-hub: connected to {svc.broker} as {svc.client_id} (group {svc.group}), "
+                  f"db {svc.db.url if svc.db else args.db}", flush=True)
+            announced = True
+    svc.stop()
+    s = svc.stats
+    print(f"edge-hub: stopped; {s.batches} batches, {s.events} events stored, {s.duplicates} duplicates, "
+          f"{s.rejected} refused, {s.acks} acks", flush=True)
+    if svc.fatal:
+        _err(svc.fatal)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _read_json(path: str) -> Any:
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    return decode_json(data)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish a catalog, a stock count, an order or a member card."""
+    broker = parse_broker_url(args.broker)
+    if args.what == "catalog":
+        items, dropped = catalog_items(_read_json(args.file))
+        if dropped:
+            _err(f"left out key(s) not in a catalog item: {', '.join(sorted(dropped))}")
+        topic = publish_catalog(broker, args.store, items)
+        print(f"published {len(items)} catalog item(s) to {topic}")
+        return EXIT_OK
+    if args.what == "stock":
+        payload, kind = stock_event(args.sku, args.qty), "stock"
+    elif args.what == "order":
+        payload, kind = order_event(_read_json(args.file)), "orders"
+    else:
+        payload, kind = member_event(_read_json(args.file), args.kind), "members"
+    print(f"published to {publish_event(broker, args.store, kind, payload)}")
+    return EXIT_OK
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    """Send a command to a store's device and print the answer."""
+    broker = parse_broker_url(args.broker)
+    try:
+        cmd_args = json.loads(args.args) if args.args else {}
+    except json.JSONDecodeError as err:
+        _err(f"--args is not JSON: {err}")
+        return EXIT_USAGE
+    if not isinstance(cmd_args, dict):
+        _err("--args must be a JSON object, e.g. '{\"copies\": 1}'")
+        return EXIT_USAGE
+    db = open_db(args.db) if args.db else None
+    try:
+        with Downlink(broker) as d:
+            res = d.command(args.store, args.device, args.action, cmd_args, timeout=args.timeout, db=db)
+    finally:
+        if db is not None:
+            db.close()
+    if res is None:
+        _err(f"no answer from store {args.store} within {args.timeout:g} s")
+        return EXIT_TIMEOUT
+    print(res.wire().decode())
+    return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _age(at: str | None, now: datetime) -> str:
+    if not at:
+        return "-"
+    secs = int((now - datetime.fromisoformat(at)).total_seconds())
+    return f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
+
+
+def format_stores(rows: list[StoreRow], now: datetime | None = None) -> str:
+    """The ``edge-hub stores`` table."""
+    now = now or datetime.now(timezone.utc)
+    table = [("STORE", "STATUS", "SINCE", "ACKED", "EVENTS", "OPEN GAPS", "HEALTH AGE", "REFUSED")]
+    for r in rows:
+        table.append((r.store, r.status or "-", (r.since or "-")[:19], str(r.contiguous), str(r.events),
+                      str(r.open_gaps), _age(r.health_at, now), str(r.rejected)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+
+
+def cmd_stores(args: argparse.Namespace) -> int:
+    """Print every store the hub has heard from."""
+    db = open_db(args.db)
+    try:
+        rows = db.stores()
+    finally:
+        db.close()
+    print(format_stores(rows) if rows else "no store has reported yet")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``edge-hub``."""
+    env_broker = os.environ.get("EDGE_HUB_URL") or DEFAULT_BROKER
+    env_db = os.environ.get("EDGE_HUB_DB") or DEFAULT_DB
+    p = argparse.ArgumentParser(prog="edge-hub", description="The chain's reference hub for edge agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def broker_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--broker", default=env_broker, help=f"mqtt://HOST:PORT (default {env_broker}; $EDGE_HUB_URL)")
+
+    run = sub.add_parser("run", help="ingest every store's events and acknowledge them")
+    broker_opt(run)
+    run.add_argument("--db", default=env_db, help=f"sqlite:///FILE or postgresql://... (default {env_db}; $EDGE_HUB_DB)")
+    run.add_argument("--group", default="hub", help="shared-subscription group: workers of one group split the stores")
+    run.add_argument("--client-id", default=None,
+                     help="MQTT client id, stable across restarts and distinct per worker (default edge-hub-GROUP-HOST)")
+    run.add_argument("--session-expiry", type=int, default=24 * 3600, metavar="S",
+                     help="how long the broker keeps messages for this worker while it is down (default 86400)")
+    run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    run.set_defaults(func=cmd_run)
+
+    pub = sub.add_parser("publish", help="publish catalog, stock, an order or a member card")
+    what = pub.add_subparsers(dest="what", required=True)
+    cat = what.add_parser("catalog", help="a JSON list of catalog items, one retail.catalog.updated each")
+    cat.add_argument("file")
+    cat.add_argument("--store", required=True, help="a store id, or all")
+    stock = what.add_parser("stock", help="retail.stock.set: the store's absolute count of a SKU")
+    stock.add_argument("--store", required=True)
+    stock.add_argument("--sku", required=True)
+    stock.add_argument("--qty", required=True, type=int)
+    order = what.add_parser("order", help="retail.order.created from a JSON file (- for stdin)")
+    order.add_argument("file")
+    order.add_argument("--store", required=True)
+    member = what.add_parser("member", help="retail.member.arrived from a JSON file (- for stdin)")
+    member.add_argument("file")
+    member.add_argument("--store", required=True)
+    member.add_argument("--kind", choices=tuple(MEMBER_TYPES), default="arrived")
+    for sp in (cat, stock, order, member):
+        broker_opt(sp)
+    pub.set_defaults(func=cmd_publish)
+
+    cmd = sub.add_parser("cmd", help="send a command to a device of a store and wait for the answer")
+    broker_opt(cmd)
+    cmd.add_argument("--store", required=True)
+    cmd.add_argument("--device", required=True)
+    cmd.add_argument("--action", required=True)
+    cmd.add_argument("--args", default=None, help="JSON object of arguments")
+    cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+    cmd.add_argument("--db", default=env_db, help="where to record the command; '' for nowhere")
+    cmd.set_defaults(func=cmd_cmd)
+
+    stores = sub.add_parser("stores", help="table of stores: status, acknowledged seq, gaps, health age")
+    stores.add_argument("--db", default=env_db)
+    stores.set_defaults(func=cmd_stores)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edge-hub`` console script."""
+    args = build_parser().parse_args(argv)
+    store = getattr(args, "store", None)
+    if store is not None and store == "all" and getattr(args, "what", None) != "catalog":
+        _err("only a catalog goes to all stores; give one store id")
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (BrokerURLError, PayloadError, ValueError) as err:
+        _err(str(err))
+        return EXIT_USAGE
+    except OSError as err:
+        _err(f"cannot read {getattr(err, 'filename', None) or 'input'}: {err.strerror or err}")
+        return EXIT_USAGE
+    except (DownlinkError, HubDBError) as err:
+        _err(str(err))
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""One hub worker: MQTT in, database, acknowledgements out.
+
+The paho network thread only queues what arrives. A worker thread takes
+everything waiting (up to ``max_group`` messages), stores it in ONE
+transaction, and after the commit publishes ``hub/{store}/ack`` for every
+store it touched and only then sends the MQTT PUBACKs (``manual_ack``). So
+the broker keeps a message until the hub has committed it: a worker killed
+at any point has its unacknowledged messages redelivered by the broker when
+its persistent session reconnects, and the ``(store, seq)`` key makes the
+redelivery harmless.
+
+Several workers with the same ``group`` share ``$share/{group}/edge/+/events``.
+Mosquitto hands out messages round-robin, not by store, so two batches of
+one store may be stored by two workers in either order; the per-store row
+lock in db.py and the contiguous walk put them back in order, and a hole
+that one worker sees only until the other commits is not worth a warning:
+gaps are logged once, when still open after ``gap_grace`` seconds.
+Status, health and command results are plain (not shared) subscriptions:
+retained messages are never delivered to shared subscriptions, and every
+worker writing the same row is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from sync.hub.broker import BrokerURL, make_client, parse_broker_url
+from sync.hub.db import HubDB, Tx, open_db
+from sync.hub.errors import BatchRejected, HubDBError
+from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
+from sync.topics import (
+    HUB_CMD_RES_FILTER,
+    HUB_HEALTH_FILTER,
+    HUB_STATUS_FILTER,
+    Ack,
+    CommandResult,
+    PayloadError,
+    Status,
+    decode_json,
+    hub_events_subscription,
+    hub_topic,
+    store_of,
+    validate,
+)
+
+log = logging.getLogger("sync.hub")
+_STOP = object()
+_SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another client connected with our client id
+_SHORT_CONNECTION = 5.0  # seconds; see _on_disconnect
+_MAX_SMALL_PAYLOAD = 256 * 1024  # status, health and cmd/res are small; anything bigger is refused
+
+
+def default_client_id(group: str) -> str:
+    """``edge-hub-{group}-{host}``: stable across restarts, so the broker keeps the session."""
+    return f"edge-hub-{group}-{socket.gethostname()}"[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    conn: int  # which connection delivered it: a PUBACK only makes sense on that one
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters since start, printed by ``edge-hub run`` when it stops."""
+
+    batches: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    acks: int = 0
+    groups: int = 0
+
+
+class _Throttle:
+    """True at most once per ``interval`` seconds per key: log a flood once, not per message."""
+
+    def __init__(self, interval: float = 60.0, max_keys: int = 10_000):
+        self.interval, self.max_keys = interval, max_keys
+        self._last: dict[Any, float] = {}
+        self.suppressed: Counter[Any] = Counter()
+
+    def __call__(self, key: Any) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self.suppressed[key] += 1
+            return False
+        if len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one group of messages does to the database, sorted by store before it runs."""
+
+    ops: list[tuple[str, int, Callable[[Tx], Any]]] = field(default_factory=list)
+
+
+class HubService:
+    """One hub worker process's MQTT client, worker thread and database."""
+
+    def __init__(self, broker: str | BrokerURL, db: str | HubDB, *, group: str = "hub",
+                 client_id: str | None = None, session_expiry: int = 24 * 3600,
+                 max_group: int = 500, gap_grace: float = 10.0, max_batch_bytes: int = MAX_BATCH_BYTES):
+        self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
+        self._db_arg = db
+        self.group = group
+        self.client_id = client_id or default_client_id(group)
+        self.session_expiry = session_expiry
+        self.max_group = max_group
+        self.gap_grace = gap_grace
+        self.max_batch_bytes = max_batch_bytes
+        self.stats = HubStats()
+        self.db: HubDB | None = None
+        self.fatal: str | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._stopping = threading.Event()
+        self._conn_gen = 0
+        self._client: mqtt.Client | None = None
+        self._worker: threading.Thread | None = None
+        self._throttle = _Throttle()
+        self._db_down_since: float | None = None
+        self._connected_at: float | None = None
+        self._short_connections = 0
+
+    # Life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the database, connect (retrying in the background) and start the worker."""
+        self.db = open_db(self._db_arg) if isinstance(self._db_arg, str) else self._db_arg
+        client = make_client(self.broker, self.client_id, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        # The broker keeps the session (subscriptions and QoS 1 messages queued for us)
+        # this long after we drop, so a worker restart loses nothing.
+        props.SessionExpiryInterval = self.session_expiry
+        self._client = client
+        self._worker = threading.Thread(target=self._work, name="hub-worker", daemon=True)
+        self._worker.start()
+        client.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=False, properties=props)
+        client.loop_start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once connected and subscribed (or False on timeout or a fatal error)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if self.fatal or self._done.is_set():
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the service ended on its own (a fatal error); True if it did."""
+        return self._done.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the messages already taken, acknowledge them, disconnect (the session stays)."""
+        self._stopping.set()
+        if self._worker is not None:
+            self._queue.put(_STOP)
+            self._worker.join(timeout)
+            self._worker = None
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self._done.set()
+
+    # Network thread: only queue ---------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            if self._throttle(("connect", str(reason_code))):
+                log.error("broker %s refused the connection: %s", self.broker, reason_code)
+            return
+        self._conn_gen += 1
+        self._connected_at = time.monotonic()
+        log.info("connected to %s as %s (session %s)", self.broker, self.client_id,
+                 "resumed" if flags.session_present else "new")
+        # Subscribe even when the session was resumed: Mosquitto 2.0 does not restore
+        # shared subscriptions from its persistence file after a broker restart.
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters()])
+
+    def _filters(self) -> list[str]:
+        return [hub_events_subscription(self.group), HUB_STATUS_FILTER, HUB_HEALTH_FILTER, HUB_CMD_RES_FILTER]
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if self._throttle(("connect_fail",)):
+            log.warning("cannot reach the broker %s; retrying (events wait in the stores meanwhile)", self.broker)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list, properties: Any) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            self.fatal = f"broker {self.broker} refused the hub's subscriptions: {', '.join(failed)}"
+            log.error("%s", self.fatal)
+            self._done.set()
+            return
+        log.info("subscribed to %s", ", ".join(self._filters()))
+        self._ready.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code == _SESSION_TAKEN_OVER:
+            # Two workers with one client id would take the session from each other forever.
+            self.fatal = (f"another process connected to {self.broker} with client id {self.client_id}; "
+                          "give every hub worker its own --client-id")
+            log.error("%s", self.fatal)
+            client.disconnect()  # and do not reconnect: it would take the session back
+            self._done.set()
+            return
+        if self._done.is_set() or self._worker is None:
+            return
+        log.warning("lost the broker %s (%s); reconnecting", self.broker, reason_code)
+        # Mosquitto 2.0 closes a taken-over session's socket without saying why:
+        # a connection that keeps dropping right after it opened is the sign.
+        short = self._connected_at is not None and time.monotonic() - self._connected_at < _SHORT_CONNECTION
+        self._short_connections = self._short_connections + 1 if short else 0
+        if self._short_connections >= 3 and self._throttle(("flapping",)):
+            log.error("the broker closed the connection right after it opened, %d times in a row; if another "
+                      "process uses client id %s, give every hub worker its own --client-id",
+                      self._short_connections, self.client_id)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(_Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self._conn_gen))
+
+    # Worker thread --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        gap_check_every = min(1.0, self.gap_grace)
+        next_gap_check = time.monotonic() + gap_check_every
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=gap_check_every)
+            except queue.Empty:
+                first = None
+            group: list[_Incoming] = []
+            item = first
+            while item is not None:
+                if item is _STOP:
+                    stopping = True
+                    break
+                group.append(item)
+                if len(group) >= self.max_group:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            if group:
+                try:
+                    self._process(group)
+                except Exception:
+                    # A bug, not a bad payload (those are refused in _plan): keep the worker
+                    # alive; the group stays unacknowledged and comes back on the next connection.
+                    log.exception("could not process %d message(s); they stay with the broker", len(group))
+            if time.monotonic() >= next_gap_check:
+                next_gap_check = time.monotonic() + gap_check_every
+                self._report_gaps()
+
+    def _process(self, group: list[_Incoming]) -> None:
+        plan = _Plan()
+        for msg in group:
+            self._plan(msg, plan)
+        # Stores in sorted order: two workers on PostgreSQL take row locks in the same order.
+        plan.ops.sort(key=lambda op: (op[0], op[1]))
+        results: list[IngestResult] = []
+        while plan.ops:
+            try:
+                with self.db.transaction() as tx:  # type: ignore[union-attr]
+                    results = [res for _, _, op in plan.ops if isinstance(res := op(tx), IngestResult)]
+                break
+            except HubDBError as err:
+                # Nothing is acknowledged: keep the group and retry until the database is back.
+                if self._db_down_since is None:
+                    self._db_down_since = time.monotonic()
+                    log.error("cannot store %d message(s): %s; retrying, nothing is acknowledged meanwhile",
+                              len(group), err)
+                if self._stopping.is_set():
+                    log.warning("stopping with %d message(s) not stored; the broker will deliver them again",
+                                len(group))
+                    return
+                self._stopping.wait(0.5)
+        if self._db_down_since is not None:
+            log.info("database back after %.0f s", time.monotonic() - self._db_down_since)
+            self._db_down_since = None
+        self.stats.groups += 1
+        client = self._client
+        if client is None:
+            return
+        acks: dict[str, int] = {}
+        for res in results:
+            self._count(res)
+            self._log_result(res)
+            acks[res.store] = res.contiguous  # the last batch of a store in the group has the final value
+        for store, seq in acks.items():
+            if seq > 0:
+                client.publish(hub_topic(store, "ack"), Ack(seq=seq).model_dump_json().encode(), qos=1)
+                self.stats.acks += 1
+        # PUBACK last: until now the broker still holds every message of the group.
+        for msg in group:
+            if msg.qos > 0 and msg.conn == self._conn_gen:
+                client.ack(msg.mid, msg.qos)
+
+    def _count(self, res: IngestResult) -> None:
+        self.stats.batches += 1
+        self.stats.events += res.inserted
+        self.stats.duplicates += res.duplicates
+        self.stats.conflicts += len(res.conflicts)
+
+    def _log_result(self, res: IngestResult) -> None:
+        for seq, kept, refused in res.conflicts:
+            if self._throttle((res.store, "conflict")):
+                log.warning("%s: seq %d came again with another event id %s; kept the first one, %s",
+                            res.store, seq, refused, kept)
+        for a, b in res.gaps_opened:
+            log.debug("%s: seq %d..%d missing; acknowledging up to %d", res.store, a, b, res.contiguous)
+        for a, b in res.gaps_closed:
+            log.debug("%s: seq %d..%d arrived; acknowledged up to %d", res.store, a, b, res.contiguous)
+
+    def _report_gaps(self) -> None:
+        before = (datetime.now(timezone.utc) - timedelta(seconds=self.gap_grace)).isoformat(timespec="milliseconds")
+        try:
+            with self.db.transaction() as tx:  # type: ignore[union-attr]
+                gaps = tx.report_gaps(before)
+        except HubDBError:
+            return  # _process logs the database being down
+        for g in gaps:
+            log.warning("%s: events %d..%d still missing after %.0f s; acknowledgements stop below %d "
+                        "until the store sends them again", g.store, g.first, g.last, self.gap_grace, g.first)
+
+    # Parsing: each message becomes an operation on the transaction -------------------
+
+    def _plan(self, msg: _Incoming, plan: _Plan) -> None:
+        store = store_of(msg.topic)
+        if store is None:
+            self._refuse(plan, None, msg, BatchRejected("topic", f"topic {msg.topic!r} names no valid store"))
+            return
+        topics = store_topics(store)
+        try:
+            if msg.topic == topics.events:
+                rows = parse_batch(store, msg.payload, max_bytes=self.max_batch_bytes)
+                plan.ops.append((store, len(plan.ops), lambda tx, s=store, r=rows: tx.ingest(s, r)))
+            elif msg.topic == topics.status:
+                self._plan_status(store, msg.payload, plan)
+            elif msg.topic == topics.health:
+                self._plan_health(store, msg.payload, plan)
+            elif msg.topic == topics.cmd_res:
+                self._plan_cmd_res(store, msg.payload, plan)
+            else:
+                raise BatchRejected("topic", f"unexpected topic {msg.topic}")
+        except BatchRejected as err:
+            self._refuse(plan, store, msg, err)
+        except PayloadError as err:
+            self._refuse(plan, store, msg, BatchRejected("payload", f"{msg.topic}: {err}"))
+
+    def _small(self, payload: bytes) -> Any:
+        if len(payload) > _MAX_SMALL_PAYLOAD:
+            raise BatchRejected("size", f"payload of {len(payload)} bytes is over the {_MAX_SMALL_PAYLOAD} byte limit")
+        return decode_json(payload)
+
+    def _plan_status(self, store: str, payload: bytes, plan: _Plan) -> None:
+        if not payload:
+            return  # a cleared retained status: nothing to record
+        st = validate(Status, self._small(payload))
+        since = (st.since.isoformat() if st.since else None) or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        plan.ops.append((store, len(plan.ops), lambda tx: tx.set_status(store, st.state, st.version, since)))
+
+    def _plan_health(self, store: str, payload: bytes, plan: _Plan) -> None:
+        if not payload:
+            return
+        snap = self._small(payload)
+        if not isinstance(snap, dict):
+            raise BatchRejected("payload", "health snapshot is not a JSON object")
+        text = json.dumps(snap, separators=(",", ":"), ensure_ascii=False)
+        plan.ops.append((store, len(plan.ops), lambda tx: tx.set_health(store, text)))
+
+    def _plan_cmd_res(self, store: str, payload: bytes, plan: _Plan) -> None:
+        res = validate(CommandResult, self._small(payload))
+        result = None if res.result is None else json.dumps(res.result, ensure_ascii=False)
+        plan.ops.append((store, len(plan.ops), lambda tx: tx.command_result(res.id, store, res.ok, result, res.error)))
+
+    def _refuse(self, plan: _Plan, store: str | None, msg: _Incoming, err: BatchRejected) -> None:
+        self.stats.rejected += 1
+        key = (store or msg.topic, err.reason)
+        first = self._throttle(key)
+        if first:
+            more = self._throttle.suppressed.pop(key, 0)
+            log.warning("%s: refused a message on %s (%d bytes): %s%s", store or "?", msg.topic, len(msg.payload),
+                        err, f" ({more} more like it since the last warning)" if more else "")
+        name = store or msg.topic[:200]
+
+        def op(tx: Tx) -> None:
+            if store is not None:
+                tx.count_rejected(store)
+            if first:  # quarantine as often as we log: a flood cannot fill the disk
+                tx.quarantine(name, err.reason, str(err), msg.payload)
+        plan.ops.append((name, len(plan.ops), op))
