@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -34,6 +33,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.store import Store, outbox
 from sync import topics
+from sync.brokerurl import parse_broker_url
 from edge_agent.logonce import LogOnce
 
 if TYPE_CHECKING:
@@ -62,13 +62,6 @@ class LinkSettings:
     health_debounce_s: float = 1.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of an ``mqtt://`` or ``mqtts://`` URL."""
-    parts = urlsplit(url)
-    tls = parts.scheme == "mqtts"
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
 
 
 class HubLink:
@@ -121,8 +114,8 @@ class HubLink:
         self._sent = self._acked
         self.store.add_commit_listener(lambda _seq: self._loop.call_soon_threadsafe(self._wake.set))
         self._client = self._make_client()
-        host, port, _ = broker_address(self.config.hub.url)
-        self._client.connect_async(host, port, keepalive=self.config.hub.keepalive, clean_start=False,
+        broker = parse_broker_url(self.config.hub.url)
+        self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive, clean_start=False,
                                    properties=self._connect_properties())
         self._client.loop_start()
         self._tasks = [
@@ -156,8 +149,7 @@ class HubLink:
         client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
         # The hub's ACL knows a store by its login: the store id (systemd/mosquitto/acl.example).
         client.username_pw_set(hub.username or self.config.store.id, self._password())
-        _, _, tls = broker_address(hub.url)
-        if tls:
+        if parse_broker_url(hub.url).tls:
             client.tls_set(
                 ca_certs=str(hub.ca_file) if hub.ca_file else None,
                 certfile=str(hub.cert_file) if hub.cert_file else None,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+import uuid
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -123,6 +124,22 @@ def cloudevent(store_source: str, event: OutboxEvent) -> dict[str, Any]:
         "datacontenttype": "application/json",
         "seq": event.seq,
         "data": event.data,
+    }
+
+
+HUB_SOURCE = "hub"
+
+
+def hub_event(type_: str, data: Any) -> dict[str, Any]:
+    """A hub-made CloudEvent for the downlink (not numbered: downlink events carry no seq)."""
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": HUB_SOURCE,
+        "type": type_,
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "datacontenttype": "application/json",
+        "data": data,
     }
 
 

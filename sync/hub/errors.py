@@ -1,7 +1,7 @@
 """One error tree for the reference hub.
 
     HubError                       anything the hub raises on purpose
-    ├── BrokerURLError             a --broker URL that does not parse (a ValueError too)
+    (BrokerURLError, from sync/brokerurl.py: a --broker URL that does not parse; a ValueError)
     ├── HubDBError                 the hub's database failed; the batch is not acknowledged
     │   └── DBDriverMissing        postgresql:// asked for, psycopg not installed
     └── BatchRejected              an inbound payload the hub refuses (a topics.PayloadError too)
@@ -12,15 +12,14 @@ connect errors (OSError) to a message in cli.py, always ``raise ... from err``.
 
 from __future__ import annotations
 
+from sync.brokerurl import BrokerURLError  # shared with the agent's link
 from sync.topics import PayloadError
+
+__all__ = ["HubError", "BrokerURLError", "HubDBError", "DBDriverMissing", "BatchRejected"]
 
 
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
-
-
-class BrokerURLError(HubError, ValueError):
-    """The broker URL is not ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``."""
 
 
 class HubDBError(HubError):

@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from sync import topics
 from sync.hub.broker import BrokerURL, make_client
 from sync.hub.db import HubDB
 from sync.topics import (
@@ -38,7 +38,7 @@ from sync.topics import (
     validate,
 )
 
-HUB_SOURCE = "hub"
+HUB_SOURCE = topics.HUB_SOURCE
 CATALOG_REQUIRED = ("sku", "name", "price", "version")
 CATALOG_KEYS = ("sku", "barcodes", "name", "price", "currency", "promo", "rating", "reviews", "stock_online", "version")
 MEMBER_TYPES = {"arrived": "retail.member.arrived", "card": "retail.member.card"}
@@ -46,20 +46,6 @@ MEMBER_TYPES = {"arrived": "retail.member.arrived", "card": "retail.member.card"
 
 class DownlinkError(Exception):
     """The broker could not be reached or did not take the message in time."""
-
-
-def _hub_event(type_: str, data: Any) -> dict[str, Any]:
-    # A hub-made CloudEvent (no seq: downlink events are not numbered).
-    # Belongs in sync/topics.py next to cloudevent(), which builds the agent's.
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": HUB_SOURCE,
-        "type": type_,
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
 
 
 def _dumps(obj: Any) -> bytes:
@@ -89,24 +75,24 @@ def catalog_items(raw: Any) -> tuple[list[dict[str, Any]], set[str]]:
 
 def catalog_batch(items: list[dict[str, Any]]) -> bytes:
     """A CloudEvents batch of ``retail.catalog.updated``, one event per item."""
-    return _dumps([_hub_event("retail.catalog.updated", item) for item in items])
+    return _dumps([topics.hub_event("retail.catalog.updated", item) for item in items])
 
 
 def stock_event(sku: str, qty: int) -> bytes:
     """``retail.stock.set``: the store's absolute count of a SKU."""
-    return _dumps(_hub_event("retail.stock.set", StockSet(sku=sku, qty=qty).model_dump(mode="json")))
+    return _dumps(topics.hub_event("retail.stock.set", StockSet(sku=sku, qty=qty).model_dump(mode="json")))
 
 
 def order_event(raw: Any) -> bytes:
     """``retail.order.created``, validated with OrderCreated (PayloadError says what is wrong)."""
     order = validate(OrderCreated, raw)
-    return _dumps(_hub_event("retail.order.created", order.model_dump(mode="json")))
+    return _dumps(topics.hub_event("retail.order.created", order.model_dump(mode="json")))
 
 
 def member_event(raw: Any, kind: str = "arrived") -> bytes:
     """``retail.member.arrived`` (or ``.card``), validated with MemberCard."""
     card = validate(MemberCard, raw)
-    return _dumps(_hub_event(MEMBER_TYPES[kind], card.model_dump(mode="json")))
+    return _dumps(topics.hub_event(MEMBER_TYPES[kind], card.model_dump(mode="json")))
 
 
 def _props(content_type: str) -> Properties:
