@@ -1,9 +1,10 @@
 """``make run``: the demo store on one machine.
 
-Starts the device emulators the demo devices.yaml points at, loads the demo
-catalog, runs ``edge-agent run`` as a child process, waits for its sd_notify
-READY=1, prints where to look, and on Ctrl-C (or SIGTERM) stops everything
-and exits 0.
+Starts a hub (a local Mosquitto on a free port and the reference hub,
+``edge-hub run``, with its database in the data dir), the device emulators
+the demo devices.yaml points at, loads the demo catalog, runs ``edge-agent
+run`` linked to that hub, waits for its sd_notify READY=1, prints where to
+look, and on Ctrl-C (or SIGTERM) stops everything in order and exits 0.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from drivers.heartbeat.emulator import HeartbeatEmulator
 from edge_agent import catalog, config
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
+from sync.localbroker import LocalMosquitto, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TOKENS = {"kiosk": "demo-kiosk", "associate": "demo-associate", "console": "demo-console", "admin": "demo-admin"}
@@ -66,6 +68,43 @@ async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, tim
     raise SystemExit(f"the agent did not become ready within {timeout:.0f} s")
 
 
+async def _start_hub(broker_url: str, data_dir: Path) -> asyncio.subprocess.Process:
+    """``edge-hub run`` on the demo broker; returns once it says it is connected."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", f"sqlite:///{data_dir}/hub.db",
+        "--client-id", "demo-hub", stdout=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise SystemExit(f"the demo hub exited with {await proc.wait()}; see its log above")
+        if line.startswith(b"edge-hub: connected"):
+            break
+    # Keep its stdout flowing (a full pipe would stall it).
+    asyncio.create_task(_forward(proc.stdout))
+    return proc
+
+
+async def _forward(stream: asyncio.StreamReader) -> None:
+    while line := await stream.readline():
+        sys.stdout.write(line.decode(errors="replace"))
+
+
+async def _stop(proc: asyncio.subprocess.Process | None, timeout: float = 12) -> bool:
+    """SIGTERM, wait, SIGKILL if it will not go; True if it stopped by itself."""
+    if proc is None or proc.returncode is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return False
+
+
 async def main(config_path: Path, data_dir: Path) -> int:
     """Run the demo store until interrupted."""
     try:
@@ -75,6 +114,16 @@ async def main(config_path: Path, data_dir: Path) -> int:
         return 2
     data_dir.mkdir(parents=True, exist_ok=True)
     n = await _load_catalog(data_dir, ROOT / "demo" / "catalog.json")
+    broker: LocalMosquitto | None = None
+    hub: asyncio.subprocess.Process | None = None
+    hub_url = cfg.hub.url
+    if mosquitto_binary() is None:
+        print("mosquitto is not installed (apt-get install mosquitto): running without a hub; "
+              "events wait in the outbox", file=sys.stderr)
+    else:
+        broker = LocalMosquitto(data_dir / "broker").start()
+        hub_url = broker.url
+        hub = await _start_hub(hub_url, data_dir)
     emulators = await _emulators(cfg)
 
     sockdir = tempfile.mkdtemp(prefix="edge-demo-")
@@ -89,7 +138,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path), "--data-dir", str(data_dir),
-        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+        env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
         start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
     )
     code = 0
@@ -103,6 +152,13 @@ async def main(config_path: Path, data_dir: Path) -> int:
             f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
             f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
             f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
+            + (f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
+               f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
+               f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "
+               f"--device heartbeat-1 --action reopen\n"
+               f"  New price     .venv/bin/edge-hub publish catalog demo/price-change.json --broker {hub_url} "
+               f"--store all\n" if hub else "")
+            + 
             f"  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
@@ -118,14 +174,12 @@ async def main(config_path: Path, data_dir: Path) -> int:
         print(err, file=sys.stderr)
         code = 1
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 12)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-                code = 1
+        # The agent first (it says goodbye to the hub), then the hub, then the broker.
+        if not await _stop(proc):
+            code = 1
+        await _stop(hub)
+        if broker is not None:
+            broker.stop()
         for emu in emulators:
             await emu.stop()
         sock.close()

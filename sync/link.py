@@ -104,6 +104,7 @@ class HubLink:
         self._acked = 0    # highest seq the hub acknowledged
         self._last_progress = time.monotonic()
         self._log_once = LogOnce(log)
+        self._stopping = False
 
     # Life cycle --------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class HubLink:
 
     async def stop(self) -> None:
         """Say offline (the Will only covers unclean ends), disconnect, stop the tasks."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -244,7 +246,7 @@ class HubLink:
     def _disconnected(self, reason: str) -> None:
         was = self.connected
         self.connected = False
-        if was:
+        if was and not self._stopping:
             log.warning("hub: disconnected (%s); events wait in the outbox", reason)
             self.bus.publish("hub.state", {"state": "offline", "reason": reason})
 

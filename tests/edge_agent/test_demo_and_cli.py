@@ -44,7 +44,11 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
     try:
         banner = _read_until(proc, "Press Ctrl-C", 60)
         assert f"http://127.0.0.1:{port}/docs" in banner
-        health = httpx.get(f"http://127.0.0.1:{port}/v1/health").json()
+        assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
+        deadline = time.monotonic() + 20
+        while (health := httpx.get(f"http://127.0.0.1:{port}/v1/health").json())["hub"] != "online":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.05)
         assert health["store"] == "store-001"
         product = httpx.get(f"http://127.0.0.1:{port}/v1/products/6901234567892",
                             headers={"Authorization": "Bearer demo-kiosk"})
@@ -56,6 +60,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
             proc.kill()
     assert proc.returncode == 0, out
     assert "demo store stopped" in out
+    assert "edge-hub: stopped" in out
 
 
 def test_devices_command_prints_the_table(make_agent):
