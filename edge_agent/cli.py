@@ -35,6 +35,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
         return 2
+    problems = config.file_problems(path, cfg)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 2
     print(f"{path}: ok (store {cfg.store.id}, {len(cfg.devices)} device(s), {len(cfg.api.clients)} client(s))")
     return 0
 

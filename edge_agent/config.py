@@ -328,3 +328,25 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> AgentCon
         line = raw.count(b"\n", 0, err.start) + 1
         raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {err.start}); save the file as UTF-8"]) from err
     return parse(text, str(path), environ)
+
+
+def file_problems(path: Path | str, cfg: AgentConfig) -> list[str]:
+    """``FILE:LINE`` problems with the files the config names (missing, unreadable).
+
+    Kept out of ``load``: a daemon starts without its hub credentials (it
+    sells offline and says why); ``edge-agent check`` reports them.
+    """
+    path = Path(path)
+    _, lines, _ = compose(path.read_text(encoding="utf-8"), str(path))
+    problems = []
+    for key in ("password_file", "ca_file", "cert_file", "key_file"):
+        value = getattr(cfg.hub, key)
+        if value is None:
+            continue
+        try:
+            with open(value, "rb"):
+                pass
+        except OSError as err:
+            problems.append(f"{path}:{line_of(lines, ('hub', key))}: hub.{key}: cannot read {value}: "
+                            f"{err.strerror}; create it or fix the path (the agent runs as user edge-agent)")
+    return problems

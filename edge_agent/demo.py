@@ -158,8 +158,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
                f"--device heartbeat-1 --action reopen\n"
                f"  New price     .venv/bin/edge-hub publish catalog demo/price-change.json --broker {hub_url} "
                f"--store all\n" if hub else "")
-            + 
-            f"  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
+            + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

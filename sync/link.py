@@ -114,7 +114,13 @@ class HubLink:
         self._acked = await self.store.read(outbox.acked_seq)
         self._sent = self._acked
         self.store.add_commit_listener(lambda _seq: self._loop.call_soon_threadsafe(self._wake.set))
-        self._client = self._make_client()
+        try:
+            self._client = self._make_client()
+        except (OSError, ssl.SSLError, ValueError) as err:
+            # Unreadable CA, certificate or key: the store still sells, offline.
+            self.last_error = f"cannot set up TLS for the hub: {err}; check hub.ca_file, cert_file and key_file"
+            log.error("hub: %s", self.last_error)
+            return
         broker = parse_broker_url(self.config.hub.url)
         self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive, clean_start=False,
                                    properties=self._connect_properties())

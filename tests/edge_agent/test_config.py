@@ -379,3 +379,16 @@ def test_hub_username_must_be_the_store_id():
     with pytest.raises(ConfigError) as err:
         config.parse(text, "d.yaml", {})
     assert "hub.username 'store-002' differs from store.id 'store-001'" in err.value.problems[0]
+
+
+def test_check_reports_unreadable_credential_files_with_their_line(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text("store:\n  id: store-001\n  name: S\nhub:\n  url: mqtts://hub.example.com:8883\n"
+                    f"  password_file: {tmp_path}/nope.pass\n  ca_file: {tmp_path}/ca.pem\n")
+    (tmp_path / "ca.pem").write_text("not checked here beyond being readable")
+    out = subprocess.run([sys.executable, "-m", "edge_agent.cli", "check", "--config", str(path)],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                              if not k.startswith("EDGE_")})
+    assert out.returncode == 2
+    assert f"{path}:6: hub.password_file: cannot read {tmp_path}/nope.pass" in out.stderr
+    assert "ca_file" not in out.stderr

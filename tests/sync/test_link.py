@@ -240,3 +240,16 @@ def test_an_unreachable_hub_is_explained_in_health(make_agent):
     h = wait_health(agent, lambda h: h["hub_error"] is not None)
     assert h["hub"] == "offline" and "cannot connect to mqtt://127.0.0.1:" in h["hub_error"]
     assert agent.log().count("hub: cannot connect") == 1  # logged once, not per retry
+
+
+def test_an_unreadable_ca_file_keeps_the_agent_selling_offline(make_agent, tmp_path):
+    config = config_dict(free_port(), hub_url=f"mqtts://127.0.0.1:{free_port()}")
+    config["hub"]["ca_file"] = str(tmp_path / "missing-ca.pem")
+    agent = make_agent(config=config)
+    agent.import_catalog()
+    agent.start()
+    h = wait_health(agent, lambda h: h["hub_error"] is not None)
+    assert "cannot set up TLS" in h["hub_error"] and h["hub"] == "offline"
+    with agent.client("kiosk") as c:
+        assert c.post("/v1/sales", json=sale()).status_code == 201
+    assert agent.stop() == 0
