@@ -101,6 +101,7 @@ class HubLink:
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._sent = 0     # highest seq published in this connection
+        self._generation = 0  # +1 per connection: a batch read before a reconnect is stale
         self._acked = 0    # highest seq the hub acknowledged
         self._last_progress = time.monotonic()
         self._log_once = LogOnce(log)
@@ -226,6 +227,7 @@ class HubLink:
     # Event loop side ------------------------------------------------------------
 
     def _connected(self) -> None:
+        self._generation += 1
         self.connected = True
         self.connected_since = utcnow()
         self.last_error = None
@@ -275,9 +277,11 @@ class HubLink:
                 self._sent = self._acked
                 self._last_progress = time.monotonic()
             while self.connected and self._sent - self._acked < s.window_events:
-                after = self._sent
+                after, generation = self._sent, self._generation
                 limit = min(s.batch_max_events, s.window_events - (self._sent - self._acked))
                 events = await self.store.read(lambda c: outbox.pending(c, after, limit))
+                if generation != self._generation:
+                    continue  # reconnected meanwhile: start again from the last ack
                 if not events:
                     break
                 for last_seq, count, payload in _batches(events, s.batch_max_bytes, self.topics.source):
