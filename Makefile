@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench check clean
+.PHONY: run test lint bench check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -21,9 +21,12 @@ run: $(STAMP)
 	scripts/system-packages.sh run
 	$(PY) -m edge_agent.demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	scripts/system-packages.sh test
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edge_agent drivers sync ar_mirror bench tests
 
 bench: $(STAMP)
 	$(PY) bench/harness.py
