@@ -57,7 +57,12 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         out = proc.communicate(timeout=20)[0].decode()
     finally:
         if proc.poll() is None:
-            proc.kill()
+            # Ctrl-C, so that the launcher stops the agent, hub and broker it started.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     assert proc.returncode == 0, out
     assert "demo store stopped" in out
     assert "edge-hub: stopped" in out
