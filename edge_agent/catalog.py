@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from edge_agent.bus import utcnow
 
 Money = Decimal
+# SQLite's INTEGER is 64-bit signed: a larger number would fail the write, not the validation.
+SQLITE_MAX_INT = 2**63 - 1
 
 
 class Promo(BaseModel):
@@ -47,10 +49,11 @@ class CatalogItem(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     promo: Promo | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
-    reviews: int = Field(default=0, ge=0)
-    stock_online: int = Field(default=0, ge=0)
-    stock_store: int | None = Field(default=None, description="only from local files; the hub sends retail.stock.set")
-    version: int = Field(default=0, ge=0)
+    reviews: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
+    stock_online: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
+    stock_store: int | None = Field(default=None, ge=-SQLITE_MAX_INT, le=SQLITE_MAX_INT,
+                                    description="only from local files; the hub sends retail.stock.set")
+    version: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
 
     @field_validator("barcodes")
     @classmethod

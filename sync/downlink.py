@@ -91,6 +91,9 @@ class Downlink:
             await handler(events)
         except topics.PayloadError as err:
             await self._reject(kind, str(err))
+        except Exception as err:  # noqa: BLE001 - valid-looking data the store could not take
+            log.debug("hub: %s payload failed after validation", kind, exc_info=True)
+            await self._reject(kind, f"could not apply: {type(err).__name__}: {str(err)[:200]}")
         else:
             self.stats["accepted"] += 1
 

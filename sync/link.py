@@ -33,7 +33,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.store import Store, outbox
 from sync import topics
-from sync.brokerurl import parse_broker_url
+from sync.brokerurl import parse_broker_url, tcp_no_delay
 from edge_agent.logonce import LogOnce
 
 if TYPE_CHECKING:
@@ -102,6 +102,9 @@ class HubLink:
         self._tasks: list[asyncio.Task] = []
         self._sent = 0     # highest seq published in this connection
         self._generation = 0  # +1 per connection: a batch read before a reconnect is stale
+        # Highest seq this process has published: an ack above it cannot be
+        # about events the hub got from us now (a stale or bogus ack).
+        self._published_max = 0
         self._acked = 0    # highest seq the hub acknowledged
         self._last_progress = time.monotonic()
         self._log_once = LogOnce(log)
@@ -171,6 +174,7 @@ class HubLink:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
+        client.on_socket_open = tcp_no_delay
         return client
 
     def _password(self) -> str | None:
@@ -295,6 +299,7 @@ class HubLink:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False  # not connected after all: the reconnect resends from the last ack
         self._sent = last_seq
+        self._published_max = max(self._published_max, last_seq)
         self.stats["batches_sent"] += 1
         self.stats["events_sent"] += count
         return True
@@ -324,6 +329,10 @@ class HubLink:
             self.stats["bad_acks"] += 1
             self._log_once.warning(("ack", "ahead"), "hub: ack for seq %d ignored: the last seq assigned is %d",
                                    ack.seq, self.store.last_seq)
+            return
+        if ack.seq > self._published_max:
+            # Numbered, but not sent by this process yet: a stale ack from
+            # before a restart. The resend will earn a fresh one.
             return
         if ack.seq <= self._acked:
             return  # a repeated or late ack

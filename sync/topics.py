@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge_agent.store.outbox import OutboxEvent
 
@@ -162,8 +162,10 @@ def decode_json(payload: bytes) -> Any:
     """JSON from bytes, or PayloadError saying why not."""
     try:
         return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PayloadError(f"not JSON: {err}") from err
+    except ValueError as err:
+        # JSONDecodeError, UnicodeDecodeError, and the plain ValueError of an
+        # integer longer than Python's 4,300-digit limit.
+        raise PayloadError(f"not JSON: {str(err)[:200]}") from err
     except RecursionError as err:
         raise PayloadError("JSON nested too deeply") from err
 
@@ -262,6 +264,15 @@ class OrderCreated(_Strict):
     ready_by: datetime | None = None
 
 
+def _encodable(values: list[str]) -> list[str]:
+    for v in values:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{v[:20]!r} is not valid text (a lone surrogate)") from err
+    return values
+
+
 class MemberCard(_Strict):
     """``retail.member.arrived`` / ``retail.member.card``: no phone, no full name."""
 
@@ -271,3 +282,5 @@ class MemberCard(_Strict):
     points: int = Field(ge=0)
     interests: list[str] = Field(default_factory=list, max_length=50)
     expires_at: datetime | None = None
+
+    _text = field_validator("tags", "interests")(_encodable)

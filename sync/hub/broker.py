@@ -7,7 +7,7 @@ import ssl
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sync.brokerurl import DEFAULT_BROKER, BrokerURL, BrokerURLError, parse_broker_url
+from sync.brokerurl import DEFAULT_BROKER, BrokerURL, BrokerURLError, parse_broker_url, tcp_no_delay
 
 __all__ = ["DEFAULT_BROKER", "BrokerURL", "BrokerURLError", "make_client", "parse_broker_url"]
 
@@ -22,4 +22,6 @@ def make_client(broker: BrokerURL, client_id: str, *, manual_ack: bool = False) 
     # Acks go out at the rate batches come in: do not cap our own QoS 1 publishes at paho's 20.
     client.max_inflight_messages_set(1000)
     client.reconnect_delay_set(1, 30)
+    client.on_socket_open = tcp_no_delay
     return client
+

@@ -382,8 +382,8 @@ class HubService:
                 raise BatchRejected("topic", f"unexpected topic {msg.topic}")
         except BatchRejected as err:
             self._refuse(plan, store, msg, err)
-        except PayloadError as err:
-            self._refuse(plan, store, msg, BatchRejected("payload", f"{msg.topic}: {err}"))
+        except (PayloadError, ValueError) as err:
+            self._refuse(plan, store, msg, BatchRejected("payload", f"{msg.topic}: {str(err)[:300]}"))
 
     def _small(self, payload: bytes) -> Any:
         if len(payload) > _MAX_SMALL_PAYLOAD:

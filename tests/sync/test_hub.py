@@ -12,9 +12,6 @@ import json
 import logging
 import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sync.hub import cli
 from sync.hub.db import open_db
 from sync.topics import CommandResult, StoreTopics, decode_json
+
+from support.hubprocess import HubProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,77 +40,6 @@ def event(store: str, seq: int | None, id_: str | None = None, source: str | Non
 
 def batch(store: str, seqs, **kw) -> bytes:
     return json.dumps([event(store, s, **kw) for s in seqs]).encode()
-
-
-class HubProcess:
-    """``edge-hub run`` as a subprocess; ready when it prints its connected line."""
-
-    def __init__(self, broker_url: str, db_url: str, log_path: Path, client_id: str, group: str = "hub"):
-        self.args = [sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", db_url,
-                     "--group", group, "--client-id", client_id]
-        self.log_path = log_path
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: queue.Queue[str | None] = queue.Queue()
-
-    def start(self, timeout: float = 15.0) -> "HubProcess":
-        self.lines = queue.Queue()
-        log = self.log_path.open("a")
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
-        self.expect("edge-hub: connected", timeout)
-        return self
-
-    @staticmethod
-    def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    def expect(self, prefix: str, timeout: float = 10.0) -> str:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {prefix!r} line within {timeout} s:\n{self.log()}") from None
-            if line is None:
-                raise AssertionError(f"hub exited ({self.proc.wait()}) before {prefix!r}:\n{self.log()}")
-            if line.startswith(prefix):
-                return line
-
-    def expect_log(self, text: str, timeout: float, count: int = 1) -> None:
-        """Wait for ``text`` to be ``count`` times in the hub's log, watching the file grow (no fixed sleep)."""
-        deadline = time.monotonic() + timeout
-        with self.log_path.open() as f:
-            seen = ""
-            while seen.count(text) < count:
-                chunk = f.read()
-                if chunk:
-                    seen += chunk
-                    continue
-                assert time.monotonic() < deadline, f"no {text!r} in the log within {timeout} s:\n{seen}"
-                threading.Event().wait(0.05)  # poll interval of a growing file, not a synchronization
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM; the exit code and the final stats line."""
-        self.proc.send_signal(signal.SIGTERM)
-        last = self.expect("edge-hub: stopped")
-        return self.proc.wait(10), last
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def close(self) -> None:
-        if self.alive():
-            self.kill()
 
 
 class FakeStore:
