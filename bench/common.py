@@ -14,14 +14,21 @@ import argparse
 import json
 import math
 import os
+import queue
+import random
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO, TypedDict
+from typing import Any, TextIO, TypedDict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,6 +89,16 @@ def failure_row(bench: str, figure: str, found: float, expected: float, unit: st
     )
 
 
+def check_row(bench: str, figure: str, found: float, expected: float, unit: str, note: str) -> Row:
+    """A correctness check's row: ``correct ✓`` when ``found == expected``, else a failure row."""
+    if found != expected:
+        return failure_row(bench, figure, found, expected, unit, note)
+    return Row(
+        bench=bench, figure=figure, value=found, unit=unit, baseline="expected", baseline_value=expected,
+        ratio=1.0, target=CHECK, met=True, note=note,
+    )
+
+
 def is_check(r: Row) -> bool:
     """Whether ``r`` reports a correctness check rather than a performance figure."""
     return r["target"] == CHECK
@@ -124,6 +141,38 @@ def stopwatch() -> Iterator[Callable[[], float]]:
         end = time.perf_counter()
 
 
+# Payloads -----------------------------------------------------------------------
+
+# The demo catalog's SKUs and prices (demo/catalog.json): what a sale line carries.
+DEMO_SKUS = [("LIP-RED-01", "159.00"), ("LIP-NUDE-02", "189.00"), ("GLS-ROUND-BLK", "399.00"),
+             ("BLUSH-PEACH", "129.00"), ("SHADOW-BRONZE", "259.00"), ("TOTE-CANVAS", "49.90")]
+
+
+def sale_data(rng: random.Random, store_id: str, i: int) -> dict[str, Any]:
+    """The data of a ``retail.sale.completed`` as ``edge_agent.sales.record`` builds it (about 400 bytes
+    of JSON): 1 to 3 lines of the demo catalog, 40 % with a member id."""
+    lines = []
+    total = 0.0
+    for sku, price in rng.sample(DEMO_SKUS, rng.randint(1, 3)):
+        qty = rng.choice((1, 1, 1, 2, 3))
+        lines.append({"sku": sku, "qty": qty, "unit_price": price})
+        total += float(price) * qty
+    member = f"M-{rng.randrange(10**8):08d}" if rng.random() < 0.4 else None
+    return {
+        "sale_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "client_sale_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "store": store_id,
+        "client": f"kiosk-{i % 4 + 1}",
+        "lines": lines,
+        "total": f"{total:.2f}",
+        "currency": "CNY",
+        "member_id": member,
+        "points_earned": int(total) if member else 0,
+        "points_redeemed": 0,
+        "payment": {"method": rng.choice(("card", "qr", "cash")), "reference": None},
+    }
+
+
 # Where databases go ----------------------------------------------------------
 
 def fs_type(path: Path) -> str:
@@ -162,11 +211,18 @@ def durable_tmpdir(prefix: str) -> Iterator[Path]:
 
 # Command line and output -------------------------------------------------------
 
-def arguments(description: str) -> argparse.Namespace:
-    """The options every benchmark script takes: ``--json`` and ``--quick``."""
+def arguments(description: str,
+              extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options every benchmark script takes: ``--json``, ``--quick``, and what ``extra`` adds.
+
+    Also turns SIGTERM (what the harness sends on a timeout) into SystemExit,
+    so that ``finally`` blocks stop brokers and hubs and remove temp dirs."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON (for bench/harness.py)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run; figures are rough")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 
@@ -222,9 +278,113 @@ def print_table(rows: Sequence[Row], file: TextIO | None = None) -> None:
     out.flush()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0.0 if it is gone), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_count() -> int:
     """CPUs this process may use (for notes: results on 2 cores differ from 8)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+# Child processes ---------------------------------------------------------------
+
+_HUB_STATS = re.compile(r"(\d+) batches, (\d+) events stored, (\d+) duplicates, (\d+) refused, (\d+) acks")
+
+
+class HubProcess:
+    """``edge-hub run`` as a child process, on its own core like in production; stopped by its PID.
+
+    Ready means subscribed: the hub prints its "connected" line only after
+    the broker granted its subscriptions. ``stop()`` returns the counters
+    the hub prints when it ends (batches, events, duplicates, refused, acks).
+    """
+
+    def __init__(self, broker_url: str, db_url: str, log_path: Path, client_id: str = "bench-hub-1",
+                 group: str = "hub"):
+        self.args = [sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", db_url,
+                     "--group", group, "--client-id", client_id, "--log-level", "warning"]
+        self.log_path = log_path
+        self.proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> "HubProcess":
+        """Spawn the hub; return once it is connected and subscribed."""
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True).start()
+        self._expect("edge-hub: connected", timeout)
+        return self
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    def _expect(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise RuntimeError(f"no {prefix!r} line from edge-hub within {timeout:g} s:\n{self.log()}") from None
+            if line is None:
+                raise RuntimeError(f"edge-hub exited ({self.proc.wait() if self.proc else '?'}) before "
+                                   f"{prefix!r}:\n{self.log()}")
+            if line.startswith(prefix):
+                return line
+
+    def pause(self) -> None:
+        """SIGSTOP: the hub is down for the broker's purposes, its session and socket stay."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self, timeout: float = 60.0) -> dict[str, int]:
+        """SIGTERM, wait; the hub's counters (empty if it printed none)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return {}
+        self.proc.send_signal(signal.SIGCONT)  # a paused hub cannot handle SIGTERM
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            line = self._expect("edge-hub: stopped", timeout)
+            self.proc.wait(10)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            self.kill()
+            return {}
+        m = _HUB_STATS.search(line)
+        if m is None:
+            return {}
+        return dict(zip(("batches", "events", "duplicates", "refused", "acks"), map(int, m.groups())))
+
+    def kill(self) -> None:
+        """SIGKILL by PID (cleanup after a failure)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        """What the hub wrote to stderr (its log, warnings and up)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -24,6 +24,7 @@ from common import REPO, Row, is_check, print_table
 
 HERE = Path(__file__).resolve().parent
 FIELDS = set(Row.__annotations__)
+GRACE_S = 30  # after a timeout's SIGTERM, before SIGKILL
 
 
 def discover(pattern: str | None) -> list[Path]:
@@ -35,21 +36,31 @@ def discover(pattern: str | None) -> list[Path]:
 def run_script(script: Path, quick: bool, timeout: float) -> tuple[list[Row], str | None]:
     """Run one script; returns its rows and None, or the rows it managed and why it failed."""
     cmd = [sys.executable, str(script), "--json", *(["--quick"] if quick else [])]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        # SIGTERM first: the script stops the brokers and hubs it started and removes its temp dirs.
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        if stderr.strip():
+            sys.stderr.write(stderr)
         return [], f"timed out after {timeout:g}s"
-    if done.stderr.strip():
-        sys.stderr.write(done.stderr)
+    if stderr.strip():
+        sys.stderr.write(stderr)
     try:
-        rows = json.loads(done.stdout)
+        rows = json.loads(stdout)
         if not isinstance(rows, list) or not all(isinstance(r, dict) and FIELDS <= r.keys() for r in rows):
             raise ValueError(f"expected a list of rows with the fields {sorted(FIELDS)}")
     except ValueError as err:
-        tail = done.stdout.strip()[-500:]
-        return [], f"exit status {done.returncode}; unreadable output ({err}): {tail!r}"
-    if done.returncode != 0:
-        return rows, f"exit status {done.returncode}"
+        tail = stdout.strip()[-500:]
+        return [], f"exit status {proc.returncode}; unreadable output ({err}): {tail!r}"
+    if proc.returncode != 0:
+        return rows, f"exit status {proc.returncode}"
     return rows, None
 
 
@@ -59,7 +70,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke runs; figures are rough")
     parser.add_argument("--out", type=Path, help="also write all rows to this JSON file")
     parser.add_argument("-k", dest="pattern", help="only scripts whose name contains this")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per script (default 300)")
+    # bench_hub_scale.py takes about 3.5 min on 2 cores; a busy machine needs headroom.
+    parser.add_argument("--timeout", type=float, default=420, help="seconds allowed per script (default 420)")
     args = parser.parse_args()
 
     scripts = discover(args.pattern)
