@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -22,6 +23,32 @@ def free_port() -> int:
 def mosquitto_binary() -> str | None:
     """Path of the mosquitto binary, or None (Debian's package puts it in /usr/sbin)."""
     return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float, log: Callable[[], str]) -> None:
+    """Return once ``port`` on loopback accepts connections; RuntimeError if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {proc.returncode}:\n{log()}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not listen on {port}:\n{log()}") from None
+            time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
+    """Signal ``proc`` by its PID and wait; SIGKILL if it has not gone within 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 class LocalMosquitto:
@@ -64,27 +91,12 @@ class LocalMosquitto:
         )
         self.proc = subprocess.Popen([binary, "-c", str(self.conf_path)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log()}") from None
-                time.sleep(0.02)
+        wait_listening(self.proc, self.port, timeout, self.log)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the broker by its PID (SIGTERM saves its persistence; SIGKILL does not)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def log(self) -> str:

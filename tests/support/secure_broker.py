@@ -18,13 +18,12 @@ import getpass
 import hashlib
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 from support.agent import ROOT, free_port
 from support.mosquitto import mosquitto_binary
+from sync.localbroker import stop_process, wait_listening
 from support.tls import KeyPair
 
 EXAMPLE_DIR = ROOT / "systemd" / "mosquitto"
@@ -113,29 +112,13 @@ class SecureBroker:
         with open(self.stderr_path, "ab") as stderr:
             self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)],
                                          stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.monotonic() + timeout
         for port in (self.port, self.tls_port):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if self.proc.poll() is not None:
-                        raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"mosquitto did not listen on {port}:\n{self.log()}")
-                    time.sleep(0.02)
+            wait_listening(self.proc, port, timeout, self.log)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the broker by its PID."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def log(self) -> str:
