@@ -44,8 +44,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common import (
-    HubProcess, Row, arguments, check_row, cpu_count, cpu_seconds, durable_tmpdir, failure_row, is_check,
-    report, row, sale_data,
+    HubProcess, Row, arguments, check_row, cpu_seconds, durable_tmpdir, failure_row, is_check,
+    machine, report, row, sale_data,
 )
 from edge_agent import config as agent_config
 from edge_agent.bus import EventBus
@@ -75,8 +75,8 @@ class Plan:
     baseline_events: int
 
 
-DEFAULT = Plan(events=1_000_000, baseline_events=200_000)   # about 2.5 min on 2 cores
-QUICK = Plan(events=50_000, baseline_events=50_000)         # about 20 s
+DEFAULT = Plan(events=1_000_000, baseline_events=200_000)   # about 1.5 min on 2 cores
+QUICK = Plan(events=50_000, baseline_events=50_000)         # about 15 s
 
 
 def prepare(path: Path, n: int) -> int:
@@ -232,6 +232,7 @@ def agent_drain(path: Path, broker_url: str, data_dir: Path, n: int,
 def measure(plan: Plan) -> list[Row]:
     """Prepare, baseline (first half), drain, baseline (second half), check; the rows."""
     n = plan.events
+    where = machine()
     with durable_tmpdir("bench-drain-") as tmp:
         path = tmp / "store.db"
         t = time.perf_counter()
@@ -272,7 +273,7 @@ def measure(plan: Plan) -> list[Row]:
                   f"hub {hub_cpu / n * 1e6:.0f} µs, mosquitto {broker_cpu / n * 1e6:.1f} µs; "
                   f"baseline {len(payloads):,} events, {half / base1:,.0f}/s before and "
                   f"{(len(payloads) - half) / base2:,.0f}/s after the drain (no subscriber); "
-                  f"{data_bytes / n:.0f}-byte sale data; {cpu_count()} CPUs; prepared in {prep_s:.0f}s")),
+                  f"{data_bytes / n:.0f}-byte sale data; {where}; prepared in {prep_s:.0f}s")),
         check_row(BENCH, "hub holds seq 1..N of the store", s.contiguous if s else 0, n, "seq",
                   f"contiguous {s.contiguous if s else 0}, events {s.events if s else 0}, "
                   f"open gaps {s.open_gaps if s else '-'}, rows {held:,}; link acked {drain.acked:,}; "

@@ -47,7 +47,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common import (
-    HubProcess, Row, arguments, check_row, cpu_count, cpu_seconds, durable_tmpdir, failure_row, is_check,
+    HubProcess, Row, arguments, check_row, cpu_seconds, durable_tmpdir, failure_row, is_check, machine,
     median, percentile, report, row, sale_data, spread,
 )
 from edge_agent.bus import utcnow
@@ -77,7 +77,7 @@ class Plan:
     generators: int = 2
 
 
-DEFAULT = Plan(seconds=60, backlog=40, rounds=2)   # about 3 min on 2 cores
+DEFAULT = Plan(seconds=60, backlog=40, rounds=2)   # about 3.5 min on 2 cores
 QUICK = Plan(seconds=10, backlog=10, rounds=1)     # about 40 s
 
 
@@ -508,6 +508,7 @@ def _checks(what: str, check: HubCheck, per_store: int, extra: str = "") -> list
 
 def measure(plan: Plan) -> list[Row]:
     """The offered load with 1 and 2 workers, then saturation rounds alternating 1 and 2 workers; the rows."""
+    where = machine()
     with durable_tmpdir("bench-hub-scale-") as tmp:
         offered = {w: offered_run(tmp / f"offered-{w}", plan, workers=w) for w in (1, 2)}
         sat: dict[int, list[Saturation]] = {1: [], 2: []}
@@ -525,7 +526,7 @@ def measure(plan: Plan) -> list[Row]:
             note=(f"ack latency p50 {percentile(lat, 50) * 1000:.0f} ms, p99 {percentile(lat, 99) * 1000:.0f} ms, "
                   f"max {max(lat) * 1000:.0f} ms; load generators at worst {off.late_max * 1000:.0f} ms behind; "
                   f"CPU per event: {_per_event(off.cpu, off.events)}; 1 event per batch, "
-                  f"{plan.generators} generator processes, {cpu_count()} CPUs")))
+                  f"{plan.generators} generator processes, {where}")))
         rows += _checks(f"offered load, {w} worker{'s' * (w > 1)}", off.check, per_store,
                         f"; {off.missing} events without ack at the stores, {off.refused} PUBACK errors")
         for err in off.errors:
@@ -544,7 +545,7 @@ def measure(plan: Plan) -> list[Row]:
             rows.append(row(BENCH, f"saturation, {w} hub workers", rate[w], "events/s",
                             "saturation, 1 hub worker", rate[1], min_ratio=1.8,
                             note=f"{how}; steady-state ratio {steady[w] / steady[1]:.2f}x; "
-                                 f"{cpu_count()} CPUs shared with Mosquitto"))
+                                 f"{where}, shared with Mosquitto"))
         for i, s in enumerate(runs):
             rows += [r for r in _checks(f"saturation {w} worker(s) round {i + 1}", s.check, plan.backlog)
                      if not r["met"]]

@@ -57,7 +57,7 @@ class Plan:
     sales: int
 
 
-DEFAULT = Plan(sales=WEEK)     # about 1 min on 2 cores
+DEFAULT = Plan(sales=WEEK)     # about 1.5 min on 2 cores
 QUICK = Plan(sales=20_000)     # a few seconds
 
 

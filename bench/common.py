@@ -287,6 +287,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine() -> str:
+    """CPUs and the 1-minute load average, for a note: a busy neighbour shows here."""
+    return f"{cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} before the run"
+
+
 def cpu_count() -> int:
     """CPUs this process may use (for notes: results on 2 cores differ from 8)."""
     try:
