@@ -14,6 +14,7 @@ devices ever wait on the hub. Nothing here blocks while the hub is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -141,7 +142,11 @@ class HubLink:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: shutdown must finish within the 10 s SIGTERM budget whatever a task does.
+            _, stuck = await asyncio.wait(self._tasks, timeout=3)
+            for task in stuck:
+                log.error("hub: task %s did not stop; leaving it", task.get_name())
         client = self._client
         if client is None:
             return
@@ -266,10 +271,11 @@ class HubLink:
         """Publish unacknowledged events in seq order, within the window."""
         s = self.settings
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(1.0, s.resend_after_s / 4))
-            except asyncio.TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a
+            # cancellation that races with the event firing, and stop() hangs.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(1.0, s.resend_after_s / 4)):
+                    await self._wake.wait()
             self._wake.clear()
             if self.store.outbox_bytes > self.budget_bytes or self.over_budget:
                 await self._enforce_budget()
@@ -398,10 +404,9 @@ class HubLink:
 
     async def _health_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._health_due.wait(), self.settings.health_every_s)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see _drain
+                async with asyncio.timeout(self.settings.health_every_s):
+                    await self._health_due.wait()
             self._health_due.clear()
             if self.connected:
                 snapshot = await self.health_snapshot()
