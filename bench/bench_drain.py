@@ -44,8 +44,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common import (
-    HubProcess, Row, arguments, check_row, cpu_seconds, durable_tmpdir, failure_row, is_check,
-    machine, report, row, sale_data,
+    script_main,
+    HubProcess, Row, check_row, cpu_seconds, durable_tmpdir, failure_row, machine, row, sale_data,
 )
 from edge_agent import config as agent_config
 from edge_agent.bus import EventBus
@@ -289,14 +289,5 @@ def measure(plan: Plan) -> list[Row]:
     return rows
 
 
-def main() -> int:
-    """Measure, print the rows; exit 1 if a check failed."""
-    args = arguments(__doc__.splitlines()[0])
-    plan = QUICK if args.quick else DEFAULT
-    rows = measure(plan)
-    report(rows, args)
-    return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT))

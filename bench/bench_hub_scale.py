@@ -47,8 +47,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common import (
-    HubProcess, Row, arguments, check_row, cpu_seconds, durable_tmpdir, failure_row, is_check, machine,
-    median, percentile, report, row, sale_data, spread,
+    script_main,
+    HubProcess, Row, check_row, cpu_seconds, durable_tmpdir, failure_row, machine,
+    median, percentile, row, sale_data, spread,
 )
 from edge_agent.bus import utcnow
 from edge_agent.store.db import uuid7
@@ -554,14 +555,5 @@ def measure(plan: Plan) -> list[Row]:
     return rows
 
 
-def main() -> int:
-    """Measure, print the rows; exit 1 if a check failed."""
-    args = arguments(__doc__.splitlines()[0])
-    plan = QUICK if args.quick else DEFAULT
-    rows = measure(plan)
-    report(rows, args)
-    return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT))

@@ -393,3 +393,12 @@ class HubProcess:
     def log(self) -> str:
         """What the hub wrote to stderr (its log, warnings and up)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def script_main(doc: str, measure: Any, quick: Any, default: Any) -> int:
+    """A benchmark script's main: measure with the quick or default plan, print the rows,
+    exit 1 if a correctness check failed (a missed target is printed, not an error)."""
+    args = arguments(doc.splitlines()[0])
+    rows = measure(quick if args.quick else default)
+    report(rows, args)
+    return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
