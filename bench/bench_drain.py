@@ -50,6 +50,7 @@ from common import (
 from edge_agent import config as agent_config
 from edge_agent.bus import EventBus
 from edge_agent.store import Store
+from edge_agent.store import codec
 from edge_agent.store.db import uuid7
 from edge_agent.store.outbox import OutboxEvent
 from edge_agent.supervisor import Supervisor
@@ -89,10 +90,12 @@ def prepare(path: Path, n: int) -> int:
     def rows():
         nonlocal data_bytes
         for seq in range(1, n + 1):
-            data = json.dumps(sale_data(rng, STORE_ID, seq), separators=(",", ":"), ensure_ascii=False)
-            data_bytes += len(data)
+            data = sale_data(rng, STORE_ID, seq)
+            data_bytes += len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
             at = (start + timedelta(milliseconds=600 * seq)).isoformat()
-            yield seq, uuid7(), EVENT_TYPE, at, 0, data
+            # Packed in the outbox row itself: the drain reads it the same way
+            # whether it sits there or in the sale's record.
+            yield seq, uuid7().bytes, EVENT_TYPE, at, 0, codec.pack(data)
 
     conn = sqlite3.connect(path, isolation_level=None)
     try:

@@ -162,7 +162,7 @@ class _Stores:
         data = [sale_data(rng, sid, k) for k in range(POOL)]
         source = f"edge/{sid}"
         return [b""] + [
-            join_batch([encode_event(source, OutboxEvent(seq, uuid7(), EVENT_TYPE, utcnow().isoformat(),
+            join_batch([encode_event(source, OutboxEvent(seq, str(uuid7()), EVENT_TYPE, utcnow().isoformat(),
                                                          data[seq % POOL]))])
             for seq in range(1, events + 1)
         ]

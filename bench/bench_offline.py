@@ -1,9 +1,10 @@
 """Offline capacity: disk bytes per buffered sale, against the same events' CloudEvents JSON.
 
 While the hub is unreachable a store keeps selling, and every sale stays on
-disk twice: its row in ``sales`` and its ``retail.sale.completed`` event in
-the outbox, until the hub acknowledges it. The target is a week of a busy
-store, 350,000 sales, in under 200 MB.
+disk: its row in ``sales`` (which also holds its event's data, packed) and
+its ``retail.sale.completed`` row in the outbox (seq, id, type, time), until
+the hub acknowledges it. The target is a week of a busy store, 350,000
+sales, in under 200 MB.
 
 The sales go through the agent's real write path: ``edge_agent.sales.record``
 inside ``Store.write`` (group commit, WAL, synchronous=FULL), from 32
@@ -12,8 +13,8 @@ concurrent tasks, with the demo catalog (demo/catalog.json) imported by
 no hub link at all. Then the WAL is checkpointed into the main file
 (``PRAGMA wal_checkpoint(TRUNCATE)``) and the file is measured; bytes per
 sale are (file size - size with only the catalog) / sales, and ``dbstat``
-splits the file between the outbox (table and id index), the sales table
-(table, id and client_sale_id indexes) and free pages.
+splits the file between the outbox table, the sales table (table, sale id
+and client_sale_id indexes) and free pages.
 
 Baseline, same run: the raw CloudEvents JSON of the same events
 (``sync.topics.encode_event``), what they weigh on the wire. The target row
@@ -38,7 +39,7 @@ from pydantic import TypeAdapter
 from common import REPO, Row, arguments, check_row, cpu_count, durable_tmpdir, is_check, report, row
 from edge_agent import catalog, sales
 from edge_agent.store import Store
-from edge_agent.store.outbox import OutboxEvent
+from edge_agent.store import outbox
 from sync.topics import encode_event
 
 BENCH = "offline"
@@ -134,7 +135,7 @@ class Measured:
 
 
 def parts_of(conn: sqlite3.Connection, size: int) -> dict[str, int]:
-    """Bytes of the file per part: outbox (table + id index), sales (table + indexes), other, free."""
+    """Bytes of the file per part: outbox, sales (table + indexes), other, free."""
     by_table = {"outbox": 0, "sales": 0, "other": 0}
     for name, table, pages in conn.execute(
             "SELECT d.name, coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat d "
@@ -154,8 +155,8 @@ def measure(plan: Plan) -> Measured:
         try:
             parts = parts_of(conn, size)
             wire = 0
-            for r in conn.execute("SELECT seq, id, type, time, priority, data FROM outbox ORDER BY seq"):
-                wire += len(encode_event(SOURCE, OutboxEvent.from_row(r)))
+            for event in outbox.pending(conn, 0, plan.sales):
+                wire += len(encode_event(SOURCE, event))
             count, lo, hi = conn.execute("SELECT count(*), min(seq), max(seq) FROM outbox").fetchone()
             last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
             sales_rows = conn.execute("SELECT count(*) FROM sales").fetchone()[0]
@@ -176,7 +177,7 @@ def rows_for(m: Measured) -> list[Row]:
     rows = [
         row(BENCH, "store file per buffered sale", per_event, "bytes", "its CloudEvents JSON on the wire", wire,
             higher_is_better=False,
-            note=(f"disk/raw {per_event / wire:.2f}; per sale: outbox {share['outbox']:.0f} B (table + id index), "
+            note=(f"disk/raw {per_event / wire:.2f}; per sale: outbox {share['outbox']:.0f} B, "
                   f"sales {share['sales']:.0f} B (table + 2 indexes), free pages {share['free']:.0f} B, "
                   f"other {share['other']:.0f} B; {how}")),
         row(BENCH, f"store file for {WEEK:,} sales (a busy week)", week, "MB", "budget", BUDGET_MB,

@@ -2,7 +2,9 @@
 
 The sale row, its stock decrements and its ``retail.sale.completed`` outbox
 event commit in one transaction (one ``Store.write``); the client hears 201
-only after that commit is on disk. ``client_sale_id`` is the idempotency
+only after that commit is on disk. The event's data is stored once, in the
+sale's row (``{"event": data, "names": [...], "created_at": ...}``, packed
+by store.codec); the outbox reads it from there (store/outbox.py RECORDS). ``client_sale_id`` is the idempotency
 key: the same key with the same body returns the stored sale, with another
 body it is a conflict.
 """
@@ -10,7 +12,6 @@ body it is a conflict.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent import catalog
 from edge_agent.bus import utcnow
-from edge_agent.store import Tx
+from edge_agent.store import Tx, codec
+from edge_agent.store.db import uuid7
 
 MAX_LINES = 10_000
 
@@ -61,24 +63,36 @@ class SaleIn(BaseModel):
     points_redeemed: int = Field(default=0, ge=0)
     payment: Payment
 
-    def fingerprint(self) -> str:
-        """Hash of the body, to tell a retry from a different sale with a reused key."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+    def fingerprint(self) -> bytes:
+        """Hash of the body (16 bytes of SHA-256), to tell a retry from a different sale with a reused key."""
+        return hashlib.sha256(self.model_dump_json().encode()).digest()[:16]
 
 
 def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01")))
 
 
+def sale_view(seq: int, body: bytes) -> dict[str, Any]:
+    """The sale as the API returns it, from its stored row."""
+    stored = codec.unpack(body)
+    event = stored["event"]
+    lines = [
+        {**line, "name": name, "amount": _money(Decimal(line["unit_price"]) * line["qty"])}
+        for line, name in zip(event["lines"], stored["names"], strict=True)
+    ]
+    return {**event, "id": event["sale_id"], "lines": lines, "created_at": stored["created_at"], "seq": seq}
+
+
 def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, Any], bool]:
     """Price and store ``sale``; returns (the sale, True if it was a replay)."""
     key = str(sale.client_sale_id)
     fingerprint = sale.fingerprint()
-    row = tx.execute("SELECT request_hash, body FROM sales WHERE client_sale_id = ?", (key,)).fetchone()
+    row = tx.execute("SELECT request_hash, seq, body FROM sales WHERE client_sale_id = ?",
+                     (sale.client_sale_id.bytes,)).fetchone()
     if row is not None:
         if row[0] != fingerprint:
             raise SaleConflict(f"client_sale_id {key} was already used for a different sale")
-        return json.loads(row[1]), True
+        return sale_view(row[1], row[2]), True
     if sale.points_redeemed:
         # Redemption needs the member's balance from the hub's member card.
         raise SaleRejected("points redemption is not available: no member balance is known to this store")
@@ -101,10 +115,11 @@ def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, 
     if len(currencies) > 1:
         raise SaleRejected(f"lines are priced in several currencies: {', '.join(sorted(currencies))}")
 
-    sale_id = str(uuid.uuid4())
+    # Time-ordered, so the sale id index grows at its right edge.
+    sale_id = uuid7()
     points_earned = int(total.to_integral_value(ROUND_FLOOR)) if sale.member_id else 0
     data = {
-        "sale_id": sale_id,
+        "sale_id": str(sale_id),
         "client_sale_id": key,
         "store": store_id,
         "client": client,
@@ -117,9 +132,9 @@ def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, 
         "payment": sale.payment.model_dump(),
     }
     event = tx.emit("retail.sale.completed", data)
-    body = {**data, "id": sale_id, "lines": lines, "created_at": now.isoformat(), "seq": event.seq}
+    body = codec.pack({"event": data, "names": [ln["name"] for ln in lines], "created_at": now.isoformat()})
     tx.execute(
-        "INSERT INTO sales (id, client_sale_id, request_hash, client, created_at, seq, body) VALUES (?,?,?,?,?,?,?)",
-        (sale_id, key, fingerprint, client, body["created_at"], event.seq, json.dumps(body)),
+        "INSERT INTO sales (seq, sale_id, client_sale_id, request_hash, body) VALUES (?, ?, ?, ?, ?)",
+        (event.seq, sale_id.bytes, sale.client_sale_id.bytes, fingerprint, body),
     )
-    return body, False
+    return sale_view(event.seq, body), False

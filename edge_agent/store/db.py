@@ -18,7 +18,7 @@ beside the writer) so that the event loop never blocks on SQLite.
 from __future__ import annotations
 
 import asyncio
-import json
+
 import logging
 import os
 import queue
@@ -36,6 +36,7 @@ import sqlite_utils
 
 from edge_agent.bus import utcnow
 from edge_agent.errors import StoreClosed, StoreError
+from edge_agent.store import codec
 from edge_agent.store.migrations import migrate
 from edge_agent.store import outbox as outbox_rows
 from edge_agent.store.outbox import OutboxEvent, Priority
@@ -43,20 +44,20 @@ from edge_agent.store.outbox import OutboxEvent, Priority
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def uuid7() -> str:
+
+def uuid7() -> uuid.UUID:
     """A UUIDv7 (RFC 9562): Unix milliseconds, then 74 random bits.
 
-    Ids that grow with time land at the right edge of the outbox's id index
-    instead of on a random page: measured +25 % outbox throughput over uuid4
-    (bench/bench_outbox.py). ``uuid.uuid7`` arrives only in Python 3.14.
+    Ids that grow with time land at the right edge of an index instead of on
+    a random page (the sales table's sale id index): fewer page splits, a
+    denser file. ``uuid.uuid7`` arrives only in Python 3.14.
     """
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    return uuid.UUID(int=value)
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -90,15 +91,22 @@ class Tx:
         return self.conn.execute(sql, params)
 
     def emit(self, type: str, data: dict[str, Any], priority: int = Priority.BUSINESS) -> OutboxEvent:
-        """Append an event to the outbox; its seq is the store's next, assigned now."""
+        """Append an event to the outbox; its seq is the store's next, assigned now.
+
+        For the types in ``outbox.RECORDS`` the outbox keeps no copy of
+        ``data``: the caller writes the record, with this event's seq and
+        ``{"event": data, ...}`` as its body, in the same transaction.
+        """
         seq = self._store._last_seq + 1
-        event = OutboxEvent(seq, uuid7(), type, utcnow().isoformat(), data, priority)
+        event_id = uuid7()
+        event = OutboxEvent(seq, str(event_id), type, utcnow().isoformat(), data, priority)
+        packed = None if type in outbox_rows.RECORDS else codec.pack(data)
         self.conn.execute(
             "INSERT INTO outbox (seq, id, type, time, priority, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (event.seq, event.id, event.type, event.time, priority, encoded := _ENCODE(data)),
+            (event.seq, event_id.bytes, event.type, event.time, priority, packed),
         )
         self._store._last_seq = seq
-        self._store.outbox_bytes += len(encoded) + outbox_rows.ROW_OVERHEAD
+        self._store.outbox_bytes += len(packed or b"") + outbox_rows.ROW_OVERHEAD
         return event
 
 
@@ -237,6 +245,9 @@ class Store:
 
     async def emit(self, type: str, data: dict[str, Any], priority: int = Priority.BUSINESS) -> OutboxEvent:
         """Durably append one event to the outbox and return it with its seq."""
+        if type in outbox_rows.RECORDS:
+            # Its data lives in its record, which only a write function can add.
+            raise ValueError(f"{type} is stored with its {outbox_rows.RECORDS[type]} record: use Store.write")
         return await self._write(lambda tx: tx.emit(type, data, priority), single=True)
 
     async def _write(self, fn: Callable[[Tx], T], *, single: bool) -> T:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from edge_agent.store import outbox
 from support.agent import TOKENS
 
 WRITERS = 32
@@ -76,9 +77,10 @@ def test_sigkill_during_32_writers_loses_no_acknowledged_sale(make_agent):
     db = sqlite3.connect(agent.data_dir / "store.db")
     seqs = [row[0] for row in db.execute("SELECT seq FROM outbox ORDER BY seq")]
     last_seq = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
-    stored = dict(db.execute("SELECT client_sale_id, seq FROM sales"))
-    event_keys = {row[0]: row[1] for row in db.execute(
-        "SELECT json_extract(data, '$.client_sale_id'), seq FROM outbox WHERE type = 'retail.sale.completed'")}
+    stored = {str(uuid.UUID(bytes=key)): seq for key, seq in db.execute("SELECT client_sale_id, seq FROM sales")}
+    # The events as the link reads them, their data from each sale's row.
+    event_keys = {e.data["client_sale_id"]: e.seq for e in outbox.pending(db, 0, 1_000_000)
+                  if e.type == "retail.sale.completed"}
     db.close()
 
     assert seqs == list(range(1, len(seqs) + 1)), "outbox seq has gaps or does not start at 1"
