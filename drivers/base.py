@@ -83,6 +83,10 @@ class Driver(ABC):
     check_interval: ClassVar[float] = 5.0
     # Seconds ``open`` and ``check`` may take before the device counts as failed.
     op_timeout: ClassVar[float] = 5.0
+    # Longest wait between retries, below the supervisor's backoff cap, for
+    # devices people unplug and replug by hand (scanners): a cheap ``open``
+    # tried every second brings one back soon after it is plugged in.
+    retry_cap: ClassVar[float | None] = None
 
     def __init__(self, config: DeviceConfig, ctx: DriverContext):
         self.config = config

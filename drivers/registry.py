@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from drivers.base import Driver
 from drivers.heartbeat.driver import HeartbeatSensor
+from drivers.scanner.serial import SerialScanner
 
-_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor,)
+_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner)
 
 
 def drivers() -> dict[str, type[Driver]]:

@@ -11,6 +11,9 @@ from drivers.registry import drivers
 from edge_agent import __version__
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.config import AgentConfig
+from edge_agent.feed import Feed
+from edge_agent.scans import ScanService
+from edge_agent.sessions import Sessions
 from edge_agent.store import Store
 from edge_agent.supervisor import Backoff, Supervisor
 from sync.downlink import Downlink
@@ -37,6 +40,9 @@ class Agent:
         self.bus = EventBus()
         self.store = Store(self.data_dir / "store.db")
         self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff)
+        self.feed = Feed(self.bus)
+        self.sessions = Sessions(self.bus)
+        self.scans = ScanService(self.store, self.bus, self.sessions)
         self.started_at = utcnow()
         self.downlink = Downlink(self, publish=self._publish)
         self.link: HubLink | None = HubLink(
@@ -56,6 +62,9 @@ class Agent:
     async def start(self) -> None:
         """Open the store (migrating it), then bring up every device."""
         await self.store.start()
+        # Listening before the devices come up, so their first events are seen.
+        await self.feed.start()
+        await self.scans.start()
         await self.supervisor.start()
         if self.link is not None:
             await self.link.start()
@@ -69,5 +78,7 @@ class Agent:
         if self.link is not None:
             await self.link.stop()
         await self.supervisor.stop()
+        await self.scans.stop()
+        await self.feed.stop()
         await self.store.stop()
         log.info("store %s: agent stopped", self.config.store.id)

@@ -243,6 +243,8 @@ class DeviceOwner:
             if self._reopen.is_set():
                 continue  # asked for: reopen at once, no backoff
             delay = self.backoff.delay(self._attempt)
+            if self.driver.retry_cap is not None:
+                delay = min(delay, self.driver.retry_cap)
             self._attempt += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

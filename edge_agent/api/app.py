@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from edge_agent import __version__
 from edge_agent.agent import Agent
-from edge_agent.api.routers import devices, health, metrics, products, sales
+from edge_agent.api.routers import devices, events, health, metrics, products, sales, sessions
 from edge_agent.config import AgentConfig
 from edge_agent.errors import StoreError
 from edge_agent.metrics import Metrics
@@ -50,7 +50,7 @@ def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) 
     )
     app.state.clients = {c.token_sha256: c for c in config.api.clients}
     app.state.metrics = Metrics()
-    for module in (health, devices, products, sales, metrics):
+    for module in (health, devices, products, sales, sessions, events, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge_agent.config import ClientConfig, Role
@@ -18,7 +19,7 @@ _bearer = HTTPBearer(auto_error=False, description="a client token from devices.
 ALL_ROLES = frozenset(Role)
 
 
-def client_for(request: Request, token: str) -> ClientConfig | None:
+def client_for(request: HTTPConnection, token: str) -> ClientConfig | None:
     """The client whose token hashes to ``token_sha256``, if any."""
     digest = hashlib.sha256(token.encode()).hexdigest()
     return request.app.state.clients.get(digest)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.registry import drivers as registered_drivers
 from edge_agent import config
 from edge_agent.config_types import HostPort
 from edge_agent.errors import ConfigError
@@ -65,7 +66,8 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "duplicate_device_id.yaml": [(10, "device id 'heartbeat-1' is already used at line 5")],
     "duplicate_yaml_key.yaml": [(5, "store.name appears twice (first at line 3); keep one")],
     "missing_store_id.yaml": [(1, "store.id is required; add it")],
-    "missing_device_kind.yaml": [(7, "devices.1.kind is required; add 'kind:' with one of: sensor.heartbeat")],
+    "missing_device_kind.yaml": [(7, "devices.1.kind is required; add 'kind:' with one of: "
+                                  + ", ".join(sorted(registered_drivers())))],
     "devices_not_a_list.yaml": [(4, "devices must be a list; start each device with '- '")],
     "wrong_type_interval.yaml": [(8, "devices.0.interval must be a number (got 'often')")],
     "negative_interval.yaml": [(8, "devices.0.timeout is too small (got -2); use a number greater than 0")],

@@ -1,0 +1,152 @@
+"""The live feed behind ``WS /v1/events``: what associates, kiosks and consoles see.
+
+One task copies feed events from the bus into a ring of the last ``size``
+events and into each connected client's bounded queue. A client that
+reconnects with the id of the last event it saw gets what it missed from the
+ring (same ``epoch``, i.e. the same agent run, and not yet rotated out);
+otherwise its hello says ``missed`` and it should reload what it shows.
+
+A slow client never slows the agent: when its queue is full it is marked
+lagging and its connection is closed, with the id to resume from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.bus import BusEvent, EventBus
+from edge_agent.config import Role
+
+# Bus event types that reach the feed: a name ending in "." is a prefix, any
+# other an exact type ("scan" is not "scanner.scan", the driver's raw event).
+FEED_PREFIXES = ("scan", "member.", "order.", "stock.low", "device.")
+
+
+def matches(event_type: str, patterns: tuple[str, ...]) -> bool:
+    """True if ``event_type`` is one of ``patterns`` or under one ending in '.'."""
+    return any(event_type == p or (p.endswith(".") and event_type.startswith(p)) for p in patterns)
+
+Visible = Callable[[BusEvent, str], bool]
+
+
+def _own_station(event: BusEvent, client: str) -> bool:
+    return event.data.get("station") == client
+
+
+def _anything(event: BusEvent, client: str) -> bool:
+    return True
+
+
+# Which events each role sees. A kiosk sees only what happens at its own
+# station (its scanner's scans, the member attached to its session); staff
+# and consoles see the whole store. The mirror has no feed.
+ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
+    Role.KIOSK: (("scan", "member.attached"), _own_station),
+    Role.ASSOCIATE: (FEED_PREFIXES, _anything),
+    Role.CONSOLE: (("scan", "order.", "stock.low", "device."), _anything),
+    Role.ADMIN: (FEED_PREFIXES, _anything),
+}
+
+
+def message(event: BusEvent) -> dict[str, Any]:
+    """An event as the feed sends it."""
+    return {"id": event.id, "type": event.type, "time": event.time.isoformat(), "data": event.data}
+
+
+@dataclass
+class Hello:
+    """The first message of a connection: where the client stands."""
+
+    epoch: str
+    last_id: int
+    resumed: bool
+    missed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "hello", "epoch": self.epoch, "last_id": self.last_id,
+                "resumed": self.resumed, "missed": self.missed}
+
+
+class FeedClient:
+    """One connection's view: its filter and a bounded queue."""
+
+    def __init__(self, role: Role, name: str, maxsize: int):
+        self.prefixes, self.visible = ROLE_VIEW[role]
+        self.name = name
+        self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize)
+        self.lagging = asyncio.Event()
+        self.sent_id = 0
+
+    def wants(self, event: BusEvent) -> bool:
+        return matches(event.type, self.prefixes) and self.visible(event, self.name)
+
+    def offer(self, event: BusEvent) -> None:
+        if self.lagging.is_set() or not self.wants(event):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagging.set()  # the connection is closed; the client resumes from sent_id
+
+
+class Feed:
+    """The ring of recent feed events and the connected clients."""
+
+    def __init__(self, bus: EventBus, size: int = 5000, client_queue: int = 1000):
+        self.bus = bus
+        self.epoch = uuid.uuid4().hex[:12]
+        self.ring: deque[BusEvent] = deque(maxlen=size)
+        self.client_queue = client_queue
+        self.clients: set[FeedClient] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start copying bus events into the ring and the clients' queues."""
+        sub = self.bus.subscribe(*FEED_PREFIXES, maxsize=100_000)
+        self._task = asyncio.create_task(self._run(sub), name="feed")
+
+    async def stop(self) -> None:
+        """Stop the copying task."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, sub: Any) -> None:
+        try:
+            async for event in sub:
+                if not matches(event.type, FEED_PREFIXES):
+                    continue  # the bus matches by prefix only
+                self.ring.append(event)
+                for client in list(self.clients):
+                    client.offer(event)
+        finally:
+            sub.close()
+
+    def connect(self, role: Role, name: str, since: int | None, epoch: str | None) -> tuple[FeedClient, Hello]:
+        """Register a client; events it missed since ``since`` are queued first when the ring still has them."""
+        client = FeedClient(role, name, self.client_queue)
+        last_id = self.ring[-1].id if self.ring else 0
+        resumed = missed = False
+        if since is not None:
+            oldest = self.ring[0].id if self.ring else last_id + 1
+            if epoch == self.epoch and since >= oldest - 1:
+                resumed = True
+                for event in self.ring:
+                    if event.id > since:
+                        client.offer(event)
+            else:
+                missed = True
+        self.clients.add(client)
+        return client, Hello(self.epoch, last_id, resumed, missed)
+
+    def disconnect(self, client: FeedClient) -> None:
+        """Forget a client."""
+        self.clients.discard(client)

@@ -1,0 +1,104 @@
+"""From a scanner's code to the feed: catalog lookup, member attach, ``scan`` events.
+
+Scanner drivers publish ``scanner.scan`` and ``scanner.bad_scan`` on the bus
+(drivers/scanner/driver.py). This service looks each product code up in the
+local catalog and publishes one ``scan`` event for the live feed
+(``WS /v1/events``) with the scanner, the symbology, the parsed fields and
+the product, or ``"product": null`` for an unknown code. A member QR on a
+kiosk's scanner attaches the member to that kiosk's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from typing import Any
+
+from drivers.scanner.driver import BAD_SCAN, SCAN
+from edge_agent import catalog
+from edge_agent.bus import BusEvent, EventBus
+from edge_agent.errors import StoreError
+from edge_agent.sessions import Sessions
+from edge_agent.store import Store
+
+log = logging.getLogger(__name__)
+FEED_SCAN = "scan"
+
+
+def code_variants(code: str) -> list[str]:
+    """The forms a GTIN may be stored under in the catalog: as scanned, as GTIN-13, as GTIN-14, as UPC-A."""
+    variants = [code]
+    if code.isdigit() and len(code) in (8, 12, 13, 14):
+        variants += [code.zfill(13), code.zfill(14)]
+        if len(code) in (13, 14) and code.lstrip("0") and len(code.lstrip("0")) <= 12:
+            variants.append(code[-12:])  # a UPC-A carried as EAN-13 / GTIN-14 with leading zeros
+    return list(dict.fromkeys(variants))
+
+
+def lookup_scanned(conn: sqlite3.Connection, code: str) -> catalog.Product | None:
+    """The product a scanned code names, trying each form of the code."""
+    for variant in code_variants(code):
+        product = catalog.lookup(conn, variant)
+        if product is not None:
+            return product
+    return None
+
+
+class ScanService:
+    """Turns scanner bus events into feed ``scan`` events; one task."""
+
+    def __init__(self, store: Store, bus: EventBus, sessions: Sessions):
+        self.store = store
+        self.bus = bus
+        self.sessions = sessions
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the scanners' events and start handling them."""
+        sub = self.bus.subscribe(SCAN, BAD_SCAN, maxsize=10_000)
+        self._task = asyncio.create_task(self._run(sub), name="scans")
+
+    async def stop(self) -> None:
+        """Stop handling scans."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, sub: Any) -> None:
+        try:
+            async for event in sub:
+                try:
+                    await self.handle(event)
+                except StoreError as err:
+                    # The scan still reaches the feed, without its product.
+                    log.warning("scan of %s: catalog lookup failed: %s", event.data.get("code"), err)
+                    self.bus.publish(FEED_SCAN, {**_common(event.data), "ok": True, "product": None,
+                                                 "error": f"catalog unavailable: {err}"})
+        finally:
+            sub.close()
+
+    async def handle(self, event: BusEvent) -> None:
+        """Publish the feed event for one scanner event."""
+        data = event.data
+        if event.type == BAD_SCAN:
+            self.bus.publish(FEED_SCAN, {**_common(data), "ok": False, "reason": data["reason"]})
+            return
+        product = None
+        if data["kind"] == "product":
+            found = await self.store.read(lambda conn: lookup_scanned(conn, data["code"]))
+            product = found.model_dump(mode="json") if found is not None else None
+        self.bus.publish(FEED_SCAN, {
+            **_common(data), "ok": True, "code": data["code"], "symbology": data["symbology"],
+            "kind": data["kind"], "fields": data["fields"], "product": product,
+            **({"unknown_code": True} if data["kind"] == "product" and product is None else {}),
+        })
+        if data["kind"] == "member" and data.get("station"):
+            self.sessions.attach_member(data["station"], data["fields"]["member_id"], via=f"scan:{data['device']}")
+
+
+def _common(data: dict[str, Any]) -> dict[str, Any]:
+    return {"device": data["device"], "station": data.get("station"), "raw": data["raw"]}

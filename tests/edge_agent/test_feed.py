@@ -1,0 +1,87 @@
+"""The live feed's ring, role filters, resume and slow-client cap (edge_agent/feed.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edge_agent.bus import EventBus
+from edge_agent.config import Role
+from edge_agent.feed import Feed
+
+
+async def _settle(feed: Feed, bus: EventBus, n: int) -> None:
+    """Wait until the feed task has copied ``n`` events into its ring."""
+    async with asyncio.timeout(5):
+        while len(feed.ring) < n:
+            await asyncio.sleep(0)
+
+
+def test_roles_see_their_part_of_the_store():
+    async def main():
+        bus = EventBus()
+        feed = Feed(bus)
+        await feed.start()
+        kiosk, _ = feed.connect(Role.KIOSK, "kiosk-1", None, None)
+        associate, _ = feed.connect(Role.ASSOCIATE, "pad-1", None, None)
+        console, _ = feed.connect(Role.CONSOLE, "console-1", None, None)
+        bus.publish("scan", {"station": "kiosk-1", "code": "A"})
+        bus.publish("scan", {"station": "kiosk-2", "code": "B"})
+        bus.publish("member.attached", {"station": "kiosk-1", "member_id": "M-1"})
+        bus.publish("device.state", {"id": "printer-1", "state": "error"})
+        bus.publish("scanner.scan", {"code": "raw driver event, not for the feed"})
+        await _settle(feed, bus, 4)
+        await feed.stop()
+        return _drain(kiosk), _drain(associate), _drain(console)
+
+    kiosk, associate, console = asyncio.run(main())
+    assert kiosk == [("scan", "A"), ("member.attached", "M-1")]
+    assert associate == [("scan", "A"), ("scan", "B"), ("member.attached", "M-1"), ("device.state", "printer-1")]
+    assert console == [("scan", "A"), ("scan", "B"), ("device.state", "printer-1")]  # no member data
+
+
+def _drain(client) -> list[tuple[str, str]]:
+    out = []
+    while not client.queue.empty():
+        e = client.queue.get_nowait()
+        out.append((e.type, e.data.get("code") or e.data.get("member_id") or e.data.get("id")))
+    return out
+
+
+def test_resume_within_the_ring_and_missed_beyond_it():
+    async def main():
+        bus = EventBus()
+        feed = Feed(bus, size=3)
+        await feed.start()
+        ids = [bus.publish("scan", {"code": str(i)}).id for i in range(5)]
+        await _settle(feed, bus, 3)
+        await feed.stop()
+        ok, ok_hello = feed.connect(Role.ASSOCIATE, "pad-1", ids[2], feed.epoch)
+        gone, gone_hello = feed.connect(Role.ASSOCIATE, "pad-1", ids[0], feed.epoch)
+        other, other_hello = feed.connect(Role.ASSOCIATE, "pad-1", ids[3], "another-run")
+        return ids, _drain(ok), ok_hello, gone_hello, _drain(gone), other_hello
+
+    ids, resumed, ok_hello, gone_hello, gone, other_hello = asyncio.run(main())
+    assert ok_hello.resumed and not ok_hello.missed and ok_hello.last_id == ids[-1]
+    assert resumed == [("scan", "3"), ("scan", "4")]
+    assert gone_hello.missed and not gone_hello.resumed and gone == []  # event 1 rotated out
+    assert other_hello.missed
+
+
+def test_a_slow_client_is_cut_off_without_slowing_anyone():
+    async def main():
+        bus = EventBus()
+        feed = Feed(bus, client_queue=3)
+        await feed.start()
+        slow, _ = feed.connect(Role.ASSOCIATE, "pad-1", None, None)
+        fast, _ = feed.connect(Role.ASSOCIATE, "pad-2", None, None)
+        got = []
+        for i in range(10):
+            bus.publish("scan", {"code": str(i)})
+            await _settle(feed, bus, i + 1)
+            got += _drain(fast)
+        await feed.stop()
+        return slow, got
+
+    slow, got = asyncio.run(main())
+    assert slow.lagging.is_set() and slow.queue.qsize() == 3
+    assert [code for _, code in got] == [str(i) for i in range(10)]
