@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from drivers.heartbeat.emulator import HeartbeatEmulator
+from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import catalog, config
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
@@ -41,15 +42,56 @@ async def _load_catalog(data_dir: Path, path: Path) -> int:
     return applied
 
 
-async def _emulators(cfg: config.AgentConfig) -> list[HeartbeatEmulator]:
-    """Start a heartbeat emulator for each demo heartbeat device with a loopback address."""
-    started = []
+# What the demo scanners scan in turn: products of demo/catalog.json, a code
+# the store does not sell, a bad check digit, and a member card.
+DEMO_SCANS = ["6901234567892", "6901234567946", "4006381333931", "6901234567890", "RM1:M-0042", "6901234567915"]
+
+
+def _scan_every() -> float:
+    """Seconds between demo scans (``EDGE_DEMO_SCAN_EVERY``, 15 by default)."""
+    return float(os.environ.get("EDGE_DEMO_SCAN_EVERY", "15"))
+
+
+class _DemoScanner:
+    """A pty scanner emulator that scans ``DEMO_SCANS`` in turn, every few seconds."""
+
+    def __init__(self, path: Path):
+        self.emulator = SerialScannerEmulator(path)
+        self.every = _scan_every()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.emulator.plug()
+        self._task = asyncio.create_task(self._scan())
+
+    async def _scan(self) -> None:
+        i = 0
+        while True:
+            await asyncio.sleep(self.every)  # a demo's pace, not synchronisation
+            self.emulator.scan(DEMO_SCANS[i % len(DEMO_SCANS)])
+            i += 1
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.emulator.close()
+
+
+async def _emulators(cfg: config.AgentConfig, workdir: Path) -> list[HeartbeatEmulator | _DemoScanner]:
+    """Start an emulator for each demo device that points at one: a heartbeat on loopback,
+    a serial scanner whose port is a relative path (resolved from ``workdir``, the agent's)."""
+    started: list[HeartbeatEmulator | _DemoScanner] = []
     for dev in cfg.devices:
         address = getattr(dev, "address", None)
+        port = getattr(dev, "port", None)
         if dev.kind == "sensor.heartbeat" and address is not None and address.host in ("127.0.0.1", "localhost"):
-            emu = HeartbeatEmulator(address.host, address.port)
-            await emu.start()
-            started.append(emu)
+            emu: HeartbeatEmulator | _DemoScanner = HeartbeatEmulator(address.host, address.port)
+        elif dev.kind == "scanner.serial" and port is not None and not os.path.isabs(port):
+            emu = _DemoScanner(workdir / port)
+        else:
+            continue
+        await emu.start()
+        started.append(emu)
     return started
 
 
@@ -124,7 +166,9 @@ async def main(config_path: Path, data_dir: Path) -> int:
         broker = LocalMosquitto(data_dir / "broker").start()
         hub_url = broker.url
         hub = await _start_hub(hub_url, data_dir)
-    emulators = await _emulators(cfg)
+    # The agent runs in the config's folder, so relative device paths there name the emulators'.
+    workdir = config_path.resolve().parent
+    emulators = await _emulators(cfg, workdir)
 
     sockdir = tempfile.mkdtemp(prefix="edge-demo-")
     notify_path = os.path.join(sockdir, "notify")
@@ -139,6 +183,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path), "--data-dir", str(data_dir),
         env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
+        cwd=workdir,
         start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
     )
     code = 0
@@ -152,6 +197,8 @@ async def main(config_path: Path, data_dir: Path) -> int:
             f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
             f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
             f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
+            f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
+            f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
             + (f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
                f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
                f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "

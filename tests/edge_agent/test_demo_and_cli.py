@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import selectors
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 
 import httpx
+from websockets.sync.client import connect
 
 from support.agent import ROOT, TOKENS, free_port
 
@@ -35,7 +37,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
     port, hb_port = free_port(), free_port()
     config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
     (tmp_path / "devices.yaml").write_text(config)
-    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}"}
+    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
          "--data-dir", str(tmp_path / "data")],
@@ -53,6 +55,12 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         product = httpx.get(f"http://127.0.0.1:{port}/v1/products/6901234567892",
                             headers={"Authorization": "Bearer demo-kiosk"})
         assert product.status_code == 200
+        # The demo's scanner (a pty emulator next to the config) scans into the live feed.
+        with connect(f"ws://127.0.0.1:{port}/v1/events?token=demo-associate", open_timeout=10) as ws:
+            while (event := json.loads(ws.recv(timeout=20)))["type"] != "scan":
+                pass
+        assert event["data"]["device"] == "scanner-1"
+        assert (tmp_path / ".run" / "dev" / "scanner-1").is_symlink()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=20)[0].decode()
     finally:
