@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from drivers.base import Driver
 from drivers.heartbeat.driver import HeartbeatSensor
+from drivers.scanner.hid_driver import HidScanner
 from drivers.scanner.serial import SerialScanner
 
-_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner)
+_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner, HidScanner)
 
 
 def drivers() -> dict[str, type[Driver]]:

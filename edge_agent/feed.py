@@ -102,6 +102,7 @@ class Feed:
         self.bus = bus
         self.epoch = uuid.uuid4().hex[:12]
         self.ring: deque[BusEvent] = deque(maxlen=size)
+        self.rotated_out = 0  # id of the newest event that has left the ring
         self.client_queue = client_queue
         self.clients: set[FeedClient] = set()
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +125,8 @@ class Feed:
             async for event in sub:
                 if not matches(event.type, FEED_PREFIXES):
                     continue  # the bus matches by prefix only
+                if len(self.ring) == self.ring.maxlen:
+                    self.rotated_out = self.ring[0].id
                 self.ring.append(event)
                 for client in list(self.clients):
                     client.offer(event)
@@ -136,8 +139,8 @@ class Feed:
         last_id = self.ring[-1].id if self.ring else 0
         resumed = missed = False
         if since is not None:
-            oldest = self.ring[0].id if self.ring else last_id + 1
-            if epoch == self.epoch and since >= oldest - 1:
+            # Resumable when nothing after ``since`` has left the ring.
+            if epoch == self.epoch and since >= self.rotated_out:
                 resumed = True
                 for event in self.ring:
                     if event.id > since:

@@ -4,12 +4,14 @@
 #   mosquitto   the MQTT broker of the demo hub and of the sync tests
 #   postgresql  the hub's PostgreSQL tests start a throwaway server
 #   openssl     the TLS tests make a throwaway CA
+#   umockdev    the USB HID scanner tests mock /dev/input for the agent
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
+  command -v umockdev-run >/dev/null || need+=(umockdev)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,10 +1,10 @@
 """Cuts a serial scanner's byte stream into one text per code. No I/O.
 
-Scanners end each code with a configurable suffix, usually CR (the factory
-default of most Honeywell, Zebra and Datalogic models), CR LF, or none, in
-which case the pause after a code ends it. The rules here keep one promise:
-a good code that follows garbage is never lost. Garbage is reported once as
-a ``BadScan`` and the framer resynchronises at the next suffix or pause.
+Scanners end each code with a configurable suffix, usually CR, sometimes
+CR LF or LF, or none, in which case the pause after a code ends it. The
+rules here keep one promise: a good code that follows garbage is never
+lost. Garbage is reported once as a ``BadScan`` and the framer
+resynchronises at the next suffix or pause.
 """
 
 from __future__ import annotations
@@ -112,4 +112,5 @@ class Framer:
         try:
             return frame.decode(self.encoding)
         except UnicodeDecodeError as err:
-            return BadScan(shown(frame), f"not valid {self._encoding_name}: byte 0x{frame[err.start]:02x} at {err.start}")
+            reason = f"not valid {self._encoding_name}: byte 0x{frame[err.start]:02x} at {err.start}"
+            return BadScan(shown(frame), reason)

@@ -1,9 +1,10 @@
 """GS1 element strings: application identifiers (AIs), check digits, dates. No I/O.
 
-References are to the GS1 General Specifications (release 24): section 3 for
-the AIs, 7.9.1 for the check digit, 7.12 for the century of a YYMMDD date,
-7.8 for how FNC1 separates variable-length fields (a scanner sends it as
-GS, 0x1D).
+References are to the GS1 General Specifications: section 3 for the AIs
+(one subsection each), 7.9 for the check digit, 7.11 for character set 82,
+7.12 for the century of a YYMMDD date. An FNC1 that ends a variable-length
+field reaches us as GS (0x1D), the ASCII character scanners send for it.
+Section numbers move between releases; the titles do not.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 GS = "\x1d"  # what a scanner sends for an FNC1 that ends a variable-length field
 
-# GS1 AI encodable character set 82 (General Specifications 7.11, figure 7.11-1).
+# GS1 AI encodable character set 82 (General Specifications 7.11).
 CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
 
@@ -28,9 +29,9 @@ class Fmt(str, enum.Enum):
     """How an AI's data is checked and turned into a field value."""
 
     DIGITS = "digits"        # N..: digits only
-    CHECKED = "checked"      # N18/N14 whose last digit is a GS1 check digit (7.9.1)
+    CHECKED = "checked"      # N18/N14 whose last digit is a GS1 check digit (7.9)
     TEXT = "text"            # X..: character set 82
-    DATE = "date"            # N6 YYMMDD, day 00 = last day of the month (3.4.x)
+    DATE = "date"            # N6 YYMMDD, day 00 = last day of the month (the date AIs in 3)
     DECIMAL = "decimal"      # N6/N..15 with the AI's last digit giving the decimals (310n, 392n)
     CURRENCY = "currency"    # ISO 4217 numeric code (3 digits), then a decimal (393n)
 
@@ -72,14 +73,14 @@ AIS: dict[str, Ai] = {
 }
 
 # "(01)09501101530003(17)140704": the human-readable form, AI in parentheses (3.1).
-_HRI_AI = re.compile(r"\((\d{2,4})\)")
+_HRI_AI = re.compile(r"\(([0-9]{2,4})\)")
 
 
 def gtin_check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit for ``digits`` (everything before the check digit)."""
     if not digits or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"expected digits, got {digits[:40]!r}")
-    # 7.9.1: weights 3 and 1 alternate from the rightmost digit leftwards.
+    # 7.9: weights 3 and 1 alternate from the rightmost digit leftwards.
     total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(digits)))
     return (10 - total % 10) % 10
 
@@ -114,7 +115,7 @@ def lookup(text: str, at: int) -> tuple[str, Ai] | None:
         if row is None:
             continue
         ai = text[at:at + n + 1] if row.decimals else text[at:at + n]
-        if row.decimals and (len(ai) != n + 1 or not ai[-1].isdigit()):
+        if row.decimals and (len(ai) != n + 1 or ai[-1] not in "0123456789"):
             raise Gs1Error(f"AI {ai[:n]}n needs its last digit n, the number of decimals")
         return ai, row
     return None
@@ -125,7 +126,7 @@ def split_raw(text: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     at = 0
     while at < len(text):
-        if text[at] == GS:  # a leading FNC1, or one after a fixed-length field: allowed (7.8.5)
+        if text[at] == GS:  # a leading FNC1, or one after a fixed-length field: both allowed
             at += 1
             continue
         found = lookup(text, at)
@@ -212,7 +213,7 @@ def _value(ai: str, row: Ai, data: str, today: datetime.date) -> str:
 
 
 def _decimal(digits: str, places: int, where: str) -> str:
-    # 3.6.2 / 3.6.x: the AI's last digit says where the decimal point goes.
+    # Measures and amounts (310n, 392n ...): the AI's last digit n says where the decimal point goes.
     if places > len(digits):
         raise Gs1Error(f"{where} has {places} decimals but only {len(digits)} digits")
     whole = digits[:len(digits) - places].lstrip("0") or "0"
@@ -225,7 +226,7 @@ def _date(yymmdd: str, where: str, today: datetime.date) -> str:
         raise Gs1Error(f"{where} month {yymmdd[2:4]} is not 01-12")
     year = century_year(yy, today.year)
     last = calendar.monthrange(year, mm)[1]
-    # 3.4.x: day 00 means "the last day of the month".
+    # Each date AI's section: day 00 means "the last day of the month".
     if dd == 0:
         dd = last
     elif dd > last:

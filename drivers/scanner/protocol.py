@@ -95,9 +95,9 @@ class AimCode:
     gs1_symbology: Symbology | None = None
 
 
-# ISO/IEC 15424 code characters. The GS1 modifiers are those of GS1 General
-# Specifications figure 5.4.6.2-1 (]C1, ]e0, ]d2, ]Q3, ]J1, and the ECI
-# variants ]d5, ]Q4). "E" (EAN/UPC) is handled by ``_EAN_MODIFIERS``.
+# ISO/IEC 15424 code characters. The GS1 modifiers (FNC1 in first position)
+# are those of the GS1 General Specifications' symbology identifier table
+# (]C1, ]e0, ]d2, ]Q3, ]J1) plus the ECI variants ]d5 and ]Q4. "E" (EAN/UPC) is handled by ``_EAN_MODIFIERS``.
 AIM: dict[str, AimCode] = {
     "A": AimCode("Code 39", Symbology.CODE39),
     "B": AimCode("Telepen", Symbology.UNKNOWN),
@@ -133,7 +133,7 @@ AIM: dict[str, AimCode] = {
     "z": AimCode("Aztec", Symbology.AZTEC),
 }
 
-# ]E modifiers (ISO/IEC 15424, GS1 GS 5.4.6.2): what follows the prefix.
+# ]E modifiers (ISO/IEC 15424): what follows the prefix.
 _EAN_MODIFIERS = {
     "0": "EAN-13, UPC-A or UPC-E",
     "1": "2-digit add-on alone",
@@ -167,7 +167,7 @@ CHAIN_FORMS: tuple[ChainForm, ...] = (
               "sale_id", Symbology.CODE128, "sale id (a UUID)", fold=True),
 )
 
-# Lengths of an all-digit code that make it a GTIN (GS1 GS 3.3.2).
+# Lengths of an all-digit code that make it a GTIN (GTIN-8, -12, -13, -14).
 _GTIN_NAMES = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}
 
 

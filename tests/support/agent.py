@@ -63,13 +63,15 @@ def config_dict(port: int, devices: list[dict] | None = None, store_id: str = "s
 class AgentProcess:
     """``edge-agent run`` in a subprocess, with its own config, data dir and notify socket."""
 
-    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None,
+                 wrapper: list[str] | None = None):
         self.workdir = workdir
         self.config = config
         self.config_path = workdir / "devices.yaml"
         self.data_dir = workdir / "data"
         self.log_path = workdir / "agent.log"
         self.extra_env = env or {}
+        self.wrapper = wrapper or []  # a command the agent runs under, e.g. umockdev-run ... --
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = int(config["api"]["listen"].rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -97,7 +99,7 @@ class AgentProcess:
                 env.pop(key, None)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config_path),
+            [*self.wrapper, sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config_path),
              "--data-dir", str(self.data_dir)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )

@@ -1,0 +1,64 @@
+"""A USB HID scanner through a real agent process: evdev under umockdev, to the live feed.
+
+The agent runs under ``umockdev-run``, which makes /dev/input/event7 exist
+for it alone: its ioctls are answered from tests/fixtures/scanner/ and its
+reads replay key events typed by drivers/scanner/hid_emulator.py. The
+driver, python-evdev, the grab and the German layout table all run for real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from drivers.scanner.hid_emulator import evemu_events
+from drivers.scanner.keymap import Keymap
+from support.agent import TOKENS, AgentProcess, config_dict, free_port
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "scanner"
+NODE = "/dev/input/event7"
+# A product, a member card (Y and Z trade places on a German keyboard), another product.
+CODES = ["6901234567892", "RM1:YZ-0042", "6901234567908"]
+
+pytestmark = pytest.mark.skipif(shutil.which("umockdev-run") is None,
+                                reason="umockdev-run not installed (Debian: apt-get install umockdev)")
+
+
+def test_a_german_hid_scanner_scans_into_the_feed(tmp_path):
+    events = tmp_path / "scans.evemu"
+    events.write_text(evemu_events(Keymap.load("de"), CODES))
+    device = {"id": "scanner-hid", "kind": "scanner.hid", "path": NODE, "layout": "de", "station": "kiosk-1"}
+    agent = AgentProcess(tmp_path, config_dict(free_port(), [device]), wrapper=[
+        "umockdev-run", "-d", str(FIXTURES / "hid-scanner.umockdev"),
+        "-i", f"{NODE}={FIXTURES / 'hid-scanner.ioctl'}", "-e", f"{NODE}={events}", "--"])
+    agent.import_catalog()
+    try:
+        agent.start()
+        with agent.client("associate") as c:
+            deadline = time.monotonic() + 15
+            while (dev := c.get("/v1/devices").json()[0])["counters"].get("scans", 0) < len(CODES):
+                assert time.monotonic() < deadline, dev
+                time.sleep(0.05)  # polling a counter of another process
+        assert dev["state"] == "online"
+        url = f"ws://127.0.0.1:{agent.port}/v1/events"
+        headers = {"Authorization": f"Bearer {TOKENS['associate']}"}
+        with connect(url, additional_headers=headers, open_timeout=10) as ws:
+            epoch = json.loads(ws.recv(timeout=10))["epoch"]
+        # The scans came before we connected: resume from the start of this run.
+        with connect(f"{url}?since=0&epoch={epoch}", additional_headers=headers, open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["resumed"] is True
+            scans = []
+            while len(scans) < len(CODES):
+                event = json.loads(ws.recv(timeout=10))
+                if event["type"] == "scan":
+                    scans.append(event["data"])
+    finally:
+        agent.close()
+    assert [s["code"] for s in scans] == ["6901234567892", "YZ-0042", "6901234567908"]
+    assert scans[0]["product"]["sku"] == "LIP-RED-01" and scans[2]["product"]["sku"] == "LIP-NUDE-02"
+    assert scans[1]["kind"] == "member" and all(s["device"] == "scanner-hid" for s in scans)
