@@ -5,10 +5,12 @@
 #   postgresql  the hub's PostgreSQL tests start a throwaway server
 #   openssl     the TLS tests make a throwaway CA
 #   umockdev    the USB HID scanner tests mock /dev/input for the agent
+#   fonts-wqy-microhei  the shelf-label font (Latin and Chinese in one face)
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
   command -v umockdev-run >/dev/null || need+=(umockdev)
