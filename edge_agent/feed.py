@@ -25,7 +25,7 @@ from edge_agent.config import Role
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
 # other an exact type ("scan" is not "scanner.scan", the driver's raw event).
-FEED_PREFIXES = ("scan", "member.", "order.", "stock.low", "device.")
+FEED_PREFIXES = ("scan", "member.", "order.", "stock.low", "device.", "alert.")
 
 
 def matches(event_type: str, patterns: tuple[str, ...]) -> bool:
@@ -49,7 +49,7 @@ def _anything(event: BusEvent, client: str) -> bool:
 ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
     Role.KIOSK: (("scan", "member.attached"), _own_station),
     Role.ASSOCIATE: (FEED_PREFIXES, _anything),
-    Role.CONSOLE: (("scan", "order.", "stock.low", "device."), _anything),
+    Role.CONSOLE: (("scan", "order.", "stock.low", "device.", "alert."), _anything),
     Role.ADMIN: (FEED_PREFIXES, _anything),
 }
 
