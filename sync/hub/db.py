@@ -22,10 +22,12 @@ a store's contiguous seq is computed by one transaction at a time.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -290,6 +292,14 @@ class HubDB(ABC):
         """A write transaction; commits when the block ends, rolls back on any error."""
         if self._conn is None:
             raise HubDBError("the hub database is not open")
+        with self._write_lock():
+            yield from self._transaction()
+
+    def _write_lock(self) -> Any:
+        """Held around each write transaction; a database that locks well by itself needs none."""
+        return nullcontext()
+
+    def _transaction(self) -> Iterator[Tx]:
         try:
             self._conn.execute(self._begin_sql())
             try:
@@ -368,6 +378,7 @@ class SQLiteHubDB(HubDB):
     def __init__(self, path: str | Path, url: str | None = None):
         super().__init__(url or f"sqlite:///{path}")
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.parent and not self.path.parent.exists():
@@ -384,6 +395,32 @@ class SQLiteHubDB(HubDB):
 
     def _begin_sql(self) -> str:
         return "BEGIN IMMEDIATE"  # take the write lock now, not at the first write: no upgrade deadlock
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """An flock on ``<db>.lock`` around each write transaction.
+
+        Two hub processes on one SQLite file queue for its write lock. SQLite's
+        own busy handler polls for it with sleeps of 1 to 100 ms, so under
+        contention a worker sleeps while the lock is free; flock wakes the
+        waiter the moment the holder commits (measured in
+        bench/bench_hub_scale.py: two workers went from slower than one to
+        faster). SQLite's lock still guards the file against anything else.
+        """
+        if self._lock_fd is None:
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the database and the lock file."""
+        super().close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def _errors(self) -> tuple[type[BaseException], ...]:
