@@ -107,6 +107,9 @@ class HubLink:
         # about events the hub got from us now (a stale or bogus ack).
         self._published_max = 0
         self._acked = 0    # highest seq the hub acknowledged
+        # Hub clock minus ours, from the time in the hub's acks (None until one
+        # came); off by the ack's transit time, milliseconds on a sane network.
+        self.clock_offset_s: float | None = None
         self._last_progress = time.monotonic()
         self._log_once = LogOnce(log)
         self._stopping = False
@@ -329,6 +332,8 @@ class HubLink:
             self.stats["bad_acks"] += 1
             self._log_once.warning(("ack", str(err)[:60]), "hub: bad ack ignored: %s", err)
             return
+        if ack.time is not None and ack.time.tzinfo is not None:
+            self.clock_offset_s = (ack.time - utcnow()).total_seconds()
         if ack.seq > self.store.last_seq:
             # The hub claims events this store never numbered: believing it
             # would delete events the hub does not have.
@@ -432,9 +437,9 @@ class HubLink:
             "outbox_budget_bytes": self.budget_bytes,
             "telemetry_dropped": self.stats["telemetry_dropped"],
             "over_budget": self.over_budget,
-            # The agent has no reference clock of its own; the hub compares
-            # ``time`` with its own receipt time (CONTRACT: clock offset).
-            "clock_offset_s": None,
+            # Hub clock minus this store's, from the last ack (None before one):
+            # positive when the store's clock is behind.
+            "clock_offset_s": None if self.clock_offset_s is None else round(self.clock_offset_s, 3),
         }
 
 

@@ -202,9 +202,14 @@ def validate(model: type[BaseModel], data: Any) -> Any:
 
 
 class Ack(_Strict):
-    """``hub/{store}/ack``: every event up to ``seq`` is durable at the hub."""
+    """``hub/{store}/ack``: every event up to ``seq`` is durable at the hub.
+
+    ``time`` (an extension) is the hub's clock when it sent the ack: the
+    store's reference for its clock offset in the health snapshot.
+    """
 
     seq: int = Field(ge=0)
+    time: datetime | None = None
 
 
 class Status(_Strict):

@@ -326,7 +326,8 @@ class HubService:
             acks[res.store] = res.contiguous  # the last batch of a store in the group has the final value
         for store, seq in acks.items():
             if seq > 0:
-                client.publish(hub_topic(store, "ack"), Ack(seq=seq).model_dump_json().encode(), qos=1)
+                ack = Ack(seq=seq, time=datetime.now(timezone.utc))
+                client.publish(hub_topic(store, "ack"), ack.model_dump_json().encode(), qos=1)
                 self.stats.acks += 1
         # PUBACK last: until now the broker still holds every message of the group.
         for msg in group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -129,6 +130,22 @@ def test_health_snapshot_is_retained_with_devices_and_outbox(linked):
     assert snap["store"] == STORE
     assert {"outbox_depth", "oldest_unacked_age_s", "disk_free_bytes", "version", "devices"} <= set(snap)
     assert snap["devices"][0]["id"] == "heartbeat-1"
+
+
+def test_the_hubs_ack_time_gives_the_store_its_clock_offset(linked):
+    agent, hub = linked
+    hub.expect("status", lambda s: s["state"] == "online")
+    hub.send("cmd", {"id": "before", "device": "agent", "action": "status"})
+    assert hub.expect("cmd/res", lambda r: r["id"] == "before")["result"]["clock_offset_s"] is None
+    with agent.client("kiosk") as c:
+        seq = c.post("/v1/sales", json=sale()).json()["seq"]
+    hub.events_until(seq)
+    ahead = datetime.now(timezone.utc) + timedelta(seconds=120)  # a hub whose clock is 2 min ahead
+    hub.send("ack", {"seq": seq, "time": ahead.isoformat()})
+    wait_health(agent, lambda h: h["outbox_depth"] == 0)
+    hub.send("cmd", {"id": "after", "device": "agent", "action": "status"})
+    offset = hub.expect("cmd/res", lambda r: r["id"] == "after")["result"]["clock_offset_s"]
+    assert 115 < offset <= 120
 
 
 def test_commands_are_allowlisted_and_always_answered(linked):
