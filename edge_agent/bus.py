@@ -9,6 +9,7 @@ loop; publish from other threads with ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -81,3 +82,42 @@ class EventBus:
             if sub.matches(event_type):
                 sub.offer(event)
         return event
+
+
+class Consumer:
+    """A task that handles the bus events of ``prefixes``, one at a time, from ``start`` to ``stop``.
+
+    Subclasses set ``prefixes`` and implement ``handle``; an exception from
+    ``handle`` is the subclass's to catch (it would end the task).
+    """
+
+    prefixes: tuple[str, ...] = ()
+    maxsize: int = 10_000
+
+    def __init__(self, bus: EventBus):
+        self.bus = bus
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe now (events from here on are seen) and start handling."""
+        sub = self.bus.subscribe(*self.prefixes, maxsize=self.maxsize)
+        self._task = asyncio.create_task(self._consume(sub), name=type(self).__name__)
+
+    async def stop(self) -> None:
+        """Stop handling; events still queued are dropped."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _consume(self, sub: Subscription) -> None:
+        try:
+            async for event in sub:
+                await self.handle(event)
+        finally:
+            sub.close()
+
+    async def handle(self, event: BusEvent) -> None:
+        """Handle one event."""
+        raise NotImplementedError

@@ -13,14 +13,13 @@ lagging and its connection is closed, with the id to resume from.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.bus import BusEvent, EventBus
+from edge_agent.bus import BusEvent, Consumer, EventBus
 from edge_agent.config import Role
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
@@ -95,43 +94,29 @@ class FeedClient:
             self.lagging.set()  # the connection is closed; the client resumes from sent_id
 
 
-class Feed:
+class Feed(Consumer):
     """The ring of recent feed events and the connected clients."""
 
+    prefixes = FEED_PREFIXES
+    maxsize = 100_000
+
     def __init__(self, bus: EventBus, size: int = 5000, client_queue: int = 1000):
-        self.bus = bus
+        super().__init__(bus)
         self.epoch = uuid.uuid4().hex[:12]
         self.ring: deque[BusEvent] = deque(maxlen=size)
         self.rotated_out = 0  # id of the newest event that has left the ring
         self.client_queue = client_queue
         self.clients: set[FeedClient] = set()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Start copying bus events into the ring and the clients' queues."""
-        sub = self.bus.subscribe(*FEED_PREFIXES, maxsize=100_000)
-        self._task = asyncio.create_task(self._run(sub), name="feed")
-
-    async def stop(self) -> None:
-        """Stop the copying task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self, sub: Any) -> None:
-        try:
-            async for event in sub:
-                if not matches(event.type, FEED_PREFIXES):
-                    continue  # the bus matches by prefix only
-                if len(self.ring) == self.ring.maxlen:
-                    self.rotated_out = self.ring[0].id
-                self.ring.append(event)
-                for client in list(self.clients):
-                    client.offer(event)
-        finally:
-            sub.close()
+    async def handle(self, event: BusEvent) -> None:
+        """Keep a feed event in the ring and offer it to every client."""
+        if not matches(event.type, FEED_PREFIXES):
+            return  # the bus matches by prefix only
+        if len(self.ring) == self.ring.maxlen:
+            self.rotated_out = self.ring[0].id
+        self.ring.append(event)
+        for client in list(self.clients):
+            client.offer(event)
 
     def connect(self, role: Role, name: str, since: int | None, epoch: str | None) -> tuple[FeedClient, Hello]:
         """Register a client; events it missed since ``since`` are queued first when the ring still has them."""

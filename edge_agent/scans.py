@@ -10,15 +10,13 @@ kiosk's scanner attaches the member to that kiosk's session.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
 from typing import Any
 
 from drivers.scanner.driver import BAD_SCAN, SCAN
 from edge_agent import catalog
-from edge_agent.bus import BusEvent, EventBus
+from edge_agent.bus import BusEvent, Consumer, EventBus
 from edge_agent.errors import StoreError
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
@@ -46,43 +44,26 @@ def lookup_scanned(conn: sqlite3.Connection, code: str) -> catalog.Product | Non
     return None
 
 
-class ScanService:
+class ScanService(Consumer):
     """Turns scanner bus events into feed ``scan`` events; one task."""
 
+    prefixes = (SCAN, BAD_SCAN)
+
     def __init__(self, store: Store, bus: EventBus, sessions: Sessions):
+        super().__init__(bus)
         self.store = store
-        self.bus = bus
         self.sessions = sessions
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Subscribe to the scanners' events and start handling them."""
-        sub = self.bus.subscribe(SCAN, BAD_SCAN, maxsize=10_000)
-        self._task = asyncio.create_task(self._run(sub), name="scans")
-
-    async def stop(self) -> None:
-        """Stop handling scans."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self, sub: Any) -> None:
-        try:
-            async for event in sub:
-                try:
-                    await self.handle(event)
-                except StoreError as err:
-                    # The scan still reaches the feed, without its product.
-                    log.warning("scan of %s: catalog lookup failed: %s", event.data.get("code"), err)
-                    self.bus.publish(FEED_SCAN, {**_common(event.data), "ok": True, "product": None,
-                                                 "error": f"catalog unavailable: {err}"})
-        finally:
-            sub.close()
 
     async def handle(self, event: BusEvent) -> None:
-        """Publish the feed event for one scanner event."""
+        """Publish the feed event for one scanner event; a failed lookup still reaches the feed."""
+        try:
+            await self._handle(event)
+        except StoreError as err:
+            log.warning("scan of %s: catalog lookup failed: %s", event.data.get("code"), err)
+            self.bus.publish(FEED_SCAN, {**_common(event.data), "ok": True, "product": None,
+                                         "error": f"catalog unavailable: {err}"})
+
+    async def _handle(self, event: BusEvent) -> None:
         data = event.data
         if event.type == BAD_SCAN:
             self.bus.publish(FEED_SCAN, {**_common(data), "ok": False, "reason": data["reason"]})
