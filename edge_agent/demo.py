@@ -25,6 +25,7 @@ from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import catalog, config
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
+from sync.embedded_broker.process import EmbeddedBrokerProcess
 from sync.localbroker import LocalMosquitto, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,16 +157,16 @@ async def main(config_path: Path, data_dir: Path) -> int:
         return 2
     data_dir.mkdir(parents=True, exist_ok=True)
     n = await _load_catalog(data_dir, ROOT / "demo" / "catalog.json")
-    broker: LocalMosquitto | None = None
-    hub: asyncio.subprocess.Process | None = None
-    hub_url = cfg.hub.url
-    if mosquitto_binary() is None:
-        print("mosquitto is not installed (apt-get install mosquitto): running without a hub; "
-              "events wait in the outbox", file=sys.stderr)
+    broker: LocalMosquitto | EmbeddedBrokerProcess
+    if mosquitto_binary() is None or os.environ.get("EDGE_DEMO_BROKER") == "embedded":
+        # No Mosquitto (a laptop without root): the embedded broker, in memory.
+        print("mosquitto is not installed (apt-get install mosquitto): using the embedded broker "
+              "(in memory: a broker restart forgets sessions)", file=sys.stderr)
+        broker = EmbeddedBrokerProcess(data_dir / "broker").start()
     else:
         broker = LocalMosquitto(data_dir / "broker").start()
-        hub_url = broker.url
-        hub = await _start_hub(hub_url, data_dir)
+    hub_url = broker.url
+    hub: asyncio.subprocess.Process | None = await _start_hub(hub_url, data_dir)
     # The agent runs in the config's folder, so relative device paths there name the emulators'.
     workdir = config_path.resolve().parent
     emulators = await _emulators(cfg, workdir)
@@ -224,8 +225,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         if not await _stop(proc):
             code = 1
         await _stop(hub)
-        if broker is not None:
-            broker.stop()
+        broker.stop()
         for emu in emulators:
             await emu.stop()
         sock.close()

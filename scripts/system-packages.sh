@@ -20,6 +20,9 @@ fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+  # The demo store runs without them: an embedded broker stands in for
+  # Mosquitto, and shelf labels without their font show as device errors.
+  [ "${1:-}" = run ] && exit 0
   exit 1
 fi
 echo "installing Debian packages: ${need[*]}"

@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 from support.agent import ROOT, TOKENS, free_port
@@ -33,11 +34,14 @@ def _read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
     return seen.decode()
 
 
-def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
+    """``make run``: with Mosquitto, and with the embedded broker a machine without it gets."""
     port, hb_port = free_port(), free_port()
     config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
     (tmp_path / "devices.yaml").write_text(config)
-    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2"}
+    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2",
+           "EDGE_DEMO_BROKER": broker}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
          "--data-dir", str(tmp_path / "data")],
