@@ -53,6 +53,11 @@ class DeviceConfig(BaseModel):
     name: str | None = Field(default=None, max_length=120)
     enabled: bool = True
 
+    def claims(self) -> list[tuple[str, tuple[str | int, ...]]]:
+        """What only one device in the file may have (a shelf label, say), each with the path
+        of the key that names it, relative to this device; the config reports a second claim."""
+        return []
+
 
 @dataclass
 class DriverContext:
@@ -93,6 +98,8 @@ class Driver(ABC):
         self.ctx = ctx
         # Set by the supervisor; a driver wraps a job in ``async with self.busy():``.
         self._busy_hook: Any = None
+        # Set by the supervisor; see ``fault``.
+        self._fault_hook: Any = None
 
     @abstractmethod
     async def open(self) -> None:
@@ -117,6 +124,17 @@ class Driver(ABC):
     async def command(self, action: str, args: dict[str, Any]) -> Any:
         """Carry out one of ``commands``; the result goes back to the hub as JSON."""
         raise NotImplementedError(action)
+
+    def fault(self, reason: str | None) -> None:
+        """Show the device as ``error`` with ``reason`` while its session goes on, or with None as working again.
+
+        For a condition the driver waits out on an open link, polling the
+        device until it clears (a printer out of paper): raising instead would
+        close the link and reopen it on every retry. Outside a supervisor it
+        does nothing.
+        """
+        if self._fault_hook is not None:
+            self._fault_hook(reason)
 
     def busy(self) -> Any:
         """Async context manager that shows the device as ``busy`` while a job runs.

@@ -94,6 +94,7 @@ class DeviceOwner:
         self._attempt = 0
         self._reopen = asyncio.Event()
         driver._busy_hook = self._busy
+        driver._fault_hook = self._fault
 
     @property
     def snapshot(self) -> DeviceSnapshot:
@@ -153,6 +154,13 @@ class DeviceOwner:
             finally:
                 if was_online and self._snapshot.state == DeviceState.BUSY:
                     self._set(DeviceState.ONLINE)
+
+    def _fault(self, reason: str | None) -> None:
+        """The driver's word that its open device cannot work now (``reason``) or works again (None)."""
+        if reason is not None:
+            self._failed(DeviceError(reason))
+        elif self._snapshot.state == DeviceState.ERROR:
+            self._recovered()
 
     async def _close(self) -> None:
         """Close the driver; never raises (a driver bug in close must not kill the owner)."""
@@ -283,13 +291,17 @@ class Supervisor:
         bus: EventBus,
         backoff: Backoff = Backoff(),
         factory: DriverFactory | None = None,
+        extras: dict[str, Any] | None = None,
     ):
         self.bus = bus
         self.owners: dict[str, DeviceOwner] = {}
         for cfg in devices:
             if not cfg.enabled:
                 continue
-            ctx = DriverContext(cfg.id, bus, logging.getLogger(f"edge_agent.device.{cfg.id}"))
+            # ``extras``: services of the agent some drivers use, by name (the
+            # print queue for printers); every driver sees the same ones.
+            ctx = DriverContext(cfg.id, bus, logging.getLogger(f"edge_agent.device.{cfg.id}"),
+                                extras=dict(extras or {}))
             driver = factory(cfg, ctx) if factory else registry[cfg.kind](cfg, ctx)
             self.owners[cfg.id] = DeviceOwner(driver, bus, backoff)
 

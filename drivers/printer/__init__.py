@@ -9,6 +9,10 @@
     elements.py                   what ends up on paper: text lines, barcodes, QR codes, images, cuts
     parser.py                     ESC/POS bytes back into elements
     emulator.py                   a printer on TCP (and a pty) for tests and ``make run``
+    spool.py                      what the driver needs from the durable print queue: Job, Spool
+    config.py                     devices.yaml keys of ``printer.escpos`` and the transport they make
+    driver.py                     the ``printer.escpos`` driver: status around every job, waits out paper-out
 
-All but emulator.py are pure: they build and parse bytes and do no I/O.
+All but emulator.py and driver.py are pure: they build and parse bytes and do
+no I/O. The queue itself lives in the agent's store (edge_agent/printing.py).
 """

@@ -62,6 +62,7 @@ LABELS: dict[str, str] = {
     "points_redeemed": "Points redeemed",
     "points_balance": "Points balance",
     "points_reversed": "Points reversed",
+    "points_restored": "Points given back",
     "e_receipt": "Your e-receipt:",
     "thanks": "Thank you for shopping with us!",
     "reprint": "*** REPRINT ***",
@@ -72,6 +73,8 @@ LABELS: dict[str, str] = {
     "order": "Order",
     "refund_total": "REFUND",
     "refund_method": "Refunded to",
+    "refund_by_hub": "to the original payment",
+    "pending": "PENDING: the online store checks this return",
     "reason": "Reason",
     "signature": "Customer signature:",
     "pick_title": "PICK TICKET",
@@ -84,7 +87,8 @@ LABELS: dict[str, str] = {
     "device": "Device",
     "store": "Store",
 }
-PAYMENT_METHODS = {"cash": "Cash", "card": "Card", "qr": "QR payment", "points": "Points"}
+PAYMENT_METHODS = {"cash": "Cash", "card": "Card", "qr": "QR payment", "points": "Points",
+                   "original": "Original payment"}
 
 DocumentKind = Literal["sale_receipt", "return_slip", "pick_ticket", "test_page"]
 
@@ -156,16 +160,20 @@ def _cut(c: _Ctx) -> None:
     c.page.cut()
 
 
+def _line(c: _Ctx, line: Line) -> None:
+    c.page.pair(line.name or line.sku, _money(line.line_total))
+    if line.qty != 1:
+        c.page.text(f"  {_qty(line.qty)} x {_money(line.unit_price)}")
+    if line.promo:
+        c.page.text(f"  * {line.promo}")
+
+
 def _lines(c: _Ctx) -> None:
     for line in c.data.lines:
-        c.page.pair(line.name or line.sku, _money(line.line_total))
-        if line.qty != 1:
-            c.page.text(f"  {_qty(line.qty)} x {_money(line.unit_price)}")
-        if line.promo:
-            c.page.text(f"  * {line.promo}")
+        _line(c, line)
 
 
-def _points(c: _Ctx, earned: int, redeemed: int, reversed_: int, balance: int | None) -> None:
+def _points(c: _Ctx, earned: int, redeemed: int, reversed_: int, balance: int | None, restored: int = 0) -> None:
     if not c.data.member_id:
         return
     c.page.pair(LABELS["member"], _masked(c.data.member_id))
@@ -175,6 +183,8 @@ def _points(c: _Ctx, earned: int, redeemed: int, reversed_: int, balance: int | 
         c.page.pair(LABELS["points_redeemed"], f"-{redeemed}")
     if reversed_:
         c.page.pair(LABELS["points_reversed"], f"-{reversed_}")
+    if restored:
+        c.page.pair(LABELS["points_restored"], f"+{restored}")
     if balance is not None:
         c.page.pair(LABELS["points_balance"], str(balance))
 
@@ -253,8 +263,21 @@ def _return_meta(c: _Ctx) -> None:
     c.page.pair(LABELS["time"], _when(d.time))
 
 
+def _return_lines(c: _Ctx) -> None:
+    for line in c.data.lines:
+        if line.line_total is None or line.unit_price is None:
+            c.page.pair(line.name or line.sku, f"x {_qty(line.qty)}")  # an online order's line: no store price
+        else:
+            _line(c, line)
+
+
 def _refund_total(c: _Ctx) -> None:
-    c.page.pair(LABELS["refund_total"], f"{c.data.currency} {_money(c.data.total)}", bold=True, double=True)
+    if c.data.total is None:
+        c.page.pair(LABELS["refund_total"], LABELS["refund_by_hub"], bold=True)
+    else:
+        c.page.pair(LABELS["refund_total"], f"{c.data.currency} {_money(c.data.total)}", bold=True, double=True)
+    if c.data.state == "pending":
+        c.page.text(LABELS["pending"], bold=True)
 
 
 def _refund_payment(c: _Ctx) -> None:
@@ -262,7 +285,7 @@ def _refund_payment(c: _Ctx) -> None:
 
 
 def _return_points(c: _Ctx) -> None:
-    _points(c, 0, 0, c.data.points_reversed, c.data.points_balance)
+    _points(c, 0, 0, c.data.points_reversed, c.data.points_balance, c.data.points_restored)
 
 
 def _return_reason(c: _Ctx) -> None:
@@ -383,7 +406,7 @@ _BLOCKS: dict[str, Block] = {
     "sale_payment": _sale_payment, "sale_points": _sale_points, "e_receipt": _e_receipt,
     "sale_code": _sale_code, "thanks": _thanks,
     "return_title": _return_title, "return_meta": _return_meta, "refund_total": _refund_total,
-    "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
+    "return_lines": _return_lines, "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
     "signature": _signature, "return_code": _return_code,
     "pick_title": _pick_title, "pickup_code": _pickup_code, "pick_meta": _pick_meta, "pick_lines": _pick_lines,
     "pick_count": _pick_count, "pick_code": _pick_code, "picked_by": _picked_by,
@@ -398,7 +421,7 @@ LAYOUTS: dict[DocumentKind, tuple[str, ...]] = {
         "sale_payment", "sale_points", "rule", "e_receipt", "sale_code", "thanks", "reprint_footer", "cut",
     ),
     "return_slip": (
-        "reprint", "store", "return_title", "rule", "return_meta", "rule", "lines", "rule", "refund_total",
+        "reprint", "store", "return_title", "rule", "return_meta", "rule", "return_lines", "rule", "refund_total",
         "refund_payment", "return_points", "return_reason", "signature", "return_code", "reprint_footer", "cut",
     ),
     "pick_ticket": (

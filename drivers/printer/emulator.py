@@ -136,6 +136,7 @@ class PrinterEmulator:
             os.close(slave)
             self._pty_fds = None
         self._parser.reset()
+        self._held.clear()  # what waited in the receive buffer does not survive a power cut
         self._docs.close("disconnect")
 
     async def __aenter__(self) -> PrinterEmulator:
@@ -315,7 +316,8 @@ class PrinterEmulator:
 # Standalone ------------------------------------------------------------------------
 
 
-def _describe(e: Element) -> str:
+def describe(e: Element) -> str:
+    """One element as a line of text, as the standalone emulator prints it."""
     if isinstance(e, Text):
         return e.line
     if isinstance(e, Barcode):
@@ -335,7 +337,7 @@ def _describe(e: Element) -> str:
 async def _main(args: argparse.Namespace) -> None:
     def show(e: Element) -> None:
         if not isinstance(e, Init):
-            print(_describe(e), flush=True)
+            print(describe(e), flush=True)
 
     emu = PrinterEmulator(args.host, args.port, pty=args.pty, profile=args.profile, on_element=show)
     await emu.start()

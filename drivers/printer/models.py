@@ -49,6 +49,14 @@ class Line(DocumentData):
         return value
 
 
+class ReturnLine(Line):
+    """A returned line; an online order's lines have no price at the store (the hub refunds them)."""
+
+    unit_price: Decimal | None = None  # type: ignore[assignment]
+    line_total: Decimal | None = Field(  # type: ignore[assignment]
+        default=None, validation_alias=AliasChoices("line_total", "amount"))
+
+
 class Promotion(DocumentData):
     """A promotion on the whole sale: its label and amount (negative for a discount)."""
 
@@ -88,13 +96,15 @@ class ReturnSlip(StoreInfo):
     time: datetime = Field(validation_alias=AliasChoices("time", "created_at"))
     sale_id: str | None = Field(default=None, max_length=64)
     order_id: str | None = Field(default=None, max_length=64)
-    lines: list[Line]
-    total: Decimal
+    lines: list[ReturnLine]
+    total: Decimal | None = Field(default=None, description="the refund; None: the hub refunds (online orders)")
     currency: str = Field(max_length=8)
     refund: Payment
+    state: str | None = Field(default=None, max_length=16, description="'pending' until the hub has judged it")
     reason: str | None = Field(default=None, max_length=300)
     member_id: str | None = Field(default=None, max_length=64)
     points_reversed: int = 0
+    points_restored: int = 0
     points_balance: int | None = None
 
 

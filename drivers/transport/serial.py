@@ -33,10 +33,13 @@ class SerialTransport(Transport):
         parity: str = "none",
         stopbits: float = 1,
         rtscts: bool = False,
+        dsrdtr: bool = False,
+        xonxoff: bool = False,
     ):
         self.port = port
         self.settings: dict[str, Any] = dict(
-            baudrate=baudrate, bytesize=bytesize, parity=_PARITY[parity], stopbits=stopbits, rtscts=rtscts
+            baudrate=baudrate, bytesize=bytesize, parity=_PARITY[parity], stopbits=stopbits, rtscts=rtscts,
+            dsrdtr=dsrdtr, xonxoff=xonxoff,
         )
         self._ser: serial.Serial | None = None
 

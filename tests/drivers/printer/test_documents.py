@@ -268,6 +268,18 @@ def test_return_slip_content(profile):
     check_fits(r, profile)
 
 
+def test_a_pending_online_return_slip_has_no_store_prices(profile):
+    online = {**RETURN, "sale_id": None, "order_id": "WEB-77", "total": None, "state": "pending",
+              "refund": {"method": "original"}, "points_reversed": 0, "points_restored": 0,
+              "lines": [{"sku": "MILK-1L", "name": "Organic Milk 1 L", "qty": 2, "unit_price": None, "amount": None}]}
+    r = one("return_slip", profile, online)
+    assert any(re.fullmatch(r"Organic Milk 1 L +x 2", ln) for ln in r.lines)
+    assert any(re.fullmatch(r"REFUND +to the original payment", ln) for ln in r.lines)
+    assert "PENDING:" in r.text and "WEB-77" in r.text
+    assert any(re.fullmatch(r"Refunded to +Original payment", ln) for ln in r.lines)
+    check_fits(r, profile)
+
+
 def test_pick_ticket_content(profile):
     r = one("pick_ticket", profile)
     assert Text("482913", bold=True, double=True, align="center") in r.elements
