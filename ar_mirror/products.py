@@ -1,0 +1,109 @@
+"""Try-on products as data: what the mirror draws for a SKU, joined with the catalog's stock.
+
+The try-on data (kind, shade, finish, frame) lives in a YAML file,
+``products.yaml`` beside this module by default, keyed by SKU; the hub's
+catalog item could carry it later. Names, prices and stock come from the
+agent's catalog, and a SKU shows on the mirror only while the store has it
+(``stock_store > 0``) or can order it online (``stock_online > 0``). No
+numpy, no OpenCV: the agent imports this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ar_mirror.control import Finish, Kind, Layer
+
+DEFAULT_FILE = Path(__file__).with_name("products.yaml")
+BUILTIN_STYLES = frozenset({"round", "square", "cat-eye"})
+
+
+class TryOn(BaseModel):
+    """One SKU's entry in the try-on file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    shade: str = "#000000"
+    opacity: float = Field(default=0.6, ge=0, le=1)
+    finish: Finish = "matte"
+    style: str = "round"
+    anchors: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+    def layer(self, sku: str) -> Layer:
+        """The layer the mirror process draws for this product."""
+        return Layer(sku=sku, **self.model_dump())
+
+
+class Offer(BaseModel):
+    """A try-on product as the mirror screen shows it."""
+
+    sku: str
+    name: str
+    kind: Kind
+    shade: str
+    finish: Finish
+    price: Decimal
+    currency: str
+    promo: str | None
+    stock_store: int
+    stock_online: int
+
+
+def load(path: Path = DEFAULT_FILE) -> dict[str, TryOn]:
+    """The try-on file, validated; ValueError naming the file, the SKU and what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the try-on products: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: must map each SKU to its try-on data (kind, shade, ...)")
+    out: dict[str, TryOn] = {}
+    for sku, entry in raw.items():
+        try:
+            item = TryOn.model_validate(entry)
+            Layer(sku=str(sku), **item.model_dump())  # the shade's format is checked there
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in err.errors())
+            raise ValueError(f"{path}: {sku}: {problems}") from err
+        out[str(sku)] = _resolve_style(item, path.parent, str(sku), path)
+    return out
+
+
+def _resolve_style(item: TryOn, base: Path, sku: str, path: Path) -> TryOn:
+    """A glasses image path made absolute (relative to the try-on file), and checked to be there."""
+    if item.kind != "glasses" or item.style in BUILTIN_STYLES:
+        return item
+    image = (base / item.style).resolve()
+    if not image.is_file():
+        raise ValueError(f"{path}: {sku}: style {item.style!r} is neither a built-in frame "
+                         f"({', '.join(sorted(BUILTIN_STYLES))}) nor an image file next to {path.name}")
+    if item.anchors is None:
+        raise ValueError(f"{path}: {sku}: an image frame needs anchors: the centres of its two lenses in pixels")
+    return item.model_copy(update={"style": str(image)})
+
+
+def offers(tryons: Mapping[str, TryOn], products: Mapping[str, Any]) -> list[Offer]:
+    """The try-on products the store has or can order, in the try-on file's order.
+
+    ``products`` maps SKU to ``edge_agent.catalog.Product`` (duck-typed: this
+    module does not import the agent). A SKU missing from the catalog is left out.
+    """
+    out: list[Offer] = []
+    for sku, tryon in tryons.items():
+        product = products.get(sku)
+        if product is None or (product.stock_store <= 0 and product.stock_online <= 0):
+            continue
+        promo = product.promo.label if product.promo is not None and product.unit_price() < product.price else None
+        out.append(Offer(
+            sku=sku, name=product.name, kind=tryon.kind, shade=tryon.shade, finish=tryon.finish,
+            price=product.unit_price(), currency=product.currency, promo=promo,
+            stock_store=max(product.stock_store, 0), stock_online=product.stock_online,
+        ))
+    return out

@@ -1,0 +1,172 @@
+"""Try-on sessions and the mirror's basket, from what the agent hears: face or no face, looks, taps. No I/O.
+
+A session starts when a face appears in front of the mirror or a product
+is picked, and ends when no face has been seen for ``gap`` seconds (the
+customer walked away), when the screen says "done", or when the mirror
+stops. It counts, per SKU, the seconds it was on a face that was there,
+and what was put in the basket. An ended session in which nothing was tried
+or added (someone walked past) is not reported. Nothing about the face is
+kept: only that there was one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from edge_agent.bus import utcnow
+
+Channel = Literal["store", "online"]
+
+
+@dataclass(frozen=True)
+class BasketLine:
+    """A product the customer wants: taken in the store or ordered online."""
+
+    sku: str
+    qty: int
+    channel: Channel
+    session_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sku": self.sku, "qty": self.qty, "channel": self.channel, "session_id": self.session_id}
+
+
+@dataclass
+class _Session:
+    id: str
+    started_at: datetime
+    started: float
+    tried: dict[str, list[Any]] = field(default_factory=dict)  # sku -> [kind, seconds]
+    added: list[BasketLine] = field(default_factory=list)
+    face_seconds: float = 0.0
+    compared: bool = False
+
+
+class SessionTracker:
+    """One mirror's current try-on session; ``clock`` is monotonic seconds (a test passes its own)."""
+
+    def __init__(self, device: str, station: str, gap: float, clock: Callable[[], float] = time.monotonic):
+        self.device = device
+        self.station = station
+        self.gap = gap
+        self.clock = clock
+        self.session: _Session | None = None
+        self._face = False
+        self._face_seen = clock()  # when a face was last there
+        self._active: dict[str, str] = {}  # sku -> kind, on the face now
+        self._last = clock()
+
+    def _advance(self) -> None:
+        """Add the time since the last call to the products on the face, while a face is there."""
+        now = self.clock()
+        dt, self._last = now - self._last, now
+        if self.session is None or not self._face:
+            return
+        self.session.face_seconds += dt
+        for sku, kind in self._active.items():
+            self.session.tried.setdefault(sku, [kind, 0.0])[1] += dt
+
+    def _ensure(self) -> _Session:
+        if self.session is None:
+            self.session = _Session(str(uuid.uuid4()), utcnow(), self.clock())
+        return self.session
+
+    def face(self, present: bool) -> dict[str, Any] | None:
+        """Whether a face is there now; the data of a session that ended by it, if one did."""
+        self._advance()
+        if present or self._face:  # there until now: the gap starts now
+            self._face_seen = self.clock()
+        if present and not self._face:
+            self._ensure()
+        self._face = present
+        if not present and self.session is not None and self.clock() - self._face_seen >= self.gap:
+            return self.end("walked_away")
+        return None
+
+    def tick(self) -> dict[str, Any] | None:
+        """Check the gap without news of the face (between two stats, or while the camera restarts)."""
+        return self.face(self._face)
+
+    def look(self, products: dict[str, str], compare: bool) -> None:
+        """The products now on the face (sku -> kind), and whether before/after is shown."""
+        self._advance()
+        self._active = dict(products)
+        if products or compare:
+            session = self._ensure()
+            session.compared = session.compared or compare
+            for sku, kind in products.items():
+                session.tried.setdefault(sku, [kind, 0.0])
+
+    def added(self, line: BasketLine) -> None:
+        """A line put in the basket during this session."""
+        self._advance()
+        self._ensure().added.append(line)
+
+    @property
+    def session_id(self) -> str | None:
+        return self.session.id if self.session else None
+
+    def end(self, reason: str) -> dict[str, Any] | None:
+        """End the session now; its ``retail.tryon.session`` data, or None if there is nothing to report."""
+        self._advance()
+        session, self.session = self.session, None
+        self._active = {}
+        if session is None or (not session.tried and not session.added):
+            return None
+        return {
+            "session_id": session.id,
+            "device": self.device,
+            "station": self.station,
+            "started_at": session.started_at.isoformat(),
+            "ended_at": utcnow().isoformat(),
+            "seconds": round(self.clock() - session.started, 1),
+            "face_seconds": round(session.face_seconds, 1),
+            "ended_by": reason,
+            "compared": session.compared,
+            "tried": [{"sku": sku, "kind": kind, "seconds": round(seconds, 1)}
+                      for sku, (kind, seconds) in session.tried.items()],
+            "basket": [{"sku": line.sku, "qty": line.qty, "channel": line.channel} for line in session.added],
+        }
+
+    def summary(self) -> dict[str, Any] | None:
+        """The current session as the screen shows it."""
+        self._advance()
+        s = self.session
+        if s is None:
+            return None
+        return {"id": s.id, "started_at": s.started_at.isoformat(),
+                "tried": {sku: round(seconds, 1) for sku, (_, seconds) in s.tried.items()}}
+
+
+class Basket:
+    """The mirror's basket: lines merged by SKU and channel, until cleared (checked out or started over)."""
+
+    def __init__(self, max_lines: int = 50):
+        self.max_lines = max_lines
+        self.lines: list[BasketLine] = []
+
+    def add(self, line: BasketLine) -> None:
+        """Add a line, or more of a line already there; ValueError past ``max_lines`` lines."""
+        for i, old in enumerate(self.lines):
+            if (old.sku, old.channel) == (line.sku, line.channel):
+                self.lines[i] = BasketLine(old.sku, old.qty + line.qty, old.channel, line.session_id)
+                return
+        if len(self.lines) >= self.max_lines:
+            raise ValueError(f"the basket holds at most {self.max_lines} lines")
+        self.lines.append(line)
+
+    def qty(self, sku: str, channel: Channel) -> int:
+        """How many of ``sku`` the basket holds for ``channel``."""
+        return sum(line.qty for line in self.lines if (line.sku, line.channel) == (sku, channel))
+
+    def clear(self) -> None:
+        """Empty the basket."""
+        self.lines = []
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lines": [line.as_dict() for line in self.lines]}

@@ -1,0 +1,235 @@
+"""The try-on mirror: its screen (``GET /mirror``), its products, look, stream, basket and sessions.
+
+The mirror's screen is an API client with role ``mirror``, bound to its
+``mirror.camera`` device by the device's ``station``; it may use only that
+mirror. Associates and admins may use every mirror (to help a customer), but
+the camera stream goes to the mirror's own screen alone. Kiosks read and
+clear a mirror's basket, to check it out. The stream is relayed byte for byte
+from the mirror process's socket: the agent never decodes, keeps or logs a
+frame, and tells the browser not to store one (``Cache-Control: no-store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ar_mirror import products as tryon
+from ar_mirror.stream import CONTENT_TYPE
+from drivers.base import DEVICE_ID_PATTERN, DeviceState
+from drivers.mirror.driver import MirrorCamera
+from edge_agent import catalog
+from edge_agent.api.auth import client_for, require
+from edge_agent.config import ClientConfig, Role
+from edge_agent.errors import DeviceError
+
+router = APIRouter(tags=["mirror"])
+
+PRIVACY = ("Your picture stays in this mirror: it is not recorded, stored or sent anywhere, "
+           "and it is gone the moment you step away.")
+# Makeup first, glasses on top of it.
+LAYER_ORDER = ("blush", "eyeshadow", "lipstick", "glasses")
+_STATIC = {"mirror.js": "text/javascript; charset=utf-8", "mirror.css": "text/css; charset=utf-8"}
+# The page may talk to this agent only: nothing it shows can be sent elsewhere.
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
+# Read size of the stream relay: a few frames' headers and a good part of a JPEG.
+_RELAY_CHUNK = 256 * 1024
+
+DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+_USE = Depends(require(Role.MIRROR, Role.ASSOCIATE, Role.ADMIN))
+_BASKET = Depends(require(Role.MIRROR, Role.ASSOCIATE, Role.ADMIN, Role.KIOSK))
+
+
+class LookRequest(BaseModel):
+    """Body of ``PUT /v1/mirror/{device}/look``: the products to try on, one per kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skus: list[str] = Field(default_factory=list, max_length=4)
+    compare: float = Field(default=0.0, ge=0, le=1, description="fraction of the picture shown without them")
+    compare_side: Literal["left", "right"] = "left"
+
+
+class BasketRequest(BaseModel):
+    """Body of ``POST /v1/mirror/{device}/basket``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(default=1, ge=1, le=10)
+    channel: Literal["store", "online"] = Field(default="store", description="take it here, or order it online")
+
+
+def _static(name: str) -> bytes:
+    return (resources.files("ar_mirror") / "static" / name).read_bytes()
+
+
+@router.get("/mirror", include_in_schema=False)
+async def page() -> Response:
+    """The mirror's screen; open it as /mirror?device=<id>#token=<the mirror's token>."""
+    return Response(_static("mirror.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+
+@router.get("/mirror/{name}", include_in_schema=False)
+async def static(name: str) -> Response:
+    """The page's script and style sheet."""
+    if name not in _STATIC:
+        raise HTTPException(404, f"no file {name!r}")
+    return Response(_static(name), media_type=_STATIC[name], headers=_PAGE_HEADERS)
+
+
+def _mirror(request: Request, device: str, client: ClientConfig, *, own: bool = False) -> MirrorCamera:
+    """The mirror ``device``; 404 if there is none, 403 for another mirror's screen (or, with ``own``, anyone else)."""
+    supervisor = request.app.state.agent.supervisor
+    driver = supervisor.owners[device].driver if device in supervisor.owners else None
+    if not isinstance(driver, MirrorCamera):
+        raise HTTPException(404, f"no mirror {device!r} in this store (a mirror.camera device, enabled)")
+    mine = client.role == Role.MIRROR and client.name == driver.cfg.station
+    if (client.role == Role.MIRROR or own) and not mine:
+        raise HTTPException(403, f"only the mirror's own screen ({driver.cfg.station!r}) may do this")
+    return driver
+
+
+async def _offers(request: Request, driver: MirrorCamera) -> dict[str, tryon.Offer]:
+    """The mirror's try-on products that the store has or can order, by SKU."""
+    try:
+        tryons = driver.tryons()
+    except DeviceError as err:
+        raise HTTPException(503, f"the mirror's try-on products cannot be read: {err}") from err
+    items = await request.app.state.agent.store.read(lambda conn: catalog.products(conn, list(tryons)))
+    return {offer.sku: offer for offer in tryon.offers(tryons, items)}
+
+
+@router.get("/v1/mirror")
+async def list_mirrors(request: Request, client: ClientConfig = _USE) -> list[dict]:
+    """The mirrors this client may use, with their state."""
+    out = []
+    for owner in request.app.state.agent.supervisor.owners.values():
+        driver = owner.driver
+        if isinstance(driver, MirrorCamera) and (client.role != Role.MIRROR or client.name == driver.cfg.station):
+            snap = owner.snapshot
+            out.append({"id": snap.id, "name": driver.cfg.name, "station": driver.cfg.station,
+                        "state": snap.state.value})
+    return out
+
+
+@router.get("/v1/mirror/{device}")
+async def status(request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
+    """The mirror's state, the face's presence, the look, the session and the basket."""
+    driver = _mirror(request, device, client)
+    snap = request.app.state.agent.supervisor.owners[device].snapshot
+    stats = driver.stats
+    return {
+        "device": device, "state": snap.state.value, "since": snap.since.isoformat(), "last_error": snap.last_error,
+        "station": driver.cfg.station, "mirror": driver.cfg.mirror,
+        "face": bool(stats and stats.face), "fps": stats.fps if stats else 0.0,
+        "look": {"skus": [layer.sku for layer in driver.look.layers], "compare": driver.look.compare,
+                 "compare_side": driver.look.compare_side},
+        "session": driver.sessions.summary(), "basket": driver.basket.as_dict(), "privacy": PRIVACY,
+    }
+
+
+@router.get("/v1/mirror/{device}/products", response_model=list[tryon.Offer])
+async def list_products(request: Request, device: DeviceId, client: ClientConfig = _USE) -> list[tryon.Offer]:
+    """Try-on products the store has in stock or can order online, with price and stock."""
+    return list((await _offers(request, _mirror(request, device, client))).values())
+
+
+@router.put("/v1/mirror/{device}/look")
+async def put_look(body: LookRequest, request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
+    """Try these products on, one of each kind; ``compare`` shows part of the picture without them."""
+    driver = _mirror(request, device, client)
+    offers = await _offers(request, driver)
+    unknown = [sku for sku in body.skus if sku not in offers]
+    if unknown:
+        raise HTTPException(422, f"not a try-on product this store has or can order: {', '.join(unknown)}")
+    kinds = [offers[sku].kind for sku in body.skus]
+    doubled = sorted({k for k in kinds if kinds.count(k) > 1})
+    if doubled:
+        raise HTTPException(422, f"one product of each kind at a time; more than one {', '.join(doubled)}")
+    tryons = driver.tryons()
+    layers = sorted((tryons[sku].layer(sku) for sku in body.skus), key=lambda layer: LAYER_ORDER.index(layer.kind))
+    look = driver.set_look(layers, body.compare, body.compare_side)
+    return {"skus": [layer.sku for layer in look.layers], "compare": look.compare, "compare_side": look.compare_side}
+
+
+def _stream_client(request: Request, token: str | None) -> ClientConfig:
+    """The caller, by bearer header or ``?token=`` (an <img> cannot send headers)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" and value else token
+    client = client_for(request, token) if token else None
+    if client is None:
+        raise HTTPException(401, "missing or unknown token: send 'Authorization: Bearer <token>' or ?token=",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return client
+
+
+@router.get("/v1/mirror/{device}/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"multipart/x-mixed-replace": {}}}})
+async def stream(request: Request, device: DeviceId, token: str | None = Query(default=None)) -> StreamingResponse:
+    """The live picture (MJPEG) for the mirror's own screen; 503 while the mirror is not running."""
+    driver = _mirror(request, device, _stream_client(request, token), own=True)
+    name = driver.stream_name
+    state = request.app.state.agent.supervisor.owners[device].snapshot.state
+    if name is None or state not in (DeviceState.ONLINE, DeviceState.BUSY):
+        raise HTTPException(503, f"the mirror is {state.value}; try again in a moment", headers={"Retry-After": "1"})
+    try:
+        reader, writer = await asyncio.open_unix_connection("\0" + name)
+    except OSError as err:
+        raise HTTPException(503, "the mirror is restarting; try again in a moment",
+                            headers={"Retry-After": "1"}) from err
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await reader.read(_RELAY_CHUNK):
+                yield chunk
+        finally:
+            writer.close()
+
+    return StreamingResponse(relay(), media_type=CONTENT_TYPE,
+                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/v1/mirror/{device}/basket")
+async def get_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
+    """What the customer put in the basket at this mirror."""
+    return _mirror(request, device, client).basket.as_dict()
+
+
+@router.post("/v1/mirror/{device}/basket", status_code=201)
+async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
+    """Add a product to take in the store (``store``) or to order online (``online``); 409 beyond the stock."""
+    driver = _mirror(request, device, client)
+    offer = (await _offers(request, driver)).get(body.sku)
+    if offer is None:
+        raise HTTPException(422, f"{body.sku!r} is not a try-on product this store has or can order")
+    stock = offer.stock_store if body.channel == "store" else offer.stock_online
+    wanted = driver.basket.qty(body.sku, body.channel) + body.qty
+    if wanted > stock:
+        where = "in the store" if body.channel == "store" else "online"
+        raise HTTPException(409, f"only {stock} of {body.sku} {where}; the basket would hold {wanted}")
+    try:
+        driver.add_to_basket(body.sku, body.qty, body.channel)
+    except ValueError as err:
+        raise HTTPException(409, str(err)) from err
+    return driver.basket.as_dict()
+
+
+@router.delete("/v1/mirror/{device}/basket")
+async def clear_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
+    """Empty the basket (checked out at a kiosk, or the customer starts over)."""
+    driver = _mirror(request, device, client)
+    driver.clear_basket()
+    return driver.basket.as_dict()
+
+
+@router.post("/v1/mirror/{device}/session/end")
+async def end_session(request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
+    """End the try-on session now (the customer tapped "done"); what it recorded, if anything."""
+    return {"ended": _mirror(request, device, client).end_session("done")}

@@ -1,0 +1,69 @@
+"""Try-on products as data, joined with the catalog: only what the store has or can order."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ar_mirror import products
+from edge_agent.catalog import CatalogItem, Product
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def product(sku: str, store: int, online: int, promo: dict | None = None) -> Product:
+    return Product(sku=sku, barcodes=[], name=f"Name of {sku}", price=Decimal("100.00"), currency="CNY",
+                   promo=promo, stock_store=store, stock_online=online, rating=None, reviews=0, version=1)
+
+
+def test_the_packaged_file_covers_demo_catalog_skus():
+    tryons = products.load()
+    assert {t.kind for t in tryons.values()} == {"lipstick", "eyeshadow", "blush", "glasses"}
+    demo = {item["sku"] for item in json.loads((REPO / "demo" / "catalog.json").read_text(encoding="utf-8"))}
+    assert set(tryons) <= demo
+    for item in json.loads((REPO / "demo" / "catalog.json").read_text(encoding="utf-8")):
+        CatalogItem.model_validate(item)
+
+
+def test_offers_show_what_the_store_has_or_can_order_in_file_order():
+    tryons = products.load()
+    catalog = {
+        "LIP-RED-01": product("LIP-RED-01", 3, 0, {"price": "80.00", "label": "Double 11"}),
+        "LIP-NUDE-02": product("LIP-NUDE-02", 0, 0),  # sold out everywhere: not shown
+        "GLS-ROUND-BLK": product("GLS-ROUND-BLK", 0, 7),  # online only
+        "TOTE-CANVAS": product("TOTE-CANVAS", 9, 9),  # no try-on data
+    }
+    offers = products.offers(tryons, catalog)
+    assert [o.sku for o in offers] == ["LIP-RED-01", "GLS-ROUND-BLK"]
+    lip, gls = offers
+    assert lip.price == Decimal("80.00") and lip.promo == "Double 11" and lip.kind == "lipstick"
+    assert (gls.stock_store, gls.stock_online) == (0, 7)
+
+
+def test_a_bad_entry_names_the_file_the_sku_and_the_key(tmp_path):
+    path = tmp_path / "tryon.yaml"
+    path.write_text("LIP-1:\n  kind: lipstick\n  shade: red\n")
+    with pytest.raises(ValueError, match=r"tryon.yaml: LIP-1: .*#rrggbb"):
+        products.load(path)
+    path.write_text("LIP-1:\n  kind: mascara\n")
+    with pytest.raises(ValueError, match=r"LIP-1: kind"):
+        products.load(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="must map each SKU"):
+        products.load(path)
+
+
+def test_a_glasses_image_is_found_next_to_the_file_and_needs_its_anchors(tmp_path):
+    (tmp_path / "frame.png").write_bytes(b"png")
+    path = tmp_path / "tryon.yaml"
+    path.write_text("GLS-1:\n  kind: glasses\n  style: frame.png\n")
+    with pytest.raises(ValueError, match="needs anchors"):
+        products.load(path)
+    path.write_text("GLS-1:\n  kind: glasses\n  style: frame.png\n  anchors: [[10, 20], [60, 20]]\n")
+    assert products.load(path)["GLS-1"].style == str(tmp_path / "frame.png")
+    path.write_text("GLS-1:\n  kind: glasses\n  style: missing.png\n  anchors: [[10, 20], [60, 20]]\n")
+    with pytest.raises(ValueError, match="neither a built-in frame"):
+        products.load(path)
