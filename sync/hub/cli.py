@@ -20,7 +20,7 @@ from typing import Any
 
 from sync.hub.broker import DEFAULT_BROKER, parse_broker_url
 from sync.hub.db import DEFAULT_DB, StoreRow, open_db
-from sync.hub.errors import BrokerURLError, HubDBError
+from sync.hub.errors import BrokerURLError, ConsoleConfigError, HubDBError
 from sync.hub.publish import (
     MEMBER_TYPES,
     Downlink,
@@ -41,21 +41,53 @@ def _err(msg: str) -> None:
     print(f"edge-hub: {msg}", file=sys.stderr)
 
 
+def _console(args: argparse.Namespace, svc: Any, fleet: Any) -> Any:
+    """The console server of ``run --http`` (prepared: database open, port bound)."""
+    from edge_agent import __version__
+    from sync.hub.console.auth import load_tokens
+    from sync.hub.console.rules import load_rules
+    from sync.hub.console.server import ConsoleServer
+
+    tokens = load_tokens(args.console_tokens, os.environ.get("EDGE_HUB_CONSOLE_TOKEN"))
+    rules = load_rules(args.alert_rules)
+    console = ConsoleServer(svc, fleet, args.http, tokens, rules, args.db, version=__version__,
+                            command_timeout_s=args.command_timeout)
+    console.prepare()
+    return console
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run one hub worker until SIGTERM or SIGINT."""
+    """Run one hub worker (and with ``--http`` the console) until SIGTERM or SIGINT."""
+    from sync.hub.observe import Observer
     from sync.hub.service import HubService
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fleet = console = None
+    if args.http:
+        from sync.hub.console.fleet import Fleet
+
+        fleet = Fleet()
     svc = HubService(parse_broker_url(args.broker), args.db, group=args.group, client_id=args.client_id,
-                     session_expiry=args.session_expiry)
+                     session_expiry=args.session_expiry, observer=Observer(fleet.apply if fleet is not None else None))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if fleet is not None:
+            console = _console(args, svc, fleet)
         svc.start()
-    except HubDBError as err:
+        if console is not None:
+            console.start()
+            print(f"edge-hub: console on {console.url}", flush=True)
+    except ConsoleConfigError as err:
         _err(str(err))
+        return EXIT_USAGE
+    except (HubDBError, RuntimeError) as err:
+        _err(str(err))
+        if console is not None:
+            console.stop()
+        svc.stop()
         return EXIT_FAIL
     announced = False
     # Signals land in this thread; a short wait keeps it responsive to them.
@@ -66,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"edge-hub: connected to {svc.broker} as {svc.client_id} (group {svc.group}), "
                   f"db {svc.db.url if svc.db else args.db}", flush=True)
             announced = True
+    if console is not None:
+        console.stop()
     svc.stop()
     s = svc.stats
     print(f"edge-hub: stopped; {s.batches} batches, {s.events} events stored, {s.duplicates} duplicates, "
@@ -174,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--session-expiry", type=int, default=24 * 3600, metavar="S",
                      help="how long the broker keeps messages for this worker while it is down (default 86400)")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    env_http = os.environ.get("EDGE_HUB_HTTP") or None
+    run.add_argument("--http", default=env_http, metavar="HOST:PORT",
+                     help="serve the health console and /metrics there, e.g. 127.0.0.1:8090 ($EDGE_HUB_HTTP)")
+    run.add_argument("--console-tokens", default=os.environ.get("EDGE_HUB_CONSOLE_TOKENS") or None, metavar="FILE",
+                     help="NAME:SHA256 lines, the console's tokens ($EDGE_HUB_CONSOLE_TOKENS; or one plain token "
+                          "in $EDGE_HUB_CONSOLE_TOKEN)")
+    run.add_argument("--alert-rules", default=os.environ.get("EDGE_HUB_ALERT_RULES") or None, metavar="FILE",
+                     help="alert rules YAML (default: the shipped sync/hub/console/rules.yaml; $EDGE_HUB_ALERT_RULES)")
+    run.add_argument("--command-timeout", type=float, default=30.0, metavar="S",
+                     help="seconds a console command waits for the store's answer (default 30)")
     run.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="publish catalog, stock, an order or a member card")

@@ -9,8 +9,8 @@ Tables: ``events`` (primary key ``(store, seq)``: a resend is a no-op),
 ``stores`` (per store: ``contiguous``, the acknowledged seq; ``high``, the
 highest seq held; counters; last status and health), ``gaps`` (holes below
 ``high``, closed when ``contiguous`` passes them), ``commands`` (sent by the
-CLI, answered on ``cmd/res``) and ``rejected`` (quarantine of refused
-payloads). SQL is kept to what both dialects run: ``?`` placeholders are
+CLI and the console, answered on ``cmd/res``) and ``rejected`` (quarantine
+of refused payloads); schema.py has them all, with the console's tables. SQL is kept to what both dialects run: ``?`` placeholders are
 rewritten to ``%s`` for psycopg, ``ON CONFLICT`` for upserts, TEXT for JSON
 and ISO-8601 UTC times.
 
@@ -35,39 +35,10 @@ from typing import Any
 
 from sync.hub.errors import DBDriverMissing, HubDBError
 from sync.hub.ingest import EventRow, IngestResult, advance, new_gaps
+from sync.hub.schema import SCHEMA, SCHEMA_VERSION
 
 DEFAULT_DB = "sqlite:///hub.db"
-SCHEMA_VERSION = "1"
 _WALK_CHUNK = 1000
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS stores (
-        store TEXT PRIMARY KEY,
-        contiguous BIGINT NOT NULL DEFAULT 0,
-        high BIGINT NOT NULL DEFAULT 0,
-        events BIGINT NOT NULL DEFAULT 0,
-        conflicts BIGINT NOT NULL DEFAULT 0,
-        rejected BIGINT NOT NULL DEFAULT 0,
-        last_event_at TEXT,
-        status TEXT, status_version TEXT, status_since TEXT, status_at TEXT,
-        health TEXT, health_at TEXT)""",
-    """CREATE TABLE IF NOT EXISTS events (
-        store TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
-        time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL,
-        PRIMARY KEY (store, seq))""",
-    """CREATE TABLE IF NOT EXISTS gaps (
-        store TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
-        opened_at TEXT NOT NULL, closed_at TEXT, reported INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (store, first_seq))""",
-    """CREATE TABLE IF NOT EXISTS commands (
-        id TEXT PRIMARY KEY, store TEXT NOT NULL, device TEXT, action TEXT, args TEXT,
-        sent_at TEXT, state TEXT NOT NULL, result TEXT, error TEXT, answered_at TEXT)""",
-    """CREATE TABLE IF NOT EXISTS rejected (
-        store TEXT NOT NULL, received_at TEXT NOT NULL, reason TEXT NOT NULL,
-        detail TEXT NOT NULL, size BIGINT NOT NULL, head TEXT)""",
-    """CREATE INDEX IF NOT EXISTS gaps_open ON gaps (closed_at, opened_at)""",
-)
 
 
 def now_iso() -> str:
@@ -110,6 +81,14 @@ class Tx:
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db._execute(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement (``?`` placeholders) in this transaction; the driver's cursor."""
+        return self._db._execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of parameters in this transaction."""
+        self._db._executemany(sql, rows)
 
     # Events ------------------------------------------------------------------
 
@@ -186,10 +165,16 @@ class Tx:
     # Status, health, commands, quarantine -----------------------------------------
 
     def set_status(self, store: str, state: str, version: str | None, since: str) -> None:
-        """The store's last status (``online``/``offline``) and since when."""
+        """The store's last status (``online``/``offline``) and since when.
+
+        Offline after offline keeps the first time: the Will carries no time, so
+        the retained offline status that a restarted hub receives again must not
+        make a store that died yesterday look offline for a minute.
+        """
         self._x("INSERT INTO stores (store, status, status_version, status_since, status_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (store) DO UPDATE SET status = excluded.status, status_version = excluded.status_version, "
-                "status_since = excluded.status_since, status_at = excluded.status_at",
+                "status_since = CASE WHEN stores.status = 'offline' AND excluded.status = 'offline' "
+                "THEN stores.status_since ELSE excluded.status_since END, status_at = excluded.status_at",
                 (store, state, version, since, now_iso()))
 
     def set_health(self, store: str, snapshot_json: str) -> None:
@@ -327,6 +312,10 @@ class HubDB(ABC):
             return self._execute(sql, params).fetchall()
         except self._errors as err:
             raise HubDBError(f"hub database {self.url}: {err}") from err
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of one read outside any transaction (``?`` placeholders)."""
+        return self._query(sql, params)
 
     def stores(self) -> list[StoreRow]:
         """Every store the hub has heard from, by id."""

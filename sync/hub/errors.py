@@ -4,7 +4,8 @@
     (BrokerURLError, from sync/brokerurl.py: a --broker URL that does not parse; a ValueError)
     ├── HubDBError                 the hub's database failed; the batch is not acknowledged
     │   └── DBDriverMissing        postgresql:// asked for, psycopg not installed
-    └── BatchRejected              an inbound payload the hub refuses (a topics.PayloadError too)
+    ├── BatchRejected              an inbound payload the hub refuses (a topics.PayloadError too)
+    └── ConsoleConfigError         bad console settings: alert rules, token file, --http address
 
 sqlite3.Error and psycopg.Error are mapped to HubDBError in db.py, paho's
 connect errors (OSError) to a message in cli.py, always ``raise ... from err``.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from sync.brokerurl import BrokerURLError  # shared with the agent's link
 from sync.topics import PayloadError
 
-__all__ = ["HubError", "BrokerURLError", "HubDBError", "DBDriverMissing", "BatchRejected"]
+__all__ = ["HubError", "BrokerURLError", "HubDBError", "DBDriverMissing", "BatchRejected", "ConsoleConfigError"]
 
 
 class HubError(Exception):
@@ -36,3 +37,7 @@ class BatchRejected(HubError, PayloadError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+class ConsoleConfigError(HubError):
+    """The console's settings (alert rules, token file, listen address) are wrong; the message says how."""

@@ -18,6 +18,10 @@ gaps are logged once, when still open after ``gap_grace`` seconds.
 Status, health and command results are plain (not shared) subscriptions:
 retained messages are never delivered to shared subscriptions, and every
 worker writing the same row is harmless.
+
+The ``observer`` (observe.py) adds the console's rows to the same transaction
+(device state changes from health snapshots, device alerts from events) and,
+after the commit, hands what changed to the console's fleet in memory.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ from sync.hub.broker import BrokerURL, make_client, parse_broker_url
 from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.errors import BatchRejected, HubDBError
 from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
+from sync.hub.observe import Observer
 from sync.topics import (
     HUB_CMD_RES_FILTER,
     HUB_HEALTH_FILTER,
     HUB_STATUS_FILTER,
     Ack,
+    Command,
     CommandResult,
     PayloadError,
     Status,
@@ -123,7 +129,8 @@ class HubService:
 
     def __init__(self, broker: str | BrokerURL, db: str | HubDB, *, group: str = "hub",
                  client_id: str | None = None, session_expiry: int = 24 * 3600,
-                 max_group: int = 500, gap_grace: float = 10.0, max_batch_bytes: int = MAX_BATCH_BYTES):
+                 max_group: int = 500, gap_grace: float = 10.0, max_batch_bytes: int = MAX_BATCH_BYTES,
+                 observer: Observer | None = None):
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         self._db_arg = db
         self.group = group
@@ -133,6 +140,8 @@ class HubService:
         self.gap_grace = gap_grace
         self.max_batch_bytes = max_batch_bytes
         self.stats = HubStats()
+        # Timeline rows and device alerts for the console, and its live changes (observe.py).
+        self.observer = observer or Observer()
         self.db: HubDB | None = None
         self.fatal: str | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -197,6 +206,29 @@ class HubService:
             self.db.close()
             self.db = None
         self._done.set()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and subscribed to the broker."""
+        client = self._client
+        return client is not None and client.is_connected() and self._ready.is_set()
+
+    def send_command(self, store: str, cmd: Command, expiry_s: int) -> None:
+        """Publish a command on ``hub/{store}/cmd`` at QoS 1; the broker drops it after ``expiry_s`` seconds.
+
+        The expiry matters: a store's session keeps QoS 1 messages for days, and a
+        "reopen the printer" that the console already reported as timed out must
+        not run when the store comes back tomorrow. Thread-safe (paho's publish).
+        """
+        client = self._client
+        if client is None or not self.connected:
+            raise ConnectionError(f"the hub is not connected to the broker {self.broker}")
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = max(1, int(expiry_s))
+        props.ContentType = "application/json"
+        info = client.publish(hub_topic(store, "cmd"), cmd.model_dump_json().encode(), qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"could not publish the command: {mqtt.error_string(info.rc)}")
 
     # Network thread: only queue ---------------------------------------------------------
 
@@ -310,12 +342,14 @@ class HubService:
                 if self._stopping.is_set():
                     log.warning("stopping with %d message(s) not stored; the broker will deliver them again",
                                 len(group))
+                    self.observer.abandoned()
                     return
                 self._stopping.wait(0.5)
         if self._db_down_since is not None:
             log.info("database back after %.0f s", time.monotonic() - self._db_down_since)
             self._db_down_since = None
         self.stats.groups += 1
+        self.observer.committed()
         client = self._client
         if client is None:
             return
@@ -332,8 +366,8 @@ class HubService:
                 # PUBACK per ack to the hub's busiest loop: measured 244 -> 165 µs
                 # of hub CPU per event (bench/bench_hub_scale.py).
                 ack = Ack(seq=seq, time=datetime.now(timezone.utc))
+                self.stats.acks += 1  # before the publish: whoever got the ack may read the counter
                 client.publish(hub_topic(store, "ack"), ack.model_dump_json().encode(), qos=0)
-                self.stats.acks += 1
         # PUBACK last: until now the broker still holds every message of the group.
         for msg in group:
             if msg.qos > 0 and msg.conn == self._conn_gen:
@@ -378,6 +412,8 @@ class HubService:
             if msg.topic == topics.events:
                 rows = parse_batch(store, msg.payload, max_bytes=self.max_batch_bytes)
                 plan.ops.append((store, len(plan.ops), lambda tx, s=store, r=rows: tx.ingest(s, r)))
+                if (alerts := self.observer.events(store, rows)) is not None:
+                    plan.ops.append((store, len(plan.ops), alerts))
             elif msg.topic == topics.status:
                 self._plan_status(store, msg.payload, plan)
             elif msg.topic == topics.health:
@@ -402,6 +438,7 @@ class HubService:
         st = validate(Status, self._small(payload))
         since = (st.since.isoformat() if st.since else None) or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         plan.ops.append((store, len(plan.ops), lambda tx: tx.set_status(store, st.state, st.version, since)))
+        self.observer.status(store, st.state, st.version, since)
 
     def _plan_health(self, store: str, payload: bytes, plan: _Plan) -> None:
         if not payload:
@@ -411,11 +448,14 @@ class HubService:
             raise BatchRejected("payload", "health snapshot is not a JSON object")
         text = json.dumps(snap, separators=(",", ":"), ensure_ascii=False)
         plan.ops.append((store, len(plan.ops), lambda tx: tx.set_health(store, text)))
+        if (states := self.observer.health(store, snap)) is not None:
+            plan.ops.append((store, len(plan.ops), states))
 
     def _plan_cmd_res(self, store: str, payload: bytes, plan: _Plan) -> None:
         res = validate(CommandResult, self._small(payload))
         result = None if res.result is None else json.dumps(res.result, ensure_ascii=False)
         plan.ops.append((store, len(plan.ops), lambda tx: tx.command_result(res.id, store, res.ok, result, res.error)))
+        self.observer.command(res.id, store, res.ok, res.result, res.error)
 
     def _refuse(self, plan: _Plan, store: str | None, msg: _Incoming, err: BatchRejected) -> None:
         self.stats.rejected += 1

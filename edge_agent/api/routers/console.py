@@ -1,0 +1,201 @@
+"""``/console``: the hub's health console page, limited to this store, for the store's own staff.
+
+The same front end as ``edge-hub run --http`` (sync/hub/console/static/),
+fed by this agent: its devices and health snapshot, the hub's alert rules
+applied to this store (shown, not raised: the hub keeps alerts), the
+store's own alerts from the live feed, and a timeline built from the feed's
+ring of ``device.state`` events (this run of the agent, as far back as the
+ring holds). Remote actions run here directly, with the same allow-list as
+the hub's commands. Live updates come from ``WS /v1/events``.
+
+Roles: console and admin. The page shell needs no token (it holds no data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
+
+from edge_agent.api.auth import require
+from edge_agent.config import ClientConfig, Role
+from sync.downlink import AGENT_COMMANDS, CommandError
+from sync.hub.console.app import PAGE_HEADERS, STATIC, page
+from sync.hub.console.commands import AGENT, ActionRefused, check
+from sync.hub.console.facts import StoreFacts, devices, summarize
+from sync.hub.console.history import segments
+from sync.hub.console.rules import RuleEngine, load_rules
+from sync.hub.console.views import condition_alert, iso_now, meta, store_detail
+from sync.hub.observe import device_rows
+
+router = APIRouter(tags=["console"])
+staff = require(Role.CONSOLE, Role.ADMIN)
+COMMAND_TIMEOUT_S = 30.0
+_FILES = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+
+
+class CommandRequest(BaseModel):
+    """A remote action for one of this store's devices (or ``device: agent``)."""
+
+    device: str = Field(min_length=1, max_length=64)
+    action: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _state(request: Request) -> Any:
+    """The console's per-app state, made on first use (the rules engine and recent commands)."""
+    st = request.app.state
+    if getattr(st, "console_engine", None) is None:
+        st.console_engine = RuleEngine(load_rules())
+        st.console_commands = []
+    return st
+
+
+@router.get("/console", response_class=HTMLResponse, include_in_schema=False)
+async def console_page(request: Request) -> HTMLResponse:
+    """The page shell; it asks for a console or admin token."""
+    store = request.app.state.agent.config.store.id
+    return HTMLResponse(page("store", "/console/api", "/console/static", f"{store} console"), headers=PAGE_HEADERS)
+
+
+@router.get("/console/static/{name}", include_in_schema=False)
+async def console_static(name: str) -> FileResponse:
+    """The page's JS and CSS (only the files that ship: no path ever reaches the file system)."""
+    path: Path | None = _FILES.get(name)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+def _store_alerts(agent: Any) -> tuple[dict[str, Any], ...]:
+    """The store's alerts still raised, from the feed's ring (alert.raised / alert.cleared)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in agent.feed.ring:
+        if e.type in ("alert.raised", "alert.cleared"):
+            d = e.data
+            latest[(str(d.get("device")), str(d.get("code")))] = {
+                "device": d.get("device"), "code": d.get("code"), "severity": d.get("severity"),
+                "message": d.get("message"), "time": e.time.isoformat(),
+                "state": "cleared" if e.type == "alert.cleared" or d.get("state") == "cleared" else "raised"}
+    return tuple(a for a in latest.values() if a["state"] == "raised")
+
+
+async def _facts(agent: Any, now: datetime) -> StoreFacts:
+    if agent.link is not None:
+        snap = await agent.link.health_snapshot()
+    else:
+        snap = {"version": agent.version, "devices": [d.as_dict() for d in agent.supervisor.snapshot()]}
+    # "online": this agent is up and answering; the hub link's own state is in the summary's "hub".
+    return StoreFacts(agent.config.store.id, "online", agent.started_at.isoformat(), agent.version, snap,
+                      iso_now(now), _store_alerts(agent))
+
+
+def _summary(agent: Any, facts: StoreFacts) -> dict[str, Any]:
+    link = agent.link
+    return {**summarize(facts), "hub": "online" if agent.hub_online else "offline",
+            "hub_error": getattr(link, "last_error", None)}
+
+
+def _alerts(request: Request, facts: StoreFacts, now: datetime) -> list[dict[str, Any]]:
+    return [condition_alert(c) for c in _state(request).console_engine.evaluate([facts], now).firing]
+
+
+def _timeline(agent: Any, facts: StoreFacts, now: datetime) -> dict[str, Any]:
+    """Each device's states from the feed's ring of device.state events, then its state now."""
+    start = iso_now(now - timedelta(hours=24))
+    rows = [r for e in agent.feed.ring if e.type == "device.state"
+            for r in device_rows(facts.store, {"devices": [e.data]})]
+    rows += device_rows(facts.store, facts.health or {})
+    unique: list[tuple] = []
+    for r in sorted(rows, key=lambda r: (r.device, r.since)):
+        row = (r.device, r.since, r.state, r.kind, r.last_error)
+        prev = unique[-1] if unique and unique[-1][0] == r.device else None
+        if prev is not None and prev[1] == r.since:
+            unique[-1] = row  # two states in one millisecond: the later news wins
+        elif prev is None or prev[2] != r.state:  # busy -> online counts as no change
+            unique.append(row)
+    return {"from": start, "to": iso_now(now), "devices": segments(unique, start)}
+
+
+@router.get("/console/api/meta")
+async def console_meta(request: Request, client: ClientConfig = Depends(staff)) -> dict[str, Any]:
+    """Who is asking and what the page may do."""
+    agent = request.app.state.agent
+    return meta("store", client.name, agent.version, COMMAND_TIMEOUT_S, _state(request).console_engine.rules,
+                store=agent.config.store.id)
+
+
+@router.get("/console/api/fleet", dependencies=[Depends(staff)])
+async def console_fleet(request: Request) -> dict[str, Any]:
+    """This store as the hub's fleet view would show it, with the rules' alerts."""
+    agent, now = request.app.state.agent, datetime.now(timezone.utc)
+    facts = await _facts(agent, now)
+    return {"now": iso_now(now), "stores": [_summary(agent, facts)], "alerts": _alerts(request, facts, now)}
+
+
+def _own(request: Request, store: str) -> Any:
+    agent = request.app.state.agent
+    if store != agent.config.store.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this agent is store {agent.config.store.id}, not {store}")
+    return agent
+
+
+@router.get("/console/api/stores/{store}", dependencies=[Depends(staff)])
+async def console_store(store: str, request: Request) -> dict[str, Any]:
+    """This store's page: devices, snapshot, timeline, alerts, commands sent from here."""
+    agent, now = _own(request, store), datetime.now(timezone.utc)
+    facts = await _facts(agent, now)
+    return store_detail(facts, _summary(agent, facts), now, timeline=_timeline(agent, facts, now),
+                        alerts=_alerts(request, facts, now), device_alerts=list(_store_alerts(agent)),
+                        commands=list(reversed(_state(request).console_commands)))
+
+
+async def _run(agent: Any, device: str, action: str, args: dict[str, Any]) -> Any:
+    """The same dispatch as a hub command (sync/downlink.py), run here."""
+    if device == AGENT:
+        return await AGENT_COMMANDS[action](agent, args)
+    owner = agent.supervisor.owners[device]
+    if action == "reopen":
+        owner.reopen()
+        return {"device": device, "reopening": True}
+    if action not in owner.driver.commands:
+        raise CommandError(f"{device} ({owner.driver.kind}) has no action {action!r}")
+    return await owner.driver.command(action, args)
+
+
+@router.post("/console/api/stores/{store}/commands", dependencies=[Depends(staff)])
+async def console_command(store: str, body: CommandRequest, request: Request) -> dict[str, Any]:
+    """Run an action now and answer with its outcome (``ok``, ``error`` or ``timeout``)."""
+    agent = _own(request, store)
+    kind = None
+    if body.device != AGENT:
+        if body.device not in agent.supervisor.owners:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {body.device!r} in this store")
+        kind = next((d["kind"] for d in devices({"devices": [s.as_dict() for s in agent.supervisor.snapshot()]})
+                     if d["id"] == body.device), None)
+    try:
+        args = check(body.device, kind, body.action, body.args)
+    except ActionRefused as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from err
+    row: dict[str, Any] = {"id": str(uuid4()), "store": store, "device": body.device, "action": body.action,
+                           "args": args, "sent_at": iso_now(datetime.now(timezone.utc)), "timeout_s": COMMAND_TIMEOUT_S}
+    try:
+        result = await asyncio.wait_for(_run(agent, body.device, body.action, args), COMMAND_TIMEOUT_S)
+        row.update(state="ok", result=result)
+    except TimeoutError:
+        row.update(state="timeout", error=f"no answer within {COMMAND_TIMEOUT_S:g} s")
+    except CommandError as err:
+        row.update(state="error", error=str(err))
+    except Exception as err:  # noqa: BLE001 - a driver's failure is the answer, as on the hub's cmd/res
+        row.update(state="error", error=f"{type(err).__name__}: {err}")
+    row["answered_at"] = iso_now(datetime.now(timezone.utc))
+    commands = _state(request).console_commands
+    commands.append(row)
+    del commands[:-20]  # the page shows the last 20
+    return row

@@ -1,0 +1,149 @@
+"""The hub console's JSON API and live stream (``/api/...``); every call needs a console token.
+
+| call | what |
+|---|---|
+| ``GET /api/meta`` | who you are, the rules, what actions exist |
+| ``GET /api/fleet`` | every store's summary and the live alerts |
+| ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands |
+| ``GET /api/alerts?store=&resolved=`` | alerts, newest first |
+| ``POST /api/alerts/{id}/ack`` / ``/resolve`` | staff take or close an alert (409 while its cause is there) |
+| ``POST /api/stores/{store}/commands`` | ``{device, action, args}``: 202 with the command, answered on the stream |
+| ``GET /api/commands/{id}`` | a command and its answer or timeout |
+| ``GET /api/stream`` | Server-Sent Events: ``hello``, then ``update`` with changed stores, alerts, commands |
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from sync.hub.console import alerts, history
+from sync.hub.console.alerts import CauseStillThere
+from sync.hub.console.commands import AGENT, ActionRefused, check
+from sync.hub.console.facts import devices
+from sync.hub.console.views import iso_now, meta, store_detail
+from sync.hub.console.auth import staff
+
+router = APIRouter(prefix="/api", tags=["console"])
+
+
+class CommandRequest(BaseModel):
+    """A remote action for one device of a store (or ``device: agent``)."""
+
+    device: str = Field(min_length=1, max_length=64)
+    action: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _console(request: Request) -> Any:
+    return request.app.state.console
+
+
+@router.get("/meta")
+async def get_meta(request: Request, who: str = Depends(staff)) -> dict[str, Any]:
+    """Who is asking, the rules in force, the actions the page may offer."""
+    c = _console(request)
+    return meta("hub", who, c.version, c.desk.timeout_s, c.rules)
+
+
+@router.get("/fleet", dependencies=[Depends(staff)])
+async def get_fleet(request: Request) -> dict[str, Any]:
+    """Every store's summary and every live alert."""
+    c = _console(request)
+    live = await c.db.read(lambda db: alerts.listing(db, limit=5000))
+    return {"now": iso_now(datetime.now(timezone.utc)), "stores": c.fleet.summaries(), "alerts": live}
+
+
+@router.get("/stores/{store}", dependencies=[Depends(staff)])
+async def get_store(store: str, request: Request) -> dict[str, Any]:
+    """One store: devices, snapshot, the last 24 hours of device states, alerts, commands."""
+    c = _console(request)
+    facts = c.fleet.get(store)
+    if facts is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no store {store!r} has reported to this hub")
+    now = datetime.now(timezone.utc)
+
+    def read(db: Any) -> tuple:
+        return (history.timeline(db, store, now), alerts.listing(db, store, resolved=True, limit=50),
+                history.device_alerts(db, store), history.commands(db, store))
+    timeline, store_alerts, dev_alerts, cmds = await c.db.read(read)
+    return store_detail(facts, c.fleet.summary(store), now, timeline=timeline, alerts=store_alerts,
+                        device_alerts=dev_alerts, commands=cmds)
+
+
+@router.get("/alerts", dependencies=[Depends(staff)])
+async def get_alerts(request: Request, store: str | None = None, resolved: bool = False) -> list[dict[str, Any]]:
+    """Live alerts (``resolved=true``: resolved ones too), newest first."""
+    return await _console(request).db.read(lambda db: alerts.listing(db, store, resolved))
+
+
+async def _staff_action(request: Request, alert_id: str, who: str, action: Any) -> dict[str, Any]:
+    c = _console(request)
+    try:
+        row = await c.db.write(lambda tx: action(tx, alert_id, who, datetime.now(timezone.utc)))
+    except CauseStillThere as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id}")
+    c.broadcaster.publish(stores=(row["store"],), alerts=(row,))
+    return row
+
+
+@router.post("/alerts/{alert_id}/ack")
+async def ack_alert(alert_id: str, request: Request, who: str = Depends(staff)) -> dict[str, Any]:
+    """Take an alert: it stays until resolved, marked with who took it."""
+    return await _staff_action(request, alert_id, who, alerts.acknowledge)
+
+
+@router.post("/alerts/{alert_id}/resolve")
+async def resolve_alert(alert_id: str, request: Request, who: str = Depends(staff)) -> dict[str, Any]:
+    """Close an alert whose cause has cleared (409 while it is still there)."""
+    return await _staff_action(request, alert_id, who, alerts.resolve)
+
+
+@router.post("/stores/{store}/commands", status_code=status.HTTP_202_ACCEPTED, dependencies=[Depends(staff)])
+async def send_command(store: str, body: CommandRequest, request: Request) -> dict[str, Any]:
+    """Send a remote action; 202 with the command (state ``sent``); its answer or timeout comes on the stream."""
+    c = _console(request)
+    facts = c.fleet.get(store)
+    if facts is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no store {store!r} has reported to this hub")
+    kind = None
+    if body.device != AGENT:
+        found = [d for d in devices(facts.health) if d["id"] == body.device]
+        if not found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {body.device!r} in {store}'s last snapshot")
+        kind = found[0]["kind"]
+    try:
+        args = check(body.device, kind, body.action, body.args)
+    except ActionRefused as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from err
+    try:
+        return await c.desk.send(store, body.device, body.action, args)
+    except ConnectionError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err)) from err
+
+
+@router.get("/commands/{cmd_id}", dependencies=[Depends(staff)])
+async def get_command(cmd_id: str, request: Request) -> dict[str, Any]:
+    """A command: ``sent``, then ``ok`` / ``error`` with the store's answer, or ``timeout``."""
+    row = history.command_dict(await _console(request).db.read(lambda db: db.command(cmd_id)))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no command {cmd_id}")
+    return row
+
+
+@router.get("/stream", dependencies=[Depends(staff)])
+async def stream(request: Request) -> StreamingResponse:
+    """Server-Sent Events: ``hello``, then ``update`` messages with what changed."""
+    c = _console(request)
+
+    def summaries(stores: set[str]) -> list[dict[str, Any]]:
+        return [s for st in sorted(stores) if (s := c.fleet.summary(st)) is not None]
+    hello = {"now": iso_now(datetime.now(timezone.utc)), "stores": len(c.fleet)}
+    return StreamingResponse(c.broadcaster.events(hello, summaries), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,133 @@
+"""Remote actions from the console: what may be sent to which device, and the wait for the answer.
+
+A command goes out on ``hub/{store}/cmd`` and is answered on
+``edge/{store}/cmd/res``; the worker records the answer and the fleet hands
+it here, which tells the pages. A command still unanswered after
+``timeout_s`` is marked ``timeout`` in the database and on the page, and the
+broker drops it then too (MQTT message expiry), so a store that comes back
+later does not carry out an action the console already gave up on.
+
+The actions offered are data (``ACTIONS``); the agent checks again and
+refuses anything its driver does not have, with the list of what it has.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sync.hub.console import history
+from sync.hub.console.alerts import iso
+from sync.hub.db import HubDB, Tx
+from sync.topics import Command
+
+AGENT = "agent"
+# Device kind (fnmatch) -> actions its driver offers besides "reopen", which every device has.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "*": ("reopen",),
+    "printer.*": ("print_test_page",),
+    "shelf_label.*": ("refresh_labels",),
+}
+AGENT_ACTIONS = ("status", "set_log_level", "resend_from")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ActionRefused(ValueError):
+    """An action the console will not send; the message says what is allowed."""
+
+
+def actions_for(device: str, kind: str | None) -> list[str]:
+    """The actions the console offers for a device of ``kind`` (or for the agent itself)."""
+    if device == AGENT:
+        return list(AGENT_ACTIONS)
+    out: list[str] = []
+    for pattern, acts in ACTIONS.items():
+        if fnmatch.fnmatchcase(kind or "", pattern):
+            out += [a for a in acts if a not in out]
+    return out
+
+
+def check(device: str, kind: str | None, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments to send, checked; ActionRefused when the action is not offered or an argument is wrong."""
+    allowed = actions_for(device, kind)
+    if action not in allowed:
+        raise ActionRefused(f"{action!r} is not an action for {device} ({kind or 'agent'}); "
+                            f"allowed: {', '.join(allowed)}")
+    if action == "set_log_level" and args.get("level") not in LOG_LEVELS:
+        raise ActionRefused(f"set_log_level needs args.level, one of {', '.join(LOG_LEVELS)}")
+    if action == "resend_from":
+        seq = args.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ActionRefused("resend_from needs args.seq, a whole number from 1")
+    return args
+
+
+DBRead = Callable[[Callable[[HubDB], Any]], Awaitable[Any]]
+DBWrite = Callable[[Callable[[Tx], Any]], Awaitable[Any]]
+
+
+class CommandDesk:
+    """Sends commands, notices answers, times out the unanswered."""
+
+    def __init__(self, read: DBRead, write: DBWrite, send: Callable[[str, Command, int], None],
+                 timeout_s: float, on_change: Callable[[dict[str, Any]], None]):
+        self._read, self._write, self._send = read, write, send
+        self.timeout_s = timeout_s
+        self._on_change = on_change
+        self._pending: dict[str, float] = {}  # id -> monotonic deadline
+        self.sent = self.answered_in_time = self.timed_out = 0
+
+    @property
+    def pending(self) -> int:
+        """Commands waiting for their answer."""
+        return len(self._pending)
+
+    async def send(self, store: str, device: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Record and publish a command; its row (state ``sent``, with its ``deadline``).
+
+        ConnectionError when the hub has no broker connection: nothing is recorded then.
+        """
+        cmd = Command(id=str(uuid.uuid4()), device=device, action=action, args=args)
+        # Recorded before it is published: an answer faster than our insert must find the row.
+        await self._write(lambda tx: tx.command_sent(cmd.id, store, device, action, json.dumps(args)))
+        try:
+            self._send(store, cmd, math.ceil(self.timeout_s))
+        except ConnectionError as err:
+            why = f"not sent: {err}"
+            await self._write(lambda tx: tx.command_result(cmd.id, store, False, None, why))
+            raise
+        self._pending[cmd.id] = time.monotonic() + self.timeout_s
+        self.sent += 1
+        row = history.command_dict(await self._read(lambda db: db.command(cmd.id))) or {}
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=self.timeout_s)
+        return {**row, "deadline": iso(deadline), "timeout_s": self.timeout_s}
+
+    def answered(self, answers: list[dict[str, Any]]) -> None:
+        """Answers the worker stored (loop thread): tell the pages."""
+        for a in answers:
+            if self._pending.pop(a["id"], None) is not None:
+                self.answered_in_time += 1
+            self._on_change({"id": a["id"], "store": a["store"], "state": "ok" if a["ok"] else "error",
+                             "result": a.get("result"), "error": a.get("error")})
+
+    async def expire(self) -> int:
+        """Mark every command past its deadline as timed out; how many were."""
+        now = time.monotonic()
+        due = [cid for cid, deadline in self._pending.items() if deadline <= now]
+        n = 0
+        for cid in due:
+            self._pending.pop(cid, None)
+            marked = await self._write(lambda tx, c=cid: history.mark_timeout(tx, c, self.timeout_s,
+                                                                               datetime.now(timezone.utc)))
+            if marked:  # else the answer came in between
+                n += 1
+                self.timed_out += 1
+                row = history.command_dict(await self._read(lambda db, c=cid: db.command(c))) or {"id": cid}
+                self._on_change(row)
+        return n

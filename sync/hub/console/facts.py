@@ -1,0 +1,130 @@
+"""A store's status and health snapshot, read defensively, summed up for the console.
+
+The snapshot comes from the field and grows over time (``labels`` and
+``printing`` sections came later than ``devices``), so every read here
+accepts a missing key or a value of the wrong type and shows nothing for it.
+``summarize`` is what the fleet view shows of a store; it depends only on
+its inputs, so the hub caches it until the store's next message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+# States in which a device is not doing its job, worst first.
+PROBLEM_STATES = ("error", "offline", "starting")
+STATES = ("online", "busy", "starting", "offline", "error")
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An aware datetime from ISO-8601 text, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def number(v: Any) -> float | None:
+    """``v`` if it is a real number (not a bool), else None."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What the hub knows of one store: its status message, last snapshot and raised device alerts."""
+
+    store: str
+    presence: str | None = None          # "online" | "offline" | None (never heard)
+    presence_since: str | None = None
+    version: str | None = None
+    health: dict[str, Any] | None = None
+    health_at: str | None = None         # when the hub received the snapshot (hub clock)
+    device_alerts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def devices(health: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The snapshot's well-formed devices: ``id, kind, state, since, last_error, counters``."""
+    raw = (health or {}).get("devices")
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for d in raw:
+        if isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("state"), str):
+            out.append({"id": d["id"], "kind": d.get("kind") if isinstance(d.get("kind"), str) else None,
+                        "state": d["state"], "since": d.get("since") if isinstance(d.get("since"), str) else None,
+                        "last_error": d.get("last_error") if isinstance(d.get("last_error"), str) else None,
+                        "counters": d.get("counters") if isinstance(d.get("counters"), dict) else {}})
+    return out
+
+
+def labels(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Price compliance: ``labels, non_compliant, oldest_non_compliant_since``, or None if not reported."""
+    raw = (health or {}).get("labels")
+    if not isinstance(raw, dict):
+        return None
+    out: dict[str, Any] = {k: number(raw.get(k)) for k in ("labels", "non_compliant", "alerts")}
+    out["oldest_non_compliant_since"] = raw.get("oldest_non_compliant_since") \
+        if isinstance(raw.get("oldest_non_compliant_since"), str) else None
+    return out
+
+
+_PRINT_KEYS = {"queued": ("queued", "queue_depth", "depth", "pending"), "waiting": ("waiting", "held", "stuck"),
+               "failed": ("failed", "failed_jobs")}
+
+
+def printing(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Print queue: ``queued, waiting, failed`` summed over the section (and one level of printers), or None."""
+    raw = (health or {}).get("printing")
+    if not isinstance(raw, dict):
+        return None
+    totals = {k: 0.0 for k in _PRINT_KEYS}
+    # The section may be totals, or per printer ({"printers": {"printer-1": {...}}}):
+    # totals when it has any, else the sum of what sits one or two levels down.
+    known = {n for names in _PRINT_KEYS.values() for n in names}
+    parts = [raw]
+    if not known & raw.keys():
+        parts = [v for v in raw.values() if isinstance(v, dict)]
+        parts += [p for v in parts for p in v.values() if isinstance(p, dict)]
+    for part in parts:
+        for total, names in _PRINT_KEYS.items():
+            for name in names:
+                n = number(part.get(name))
+                if n is not None:
+                    totals[total] += n
+    out: dict[str, Any] = {k: int(v) for k, v in totals.items()}
+    oldest = raw.get("oldest_waiting_since")
+    out["oldest_waiting_since"] = oldest if isinstance(oldest, str) else None
+    return out
+
+
+def summarize(f: StoreFacts) -> dict[str, Any]:
+    """One store as the fleet view shows it: presence, device counts, problem devices, queues, clock."""
+    h = f.health if isinstance(f.health, dict) else None
+    devs = devices(h)
+    counts = {s: 0 for s in STATES}
+    for d in devs:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    problems = [d for d in devs if d["state"] in PROBLEM_STATES]
+    problems.sort(key=lambda d: (PROBLEM_STATES.index(d["state"]), d["id"]))
+    return {
+        "store": f.store,
+        "presence": f.presence or "unknown",
+        "presence_since": f.presence_since,
+        "version": f.version or (h or {}).get("version"),
+        "health_at": f.health_at,
+        "snapshot_time": (h or {}).get("time") if isinstance((h or {}).get("time"), str) else None,
+        "devices": {"total": len(devs), **counts},
+        "problems": [{k: d[k] for k in ("id", "kind", "state", "since", "last_error")} for d in problems],
+        "outbox_depth": number((h or {}).get("outbox_depth")),
+        "oldest_unacked_age_s": number((h or {}).get("oldest_unacked_age_s")),
+        "clock_offset_s": number((h or {}).get("clock_offset_s")),
+        "over_budget": bool((h or {}).get("over_budget")),
+        "labels": labels(h),
+        "printing": printing(h),
+        "device_alerts": len(f.device_alerts),
+    }

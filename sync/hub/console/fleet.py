@@ -1,0 +1,142 @@
+"""The console's picture of every store, in memory: last status, health snapshot and raised device alerts.
+
+The hub worker thread calls ``apply`` after each commit (sync/hub/observe.py);
+the console reads from its own thread. A store's facts are a frozen object
+replaced whole on every change, so a reader never sees half an update and
+needs no lock; the lock only guards the dicts being replaced. Each store has
+a version, bumped on change: summaries are cached until the next one, and
+listeners (the live stream) are told which stores changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sync.hub.console.facts import StoreFacts, summarize
+from sync.hub.db import HubDB, now_iso
+from sync.hub.observe import Changes
+
+log = logging.getLogger("sync.hub.console")
+
+
+@dataclass(slots=True)
+class FleetChange:
+    """Stores whose facts changed, and command answers that came in."""
+
+    stores: set[str] = field(default_factory=set)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Fleet:
+    """Every store the hub has heard from, by id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._facts: dict[str, StoreFacts] = {}
+        self._versions: dict[str, int] = {}
+        self._summaries: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._listeners: list[Callable[[FleetChange], None]] = []
+        self.version = 0
+        self.updates = 0  # store updates applied since start (metrics)
+
+    def subscribe(self, listener: Callable[[FleetChange], None]) -> None:
+        """Call ``listener`` (from the thread that changed the fleet) after every change."""
+        self._listeners.append(listener)
+
+    def load(self, db: HubDB) -> int:
+        """The last status and health of every store from the database (what a restarted hub shows first)."""
+        rows = db.query("SELECT store, status, status_version, status_since, health, health_at FROM stores")
+        loaded = 0
+        with self._lock:
+            for store, status, version, since, health, health_at in rows:
+                if store in self._facts:
+                    continue  # the worker was faster: its news is newer than the table's
+                try:
+                    snap = json.loads(health) if health else None
+                except ValueError:
+                    snap = None
+                self._put(StoreFacts(store, status, since, version, snap if isinstance(snap, dict) else None,
+                                     health_at))
+                loaded += 1
+        return loaded
+
+    def _put(self, facts: StoreFacts) -> None:
+        self._facts[facts.store] = facts
+        self.version += 1
+        self._versions[facts.store] = self.version
+
+    def apply(self, changes: Changes) -> None:
+        """What the worker committed (its thread): new status and health, command answers."""
+        change = FleetChange(commands=list(changes.commands))
+        at = now_iso()
+        with self._lock:
+            for store, st in changes.status.items():
+                old = self._facts.get(store) or StoreFacts(store)
+                # Offline again (a retained Will redelivered): it has been offline since the first one.
+                since = old.presence_since if old.presence == st["state"] == "offline" else st["since"]
+                self._put(replace(old, presence=st["state"], presence_since=since,
+                                  version=st["version"] or old.version))
+                change.stores.add(store)
+            for store, snap in changes.health.items():
+                old = self._facts.get(store) or StoreFacts(store)
+                self._put(replace(old, health=snap, health_at=at))
+                change.stores.add(store)
+            self.updates += len(change.stores)
+        self._tell(change)
+
+    def set_device_alerts(self, by_store: dict[str, tuple[dict[str, Any], ...]]) -> None:
+        """The raised device alerts of every store (from the database; any worker may have stored them)."""
+        change = FleetChange()
+        with self._lock:
+            for store in set(by_store) | {s for s, f in self._facts.items() if f.device_alerts}:
+                alerts = by_store.get(store, ())
+                old = self._facts.get(store) or StoreFacts(store)
+                if old.device_alerts != alerts:
+                    self._put(replace(old, device_alerts=alerts))
+                    change.stores.add(store)
+        if change.stores:
+            self._tell(change)
+
+    def _tell(self, change: FleetChange) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the worker
+                log.exception("a fleet listener failed")
+
+    def facts(self) -> list[StoreFacts]:
+        """Every store's facts, by id."""
+        with self._lock:
+            return [self._facts[s] for s in sorted(self._facts)]
+
+    def get(self, store: str) -> StoreFacts | None:
+        """One store's facts, or None."""
+        return self._facts.get(store)
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def summary(self, store: str) -> dict[str, Any] | None:
+        """The fleet view's line of a store, computed once per version."""
+        with self._lock:
+            facts, version = self._facts.get(store), self._versions.get(store, 0)
+            cached = self._summaries.get(store)
+        if facts is None:
+            return None
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        s = summarize(facts)
+        with self._lock:
+            self._summaries[store] = (version, s)
+        return s
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every store's line, by id."""
+        with self._lock:
+            ids = sorted(self._facts)
+        return [s for i in ids if (s := self.summary(i)) is not None]

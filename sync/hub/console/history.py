@@ -1,0 +1,113 @@
+"""The console's reads of the hub database: device timelines, device alerts, commands; and pruning.
+
+The worker writes ``device_states`` and ``device_alerts`` (sync/hub/observe.py)
+and ``commands`` (sync/hub/db.py); this module only reads them, marks
+commands that got no answer, and deletes what is too old to show.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sync.hub.console.alerts import iso
+from sync.hub.db import HubDB, Tx
+
+KEEP_STATES = timedelta(days=8)   # the page shows 24 h; a week more for questions after the fact
+KEEP_ALERTS = timedelta(days=90)
+KEEP_COMMANDS = timedelta(days=30)
+STALE_COMMAND = timedelta(hours=1)
+_DEVICE_ALERT_COLS = ("store", "device", "code", "state", "severity", "message", "seq", "time", "received_at")
+_COMMAND_COLS = ("id", "store", "device", "action", "args", "sent_at", "state", "result", "error", "answered_at")
+
+
+def timeline(db: HubDB, store: str, now: datetime, hours: float = 24) -> dict[str, Any]:
+    """Each device's states over the last ``hours``: ``{"from", "to", "devices": {id: [segments]}}``.
+
+    A segment is ``{state, since, until, last_error}``, ``until`` None for the
+    current one; the state a device was in when the window opened starts it.
+    """
+    start = iso(now - timedelta(hours=hours))
+    inside = db.query("SELECT device, since, state, kind, last_error FROM device_states "
+                      "WHERE store = ? AND since >= ? ORDER BY device, since", (store, start))
+    before = db.query(
+        "SELECT d.device, d.since, d.state, d.kind, d.last_error FROM device_states d WHERE d.store = ? AND d.since = "
+        "(SELECT max(since) FROM device_states e WHERE e.store = d.store AND e.device = d.device AND e.since < ?)",
+        (store, start))
+    return {"from": start, "to": iso(now), "devices": segments(sorted(before) + list(inside), start)}
+
+
+def segments(rows: list[tuple], start: str) -> dict[str, list[dict[str, Any]]]:
+    """Timeline bars from ``(device, since, state, kind, last_error)`` rows sorted by device and since.
+
+    A segment lasts until the next row of its device (``until`` None for the
+    last); a state entered before ``start`` is cut to begin there.
+    """
+    by_device: dict[str, list[tuple]] = {}
+    for r in rows:
+        by_device.setdefault(r[0], []).append(r)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for device, rs in sorted(by_device.items()):
+        out[device] = [{"state": state, "kind": kind, "since": max(since, start),
+                        "until": rs[i + 1][1] if i + 1 < len(rs) else None, "last_error": err}
+                       for i, (_, since, state, kind, err) in enumerate(rs)]
+    return out
+
+
+def raised_device_alerts(db: HubDB) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Every store's device alerts that are raised and not cleared."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in db.query(f"SELECT {', '.join(_DEVICE_ALERT_COLS)} FROM device_alerts WHERE state = 'raised'"):
+        out.setdefault(r[0], []).append(dict(zip(_DEVICE_ALERT_COLS, r)))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def device_alerts(db: HubDB, store: str, limit: int = 100) -> list[dict[str, Any]]:
+    """A store's device alerts, raised or cleared, newest first."""
+    rows = db.query(f"SELECT {', '.join(_DEVICE_ALERT_COLS)} FROM device_alerts WHERE store = ? "
+                    "ORDER BY seq DESC LIMIT ?", (store, limit))
+    return [dict(zip(_DEVICE_ALERT_COLS, r)) for r in rows]
+
+
+def command_dict(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``commands`` row with its JSON columns decoded."""
+    if row is None:
+        return None
+    out = dict(row)
+    for key in ("args", "result"):
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                pass  # a result that is not JSON is shown as the text it is
+    return out
+
+
+def commands(db: HubDB, store: str, limit: int = 20) -> list[dict[str, Any]]:
+    """A store's latest commands, newest first."""
+    rows = db.query(f"SELECT {', '.join(_COMMAND_COLS)} FROM commands WHERE store = ? "
+                    "ORDER BY sent_at DESC LIMIT ?", (store, limit))
+    return [command_dict(dict(zip(_COMMAND_COLS, r))) for r in rows]  # type: ignore[misc]
+
+
+def mark_timeout(tx: Tx, cmd_id: str, seconds: float, now: datetime) -> bool:
+    """A command still unanswered after ``seconds``: state ``timeout``; False if it was answered meanwhile."""
+    cur = tx.execute("UPDATE commands SET state = 'timeout', error = ?, answered_at = ? WHERE id = ? AND state = 'sent'",
+                     (f"no answer within {seconds:g} s", iso(now), cmd_id))
+    return cur.rowcount == 1
+
+
+def prune(tx: Tx, now: datetime) -> None:
+    """Delete timeline rows, resolved alerts and commands past their keeping time; time out orphans.
+
+    The newest row of each device is kept however old: it is the state the
+    device is in, and the timeline starts from it.
+    """
+    tx.execute("DELETE FROM device_states WHERE recorded_at < ? AND since < (SELECT max(since) FROM device_states e "
+               "WHERE e.store = device_states.store AND e.device = device_states.device)", (iso(now - KEEP_STATES),))
+    tx.execute("DELETE FROM alerts WHERE active_key IS NULL AND resolved_at < ?", (iso(now - KEEP_ALERTS),))
+    tx.execute("DELETE FROM commands WHERE sent_at < ?", (iso(now - KEEP_COMMANDS),))
+    # Whoever waited for these is gone (a hub restarted, a CLI killed); the broker dropped them long ago.
+    tx.execute("UPDATE commands SET state = 'timeout', error = 'no answer (nobody was waiting any more)' "
+               "WHERE state = 'sent' AND sent_at < ?", (iso(now - STALE_COMMAND),))

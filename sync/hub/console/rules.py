@@ -1,0 +1,297 @@
+"""Alert rules as data (rules.yaml) and their evaluation, with no I/O.
+
+A rule names a ``kind`` of condition and its limits; ``RuleEngine`` looks at
+every store's facts and returns the conditions that have held for the rule's
+``for_s``. When the data says when a condition began (a device's ``since``,
+the store's offline status, the oldest non-compliant label) that is its
+start; otherwise it is the first evaluation that saw it. A store that is
+offline, or whose snapshots stopped (``stale_after_s``), is *held*: its last
+snapshot is old news, so its device alerts are neither raised nor cleared
+until it reports again; only store-level rules judge it meanwhile.
+
+The same engine runs on the agent (``/console``) over its own store.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sync.hub.console.facts import StoreFacts, devices, labels, number, parse_time, printing
+from sync.hub.errors import ConsoleConfigError
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+Severity = Literal["info", "warning", "critical"]
+# (subject, since or None, detail, values for the title)
+Found = tuple[str, datetime | None, str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A rule's condition holding for one subject of one store, past its ``for_s``."""
+
+    store: str
+    rule: str
+    subject: str
+    severity: str
+    title: str
+    detail: str
+    since: datetime
+    auto_resolve: bool
+
+    @property
+    def key(self) -> str:
+        """``store/rule/subject``: one live alert per key."""
+        return f"{self.store}/{self.rule}/{self.subject}"
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    store_level: ClassVar[bool] = False  # judged even while the store is held
+    default_title: ClassVar[str] = "{subject}"
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)
+    severity: Severity = "warning"
+    for_s: float = Field(0, ge=0, le=86400, description="how long the condition must hold")
+    auto_resolve: bool = Field(False, description="resolve by itself when the cause clears (else staff resolve it)")
+    title: str | None = Field(None, max_length=200, description="format string: {store}, {subject} and the kind's own")
+    enabled: bool = True
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        raise NotImplementedError
+
+    def render_title(self, values: dict[str, Any]) -> str:
+        try:
+            return (self.title or self.default_title).format_map(values)[:200]
+        except (KeyError, ValueError, IndexError):
+            return self.default_title.format_map(values)[:200]
+
+
+def _offset(f: StoreFacts) -> timedelta:
+    """The store's clock error (hub minus store) from its snapshot; zero when unknown."""
+    off = number((f.health or {}).get("clock_offset_s"))
+    return timedelta(seconds=off or 0.0)
+
+
+class DeviceStateRule(_Rule):
+    """A device in one of ``states`` (its ``since`` is the start)."""
+
+    kind: Literal["device_state"]
+    states: list[str] = Field(default_factory=lambda: ["offline", "error"], min_length=1)
+    device_kinds: list[str] = Field(default_factory=list, description="fnmatch patterns; empty: every kind")
+    default_title: ClassVar[str] = "{subject} {state}"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        for d in devices(f.health):
+            if d["state"] not in self.states:
+                continue
+            if self.device_kinds and not any(fnmatch.fnmatchcase(d["kind"] or "", p) for p in self.device_kinds):
+                continue
+            since = parse_time(d["since"])
+            detail = f"{d['id']} ({d['kind'] or '?'}) is {d['state']}" + (f": {d['last_error']}" if d["last_error"] else "")
+            yield d["id"], since + _offset(f) if since else None, detail, {"state": d["state"], "kind": d["kind"]}
+
+
+class DeviceAlertRule(_Rule):
+    """A ``retail.device.alert`` the store raised and has not cleared (paper out, ...)."""
+
+    kind: Literal["device_alert"]
+    codes: list[str] = Field(min_length=1, description="fnmatch patterns of alert codes")
+    severities: list[str] = Field(default_factory=list, description="the store's severities; empty: any")
+    default_title: ClassVar[str] = "{subject}: {code}"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        for a in f.device_alerts:
+            code = str(a.get("code") or "")
+            if not any(fnmatch.fnmatchcase(code, p) for p in self.codes):
+                continue
+            if self.severities and a.get("severity") not in self.severities:
+                continue
+            since = parse_time(a.get("time"))
+            detail = str(a.get("message") or code)
+            yield str(a.get("device") or "?"), since + _offset(f) if since else None, detail, {"code": code}
+
+
+class LabelsRule(_Rule):
+    """At least ``min_count`` shelf labels showing another price than the checkout."""
+
+    kind: Literal["labels_non_compliant"]
+    min_count: int = Field(1, ge=1)
+    default_title: ClassVar[str] = "{count} shelf label(s) not compliant"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        lab = labels(f.health)
+        n = int((lab or {}).get("non_compliant") or 0)
+        if n >= self.min_count:
+            since = parse_time((lab or {}).get("oldest_non_compliant_since"))
+            yield "labels", since + _offset(f) if since else None, \
+                f"{n} of {int(lab.get('labels') or 0)} labels show another price than the checkout", {"count": n}
+
+
+class OutboxRule(_Rule):
+    """The outbox is not draining: its oldest event waits past ``max_age_s``, or it holds over ``max_depth``."""
+
+    kind: Literal["outbox_growing"]
+    max_age_s: float | None = Field(600, gt=0)
+    max_depth: int | None = Field(None, gt=0)
+    default_title: ClassVar[str] = "outbox not draining ({depth} events)"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        h = f.health or {}
+        age, depth = number(h.get("oldest_unacked_age_s")), number(h.get("outbox_depth"))
+        values = {"depth": int(depth or 0), "age": int(age or 0)}
+        if self.max_age_s is not None and age is not None and age > self.max_age_s:
+            snap_at = parse_time(f.health_at) or now
+            yield "outbox", snap_at - timedelta(seconds=age - self.max_age_s), \
+                f"oldest unacknowledged event waits {age:.0f} s (limit {self.max_age_s:g} s)", values
+        elif self.max_depth is not None and depth is not None and depth > self.max_depth:
+            yield "outbox", None, f"{depth:.0f} events wait for the hub (limit {self.max_depth})", values
+
+
+class StoreOfflineRule(_Rule):
+    """The store's status is offline (its Will), or its snapshots stopped coming."""
+
+    kind: Literal["store_offline"]
+    store_level: ClassVar[bool] = True
+    default_title: ClassVar[str] = "store {how}"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        if f.presence == "offline":
+            yield "store", parse_time(f.presence_since), "the store's agent is not connected to the hub", \
+                {"how": "offline"}
+            return
+        at = parse_time(f.health_at)
+        if f.presence == "online" and at is not None and (now - at).total_seconds() > stale_after_s:
+            yield "store", at + timedelta(seconds=stale_after_s), \
+                f"no health snapshot since {at.isoformat(timespec='seconds')}", {"how": "silent"}
+
+
+class ClockSkewRule(_Rule):
+    """The store's clock is off the hub's by more than ``max_offset_s``."""
+
+    kind: Literal["clock_skew"]
+    max_offset_s: float = Field(5.0, gt=0)
+    default_title: ClassVar[str] = "clock off by {offset} s"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        off = number((f.health or {}).get("clock_offset_s"))
+        if off is not None and abs(off) > self.max_offset_s:
+            behind = "behind" if off > 0 else "ahead of"
+            yield "clock", None, f"the store's clock is {abs(off):.1f} s {behind} the hub's", {"offset": f"{off:+.1f}"}
+
+
+class PrintQueueRule(_Rule):
+    """Print jobs failed (over ``max_failed``) or waiting (over ``max_waiting``)."""
+
+    kind: Literal["print_queue"]
+    max_failed: int = Field(0, ge=0)
+    max_waiting: int | None = Field(None, ge=0)
+    default_title: ClassVar[str] = "print queue: {failed} failed, {waiting} waiting"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        p = printing(f.health)
+        if p is None:
+            return
+        failed, waiting = p["failed"], p["waiting"]
+        if failed > self.max_failed or (self.max_waiting is not None and waiting > self.max_waiting):
+            since = parse_time(p.get("oldest_waiting_since"))
+            yield "printing", since + _offset(f) if since else None, \
+                f"{failed} failed and {waiting} waiting print job(s), {p['queued']} queued", \
+                {"failed": failed, "waiting": waiting}
+
+
+Rule = Annotated[Union[DeviceStateRule, DeviceAlertRule, LabelsRule, OutboxRule, StoreOfflineRule, ClockSkewRule,
+                       PrintQueueRule], Field(discriminator="kind")]
+
+
+class RuleSet(BaseModel):
+    """The whole rules file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # At most 10 s: a condition must be seen (and raised) within 60 s of its cause.
+    evaluate_every_s: float = Field(5.0, gt=0, le=10)
+    stale_after_s: float = Field(180.0, gt=0, description="no snapshot for this long: the store is held")
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RuleSet":
+        ids = [r.id for r in self.rules]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"rule ids must be unique; repeated: {', '.join(dup)}")
+        return self
+
+
+def load_rules(path: str | Path | None = None) -> RuleSet:
+    """The rules of a YAML file (the shipped rules.yaml by default); ConsoleConfigError says what is wrong."""
+    path = Path(path) if path else DEFAULT_RULES
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConsoleConfigError(f"{path}: cannot read the alert rules: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise ConsoleConfigError(f"{path}: not YAML: {err}") from err
+    try:
+        return RuleSet.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in err.errors())
+        raise ConsoleConfigError(f"{path}: {problems}") from err
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What one pass found: conditions past their ``for_s``, and the stores held (offline or silent)."""
+
+    firing: list[Condition]
+    held: frozenset[str]
+    pending: int  # conditions seen but not yet past their for_s
+
+
+class RuleEngine:
+    """Evaluates a RuleSet; remembers when it first saw conditions whose data has no start time."""
+
+    def __init__(self, rules: RuleSet):
+        self.rules = rules
+        self._first_seen: dict[str, datetime] = {}
+
+    def held(self, f: StoreFacts, now: datetime) -> bool:
+        """True when the store's snapshot is old news: offline, or silent past ``stale_after_s``."""
+        if f.presence == "offline":
+            return True
+        at = parse_time(f.health_at)
+        return at is not None and (now - at).total_seconds() > self.rules.stale_after_s
+
+    def evaluate(self, facts: Iterable[StoreFacts], now: datetime) -> Evaluation:
+        """Every condition holding now, past its rule's ``for_s``."""
+        firing: list[Condition] = []
+        held: set[str] = set()
+        seen: set[str] = set()
+        pending = 0
+        for f in facts:
+            is_held = self.held(f, now)
+            if is_held:
+                held.add(f.store)
+            for rule in self.rules.rules:
+                if not rule.enabled or (is_held and not rule.store_level):
+                    continue
+                for subject, since, detail, values in rule.find(f, now, self.rules.stale_after_s):
+                    key = f"{f.store}/{rule.id}/{subject}"
+                    seen.add(key)
+                    start = min(since, now) if since else self._first_seen.setdefault(key, now)
+                    if (now - start).total_seconds() < rule.for_s:
+                        pending += 1
+                        continue
+                    title = rule.render_title({"store": f.store, "subject": subject, **values})
+                    firing.append(Condition(f.store, rule.id, subject, rule.severity, title, detail[:1000], start,
+                                            rule.auto_resolve))
+        # Forget what went away, except in held stores: their conditions are frozen, not gone.
+        self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen or k.split("/", 1)[0] in held}
+        return Evaluation(firing, frozenset(held), pending)

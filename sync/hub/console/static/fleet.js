@@ -1,0 +1,166 @@
+// The fleet view: one row per store, a filter, totals. Built for a thousand stores:
+// one innerHTML for the first paint, then only the rows that changed are replaced.
+
+import { ageOf, badge, duration, esc, num, since, severityRank } from './util.js';
+
+const rows = new Map(); // store id -> { tr, hay, problem }
+const MAX_CHIPS = 3;
+
+/** "online", "offline", "unknown", or "silent" (online but no snapshot for stale_after_s). */
+export function presence(s, meta) {
+  if (s.presence === 'online' && s.health_at && ageOf(s.health_at) > meta.stale_after_s) return 'silent';
+  return s.presence || 'unknown';
+}
+
+function chip(d) {
+  const why = d.last_error ? `: ${d.last_error}` : '';
+  return `<span class="chip ${esc(d.state)}" title="${esc(`${d.id} (${d.kind || '?'}) ${d.state}${why}`)}">`
+    + `${esc(d.id)} ${esc(d.state)} ${since(d.since)}</span>`;
+}
+
+function labelsCell(l) {
+  if (!l || l.non_compliant == null) return '<span class="muted">–</span>';
+  if (!l.non_compliant) return `<span class="ok">${num(l.labels)} ok</span>`;
+  return `<span class="bad" title="oldest since ${esc(l.oldest_non_compliant_since || '?')}">${num(l.non_compliant)} wrong</span>`;
+}
+
+function printingCell(p) {
+  if (!p) return '<span class="muted">–</span>';
+  const bad = p.failed || p.waiting;
+  const text = `${num(p.queued)} queued` + (p.waiting ? `, ${num(p.waiting)} waiting` : '') + (p.failed ? `, ${num(p.failed)} failed` : '');
+  return `<span class="${bad ? 'bad' : ''}">${text}</span>`;
+}
+
+function clockCell(off) {
+  if (off == null) return '<span class="muted">–</span>';
+  return `<span class="${Math.abs(off) > 5 ? 'bad' : ''}">${off > 0 ? '+' : ''}${num(off, 1)} s</span>`;
+}
+
+function alertsCell(a) {
+  if (!a || !a.n) return '<span class="muted">0</span>';
+  return `<span class="sev ${esc(a.worst)}">${a.n}</span>`;
+}
+
+function rowHTML(s, state) {
+  const pres = presence(s, state.meta);
+  const d = s.devices || {};
+  const ok = (d.online || 0) + (d.busy || 0);
+  const chips = s.problems.slice(0, MAX_CHIPS).map(chip).join(' ')
+    + (s.problems.length > MAX_CHIPS ? ` <span class="muted">+${s.problems.length - MAX_CHIPS} more</span>` : '');
+  return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a></td>`
+    + `<td>${badge(pres)} ${since(s.presence_since)}</td>`
+    + `<td class="devices"><span class="${ok < d.total ? 'bad' : 'ok'}">${ok}/${d.total}</span> ${chips}</td>`
+    + `<td class="n">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
+    + `<td class="n">${s.oldest_unacked_age_s ? duration(s.oldest_unacked_age_s) : '–'}</td>`
+    + `<td>${labelsCell(s.labels)}</td><td>${printingCell(s.printing)}</td><td class="n">${clockCell(s.clock_offset_s)}</td>`
+    + `<td>${alertsCell(state.alertsByStore.get(s.store))}</td><td>${since(s.health_at)}</td>`;
+}
+
+function describe(s, state) {
+  const pres = presence(s, state.meta);
+  const a = state.alertsByStore.get(s.store);
+  const problem = pres !== 'online' || s.problems.length > 0 || (a && a.n > 0)
+    || (s.labels && s.labels.non_compliant > 0) || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget;
+  const hay = [s.store, pres, s.version, ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error])]
+    .filter(Boolean).join(' ').toLowerCase();
+  return { hay, problem };
+}
+
+function totalsHTML(state) {
+  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0 };
+  const dev = { total: 0, online: 0, busy: 0, starting: 0, offline: 0, error: 0 };
+  for (const s of state.stores.values()) {
+    t.stores += 1;
+    t[presence(s, state.meta)] += 1;
+    for (const k of Object.keys(dev)) dev[k] += s.devices[k] || 0;
+  }
+  const sev = { critical: 0, warning: 0, info: 0 };
+  for (const a of state.alerts.values()) if (a.state !== 'resolved') sev[a.severity] = (sev[a.severity] || 0) + 1;
+  return `<span><b>${t.stores}</b> stores: ${badge('online')} ${t.online} ${badge('offline')} ${t.offline}`
+    + ` ${badge('silent')} ${t.silent}${t.unknown ? ` ${badge('unknown')} ${t.unknown}` : ''}</span>`
+    + `<span><b>${dev.total}</b> devices: ${badge('online')} ${dev.online + dev.busy} ${badge('starting')} ${dev.starting}`
+    + ` ${badge('offline')} ${dev.offline} ${badge('error')} ${dev.error}</span>`
+    + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`;
+}
+
+/** The whole fleet view, drawn once. */
+export function renderFleet(root, state) {
+  root.innerHTML = `<div class="totals" id="totals">${totalsHTML(state)}</div>
+    <div id="fleet-alerts"></div>
+    <div class="toolbar">
+      <input id="filter" type="search" placeholder="Filter: store, device, state, error…" autocomplete="off" value="${esc(state.filter.text)}">
+      <label><input id="problems" type="checkbox" ${state.filter.problems ? 'checked' : ''}> problems only</label>
+      <span id="shown" class="muted"></span>
+    </div>
+    <table id="fleet" class="grid"><thead><tr><th>Store</th><th>Presence</th><th>Devices</th><th>Outbox</th>
+      <th>Oldest unacked</th><th>Labels</th><th>Printing</th><th>Clock</th><th>Alerts</th><th>Last health</th></tr></thead>
+      <tbody></tbody></table>`;
+  const ids = [...state.stores.keys()].sort();
+  const tbody = root.querySelector('#fleet tbody');
+  tbody.innerHTML = ids.map((id) => `<tr data-store="${esc(id)}">${rowHTML(state.stores.get(id), state)}</tr>`).join('');
+  rows.clear();
+  for (const tr of tbody.children) {
+    const s = state.stores.get(tr.dataset.store);
+    rows.set(s.store, { tr, ...describe(s, state) });
+  }
+  applyFilter(state);
+}
+
+/** Redraw the rows of stores that changed (and add new stores in order). */
+export function patchStores(state, ids) {
+  const tbody = document.querySelector('#fleet tbody');
+  if (!tbody) return;
+  for (const id of ids) {
+    const s = state.stores.get(id);
+    if (!s) continue;
+    let entry = rows.get(id);
+    if (!entry) {
+      const tr = document.createElement('tr');
+      tr.dataset.store = id;
+      const next = [...rows.keys()].filter((k) => k > id).sort()[0];
+      tbody.insertBefore(tr, next ? rows.get(next).tr : null);
+      entry = { tr };
+      rows.set(id, entry);
+    }
+    entry.tr.innerHTML = rowHTML(s, state);
+    Object.assign(entry, describe(s, state));
+    entry.tr.hidden = !matches(entry, state.filter);
+  }
+  const totals = document.getElementById('totals');
+  if (totals) totals.innerHTML = totalsHTML(state);
+  showCount();
+}
+
+function matches(entry, filter) {
+  if (filter.problems && !entry.problem) return false;
+  return filter.words.every((w) => entry.hay.includes(w));
+}
+
+function showCount() {
+  const shown = [...rows.values()].filter((e) => !e.tr.hidden).length;
+  const el = document.getElementById('shown');
+  if (el) el.textContent = `${shown} of ${rows.size} shown`;
+}
+
+/** Show only the rows that match the filter box and the problems switch. */
+export function applyFilter(state) {
+  state.filter.words = state.filter.text.toLowerCase().split(/\s+/).filter(Boolean);
+  for (const entry of rows.values()) {
+    const hide = !matches(entry, state.filter);
+    if (entry.tr.hidden !== hide) entry.tr.hidden = hide;
+  }
+  showCount();
+}
+
+/** Worst severity and count of live alerts per store. */
+export function alertsByStore(alerts) {
+  const out = new Map();
+  for (const a of alerts.values()) {
+    if (a.state === 'resolved') continue;
+    const e = out.get(a.store) || { n: 0, worst: 'info' };
+    e.n += 1;
+    if (severityRank(a.severity) > severityRank(e.worst)) e.worst = a.severity;
+    out.set(a.store, e);
+  }
+  return out;
+}

@@ -1,0 +1,150 @@
+// One store: its devices with their actions, queues, clock, the last 24 hours per device,
+// its alerts and the remote commands sent to it.
+
+import { alertsTable, deviceAlertsTable } from './alerts.js';
+import { presence } from './fleet.js';
+import { badge, clock, duration, esc, num, serverNow, since } from './util.js';
+
+const ACTION_LABELS = {
+  reopen: 'Reopen', print_test_page: 'Print test page', refresh_labels: 'Refresh labels',
+  status: 'Status', set_log_level: 'Set log level', resend_from: 'Resend from seq',
+};
+
+function card(title, body, bad = false) {
+  return `<div class="card${bad ? ' bad-card' : ''}"><h3>${esc(title)}</h3>${body}</div>`;
+}
+
+function cards(s, h) {
+  const lab = s.labels;
+  const pr = s.printing;
+  const mb = (b) => (b == null ? '–' : `${num(b / 1048576, 1)} MB`);
+  return `<div class="cards">`
+    + card('Outbox', `<b>${num(s.outbox_depth)}</b> events<br>oldest unacked ${duration(s.oldest_unacked_age_s || 0)}`
+      + `<br>${mb(h.outbox_bytes)} of ${mb(h.outbox_budget_bytes)}`, s.over_budget || s.oldest_unacked_age_s > 600)
+    + card('Clock', s.clock_offset_s == null ? 'no ack with a time yet'
+      : `store is <b>${num(Math.abs(s.clock_offset_s), 1)} s</b> ${s.clock_offset_s >= 0 ? 'behind' : 'ahead of'} the hub`,
+    Math.abs(s.clock_offset_s || 0) > 5)
+    + card('Price labels', lab && lab.non_compliant != null
+      ? `<b>${num(lab.non_compliant)}</b> of ${num(lab.labels)} not compliant`
+        + (lab.oldest_non_compliant_since ? `<br>oldest for ${since(lab.oldest_non_compliant_since)}` : '')
+      : 'not reported', lab && lab.non_compliant > 0)
+    + card('Print queue', pr ? `${num(pr.queued)} queued, ${num(pr.waiting)} waiting, <b>${num(pr.failed)}</b> failed`
+      + (pr.oldest_waiting_since ? `<br>oldest waiting ${since(pr.oldest_waiting_since)}` : '') : 'not reported',
+    pr && (pr.failed > 0 || pr.waiting > 0))
+    + (s.hub ? card('Hub link', `${s.hub === 'online' ? '<span class="ok">connected</span>' : '<b class="bad">not connected</b>'}`
+      + (s.hub_error ? `<br><span class="small">${esc(s.hub_error)}</span>` : ''), s.hub !== 'online') : '')
+    + card('Events', `last seq ${num(h.last_seq)}<br>acked ${num(h.acked_seq)}<br>disk free ${mb(h.disk_free_bytes)}`)
+    + `</div>`;
+}
+
+function counters(c) {
+  const parts = Object.entries(c || {}).map(([k, v]) => `${esc(k)} ${num(v)}`);
+  return parts.length ? `<span class="muted small">${parts.join(' · ')}</span>` : '';
+}
+
+function actionButtons(device, actions) {
+  return actions.map((a) => `<button type="button" data-act="command" data-device="${esc(device)}" data-action="${esc(a)}">`
+    + `${esc(ACTION_LABELS[a] || a)}</button>`).join(' ');
+}
+
+function devicesTable(devices) {
+  if (!devices.length) return '<p class="muted">No devices in the last snapshot.</p>';
+  const body = devices.map((d) => `<tr data-device="${esc(d.id)}" data-state="${esc(d.state)}">`
+    + `<td><b>${esc(d.id)}</b><div class="muted small">${esc(d.kind || '')}</div></td>`
+    + `<td>${badge(d.state)}</td><td>${since(d.since)}</td>`
+    + `<td class="err">${esc(d.last_error || '')}</td><td>${counters(d.counters)}</td>`
+    + `<td class="actions">${actionButtons(d.id, d.actions)}</td></tr>`).join('');
+  return `<table id="devices" class="grid"><thead><tr><th>Device</th><th>State</th><th>For</th><th>Last error</th>`
+    + `<th>Counters</th><th>Actions</th></tr></thead><tbody>${body}</tbody></table>`;
+}
+
+function agentActions(meta) {
+  const levels = meta.log_levels.map((l) => `<option${l === 'debug' ? ' selected' : ''}>${esc(l)}</option>`).join('');
+  return `<div class="agent-actions">
+    <button type="button" data-act="command" data-device="agent" data-action="status">Status</button>
+    <span class="group"><select id="log-level">${levels}</select>
+      <button type="button" data-act="command" data-device="agent" data-action="set_log_level">Set log level</button></span>
+    <span class="group"><input id="resend-seq" type="number" min="1" placeholder="seq">
+      <button type="button" data-act="command" data-device="agent" data-action="resend_from">Resend events from seq</button></span>
+  </div>`;
+}
+
+function commandState(c, storeId) {
+  if (c.state === 'sent') {
+    return `<span class="state starting">waiting</span> <span data-deadline="${esc(c.deadline || '')}">for the answer…</span>`;
+  }
+  if (c.state === 'ok') return `<span class="state online">ok</span>`;
+  if (c.state === 'timeout') {
+    return `<span class="state error">timeout</span> ${esc(c.error || 'no answer')} from ${esc(storeId)}:`
+      + ' the store may be offline; the broker dropped the command, so it will not run later';
+  }
+  return `<span class="state error">error</span> ${esc(c.error || '')}`;
+}
+
+/** The commands sent to this store from this page and before, newest first. */
+export function commandsHTML(commands, storeId) {
+  const list = [...commands].sort((a, b) => String(b.sent_at || '').localeCompare(String(a.sent_at || '')));
+  if (!list.length) return '<p class="muted">No commands sent yet.</p>';
+  return list.slice(0, 20).map((c) => {
+    const result = c.state === 'ok' && c.result != null
+      ? `<pre class="result">${esc(JSON.stringify(c.result, null, 1).slice(0, 2000))}</pre>` : '';
+    const args = c.args && Object.keys(c.args).length ? ` ${esc(JSON.stringify(c.args))}` : '';
+    return `<div class="command" data-id="${esc(c.id)}" data-state="${esc(c.state)}">`
+      + `<b>${esc(ACTION_LABELS[c.action] || c.action || '?')}</b> on ${esc(c.device || '?')}${args}`
+      + ` <span class="muted small">${since(c.sent_at)} ago</span> · <span class="cmd-state">${commandState(c, storeId)}</span>${result}</div>`;
+  }).join('');
+}
+
+/** Count the seconds a pending command has left. */
+export function tickCommands(root) {
+  for (const el of root.querySelectorAll('[data-deadline]')) {
+    const left = (Date.parse(el.dataset.deadline) - serverNow()) / 1000;
+    el.textContent = Number.isNaN(left) ? 'for the answer…' : `for the answer… ${Math.max(0, Math.ceil(left))} s left`;
+  }
+}
+
+/** Each device's states over the window, as bars (percent of the window, so it scales with the page). */
+export function timelineHTML(tl) {
+  const from = Date.parse(tl.from);
+  const to = Date.parse(tl.to);
+  const span = to - from;
+  const ids = Object.keys(tl.devices || {});
+  if (!ids.length || !(span > 0)) return '<p class="muted">No device history yet.</p>';
+  let ticks = '';
+  for (let h = 0; h <= 24; h += 3) {
+    const t = from + (span * h) / 24;
+    ticks += `<span style="left:${(h / 24) * 100}%">${new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })}</span>`;
+  }
+  const rowsHTML = ids.map((id) => {
+    const segs = tl.devices[id].map((s) => {
+      const start = Math.max(from, Date.parse(s.since));
+      const end = s.until ? Date.parse(s.until) : to;
+      const left = ((start - from) / span) * 100;
+      const width = Math.max(0.2, ((end - start) / span) * 100);
+      const tip = `${s.state} ${clock(s.since)} – ${clock(s.until)}${s.last_error ? `: ${s.last_error}` : ''}`;
+      return `<div class="seg ${esc(s.state)}" data-state="${esc(s.state)}" style="left:${left}%;width:${width}%" title="${esc(tip)}"></div>`;
+    }).join('');
+    return `<div class="tl-row" data-device="${esc(id)}"><span class="tl-name">${esc(id)}</span><div class="tl-bar">${segs}</div></div>`;
+  }).join('');
+  return `<div class="timeline">${rowsHTML}<div class="tl-row"><span class="tl-name"></span><div class="tl-axis">${ticks}</div></div></div>`;
+}
+
+/** The store view. */
+export function renderStore(root, state, detail) {
+  const s = detail.summary;
+  const h = detail.health || {};
+  const canAct = state.meta.mode === 'hub';
+  const pres = presence(s, state.meta);
+  root.innerHTML = `<div class="store-head">
+      ${state.meta.mode === 'hub' ? '<a href="#/" class="back">← all stores</a>' : ''}
+      <h1>${esc(s.store)}</h1> ${badge(pres)} <span>${since(s.presence_since, 'for ')}</span>
+      <span class="muted">agent ${esc(s.version || '?')} · last health ${since(s.health_at)} ago</span>
+    </div>
+    ${cards(s, h)}
+    <h2>Devices</h2>${devicesTable(detail.devices)}
+    <h2>Agent</h2>${agentActions(state.meta)}
+    <h2>Commands</h2><div id="commands">${commandsHTML(state.commands.values(), s.store)}</div>
+    <h2>Last 24 hours</h2><div id="timeline">${timelineHTML(detail.timeline)}</div>
+    <h2>Alerts</h2><div id="store-alerts">${alertsTable(detail.alerts, { canAct, showStore: false, empty: 'No alerts.' })}</div>
+    <h2>Reported by the store</h2><div id="device-alerts">${deviceAlertsTable(detail.device_alerts)}</div>`;
+}

@@ -1,0 +1,205 @@
+"""What the hub worker notices besides storing events, for the health console.
+
+From each health snapshot, the devices whose state changed since the last
+one become ``device_states`` rows (the 24-hour timeline); from each events
+batch, the ``retail.device.alert`` events become ``device_alerts`` rows (the
+store's own alerts: paper out, labels, the link). Both are written in the
+worker's transaction, so they are as durable as the snapshot and the events.
+
+After the commit, ``committed()`` hands what changed (status, health, command
+answers) to a listener, the console's in-memory fleet, in one call per group:
+the worker thread pays a dict update per message, never an HTTP client.
+Everything here reads payloads defensively: a store's snapshot is data from
+the field, and a field missing or of the wrong type is skipped, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sync.hub.db import Tx, now_iso
+from sync.hub.ingest import EventRow
+
+log = logging.getLogger("sync.hub")
+
+ALERT_EVENT = "retail.device.alert"
+# "busy" is online and doing a job (a receipt, a label push): as a timeline
+# state it would add two rows per print job and say nothing about health.
+_TIMELINE_STATE = {"busy": "online"}
+
+Op = Callable[[Tx], Any]
+
+
+def utc_iso(text: Any) -> str | None:
+    """An ISO-8601 time from a store as the hub writes times (UTC, ms), or None if it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)  # the agent always sends aware times; assume UTC otherwise
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one committed group changed, for the console."""
+
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    device_alerts: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.status or self.health or self.commands or self.device_alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """One state a device entered."""
+
+    store: str
+    device: str
+    since: str
+    state: str
+    kind: str | None
+    last_error: str | None
+
+
+def device_rows(store: str, snap: dict[str, Any]) -> list[StateRow]:
+    """Every well-formed device of a snapshot as a timeline row (busy counted as online)."""
+    devices = snap.get("devices")
+    if not isinstance(devices, list):
+        return []
+    rows = []
+    for d in devices:
+        if not isinstance(d, dict) or not isinstance(d.get("id"), str) or not isinstance(d.get("state"), str):
+            continue
+        since = utc_iso(d.get("since"))
+        if since is None:
+            continue
+        kind, err = d.get("kind"), d.get("last_error")
+        rows.append(StateRow(store, d["id"][:64], since, _TIMELINE_STATE.get(d["state"], d["state"])[:16],
+                             kind[:64] if isinstance(kind, str) else None,
+                             err[:500] if isinstance(err, str) else None))
+    return rows
+
+
+def alert_rows(rows: Sequence[EventRow]) -> list[tuple[int, dict[str, Any], str | None]]:
+    """(seq, data, time) of the device alerts in a batch; other events are skipped by type alone."""
+    out = []
+    for r in rows:
+        if r.type != ALERT_EVENT:
+            continue
+        try:
+            data = json.loads(r.event).get("data")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            out.append((r.seq, data, r.time))
+    return out
+
+
+def _text(v: Any, limit: int, default: str | None = None) -> str | None:
+    return v[:limit] if isinstance(v, str) and v else default
+
+
+class Observer:
+    """Timeline and device-alert rows for the worker's transaction, and changes for a listener."""
+
+    def __init__(self, listener: Callable[[Changes], None] | None = None):
+        self.listener = listener
+        # (store, device) -> (state, since) as last recorded: only changes become rows.
+        self._recorded: dict[tuple[str, str], tuple[str, str]] = {}
+        self._pending = Changes()
+        self._pending_rows: list[StateRow] = []
+
+    def status(self, store: str, state: str, version: str | None, since: str) -> None:
+        """A status message was planned."""
+        if self.listener is not None:
+            self._pending.status[store] = {"state": state, "version": version, "since": since, "at": now_iso()}
+
+    def health(self, store: str, snap: dict[str, Any]) -> Op | None:
+        """A health snapshot was planned: the op recording its devices' state changes, if any."""
+        if self.listener is not None:
+            self._pending.health[store] = snap
+        changed = [r for r in device_rows(store, snap) if self._is_change(r)]
+        if not changed:
+            return None
+        self._pending_rows.extend(changed)
+        now = now_iso()
+
+        def op(tx: Tx) -> None:
+            # ON CONFLICT: every worker sees every snapshot, so a change may come twice; and two
+            # states can share a millisecond (starting -> online): the later snapshot's wins.
+            tx.executemany(
+                "INSERT INTO device_states (store, device, since, state, kind, last_error, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device, since) DO UPDATE SET "
+                "state = excluded.state, last_error = excluded.last_error",
+                [(r.store, r.device, r.since, r.state, r.kind, r.last_error, now) for r in changed])
+        return op
+
+    def _is_change(self, row: StateRow) -> bool:
+        last = self._recorded.get((row.store, row.device))
+        if last is None:
+            return True  # first sight in this process: the database's key makes a repeat harmless
+        if last[0] != row.state:
+            return True
+        # Same state with a new since: a new episode of offline or error is worth a row;
+        # online -> online is the end of a busy spell (or a blip too short to matter).
+        return last[1] != row.since and row.state != "online"
+
+    def command(self, id: str, store: str, ok: bool, result: Any, error: str | None) -> None:
+        """A command answer was planned."""
+        if self.listener is not None:
+            self._pending.commands.append({"id": id, "store": store, "ok": ok, "result": result, "error": error})
+
+    def events(self, store: str, rows: Sequence[EventRow]) -> Op | None:
+        """A batch was planned: the op recording its device alerts, if it has any."""
+        alerts = alert_rows(rows)
+        if not alerts:
+            return None
+        if self.listener is not None:
+            self._pending.device_alerts.add(store)
+        now = now_iso()
+        params = []
+        for seq, data, time in alerts:
+            state = "cleared" if data.get("state") == "cleared" else "raised"
+            params.append((store, _text(data.get("device"), 64, "?"), _text(data.get("code"), 64, "unknown"), state,
+                           _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, time, now))
+
+        def op(tx: Tx) -> None:
+            # The later seq wins: a raise and its clear may be stored by two workers in either order.
+            tx.executemany(
+                "INSERT INTO device_alerts (store, device, code, state, severity, message, seq, time, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device, code) DO UPDATE SET "
+                "state = excluded.state, severity = excluded.severity, message = excluded.message, "
+                "seq = excluded.seq, time = excluded.time, received_at = excluded.received_at "
+                "WHERE excluded.seq > device_alerts.seq", params)
+        return op
+
+    def committed(self) -> None:
+        """The group is durable: remember what was recorded and tell the listener."""
+        if not self._pending_rows and not self._pending:
+            return  # the usual group: events only
+        for r in self._pending_rows:
+            self._recorded[(r.store, r.device)] = (r.state, r.since)
+        self._pending_rows = []
+        changes, self._pending = self._pending, Changes()
+        if self.listener is not None and changes:
+            try:
+                self.listener(changes)
+            except Exception:  # noqa: BLE001 - the console must never stop the ingest
+                log.exception("the console could not take a change; the hub goes on storing events")
+
+    def abandoned(self) -> None:
+        """The group was not stored (the hub is stopping): forget it; the broker delivers it again."""
+        self._pending_rows = []
+        self._pending = Changes()

@@ -1,0 +1,67 @@
+"""The hub database's tables, in SQL both SQLite and PostgreSQL run.
+
+Ingest: ``events``, ``stores``, ``gaps``, ``commands``, ``rejected`` (see
+db.py). Health console (sync/hub/console/): ``device_states`` (one row per
+state a device entered, from the health snapshots: the 24-hour timeline),
+``device_alerts`` (the last ``retail.device.alert`` per store, device and
+code, from the events stream) and ``alerts`` (what the hub's rules raised,
+and what staff did about it). Every ``CREATE`` is ``IF NOT EXISTS``: a hub
+database made before the console gets the new tables on the next start.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS stores (
+        store TEXT PRIMARY KEY,
+        contiguous BIGINT NOT NULL DEFAULT 0,
+        high BIGINT NOT NULL DEFAULT 0,
+        events BIGINT NOT NULL DEFAULT 0,
+        conflicts BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        last_event_at TEXT,
+        status TEXT, status_version TEXT, status_since TEXT, status_at TEXT,
+        health TEXT, health_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS events (
+        store TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+        time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL,
+        PRIMARY KEY (store, seq))""",
+    """CREATE TABLE IF NOT EXISTS gaps (
+        store TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+        opened_at TEXT NOT NULL, closed_at TEXT, reported INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (store, first_seq))""",
+    """CREATE TABLE IF NOT EXISTS commands (
+        id TEXT PRIMARY KEY, store TEXT NOT NULL, device TEXT, action TEXT, args TEXT,
+        sent_at TEXT, state TEXT NOT NULL, result TEXT, error TEXT, answered_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS rejected (
+        store TEXT NOT NULL, received_at TEXT NOT NULL, reason TEXT NOT NULL,
+        detail TEXT NOT NULL, size BIGINT NOT NULL, head TEXT)""",
+    """CREATE INDEX IF NOT EXISTS gaps_open ON gaps (closed_at, opened_at)""",
+    # The key is the state's start as the store reported it: every hub worker
+    # sees every snapshot, and the second one to record a change is a no-op.
+    """CREATE TABLE IF NOT EXISTS device_states (
+        store TEXT NOT NULL, device TEXT NOT NULL, since TEXT NOT NULL, state TEXT NOT NULL,
+        kind TEXT, last_error TEXT, recorded_at TEXT NOT NULL,
+        PRIMARY KEY (store, device, since))""",
+    """CREATE INDEX IF NOT EXISTS device_states_recorded ON device_states (recorded_at)""",
+    # ``seq`` orders the raise and the clear of one alert when two workers
+    # store a store's batches out of order.
+    """CREATE TABLE IF NOT EXISTS device_alerts (
+        store TEXT NOT NULL, device TEXT NOT NULL, code TEXT NOT NULL, state TEXT NOT NULL,
+        severity TEXT, message TEXT, seq BIGINT NOT NULL, time TEXT, received_at TEXT NOT NULL,
+        PRIMARY KEY (store, device, code))""",
+    # ``active_key`` is store/rule/subject while the alert is not resolved and
+    # NULL after: the unique index allows one live alert per cause, and two
+    # consoles evaluating the same rules insert it once (NULLs never collide).
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY, active_key TEXT, store TEXT NOT NULL, rule TEXT NOT NULL,
+        subject TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL, detail TEXT,
+        since TEXT NOT NULL, raised_at TEXT NOT NULL, state TEXT NOT NULL,
+        acked_by TEXT, acked_at TEXT, resolved_by TEXT, resolved_at TEXT, cleared_at TEXT,
+        updated_at TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (active_key)""",
+    """CREATE INDEX IF NOT EXISTS alerts_store ON alerts (store, raised_at)""",
+)
