@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from drivers.base import Driver
 from drivers.heartbeat.driver import HeartbeatSensor
+from drivers.mirror.driver import MirrorCamera
+from drivers.printer.driver import EscPosPrinter
 from drivers.scanner.hid_driver import HidScanner
 from drivers.scanner.serial import SerialScanner
+from drivers.shelf_label.driver import LabelFiles, OeplLabels
 
-_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner, HidScanner)
+_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner, HidScanner, EscPosPrinter, OeplLabels,
+                                        LabelFiles, MirrorCamera)
 
 
 def drivers() -> dict[str, type[Driver]]:

@@ -7,11 +7,16 @@ import logging
 from pathlib import Path
 
 from drivers.base import Driver
+from drivers.mirror.recorder import TryOnRecorder
+from drivers.printer.spool import SPOOL
 from drivers.registry import drivers
 from edge_agent import __version__
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.config import AgentConfig
 from edge_agent.feed import Feed
+from edge_agent.labels import LabelService
+from edge_agent.members import MemberService
+from edge_agent.printing import PrintSpool
 from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
@@ -39,10 +44,15 @@ class Agent:
         self.data_dir = Path(data_dir)
         self.bus = EventBus()
         self.store = Store(self.data_dir / "store.db")
-        self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff)
+        self.printing = PrintSpool(self.store, self.bus, config)
+        self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff,
+                                     extras={SPOOL: self.printing})
         self.feed = Feed(self.bus)
         self.sessions = Sessions(self.bus)
         self.scans = ScanService(self.store, self.bus, self.sessions)
+        self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
+        self.labels = LabelService(config, self.store, self.bus, self.supervisor)
+        self.tryon = TryOnRecorder(self.store, self.bus)
         self.started_at = utcnow()
         self.downlink = Downlink(self, publish=self._publish)
         self.link: HubLink | None = HubLink(
@@ -62,9 +72,13 @@ class Agent:
     async def start(self) -> None:
         """Open the store (migrating it), then bring up every device."""
         await self.store.start()
+        await self.printing.start()  # before the printers: jobs cut short last time are queued again
         # Listening before the devices come up, so their first events are seen.
         await self.feed.start()
         await self.scans.start()
+        await self.members.start()
+        await self.labels.start()  # before the label devices: it attaches to their drivers
+        await self.tryon.start()
         await self.supervisor.start()
         if self.link is not None:
             await self.link.start()
@@ -77,7 +91,10 @@ class Agent:
         """Leave the hub, stop devices (they may still write), then drain and close the store."""
         if self.link is not None:
             await self.link.stop()
+        await self.labels.stop()  # no push left in flight when the label devices close
         await self.supervisor.stop()
+        await self.tryon.stop()
+        await self.members.stop()
         await self.scans.stop()
         await self.feed.stop()
         await self.store.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -136,3 +137,16 @@ def lookup(conn: sqlite3.Connection, code: str) -> Product | None:
     if row is None:
         row = conn.execute(_SELECT + " WHERE sku = ?", (code,)).fetchone()
     return _product(row) if row else None
+
+
+def products(conn: sqlite3.Connection, skus: Iterable[str] | None = None, chunk: int = 500) -> dict[str, Product]:
+    """Products by SKU: those of ``skus`` that exist, or every product when None."""
+    if skus is None:
+        return {p.sku: p for p in map(_product, conn.execute(_SELECT))}
+    wanted = list(dict.fromkeys(skus))
+    out: dict[str, Product] = {}
+    for i in range(0, len(wanted), chunk):
+        part = wanted[i:i + chunk]
+        rows = conn.execute(_SELECT + f" WHERE sku IN ({', '.join('?' * len(part))})", part)
+        out.update((p.sku, p) for p in map(_product, rows))
+    return out

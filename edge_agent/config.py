@@ -18,6 +18,7 @@ import difflib
 import os
 import zoneinfo
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -175,12 +176,35 @@ class ApiConfig(_Model):
         return self
 
 
+class LoyaltyConfig(_Model):
+    """The ``loyalty:`` section: the chain's points rule (edge_agent/loyalty.py)."""
+
+    points_per_unit: Decimal = Field(
+        default=Decimal(1), ge=0, le=1000, decimal_places=4,
+        description="points earned per currency unit paid in money (rounded down per sale)")
+    point_value: Decimal = Field(
+        default=Decimal("0.01"), gt=0, le=1000, decimal_places=4,
+        description="currency units one redeemed point takes off the amount to pay")
+    card_ttl: float = Field(
+        default=14_400, ge=1, le=30 * 86_400,
+        description="seconds a member card the hub sent stays in the store (or until its expires_at)")
+
+
+class StockConfig(_Model):
+    """The ``stock:`` section (edge_agent/stock.py)."""
+
+    low_threshold: int = Field(default=3, ge=0, le=1_000_000,
+                               description="a store count falling to this or below alerts associates (stock.low)")
+
+
 class AgentConfig(_Model):
     """The whole devices.yaml, validated."""
 
     store: StoreConfig
     hub: HubConfig = HubConfig()
     api: ApiConfig = ApiConfig()
+    loyalty: LoyaltyConfig = LoyaltyConfig()
+    stock: StockConfig = StockConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -233,6 +257,7 @@ def _validate_devices(
     kinds = ", ".join(sorted(registry))
     devices: list[DeviceConfig] = []
     seen: dict[str, int] = {}
+    claimed: dict[str, tuple[str, int]] = {}  # what one device alone may have -> (device id, line)
     for i, entry in enumerate(raw):
         where = ("devices", i)
         line = line_of(lines, where)
@@ -266,6 +291,13 @@ def _validate_devices(
             continue
         seen[device.id] = line_of(lines, where + ("id",))
         devices.append(device)
+        for claim, rel in device.claims():
+            at = line_of(lines, where + rel)
+            if claim in claimed:
+                problems.append(f"{filename}:{at}: {claim} is already bound by device {claimed[claim][0]!r} "
+                                f"at line {claimed[claim][1]}; bind it to one device only")
+            else:
+                claimed[claim] = (device.id, at)
     return devices, problems
 
 
@@ -284,7 +316,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from drivers.heartbeat.emulator import HeartbeatEmulator
+from drivers.printer.elements import Element
+from drivers.printer.emulator import PrinterEmulator, describe
 from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import catalog, config
 from edge_agent.errors import ConfigError
@@ -29,7 +31,8 @@ from sync.embedded_broker.process import EmbeddedBrokerProcess
 from sync.localbroker import LocalMosquitto, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_TOKENS = {"kiosk": "demo-kiosk", "associate": "demo-associate", "console": "demo-console", "admin": "demo-admin"}
+DEMO_TOKENS = {"kiosk": "demo-kiosk", "associate": "demo-associate", "console": "demo-console", "admin": "demo-admin",
+               "mirror": "demo-mirror"}
 
 
 async def _load_catalog(data_dir: Path, path: Path) -> int:
@@ -51,6 +54,27 @@ DEMO_SCANS = ["6901234567892", "6901234567946", "4006381333931", "6901234567890"
 def _scan_every() -> float:
     """Seconds between demo scans (``EDGE_DEMO_SCAN_EVERY``, 15 by default)."""
     return float(os.environ.get("EDGE_DEMO_SCAN_EVERY", "15"))
+
+
+class _DemoPrinter:
+    """A printer emulator on loopback whose receipts are written, as text, to ``path``."""
+
+    def __init__(self, host: str, port: int, profile: str, path: Path):
+        self.path = path
+        self.emulator = PrinterEmulator(host, port, profile=profile, on_element=self._write)
+
+    def _write(self, element: Element) -> None:
+        line = describe(element)
+        if line:
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self.emulator.start()
+
+    async def stop(self) -> None:
+        await self.emulator.stop()
 
 
 class _DemoScanner:
@@ -78,15 +102,22 @@ class _DemoScanner:
         self.emulator.close()
 
 
-async def _emulators(cfg: config.AgentConfig, workdir: Path) -> list[HeartbeatEmulator | _DemoScanner]:
-    """Start an emulator for each demo device that points at one: a heartbeat on loopback,
-    a serial scanner whose port is a relative path (resolved from ``workdir``, the agent's)."""
-    started: list[HeartbeatEmulator | _DemoScanner] = []
+Emulator = HeartbeatEmulator | _DemoScanner | _DemoPrinter
+
+
+async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path) -> list[Emulator]:
+    """Start an emulator for each demo device that points at one: a heartbeat or a network
+    printer on loopback, a serial scanner whose port is a relative path (resolved from
+    ``workdir``, the agent's)."""
+    started: list[Emulator] = []
     for dev in cfg.devices:
         address = getattr(dev, "address", None)
         port = getattr(dev, "port", None)
-        if dev.kind == "sensor.heartbeat" and address is not None and address.host in ("127.0.0.1", "localhost"):
-            emu: HeartbeatEmulator | _DemoScanner = HeartbeatEmulator(address.host, address.port)
+        loopback = address is not None and address.host in ("127.0.0.1", "localhost")
+        if dev.kind == "sensor.heartbeat" and loopback:
+            emu: Emulator = HeartbeatEmulator(address.host, address.port)
+        elif dev.kind == "printer.escpos" and loopback:
+            emu = _DemoPrinter(address.host, address.port, dev.profile, data_dir / f"{dev.id}.txt")
         elif dev.kind == "scanner.serial" and port is not None and not os.path.isabs(port):
             emu = _DemoScanner(workdir / port)
         else:
@@ -111,11 +142,17 @@ async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, tim
     raise SystemExit(f"the agent did not become ready within {timeout:.0f} s")
 
 
+def _hub_http() -> str:
+    """Where the demo hub serves its health console (``EDGE_DEMO_HUB_HTTP``, 127.0.0.1:8090 by default)."""
+    return os.environ.get("EDGE_DEMO_HUB_HTTP", "127.0.0.1:8090")
+
+
 async def _start_hub(broker_url: str, data_dir: Path) -> asyncio.subprocess.Process:
-    """``edge-hub run`` on the demo broker; returns once it says it is connected."""
+    """``edge-hub run`` on the demo broker, with its console; returns once it says it is connected."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", f"sqlite:///{data_dir}/hub.db",
-        "--client-id", "demo-hub", stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        "--client-id", "demo-hub", "--http", _hub_http(), stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "EDGE_HUB_CONSOLE_TOKEN": DEMO_TOKENS["console"]},
     )
     assert proc.stdout is not None
     while True:
@@ -169,7 +206,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     hub: asyncio.subprocess.Process | None = await _start_hub(hub_url, data_dir)
     # The agent runs in the config's folder, so relative device paths there name the emulators'.
     workdir = config_path.resolve().parent
-    emulators = await _emulators(cfg, workdir)
+    emulators = await _emulators(cfg, workdir, data_dir)
 
     sockdir = tempfile.mkdtemp(prefix="edge-demo-")
     notify_path = os.path.join(sockdir, "notify")
@@ -182,7 +219,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path), "--data-dir", str(data_dir),
+        sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path.resolve()), "--data-dir", str(data_dir.resolve()),
         env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
         cwd=workdir,
         start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
@@ -198,9 +235,14 @@ async def main(config_path: Path, data_dir: Path) -> int:
             f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
             f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
             f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
-            f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
+            + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
+            + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
+               if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
+            + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
             f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
-            + (f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
+            + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
+            + (f"  Hub console   http://{_hub_http()}/ (token {DEMO_TOKENS['console']})\n"
+               f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
                f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
                f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "
                f"--device heartbeat-1 --action reopen\n"

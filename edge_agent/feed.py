@@ -8,11 +8,17 @@ otherwise its hello says ``missed`` and it should reload what it shows.
 
 A slow client never slows the agent: when its queue is full it is marked
 lagging and its connection is closed, with the id to resume from.
+
+Personal data is masked by role (``ROLE_MASK``): the console sees member ids
+only as their last four characters, and no pickup code of a scanned pickup
+QR. Member cards themselves (``member.arrived``) reach associates and admins
+only; they carry no phone number or name, which the hub never sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +30,7 @@ from edge_agent.config import Role
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
 # other an exact type ("scan" is not "scanner.scan", the driver's raw event).
-FEED_PREFIXES = ("scan", "member.", "order.", "stock.low", "device.", "alert.")
+FEED_PREFIXES = ("scan", "member.", "order.", "return.", "stock.low", "device.", "alert.")
 
 
 def matches(event_type: str, patterns: tuple[str, ...]) -> bool:
@@ -53,6 +59,36 @@ ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
 }
 
 
+def masked_id(value: Any) -> Any:
+    """A member id as the console sees it: its last four characters."""
+    return "****" + value[-4:] if isinstance(value, str) else value
+
+
+def _mask_personal(event: BusEvent) -> BusEvent:
+    """The console's view: no member id in full, no pickup code."""
+    data = event.data
+    if not ("member_id" in data or event.type == "scan" and data.get("kind") in ("member", "pickup")):
+        return event
+    data = {**data}
+    if "member_id" in data:
+        data["member_id"] = masked_id(data["member_id"])
+    if event.type == "scan" and data.get("kind") in ("member", "pickup"):
+        fields = {**(data.get("fields") or {})}
+        if "member_id" in fields:
+            fields["member_id"] = masked_id(fields["member_id"])
+        if "pickup_code" in fields:
+            fields["pickup_code"] = "******"
+        shown = fields.get("member_id") or fields.get("order_id")
+        data.update(fields=fields, code=shown, raw=None)
+    return dataclasses.replace(event, data=data)
+
+
+# What each role's events look like; roles not listed see them as they are.
+ROLE_MASK: dict[Role, Callable[[BusEvent], BusEvent]] = {
+    Role.CONSOLE: _mask_personal,
+}
+
+
 def message(event: BusEvent) -> dict[str, Any]:
     """An event as the feed sends it."""
     return {"id": event.id, "type": event.type, "time": event.time.isoformat(), "data": event.data}
@@ -77,6 +113,7 @@ class FeedClient:
 
     def __init__(self, role: Role, name: str, maxsize: int):
         self.prefixes, self.visible = ROLE_VIEW[role]
+        self.mask = ROLE_MASK.get(role)
         self.name = name
         self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize)
         self.lagging = asyncio.Event()
@@ -89,7 +126,7 @@ class FeedClient:
         if self.lagging.is_set() or not self.wants(event):
             return
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(self.mask(event) if self.mask else event)
         except asyncio.QueueFull:
             self.lagging.set()  # the connection is closed; the client resumes from sent_id
 
@@ -138,3 +175,9 @@ class Feed(Consumer):
     def disconnect(self, client: FeedClient) -> None:
         """Forget a client."""
         self.clients.discard(client)
+
+    def forget_member(self, member_id: str) -> None:
+        """Drop a member's arrivals from the history (their card expired): a resume no longer shows them."""
+        kept = [e for e in self.ring if not (e.type == "member.arrived" and e.data.get("member_id") == member_id)]
+        if len(kept) != len(self.ring):
+            self.ring = deque(kept, maxlen=self.ring.maxlen)

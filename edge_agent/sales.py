@@ -7,19 +7,27 @@ sale's row (``{"event": data, "names": [...], "created_at": ...}``, packed
 by store.codec); the outbox reads it from there (store/outbox.py RECORDS). ``client_sale_id`` is the idempotency
 key: the same key with the same body returns the stored sale, with another
 body it is a conflict.
+
+Points (edge_agent/loyalty.py): ``points_redeemed`` are checked against the
+member's card minus what this store already used from it, and their value
+comes off the amount to pay; ``total`` is what was paid in money, and a sale
+with points also carries ``subtotal`` (the lines) and ``points_value`` (only
+then: every byte of a sale counts offline). Points earned follow the
+``loyalty:`` rule on the money paid.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_agent import catalog
+from edge_agent import catalog, loyalty, stock
 from edge_agent.bus import utcnow
+from edge_agent.config import LoyaltyConfig
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 
@@ -60,7 +68,7 @@ class SaleIn(BaseModel):
     client_sale_id: uuid.UUID
     lines: list[SaleLineIn] = Field(min_length=1, max_length=MAX_LINES)
     member_id: str | None = Field(default=None, min_length=1, max_length=64)
-    points_redeemed: int = Field(default=0, ge=0)
+    points_redeemed: int = Field(default=0, ge=0, le=100_000_000)
     payment: Payment
 
     def fingerprint(self) -> bytes:
@@ -83,8 +91,19 @@ def sale_view(seq: int, body: bytes) -> dict[str, Any]:
     return {**event, "id": event["sale_id"], "lines": lines, "created_at": stored["created_at"], "seq": seq}
 
 
-def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, Any], bool]:
-    """Price and store ``sale``; returns (the sale, True if it was a replay)."""
+# The session member of a client that need not have one (staff, the benchmarks).
+ANY_MEMBER = object()
+
+
+def record(tx: Tx, sale: SaleIn, client: str, store_id: str, rule: LoyaltyConfig = LoyaltyConfig(), *,
+           session_member: object = ANY_MEMBER,
+           changes: list[stock.StockChange | None] | None = None) -> tuple[dict[str, Any], bool]:
+    """Price and store ``sale``; returns (the sale, True if it was a replay).
+
+    ``session_member``: the member attached to a kiosk's session (None if
+    none); a kiosk redeems points only for that member. The stock changes
+    made are appended to ``changes`` when given (for the low-stock alert).
+    """
     key = str(sale.client_sale_id)
     fingerprint = sale.fingerprint()
     row = tx.execute("SELECT request_hash, seq, body FROM sales WHERE client_sale_id = ?",
@@ -93,16 +112,21 @@ def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, 
         if row[0] != fingerprint:
             raise SaleConflict(f"client_sale_id {key} was already used for a different sale")
         return sale_view(row[1], row[2]), True
-    if sale.points_redeemed:
-        # Redemption needs the member's balance from the hub's member card.
-        raise SaleRejected("points redemption is not available: no member balance is known to this store")
+    if sale.points_redeemed and not sale.member_id:
+        raise SaleRejected("points_redeemed needs member_id: points are redeemed from a member's card")
+    if sale.points_redeemed and session_member is not ANY_MEMBER and session_member != sale.member_id:
+        raise SaleRejected(f"a kiosk redeems points only for the member whose card was scanned at it; "
+                           f"member {sale.member_id} is not attached to this kiosk's session")
 
     now = utcnow()
     lines: list[dict[str, Any]] = []
     currencies: set[str] = set()
     total = Decimal(0)
+    seen: dict[str, catalog.Product | None] = {}  # a long sale repeats its codes
     for i, line in enumerate(sale.lines):
-        product = catalog.lookup(tx.conn, line.code)
+        if line.code not in seen:
+            seen[line.code] = catalog.lookup(tx.conn, line.code)
+        product = seen[line.code]
         if product is None:
             raise SaleRejected(f"lines[{i}]: unknown code {line.code!r}")
         unit = product.unit_price(now)
@@ -111,30 +135,66 @@ def record(tx: Tx, sale: SaleIn, client: str, store_id: str) -> tuple[dict[str, 
         currencies.add(product.currency)
         lines.append({"sku": product.sku, "name": product.name, "qty": line.qty,
                       "unit_price": _money(unit), "amount": _money(amount)})
-        tx.execute("UPDATE products SET stock_store = stock_store - ? WHERE sku = ?", (line.qty, product.sku))
+        moved = stock.change(tx, product.sku, -line.qty)
+        if changes is not None:
+            changes.append(moved)
     if len(currencies) > 1:
         raise SaleRejected(f"lines are priced in several currencies: {', '.join(sorted(currencies))}")
+    currency = currencies.pop()
+
+    points_value = _redeem(tx, sale, total, currency, rule, now) if sale.points_redeemed else Decimal(0)
+    paid = total - points_value
+    if sale.payment.method == "points" and paid > 0:
+        raise SaleRejected(f"payment method 'points' needs points to cover the whole total; {_money(paid)} "
+                           f"{currency} is left to pay: pay it by cash, card or qr")
 
     # Time-ordered, so the sale id index grows at its right edge.
     sale_id = uuid7()
-    points_earned = int(total.to_integral_value(ROUND_FLOOR)) if sale.member_id else 0
+    points_earned = loyalty.earned(paid, rule) if sale.member_id else 0
     data = {
         "sale_id": str(sale_id),
         "client_sale_id": key,
         "store": store_id,
         "client": client,
         "lines": [{k: ln[k] for k in ("sku", "qty", "unit_price")} for ln in lines],
-        "total": _money(total),
-        "currency": currencies.pop(),
+        "total": _money(paid),
+        "currency": currency,
         "member_id": sale.member_id,
         "points_earned": points_earned,
         "points_redeemed": sale.points_redeemed,
         "payment": sale.payment.model_dump(),
     }
+    if sale.points_redeemed:
+        data["subtotal"] = _money(total)
+        data["points_value"] = _money(points_value)
     event = tx.emit("retail.sale.completed", data)
-    body = codec.pack({"event": data, "names": [ln["name"] for ln in lines], "created_at": now.isoformat()})
+    created_at = now.isoformat()
+    body = codec.pack({"event": data, "names": [ln["name"] for ln in lines], "created_at": created_at})
     tx.execute(
         "INSERT INTO sales (seq, sale_id, client_sale_id, request_hash, body) VALUES (?, ?, ?, ?, ?)",
         (event.seq, sale_id.bytes, sale.client_sale_id.bytes, fingerprint, body),
     )
-    return sale_view(event.seq, body), False
+    # What sale_view(event.seq, body) gives, without unpacking what was just packed.
+    view_lines = [{"sku": ln["sku"], "qty": ln["qty"], "unit_price": ln["unit_price"], "name": ln["name"],
+                   "amount": ln["amount"]} for ln in lines]
+    return {**data, "id": data["sale_id"], "lines": view_lines, "created_at": created_at, "seq": event.seq}, False
+
+
+def _redeem(tx: Tx, sale: SaleIn, total: Decimal, currency: str, rule: LoyaltyConfig, now: Any) -> Decimal:
+    """Check ``points_redeemed`` against the member's card, count them as used; their value."""
+    points, member = sale.points_redeemed, sale.member_id
+    assert member is not None
+    balance = loyalty.balance(tx.conn, member, now)
+    if balance is None:
+        raise SaleRejected(f"member {member} has no card in this store, so its points balance is unknown and "
+                           "no points can be redeemed; the hub sends the card when the member arrives")
+    if points > balance.available:
+        raise SaleRejected(f"points_redeemed {points} is more than member {member}'s balance of "
+                           f"{balance.available} points")
+    value = loyalty.redemption_value(points, rule)
+    if value > total:
+        most = loyalty.floor_int(total / rule.point_value)
+        raise SaleRejected(f"{points} points are worth {_money(value)} {currency}, more than the total "
+                           f"{_money(total)}; redeem at most {most} points")
+    loyalty.use(tx.conn, member, points)
+    return value

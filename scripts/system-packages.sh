@@ -6,14 +6,23 @@
 #   openssl     the TLS tests make a throwaway CA
 #   umockdev    the USB HID scanner tests mock /dev/input for the agent
 #   fonts-wqy-microhei  the shelf-label font (Latin and Chinese in one face)
+#   libusb-1.0-0  what pyusb drives USB receipt printers through
+#   libgl1 libglib2.0-0  OpenCV as mediapipe installs it (the mirror) loads them
+#   strace      the mirror's test that nothing of a face is written to disk
+#   chromium    the console's browser tests and bench (Playwright drives Debian's build; no download)
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+compgen -G "/usr/lib/*/libusb-1.0.so.0" >/dev/null || compgen -G "/lib/*/libusb-1.0.so.0" >/dev/null || need+=(libusb-1.0-0)
+compgen -G "/usr/lib/*/libGL.so.1" >/dev/null || need+=(libgl1)
+compgen -G "/usr/lib/*/libglib-2.0.so.0" >/dev/null || compgen -G "/lib/*/libglib-2.0.so.0" >/dev/null || need+=(libglib2.0-0)
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
   command -v umockdev-run >/dev/null || need+=(umockdev)
+  command -v strace >/dev/null || need+=(strace)
+  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,4 +1,4 @@
-"""What the hub sends down: catalog, stock, pickup orders, member cards, commands.
+"""What the hub sends down: catalog, stock, pickup orders, member cards, return verdicts, commands.
 
 Every payload is validated. A bad one is logged once and answered: a command
 on ``edge/{store}/cmd/res`` with ``ok: false``, anything else with a
@@ -8,14 +8,13 @@ can stop the agent.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from edge_agent import catalog
+from edge_agent import catalog, members, orders, returns, stock
 from edge_agent.bus import utcnow
 from edge_agent.logonce import LogOnce
 from edge_agent.store.outbox import Priority
@@ -83,7 +82,7 @@ class Downlink:
             await self._command(payload)
             return
         handler = {"catalog": self._catalog, "stock": self._stock, "orders": self._orders,
-                   "members": self._members}.get(kind)
+                   "members": self._members, "returns": self._returns}.get(kind)
         if handler is None:
             return
         try:
@@ -149,42 +148,48 @@ class Downlink:
             raise topics.PayloadError(f"stock for unknown sku(s) ignored: {', '.join(unknown[:10])}")
 
     async def _orders(self, events: list[topics.CloudEvent]) -> None:
-        orders = self._data(events, {"retail.order.created"}, topics.OrderCreated)
-        now = utcnow().isoformat()
-
-        def apply(tx: Any) -> list[str]:
-            new = []
-            for o in orders:
-                cur = tx.execute(
-                    """INSERT INTO orders (order_id, pickup_code, member_id, lines, ready_by, received_at, updated_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING""",
-                    (o.order_id, o.pickup_code, o.member_id, json.dumps([ln.model_dump() for ln in o.lines]),
-                     o.ready_by.isoformat() if o.ready_by else None, now, now),
-                )
-                if cur.rowcount:
-                    new.append(o.order_id)
-            return new
-
-        for order_id in await self.agent.store.write(apply):
-            self.agent.bus.publish("order.created", {"order_id": order_id})
+        created = self._data(events, {"retail.order.created"}, topics.OrderCreated)
+        # New orders and their pick tickets commit together (edge_agent/orders.py).
+        new = await self.agent.store.write(lambda tx: orders.receive(tx, created, self.agent.printing))
+        for order, job in new:
+            if job is not None:
+                self.agent.printing.notify(job.device)
+            self.agent.bus.publish("order.created", {**order, "print_job": job.id if job else None})
 
     async def _members(self, events: list[topics.CloudEvent]) -> None:
         cards = self._data(events, {"retail.member.arrived", "retail.member.card"}, topics.MemberCard)
-        now = utcnow().isoformat()
-
-        def apply(tx: Any) -> None:
-            for c in cards:
-                tx.execute(
-                    """INSERT INTO members (member_id, card, expires_at, received_at) VALUES (?, ?, ?, ?)
-                       ON CONFLICT (member_id) DO UPDATE SET card = excluded.card,
-                           expires_at = excluded.expires_at, received_at = excluded.received_at""",
-                    (c.member_id, c.model_dump_json(), c.expires_at.isoformat() if c.expires_at else None, now),
-                )
-
-        await self.agent.store.write(apply)
+        now = utcnow()
+        ttl = self.agent.config.loyalty.card_ttl
+        await self.agent.store.write(lambda tx: members.store_cards(tx, cards, ttl, now))
+        self.agent.members.cards_changed()
         for event, card in zip(events, cards):
             if event.type == "retail.member.arrived":
-                self.agent.bus.publish("member.arrived", card.model_dump(mode="json"))
+                await self.agent.members.arrived(card.member_id, "hub")
+
+    async def _returns(self, events: list[topics.CloudEvent]) -> None:
+        verdicts = self._data(events, {"retail.return.verdict"}, topics.ReturnVerdict)
+
+        errors: list[str] = []
+
+        def apply(tx: Any) -> list[tuple[topics.ReturnVerdict, dict | None, list]]:
+            done = []
+            errors.clear()
+            for v in verdicts:
+                try:
+                    done.append((v, *returns.apply_verdict(tx, v.return_id, v.verdict == "approved")))
+                except returns.VerdictError as err:
+                    errors.append(str(err))  # the others still apply
+            return done
+
+        threshold = self.agent.config.stock.low_threshold
+        for v, ret, changes in await self.agent.store.write(apply):
+            if ret is not None:
+                self.agent.bus.publish("return.verdict", {"return_id": v.return_id, "verdict": v.verdict,
+                                                          "reason": v.reason, "order_id": ret["order_id"],
+                                                          "lines": ret["lines"], "state": ret["state"]})
+            stock.publish_low(self.agent.bus, changes, threshold)
+        if errors:
+            raise topics.PayloadError("; ".join(errors[:5]))
 
     async def _command(self, payload: bytes) -> None:
         try:

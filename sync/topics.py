@@ -8,7 +8,8 @@ Uplink (agent to hub): ``edge/{store}/status`` (retained, Will),
 (retained), ``edge/{store}/cmd/res``. Downlink (hub to agent):
 ``hub/{store}/ack``, ``hub/{store}/catalog``, ``hub/all/catalog``,
 ``hub/{store}/stock``, ``hub/{store}/orders``, ``hub/{store}/members``,
-``hub/{store}/cmd``.
+``hub/{store}/returns`` (an extension: the verdict on a pending online
+return), ``hub/{store}/cmd``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from edge_agent.store.outbox import OutboxEvent
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
-DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "cmd")
+DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "cmd")
 _STORE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -289,3 +290,11 @@ class MemberCard(_Strict):
     expires_at: datetime | None = None
 
     _text = field_validator("tags", "interests")(_encodable)
+
+
+class ReturnVerdict(_Strict):
+    """``retail.return.verdict`` on ``hub/{store}/returns``: the hub's word on a pending online return."""
+
+    return_id: str = Field(min_length=1, max_length=64)
+    verdict: Literal["approved", "rejected"]
+    reason: str | None = Field(default=None, max_length=300)

@@ -8,4 +8,9 @@
     oepl.py                  async client of an OpenEPaperLink access point's HTTP API
     ap_emulator.py           an emulated access point for tests and ``make run``
     files.py                 the file back end: one PNG per label, written atomically
+    config.py                devices.yaml keys of both back ends, bindings included
+    driver.py                the back ends as devices: shelf_label.oepl and shelf_label.files
+
+What each label shows, and whether it shows the checkout's price, is the
+agent's business: edge_agent/labels/.
 """

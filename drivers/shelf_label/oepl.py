@@ -57,6 +57,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -215,6 +216,20 @@ def encode_jpeg(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def multipart(fields: dict[str, str], name: str, filename: str, data: bytes, ctype: str) -> tuple[bytes, str]:
+    """A multipart/form-data body (fields first, then the file: the AP needs ``mac`` before the file)
+    and its Content-Type. Built whole, so an upload leaves in one write rather than one per part."""
+    boundary = os.urandom(16).hex()
+    out = bytearray()
+    for key, value in fields.items():
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n').encode()
+    out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n").encode()
+    out += data
+    out += f"\r\n--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
 class OeplClient:
     """One OpenEPaperLink access point. ``open()`` before use, ``close()`` after."""
 
@@ -317,15 +332,16 @@ class OeplClient:
         page, _ = parse_db_page(await self._call("GET", "/get_db", params={"mac": normalize_mac(mac)}))
         return page[0] if page else None
 
-    async def upload(self, mac: str, image: Image.Image, *, dither: int = 0, alias: str | None = None) -> None:
-        """Send ``image`` (the tag type's width x height) to the tag; the AP queues it for the tag's next
-        check-in. TagNotFound if the AP does not know the tag, ApNotReady while it starts."""
+    async def upload(self, mac: str, image: Image.Image | bytes, *, dither: int = 0, alias: str | None = None) -> None:
+        """Send ``image`` (the tag type's width x height; or bytes already made by ``encode_jpeg``) to the
+        tag; the AP queues it for the tag's next check-in. TagNotFound if the AP does not know the tag,
+        ApNotReady while it starts."""
         fields = {"mac": normalize_mac(mac), "dither": str(dither), "rotate": "0", "invert": "0"}
         if alias is not None:
             fields["alias"] = alias
-        # httpx writes data fields before files: mac arrives before the image, as the AP needs.
-        body = await self._call("POST", "/imgupload", data=fields,
-                                files={"file": ("label.jpg", encode_jpeg(image), "image/jpeg")},
+        jpeg = image if isinstance(image, bytes) else encode_jpeg(image)
+        content, content_type = multipart(fields, "file", "label.jpg", jpeg, "image/jpeg")
+        body = await self._call("POST", "/imgupload", content=content, headers={"Content-Type": content_type},
                                 timeout=self.upload_timeout)
         if not body.startswith(b"Ok"):
             raise DeviceProtocolError(f"POST /imgupload: unexpected answer {_excerpt(body)}")

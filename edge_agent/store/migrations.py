@@ -127,6 +127,108 @@ MIGRATIONS: list[Step] = [
         ) STRICT""",
     ],
     _pack_rows,
+    # The print queue (edge_agent/printing.py): one row per job, in the order
+    # jobs were queued (seq). data is the document's JSON, rendered at print
+    # time so a copy that may have printed before gets its REPRINT mark.
+    [
+        """CREATE TABLE print_jobs (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            device      TEXT NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('sale_receipt', 'return_slip', 'pick_ticket', 'test_page')),
+            data        TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('queued', 'printing', 'done', 'failed')),
+            reprint     INTEGER NOT NULL DEFAULT 0,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            replaced    INTEGER NOT NULL DEFAULT 0,
+            reason      TEXT,
+            ref         TEXT,
+            created_at  TEXT NOT NULL,
+            started_at  TEXT,
+            finished_at TEXT
+        ) STRICT""",
+        "CREATE INDEX print_jobs_queue ON print_jobs(device, state, seq)",
+        "CREATE INDEX print_jobs_ref ON print_jobs(ref) WHERE ref IS NOT NULL",
+    ],
+    # Shelf labels (edge_agent/labels/): which product each label shows, what
+    # it should show, what its back end last accepted and what it confirmed
+    # the label shows. Prices are decimal strings, times ISO-8601 UTC. A
+    # label is a tag MAC (16 hex digits) or a file back end's key. Alerts
+    # raised once per condition and cleared once (subject: a label or a device).
+    [
+        """CREATE TABLE labels (
+            mac            TEXT PRIMARY KEY,
+            device         TEXT NOT NULL,
+            sku            TEXT,
+            model          TEXT NOT NULL,
+            source         TEXT NOT NULL CHECK (source IN ('config', 'api')),
+            bound_at       TEXT NOT NULL,
+            desired_hash   TEXT,
+            desired_price  TEXT,
+            desired_note   TEXT,
+            checkout_price TEXT,
+            planned_at     TEXT,
+            pushed_hash    TEXT,
+            pushed_price   TEXT,
+            pushed_sku     TEXT,
+            pushed_at      TEXT,
+            push_token     TEXT,
+            shown_hash     TEXT,
+            shown_price    TEXT,
+            shown_sku      TEXT,
+            shown_since    TEXT,
+            confirmed_at   TEXT,
+            shown_token    TEXT,
+            last_error     TEXT,
+            error_at       TEXT,
+            wrong_since    TEXT
+        ) STRICT""",
+        "CREATE INDEX labels_sku ON labels(sku)",
+        "CREATE INDEX labels_device ON labels(device)",
+        """CREATE TABLE label_alerts (
+            subject   TEXT NOT NULL,
+            kind      TEXT NOT NULL CHECK (kind IN ('price', 'stale', 'battery', 'device')),
+            since     TEXT NOT NULL,
+            raised_at TEXT NOT NULL,
+            data      TEXT NOT NULL,
+            PRIMARY KEY (subject, kind)
+        ) STRICT""",
+    ],
+    # Store flows (edge_agent/returns.py, stock.py, loyalty.py, orders.py).
+    # A return is stored once, like a sale: the outbox reads its event's data
+    # from its row (outbox.RECORDS). Its state changes when the hub judges a
+    # pending online return; its body (the event as sent) never does. A
+    # manual stock adjustment keeps its answer here for idempotent replays
+    # (its event is an ordinary outbox row: adjustments are rare).
+    # members.used_points: the points this store has taken from the card
+    # since the hub sent it (reset by a new card), so two kiosks cannot
+    # spend the same points offline.
+    [
+        """CREATE TABLE returns (
+            seq              INTEGER PRIMARY KEY,
+            return_id        BLOB NOT NULL UNIQUE,
+            client_return_id BLOB NOT NULL UNIQUE,
+            request_hash     BLOB NOT NULL,
+            sale_seq         INTEGER,
+            order_id         TEXT,
+            state            TEXT NOT NULL CHECK (state IN ('accepted', 'pending', 'rejected')),
+            body             BLOB NOT NULL
+        ) STRICT""",
+        "CREATE INDEX returns_sale ON returns(sale_seq) WHERE sale_seq IS NOT NULL",
+        "CREATE INDEX returns_order ON returns(order_id) WHERE order_id IS NOT NULL",
+        """CREATE TABLE stock_adjustments (
+            seq                  INTEGER PRIMARY KEY,
+            adjustment_id        BLOB NOT NULL UNIQUE,
+            client_adjustment_id BLOB UNIQUE,
+            request_hash         BLOB,
+            body                 BLOB NOT NULL
+        ) STRICT""",
+        "ALTER TABLE members ADD COLUMN used_points INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX members_expiry ON members(expires_at)",
+        "ALTER TABLE orders ADD COLUMN code_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE orders ADD COLUMN locked_until TEXT",
+        "CREATE INDEX orders_status ON orders(status, received_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,7 +12,7 @@ from edge_agent.store import codec
 # NULL and the event's data is the ``event`` of the record's body, in the
 # table named here, in the row with the same seq. A record is never changed
 # after it is written, so a resent event carries the same data.
-RECORDS = {"retail.sale.completed": "sales"}
+RECORDS = {"retail.sale.completed": "sales", "retail.return.accepted": "returns"}
 
 
 class Priority:
@@ -47,8 +47,9 @@ class OutboxEvent:
 
 
 def _pending_sql() -> str:
-    joins = "".join(f" LEFT JOIN {table} ON o.data IS NULL AND {table}.seq = o.seq" for table in set(RECORDS.values()))
-    bodies = ", ".join(f"{table}.body" for table in set(RECORDS.values())) or "NULL"
+    tables = sorted(set(RECORDS.values()))
+    joins = "".join(f" LEFT JOIN {table} ON o.data IS NULL AND {table}.seq = o.seq" for table in tables)
+    bodies = ", ".join(f"{table}.body" for table in tables) or "NULL"
     return (f"SELECT o.seq, o.id, o.type, o.time, o.priority, o.data, coalesce({bodies}, NULL) "
             f"FROM outbox o{joins} WHERE o.seq > ? ORDER BY o.seq LIMIT ?")
 

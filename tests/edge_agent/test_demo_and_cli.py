@@ -39,9 +39,10 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
     """``make run``: with Mosquitto, and with the embedded broker a machine without it gets."""
     port, hb_port = free_port(), free_port()
     config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
+    config = config.replace("127.0.0.1:9100", f"127.0.0.1:{free_port()}")
     (tmp_path / "devices.yaml").write_text(config)
     env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2",
-           "EDGE_DEMO_BROKER": broker}
+           "EDGE_DEMO_BROKER": broker, "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
          "--data-dir", str(tmp_path / "data")],
@@ -51,6 +52,9 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
         banner = _read_until(proc, "Press Ctrl-C", 60)
         assert f"http://127.0.0.1:{port}/docs" in banner
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
+        hub_console = env["EDGE_DEMO_HUB_HTTP"]
+        assert f"http://{hub_console}/" in banner
+        assert httpx.get(f"http://{hub_console}/").status_code == 200  # the hub's health console
         deadline = time.monotonic() + 20
         while (health := httpx.get(f"http://127.0.0.1:{port}/v1/health").json())["hub"] != "online":
             assert time.monotonic() < deadline, health
@@ -64,6 +68,17 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
             while (event := json.loads(ws.recv(timeout=20)))["type"] != "scan":
                 pass
         assert event["data"]["device"] == "scanner-1"
+        # A checkout at kiosk-1 prints its receipt on the demo's emulated printer.
+        sale = httpx.post(f"http://127.0.0.1:{port}/v1/sales", headers={"Authorization": "Bearer demo-kiosk"},
+                          json={"client_sale_id": "0b8e8a56-5d2c-4f7e-9a51-3d8f0e6c1a27", "payment": {"method": "cash"},
+                                "lines": [{"code": "6901234567892", "qty": 1}]})
+        assert sale.status_code == 201, sale.text
+        receipts = tmp_path / "data" / "printer-1.txt"
+        deadline = time.monotonic() + 20
+        while " cut " not in (receipts.read_text() if receipts.exists() else ""):
+            assert time.monotonic() < deadline, "no receipt came out of the demo printer"
+            time.sleep(0.05)  # polling a file another process writes
+        assert "丝绒哑光口红 Velvet Matte Lipstick" in receipts.read_text()  # GB18030 profile
         assert (tmp_path / ".run" / "dev" / "scanner-1").is_symlink()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=20)[0].decode()

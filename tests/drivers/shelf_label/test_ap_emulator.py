@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -100,3 +101,17 @@ def test_it_runs_standalone():
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
+
+
+def test_the_fast_colour_mapping_is_the_firmwares_pixel_by_pixel():
+    # convert() works on whole images; _distance is colorDistance for one pixel.
+    from drivers.shelf_label.ap_emulator import _distance
+
+    rng = random.Random(7)
+    pixels = [(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(20_000)]
+    pixels += [(v, v + d, v) for v in range(19, 236, 7) for d in (-19, 0, 19)]  # the grey rule's edges
+    img = Image.new("RGB", (len(pixels), 1))
+    img.putdata(pixels)
+    for palette in PALETTES.values():
+        expected = [min(range(len(palette)), key=lambda i: (_distance(px, palette[i]), i)) for px in pixels]
+        assert list(convert(img, palette).tobytes()) == expected

@@ -1,0 +1,112 @@
+"""Shelf labels: bind a label to a product, list labels, and which ones show a wrong price.
+
+An associate binds a label at the shelf by scanning the label's barcode (its
+MAC) and then the product's: ``POST /v1/labels/bind``. The label is pushed at
+once, ahead of any bulk update in progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent.api.auth import require
+from edge_agent.config import Role
+from edge_agent.labels import views
+from edge_agent.labels.bindings import BindError, bind, unbind
+
+router = APIRouter(tags=["labels"])
+
+_READ = Depends(require(Role.ASSOCIATE, Role.CONSOLE, Role.ADMIN))
+_WRITE = Depends(require(Role.ASSOCIATE, Role.ADMIN))
+
+
+class BindIn(BaseModel):
+    """Body of ``POST /v1/labels/bind``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1, max_length=64, description="the label's MAC (its barcode), or a file key")
+    code: str = Field(min_length=1, max_length=64, description="the product's barcode or SKU")
+    device: str | None = Field(default=None, max_length=64,
+                               description="the label device; needed only when several could hold the label")
+    model: str | None = Field(default=None, max_length=64, description="label model; default: the device's, "
+                                                                       "or the one of the tag's hardware type")
+
+
+class ComplianceEntry(BaseModel):
+    """A label that does not show what the checkout charges now."""
+
+    mac: str
+    device: str
+    sku: str | None
+    shown_price: str | None
+    checkout_price: str | None
+    since: str
+    pushed_at: str | None
+    confirmed_at: str | None
+    reason: str
+
+
+def _service(request: Request) -> Any:
+    return request.app.state.agent.labels
+
+
+@router.get("/v1/labels", dependencies=[_READ])
+async def list_labels(request: Request, device: str | None = Query(default=None, max_length=64),
+                      sku: str | None = Query(default=None, max_length=64)) -> list[dict[str, Any]]:
+    """Every label: product, the price it shows, content hash, pushed and confirmed times, battery,
+    last seen, compliant or not and why."""
+    return await views.listing(_service(request), device=device, sku=sku)
+
+
+@router.get("/v1/labels/compliance", response_model=list[ComplianceEntry], dependencies=[_READ])
+async def compliance(request: Request) -> list[dict[str, Any]]:
+    """Labels that do not show the checkout's price right now, and since when, the longest-wrong first."""
+    return [e.as_dict() for e in await views.compliance(_service(request))]
+
+
+@router.get("/v1/labels/{mac}", dependencies=[_READ])
+async def get_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
+    """One label."""
+    svc = _service(request)
+    found = await views.listing(svc, macs=sorted(_ids(svc, mac)))
+    if not found:
+        raise HTTPException(404, f"no label {mac!r}")
+    return found[0]
+
+
+@router.post("/v1/labels/bind", dependencies=[_WRITE])
+async def bind_label(request: Request, response: Response, body: BindIn) -> dict[str, Any]:
+    """Bind a label to a product; 201 for a label seen for the first time, 200 for a re-bind."""
+    svc = _service(request)
+    try:
+        label, new = await bind(svc, body.label, body.code, body.device, body.model)
+    except BindError as err:
+        raise HTTPException(err.status, str(err)) from err
+    response.status_code = 201 if new else 200
+    return (await views.listing(svc, macs=[label.mac]))[0]
+
+
+@router.delete("/v1/labels/{mac}", dependencies=[_WRITE])
+async def unbind_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
+    """Unbind a label: it shows "not in use" and stays listed until bound again."""
+    svc = _service(request)
+    try:
+        label = await unbind(svc, mac)
+    except BindError as err:
+        raise HTTPException(err.status, str(err)) from err
+    return (await views.listing(svc, macs=[label.mac]))[0]
+
+
+def _ids(svc: Any, text: str) -> set[str]:
+    """Every id ``text`` may name a label by: as given, and as each label device writes it."""
+    ids = {text}
+    for driver in svc.devices.values():
+        try:
+            ids.add(driver.label_id(text))
+        except ValueError:
+            pass
+    return ids

@@ -1,0 +1,39 @@
+"""``POST /v1/stock/adjustments``: an associate's stock change or count (edge_agent/stock.py).
+
+201 once the new count and its ``retail.stock.adjusted`` event are on disk.
+With ``client_adjustment_id`` a retry returns the same adjustment
+(``Idempotent-Replayed: true``); the same key with another body is 409.
+404 for an unknown barcode or SKU.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from edge_agent import stock
+from edge_agent.api.auth import require
+from edge_agent.config import ClientConfig, Role
+
+router = APIRouter(tags=["stock"])
+
+
+@router.post("/v1/stock/adjustments", status_code=201)
+async def adjust_stock(
+    body: stock.AdjustmentIn,
+    request: Request,
+    response: Response,
+    client: ClientConfig = Depends(require(Role.ASSOCIATE, Role.ADMIN)),
+) -> dict:
+    """Add or remove units (``delta``), or set the count (``counted``), with a reason."""
+    agent = request.app.state.agent
+    store_id = agent.config.store.id
+    try:
+        view, replayed, moved = await agent.store.write(lambda tx: stock.adjust(tx, body, client.name, store_id))
+    except stock.AdjustmentConflict as err:
+        raise HTTPException(409, str(err)) from err
+    except stock.UnknownProduct as err:
+        raise HTTPException(404, str(err)) from err
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    stock.publish_low(agent.bus, [moved], agent.config.stock.low_threshold)
+    return view

@@ -1,0 +1,212 @@
+"""The label monitor: compliance over time, tag health and device health, as alerts and counters.
+
+Each pass assesses labels (compliance.assess, with the checkout's price read
+live from the catalog): the ones that changed since the last pass, and all
+of them every ``interval`` seconds (a quarter of the shortest grace time,
+within 0.2 to 30 s), which also catches what only the clock changes. A label
+that stops being compliant gets ``wrong_since``; one that stays wrong past
+its device's ``compliance_grace`` raises one ``price`` alert, cleared when
+it is compliant again. Tag health (stale, low battery) comes from each poll;
+a label device offline or in error raises a ``device`` alert.
+
+``summary`` is what ``GET /v1/health`` shows; each device's counters get
+``labels``, ``labels_non_compliant``, ``labels_stale`` and
+``labels_low_battery``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from drivers.shelf_label.driver import Snapshot
+from edge_agent import catalog
+from edge_agent.bus import utcnow
+from edge_agent.errors import StoreError
+from edge_agent.labels import watch
+from edge_agent.labels.alerts import Change
+from edge_agent.labels.compliance import assess, checkout_price
+from edge_agent.labels.table import Label
+
+if TYPE_CHECKING:
+    from edge_agent.labels.service import LabelService
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 300.0
+_DOWN = ("offline", "error")
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Monitor:
+    """Compliance, alerts and counters of the label service."""
+
+    def __init__(self, service: "LabelService"):
+        self.svc = service
+        self.wrong: dict[str, datetime] = {}  # mac -> since when not compliant
+        self.reasons: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._changes: list[Change] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one pass at a time: an alert is raised once
+        self.passes = 0
+
+    def interval(self) -> float:
+        """Seconds between full passes."""
+        graces = [d.config.compliance_grace for d in self.svc.devices.values()] or [DEFAULT_GRACE]
+        return max(0.2, min(30.0, min(graces) / 4))
+
+    def grace(self, device: str) -> float:
+        """The compliance grace time of ``device``'s labels."""
+        driver = self.svc.devices.get(device)
+        return driver.config.compliance_grace if driver is not None else DEFAULT_GRACE
+
+    def dirty(self, macs: Iterable[str]) -> None:
+        """Assess these labels at the next pass, soon."""
+        self._dirty.update(macs)
+        self._wake.set()
+
+    def summary(self) -> dict[str, Any]:
+        """Labels, how many are not compliant and since when the oldest is not, how many wait to
+        be pushed, and the label alerts that are up."""
+        oldest = min(self.wrong.values(), default=None)
+        return {"labels": len(self.svc.labels), "non_compliant": len(self.wrong),
+                "oldest_non_compliant_since": oldest.isoformat() if oldest else None,
+                "queued": sum(p.busy for p in self.svc.pushers.values()),
+                "alerts": len(self.svc.alerts.active)}
+
+    async def run(self) -> None:
+        """Pass after pass, until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_full - loop.time())):
+                    await self._wake.wait()
+            self._wake.clear()
+            full = loop.time() >= next_full
+            if full:
+                next_full = loop.time() + self.interval()
+            try:
+                await self.check(full)
+            except StoreError as err:
+                log.warning("labels: compliance check failed, retrying: %s", err)
+
+    async def settle(self) -> None:
+        """Finish a pass under way and assess what changed since (the API does, so that it
+        shows when a label went wrong rather than when it was asked)."""
+        async with self._lock:
+            if self._dirty or self._changes:
+                await self._check(False)
+
+    def found_wrong(self, label: Label, at: datetime) -> datetime:
+        """``label`` was found not compliant at ``at`` (by whoever looked first): since when it is."""
+        if label.wrong_since is None:
+            label.wrong_since = at
+            self.svc.recorder.mark(label)
+        self.wrong[label.mac] = label.wrong_since
+        return label.wrong_since
+
+    async def check(self, full: bool = True) -> None:
+        """One pass: assess, keep ``wrong_since``, raise and clear alerts, update counters."""
+        async with self._lock:
+            await self._check(full)
+
+    async def _check(self, full: bool) -> None:
+        svc = self.svc
+        macs, self._dirty = (set(svc.labels) if full else self._dirty), set()
+        changes, self._changes = self._changes, []
+        labels = [svc.labels[m] for m in macs if m in svc.labels]
+        skus = {lb.sku for lb in labels if lb.sku}
+        products = await svc.store.read(lambda c: catalog.products(c, skus)) if skus else {}
+        now = utcnow()
+        for label in labels:
+            checkout = checkout_price(products.get(label.sku) if label.sku else None, now)
+            reason = assess(label, checkout)
+            if reason is None:
+                self.wrong.pop(label.mac, None)
+                self.reasons.pop(label.mac, None)
+                if label.wrong_since is not None:
+                    label.wrong_since = None
+                    svc.recorder.mark(label)
+                if svc.alerts.is_up(label.mac, "price"):
+                    changes.append(Change(label.mac, "price", False, None, {
+                        "device": label.device, "mac": label.mac, "sku": label.sku,
+                        "shown_price": _money(label.shown_price), "checkout_price": _money(checkout),
+                        "message": f"label {label.mac} ({label.sku}) shows the checkout's price again"}))
+                continue
+            self.found_wrong(label, now)
+            self.reasons[label.mac] = reason
+            if now - label.wrong_since >= timedelta(seconds=self.grace(label.device)):
+                changes.append(Change(label.mac, "price", True, label.wrong_since, {
+                    "device": label.device, "mac": label.mac, "sku": label.sku,
+                    "shown_price": _money(label.shown_price if label.confirmed_at else None),
+                    "checkout_price": _money(checkout),
+                    "message": f"label {label.mac} ({label.sku}) does not show the checkout's price: {reason}"}))
+        if full:
+            for mac in [m for m in self.wrong if m not in svc.labels]:
+                self.wrong.pop(mac, None)
+                self.reasons.pop(mac, None)
+        try:
+            await svc.alerts.apply(changes)
+        except StoreError:
+            self._changes[:0] = changes  # raised or cleared at the next pass
+            raise
+        self.passes += 1
+        self._count()
+
+    def tags_seen(self, snapshot: Snapshot, now: datetime) -> None:
+        """Stale tags and low batteries of one poll, as alert changes for the next pass."""
+        driver = self.svc.devices.get(snapshot.device)
+        cfg = driver.config if driver is not None else None
+        stale_after = getattr(cfg, "stale_after", None)
+        low_mv = getattr(cfg, "low_battery_mv", None)
+        if stale_after is None and low_mv is None:
+            return
+        alerts = self.svc.alerts
+        for label in self.svc.device_labels(snapshot.device):
+            state = snapshot.tags.get(label.mac)
+            common = {"device": label.device, "mac": label.mac, "sku": label.sku}
+            if stale_after is not None and state is not None:
+                stale = label.sku is not None and watch.is_stale(label, state, now, stale_after)
+                seen = state.last_seen.isoformat() if state.last_seen else None
+                self._changes.append(Change(label.mac, "stale", stale, state.last_seen or label.bound_at, {
+                    **common, "last_seen": seen,
+                    "message": f"label {label.mac} ({label.sku}) not heard from since {seen or 'it was bound'}"}))
+            if low_mv is not None and state is not None:
+                low = watch.battery_low(state, low_mv, alerts.is_up(label.mac, "battery"))
+                if low is not None:
+                    self._changes.append(Change(label.mac, "battery", low, now, {
+                        **common, "battery_mv": state.battery_mv,
+                        "message": f"label {label.mac} ({label.sku}) battery at {state.battery_mv} mV"}))
+        self._wake.set()
+
+    def device_state(self, device: str, state: str | None, error: str | None) -> None:
+        """A label device went down (offline, error) or came back."""
+        down = state in _DOWN
+        self._changes.append(Change(device, "device", down, utcnow(), {
+            "device": device, "state_now": state,
+            "message": f"label device {device} is {state}: {error}" if down else f"label device {device} is {state}"}))
+        self._wake.set()
+
+    def _count(self) -> None:
+        alerts = self.svc.alerts.active
+        counts = {dev_id: dict.fromkeys(("labels", "labels_non_compliant", "labels_stale", "labels_low_battery"), 0)
+                  for dev_id in self.svc.devices}
+        for label in self.svc.labels.values():
+            c = counts.get(label.device)
+            if c is None:
+                continue
+            c["labels"] += 1
+            c["labels_non_compliant"] += label.mac in self.wrong
+            c["labels_stale"] += (label.mac, "stale") in alerts
+            c["labels_low_battery"] += (label.mac, "battery") in alerts
+        for dev_id, c in counts.items():
+            self.svc.devices[dev_id].ctx.counters.update(c)

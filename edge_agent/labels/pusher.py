@@ -1,0 +1,194 @@
+"""One label device's push queue: draw (renderer.py), push with bounded
+concurrency, retry with backoff, report each outcome to the service.
+
+The queue holds the newest job per label: a label planned again while it
+waits is pushed once, with the newest content, and a label is never pushed by
+two workers at once. Workers wait while the device is not online (the
+supervisor says so on the bus). A push that still fails after ``retries``
+goes back to the queue and the device's workers back off (doubling up to
+``poll_interval``, the pace at which the device is checked anyway), so an
+access point answering 500 to every upload is not hammered; the label is
+recorded as showing what it showed before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from drivers.shelf_label.driver import LabelDriver, TagState
+from drivers.shelf_label.models import UnknownLabelModel, get_model
+from drivers.shelf_label.oepl import TagNotFound
+from edge_agent.errors import DeviceError
+from edge_agent.labels.plan import Desired
+from edge_agent.labels.renderer import Renderer
+from edge_agent.logonce import LogOnce
+
+if TYPE_CHECKING:
+    from edge_agent.labels.service import LabelService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Push ``desired`` to label ``mac``; ``force`` even if it was pushed before."""
+
+    mac: str
+    desired: Desired
+    force: bool = False
+
+
+class DevicePusher:
+    """The push workers of one label device."""
+
+    def __init__(self, service: "LabelService", driver: LabelDriver, renderer: Renderer,
+                 online: Callable[[], bool]):
+        self.service = service
+        self.driver = driver
+        self.device = driver.config.id
+        self.renderer = renderer
+        self.is_online = online
+        cfg = driver.config
+        self.concurrency = cfg.concurrency
+        self.retries = cfg.retries
+        self.backoff_cap = max(0.5, min(30.0, cfg.poll_interval))
+        self.pending: dict[str, Job] = {}
+        self.inflight: set[str] = set()
+        self.failures = 0  # pushes in a row that failed after their retries
+        self.online = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._log_once = LogOnce(log)
+
+    def start(self) -> None:
+        """Start the workers."""
+        if self.is_online():
+            self.online.set()
+        self._tasks = [asyncio.create_task(self._worker(), name=f"labels-push:{self.device}:{i}")
+                       for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        """Cancel the workers; what is queued is planned again at the next start."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def set_online(self, online: bool) -> None:
+        """The device came up (workers resume) or went down (they wait)."""
+        if online:
+            self.failures = 0
+            self.online.set()
+            self._wake.set()
+        else:
+            self.online.clear()
+
+    def submit(self, job: Job, urgent: bool = False) -> None:
+        """Queue ``job``, replacing a queued job for the same label; ``urgent`` goes first."""
+        old = self.pending.pop(job.mac, None)
+        if old is not None and old.force and not job.force:
+            job = Job(job.mac, job.desired, force=True)
+        if urgent:
+            self.pending = {job.mac: job, **self.pending}
+        else:
+            self.pending[job.mac] = job
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        """Labels queued or being pushed."""
+        return len(self.pending) + len(self.inflight)
+
+    def _take(self) -> Job | None:
+        for mac in self.pending:
+            if mac not in self.inflight:
+                return self.pending.pop(mac)
+        return None
+
+    def _delay(self, attempt: int) -> float:
+        base = min(self.backoff_cap, 0.25 * 2 ** min(attempt, 10))
+        return base * random.uniform(0.8, 1.0)
+
+    async def _worker(self) -> None:
+        while True:
+            await self.online.wait()
+            if self.failures:
+                await asyncio.sleep(self._delay(self.failures))
+            job = self._take()
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self.inflight.add(job.mac)
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one label's bug must not stop the device's pushes
+                log.exception("labels: pushing %s failed unexpectedly", job.mac)
+                self.service.push_failed(job.mac, f"internal error: {type(err).__name__}: {err}")
+            finally:
+                self.inflight.discard(job.mac)
+                if job.mac in self.pending:
+                    self._wake.set()
+
+    async def _run(self, job: Job) -> None:
+        svc = self.service
+        label = svc.labels.get(job.mac)
+        if label is None or label.device != self.device:
+            return  # unbound or moved meanwhile
+        desired = job.desired
+        if not job.force and label.pushed_hash == desired.hash:
+            return  # pushed before: confirmed, or waiting for the tag
+        state: TagState | None = svc.tag_states.get(job.mac)
+        try:
+            model = get_model(desired.model)
+        except UnknownLabelModel as err:
+            svc.push_failed(job.mac, str(err))
+            return
+        if state is not None and state.hw_type is not None and model.hw_type is not None \
+                and state.hw_type != model.hw_type:
+            svc.push_failed(job.mac, f"label model {model.name} is for hwType 0x{model.hw_type:02X} but the tag "
+                                     f"reports 0x{state.hw_type:02X}; bind it again with the right model")
+            return
+        try:
+            image, drawn = await self.renderer.draw(desired, self.driver.picture)
+        except Exception as err:  # noqa: BLE001 - a missing font, a Pillow error: recorded, never fatal
+            self._log_once.warning(("render", type(err).__name__), "labels: cannot draw %s: %s", job.mac, err)
+            svc.push_failed(job.mac, f"cannot draw the label: {err}")
+            return
+        if drawn is not desired:
+            svc.unfit(desired, drawn)  # the price did not fit: a notice instead
+            if not job.force and label.pushed_hash == drawn.hash:
+                return
+        token = state.token if state is not None else None
+        for attempt in range(self.retries + 1):
+            if not self.is_online():
+                self.submit(job)  # pushed when the device is back
+                return
+            try:
+                result = await self.driver.push(job.mac, image, content_hash=drawn.hash, alias=label.sku)
+            except TagNotFound as err:
+                svc.push_failed(job.mac, str(err))
+                return
+            except DeviceError as err:
+                if attempt < self.retries:
+                    await asyncio.sleep(self._delay(attempt))
+                    continue
+                self.failures += 1
+                self._log_once.warning(("push", self.device), "labels: %s: pushes fail: %s", self.device, err)
+                svc.push_failed(job.mac, f"{type(err).__name__}: {err}")
+                if job.mac not in self.pending:
+                    self.pending[job.mac] = job  # again once the device takes pushes
+                return
+            self.failures = 0
+            svc.pushed(job.mac, drawn, result, token)
+            return

@@ -1,0 +1,198 @@
+"""Pickup orders (buy online, pick up in store): what the hub sends, and their progress here.
+
+The hub sends ``retail.order.created`` on ``hub/{store}/orders``
+(sync/downlink.py); each new order is stored in ``orders`` with, in the same
+transaction, its pick ticket on the printer that takes them
+(``pick_tickets: true``), and goes on the associates' feed (``order.created``).
+
+Associates move an order ``new -> picking -> ready -> collected``
+(``POST /v1/orders/{id}/status``); any other move is refused (409), asking
+for the status it already has changes nothing (200, ``changed: false``).
+``collected`` needs the customer's pickup code (the 6 digits, or the whole
+``RP1:<order>:<code>`` of the pickup QR): a wrong one is counted, and after
+``MAX_CODE_ATTEMPTS`` wrong codes in a row the order takes no code for
+``LOCK`` (429). Each step is a ``retail.order.status`` event to the hub and an
+``order.status`` on the feed; at ``collected`` the lines leave store stock
+(``retail.stock.adjusted``, reason ``pickup``): the goods stay in the store,
+in the pickup area, until then.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.printer.spool import Job
+from edge_agent import catalog, stock
+from edge_agent.bus import utcnow
+from edge_agent.store import Tx
+from sync.topics import OrderCreated
+
+ORDER_STATUS = "retail.order.status"
+NEXT = {"new": "picking", "picking": "ready", "ready": "collected"}
+MAX_CODE_ATTEMPTS = 5
+LOCK = timedelta(minutes=15)
+PICKUP_PREFIX = "RP1:"  # the chain's pickup QR (drivers/scanner/protocol.py CHAIN_FORMS)
+
+Status = Literal["new", "picking", "ready", "collected"]
+
+
+class OrderError(Exception):
+    """A status change that cannot be made; ``status`` is the HTTP status that says why."""
+
+    status = 409
+    retry_after: int | None = None
+
+
+class OrderNotFound(OrderError):
+    status = 404
+
+
+class CodeRequired(OrderError):
+    status = 422
+
+
+class CodeLocked(OrderError):
+    status = 429
+
+
+class StatusIn(BaseModel):
+    """Body of ``POST /v1/orders/{id}/status``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["picking", "ready", "collected"]
+    pickup_code: str | None = Field(default=None, min_length=1, max_length=128,
+                                    description="needed for collected: the code, or the pickup QR as scanned")
+
+
+@dataclass
+class Outcome:
+    """What a status request did; ``wrong_code`` is set (and committed) when the code was wrong."""
+
+    order: dict[str, Any]
+    changed: bool
+    wrong_code: bool = False
+    changes: list[stock.StockChange | None] = field(default_factory=list)
+    event: dict[str, Any] | None = None
+
+
+_COLUMNS = "order_id, status, member_id, lines, ready_by, received_at, updated_at, code_attempts, locked_until"
+
+
+def _view(conn: Any, row: tuple, products: dict[str, catalog.Product] | None = None) -> dict[str, Any]:
+    order_id, status, member_id, lines, ready_by, received_at, updated_at, attempts, locked_until = row
+    lines = json.loads(lines)
+    if products is None:
+        products = catalog.products(conn, [ln["sku"] for ln in lines])
+    out = []
+    for ln in lines:
+        p = products.get(ln["sku"])
+        out.append({"sku": ln["sku"], "qty": ln["qty"], "name": p.name if p else None,
+                    "stock_store": p.stock_store if p else None})
+    return {"order_id": order_id, "status": status, "member_id": member_id, "ready_by": ready_by,
+            "received_at": received_at, "updated_at": updated_at, "lines": out,
+            "items": sum(ln["qty"] for ln in lines), "code_attempts": attempts, "locked_until": locked_until}
+
+
+def list_orders(conn: Any, status: str, limit: int) -> list[dict[str, Any]]:
+    """Orders oldest first: ``open`` (not collected), ``all``, or one status."""
+    where, args = {"all": ("", ()), "open": (" WHERE status != 'collected'", ())}.get(
+        status, (" WHERE status = ?", (status,)))
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM orders{where} ORDER BY received_at, order_id LIMIT ?",
+                        (*args, limit)).fetchall()
+    skus = {ln["sku"] for r in rows for ln in json.loads(r[3])}
+    products = catalog.products(conn, skus)
+    return [_view(conn, r, products) for r in rows]
+
+
+def get(conn: Any, order_id: str) -> dict[str, Any] | None:
+    """One order, or None."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    return None if row is None else _view(conn, row)
+
+
+def receive(tx: Tx, orders: list[OrderCreated], printing: Any) -> list[tuple[dict[str, Any], Job | None]]:
+    """Store new orders from the hub (a known order id is ignored) and queue their pick tickets."""
+    now = utcnow().isoformat()
+    new = []
+    for o in orders:
+        lines = [ln.model_dump() for ln in o.lines]
+        ready_by = o.ready_by.isoformat() if o.ready_by else None
+        cur = tx.execute(
+            """INSERT INTO orders (order_id, pickup_code, member_id, lines, ready_by, received_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING""",
+            (o.order_id, o.pickup_code, o.member_id, json.dumps(lines), ready_by, now, now))
+        if not cur.rowcount:
+            continue
+        view = get(tx.conn, o.order_id)
+        assert view is not None
+        job = None
+        if printing is not None:
+            ticket = {"order_id": o.order_id, "pickup_code": o.pickup_code, "member_id": o.member_id,
+                      "received_at": now, "ready_by": ready_by,
+                      "lines": [{"sku": ln["sku"], "qty": ln["qty"], "name": ln["name"] or ""} for ln in view["lines"]]}
+            job = printing.queue_pick_ticket(tx, ticket)
+        new.append((view, job))
+    return new
+
+
+def _code_matches(given: str, order_id: str, code: str) -> bool:
+    value = given.strip()
+    if value.upper().startswith(PICKUP_PREFIX):
+        scanned_order, _, value = value[len(PICKUP_PREFIX):].rpartition(":")
+        if scanned_order != order_id:
+            return False
+    return hmac.compare_digest(value.encode(), code.encode())
+
+
+def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
+    """Move the order to ``body.status``; OrderError when that move is not allowed."""
+    row = tx.execute("SELECT status, pickup_code, code_attempts, locked_until, lines FROM orders "
+                     "WHERE order_id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise OrderNotFound(f"no pickup order {order_id!r} in this store")
+    current, code, attempts, locked_until, lines = row
+    target = body.status
+    if target == current:
+        return Outcome(_must_get(tx, order_id), changed=False)
+    if NEXT.get(current) != target:
+        after = f"it can only go to {NEXT[current]}" if current in NEXT else "nothing follows"
+        raise OrderError(f"order {order_id} is {current}: it cannot go to {target}; {after}")
+    now = utcnow()
+    if target == "collected":
+        if locked_until is not None and now < datetime.fromisoformat(locked_until):
+            err = CodeLocked(f"order {order_id} took {MAX_CODE_ATTEMPTS} wrong pickup codes; it takes none "
+                             f"until {locked_until}: check the customer's order confirmation")
+            err.retry_after = max(1, int((datetime.fromisoformat(locked_until) - now).total_seconds()) + 1)
+            raise err
+        if body.pickup_code is None:
+            raise CodeRequired(f"order {order_id}: collected needs the customer's pickup_code")
+        if not _code_matches(body.pickup_code, order_id, code):
+            attempts += 1
+            locked = (now + LOCK).isoformat() if attempts >= MAX_CODE_ATTEMPTS else None
+            tx.execute("UPDATE orders SET code_attempts = ?, locked_until = ? WHERE order_id = ?",
+                       (0 if locked else attempts, locked, order_id))
+            view = _must_get(tx, order_id)
+            view["wrong_attempts"] = attempts
+            return Outcome(view, changed=False, wrong_code=True)
+    tx.execute("UPDATE orders SET status = ?, updated_at = ?, code_attempts = 0, locked_until = NULL "
+               "WHERE order_id = ?", (target, now.isoformat(), order_id))
+    data = {"order_id": order_id, "status": target, "previous": current, "client": client, "at": now.isoformat()}
+    tx.emit(ORDER_STATUS, data)
+    changes = []
+    if target == "collected":
+        for line in json.loads(lines):
+            changes.append(stock.restock(tx, line["sku"], -line["qty"], "pickup", client, {"order_id": order_id}))
+    return Outcome(_must_get(tx, order_id), changed=True, changes=changes, event=data)
+
+
+def _must_get(tx: Tx, order_id: str) -> dict[str, Any]:
+    view = get(tx.conn, order_id)
+    assert view is not None
+    return view

@@ -1,0 +1,53 @@
+"""Who may call what (CONTRACT section 3, and what the agent adds): the role matrix of every endpoint.
+
+tests/edge_agent/test_api_matrix.py checks it against a running agent, and
+that it names every endpoint of the OpenAPI schema; the schemathesis fuzz
+(tests/edge_agent/test_api_fuzz.py) calls each endpoint as a role allowed.
+"""
+
+from __future__ import annotations
+
+ROLES = ("kiosk", "associate", "mirror", "console", "admin")
+ALL = set(ROLES)
+STAFF = {"associate", "console", "admin"}
+
+# (method, path as in the schema): roles allowed. Path parameters are filled in from PARAMS.
+MATRIX: dict[tuple[str, str], set[str]] = {
+    ("GET", "/v1/devices"): STAFF,
+    ("GET", "/v1/products/{code}"): ALL,
+    ("POST", "/v1/sales"): {"kiosk", "associate"},
+    ("POST", "/v1/returns"): {"kiosk", "associate"},
+    ("GET", "/v1/orders"): {"associate"},
+    ("GET", "/v1/orders/{order_id}"): {"associate"},
+    ("POST", "/v1/orders/{order_id}/status"): {"associate"},
+    ("POST", "/v1/stock/adjustments"): {"associate", "admin"},
+    ("GET", "/v1/members"): {"associate", "admin"},
+    ("GET", "/v1/members/{member_id}"): {"associate", "admin"},  # a kiosk: only its session's member (403 here)
+    ("GET", "/v1/sessions/{station}"): {"kiosk", "associate", "admin"},  # a kiosk: only its own station
+    ("POST", "/v1/print"): {"console", "admin"},
+    ("GET", "/v1/print/jobs"): STAFF,
+    ("GET", "/v1/print/jobs/{job_id}"): STAFF,
+    ("POST", "/v1/print/jobs/{job_id}/retry"): STAFF,
+    ("GET", "/v1/labels"): STAFF,
+    ("GET", "/v1/labels/compliance"): STAFF,
+    ("GET", "/v1/labels/{mac}"): STAFF,
+    ("POST", "/v1/labels/bind"): {"associate", "admin"},
+    ("DELETE", "/v1/labels/{mac}"): {"associate", "admin"},
+    ("GET", "/v1/mirror"): {"mirror", "associate", "admin"},
+    ("GET", "/v1/mirror/{device}"): {"mirror", "associate", "admin"},
+    ("GET", "/v1/mirror/{device}/products"): {"mirror", "associate", "admin"},
+    ("PUT", "/v1/mirror/{device}/look"): {"mirror", "associate", "admin"},
+    ("GET", "/v1/mirror/{device}/stream"): ALL,  # any client; the mirror's own screen is checked on the device
+    ("GET", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin", "kiosk"},
+    ("POST", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin"},
+    ("DELETE", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin", "kiosk"},
+    ("POST", "/v1/mirror/{device}/session/end"): {"mirror", "associate", "admin"},
+    ("GET", "/console/api/meta"): {"console", "admin"},
+    ("GET", "/console/api/fleet"): {"console", "admin"},
+    ("GET", "/console/api/stores/{store}"): {"console", "admin"},
+    ("POST", "/console/api/stores/{store}/commands"): {"console", "admin"},
+    ("GET", "/metrics"): {"console", "admin"},
+}
+PUBLIC = {("GET", "/v1/health")}
+PARAMS = {"code": "TOTE01", "order_id": "NOPE", "member_id": "M-NOPE", "station": "kiosk-1", "job_id": "nope",
+          "mac": "0000021D4E83B401", "device": "mirror-9", "store": "store-test"}
