@@ -31,6 +31,7 @@ from sync.hub.publish import (
     publish_catalog,
     publish_event,
     stock_event,
+    verdict_event,
 )
 from sync.topics import PayloadError, decode_json
 
@@ -116,7 +117,7 @@ def _read_json(path: str) -> Any:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Publish a catalog, a stock count, an order or a member card."""
+    """Publish a catalog, a stock count, an order, a member card or a return verdict."""
     broker = parse_broker_url(args.broker)
     if args.what == "catalog":
         items, dropped = catalog_items(_read_json(args.file))
@@ -129,6 +130,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         payload, kind = stock_event(args.sku, args.qty), "stock"
     elif args.what == "order":
         payload, kind = order_event(_read_json(args.file)), "orders"
+    elif args.what == "verdict":
+        payload, kind = verdict_event(args.return_id, args.verdict, args.reason), "returns"
     else:
         payload, kind = member_event(_read_json(args.file), args.kind), "members"
     print(f"published to {publish_event(broker, args.store, kind, payload)}")
@@ -236,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     member.add_argument("file")
     member.add_argument("--store", required=True)
     member.add_argument("--kind", choices=tuple(MEMBER_TYPES), default="arrived")
-    for sp in (cat, stock, order, member):
+    verdict = what.add_parser("verdict", help="retail.return.verdict: approve or reject a pending online return")
+    verdict.add_argument("--store", required=True)
+    verdict.add_argument("--return-id", required=True)
+    verdict.add_argument("--verdict", required=True, choices=("approved", "rejected"))
+    verdict.add_argument("--reason", default=None)
+    for sp in (cat, stock, order, member, verdict):
         broker_opt(sp)
     pub.set_defaults(func=cmd_publish)
 

@@ -31,6 +31,7 @@ from sync.topics import (
     MemberCard,
     OrderCreated,
     PayloadError,
+    ReturnVerdict,
     StockSet,
     StoreTopics,
     decode_json,
@@ -93,6 +94,12 @@ def member_event(raw: Any, kind: str = "arrived") -> bytes:
     """``retail.member.arrived`` (or ``.card``), validated with MemberCard."""
     card = validate(MemberCard, raw)
     return _dumps(topics.hub_event(MEMBER_TYPES[kind], card.model_dump(mode="json")))
+
+
+def verdict_event(return_id: str, verdict: str, reason: str | None = None) -> bytes:
+    """``retail.return.verdict`` on a pending online return, validated with ReturnVerdict."""
+    raw = {"return_id": return_id, "verdict": verdict, **({"reason": reason} if reason else {})}
+    return _dumps(topics.hub_event("retail.return.verdict", validate(ReturnVerdict, raw).model_dump(mode="json")))
 
 
 def _props(content_type: str) -> Properties:

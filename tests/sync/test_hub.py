@@ -314,7 +314,7 @@ def test_cmd_round_trip_error_and_timeout(hubs, stores, mosquitto, tmp_path, cap
     assert cli.main(base + ["store-a", "--device", "p", "--action", "a", "--args", "[1]"]) == 2
 
 
-def test_publish_catalog_stock_order_member(stores, mosquitto, tmp_path, capsys):
+def test_publish_catalog_stock_order_member_verdict(stores, mosquitto, tmp_path, capsys):
     a = stores("store-a")
     broker = ["--broker", mosquitto.url]
     catalog = ROOT / "demo" / "catalog.json"
@@ -344,6 +344,13 @@ def test_publish_catalog_stock_order_member(stores, mosquitto, tmp_path, capsys)
     assert cli.main(["publish", "member", str(tmp_path / "member.json"), "--store", "store-a", *broker]) == 0
     topic, body = a.downlink.get(timeout=5)
     assert (topic, body["type"], body["data"]["tier"]) == (a.topics.downlink["members"], "retail.member.arrived", "gold")
+
+    assert cli.main(["publish", "verdict", "--store", "store-a", "--return-id", "R-9", "--verdict", "rejected",
+                     "--reason", "outside 30 days", *broker]) == 0
+    topic, body = a.downlink.get(timeout=5)
+    assert (topic, body["type"], body["data"]) == (a.topics.downlink["returns"], "retail.return.verdict",
+                                                   {"return_id": "R-9", "verdict": "rejected",
+                                                    "reason": "outside 30 days"})
 
     # Bad input is refused before anything is published.
     (tmp_path / "bad.json").write_text(json.dumps({**order, "phone": "555"}))
