@@ -70,8 +70,10 @@ def console_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleEnv
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
+    """Headless Chromium for one module. Not longer: Playwright's sync API keeps an event loop
+    running in the main thread while it is open, and every later test's asyncio.run() would fail."""
     from playwright.sync_api import sync_playwright
 
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
