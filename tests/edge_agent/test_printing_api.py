@@ -7,7 +7,6 @@ read back from what the emulator printed: text, QR payload, barcode.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -16,6 +15,7 @@ import pytest
 from drivers.printer import documents
 from drivers.printer.emulator import PrinterEmulator, Text
 from support.agent import AgentProcess
+from support.flows import poll
 from support.printer import EmulatorThread
 
 LIPSTICK = "6901234567892"  # LIP-RED-01, promo price 159.00 (demo/catalog.json)
@@ -31,18 +31,6 @@ def printer_device(port: int, **extra) -> dict:
 def sale_body(client_sale_id: str | None = None, qty: int = 2) -> dict:
     return {"client_sale_id": client_sale_id or str(uuid.uuid4()), "lines": [{"code": LIPSTICK, "qty": qty}],
             "member_id": "M-1001", "payment": {"method": "card", "reference": "TERM-42"}}
-
-
-def poll(fetch: Callable[[], dict], until: Callable[[dict], bool], timeout: float = 10.0, what: str = "") -> dict:
-    """Call ``fetch`` until ``until`` holds for its answer; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fetch()
-        if until(got):
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last answer {got}")
-        time.sleep(0.05)
 
 
 def device(agent: AgentProcess, device_id: str = "printer-1") -> dict:
