@@ -236,6 +236,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
             f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
             f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
             + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
+            + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
             + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
                if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
             + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "

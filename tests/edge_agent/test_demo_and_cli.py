@@ -54,6 +54,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
         hub_console = env["EDGE_DEMO_HUB_HTTP"]
         assert f"http://{hub_console}/" in banner
+        assert f"Shelf labels  {tmp_path / '.run' / 'labels'}/*.png" in banner
         assert httpx.get(f"http://{hub_console}/").status_code == 200  # the hub's health console
         deadline = time.monotonic() + 20
         while (health := httpx.get(f"http://127.0.0.1:{port}/v1/health").json())["hub"] != "online":
@@ -79,6 +80,11 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
             assert time.monotonic() < deadline, "no receipt came out of the demo printer"
             time.sleep(0.05)  # polling a file another process writes
         assert "丝绒哑光口红 Velvet Matte Lipstick" in receipts.read_text()  # GB18030 profile
+        # The demo's shelf labels are PNG files next to the config.
+        label = tmp_path / ".run" / "labels" / "LIP-RED-01.png"
+        while not label.exists():
+            assert time.monotonic() < deadline, "the demo's shelf label was not drawn"
+            time.sleep(0.05)  # polling a file another process writes
         assert (tmp_path / ".run" / "dev" / "scanner-1").is_symlink()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=20)[0].decode()
