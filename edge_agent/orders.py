@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.printer.spool import Job
+from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
 from edge_agent.bus import utcnow
 from edge_agent.store import Tx
@@ -37,7 +38,8 @@ ORDER_STATUS = "retail.order.status"
 NEXT = {"new": "picking", "picking": "ready", "ready": "collected"}
 MAX_CODE_ATTEMPTS = 5
 LOCK = timedelta(minutes=15)
-PICKUP_PREFIX = "RP1:"  # the chain's pickup QR (drivers/scanner/protocol.py CHAIN_FORMS)
+# The chain's pickup QR prefix, from the one table of its code formats.
+PICKUP_PREFIX = next(f.prefix for f in CHAIN_FORMS if f.kind is CodeKind.PICKUP)
 
 Status = Literal["new", "picking", "ready", "collected"]
 

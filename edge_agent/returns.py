@@ -41,13 +41,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.printer.documents import sale_id_from_barcode
+from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, loyalty, stock
 from edge_agent.bus import utcnow
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 
 RETURN_ACCEPTED = "retail.return.accepted"
-RECEIPT_PREFIX = "RS1:"  # the chain's receipt code (drivers/scanner/protocol.py CHAIN_FORMS)
+# The chain's receipt code prefix, from the one table of its code formats.
+RECEIPT_PREFIX = next(f.prefix for f in CHAIN_FORMS if f.kind is CodeKind.RECEIPT)
 
 
 class ReturnError(Exception):
