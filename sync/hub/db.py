@@ -78,6 +78,9 @@ class Tx:
 
     def __init__(self, db: "HubDB"):
         self._db = db
+        # One time for everything the transaction writes: it all becomes durable at one
+        # commit, and formatting a time per batch was a tenth of the hub's ingest work.
+        self.now = now_iso()
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db._execute(sql, params)
@@ -94,7 +97,7 @@ class Tx:
 
     def ingest(self, store: str, rows: Sequence[EventRow]) -> IngestResult:
         """Store a batch (sorted by seq) exactly once; return the store's new contiguous seq."""
-        now = now_iso()
+        now = self.now
         contiguous, high = self._lock_store(store)
         result = IngestResult(store, contiguous)
         if not rows:
@@ -139,8 +142,13 @@ class Tx:
         return result
 
     def _lock_store(self, store: str) -> tuple[int, int]:
-        self._x("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO NOTHING", (store,))
-        row = self._x("SELECT contiguous, high FROM stores WHERE store = ?" + self._db.for_update, (store,)).fetchone()
+        """The store's row, created if new, and locked until the commit: its contiguous and high seq.
+
+        One statement: the upsert's DO UPDATE locks the row in PostgreSQL as
+        ``SELECT ... FOR UPDATE`` would (SQLite's whole-file lock is already held).
+        """
+        row = self._x("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store "
+                      "RETURNING contiguous, high", (store,)).fetchone()
         return int(row[0]), int(row[1])
 
     def _walk(self, store: str, contiguous: int) -> int:

@@ -9,6 +9,13 @@ at any point has its unacknowledged messages redelivered by the broker when
 its persistent session reconnects, and the ``(store, seq)`` key makes the
 redelivery harmless.
 
+The queue between the two threads holds at most ``2 * max_group`` messages
+(and the hub asks the broker for no more than that in flight, MQTT 5
+Receive Maximum): when a hub comes back to a backlog of days, the rest
+waits in the broker, not in the hub's memory. A full queue makes the
+network thread wait, which also keeps it from taking the interpreter from
+the worker thread while the worker has more than enough to do.
+
 Several workers with the same ``group`` share ``$share/{group}/edge/+/events``.
 Mosquitto hands out messages round-robin, not by store, so two batches of
 one store may be stored by two workers in either order; the per-store row
@@ -67,6 +74,7 @@ log = logging.getLogger("sync.hub")
 _STOP = object()
 _SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another client connected with our client id
 _SHORT_CONNECTION = 5.0  # seconds; see _on_disconnect
+_QUEUE_WAIT = 0.5  # seconds between looks at "stopping?" while the queue is full
 _MAX_SMALL_PAYLOAD = 256 * 1024  # status, health and cmd/res are small; anything bigger is refused
 
 
@@ -144,7 +152,8 @@ class HubService:
         self.observer = observer or Observer()
         self.db: HubDB | None = None
         self.fatal: str | None = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self.queue_limit = 2 * max_group
+        self._queue: queue.Queue[Any] = queue.Queue(self.queue_limit)
         self._ready = threading.Event()
         self._done = threading.Event()
         self._stopping = threading.Event()
@@ -171,6 +180,8 @@ class HubService:
         # The broker keeps the session (subscriptions and QoS 1 messages queued for us)
         # this long after we drop, so a worker restart loses nothing.
         props.SessionExpiryInterval = self.session_expiry
+        # No more unacknowledged messages in flight to us than the queue holds.
+        props.ReceiveMaximum = min(self.queue_limit, 65535)
         self._client = client
         self._worker = threading.Thread(target=self._work, name="hub-worker", daemon=True)
         self._worker.start()
@@ -195,7 +206,10 @@ class HubService:
         """Finish the messages already taken, acknowledge them, disconnect (the session stays)."""
         self._stopping.set()
         if self._worker is not None:
-            self._queue.put(_STOP)
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass  # the worker sees _stopping once the queue runs dry
             self._worker.join(timeout)
             self._worker = None
         if self._client is not None:
@@ -284,7 +298,14 @@ class HubService:
                       self._short_connections, self.client_id)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self._conn_gen))
+        item = _Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self._conn_gen)
+        while True:
+            try:
+                self._queue.put(item, timeout=_QUEUE_WAIT)  # waits while the worker has its hands full
+                return
+            except queue.Full:
+                if self._stopping.is_set() or self._done.is_set():
+                    return  # never acknowledged: the broker delivers it again to the next worker
 
     # Worker thread --------------------------------------------------------------------
 
@@ -297,6 +318,7 @@ class HubService:
                 first = self._queue.get(timeout=gap_check_every)
             except queue.Empty:
                 first = None
+                stopping = self._stopping.is_set()  # stop() could not queue _STOP into a full queue
             group: list[_Incoming] = []
             item = first
             while item is not None:

@@ -368,3 +368,56 @@ def test_stores_command_and_unreachable_broker(tmp_path, capsys):
     url = f"mqtt://127.0.0.1:{free_port()}"
     assert cli.main(["publish", "stock", "--store", "store-a", "--sku", "X", "--qty", "1", "--broker", url]) == 1
     assert "cannot reach the broker" in capsys.readouterr().err
+
+
+def test_a_backlog_waits_in_the_broker_not_in_the_hubs_memory(mosquitto, stores, tmp_path):
+    from sync.hub.observe import Observer
+    from sync.hub.service import HubService
+
+    class HeldObserver(Observer):
+        """Holds the worker after its first commit until the test lets go."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.held, self.release = threading.Event(), threading.Event()
+
+        def committed(self) -> None:
+            super().committed()
+            if not self.held.is_set():
+                self.held.set()
+                assert self.release.wait(30)
+
+    observer = HeldObserver()
+    svc = HubService(mosquitto.url, f"sqlite:///{tmp_path}/hub.db", client_id="bounded", max_group=5,
+                     observer=observer)
+    svc.start()
+    try:
+        assert svc.wait_ready(10)
+        assert svc.queue_limit == 10
+        a = stores("store-a")
+        a.send([1])
+        assert observer.held.wait(10), "the first batch was never committed"
+        for seq in range(2, 61):  # 59 more batches while the worker is held
+            a.publish(a.topics.events, batch("store-a", [seq]))
+        # Every publish above has its PUBACK, so Mosquitto (one thread) has handed the hub all it
+        # would. The hub takes what its queue holds: the broker stops at the hub's Receive Maximum
+        # (the first batch, unacknowledged in the worker, plus 9), and a broker that ignored it
+        # would find the queue full. A "no more than" needs a window to watch: half a second.
+        deadline = time.monotonic() + 10
+        while svc._queue.qsize() < svc.queue_limit - 1:
+            assert time.monotonic() < deadline, f"queue at {svc._queue.qsize()}"
+            threading.Event().wait(0.02)
+        watch_until = time.monotonic() + 0.5
+        while time.monotonic() < watch_until:
+            assert svc._queue.qsize() <= svc.queue_limit
+            threading.Event().wait(0.01)
+        observer.release.set()
+        a.wait_ack(60)
+    finally:
+        observer.release.set()
+        svc.stop()
+    db = open_db(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        assert [(r.contiguous, r.events, r.open_gaps) for r in db.stores()] == [(60, 60, 0)]
+    finally:
+        db.close()
