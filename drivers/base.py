@@ -58,6 +58,11 @@ class DeviceConfig(BaseModel):
         of the key that names it, relative to this device; the config reports a second claim."""
         return []
 
+    def clients(self) -> list[tuple[str, str, tuple[str | int, ...]]]:
+        """The api clients this device names, each as (name, the role it must have, the path of its
+        key relative to this device); the config reports a name that is no client of that role."""
+        return []
+
 
 @dataclass
 class DriverContext:

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_agent.bus import utcnow
 
@@ -86,6 +86,41 @@ class Product(BaseModel):
         if self.promo is not None and self.promo.active(at) and self.promo.price < self.price:
             return self.promo.price
         return self.price
+
+
+def money(value: Decimal) -> str:
+    """An amount as the API and the events write it: a decimal string with two places."""
+    return str(value.quantize(Decimal("0.01")))
+
+
+class ItemIn(BaseModel):
+    """A product and a quantity as a client names them: by ``code`` (a barcode or SKU, as scanned) or by ``sku``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str | None = Field(default=None, min_length=1, max_length=64, description="a barcode or SKU")
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    qty: int = Field(default=1, ge=1, le=9999)
+
+    @model_validator(mode="after")
+    def _one_name(self) -> "ItemIn":
+        if self.code is None and self.sku is None:
+            raise ValueError("name the product: give code (a barcode or SKU) or sku")
+        if self.code is not None and self.sku is not None:
+            raise ValueError("give code (a barcode or SKU) or sku, not both")
+        return self
+
+    @property
+    def ref(self) -> str:
+        """What the client named the product by, for messages."""
+        return self.code or self.sku or ""
+
+
+def find(conn: sqlite3.Connection, item: ItemIn) -> Product | None:
+    """The product ``item`` names: by SKU only when it gave ``sku``, else by barcode or SKU."""
+    if item.sku is not None:
+        return products(conn, [item.sku]).get(item.sku)
+    return lookup(conn, item.code or "")
 
 
 def upsert(conn: sqlite3.Connection, items: list[CatalogItem]) -> tuple[int, int]:

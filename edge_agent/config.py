@@ -301,6 +301,26 @@ def _validate_devices(
     return devices, problems
 
 
+def _client_problems(devices: list[DeviceConfig], raw: Any, clients: list[ClientConfig], filename: str,
+                     lines: Mapping[tuple, int]) -> list[str]:
+    """A device key that names an api client (a mirror's ``kiosk``) must name one of the role it needs."""
+    problems: list[str] = []
+    roles = {c.name: c.role.value for c in clients}
+    for device in devices:
+        # The first entry with this id is the one kept (a second is reported as a duplicate).
+        i = next(i for i, e in enumerate(raw) if isinstance(e, dict) and e.get("id") == device.id)
+        for name, role, rel in device.clients():
+            if roles.get(name) == role:
+                continue
+            key = ".".join(str(p) for p in ("devices", i, *rel))
+            same_role = ", ".join(sorted(n for n, r in roles.items() if r == role)) or "none yet"
+            what = (f"{name!r} is an api client with role {roles[name]}, not {role}" if name in roles
+                    else f"{name!r} is not an api client")
+            problems.append(f"{filename}:{line_of(lines, ('devices', i, *rel))}: {key}: {what}; name a client "
+                            f"with role {role} (in this file: {same_role}) or add one under api.clients")
+    return problems
+
+
 def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] | None = None) -> AgentConfig:
     """Validate YAML text; raise ConfigError listing every problem with its line."""
     environ = os.environ if environ is None else environ
@@ -332,6 +352,8 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
             message = describe(e, loc, AgentConfig, loc) + _from_env(loc, env_keys)
             problems.append(f"{filename}:{line_of(lines, loc)}: {message}")
         config = None
+    if config is not None:
+        problems += _client_problems(devices, data.get("devices"), config.api.clients, filename, lines)
     if problems:
         problems.sort(key=lambda p: int(p[len(filename) + 1:].split(":", 1)[0]))
         raise ConfigError(problems)

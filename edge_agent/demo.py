@@ -239,6 +239,9 @@ async def main(config_path: Path, data_dir: Path) -> int:
             + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
             + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
                if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
+            + "".join(f"  Kiosk basket  curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' "
+                      f"{base}/v1/sessions/{kiosk} (what {d.id}'s \"Add to basket\" put there)\n"
+                      for d in cfg.devices if (kiosk := getattr(d, "kiosk", None)))
             + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
             f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
             + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"

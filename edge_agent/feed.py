@@ -30,7 +30,7 @@ from edge_agent.config import Role
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
 # other an exact type ("scan" is not "scanner.scan", the driver's raw event).
-FEED_PREFIXES = ("scan", "member.", "order.", "return.", "stock.low", "device.", "alert.")
+FEED_PREFIXES = ("scan", "member.", "session.", "order.", "return.", "stock.low", "device.", "alert.")
 
 
 def matches(event_type: str, patterns: tuple[str, ...]) -> bool:
@@ -49,10 +49,11 @@ def _anything(event: BusEvent, client: str) -> bool:
 
 
 # Which events each role sees. A kiosk sees only what happens at its own
-# station (its scanner's scans, the member attached to its session); staff
-# and consoles see the whole store. The mirror has no feed.
+# station (its scanner's scans, the member attached to its session, its
+# session's basket); staff and consoles see the whole store. The mirror has
+# no feed.
 ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
-    Role.KIOSK: (("scan", "member.attached"), _own_station),
+    Role.KIOSK: (("scan", "member.attached", "session.basket"), _own_station),
     Role.ASSOCIATE: (FEED_PREFIXES, _anything),
     Role.CONSOLE: (("scan", "order.", "stock.low", "device.", "alert."), _anything),
     Role.ADMIN: (FEED_PREFIXES, _anything),

@@ -15,14 +15,32 @@ for the status it already has changes nothing (200, ``changed: false``).
 ``order.status`` on the feed; at ``collected`` the lines leave store stock
 (``retail.stock.adjusted``, reason ``pickup``): the goods stay in the store,
 in the pickup area, until then.
+
+Orders are placed here too (``place``): the mirror's "Order online"
+(``POST /v1/mirror/{device}/order``), a kiosk or an associate
+(``POST /v1/orders``). Such an order is checked against the catalog's
+``stock_online``, priced by the agent, given a pickup code here (the chain's
+``RP1:`` pickup QR form) and stored like a hub order (status ``new``, with
+its ``origin``) in one transaction with its pick ticket and its
+``retail.order.placed`` event, so the hub hears of it exactly once. The
+local ``stock_online`` goes down by what was ordered until the hub's next
+catalog item says otherwise. When the hub answers with ``retail.order.created``
+for the same ``order_id``, ``receive`` ignores it: the order, its status and
+the pickup code the customer holds stay as they are. ``client_order_id`` is
+the idempotency key: the same key and body return the same order, another
+body 409.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import secrets
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,15 +49,18 @@ from drivers.printer.spool import Job
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
 from edge_agent.bus import utcnow
-from edge_agent.store import Tx
+from edge_agent.store import Tx, codec
+from edge_agent.store.db import uuid7
 from sync.topics import OrderCreated
 
 ORDER_STATUS = "retail.order.status"
+ORDER_PLACED = "retail.order.placed"
 NEXT = {"new": "picking", "picking": "ready", "ready": "collected"}
 MAX_CODE_ATTEMPTS = 5
 LOCK = timedelta(minutes=15)
-# The chain's pickup QR prefix, from the one table of its code formats.
-PICKUP_PREFIX = next(f.prefix for f in CHAIN_FORMS if f.kind is CodeKind.PICKUP)
+# The chain's pickup QR form, from the one table of its code formats.
+PICKUP_FORM = next(f for f in CHAIN_FORMS if f.kind is CodeKind.PICKUP)
+PICKUP_PREFIX = PICKUP_FORM.prefix
 
 Status = Literal["new", "picking", "ready", "collected"]
 
@@ -63,6 +84,12 @@ class CodeLocked(OrderError):
     status = 429
 
 
+class OrderRejected(OrderError):
+    """An order that cannot be priced: an unknown product, several currencies."""
+
+    status = 422
+
+
 class StatusIn(BaseModel):
     """Body of ``POST /v1/orders/{id}/status``."""
 
@@ -84,11 +111,12 @@ class Outcome:
     event: dict[str, Any] | None = None
 
 
-_COLUMNS = "order_id, status, member_id, lines, ready_by, received_at, updated_at, code_attempts, locked_until"
+_COLUMNS = ("order_id, status, member_id, lines, ready_by, received_at, updated_at, code_attempts, locked_until, "
+            "origin")
 
 
 def _view(conn: Any, row: tuple, products: dict[str, catalog.Product] | None = None) -> dict[str, Any]:
-    order_id, status, member_id, lines, ready_by, received_at, updated_at, attempts, locked_until = row
+    order_id, status, member_id, lines, ready_by, received_at, updated_at, attempts, locked_until, origin = row
     lines = json.loads(lines)
     if products is None:
         products = catalog.products(conn, [ln["sku"] for ln in lines])
@@ -99,7 +127,8 @@ def _view(conn: Any, row: tuple, products: dict[str, catalog.Product] | None = N
                     "stock_store": p.stock_store if p else None})
     return {"order_id": order_id, "status": status, "member_id": member_id, "ready_by": ready_by,
             "received_at": received_at, "updated_at": updated_at, "lines": out,
-            "items": sum(ln["qty"] for ln in lines), "code_attempts": attempts, "locked_until": locked_until}
+            "items": sum(ln["qty"] for ln in lines), "code_attempts": attempts, "locked_until": locked_until,
+            "origin": origin}
 
 
 def list_orders(conn: Any, status: str, limit: int) -> list[dict[str, Any]]:
@@ -198,3 +227,123 @@ def _must_get(tx: Tx, order_id: str) -> dict[str, Any]:
     view = get(tx.conn, order_id)
     assert view is not None
     return view
+
+
+# Orders placed in this store ------------------------------------------------
+
+class OrderIn(BaseModel):
+    """Body of ``POST /v1/orders`` and ``POST /v1/mirror/{device}/order``: a pickup order from online stock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: uuid.UUID = Field(description="idempotency key: the same key again returns the same order")
+    lines: list[catalog.ItemIn] = Field(min_length=1, max_length=100)
+    member_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Who places an order, and from where: what its event says besides the order."""
+
+    origin: str                 # "mirror", or the placing client's role: "kiosk", "associate", "admin"
+    station: str                # the api client that placed it
+    store_id: str
+    store_name: str
+    device: str | None = None   # the mirror's device id, for "mirror"
+
+    def fingerprint(self, body: OrderIn) -> bytes:
+        """Hash of the body and where it was placed, to tell a retry from another order with a reused key."""
+        text = body.model_dump_json() + "\0" + self.origin + "\0" + (self.device or "")
+        return hashlib.sha256(text.encode()).digest()[:16]
+
+
+@dataclass
+class Placed:
+    """What ``place`` did: the order as its client sees it, and for a new one its feed view and pick ticket."""
+
+    order: dict[str, Any]
+    replayed: bool
+    feed: dict[str, Any] | None = None
+    job: Job | None = None
+
+
+def pickup_code(order_id: str) -> tuple[str, str]:
+    """A new 6-digit pickup code for ``order_id`` and its pickup QR text (``RP1:<order>:<code>``)."""
+    code = f"{secrets.randbelow(10**6):06d}"
+    if not PICKUP_FORM.pattern.fullmatch(f"{order_id}:{code}"):
+        raise ValueError(f"order id {order_id!r} does not fit the chain's pickup QR form ({PICKUP_FORM.what})")
+    return code, f"{PICKUP_PREFIX}{order_id}:{code}"
+
+
+def _priced(tx: Tx, body: OrderIn) -> tuple[list[dict[str, Any]], Decimal, str]:
+    """The order's lines merged by SKU, each priced now and checked against online stock; (lines, total, currency)."""
+    now = utcnow()
+    wanted: dict[str, int] = {}
+    found: dict[str, catalog.Product] = {}
+    for i, item in enumerate(body.lines):
+        product = catalog.find(tx.conn, item)
+        if product is None:
+            what = "SKU" if item.sku is not None else "barcode or SKU"
+            raise OrderRejected(f"lines[{i}]: no product with {what} {item.ref!r} in this store's catalog")
+        found[product.sku] = product
+        wanted[product.sku] = wanted.get(product.sku, 0) + item.qty
+    short = [f"only {max(found[sku].stock_online, 0)} of {sku} online, the order asks for {qty}"
+             for sku, qty in wanted.items() if qty > found[sku].stock_online]
+    if short:
+        raise OrderError("; ".join(short) + ": order fewer, or take them from the store")
+    currencies = {found[sku].currency for sku in wanted}
+    if len(currencies) > 1:
+        raise OrderRejected(f"lines are priced in several currencies: {', '.join(sorted(currencies))}")
+    lines = []
+    total = Decimal(0)
+    for sku, qty in wanted.items():
+        unit = found[sku].unit_price(now)
+        total += unit * qty
+        lines.append({"sku": sku, "name": found[sku].name, "qty": qty, "unit_price": catalog.money(unit),
+                      "amount": catalog.money(unit * qty)})
+    return lines, total, currencies.pop()
+
+
+def place(tx: Tx, body: OrderIn, at: Placement, printing: Any) -> Placed:
+    """Place a pickup order from online stock: the order row, its pick ticket and ``retail.order.placed``, at once.
+
+    OrderError (409) for a reused ``client_order_id`` with another body or
+    more than online stock; OrderRejected (422) for an unknown product.
+    """
+    fingerprint = at.fingerprint(body)
+    row = tx.execute("SELECT request_hash, body, order_id FROM placed_orders WHERE client_order_id = ?",
+                     (body.client_order_id.bytes,)).fetchone()
+    if row is not None:
+        if row[0] != fingerprint:
+            raise OrderError(f"client_order_id {body.client_order_id} was already used for a different order")
+        order = codec.unpack(row[1])
+        status = tx.execute("SELECT status FROM orders WHERE order_id = ?", (row[2],)).fetchone()
+        return Placed({**order, "status": status[0] if status else order["status"]}, replayed=True)
+    lines, total, currency = _priced(tx, body)
+    order_id = str(uuid7())
+    code, qr = pickup_code(order_id)
+    now = utcnow().isoformat()
+    data = {
+        "order_id": order_id, "client_order_id": str(body.client_order_id), "pickup_code": code,
+        "member_id": body.member_id,
+        "lines": [{k: ln[k] for k in ("sku", "qty", "unit_price")} for ln in lines],
+        "total": catalog.money(total), "currency": currency, "origin": at.origin, "store": at.store_id,
+        "station": at.station, "device": at.device, "placed_at": now,
+    }
+    tx.execute("""INSERT INTO orders (order_id, pickup_code, member_id, lines, ready_by, received_at, updated_at, origin)
+                  VALUES (?, ?, ?, ?, NULL, ?, ?, ?)""",
+               (order_id, code, body.member_id, json.dumps(data["lines"]), now, now, at.origin))
+    for ln in lines:
+        tx.execute("UPDATE products SET stock_online = max(stock_online - ?, 0) WHERE sku = ?", (ln["qty"], ln["sku"]))
+    event = tx.emit(ORDER_PLACED, data)
+    order = {**data, "pickup_qr": qr, "status": "new", "lines": lines, "items": sum(ln["qty"] for ln in lines),
+             "store_name": at.store_name, "seq": event.seq}
+    tx.execute("INSERT INTO placed_orders (order_id, client_order_id, request_hash, seq, body) VALUES (?, ?, ?, ?, ?)",
+               (order_id, body.client_order_id.bytes, fingerprint, event.seq, codec.pack(order)))
+    feed = _must_get(tx, order_id)
+    job = None
+    if printing is not None:
+        ticket = {"order_id": order_id, "pickup_code": code, "member_id": body.member_id, "received_at": now,
+                  "ready_by": None, "lines": [{"sku": ln["sku"], "qty": ln["qty"], "name": ln["name"]} for ln in lines]}
+        job = printing.queue_pick_ticket(tx, ticket)
+    return Placed(order, replayed=False, feed=feed, job=job)

@@ -1,6 +1,8 @@
-// The mirror's screen: live picture, product picker, before/after, basket.
+// The mirror's screen: live picture, product picker, before/after, basket, online orders.
 // Everything goes through the agent's local API with the mirror's token;
 // the picture is an MJPEG stream the browser shows and never stores.
+// "Add to basket" goes to the counter kiosk's basket when the mirror has one
+// (devices.yaml kiosk:), "Order online" places a pickup order for this store.
 "use strict";
 
 const KINDS = [["lipstick", "Lips"], ["eyeshadow", "Eyes"], ["blush", "Cheeks"], ["glasses", "Glasses"]];
@@ -15,18 +17,49 @@ if (hash.has("token") || params.has("token")) {
 
 const $ = (id) => document.getElementById(id);
 const state = { device: params.get("device"), products: [], chosen: {}, kind: "lipstick", mirrored: true, online: false,
-                since: null, synced: false };
+                since: null, synced: false, kiosk: null, pending: null };
+
+// What an answer without a readable detail means, in words for the customer.
+const STATUS_WORDS = {
+  401: "This screen is not signed in to the store's system; ask an associate.",
+  403: "This screen may not do that; ask an associate.",
+  404: "This mirror is not set up in the store's system; ask an associate.",
+  409: "There is not enough of it in stock.",
+  503: "The store's system is busy for a moment; please try again.",
+};
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
 
 async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-    cache: "no-store",
-  });
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+      cache: "no-store",
+    });
+  } catch (err) {  // no answer at all: the agent is restarting or the network is down
+    throw new ApiError(0, "The mirror cannot reach the store's system right now; please try again in a moment.");
+  }
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.detail || res.statusText);
+  if (!res.ok) {
+    const detail = typeof data.detail === "string" && data.detail ? data.detail : "";
+    const words = STATUS_WORDS[res.status] || `Something went wrong (${res.status} ${res.statusText}).`;
+    throw new ApiError(res.status, res.status === 503 ? words : (detail || words));
+  }
   return data;
+}
+
+// A random (version 4) UUID: the order's idempotency key. crypto.randomUUID
+// needs a secure context, which a mirror on http://<agent>:8080 is not.
+function uuid4() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 function say(text) { $("message").textContent = text || ""; }
@@ -73,22 +106,36 @@ function renderChosen() {
     const name = document.createElement("span"); name.textContent = p.name + " · " + money(p);
     const take = document.createElement("button"); take.type = "button"; take.className = "primary";
     take.textContent = "Add to basket"; take.disabled = p.stock_store <= 0;
-    take.onclick = () => addToBasket(p, "store");
+    take.onclick = () => addToBasket(p);
     const order = document.createElement("button"); order.type = "button";
     order.textContent = "Order online"; order.disabled = p.stock_online <= 0;
-    order.onclick = () => addToBasket(p, "online");
+    order.onclick = () => orderOnline(p, order);
     div.append(name, take, order);
     return div;
   }));
 }
 
 function renderBasket(basket) {
-  $("basket-lines").replaceChildren(...basket.lines.map((line) => {
-    const p = state.products.find((x) => x.sku === line.sku);
+  const name = (line) => { const p = state.products.find((x) => x.sku === line.sku); return p ? p.name : line.sku; };
+  const own = basket.lines.map((line) => {
     const li = document.createElement("li");
-    li.textContent = `${line.qty} × ${p ? p.name : line.sku} (${line.channel === "store" ? "take now" : "online order"})`;
+    li.textContent = `${line.qty} × ${name(line)} (${line.channel === "store" ? "take now" : "online order"})`;
     return li;
-  }));
+  });
+  const atKiosk = (basket.kiosk ? basket.kiosk.lines : []).map((line) => {
+    const li = document.createElement("li");
+    li.textContent = `${line.qty} × ${name(line)} (pay at the kiosk)`;
+    return li;
+  });
+  $("basket-lines").replaceChildren(...atKiosk, ...own);
+}
+
+function showOrder(order) {
+  $("pickup-code").textContent = order.pickup_code;
+  const where = order.store_name ? `the pickup counter of ${order.store_name}` : "the store's pickup counter";
+  $("collect").textContent = `Collect it at ${where} once we tell you it is ready: show this code. ` +
+    `Order ${order.order_id}, ${order.items} item${order.items === 1 ? "" : "s"}, ${order.currency} ${order.total}.`;
+  $("order").hidden = false;
 }
 
 async function sendLook() {
@@ -108,11 +155,32 @@ function toggle(p) {
   renderProducts(); renderChosen(); sendLook();
 }
 
-async function addToBasket(p, channel) {
+async function addToBasket(p) {
   try {
-    renderBasket(await api("POST", `/v1/mirror/${state.device}/basket`, { sku: p.sku, qty: 1, channel }));
-    say(channel === "store" ? "Added: pay at the kiosk or with an associate." : "Added as an online order.");
-  } catch (err) { say(err.message); }
+    renderBasket(await api("POST", `/v1/mirror/${state.device}/basket`, { sku: p.sku, qty: 1, channel: "store" }));
+    say(state.kiosk ? `Added to your basket: pay at the kiosk ${state.kiosk}.`
+                    : "Added to your basket: pay at the kiosk or with an associate.");
+  } catch (err) { say("Not added: " + err.message); }
+}
+
+async function orderOnline(p, button) {
+  // A retry after no answer (or a busy store system) keeps the order's key, so
+  // an order that did go through is not placed twice; any other answer ends it.
+  if (!state.pending || state.pending.sku !== p.sku) state.pending = { sku: p.sku, id: uuid4() };
+  button.disabled = true;
+  say("Ordering…");
+  try {
+    const order = await api("POST", `/v1/mirror/${state.device}/order`,
+                            { client_order_id: state.pending.id, lines: [{ sku: p.sku, qty: 1 }] });
+    state.pending = null;
+    showOrder(order);
+    say("Ordered online: your pickup code is on the screen.");
+  } catch (err) {
+    if (err.status !== 0 && err.status !== 503) state.pending = null;
+    say("Not ordered: " + err.message);
+  } finally {
+    button.disabled = p.stock_online <= 0;
+  }
 }
 
 async function done() {
@@ -120,7 +188,8 @@ async function done() {
     await api("POST", `/v1/mirror/${state.device}/session/end`);
     state.chosen = {}; $("compare").value = 0;
     renderProducts(); renderChosen(); $("split").hidden = true;
-    say("Thank you! Your basket is waiting at the kiosk.");
+    $("order").hidden = true;
+    say(state.kiosk ? `Thank you! Your basket is waiting at the kiosk ${state.kiosk}.` : "Thank you! Your basket is waiting at the kiosk.");
   } catch (err) { say(err.message); }
 }
 
@@ -134,6 +203,7 @@ async function poll() {
   try {
     const s = await api("GET", `/v1/mirror/${state.device}`);
     state.mirrored = s.mirror;
+    state.kiosk = s.kiosk || null;
     $("live").classList.toggle("mirrored", s.mirror);
     const online = s.state === "online" || s.state === "busy";
     $("offline").hidden = online;
@@ -155,6 +225,7 @@ async function poll() {
     } else if (!s.session && Object.keys(state.chosen).length && !s.look.skus.length) {
       state.chosen = {}; renderProducts(); renderChosen();  // the customer walked away: start afresh
     }
+    if (!s.session) $("order").hidden = true;  // the order was the last customer's: their code is not shown on
     renderBasket(s.basket);
     $("privacy").textContent = s.privacy;
   } catch (err) { say(err.message); }

@@ -21,6 +21,9 @@ class MirrorConfig(DeviceConfig):
                     "or a video file, which loops")
     station: str = Field(pattern=CLIENT_NAME_PATTERN,
                          description="the api client (role mirror) that is this mirror's screen")
+    kiosk: str | None = Field(default=None, pattern=CLIENT_NAME_PATTERN,
+                              description="the api client (role kiosk) of the counter's kiosk: \"Add to basket\" "
+                                          "puts products in its session's basket; without it, in the mirror's own")
     width: int = Field(default=1280, ge=160, le=3840)
     height: int = Field(default=720, ge=120, le=2160)
     fps: float = Field(default=30.0, gt=0, le=120)
@@ -33,6 +36,10 @@ class MirrorConfig(DeviceConfig):
                                  description="seconds without a new camera frame before the mirror restarts")
     start_timeout: float = Field(default=30.0, gt=0, le=300,
                                  description="seconds the mirror process may take to load its model and camera")
+
+    def clients(self) -> list[tuple[str, str, tuple[str | int, ...]]]:
+        """The kiosk this mirror sends its basket to, which must be a kiosk client."""
+        return [(self.kiosk, "kiosk", ("kiosk",))] if self.kiosk else []
 
     @field_validator("source")
     @classmethod

@@ -23,7 +23,7 @@ from ar_mirror.products import DEFAULT_FILE, TryOn, load
 from drivers.base import Driver, DriverContext, Reporting
 from drivers.mirror.child import MirrorProcess
 from drivers.mirror.config import MirrorConfig
-from drivers.mirror.session import Basket, BasketLine, Channel, SessionTracker
+from drivers.mirror.session import Basket, BasketLine, Channel, Ordered, SessionTracker
 from edge_agent.errors import DeviceError, DeviceMissing, DeviceProtocolError, DeviceTimeout
 
 # Bus events: a try-on session ended (its ``retail.tryon.session`` data), the basket changed.
@@ -192,6 +192,16 @@ class MirrorCamera(Driver):
         self.sessions.added(line)
         self._basket_changed()
         return line
+
+    def sent_to_kiosk(self, sku: str, qty: int) -> BasketLine:
+        """Record, for this try-on session, a product put in the basket of the mirror's kiosk (``kiosk:``)."""
+        line = BasketLine(sku, qty, "store", self.sessions.session_id, self.cfg.kiosk)
+        self.sessions.added(line)
+        return line
+
+    def ordered(self, order_id: str, lines: list[tuple[str, int]]) -> None:
+        """Record, for this try-on session, a pickup order placed online from the mirror."""
+        self.sessions.ordered(Ordered(order_id, tuple(lines)))
 
     def clear_basket(self) -> None:
         """Empty the basket (paid at a kiosk, or started over)."""

@@ -4,9 +4,10 @@ A session starts when a face appears in front of the mirror or a product
 is picked, and ends when no face has been seen for ``gap`` seconds (the
 customer walked away), when the screen says "done", or when the mirror
 stops. It counts, per SKU, the seconds it was on a face that was there,
-and what was put in the basket. An ended session in which nothing was tried
-or added (someone walked past) is not reported. Nothing about the face is
-kept: only that there was one.
+what was put in a basket (the mirror's own, or its kiosk's session basket)
+and which pickup orders were placed online. An ended session in which
+nothing was tried, added or ordered (someone walked past) is not reported.
+Nothing about the face is kept: only that there was one.
 """
 
 from __future__ import annotations
@@ -25,15 +26,35 @@ Channel = Literal["store", "online"]
 
 @dataclass(frozen=True)
 class BasketLine:
-    """A product the customer wants: taken in the store or ordered online."""
+    """A product the customer wants: taken in the store or ordered online; ``kiosk`` when it went to
+    that kiosk's session basket instead of the mirror's own."""
 
     sku: str
     qty: int
     channel: Channel
     session_id: str | None
+    kiosk: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "qty": self.qty, "channel": self.channel, "session_id": self.session_id}
+
+    def reported(self) -> dict[str, Any]:
+        """The line in ``retail.tryon.session``: no session id (the event has it), the kiosk when there is one."""
+        out: dict[str, Any] = {"sku": self.sku, "qty": self.qty, "channel": self.channel}
+        if self.kiosk is not None:
+            out["kiosk"] = self.kiosk
+        return out
+
+
+@dataclass(frozen=True)
+class Ordered:
+    """A pickup order placed online from the mirror: its id and what it holds (SKUs and counts, no money)."""
+
+    order_id: str
+    lines: tuple[tuple[str, int], ...]
+
+    def reported(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "lines": [{"sku": sku, "qty": qty} for sku, qty in self.lines]}
 
 
 @dataclass
@@ -43,6 +64,7 @@ class _Session:
     started: float
     tried: dict[str, list[Any]] = field(default_factory=dict)  # sku -> [kind, seconds]
     added: list[BasketLine] = field(default_factory=list)
+    orders: list[Ordered] = field(default_factory=list)
     face_seconds: float = 0.0
     compared: bool = False
 
@@ -74,6 +96,9 @@ class SessionTracker:
     def _ensure(self) -> _Session:
         if self.session is None:
             self.session = _Session(str(uuid.uuid4()), utcnow(), self.clock())
+            # A session begun by a tap before the camera saw anyone gets its whole gap:
+            # the mirror idle for minutes before must not end it at the next check.
+            self._face_seen = self.clock()
         return self.session
 
     def face(self, present: bool) -> dict[str, Any] | None:
@@ -107,6 +132,11 @@ class SessionTracker:
         self._advance()
         self._ensure().added.append(line)
 
+    def ordered(self, order: Ordered) -> None:
+        """A pickup order placed online during this session."""
+        self._advance()
+        self._ensure().orders.append(order)
+
     @property
     def session_id(self) -> str | None:
         return self.session.id if self.session else None
@@ -116,7 +146,7 @@ class SessionTracker:
         self._advance()
         session, self.session = self.session, None
         self._active = {}
-        if session is None or (not session.tried and not session.added):
+        if session is None or (not session.tried and not session.added and not session.orders):
             return None
         return {
             "session_id": session.id,
@@ -130,7 +160,8 @@ class SessionTracker:
             "compared": session.compared,
             "tried": [{"sku": sku, "kind": kind, "seconds": round(seconds, 1)}
                       for sku, (kind, seconds) in session.tried.items()],
-            "basket": [{"sku": line.sku, "qty": line.qty, "channel": line.channel} for line in session.added],
+            "basket": [line.reported() for line in session.added],
+            "orders": [order.reported() for order in session.orders],
         }
 
     def summary(self) -> dict[str, Any] | None:

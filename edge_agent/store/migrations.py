@@ -229,6 +229,22 @@ MIGRATIONS: list[Step] = [
         "ALTER TABLE orders ADD COLUMN locked_until TEXT",
         "CREATE INDEX orders_status ON orders(status, received_at)",
     ],
+    # Pickup orders placed in this store (edge_agent/orders.py ``place``): the
+    # mirror's "Order online", a kiosk, an associate. orders.origin says where
+    # an order came from ('hub' for each one the hub sent). placed_orders keeps
+    # a placed order's idempotency key, request hash and answer; its event is
+    # an ordinary outbox row, like an adjustment's (orders are placed rarely,
+    # and one more record table would join into every outbox read).
+    [
+        "ALTER TABLE orders ADD COLUMN origin TEXT NOT NULL DEFAULT 'hub'",
+        """CREATE TABLE placed_orders (
+            order_id        TEXT PRIMARY KEY,
+            client_order_id BLOB NOT NULL UNIQUE,
+            request_hash    BLOB NOT NULL,
+            seq             INTEGER NOT NULL,
+            body            BLOB NOT NULL
+        ) STRICT""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

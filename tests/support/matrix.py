@@ -18,12 +18,16 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/sales"): {"kiosk", "associate"},
     ("POST", "/v1/returns"): {"kiosk", "associate"},
     ("GET", "/v1/orders"): {"associate"},
+    ("POST", "/v1/orders"): {"kiosk", "associate", "admin"},
     ("GET", "/v1/orders/{order_id}"): {"associate"},
     ("POST", "/v1/orders/{order_id}/status"): {"associate"},
     ("POST", "/v1/stock/adjustments"): {"associate", "admin"},
     ("GET", "/v1/members"): {"associate", "admin"},
     ("GET", "/v1/members/{member_id}"): {"associate", "admin"},  # a kiosk: only its session's member (403 here)
     ("GET", "/v1/sessions/{station}"): {"kiosk", "associate", "admin"},  # a kiosk: only its own station
+    # A kiosk: its own; a mirror's screen: the kiosk its mirror.camera names (checked on the device, 403 else).
+    ("POST", "/v1/sessions/{station}/basket"): {"kiosk", "associate", "admin", "mirror"},
+    ("DELETE", "/v1/sessions/{station}/basket"): {"kiosk", "associate", "admin"},  # a kiosk: only its own
     ("POST", "/v1/print"): {"console", "admin"},
     ("GET", "/v1/print/jobs"): STAFF,
     ("GET", "/v1/print/jobs/{job_id}"): STAFF,
@@ -41,6 +45,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin", "kiosk"},
     ("POST", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin"},
     ("DELETE", "/v1/mirror/{device}/basket"): {"mirror", "associate", "admin", "kiosk"},
+    ("POST", "/v1/mirror/{device}/order"): {"mirror", "associate", "admin"},
     ("POST", "/v1/mirror/{device}/session/end"): {"mirror", "associate", "admin"},
     ("GET", "/console/api/meta"): {"console", "admin"},
     ("GET", "/console/api/fleet"): {"console", "admin"},

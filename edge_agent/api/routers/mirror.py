@@ -3,10 +3,18 @@
 The mirror's screen is an API client with role ``mirror``, bound to its
 ``mirror.camera`` device by the device's ``station``; it may use only that
 mirror. Associates and admins may use every mirror (to help a customer), but
-the camera stream goes to the mirror's own screen alone. Kiosks read and
-clear a mirror's basket, to check it out. The stream is relayed byte for byte
-from the mirror process's socket: the agent never decodes, keeps or logs a
-frame, and tells the browser not to store one (``Cache-Control: no-store``).
+the camera stream goes to the mirror's own screen alone.
+
+"Add to basket" (channel ``store``) puts the product in the session basket
+of the mirror's kiosk when the device has ``kiosk:`` (the customer pays
+there, edge_agent/sessions.py), and otherwise in the mirror's own basket,
+which kiosks and associates read, check out and clear. "Order online"
+(``POST .../order``) places a pickup order for this store from online stock
+(edge_agent/orders.py). The try-on session records both.
+
+The stream is relayed byte for byte from the mirror process's socket: the
+agent never decodes, keeps or logs a frame, and tells the browser not to
+store one (``Cache-Control: no-store``).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ from ar_mirror import products as tryon
 from ar_mirror.stream import CONTENT_TYPE
 from drivers.base import DEVICE_ID_PATTERN, DeviceState
 from drivers.mirror.driver import MirrorCamera
-from edge_agent import catalog
+from edge_agent import catalog, orders, sessions
 from edge_agent.api.auth import client_for, require
+from edge_agent.api.routers import orders as order_routes
 from edge_agent.config import ClientConfig, Role
 from edge_agent.errors import DeviceError
 
@@ -131,8 +140,24 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
         "face": bool(stats and stats.face), "fps": stats.fps if stats else 0.0,
         "look": {"skus": [layer.sku for layer in driver.look.layers], "compare": driver.look.compare,
                  "compare_side": driver.look.compare_side},
-        "session": driver.sessions.summary(), "basket": driver.basket.as_dict(), "privacy": PRIVACY,
+        "session": driver.sessions.summary(), "basket": _basket(request, driver), "kiosk": driver.cfg.kiosk,
+        "privacy": PRIVACY,
     }
+
+
+def _basket(request: Request, driver: MirrorCamera) -> dict:
+    """The mirror's own basket; with ``kiosk:``, also what it put in that kiosk's basket that is still there.
+
+    ``lines`` is only ever the mirror's own (what a kiosk checks out from
+    here), so a line in the kiosk's session is never sold twice.
+    """
+    out = driver.basket.as_dict()
+    kiosk = driver.cfg.kiosk
+    if kiosk is not None:
+        session = request.app.state.agent.sessions.get(kiosk)
+        mine = [{"sku": ln.sku, "name": ln.name, "qty": ln.qty} for ln in session.basket if ln.source == driver.cfg.id]
+        out["kiosk"] = {"station": kiosk, "lines": mine}
+    return out
 
 
 @router.get("/v1/mirror/{device}/products", response_model=list[tryon.Offer])
@@ -198,17 +223,27 @@ async def stream(request: Request, device: DeviceId, token: str | None = Query(d
 
 @router.get("/v1/mirror/{device}/basket")
 async def get_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
-    """What the customer put in the basket at this mirror."""
-    return _mirror(request, device, client).basket.as_dict()
+    """What the customer put in the basket at this mirror (and, with ``kiosk:``, in that kiosk's from here)."""
+    return _basket(request, _mirror(request, device, client))
 
 
 @router.post("/v1/mirror/{device}/basket", status_code=201)
 async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
-    """Add a product to take in the store (``store``) or to order online (``online``); 409 beyond the stock."""
+    """Add a product to take in the store (``store``: to the kiosk's basket when the mirror has ``kiosk:``)
+    or to order online (``online``, a wish kept in the mirror's basket); 409 beyond the stock."""
     driver = _mirror(request, device, client)
     offer = (await _offers(request, driver)).get(body.sku)
     if offer is None:
         raise HTTPException(422, f"{body.sku!r} is not a try-on product this store has or can order")
+    if body.channel == "store" and driver.cfg.kiosk is not None:
+        agent = request.app.state.agent
+        try:
+            await sessions.add_item(agent.sessions, agent.store, driver.cfg.kiosk,
+                                    catalog.ItemIn(sku=body.sku, qty=body.qty), driver.cfg.id)
+        except sessions.BasketError as err:
+            raise HTTPException(err.status, str(err)) from err
+        driver.sent_to_kiosk(body.sku, body.qty)
+        return _basket(request, driver)
     stock = offer.stock_store if body.channel == "store" else offer.stock_online
     wanted = driver.basket.qty(body.sku, body.channel) + body.qty
     if wanted > stock:
@@ -218,15 +253,44 @@ async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId,
         driver.add_to_basket(body.sku, body.qty, body.channel)
     except ValueError as err:
         raise HTTPException(409, str(err)) from err
-    return driver.basket.as_dict()
+    return _basket(request, driver)
 
 
 @router.delete("/v1/mirror/{device}/basket")
 async def clear_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
-    """Empty the basket (checked out at a kiosk, or the customer starts over)."""
+    """Empty the mirror's own basket (checked out at a kiosk, or the customer starts over)."""
     driver = _mirror(request, device, client)
     driver.clear_basket()
-    return driver.basket.as_dict()
+    return _basket(request, driver)
+
+
+@router.post("/v1/mirror/{device}/order", status_code=201)
+async def place_order(body: orders.OrderIn, request: Request, response: Response, device: DeviceId,
+                      client: ClientConfig = _USE) -> dict:
+    """The screen's "Order online": a pickup order for this store of try-on products, from online stock.
+
+    As ``POST /v1/orders`` (201 with ``order_id``, ``pickup_code``, lines,
+    total; 409 beyond online stock or for a reused ``client_order_id``), for
+    try-on products only (422 for others); the try-on session records it.
+    """
+    driver = _mirror(request, device, client)
+    try:
+        tryons = driver.tryons()
+    except DeviceError as err:
+        raise HTTPException(503, f"the mirror's try-on products cannot be read: {err}") from err
+    # Checked against the products file, not what is in stock: a retry of the
+    # order that took the last unit must still find it (stock is place()'s 409).
+    found = await request.app.state.agent.store.read(lambda conn: [catalog.find(conn, i) for i in body.lines])
+    others = [item.ref for item, product in zip(body.lines, found, strict=True)
+              if product is None or product.sku not in tryons]
+    if others:
+        raise HTTPException(422, f"not a try-on product of this mirror: {', '.join(others)}")
+    store = request.app.state.agent.config.store
+    at = orders.Placement("mirror", client.name, store.id, store.name, device=device)
+    placed = await order_routes.place(request, response, body, at)
+    if not placed.replayed:
+        driver.ordered(placed.order["order_id"], [(ln["sku"], ln["qty"]) for ln in placed.order["lines"]])
+    return placed.order
 
 
 @router.post("/v1/mirror/{device}/session/end")

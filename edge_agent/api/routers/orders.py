@@ -1,14 +1,16 @@
-"""Pickup orders for associates: ``GET /v1/orders`` and ``POST /v1/orders/{id}/status`` (edge_agent/orders.py)."""
+"""Pickup orders (edge_agent/orders.py): associates list and move them (``GET /v1/orders``,
+``POST /v1/orders/{id}/status``); kiosks and associates place them (``POST /v1/orders``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from edge_agent import orders, stock
 from edge_agent.api.auth import require
 from edge_agent.config import ClientConfig, Role
+from edge_agent.store import Tx
 
 router = APIRouter(tags=["orders"])
 _ASSOCIATE = require(Role.ASSOCIATE)
@@ -60,3 +62,46 @@ async def set_status(
         agent.bus.publish("order.status", {**outcome.event, "member_id": outcome.order["member_id"]})
     stock.publish_low(agent.bus, outcome.changes, agent.config.stock.low_threshold)
     return {**outcome.order, "changed": outcome.changed}
+
+
+async def place(request: Request, response: Response, body: orders.OrderIn, at: orders.Placement) -> orders.Placed:
+    """Place an order durably (one write), then tell the associates and wake the pick-ticket printer.
+
+    Shared by ``POST /v1/orders`` and the mirror's ``POST /v1/mirror/{device}/order``.
+    """
+    agent = request.app.state.agent
+
+    def write(tx: Tx) -> orders.Placed:
+        return orders.place(tx, body, at, agent.printing)
+
+    try:
+        placed = await agent.store.write(write)
+    except orders.OrderError as err:
+        raise HTTPException(err.status, str(err)) from err
+    if placed.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        agent.bus.publish("order.created", {**(placed.feed or {}), "print_job": placed.job.id if placed.job else None})
+    if placed.job is not None:
+        agent.printing.notify(placed.job.device)
+        response.headers["Print-Job"] = placed.job.id
+    return placed
+
+
+@router.post("/v1/orders", status_code=201)
+async def place_order(
+    body: orders.OrderIn,
+    request: Request,
+    response: Response,
+    client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN)),
+) -> dict:
+    """Place a pickup order for this store from online stock; 201 with its ``order_id`` and ``pickup_code``.
+
+    Prices come from the agent's catalog; 409 when a line asks for more than
+    ``stock_online`` or the ``client_order_id`` was used for another order,
+    422 for an unknown product. The same ``client_order_id`` and body again
+    return the same order (``Idempotent-Replayed: true``).
+    """
+    store = request.app.state.agent.config.store
+    at = orders.Placement(client.role.value, client.name, store.id, store.name)
+    return (await place(request, response, body, at)).order

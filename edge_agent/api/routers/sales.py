@@ -3,6 +3,10 @@
 When the selling kiosk has a printer (``station:`` of a ``printer.escpos``),
 its receipt job is queued in the sale's own transaction; the 201 then names
 the job in the ``Print-Job`` header (``GET /v1/print/jobs/{id}``).
+
+A sale by a kiosk empties that kiosk's session basket (edge_agent/sessions.py):
+the checkout took it. A replay does not: it sold nothing new, and the
+customer may have started the next basket since.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ async def create_sale(
         response.headers["Idempotent-Replayed"] = "true"
     else:
         stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold, announce=False)
+        if client.role == Role.KIOSK:
+            agent.sessions.clear_basket(client.name, "sale")
     if job is not None:
         agent.printing.notify(job.device)
         response.headers["Print-Job"] = job.id

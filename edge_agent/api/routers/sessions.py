@@ -1,22 +1,95 @@
-"""``GET /v1/sessions/{station}``: a kiosk's current session (the member attached to it)."""
+"""``/v1/sessions/{station}``: a kiosk's current session (the member attached to it) and its basket.
+
+A kiosk reads and changes only its own session. Associates and admins may
+change any kiosk's basket (helping a customer). A mirror's screen may put
+lines into the basket of the kiosk its ``mirror.camera`` device names with
+``kiosk:``, and into no other: the customer tries a product on at the
+counter and pays for it at the counter's kiosk.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
+from drivers.mirror.config import MirrorConfig
+from edge_agent import sessions
 from edge_agent.api.auth import require
+from edge_agent.catalog import ItemIn
 from edge_agent.config import ClientConfig, Role
 
 router = APIRouter(tags=["sessions"])
+Station = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def _own(client: ClientConfig, station: str, what: str) -> None:
+    """403 for a kiosk that is not ``station``."""
+    if client.role == Role.KIOSK and station != client.name:
+        raise HTTPException(403, f"a kiosk {what} only its own session ({client.name!r})")
+
+
+def _kiosk(request: Request, station: str) -> None:
+    """404 unless ``station`` is a kiosk client of this store (a session is a kiosk's)."""
+    clients = request.app.state.agent.config.api.clients
+    if not any(c.name == station and c.role == Role.KIOSK for c in clients):
+        raise HTTPException(404, f"no kiosk {station!r} in this store (an api client with role kiosk)")
+
+
+def mirror_for(request: Request, client: ClientConfig, station: str) -> MirrorConfig | None:
+    """The enabled mirror whose screen is ``client`` and whose ``kiosk`` is ``station``, if any."""
+    for device in request.app.state.agent.config.devices:
+        if (isinstance(device, MirrorConfig) and device.enabled and device.station == client.name
+                and device.kiosk == station):
+            return device
+    return None
 
 
 @router.get("/v1/sessions/{station}")
 async def get_session(
     request: Request,
-    station: str = Path(min_length=1, max_length=64),
+    station: Station,
     client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN)),
 ) -> dict:
-    """The station's session; a kiosk may read only its own."""
-    if client.role == Role.KIOSK and station != client.name:
-        raise HTTPException(403, f"a kiosk reads only its own session ({client.name!r})")
-    return request.app.state.agent.sessions.get(station).as_dict()
+    """The station's session: member and basket, each line with its name and the catalog's current unit price."""
+    _own(client, station, "reads")
+    agent = request.app.state.agent
+    return await sessions.priced(agent.store, agent.sessions.get(station))
+
+
+@router.post("/v1/sessions/{station}/basket", status_code=201)
+async def add_to_basket(
+    body: ItemIn,
+    request: Request,
+    station: Station,
+    client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN, Role.MIRROR)),
+) -> dict:
+    """Put a product in the kiosk's basket (``code`` or ``sku``, ``qty``); 422 unknown product, 409 beyond store stock."""
+    _own(client, station, "changes")
+    source = client.name
+    if client.role == Role.MIRROR:
+        mirror = mirror_for(request, client, station)
+        if mirror is None:
+            raise HTTPException(403, f"only the screen of a mirror whose devices.yaml kiosk is {station!r} "
+                                     "may add to its basket")
+        source = mirror.id
+    _kiosk(request, station)
+    agent = request.app.state.agent
+    try:
+        session = await sessions.add_item(agent.sessions, agent.store, station, body, source)
+    except sessions.BasketError as err:
+        raise HTTPException(err.status, str(err)) from err
+    return await sessions.priced(agent.store, session)
+
+
+@router.delete("/v1/sessions/{station}/basket")
+async def clear_basket(
+    request: Request,
+    station: Station,
+    client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN)),
+) -> dict:
+    """Empty the kiosk's basket (the customer starts over); the member stays attached."""
+    _own(client, station, "changes")
+    _kiosk(request, station)
+    agent = request.app.state.agent
+    return await sessions.priced(agent.store, agent.sessions.clear_basket(station))

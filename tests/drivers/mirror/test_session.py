@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.mirror.session import Basket, BasketLine, SessionTracker
+from drivers.mirror.session import Basket, BasketLine, Ordered, SessionTracker
 
 
 class Clock:
@@ -43,10 +43,30 @@ def test_a_session_counts_seconds_on_a_present_face_per_sku(tracker, clock):
     assert tried == {"LIP-RED-01": 9.0, "GLS-ROUND-BLK": 4.0}
     assert data["face_seconds"] == 11.0 and data["seconds"] == 15.0
     assert data["basket"] == [{"sku": "LIP-RED-01", "qty": 1, "channel": "store"}]
-    assert data["compared"] is True and data["ended_by"] == "done"
+    assert data["compared"] is True and data["ended_by"] == "done" and data["orders"] == []
     # SKUs, seconds and counts: nothing of a face.
     assert set(data) == {"session_id", "device", "station", "started_at", "ended_at", "seconds", "face_seconds",
-                         "ended_by", "compared", "tried", "basket"}
+                         "ended_by", "compared", "tried", "basket", "orders"}
+
+
+def test_a_session_records_what_went_to_the_kiosk_and_what_was_ordered_online(tracker, clock):
+    tracker.face(True)
+    tracker.look({"LIP-RED-01": "lipstick"}, compare=False)
+    clock.now += 4
+    tracker.added(BasketLine("LIP-RED-01", 2, "store", tracker.session_id, kiosk="kiosk-1"))
+    tracker.ordered(Ordered("0190-ab", (("GLS-ROUND-BLK", 1), ("LIP-RED-01", 1))))
+    data = tracker.end("done")
+    assert data is not None
+    assert data["basket"] == [{"sku": "LIP-RED-01", "qty": 2, "channel": "store", "kiosk": "kiosk-1"}]
+    assert data["orders"] == [{"order_id": "0190-ab", "lines": [{"sku": "GLS-ROUND-BLK", "qty": 1},
+                                                                 {"sku": "LIP-RED-01", "qty": 1}]}]
+    assert "price" not in str(data) and "total" not in str(data)  # interest and what was bought, not money
+
+
+def test_an_order_alone_is_a_session_to_report(tracker):
+    tracker.ordered(Ordered("0190-cd", (("BLUSH-PEACH", 1),)))
+    data = tracker.end("done")
+    assert data is not None and data["tried"] == [] and data["orders"][0]["order_id"] == "0190-cd"
 
 
 def test_walking_away_for_the_gap_ends_the_session(tracker, clock):
@@ -87,3 +107,14 @@ def test_the_basket_merges_lines_and_has_a_limit():
         basket.add(BasketLine("B", 1, "store", "s1"))
     basket.clear()
     assert basket.as_dict() == {"lines": []}
+
+
+def test_a_session_begun_by_a_tap_before_any_face_gets_its_whole_gap(tracker, clock):
+    clock.now += 60  # the mirror stood idle, nobody in front of it
+    tracker.look({"LIP-RED-01": "lipstick"}, compare=False)  # a tap on the screen starts a session
+    assert tracker.tick() is None
+    clock.now += 9
+    assert tracker.tick() is None
+    clock.now += 1
+    data = tracker.tick()
+    assert data is not None and data["ended_by"] == "walked_away"

@@ -1,0 +1,153 @@
+"""A mirror with ``kiosk:`` through a real agent: "Add to basket" fills the kiosk's session basket, "Order online"
+places a pickup order, and the try-on session records both, over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("mediapipe")
+pytest.importorskip("skimage")
+
+from support.agent import AgentProcess, config_dict, free_port  # noqa: E402
+from support.flows import feed, poll, sale  # noqa: E402
+
+from edge_agent.store import outbox  # noqa: E402
+
+# A long session_gap: the session these tests fill is ended by "Done", never by the camera starting late.
+MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "station": "mirror-1",
+          "kiosk": "kiosk-1", "width": 320, "height": 240, "session_gap": 600}
+BASE = "/v1/mirror/mirror-1"
+SESSION = "/v1/sessions/kiosk-1"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory) -> Iterator[AgentProcess]:
+    # Baskets and orders need the mirror's driver, not its picture: no wait for the camera.
+    agent = AgentProcess(tmp_path_factory.mktemp("mirror-kiosk"), config_dict(free_port(), [MIRROR]))
+    agent.import_catalog()
+    agent.start()
+    yield agent
+    agent.close()
+
+
+def kiosk_lines(agent) -> list[tuple[str, int, str]]:
+    with agent.client("kiosk") as kiosk:
+        return [(ln["sku"], ln["qty"], ln["source"]) for ln in kiosk.get(SESSION).json()["basket"]["lines"]]
+
+
+def test_add_to_basket_goes_to_the_kiosks_session(agent):
+    with feed(agent, "kiosk") as events, agent.client("mirror") as mirror:
+        added = mirror.post(f"{BASE}/basket", json={"sku": "LIP-NUDE-02", "qty": 2, "channel": "store"})
+        assert added.status_code == 201, added.text
+        heard = events.expect("session.basket", lambda d: d["change"] == "added")
+        status = mirror.get(BASE).json()
+    assert heard["source"] == "mirror-1" and heard["sku"] == "LIP-NUDE-02" and heard["qty"] == 2
+    assert kiosk_lines(agent) == [("LIP-NUDE-02", 2, "mirror-1")]
+    view = added.json()
+    assert view["lines"] == []  # nothing in the mirror's own basket: no kiosk can check it out twice
+    assert view["kiosk"]["station"] == "kiosk-1"
+    assert [(ln["sku"], ln["qty"]) for ln in view["kiosk"]["lines"]] == [("LIP-NUDE-02", 2)]
+    assert status["kiosk"] == "kiosk-1" and status["basket"] == view
+    with agent.client("kiosk") as kiosk:
+        line = kiosk.get(SESSION).json()["basket"]["lines"][0]
+    assert line["name"].endswith("Nude") and line["unit_price"] == "189.00"
+
+
+def test_the_kiosks_basket_refuses_more_than_the_store_has(agent):
+    with agent.client("mirror") as mirror:
+        assert mirror.post(f"{BASE}/basket", json={"sku": "GLS-ROUND-BLK", "qty": 4}).status_code == 201
+        over = mirror.post(f"{BASE}/basket", json={"sku": "GLS-ROUND-BLK", "qty": 2})
+        not_tryon = mirror.post(f"{BASE}/basket", json={"sku": "TOTE-CANVAS"})
+    assert over.status_code == 409 and "only 5 of GLS-ROUND-BLK in the store" in over.json()["detail"]
+    assert not_tryon.status_code == 422
+    assert ("GLS-ROUND-BLK", 4, "mirror-1") in kiosk_lines(agent)
+
+
+def test_the_mirrors_screen_may_fill_its_own_kiosks_basket_only(agent):
+    with agent.client("mirror") as mirror:
+        direct = mirror.post(f"{SESSION}/basket", json={"sku": "BLUSH-PEACH"})
+        assert direct.status_code == 201, direct.text
+        assert mirror.post("/v1/sessions/kiosk-2/basket", json={"sku": "BLUSH-PEACH"}).status_code == 403
+        assert mirror.get(SESSION).status_code == 403  # it adds; it does not read the kiosk's session
+    assert ("BLUSH-PEACH", 1, "mirror-1") in kiosk_lines(agent)
+
+
+def test_an_online_wish_stays_in_the_mirrors_own_basket(agent):
+    with agent.client("mirror") as mirror:
+        view = mirror.post(f"{BASE}/basket", json={"sku": "SHADOW-BRONZE", "channel": "online"}).json()
+    assert [(ln["sku"], ln["channel"]) for ln in view["lines"]] == [("SHADOW-BRONZE", "online")]
+    assert "SHADOW-BRONZE" not in {sku for sku, _, _ in kiosk_lines(agent)}
+
+
+def test_order_online_places_a_pickup_order_from_the_mirror(agent):
+    key = str(uuid.uuid4())
+    request = {"client_order_id": key, "lines": [{"sku": "LIP-RED-01"}]}
+    with agent.client("mirror") as mirror, agent.client("associate") as pad:
+        placed = mirror.post(f"{BASE}/order", json=request)
+        assert placed.status_code == 201, placed.text
+        again = mirror.post(f"{BASE}/order", json=request)
+        other = pad.post("/v1/orders", json=request)  # the same key elsewhere is another order
+        tote = mirror.post(f"{BASE}/order", json={"client_order_id": str(uuid.uuid4()),
+                                                  "lines": [{"sku": "TOTE-CANVAS"}]})
+        listed = {o["order_id"]: o for o in pad.get("/v1/orders").json()}
+    order = placed.json()
+    assert order["origin"] == "mirror" and order["device"] == "mirror-1" and order["station"] == "mirror-1"
+    assert order["total"] == "159.00" and len(order["pickup_code"]) == 6
+    assert order["pickup_qr"] == f"RP1:{order['order_id']}:{order['pickup_code']}"
+    assert again.json() == order and again.headers["idempotent-replayed"] == "true"
+    assert other.status_code == 409
+    assert tote.status_code == 422 and "not a try-on product of this mirror: TOTE-CANVAS" in tote.json()["detail"]
+    assert listed[order["order_id"]]["origin"] == "mirror" and listed[order["order_id"]]["status"] == "new"
+    agent.order = order  # type: ignore[attr-defined]
+
+
+def test_a_retry_of_the_order_that_took_the_last_unit_is_the_same_order(agent):
+    with agent.client("associate") as pad, agent.client("mirror") as mirror:
+        pad.post("/v1/stock/adjustments", json={"code": "SHADOW-BRONZE", "counted": 0, "reason": "count"}
+                 ).raise_for_status()
+        online = pad.get("/v1/products/SHADOW-BRONZE").json()["stock_online"]
+        request = {"client_order_id": str(uuid.uuid4()), "lines": [{"sku": "SHADOW-BRONZE", "qty": online}]}
+        first = mirror.post(f"{BASE}/order", json=request)
+        assert first.status_code == 201, first.text
+        # None left in the store or online: the mirror no longer offers it, and the retry still gets its order.
+        assert "SHADOW-BRONZE" not in {p["sku"] for p in mirror.get(f"{BASE}/products").json()}
+        retry = mirror.post(f"{BASE}/order", json=request)
+        more = mirror.post(f"{BASE}/order", json={**request, "client_order_id": str(uuid.uuid4())})
+    assert retry.status_code == 201 and retry.json() == first.json()
+    assert more.status_code == 409 and "only 0 of SHADOW-BRONZE online" in more.json()["detail"]
+    agent.last_unit = first.json()  # type: ignore[attr-defined]
+
+
+def test_the_try_on_session_records_the_basket_and_the_order(agent):
+    with agent.client("mirror") as mirror:
+        ended = mirror.post(f"{BASE}/session/end").json()["ended"]
+    assert ended["basket"] == [
+        {"sku": "LIP-NUDE-02", "qty": 2, "channel": "store", "kiosk": "kiosk-1"},
+        {"sku": "GLS-ROUND-BLK", "qty": 4, "channel": "store", "kiosk": "kiosk-1"},
+        {"sku": "SHADOW-BRONZE", "qty": 1, "channel": "online"},
+    ]
+    assert ended["orders"] == [
+        {"order_id": agent.order["order_id"], "lines": [{"sku": "LIP-RED-01", "qty": 1}]},
+        {"order_id": agent.last_unit["order_id"], "lines": [{"sku": "SHADOW-BRONZE", "qty": agent.last_unit["items"]}]},
+    ]  # each once: a replay records nothing more
+
+    def recorded() -> list:
+        with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as conn:
+            return [e.data for e in outbox.pending(conn) if e.type == "retail.tryon.session"]
+
+    assert poll(recorded, bool, what="the try-on session in the outbox") == [ended]
+
+
+def test_the_kiosks_sale_takes_the_basket_the_mirror_filled(agent):
+    with agent.client("kiosk") as kiosk, agent.client("mirror") as mirror:
+        lines = kiosk.get(SESSION).json()["basket"]["lines"]
+        paid = kiosk.post("/v1/sales", json=sale(*[(ln["sku"], ln["qty"]) for ln in lines]))
+        assert paid.status_code == 201, paid.text
+        assert kiosk.get(SESSION).json()["basket"]["lines"] == []
+        assert mirror.get(BASE).json()["basket"]["kiosk"]["lines"] == []
