@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support.flows import feed, hub_event, linked_agent, order, sync_point, uplink
-from support.printer import EmulatorThread
+from support.printer import EmulatorThread, printer_device
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +16,7 @@ def printer():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, printer):
-    devices = [{"id": "backroom", "kind": "printer.escpos", "connection": "tcp",
-                "address": f"127.0.0.1:{printer.port}", "profile": "generic-80-gb18030", "pick_tickets": True,
-                "status_timeout": 0.5, "paper_check_interval": 0.1}]
+    devices = [printer_device(printer.port, pick_tickets=True)]
     with linked_agent(tmp_path_factory.mktemp("orders"), devices) as (agent, hub):
         yield agent, hub
 

@@ -15,7 +15,7 @@ import pytest
 from drivers.scanner.protocol import CodeKind, parse
 from edge_agent.store import outbox
 from support.flows import GLASSES, LIPSTICK, TOTE, feed, hub_event, linked_agent, sync_point, uplink
-from support.printer import EmulatorThread
+from support.printer import EmulatorThread, printer_device
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,7 @@ def printer():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, printer):
-    devices = [{"id": "backroom", "kind": "printer.escpos", "connection": "tcp",
-                "address": f"127.0.0.1:{printer.port}", "profile": "generic-80-gb18030", "pick_tickets": True,
-                "status_timeout": 0.5, "paper_check_interval": 0.1}]
+    devices = [printer_device(printer.port, pick_tickets=True)]
     with linked_agent(tmp_path_factory.mktemp("placed"), devices) as (agent, hub):
         yield agent, hub
 

@@ -10,7 +10,7 @@ import pytest
 from drivers.printer import layout
 from support.flows import (GLASSES, LIPSTICK, NUDE, TOTE, card, feed, hub_event, linked_agent, order, ret, sale,
                            sync_point, uplink)
-from support.printer import EmulatorThread
+from support.printer import EmulatorThread, printer_device
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,7 @@ def printer():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, printer):
-    devices = [{"id": "printer-1", "kind": "printer.escpos", "connection": "tcp",
-                "address": f"127.0.0.1:{printer.port}", "profile": "generic-80-gb18030", "station": "kiosk-1",
-                "status_timeout": 0.5, "paper_check_interval": 0.1}]
+    devices = [printer_device(printer.port, id="printer-1", station="kiosk-1")]
     with linked_agent(tmp_path_factory.mktemp("returns"), devices, stock={"low_threshold": 3}) as (agent, hub):
         yield agent, hub
 

@@ -77,3 +77,9 @@ class EmulatorThread:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def printer_device(port: int, **keys: Any) -> dict[str, Any]:
+    """A ``printer.escpos`` devices.yaml entry for the emulator on ``port``, quick to notice trouble; ``keys`` add or override."""
+    return {"id": "backroom", "kind": "printer.escpos", "connection": "tcp", "address": f"127.0.0.1:{port}",
+            "profile": "generic-80-gb18030", "status_timeout": 0.5, "paper_check_interval": 0.1, **keys}
