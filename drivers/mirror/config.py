@@ -38,8 +38,9 @@ class MirrorConfig(DeviceConfig):
                                  description="seconds the mirror process may take to load its model and camera")
 
     def clients(self) -> list[tuple[str, str, tuple[str | int, ...]]]:
-        """The kiosk this mirror sends its basket to, which must be a kiosk client."""
-        return [(self.kiosk, "kiosk", ("kiosk",))] if self.kiosk else []
+        """The mirror's screen, which must be a mirror client, and the kiosk it sends its basket to, a kiosk client."""
+        named: list[tuple[str, str, tuple[str | int, ...]]] = [(self.station, "mirror", ("station",))]
+        return named + [(self.kiosk, "kiosk", ("kiosk",))] if self.kiosk else named
 
     @field_validator("source")
     @classmethod

@@ -86,10 +86,12 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "shared_token.yaml": [(11, "'kiosk-2' has the same token as clients.0")],
     "bad_role.yaml": [(7, "api.clients.0.role is not a valid choice (got 'cashier'); "
                       "use one of 'kiosk', 'associate', 'mirror', 'console' or 'admin'")],
-    "mirror_kiosk_not_a_kiosk.yaml": [
-        (17, "devices.0.kiosk: 'kiosk-9' is not an api client; name a client with role kiosk (in this file: "
+    "mirror_clients_of_another_role.yaml": [
+        (20, "devices.0.kiosk: 'kiosk-9' is not an api client; name a client with role kiosk (in this file: "
              "kiosk-1)"),
-        (22, "devices.1.kiosk: 'pad-1' is an api client with role associate, not kiosk"),
+        (24, "devices.1.station: 'mirror-2' is not an api client; name a client with role mirror (in this file: "
+             "mirror-1)"),
+        (25, "devices.1.kiosk: 'pad-1' is an api client with role associate, not kiosk"),
     ],
     "two_problems.yaml": [
         (12, "api.clients.0.token_sha256: this is not the 64 hex digits"),
