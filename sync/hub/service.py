@@ -203,20 +203,32 @@ class HubService:
         return self._done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the messages already taken, acknowledge them, disconnect (the session stays)."""
+        """Finish the messages already taken, acknowledge them, disconnect (the session stays).
+
+        Nothing new is taken once stopping (``_on_message``), so the queue only
+        drains; ``timeout`` bounds the whole wait. A worker still busy after it
+        (a database that hangs) is left its database: what it has not
+        acknowledged the broker delivers again.
+        """
         self._stopping.set()
+        deadline = time.monotonic() + timeout
+        worker_busy = False
         if self._worker is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
                 pass  # the worker sees _stopping once the queue runs dry
-            self._worker.join(timeout)
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+            worker_busy = self._worker.is_alive()
+            if worker_busy:
+                log.warning("the hub worker did not finish within %.0f s; the broker keeps what it did not "
+                            "acknowledge", timeout)
             self._worker = None
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
-        if self.db is not None:
+        if self.db is not None and not worker_busy:
             self.db.close()
             self.db = None
         self._done.set()
@@ -298,6 +310,8 @@ class HubService:
                       self._short_connections, self.client_id)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # never acknowledged: the broker delivers it again to the next worker
         item = _Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self._conn_gen)
         while True:
             try:

@@ -409,15 +409,30 @@ def test_a_backlog_waits_in_the_broker_not_in_the_hubs_memory(mosquitto, stores,
             threading.Event().wait(0.02)
         watch_until = time.monotonic() + 0.5
         while time.monotonic() < watch_until:
-            assert svc._queue.qsize() <= svc.queue_limit
+            assert svc._queue.qsize() <= svc.queue_limit - 1  # never full: the broker holds the rest
             threading.Event().wait(0.01)
+        # A broker that ignored Receive Maximum would meet the full queue: its network thread waits.
+        extra = [mqtt.MQTTMessage(mid=0, topic=b"edge/store-b/events") for _ in range(2)]
+        for seq, msg in enumerate(extra, start=1):
+            msg.payload, msg.qos = batch("store-b", [seq]), 0
+        pushing = threading.Thread(target=lambda: [svc._on_message(None, None, m) for m in extra], daemon=True)
+        pushing.start()
+        deadline = time.monotonic() + 10
+        while svc._queue.qsize() < svc.queue_limit:
+            assert time.monotonic() < deadline, f"queue at {svc._queue.qsize()}"
+            threading.Event().wait(0.01)
+        pushing.join(0.3)
+        assert pushing.is_alive(), "a message went past the full queue"
         observer.release.set()
+        pushing.join(10)
+        assert not pushing.is_alive()
         a.wait_ack(60)
     finally:
         observer.release.set()
         svc.stop()
     db = open_db(f"sqlite:///{tmp_path}/hub.db")
     try:
-        assert [(r.contiguous, r.events, r.open_gaps) for r in db.stores()] == [(60, 60, 0)]
+        assert [(r.store, r.contiguous, r.events, r.open_gaps) for r in db.stores()] == [
+            ("store-a", 60, 60, 0), ("store-b", 2, 2, 0)]
     finally:
         db.close()
