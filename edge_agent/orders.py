@@ -12,9 +12,12 @@ for the status it already has changes nothing (200, ``changed: false``).
 ``RP1:<order>:<code>`` of the pickup QR): a wrong one is counted, and after
 ``MAX_CODE_ATTEMPTS`` wrong codes in a row the order takes no code for
 ``LOCK`` (429). Each step is a ``retail.order.status`` event to the hub and an
-``order.status`` on the feed; at ``collected`` the lines leave store stock
-(``retail.stock.adjusted``, reason ``pickup``): the goods stay in the store,
-in the pickup area, until then.
+``order.status`` on the feed; at ``collected`` the lines of a hub order
+leave store stock (``retail.stock.adjusted``, reason ``pickup``): it is
+picked from the shelves, and the goods stay in the store, in the pickup
+area, until then. An order placed here came out of online stock when it was
+placed and arrives from the chain's warehouse: its collection takes nothing
+from store stock.
 
 Orders are placed here too (``place``): the mirror's "Order online"
 (``POST /v1/mirror/{device}/order``), a kiosk or an associate
@@ -184,11 +187,11 @@ def _code_matches(given: str, order_id: str, code: str) -> bool:
 
 def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
     """Move the order to ``body.status``; OrderError when that move is not allowed."""
-    row = tx.execute("SELECT status, pickup_code, code_attempts, locked_until, lines FROM orders "
+    row = tx.execute("SELECT status, pickup_code, code_attempts, locked_until, lines, origin FROM orders "
                      "WHERE order_id = ?", (order_id,)).fetchone()
     if row is None:
         raise OrderNotFound(f"no pickup order {order_id!r} in this store")
-    current, code, attempts, locked_until, lines = row
+    current, code, attempts, locked_until, lines, origin = row
     target = body.status
     if target == current:
         return Outcome(_must_get(tx, order_id), changed=False)
@@ -217,7 +220,7 @@ def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
     data = {"order_id": order_id, "status": target, "previous": current, "client": client, "at": now.isoformat()}
     tx.emit(ORDER_STATUS, data)
     changes = []
-    if target == "collected":
+    if target == "collected" and origin == "hub":  # a placed order's goods never were store stock
         for line in json.loads(lines):
             changes.append(stock.restock(tx, line["sku"], -line["qty"], "pickup", client, {"order_id": order_id}))
     return Outcome(_must_get(tx, order_id), changed=True, changes=changes, event=data)
@@ -253,7 +256,7 @@ class Placement:
 
     def fingerprint(self, body: OrderIn) -> bytes:
         """Hash of the body and where it was placed, to tell a retry from another order with a reused key."""
-        text = body.model_dump_json() + "\0" + self.origin + "\0" + (self.device or "")
+        text = "\0".join((body.model_dump_json(), self.origin, self.station, self.device or ""))
         return hashlib.sha256(text.encode()).digest()[:16]
 
 

@@ -9,7 +9,8 @@ source: the source is who put the line there (the kiosk itself, an
 associate's client, or a try-on mirror's device id, whose ``kiosk:`` is this
 kiosk). Each change is a ``session.basket`` event, which the kiosk hears on
 its feed. The basket holds no prices: the kiosk's checkout
-(``POST /v1/sales``) prices it, and a sale by the kiosk empties it.
+(``POST /v1/sales``) prices it, and a sale by the kiosk takes out of it
+what it sold: per SKU, up to the units sold; what the sale left out stays.
 
 Sessions live in memory only: after a restart the customer scans their card
 again, and a basket that was lost is put together again at the kiosk.
@@ -18,9 +19,10 @@ again, and a basket that was lost is put together again at the kiosk.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from edge_agent import catalog
 from edge_agent.bus import EventBus, utcnow
@@ -30,8 +32,6 @@ MEMBER_ATTACHED = "member.attached"
 BASKET_CHANGED = "session.basket"
 # Lines in one basket: a customer's shopping, not a stock room's.
 MAX_LINES = 50
-
-Cleared = Literal["cleared", "sale"]
 
 
 class BasketError(Exception):
@@ -71,6 +71,10 @@ class Session:
     def qty(self, sku: str) -> int:
         """Units of ``sku`` in the basket, from every source."""
         return sum(line.qty for line in self.basket if line.sku == sku)
+
+    def lines_from(self, source: str) -> tuple[BasketLine, ...]:
+        """The basket lines that ``source`` put there."""
+        return tuple(line for line in self.basket if line.source == source)
 
     def basket_dict(self) -> dict[str, Any]:
         return {"lines": [line.as_dict() for line in self.basket], "items": sum(ln.qty for ln in self.basket)}
@@ -121,14 +125,37 @@ class Sessions:
         self._changed(session, {"change": "added", "sku": product.sku, "qty": qty, "source": source})
         return session
 
-    def clear_basket(self, station: str, why: Cleared = "cleared") -> Session:
-        """Empty the station's basket (``sale``: its checkout took it); an empty one stays quiet."""
+    def clear_basket(self, station: str) -> Session:
+        """Empty the station's basket (the customer starts over); an empty one stays quiet."""
         session = self.get(station)
         if not session.basket:
             return session
         session = dataclasses.replace(session, basket=())
         self._by_station[station] = session
-        self._changed(session, {"change": why})
+        self._changed(session, {"change": "cleared"})
+        return session
+
+    def take_sold(self, station: str, sold: Mapping[str, int]) -> Session:
+        """Take what a sale at ``station`` sold out of its basket: per SKU up to the units sold; the rest stays.
+
+        Works on the basket as it is after the sale's commit: a line the mirror
+        added while the sale was being written stays, unless it is of a SKU the
+        sale sold more of than the basket held before.
+        """
+        session = self.get(station)
+        left = dict(sold)
+        lines: list[BasketLine] = []
+        for line in session.basket:
+            take = min(line.qty, left.get(line.sku, 0))
+            if take:
+                left[line.sku] -= take
+            if line.qty > take:
+                lines.append(dataclasses.replace(line, qty=line.qty - take) if take else line)
+        if len(lines) == len(session.basket) and all(a is b for a, b in zip(lines, session.basket)):
+            return session  # the sale sold nothing of the basket
+        session = dataclasses.replace(session, basket=tuple(lines))
+        self._by_station[station] = session
+        self._changed(session, {"change": "sale"})
         return session
 
     def end(self, station: str) -> None:

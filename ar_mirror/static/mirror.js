@@ -17,7 +17,8 @@ if (hash.has("token") || params.has("token")) {
 
 const $ = (id) => document.getElementById(id);
 const state = { device: params.get("device"), products: [], chosen: {}, kind: "lipstick", mirrored: true, online: false,
-                since: null, synced: false, kiosk: null, pending: null };
+                since: null, synced: false, kiosk: null, session: null, orderShownAt: 0,
+                pending: {} };  // sku -> client_order_id of an order whose answer never came, this session only
 
 // What an answer without a readable detail means, in words for the customer.
 const STATUS_WORDS = {
@@ -131,6 +132,7 @@ function renderBasket(basket) {
 }
 
 function showOrder(order) {
+  state.orderShownAt = Date.now();
   $("pickup-code").textContent = order.pickup_code;
   const where = order.store_name ? `the pickup counter of ${order.store_name}` : "the store's pickup counter";
   $("collect").textContent = `Collect it at ${where} once we tell you it is ready: show this code. ` +
@@ -166,17 +168,19 @@ async function addToBasket(p) {
 async function orderOnline(p, button) {
   // A retry after no answer (or a busy store system) keeps the order's key, so
   // an order that did go through is not placed twice; any other answer ends it.
-  if (!state.pending || state.pending.sku !== p.sku) state.pending = { sku: p.sku, id: uuid4() };
+  // The keys belong to this customer's session: the next customer never
+  // replays (and so never sees) an order of the last one.
+  const key = state.pending[p.sku] || (state.pending[p.sku] = uuid4());
   button.disabled = true;
   say("Ordering…");
   try {
     const order = await api("POST", `/v1/mirror/${state.device}/order`,
-                            { client_order_id: state.pending.id, lines: [{ sku: p.sku, qty: 1 }] });
-    state.pending = null;
+                            { client_order_id: key, lines: [{ sku: p.sku, qty: 1 }] });
+    delete state.pending[p.sku];
     showOrder(order);
     say("Ordered online: your pickup code is on the screen.");
   } catch (err) {
-    if (err.status !== 0 && err.status !== 503) state.pending = null;
+    if (err.status !== 0 && err.status !== 503) delete state.pending[p.sku];
     say("Not ordered: " + err.message);
   } finally {
     button.disabled = p.stock_online <= 0;
@@ -186,7 +190,7 @@ async function orderOnline(p, button) {
 async function done() {
   try {
     await api("POST", `/v1/mirror/${state.device}/session/end`);
-    state.chosen = {}; $("compare").value = 0;
+    state.chosen = {}; state.pending = {}; $("compare").value = 0;
     renderProducts(); renderChosen(); $("split").hidden = true;
     $("order").hidden = true;
     say(state.kiosk ? `Thank you! Your basket is waiting at the kiosk ${state.kiosk}.` : "Thank you! Your basket is waiting at the kiosk.");
@@ -201,7 +205,10 @@ function startStream() {
 
 async function poll() {
   try {
+    const asked = Date.now();
     const s = await api("GET", `/v1/mirror/${state.device}`);
+    // An answer asked for before the code went up knows nothing of its order: it must not hide it.
+    const stale = asked <= state.orderShownAt;
     state.mirrored = s.mirror;
     state.kiosk = s.kiosk || null;
     $("live").classList.toggle("mirrored", s.mirror);
@@ -225,7 +232,15 @@ async function poll() {
     } else if (!s.session && Object.keys(state.chosen).length && !s.look.skus.length) {
       state.chosen = {}; renderProducts(); renderChosen();  // the customer walked away: start afresh
     }
-    if (!s.session) $("order").hidden = true;  // the order was the last customer's: their code is not shown on
+    const session = s.session ? s.session.id : null;
+    if (!stale && state.session !== null && session !== state.session) {
+      // That customer's session ended (walked away, or another began): their
+      // pickup code and unanswered orders are theirs, not the next customer's.
+      state.pending = {};
+      $("order").hidden = true;
+    }
+    if (!stale) state.session = session;
+    if (!s.session && !stale) $("order").hidden = true;  // the order was the last customer's: their code is not shown on
     renderBasket(s.basket);
     $("privacy").textContent = s.privacy;
   } catch (err) { say(err.message); }

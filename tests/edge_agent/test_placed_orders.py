@@ -45,10 +45,10 @@ def placed_events(agent, order_id: str) -> list[outbox.OutboxEvent]:
         return [e for e in outbox.pending(conn) if e.type == "retail.order.placed" and e.data["order_id"] == order_id]
 
 
-def test_a_kiosk_places_an_order_and_the_row_ticket_and_event_are_there(store, printer):
+def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_are_there(store, printer):
     agent, hub = store
-    with feed(agent, "associate") as pad, agent.client("kiosk") as kiosk:
-        r = kiosk.post("/v1/orders", json=body({"code": LIPSTICK, "qty": 2}, {"sku": "TOTE-CANVAS"},
+    with feed(agent, "associate") as pad, agent.client("associate") as staff:
+        r = staff.post("/v1/orders", json=body({"code": LIPSTICK, "qty": 2}, {"sku": "TOTE-CANVAS"},
                                                 {"code": "TOTE01"}, member_id="M-1001"))
         assert r.status_code == 201, r.text
         order = r.json()
@@ -60,18 +60,18 @@ def test_a_kiosk_places_an_order_and_the_row_ticket_and_event_are_there(store, p
     assert [(ln["sku"], ln["qty"], ln["unit_price"], ln["amount"]) for ln in order["lines"]] == [
         ("LIP-RED-01", 2, "159.00", "318.00"), ("TOTE-CANVAS", 2, "49.90", "99.80")]
     assert order["total"] == "417.80" and order["currency"] == "CNY" and order["items"] == 4
-    assert order["origin"] == "kiosk" and order["status"] == "new" and order["store_name"] == "Test Store"
+    assert order["origin"] == "associate" and order["status"] == "new" and order["store_name"] == "Test Store"
     # Associates see it as they see the hub's orders, without the customer's code.
-    assert created["origin"] == "kiosk" and created["status"] == "new" and "pickup_code" not in created
+    assert created["origin"] == "associate" and created["status"] == "new" and "pickup_code" not in created
     assert created["print_job"] and r.headers["print-job"] == created["print_job"]
     with agent.client("associate") as pad:
         listed = next(o for o in pad.get("/v1/orders").json() if o["order_id"] == order["order_id"])
-    assert listed["origin"] == "kiosk" and listed["items"] == 4 and "pickup_code" not in listed
+    assert listed["origin"] == "associate" and listed["items"] == 4 and "pickup_code" not in listed
     # The row and the event, in the store's own database.
     [(code, member, lines, origin, status)] = db_rows(
         agent, "SELECT pickup_code, member_id, lines, origin, status FROM orders WHERE order_id = ?",
         (order["order_id"],))
-    assert (code, member, origin, status) == (order["pickup_code"], "M-1001", "kiosk", "new")
+    assert (code, member, origin, status) == (order["pickup_code"], "M-1001", "associate", "new")
     assert json.loads(lines) == [{"sku": "LIP-RED-01", "qty": 2, "unit_price": "159.00"},
                                  {"sku": "TOTE-CANVAS", "qty": 2, "unit_price": "49.90"}]
     [event] = placed_events(agent, order["order_id"])
@@ -80,7 +80,7 @@ def test_a_kiosk_places_an_order_and_the_row_ticket_and_event_are_there(store, p
         "pickup_code": order["pickup_code"], "member_id": "M-1001",
         "lines": [{"sku": "LIP-RED-01", "qty": 2, "unit_price": "159.00"},
                   {"sku": "TOTE-CANVAS", "qty": 2, "unit_price": "49.90"}],
-        "total": "417.80", "currency": "CNY", "origin": "kiosk", "store": "store-test", "station": "kiosk-1",
+        "total": "417.80", "currency": "CNY", "origin": "associate", "store": "store-test", "station": "associate-1",
         "device": None, "placed_at": order["placed_at"],
     }
     assert event.data == expected and event.priority == outbox.Priority.BUSINESS
@@ -89,6 +89,15 @@ def test_a_kiosk_places_an_order_and_the_row_ticket_and_event_are_there(store, p
     printer.wait_for(lambda emu: any(order["order_id"] in d.text for d in emu.receipts()))
     ticket = next(d for d in printer.receipts() if order["order_id"] in d.text)
     assert "PICK TICKET" in ticket.text and order["pickup_code"] in ticket.text
+
+
+def test_a_kiosk_orders_only_for_the_member_attached_to_it(store):
+    agent, _ = store
+    with agent.client("kiosk") as kiosk:
+        r = kiosk.post("/v1/orders", json=body({"sku": "TOTE-CANVAS"}, member_id="M-1001"))
+        assert r.status_code == 422 and "not attached to this kiosk's session" in r.json()["detail"]
+        r = kiosk.post("/v1/orders", json=body({"sku": "TOTE-CANVAS"}))
+        assert r.status_code == 201 and r.json()["origin"] == "kiosk" and r.json()["member_id"] is None
 
 
 def test_the_same_id_twice_is_one_order_and_one_event_and_another_body_is_409(store):
@@ -150,7 +159,10 @@ def test_the_hubs_created_for_a_placed_order_changes_nothing(store):
         assert db_rows(agent, "SELECT count(*), min(pickup_code) FROM orders WHERE order_id = ?", (oid,)) == [
             (1, order["pickup_code"])]
         assert pad.post(f"/v1/orders/{oid}/status", json={"status": "ready"}).status_code == 200
+        in_store = pad.get(f"/v1/products/{LIPSTICK}").json()["stock_store"]
         done = pad.post(f"/v1/orders/{oid}/status", json={"status": "collected", "pickup_code": order["pickup_qr"]})
         assert done.status_code == 200, done.text
+        # It came out of online stock and from the warehouse: the shelves keep what they had.
+        assert pad.get(f"/v1/products/{LIPSTICK}").json()["stock_store"] == in_store
         jobs = pad.get("/v1/print/jobs", params={"device": "backroom"}).json()
     assert [j["ref"] for j in jobs].count(oid) == 1  # one pick ticket: the hub's copy queued none

@@ -111,16 +111,22 @@ def test_each_change_reaches_the_kiosk_and_staff_but_not_the_console(agent):
     assert not [e for e in quiet if e["type"].startswith("session.")]
 
 
-def test_a_kiosk_sale_empties_its_basket_and_a_replay_does_not(agent):
+def test_a_kiosk_sale_takes_what_it_sold_out_of_its_basket_and_a_replay_takes_nothing(agent):
     with agent.client("kiosk") as kiosk, agent.client("associate") as pad:
-        kiosk.post(BASKET, json={"code": LIPSTICK})
+        kiosk.post(BASKET, json={"code": LIPSTICK, "qty": 2})
+        pad.post(BASKET, json={"code": TOTE})
         pad.post("/v1/sales", json=sale((TOTE, 1)))  # an associate's sale is not the kiosk's checkout
-        assert len(kiosk.get("/v1/sessions/kiosk-1").json()["basket"]["lines"]) == 1
+        assert len(kiosk.get("/v1/sessions/kiosk-1").json()["basket"]["lines"]) == 2
         with feed(agent, "kiosk") as events:
-            body = sale((LIPSTICK, 1))
-            assert kiosk.post("/v1/sales", json=body).status_code == 201
+            assert kiosk.post("/v1/sales", json=sale((LIPSTICK, 1))).status_code == 201  # one of the two
             took = events.expect("session.basket")
-        assert took["change"] == "sale" and took["lines"] == []
+        assert took["change"] == "sale"
+        assert lines_of(kiosk.get("/v1/sessions/kiosk-1").json()) == [
+            ("LIP-RED-01", 1, "kiosk-1"), ("TOTE-CANVAS", 1, "associate-1")]
+        assert kiosk.post("/v1/sales", json=sale((GLASSES, 1))).status_code == 201  # nothing of the basket
+        assert len(kiosk.get("/v1/sessions/kiosk-1").json()["basket"]["lines"]) == 2
+        body = sale((LIPSTICK, 1), (TOTE, 3))  # more totes than the basket held: it takes what is there
+        assert kiosk.post("/v1/sales", json=body).status_code == 201
         assert kiosk.get("/v1/sessions/kiosk-1").json()["basket"]["lines"] == []
         kiosk.post(BASKET, json={"code": TOTE})  # the next customer's
         replay = kiosk.post("/v1/sales", json=body)

@@ -140,22 +140,24 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
         "face": bool(stats and stats.face), "fps": stats.fps if stats else 0.0,
         "look": {"skus": [layer.sku for layer in driver.look.layers], "compare": driver.look.compare,
                  "compare_side": driver.look.compare_side},
-        "session": driver.sessions.summary(), "basket": _basket(request, driver), "kiosk": driver.cfg.kiosk,
+        "session": driver.sessions.summary(), "basket": _basket(request, driver, client), "kiosk": driver.cfg.kiosk,
         "privacy": PRIVACY,
     }
 
 
-def _basket(request: Request, driver: MirrorCamera) -> dict:
+def _basket(request: Request, driver: MirrorCamera, client: ClientConfig) -> dict:
     """The mirror's own basket; with ``kiosk:``, also what it put in that kiosk's basket that is still there.
 
     ``lines`` is only ever the mirror's own (what a kiosk checks out from
-    here), so a line in the kiosk's session is never sold twice.
+    here), so a line in the kiosk's session is never sold twice. The
+    ``kiosk`` part is part of that kiosk's session: another kiosk does not
+    see it.
     """
     out = driver.basket.as_dict()
     kiosk = driver.cfg.kiosk
-    if kiosk is not None:
+    if kiosk is not None and (client.role != Role.KIOSK or client.name == kiosk):
         session = request.app.state.agent.sessions.get(kiosk)
-        mine = [{"sku": ln.sku, "name": ln.name, "qty": ln.qty} for ln in session.basket if ln.source == driver.cfg.id]
+        mine = [{"sku": ln.sku, "name": ln.name, "qty": ln.qty} for ln in session.lines_from(driver.cfg.id)]
         out["kiosk"] = {"station": kiosk, "lines": mine}
     return out
 
@@ -224,7 +226,7 @@ async def stream(request: Request, device: DeviceId, token: str | None = Query(d
 @router.get("/v1/mirror/{device}/basket")
 async def get_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
     """What the customer put in the basket at this mirror (and, with ``kiosk:``, in that kiosk's from here)."""
-    return _basket(request, _mirror(request, device, client))
+    return _basket(request, _mirror(request, device, client), client)
 
 
 @router.post("/v1/mirror/{device}/basket", status_code=201)
@@ -243,7 +245,7 @@ async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId,
         except sessions.BasketError as err:
             raise HTTPException(err.status, str(err)) from err
         driver.sent_to_kiosk(body.sku, body.qty)
-        return _basket(request, driver)
+        return _basket(request, driver, client)
     stock = offer.stock_store if body.channel == "store" else offer.stock_online
     wanted = driver.basket.qty(body.sku, body.channel) + body.qty
     if wanted > stock:
@@ -253,7 +255,7 @@ async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId,
         driver.add_to_basket(body.sku, body.qty, body.channel)
     except ValueError as err:
         raise HTTPException(409, str(err)) from err
-    return _basket(request, driver)
+    return _basket(request, driver, client)
 
 
 @router.delete("/v1/mirror/{device}/basket")
@@ -261,7 +263,7 @@ async def clear_basket(request: Request, device: DeviceId, client: ClientConfig 
     """Empty the mirror's own basket (checked out at a kiosk, or the customer starts over)."""
     driver = _mirror(request, device, client)
     driver.clear_basket()
-    return _basket(request, driver)
+    return _basket(request, driver, client)
 
 
 @router.post("/v1/mirror/{device}/order", status_code=201)
@@ -274,6 +276,10 @@ async def place_order(body: orders.OrderIn, request: Request, response: Response
     try-on products only (422 for others); the try-on session records it.
     """
     driver = _mirror(request, device, client)
+    if body.member_id is not None and client.role == Role.MIRROR:
+        # A public screen cannot tell who stands in front of it: it names no member.
+        raise HTTPException(422, "the mirror's screen orders without member_id; a member's order is placed at "
+                                 "the kiosk after scanning their card, or by an associate")
     try:
         tryons = driver.tryons()
     except DeviceError as err:

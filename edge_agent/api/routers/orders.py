@@ -102,6 +102,13 @@ async def place_order(
     422 for an unknown product. The same ``client_order_id`` and body again
     return the same order (``Idempotent-Replayed: true``).
     """
-    store = request.app.state.agent.config.store
+    agent = request.app.state.agent
+    if client.role == Role.KIOSK and body.member_id is not None:
+        # As with points: a kiosk orders for the member whose card was scanned at it, or for nobody.
+        attached = agent.sessions.get(client.name).member_id
+        if body.member_id != attached:
+            raise HTTPException(422, f"member {body.member_id} is not attached to this kiosk's session; "
+                                     "scan the member's card at the kiosk first, or order without member_id")
+    store = agent.config.store
     at = orders.Placement(client.role.value, client.name, store.id, store.name)
     return (await place(request, response, body, at)).order

@@ -4,9 +4,10 @@ When the selling kiosk has a printer (``station:`` of a ``printer.escpos``),
 its receipt job is queued in the sale's own transaction; the 201 then names
 the job in the ``Print-Job`` header (``GET /v1/print/jobs/{id}``).
 
-A sale by a kiosk empties that kiosk's session basket (edge_agent/sessions.py):
-the checkout took it. A replay does not: it sold nothing new, and the
-customer may have started the next basket since.
+A sale by a kiosk takes what it sold out of that kiosk's session basket
+(edge_agent/sessions.py): per SKU, up to the units sold; lines the sale left
+out stay for the kiosk to sell or clear. A replay takes nothing: it sold
+nothing new, and the customer may have started the next basket since.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ async def create_sale(
     else:
         stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold, announce=False)
         if client.role == Role.KIOSK:
-            agent.sessions.clear_basket(client.name, "sale")
+            sold: dict[str, int] = {}
+            for line in sale["lines"]:
+                sold[line["sku"]] = sold.get(line["sku"], 0) + line["qty"]
+            agent.sessions.take_sold(client.name, sold)
     if job is not None:
         agent.printing.notify(job.device)
         response.headers["Print-Job"] = job.id

@@ -79,6 +79,9 @@ async def add_to_basket(
         session = await sessions.add_item(agent.sessions, agent.store, station, body, source)
     except sessions.BasketError as err:
         raise HTTPException(err.status, str(err)) from err
+    if client.role == Role.MIRROR:
+        # A public screen: what it put there itself, never who is signed in at the kiosk or what else they buy.
+        return {"station": station, "basket": sessions.Session(station, basket=session.lines_from(source)).basket_dict()}
     return await sessions.priced(agent.store, session)
 
 

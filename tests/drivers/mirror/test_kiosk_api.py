@@ -4,10 +4,12 @@ places a pickup order, and the try-on session records both, over real HTTP."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 pytest.importorskip("cv2")
@@ -24,12 +26,16 @@ MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "sta
           "kiosk": "kiosk-1", "width": 320, "height": 240, "session_gap": 600}
 BASE = "/v1/mirror/mirror-1"
 SESSION = "/v1/sessions/kiosk-1"
+KIOSK_2 = "test-kiosk-2-token"  # another kiosk of the store, not the mirror's
 
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory) -> Iterator[AgentProcess]:
     # Baskets and orders need the mirror's driver, not its picture: no wait for the camera.
-    agent = AgentProcess(tmp_path_factory.mktemp("mirror-kiosk"), config_dict(free_port(), [MIRROR]))
+    config = config_dict(free_port(), [MIRROR])
+    config["api"]["clients"].append({"name": "kiosk-2", "role": "kiosk",
+                                     "token_sha256": hashlib.sha256(KIOSK_2.encode()).hexdigest()})
+    agent = AgentProcess(tmp_path_factory.mktemp("mirror-kiosk"), config)
     agent.import_catalog()
     agent.start()
     yield agent
@@ -70,12 +76,18 @@ def test_the_kiosks_basket_refuses_more_than_the_store_has(agent):
 
 
 def test_the_mirrors_screen_may_fill_its_own_kiosks_basket_only(agent):
-    with agent.client("mirror") as mirror:
+    with agent.client("mirror") as mirror, agent.client("associate") as pad:
+        pad.post(f"{SESSION}/basket", json={"sku": "TOTE-CANVAS"})  # someone else's line in the kiosk's basket
         direct = mirror.post(f"{SESSION}/basket", json={"sku": "BLUSH-PEACH"})
         assert direct.status_code == 201, direct.text
+        # A public screen hears back only what it put there: no member, no other line.
+        assert set(direct.json()) == {"station", "basket"}
+        assert {ln["source"] for ln in direct.json()["basket"]["lines"]} == {"mirror-1"}
+        assert pad.get(f"{SESSION}").json()["basket"]["items"] > direct.json()["basket"]["items"]
         assert mirror.post("/v1/sessions/kiosk-2/basket", json={"sku": "BLUSH-PEACH"}).status_code == 403
         assert mirror.get(SESSION).status_code == 403  # it adds; it does not read the kiosk's session
-    assert ("BLUSH-PEACH", 1, "mirror-1") in kiosk_lines(agent)
+        assert ("BLUSH-PEACH", 1, "mirror-1") in kiosk_lines(agent)
+        pad.delete(f"{SESSION}/basket")
 
 
 def test_an_online_wish_stays_in_the_mirrors_own_basket(agent):
@@ -146,8 +158,29 @@ def test_the_try_on_session_records_the_basket_and_the_order(agent):
 
 def test_the_kiosks_sale_takes_the_basket_the_mirror_filled(agent):
     with agent.client("kiosk") as kiosk, agent.client("mirror") as mirror:
+        assert mirror.post(f"{BASE}/basket", json={"sku": "LIP-NUDE-02"}).status_code == 201
         lines = kiosk.get(SESSION).json()["basket"]["lines"]
+        assert ("LIP-NUDE-02", "mirror-1") in {(ln["sku"], ln["source"]) for ln in lines}
         paid = kiosk.post("/v1/sales", json=sale(*[(ln["sku"], ln["qty"]) for ln in lines]))
         assert paid.status_code == 201, paid.text
         assert kiosk.get(SESSION).json()["basket"]["lines"] == []
         assert mirror.get(BASE).json()["basket"]["kiosk"]["lines"] == []
+
+
+def test_only_the_mirrors_own_kiosk_and_staff_see_its_part_of_that_kiosks_basket(agent):
+    with agent.client("mirror") as mirror:
+        assert mirror.post(f"{BASE}/basket", json={"sku": "GLS-ROUND-BLK"}).status_code == 201
+    with agent.client("kiosk") as own, agent.client("associate") as pad, \
+            httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {KIOSK_2}"}) as other:
+        assert ("GLS-ROUND-BLK", 1) in {(ln["sku"], ln["qty"]) for ln in own.get(f"{BASE}/basket").json()["kiosk"]["lines"]}
+        assert "kiosk" in pad.get(f"{BASE}/basket").json()
+        seen = other.get(f"{BASE}/basket")
+        assert seen.status_code == 200 and "kiosk" not in seen.json()
+        pad.delete(f"{SESSION}/basket")
+
+
+def test_the_mirrors_screen_names_no_member_on_an_order(agent):
+    with agent.client("mirror") as mirror:
+        r = mirror.post(f"{BASE}/order", json={"client_order_id": str(uuid.uuid4()), "member_id": "M-1001",
+                                               "lines": [{"sku": "LIP-RED-01"}]})
+    assert r.status_code == 422 and "without member_id" in r.json()["detail"]
