@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -478,6 +479,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--no-demo-tags", action="store_true", help="start with an empty tag database")
     args = parser.parse_args(argv)
+    # Ctrl-C or SIGTERM set an event the main thread checks: a stop that does not
+    # depend on where in the main thread the signal lands.
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     ap = ApEmulator(args.host, args.port, auto_checkin=True)
     if not args.no_demo_tags:
         demo_tags(ap)
@@ -485,9 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"OpenEPaperLink AP emulator on {ap.url} with {len(ap.tags)} tags: "
           f"{', '.join(f'{t.mac} (hwType 0x{t.hw_type:02X})' for t in ap.tags.values())}", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stopping.wait(0.2):
+            pass
     finally:
         ap.stop()
 

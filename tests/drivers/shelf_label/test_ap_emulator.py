@@ -100,7 +100,12 @@ def test_it_runs_standalone():
         assert json.loads(httpx.get(f"http://127.0.0.1:{port}/sysinfo", timeout=5).text)["env"] == "emulator"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=5) == 0
+        try:
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_the_fast_colour_mapping_is_the_firmwares_pixel_by_pixel():
