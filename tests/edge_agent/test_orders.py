@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 
-from support.flows import feed, hub_event, linked_agent, order, sync_point, uplink
-from support.printer import EmulatorThread, printer_device
+from support.flows import feed, hub_event, order, sync_point, uplink
 
 
-@pytest.fixture(scope="module")
-def printer():
-    with EmulatorThread(profile="generic-80-gb18030") as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, printer):
-    devices = [printer_device(printer.port, pick_tickets=True)]
-    with linked_agent(tmp_path_factory.mktemp("orders"), devices) as (agent, hub):
-        yield agent, hub
 
 
 def send_order(hub, name: str, **kw) -> dict:
@@ -34,8 +21,8 @@ def move(agent, order_id: str, status: str, code: str | None = None):
         return c.post(f"/v1/orders/{order_id}/status", json=body)
 
 
-def test_a_new_order_prints_its_pick_ticket_and_reaches_associates(store, printer):
-    agent, hub = store
+def test_a_new_order_prints_its_pick_ticket_and_reaches_associates(pickup_store, printer):
+    agent, hub = pickup_store
     with feed(agent, "associate") as pad, feed(agent, "console") as console:
         send_order(hub, "new", order_id="WEB-100", code="123456", ready_by="2030-01-01T12:00:00+00:00")
         created = pad.expect("order.created", lambda d: d["order_id"] == "WEB-100")
@@ -57,8 +44,8 @@ def test_a_new_order_prints_its_pick_ticket_and_reaches_associates(store, printe
     assert [j["ref"] for j in jobs].count("WEB-100") == 1
 
 
-def test_orders_are_listed_with_names_and_store_stock(store):
-    agent, hub = store
+def test_orders_are_listed_with_names_and_store_stock(pickup_store):
+    agent, hub = pickup_store
     send_order(hub, "list", order_id="WEB-101")
     with agent.client("associate") as c:
         listed = c.get("/v1/orders").json()
@@ -70,8 +57,8 @@ def test_orders_are_listed_with_names_and_store_stock(store):
     assert missing.status_code == 404
 
 
-def test_an_order_goes_new_picking_ready_collected_and_each_step_reaches_the_hub(store):
-    agent, hub = store
+def test_an_order_goes_new_picking_ready_collected_and_each_step_reaches_the_hub(pickup_store):
+    agent, hub = pickup_store
     send_order(hub, "steps", order_id="WEB-102", code="654321")
     with feed(agent, "associate") as pad:
         for status in ("picking", "ready"):
@@ -92,8 +79,8 @@ def test_an_order_goes_new_picking_ready_collected_and_each_step_reaches_the_hub
     assert pickup["data"]["reason"] == "pickup" and pickup["data"]["delta"] < 0
 
 
-def test_other_transitions_are_409_with_what_is_allowed(store):
-    agent, hub = store
+def test_other_transitions_are_409_with_what_is_allowed(pickup_store):
+    agent, hub = pickup_store
     send_order(hub, "skip", order_id="WEB-103")
     skip = move(agent, "WEB-103", "ready")
     move(agent, "WEB-103", "picking").raise_for_status()
@@ -107,8 +94,8 @@ def test_other_transitions_are_409_with_what_is_allowed(store):
     assert bad.status_code == 422 and unknown.status_code == 404
 
 
-def test_collected_needs_the_right_pickup_code_and_wrong_codes_are_counted_then_locked(store):
-    agent, hub = store
+def test_collected_needs_the_right_pickup_code_and_wrong_codes_are_counted_then_locked(pickup_store):
+    agent, hub = pickup_store
     send_order(hub, "code", order_id="WEB-104", code="777777")
     move(agent, "WEB-104", "picking").raise_for_status()
     move(agent, "WEB-104", "ready").raise_for_status()

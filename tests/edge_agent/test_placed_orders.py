@@ -10,25 +10,12 @@ import re
 import sqlite3
 import uuid
 
-import pytest
 
 from drivers.scanner.protocol import CodeKind, parse
 from edge_agent.store import outbox
-from support.flows import GLASSES, LIPSTICK, TOTE, feed, hub_event, linked_agent, sync_point, uplink
-from support.printer import EmulatorThread, printer_device
+from support.flows import GLASSES, LIPSTICK, TOTE, feed, hub_event, sync_point, uplink
 
 
-@pytest.fixture(scope="module")
-def printer():
-    with EmulatorThread(profile="generic-80-gb18030") as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, printer):
-    devices = [printer_device(printer.port, pick_tickets=True)]
-    with linked_agent(tmp_path_factory.mktemp("placed"), devices) as (agent, hub):
-        yield agent, hub
 
 
 def body(*lines: dict, **extra) -> dict:
@@ -45,8 +32,8 @@ def placed_events(agent, order_id: str) -> list[outbox.OutboxEvent]:
         return [e for e in outbox.pending(conn) if e.type == "retail.order.placed" and e.data["order_id"] == order_id]
 
 
-def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_are_there(store, printer):
-    agent, hub = store
+def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_are_there(pickup_store, printer):
+    agent, hub = pickup_store
     with feed(agent, "associate") as pad, agent.client("associate") as staff:
         r = staff.post("/v1/orders", json=body({"code": LIPSTICK, "qty": 2}, {"sku": "TOTE-CANVAS"},
                                                 {"code": "TOTE01"}, member_id="M-1001"))
@@ -91,8 +78,8 @@ def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_
     assert "PICK TICKET" in ticket.text and order["pickup_code"] in ticket.text
 
 
-def test_a_kiosk_orders_only_for_the_member_attached_to_it(store):
-    agent, _ = store
+def test_a_kiosk_orders_only_for_the_member_attached_to_it(pickup_store):
+    agent, _ = pickup_store
     with agent.client("kiosk") as kiosk:
         r = kiosk.post("/v1/orders", json=body({"sku": "TOTE-CANVAS"}, member_id="M-1001"))
         assert r.status_code == 422 and "not attached to this kiosk's session" in r.json()["detail"]
@@ -100,8 +87,8 @@ def test_a_kiosk_orders_only_for_the_member_attached_to_it(store):
         assert r.status_code == 201 and r.json()["origin"] == "kiosk" and r.json()["member_id"] is None
 
 
-def test_the_same_id_twice_is_one_order_and_one_event_and_another_body_is_409(store):
-    agent, hub = store
+def test_the_same_id_twice_is_one_order_and_one_event_and_another_body_is_409(pickup_store):
+    agent, hub = pickup_store
     first_body = body({"code": TOTE, "qty": 1})
     with agent.client("associate") as pad:
         first = pad.post("/v1/orders", json=first_body)
@@ -122,8 +109,8 @@ def test_the_same_id_twice_is_one_order_and_one_event_and_another_body_is_409(st
     assert len({e["id"] for e in sent}) == 1
 
 
-def test_more_than_online_stock_is_409_and_an_order_takes_online_stock(store):
-    agent, _ = store
+def test_more_than_online_stock_is_409_and_an_order_takes_online_stock(pickup_store):
+    agent, _ = pickup_store
     with agent.client("kiosk") as kiosk:
         online = kiosk.get(f"/v1/products/{GLASSES}").json()["stock_online"]
         over = kiosk.post("/v1/orders", json=body({"code": GLASSES, "qty": online - 1}, {"sku": "GLS-ROUND-BLK"},
@@ -142,8 +129,8 @@ def test_more_than_online_stock_is_409_and_an_order_takes_online_stock(store):
         assert console.post("/v1/orders", json=body({"code": TOTE})).status_code == 403
 
 
-def test_the_hubs_created_for_a_placed_order_changes_nothing(store):
-    agent, hub = store
+def test_the_hubs_created_for_a_placed_order_changes_nothing(pickup_store):
+    agent, hub = pickup_store
     with agent.client("kiosk") as kiosk:
         order = kiosk.post("/v1/orders", json=body({"code": LIPSTICK})).json()
     oid = order["order_id"]

@@ -10,13 +10,8 @@ import pytest
 from drivers.printer import layout
 from support.flows import (GLASSES, LIPSTICK, NUDE, TOTE, card, feed, hub_event, linked_agent, order, ret, sale,
                            sync_point, uplink)
-from support.printer import EmulatorThread, printer_device
+from support.printer import printer_device
 
-
-@pytest.fixture(scope="module")
-def printer():
-    with EmulatorThread(profile="generic-80-gb18030") as emu:
-        yield emu
 
 
 @pytest.fixture(scope="module")
