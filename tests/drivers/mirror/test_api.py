@@ -25,11 +25,13 @@ pytest.importorskip("mediapipe")
 pytest.importorskip("skimage")
 
 from support.agent import TOKENS, AgentProcess, config_dict, free_port  # noqa: E402
+from support.flows import poll  # noqa: E402
 
-import edge_agent.agent  # noqa: E402
 from edge_agent.store import outbox  # noqa: E402
 
-MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "station": "mirror-1",
+# The still face: at 320x240 the moving one is small enough for the tracker to lose now and then, and a
+# face that comes back starts a new try-on session, which the session tests here would see as a race.
+MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic-still", "station": "mirror-1",
           "width": 320, "height": 240}
 BASE = "/v1/mirror/mirror-1"
 
@@ -180,19 +182,13 @@ def test_done_ends_the_session_with_what_was_tried_and_put_in_the_basket(agent):
         assert status["look"]["skus"] == [] and status["session"] is None
         assert len(status["basket"]["lines"]) == 2  # waiting for the kiosk
         assert http.post(f"{BASE}/session/end").json() == {"ended": None}
-    agent.ended = ended  # type: ignore[attr-defined]
 
-
-@pytest.mark.skipif("TryOnRecorder" not in Path(edge_agent.agent.__file__).read_text(),
-                    reason="edge_agent/agent.py does not start drivers.mirror.recorder.TryOnRecorder yet")
-def test_the_session_reaches_the_outbox_as_telemetry_without_any_image(agent):
-    ended = agent.ended
-    deadline = time.monotonic() + 10
-    while True:  # the recorder writes it a moment after the session ended
+    # The session reaches the outbox as telemetry, a moment after it ended, and never an image.
+    def tryon_events() -> list[outbox.OutboxEvent]:
         with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as conn:
-            events = [e for e in outbox.pending(conn) if e.type == "retail.tryon.session"]
-        if events or time.monotonic() > deadline:
-            break
+            return [e for e in outbox.pending(conn) if e.type == "retail.tryon.session"]
+
+    events = poll(tryon_events, bool, what="the retail.tryon.session event in the outbox")
     assert [(e.data, e.priority) for e in events] == [(ended, outbox.Priority.TELEMETRY)]
     assert len(json.dumps(events[0].data)) < 2000
 
