@@ -68,6 +68,9 @@ new MutationObserver((muts) => {
   }
 }).observe(document, {childList: true, subtree: true});
 """
+# Predicates for wait_for_function are functions, never bare expressions: Playwright evaluates a
+# bare expression with eval() inside the page, which the console's own CSP (no 'unsafe-eval') refuses.
+RENDERED = "() => performance.getEntriesByName('fleet-rendered').length > 0"
 # How many stores show the marker they should (the argument: store -> marker).
 SHOWING = "(want) => Object.entries(want).filter(([s, m]) => window.__last[s] === m).length"
 FILTER = """async (text) => {
@@ -143,7 +146,7 @@ def first_paint(browser, url: str) -> float:
     ctx.add_init_script(f"sessionStorage.setItem('edge-console-token', '{TOKEN}')")
     page = ctx.new_page()
     page.goto(url)
-    page.wait_for_function("performance.getEntriesByName('fleet-rendered').length > 0", timeout=30_000)
+    page.wait_for_function(RENDERED, timeout=30_000)
     ms = page.evaluate("performance.getEntriesByName('fleet-rendered')[0].startTime")
     ctx.close()
     return ms
@@ -202,14 +205,14 @@ def _browse(browser, plan: Plan, url: str, sim: Simulator, sub: Subscriber, tmp:
     ctx.add_init_script(OBSERVE)
     page = ctx.new_page()
     page.goto(url)
-    page.wait_for_function("performance.getEntriesByName('fleet-rendered').length > 0", timeout=30_000)
+    page.wait_for_function(RENDERED, timeout=30_000)
     shown = page.inner_text("#shown")
     static = static_copy(page, url + "static/console.css", tmp / "static.html")
     statics = [first_paint(browser, static.as_uri()) for _ in range(plan.rounds)]
     filters = []
     for _ in range(plan.rounds):
         filters.append(max(page.evaluate(FILTER, q) for q in (store_id(plan.stores - 1), "offline", "")))
-    page.wait_for_function("document.getElementById('live').textContent === 'live'")
+    page.wait_for_function("() => document.getElementById('live').textContent === 'live'")
 
     # Steady: round-robin over the stores at plan.rate snapshots per second, one marker each.
     published: list[tuple[str, int, float]] = []
