@@ -25,10 +25,11 @@ class HubProcess:
     """``edge-hub run --broker URL --db URL``; ``start()`` again after ``kill()`` or ``stop()``."""
 
     def __init__(self, broker_url: str, db_url: str, log_path: Path, client_id: str = "hub-1",
-                 group: str = "hub"):
+                 group: str = "hub", env: dict[str, str] | None = None):
         self.args = [sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", db_url,
                      "--group", group, "--client-id", client_id]
         self.log_path = log_path
+        self.extra_env = env or {}  # e.g. EDGE_HUB_CONSOLE_TOKEN for a hub run with --http
         self.proc: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str | None] = queue.Queue()
 
@@ -37,7 +38,7 @@ class HubProcess:
         self.lines = queue.Queue()
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env})
         threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
         self.expect("edge-hub: connected", timeout)
         return self
