@@ -197,6 +197,15 @@ class StockConfig(_Model):
                                description="a store count falling to this or below alerts associates (stock.low)")
 
 
+class SessionsConfig(_Model):
+    """The ``sessions:`` section: kiosk sessions (edge_agent/sessions.py)."""
+
+    idle_timeout: float = Field(
+        default=180, ge=1, le=86_400,
+        description="seconds without activity at a kiosk (member attached, basket change, scan, sale) after "
+                    "which its session ends: the member is detached and the basket emptied")
+
+
 class AgentConfig(_Model):
     """The whole devices.yaml, validated."""
 
@@ -205,6 +214,7 @@ class AgentConfig(_Model):
     api: ApiConfig = ApiConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
     stock: StockConfig = StockConfig()
+    sessions: SessionsConfig = SessionsConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -301,23 +311,41 @@ def _validate_devices(
     return devices, problems
 
 
+# The clients a device's ``station`` may name: the selling clients (POST /v1/sales,
+# /v1/returns), kiosks and associates' counters. A printer prints the receipts of
+# the client its station names (edge_agent/printing.py printer_for), a scanner's
+# scans reach that client's feed and a member QR its session.
+STATION_ROLES = ("kiosk", "associate")
+
+
+def _named_clients(device: DeviceConfig) -> list[tuple[str, tuple[str, ...], tuple[str | int, ...]]]:
+    """Every api client ``device`` names: (name, the roles it may have, the path of its key)."""
+    named = [(name, (role,), rel) for name, role, rel in device.clients()]
+    station = getattr(device, "station", None)
+    if isinstance(station, str) and not any(rel == ("station",) for _, _, rel in named):
+        named.append((station, STATION_ROLES, ("station",)))
+    return named
+
+
 def _client_problems(devices: list[DeviceConfig], raw: Any, clients: list[ClientConfig], filename: str,
                      lines: Mapping[tuple, int]) -> list[str]:
-    """A device key that names an api client (a mirror's ``kiosk``) must name one of the role it needs."""
+    """A device key that names an api client (a mirror's ``kiosk``, a printer's or scanner's ``station``)
+    must name one of a role it may have: a receipt for a station that is no client would never print."""
     problems: list[str] = []
     roles = {c.name: c.role.value for c in clients}
     for device in devices:
         # The first entry with this id is the one kept (a second is reported as a duplicate).
         i = next(i for i, e in enumerate(raw) if isinstance(e, dict) and e.get("id") == device.id)
-        for name, role, rel in device.clients():
-            if roles.get(name) == role:
+        for name, allowed, rel in _named_clients(device):
+            if roles.get(name) in allowed:
                 continue
             key = ".".join(str(p) for p in ("devices", i, *rel))
-            same_role = ", ".join(sorted(n for n, r in roles.items() if r == role)) or "none yet"
-            what = (f"{name!r} is an api client with role {roles[name]}, not {role}" if name in roles
+            wanted = " or ".join(allowed)
+            same_role = ", ".join(sorted(n for n, r in roles.items() if r in allowed)) or "none yet"
+            what = (f"{name!r} is an api client with role {roles[name]}, not {wanted}" if name in roles
                     else f"{name!r} is not an api client")
             problems.append(f"{filename}:{line_of(lines, ('devices', i, *rel))}: {key}: {what}; name a client "
-                            f"with role {role} (in this file: {same_role}) or add one under api.clients")
+                            f"with role {wanted} (in this file: {same_role}) or add one under api.clients")
     return problems
 
 
@@ -336,7 +364,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:

@@ -93,6 +93,14 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
              "mirror-1)"),
         (25, "devices.1.kiosk: 'pad-1' is an api client with role associate, not kiosk"),
     ],
+    # A receipt for a station that names no api client would never print; a mirror is no selling client.
+    "station_names_no_client.yaml": [
+        (23, "devices.1.station: 'kiosk-2' is not an api client; name a client with role kiosk or associate "
+             "(in this file: kiosk-1, pad-1)"),
+        (33, "devices.3.station: 'counter-1' is not an api client"),
+        (38, "devices.4.station: 'mirror-1' is an api client with role mirror, not kiosk or associate"),
+    ],
+    "bad_idle_timeout.yaml": [(5, "sessions.idle_timeout is too small (got 0.5); use a number at least 1")],
     "two_problems.yaml": [
         (12, "api.clients.0.token_sha256: this is not the 64 hex digits"),
         (16, "devices.0.interval is too small (got 0); use a number greater than 0"),
@@ -401,3 +409,9 @@ def test_check_reports_unreadable_credential_files_with_their_line(tmp_path):
     assert out.returncode == 2
     assert f"{path}:6: hub.password_file: cannot read {tmp_path}/nope.pass" in out.stderr
     assert "ca_file" not in out.stderr
+
+
+def test_sessions_idle_timeout_defaults_to_three_minutes_and_may_be_short(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, BASE), environ={}).sessions.idle_timeout == 180
+    short = config.load(write(tmp_path, BASE + "sessions:\n  idle_timeout: 5\n"), environ={})
+    assert short.sessions.idle_timeout == 5
