@@ -24,13 +24,14 @@ import logging
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.printer.config import PrinterConfig
 from drivers.printer.documents import MODELS, DocumentKind
 from drivers.printer.spool import Job, JobState
-from edge_agent import loyalty
+from edge_agent import catalog, loyalty
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.config import AgentConfig
 from edge_agent.store import Store, Tx
@@ -84,6 +85,23 @@ def member_points(conn: sqlite3.Connection, member_id: str | None) -> int | None
     return None if balance is None else balance.card_points - balance.used
 
 
+def promoted_lines(conn: sqlite3.Connection, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sale's lines, each sold below the catalog's regular price with that price and its promotion's label.
+
+    Read in the sale's own transaction, so the catalog is the one the sale was
+    priced from: a unit price below the regular one is the promotion's price.
+    The sale's own unit price stays what is printed as paid."""
+    products = catalog.products(conn, (ln["sku"] for ln in lines))
+    out = []
+    for line in lines:
+        product = products.get(line["sku"])
+        if product is not None and product.price > Decimal(line["unit_price"]):
+            label = product.promo.label if product.promo is not None else None
+            line = {**line, "regular_price": catalog.money(product.price), "promo": label}
+        out.append(line)
+    return out
+
+
 class PrintSpool:
     """The print queue of every printer of the store (implements drivers.printer.spool.Spool)."""
 
@@ -127,7 +145,8 @@ class PrintSpool:
         return moment.astimezone(self.zone).isoformat()
 
     def receipt_data(self, conn: sqlite3.Connection, printer: PrinterConfig, sale: dict[str, Any]) -> dict[str, Any]:
-        """A sale receipt's document data: the sale as stored plus store name, e-receipt URL and points."""
+        """A sale receipt's document data: the sale as stored plus store name, e-receipt URL, points
+        balance and the promotions of its lines (the sale's ``points_value`` prints as it is)."""
         store = self.config.store
         data = {k: v for k, v in sale.items() if k not in ("seq", "client", "store")}
         data["store_name"] = store.name
@@ -139,9 +158,7 @@ class PrintSpool:
         if points is not None:
             # The points redeemed are already counted as used; the hub credits the earned ones.
             data["points_balance"] = points + sale.get("points_earned", 0)
-        if sale.get("points_redeemed"):
-            data["promotions"] = [{"label": f"Points redeemed ({sale['points_redeemed']})",
-                                   "amount": f"-{sale['points_value']}"}]
+        data["lines"] = promoted_lines(conn, sale["lines"])
         return data
 
     def queue_receipt(self, tx: Tx, station: str, sale: dict[str, Any]) -> Job | None:

@@ -1,7 +1,9 @@
 """The documents a store prints, each a template (a list of blocks) fed with data. No I/O.
 
-    sale_receipt   store, lines, promotions, total, payment, member points,
-                   a QR code of the e-receipt URL, the sale id as a CODE128 barcode
+    sale_receipt   store, lines (a promoted one with its promotion, regular price and
+                   saving), subtotal, promotions and points paid, total, what the
+                   promotions saved, payment, member points, a QR code of the
+                   e-receipt URL, the sale id as a CODE128 barcode
     return_slip    a refund: lines returned, refund total and method, signature line
     pick_ticket    a pickup order to pick: big pickup code, lines with check boxes
     test_page      what the printer can do: columns, styles, characters, QR, barcode
@@ -55,6 +57,11 @@ LABELS: dict[str, str] = {
     "time": "Time",
     "subtotal": "Subtotal",
     "total": "TOTAL",
+    "promotion": "Promotion",
+    "was": "was",
+    "you_save": "you save",
+    "saved": "You saved",
+    "points_paid": "Paid with {points} points",
     "payment": "Paid by",
     "reference": "Reference",
     "member": "Member",
@@ -162,6 +169,14 @@ def _cut(c: _Ctx) -> None:
 
 def _line(c: _Ctx, line: Line) -> None:
     c.page.pair(line.name or line.sku, _money(line.line_total))
+    saving = line.saving
+    if saving:
+        # The line total is what was paid; the regular price and the saving explain it, so the
+        # saving is worded, not a negative amount a shopper would take off the total again.
+        assert line.regular_price is not None
+        c.page.text(f"  {_qty(line.qty)} x {_money(line.unit_price)} ({LABELS['was']} {_money(line.regular_price)})")
+        c.page.text(f"  * {line.promo or LABELS['promotion']}: {LABELS['you_save']} {_money(saving)}")
+        return
     if line.qty != 1:
         c.page.text(f"  {_qty(line.qty)} x {_money(line.unit_price)}")
     if line.promo:
@@ -203,15 +218,24 @@ def _sale_meta(c: _Ctx) -> None:
 
 
 def _sale_promotions(c: _Ctx) -> None:
-    if not c.data.promotions:
+    d = c.data
+    if not d.promotions and not d.points_value:
         return
-    c.page.pair(LABELS["subtotal"], _money(sum((ln.line_total for ln in c.data.lines), Decimal(0))))
-    for promo in c.data.promotions:
+    c.page.pair(LABELS["subtotal"], _money(sum((ln.line_total for ln in d.lines), Decimal(0))))
+    for promo in d.promotions:
         c.page.pair(promo.label, _money(promo.amount))
+    if d.points_value:
+        c.page.pair(LABELS["points_paid"].format(points=d.points_redeemed), f"-{_money(d.points_value)}")
 
 
 def _sale_total(c: _Ctx) -> None:
     c.page.pair(LABELS["total"], f"{c.data.currency} {_money(c.data.total)}", bold=True, double=True)
+
+
+def _sale_saving(c: _Ctx) -> None:
+    saving = c.data.saving
+    if saving > 0:
+        c.page.pair(LABELS["saved"], f"{c.data.currency} {_money(saving)}", bold=True)
 
 
 def _payment(c: _Ctx, label: str, payment: Payment) -> None:
@@ -403,7 +427,7 @@ def _test_codes(c: _Ctx) -> None:
 _BLOCKS: dict[str, Block] = {
     "reprint": _reprint, "reprint_footer": _reprint_footer, "store": _store, "rule": _rule, "cut": _cut,
     "sale_meta": _sale_meta, "lines": _lines, "sale_promotions": _sale_promotions, "sale_total": _sale_total,
-    "sale_payment": _sale_payment, "sale_points": _sale_points, "e_receipt": _e_receipt,
+    "sale_saving": _sale_saving, "sale_payment": _sale_payment, "sale_points": _sale_points, "e_receipt": _e_receipt,
     "sale_code": _sale_code, "thanks": _thanks,
     "return_title": _return_title, "return_meta": _return_meta, "refund_total": _refund_total,
     "return_lines": _return_lines, "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
@@ -418,7 +442,7 @@ _BLOCKS: dict[str, Block] = {
 LAYOUTS: dict[DocumentKind, tuple[str, ...]] = {
     "sale_receipt": (
         "reprint", "store", "rule", "sale_meta", "rule", "lines", "rule", "sale_promotions", "sale_total",
-        "sale_payment", "sale_points", "rule", "e_receipt", "sale_code", "thanks", "reprint_footer", "cut",
+        "sale_saving", "sale_payment", "sale_points", "rule", "e_receipt", "sale_code", "thanks", "reprint_footer", "cut",
     ),
     "return_slip": (
         "reprint", "store", "return_title", "rule", "return_meta", "rule", "return_lines", "rule", "refund_total",

@@ -1,9 +1,11 @@
 """The data each document is fed: pydantic models, lenient about extra keys. No I/O.
 
 ``SaleReceipt`` validates the sale body ``POST /v1/sales`` stores
-(edge_agent/sales.py: ``id``, ``created_at``, lines with ``amount``) plus
-what the printer driver adds (store name and address, e-receipt URL,
-points balance); unknown keys such as ``seq`` are ignored.
+(edge_agent/sales.py: ``id``, ``created_at``, lines with ``amount``, and
+``subtotal``/``points_value`` when points were redeemed) plus what the print
+queue adds (store name and address, e-receipt URL, points balance, and per
+promoted line its ``regular_price`` and ``promo`` label from the catalog);
+unknown keys such as ``seq`` are ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# How the print queue once labelled a points redemption among the promotions.
+LEGACY_POINTS_LABEL = "Points redeemed ("
 
 
 class DocumentData(BaseModel):
@@ -39,6 +44,8 @@ class Line(DocumentData):
     unit_price: Decimal
     line_total: Decimal = Field(validation_alias=AliasChoices("line_total", "amount"))
     promo: str | None = Field(default=None, max_length=120, description="promotion label printed under the line")
+    regular_price: Decimal | None = Field(
+        default=None, description="the unit price before the promotion; printed with the saving when higher")
 
     @field_validator("promo", mode="before")
     @classmethod
@@ -47,6 +54,13 @@ class Line(DocumentData):
         if isinstance(value, Mapping):
             return value.get("label") or (f"Promo {value['price']}" if "price" in value else None)
         return value
+
+    @property
+    def saving(self) -> Decimal:
+        """What the promotion took off this line (0 without a higher regular price)."""
+        if self.regular_price is None or self.unit_price is None or self.regular_price <= self.unit_price:
+            return Decimal(0)
+        return (self.regular_price - self.unit_price) * self.qty
 
 
 class ReturnLine(Line):
@@ -84,9 +98,29 @@ class SaleReceipt(StoreInfo):
     member_id: str | None = Field(default=None, max_length=64)
     points_earned: int = 0
     points_redeemed: int = 0
+    points_value: Decimal | None = Field(default=None, description="what the redeemed points paid, in money")
     points_balance: int | None = None
     receipt_url: str | None = Field(default=None, max_length=1000,
                                     validation_alias=AliasChoices("receipt_url", "e_receipt_url"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _points_once(cls, data: Any) -> Any:
+        # Jobs queued before points_value was printed by itself carry the redemption as a
+        # promotion labelled "Points redeemed (N)" too: print it once.
+        if isinstance(data, Mapping) and data.get("points_value") is not None and data.get("promotions"):
+            promotions = data["promotions"]
+            if isinstance(promotions, list):
+                kept = [p for p in promotions if not (isinstance(p, Mapping) and
+                                                      str(p.get("label", "")).startswith(LEGACY_POINTS_LABEL))]
+                data = {**data, "promotions": kept}
+        return data
+
+    @property
+    def saving(self) -> Decimal:
+        """What promotions took off the sale: each line's and the sale-wide discounts (not points)."""
+        lines = sum((ln.saving for ln in self.lines), Decimal(0))
+        return lines - sum((p.amount for p in self.promotions if p.amount < 0), Decimal(0))
 
 
 class ReturnSlip(StoreInfo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import uuid
 from datetime import timedelta
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from drivers.printer import documents
 from drivers.printer.config import PrinterConfig
+from drivers.printer.parser import EscPosParser, split_documents
+from drivers.printer.profiles import get_profile
 from drivers.printer.spool import JobState
 from edge_agent import catalog, sales
 from edge_agent.bus import EventBus, utcnow
@@ -177,6 +181,9 @@ def test_a_sale_and_its_receipt_job_commit_together(tmp_path):
         assert data["created_at"].endswith("+08:00")
         assert data["points_balance"] == 500 + 318 and data["points_earned"] == 318
         assert [ln["name"] for ln in data["lines"]] == ["丝绒哑光口红 Velvet Matte Lipstick #01 Ruby"]
+        # The lipstick sold at its "Double 11" price: the receipt gets the regular price and the label.
+        (line,) = data["lines"]
+        assert (line["unit_price"], line["regular_price"], line["promo"]) == ("159.00", "189.00", "Double 11")
 
         # A station without a printer queues nothing; a sale that fails leaves no job behind.
         assert await store.write(lambda tx: spool.queue_receipt(tx, "kiosk-2", sale)) is None
@@ -194,6 +201,52 @@ def test_a_sale_and_its_receipt_job_commit_together(tmp_path):
         await store.stop()
 
     run(main())
+
+
+def test_a_receipt_shows_each_promotion_the_points_paid_and_what_was_saved(tmp_path):
+    """The receipt as the queue stores it, rendered and read back as the printer would print it."""
+
+    async def main():
+        store, spool = await opened(tmp_path)
+        items = [catalog.CatalogItem.model_validate(i) for i in json.loads(DEMO.read_text())]
+        await store.write(lambda tx: catalog.upsert(tx.conn, items))
+        card = {"member_id": "M-1001", "tier": "gold", "points": 5000}
+        await store.write(lambda tx: tx.execute(
+            "INSERT INTO members (member_id, card, received_at) VALUES (?, ?, ?)",
+            ("M-1001", json.dumps(card), utcnow().isoformat())))
+        # Two lipsticks at the "Double 11" price (189.00 -> 159.00) and a tote at its own price.
+        body = sales.SaleIn.model_validate({
+            "client_sale_id": str(uuid.uuid4()), "member_id": "M-1001", "points_redeemed": 1000,
+            "lines": [{"code": "6901234567892", "qty": 2}, {"code": "TOTE01", "qty": 1}],
+            "payment": {"method": "card", "reference": "TERM-7"}})
+
+        def checkout(tx):
+            sale, _ = sales.record(tx, body, "kiosk-1", "store-test")
+            return sale, spool.queue_receipt(tx, "kiosk-1", sale)
+
+        sale, job = await store.write(checkout)
+        await store.stop()
+        return sale, job
+
+    sale, job = run(main())
+    profile = get_profile("generic-80-gb18030")
+    rendered = documents.render(job.kind, job.data, profile)
+    parser = EscPosParser()
+    parser.feed(rendered.data)
+    (receipt,) = split_documents(parser.elements)
+    lines = receipt.lines
+    assert any(ln.startswith("丝绒哑光口红 Velvet Matte Lipstick #01") and ln.endswith(" 318.00") for ln in lines)
+    at = lines.index("  2 x 159.00 (was 189.00)")
+    assert lines[at + 1] == "  * Double 11: you save 60.00"
+    tote = next(i for i, ln in enumerate(lines) if ln.startswith("帆布托特包 Canvas Tote"))
+    assert lines[tote].endswith(" 49.90") and "was" not in lines[tote + 1] and "save" not in lines[tote + 1]
+    assert sale["total"] == "357.90" and sale["points_value"] == "10.00"
+    expected = [r"Subtotal +367\.90", r"Paid with 1000 points +-10\.00", r"TOTAL +CNY 357\.90",
+                r"You saved +CNY 60\.00", r"Points redeemed +-1000", r"Points earned +\+357",
+                r"Points balance +4357"]
+    for pattern in expected:
+        assert sum(1 for ln in lines if re.fullmatch(pattern, ln)) == 1, (pattern, receipt.text)
+    assert "Points redeemed (" not in receipt.text  # the value shows once, as points paid
 
 
 def test_alerts_go_to_the_outbox_as_telemetry_and_to_the_bus(tmp_path):

@@ -72,7 +72,10 @@ def test_a_sale_at_the_kiosk_prints_its_receipt_once(store, printer):
     assert "Test Store" in receipt.lines
     assert any(ln.startswith("丝绒哑光口红 Velvet Matte Lipstick #01") and ln.endswith("318.00")
                for ln in receipt.lines)
-    assert "  2 x 159.00" in receipt.lines
+    # The lipstick's "Double 11" promotion: its name, the regular price and what it saved.
+    at = receipt.lines.index("  2 x 159.00 (was 189.00)")
+    assert receipt.lines[at + 1] == "  * Double 11: you save 60.00"
+    assert any(ln.startswith("You saved") and ln.endswith("CNY 60.00") for ln in receipt.lines)
     assert any(ln.startswith("TOTAL") and ln.endswith("CNY 318.00") for ln in receipt.lines)
     assert any(ln.startswith("Points earned") and ln.endswith("+318") for ln in receipt.lines)
     assert [q.data for q in receipt.qr_codes] == [f"https://receipts.example.com/store-test/{sale['id']}"]

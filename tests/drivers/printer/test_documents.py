@@ -36,18 +36,22 @@ SALE = {
     "store_address": "1 Example Road, Shanghai",
     "lines": [
         {"sku": "MILK-1L", "name": "Organic Milk 1 L", "qty": 2, "unit_price": "12.50", "amount": "25.00"},
+        # A promoted line: what the print queue adds from the catalog (edge_agent/printing.py).
         {"sku": "CHOC-70", "name": "Crème brûlée chocolate – dark 70 % cocoa", "qty": 1, "unit_price": "9.90",
-         "amount": "9.90", "promo": {"price": "9.90", "label": "Summer sale"}},
-        {"sku": "TEA-OOL", "name": "乌龙茶 Oolong", "qty": 1, "unit_price": "30.00", "amount": "30.00"},
+         "amount": "9.90", "regular_price": "12.90", "promo": {"price": "9.90", "label": "Summer sale"}},
+        {"sku": "TEA-OOL", "name": "乌龙茶 Oolong", "qty": 2, "unit_price": "15.00", "amount": "30.00",
+         "regular_price": "18.00", "promo": "Tea week"},
     ],
     "promotions": [{"label": "Member discount", "amount": "-3.00"}],
-    "total": "61.90",
+    "subtotal": "64.90",
+    "points_value": "5.00",
+    "total": "56.90",
     "currency": "CNY",
     "payment": {"method": "card", "reference": "AUTH-778812"},
     "member_id": "M-000123456",
-    "points_earned": 61,
-    "points_redeemed": 0,
-    "points_balance": 1261,
+    "points_earned": 56,
+    "points_redeemed": 500,
+    "points_balance": 756,
     "receipt_url": URL,
 }
 RETURN = {
@@ -148,14 +152,22 @@ def test_sale_receipt_content(profile):
     assert Text("Demo Store", bold=True, double=True, align="center") in r.elements
     for line in SALE["lines"]:
         find_item(r, printed(line["name"], profile), line["amount"])
-    assert "  2 x 12.50" in lines and "  * Summer sale" in lines
+    assert "  2 x 12.50" in lines
+    # Each promoted line: what was paid, the regular price, the promotion's name and the saving.
+    assert lines[lines.index("  1 x 9.90 (was 12.90)") + 1] == "  * Summer sale: you save 3.00"
+    assert lines[lines.index("  2 x 15.00 (was 18.00)") + 1] == "  * Tea week: you save 6.00"
     total = [e for e in r.elements if isinstance(e, Text) and e.line.startswith("TOTAL")]
     assert len(total) == 1 and total[0].bold and total[0].double
-    assert re.fullmatch(r"TOTAL +CNY 61\.90", total[0].line)
+    assert re.fullmatch(r"TOTAL +CNY 56\.90", total[0].line)
+    assert any(re.fullmatch(r"Subtotal +64\.90", ln) for ln in lines)
     assert any(re.fullmatch(r"Member discount +-3\.00", ln) for ln in lines)
+    assert any(re.fullmatch(r"Paid with 500 points +-5\.00", ln) for ln in lines)
+    # What promotions saved: the lines' 3.00 and 6.00 and the member discount, not the points.
+    assert any(re.fullmatch(r"You saved +CNY 12\.00", ln) for ln in lines)
     assert any(re.fullmatch(r"Paid by +Card", ln) for ln in lines)
-    assert any(re.fullmatch(r"Points earned +\+61", ln) for ln in lines)
-    assert any(re.fullmatch(r"Points balance +1261", ln) for ln in lines)
+    assert any(re.fullmatch(r"Points redeemed +-500", ln) for ln in lines)
+    assert any(re.fullmatch(r"Points earned +\+56", ln) for ln in lines)
+    assert any(re.fullmatch(r"Points balance +756", ln) for ln in lines)
     assert any(re.fullmatch(r"Member +\*{4}3456", ln) for ln in lines)
     assert "M-000123456" not in r.text  # the member id is masked on paper
     assert SALE_ID in r.text
@@ -210,11 +222,27 @@ def test_reprint_banner_only_on_reprints(kind, profile):
 
 
 def test_sale_without_member_url_or_promotions():
-    sale = {**SALE, "member_id": None, "points_earned": 0, "points_balance": None, "receipt_url": None,
-            "promotions": []}
+    lines = [{k: v for k, v in ln.items() if k not in ("promo", "regular_price")} for ln in SALE["lines"]]
+    sale = {**SALE, "lines": lines, "member_id": None, "points_earned": 0, "points_redeemed": 0,
+            "points_value": None, "points_balance": None, "receipt_url": None, "promotions": []}
     r = one("sale_receipt", get_profile("epson-tm-t88"), sale)
-    assert "Member" not in r.text and "Points" not in r.text and "Subtotal" not in r.text
+    assert "Member" not in r.text and "Points" not in r.text and "points" not in r.text
+    assert "Subtotal" not in r.text and "save" not in r.text and "was" not in r.text
     assert r.qr_codes == [] and "e-receipt" not in r.text
+
+
+def test_a_line_at_or_above_its_regular_price_shows_no_saving():
+    line = {"sku": "X", "name": "Plain", "qty": 1, "unit_price": "5.00", "amount": "5.00", "regular_price": "5.00"}
+    r = one("sale_receipt", get_profile("epson-tm-t88"), {**SALE, "lines": [line], "promotions": []})
+    assert "save" not in r.text and "(was" not in r.text
+
+
+def test_a_job_queued_with_points_as_a_promotion_prints_them_once():
+    # The print queue used to pass the redemption as a promotion; such a job may wait in a queue.
+    legacy = {**SALE, "promotions": [{"label": "Points redeemed (500)", "amount": "-5.00"}]}
+    r = one("sale_receipt", get_profile("epson-tm-t88"), legacy)
+    assert "Points redeemed (500)" not in r.text
+    assert sum(1 for ln in r.lines if ln.startswith("Paid with 500 points")) == 1
 
 
 def test_qr_falls_back_to_the_url_as_text_without_qr_support():
