@@ -7,6 +7,11 @@ order collected. A sale does not get one: its ``retail.sale.completed``
 carries its lines, which are the decrement (one more event per sale would
 cost about 100 bytes of outbox per sale offline; see README, Stock).
 
+After the commit, what shows store counts hears of every change:
+``stock.changed`` per count for an adjustment, a return or a pickup, and one
+``stock.sold`` per sale naming the SKUs it moved, so that shelf labels follow
+sales within seconds (edge_agent/labels/ coalesces a burst into a few pushes).
+
 A count that falls to ``stock.low_threshold`` or below (from above it)
 raises one ``stock.low`` on the bus, which the live feed forwards to
 associates; it is raised again only after the count has gone back above the
@@ -31,6 +36,8 @@ from edge_agent.store.db import uuid7
 
 STOCK_ADJUSTED = "retail.stock.adjusted"
 STOCK_LOW = "stock.low"
+STOCK_CHANGED = "stock.changed"  # one count changed: {sku, qty, by}
+STOCK_SOLD = "stock.sold"  # a sale moved these counts: {skus}
 MAX_QTY = 10_000_000
 
 Reason = Literal["count", "received", "damaged", "lost", "found", "other"]
@@ -106,11 +113,14 @@ def low_alerts(changes: list[StockChange | None], threshold: int) -> list[dict[s
 
 def publish_low(bus: EventBus, changes: list[StockChange | None], threshold: int, *, announce: bool = True) -> None:
     """After a commit: ``stock.low`` for each crossing (associates' feed) and, with ``announce``,
-    ``stock.changed`` for each count (what the hub's counts publish too; a sale does not, it would be
-    one more bus event per line at checkout speed)."""
-    for c in changes if announce else ():
-        if c is not None:
-            bus.publish("stock.changed", {"sku": c.sku, "qty": c.after, "by": "store"})
+    ``stock.changed`` for each count (what the hub's counts publish too). A sale (``announce=False``)
+    publishes one ``stock.sold`` naming its SKUs instead of an event per line at checkout speed."""
+    moved = [c for c in changes if c is not None]
+    if announce:
+        for c in moved:
+            bus.publish(STOCK_CHANGED, {"sku": c.sku, "qty": c.after, "by": "store"})
+    elif moved:
+        bus.publish(STOCK_SOLD, {"skus": sorted({c.sku for c in moved})})
     for alert in low_alerts(changes, threshold):
         bus.publish(STOCK_LOW, alert)
 

@@ -123,6 +123,10 @@ class LabelDeviceConfig(DeviceConfig):
         description="seconds a label may show another price than the checkout's before an alert")
     sweep_interval: float = Field(default=300.0, gt=0, le=86400,
                                   description="seconds between full re-checks of every label against the catalog")
+    stock_delay: float = Field(
+        default=2.0, ge=0, le=300,
+        description="seconds a store count change (a sale, a return, an adjustment) waits for more before its "
+                    "labels are drawn again: a burst of sales is one push, not one per sale")
 
     @field_validator("model")
     @classmethod

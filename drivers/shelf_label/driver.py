@@ -102,8 +102,11 @@ class LabelDriver(Driver):
         """``text`` as this back end names a label; ValueError if it cannot be one."""
 
     @abstractmethod
-    async def push(self, label: str, picture: Any, *, content_hash: str, alias: str | None = None) -> PushResult:
-        """Show ``picture`` (see ``picture``) on ``label``; DeviceError if the back end refused or did not answer."""
+    async def push(self, label: str, picture: Any, *, content_hash: str, alias: str | None = None,
+                   facts: dict[str, str] | None = None) -> PushResult:
+        """Show ``picture`` (see ``picture``) on ``label``; DeviceError if the back end refused or did not answer.
+        ``facts`` say in words what the picture shows (sku, price, currency or notice), kept where the
+        back end can keep them."""
 
     def _report(self, snapshot: Snapshot) -> None:
         if self.sink is not None:
@@ -178,8 +181,9 @@ class OeplLabels(LabelDriver):
         self._report(Snapshot(self.config.id, polled_at, tags))
 
     async def push(self, label: str, picture: Image.Image | bytes, *, content_hash: str,
-                   alias: str | None = None) -> PushResult:
-        """Upload the picture; the tag takes it at its next check-in and a later poll confirms it."""
+                   alias: str | None = None, facts: dict[str, str] | None = None) -> PushResult:
+        """Upload the picture; the tag takes it at its next check-in and a later poll confirms it
+        (the AP keeps no ``facts``)."""
         if not self._open:
             raise DeviceMissing(f"{self.config.id}: the access point is not connected")
         try:
@@ -252,10 +256,10 @@ class LabelFiles(LabelDriver):
         return out
 
     async def push(self, label: str, picture: Image.Image, *, content_hash: str,
-                   alias: str | None = None) -> PushResult:
-        """Write the PNG atomically; it shows at once."""
+                   alias: str | None = None, facts: dict[str, str] | None = None) -> PushResult:
+        """Write the PNG atomically, with ``facts`` as text chunks; it shows at once."""
         try:
-            await asyncio.to_thread(self.files.write, label, picture, content_hash)
+            await asyncio.to_thread(self.files.write, label, picture, content_hash, facts)
         except (OSError, ValueError) as err:
             self.ctx.count("push_errors")
             raise DeviceError(f"cannot write label {label} in {self.files.directory}: {err}") from err

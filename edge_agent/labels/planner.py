@@ -5,6 +5,11 @@ Requests made while a plan runs are merged into the next one (a burst of ten
 thousand one-item catalog events is a handful of plans), and plans run one
 at a time, so an older plan never overwrites a newer one. Working out each
 label's content hash is CPU work (~0.1 ms a label) and runs in a thread.
+
+A store count changes with every sale, so stock changes wait ``stock_delay``
+seconds from the first one, gathering the rest, before their labels are
+planned: fifty sales of one product in a rush are one or two pushes, not
+fifty, and a label still follows the shelf within seconds. Prices never wait.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ class Planner:
         self._macs: set[str] = set()
         self._wanted = asyncio.Event()
         self._reschedule = asyncio.Event()
+        self._stock: set[str] = set()  # SKUs whose counts changed, waiting for stock_delay
+        self._stock_timer: asyncio.TimerHandle | None = None
+
+    def stock_delay(self) -> float:
+        """Seconds a store count change waits for more (the shortest of the label devices')."""
+        return min((d.config.stock_delay for d in self.svc.devices.values()), default=2.0)
 
     def request(self, skus: set[str] | None, macs: set[str] | None = None) -> None:
         """Plan the labels of ``skus`` (all when None) and ``macs`` soon."""
@@ -50,6 +61,25 @@ class Planner:
             self._skus |= skus
         self._macs |= macs or set()
         self._wanted.set()
+
+    def request_stock(self, skus: set[str]) -> None:
+        """The store counts of ``skus`` changed: plan their labels ``stock_delay`` seconds after the
+        first change not planned yet, together with every change made meanwhile."""
+        self._stock |= skus
+        if self._stock_timer is None and self._stock:
+            self._stock_timer = asyncio.get_running_loop().call_later(self.stock_delay(), self._stock_due)
+
+    def _stock_due(self) -> None:
+        self._stock_timer = None
+        skus, self._stock = self._stock, set()
+        self.request(skus)
+
+    def close(self) -> None:
+        """Drop a stock change waiting for its delay (the next start plans every label anyway)."""
+        if self._stock_timer is not None:
+            self._stock_timer.cancel()
+            self._stock_timer = None
+        self._stock.clear()
 
     async def run(self) -> None:
         """Carry out requests, merged, until cancelled."""

@@ -44,6 +44,16 @@ class Job:
     force: bool = False
 
 
+def facts(d: Desired) -> dict[str, str]:
+    """What the picture of ``d`` shows, in words, for a back end that keeps it (the PNG's text chunks)."""
+    out = {"sku": d.sku} if d.sku else {}
+    if d.price is not None and d.content is not None:
+        out |= {"price": str(d.price), "currency": d.content.currency}
+    else:
+        out["notice"] = d.notice or ""
+    return out
+
+
 class DevicePusher:
     """The push workers of one label device."""
 
@@ -165,7 +175,10 @@ class DevicePusher:
             self._log_once.warning(("render", type(err).__name__), "labels: cannot draw %s: %s", job.mac, err)
             svc.push_failed(job.mac, f"cannot draw the label: {err}")
             return
-        if drawn is not desired:
+        # Compare by content hash, never by identity: what comes back from the render worker is
+        # a copy (pickled across the process), so an identity check took every label for a
+        # price that did not fit, and from the next plan on every label showed "ask staff".
+        if drawn.hash != desired.hash:
             svc.unfit(desired, drawn)  # the price did not fit: a notice instead
             if not job.force and label.pushed_hash == drawn.hash:
                 return
@@ -175,7 +188,8 @@ class DevicePusher:
                 self.submit(job)  # pushed when the device is back
                 return
             try:
-                result = await self.driver.push(job.mac, image, content_hash=drawn.hash, alias=label.sku)
+                result = await self.driver.push(job.mac, image, content_hash=drawn.hash, alias=label.sku,
+                                                facts=facts(drawn))
             except TagNotFound as err:
                 svc.push_failed(job.mac, str(err))
                 return

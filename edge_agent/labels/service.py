@@ -1,6 +1,7 @@
 """The label service: keeps every shelf label showing what the checkout charges.
 
-    bus: catalog.updated, stock.changed ─┐
+    bus: catalog.updated ────────────────┐
+    bus: stock.changed, stock.sold ──────┤ (after stock_delay, coalesced)
     promotions starting or ending ───────┼─> plan ─> per-device push queues ─> driver.push
     sweep every sweep_interval ──────────┘     (content_hash: only labels whose content changed)
     driver.check() polls ─> observed() ─> confirmations, drift, tag health ─> monitor ─> alerts
@@ -23,6 +24,7 @@ from typing import Any
 
 from drivers.base import DeviceState
 from drivers.shelf_label.driver import LabelDriver, PushResult, Snapshot, TagState
+from edge_agent import stock
 from edge_agent.bus import BusEvent, EventBus, utcnow
 from edge_agent.config import AgentConfig
 from edge_agent.labels import bindings, health, watch
@@ -88,7 +90,8 @@ class LabelService:
             self.pushers[dev_id] = DevicePusher(self, driver, self.renderer, lambda d=dev_id: self.device_up(d))
             self.pushers[dev_id].start()
         self.recorder.start()
-        sub = self.bus.subscribe("catalog.updated", "stock.changed", "device.state", maxsize=10_000)
+        sub = self.bus.subscribe("catalog.updated", stock.STOCK_CHANGED, stock.STOCK_SOLD, "device.state",
+                                 maxsize=10_000)
         self._tasks = [
             asyncio.create_task(self._listen(sub), name="labels-bus"),
             asyncio.create_task(self.planner.run(), name="labels-planner"),
@@ -111,6 +114,7 @@ class LabelService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self.planner.close()
         await asyncio.gather(*(p.stop() for p in self.pushers.values()))
         await self.recorder.stop()
         await asyncio.to_thread(self.renderer.close)
@@ -147,8 +151,10 @@ class LabelService:
         data = event.data
         if event.type == "catalog.updated":
             self.request_plan(set(data.get("skus") or ()))
-        elif event.type == "stock.changed" and isinstance(data.get("sku"), str):
-            self.request_plan({data["sku"]})
+        elif event.type == stock.STOCK_CHANGED and isinstance(data.get("sku"), str):
+            self.planner.request_stock({data["sku"]})
+        elif event.type == stock.STOCK_SOLD and isinstance(data.get("skus"), list):
+            self.planner.request_stock({s for s in data["skus"] if isinstance(s, str)})
         elif event.type == "device.state" and data.get("id") in self.devices:
             self.monitor.device_state(data["id"], data.get("state"), data.get("last_error"))
             up = data.get("state") in {s.value for s in _UP}

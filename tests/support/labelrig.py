@@ -31,13 +31,14 @@ from edge_agent.supervisor import Backoff, Supervisor
 def oepl_device(url: str, labels: list[dict] | None = None, id: str = "labels-1", **keys: Any) -> dict:
     """A ``shelf_label.oepl`` device entry with short intervals for tests."""
     return {"id": id, "kind": "shelf_label.oepl", "url": url, "poll_interval": 0.1, "timeout": 0.5,
-            "upload_timeout": 0.5, "retries": 1, "compliance_grace": 0.5, "labels": labels or [], **keys}
+            "upload_timeout": 0.5, "retries": 1, "compliance_grace": 0.5, "stock_delay": 0.2, "labels": labels or [],
+            **keys}
 
 
 def files_device(directory: Path, labels: list[dict] | None = None, id: str = "paper-1", **keys: Any) -> dict:
     """A ``shelf_label.files`` device entry with short intervals for tests."""
     return {"id": id, "kind": "shelf_label.files", "dir": str(directory), "poll_interval": 0.1,
-            "compliance_grace": 0.5, "labels": labels or [], **keys}
+            "compliance_grace": 0.5, "stock_delay": 0.2, "labels": labels or [], **keys}
 
 
 def item(sku: str, price: str, version: int = 1, **extra: Any) -> catalog.CatalogItem:
@@ -56,15 +57,17 @@ class LabelRig:
     """Store + bus + supervisor + LabelService, started and stopped together."""
 
     def __init__(self, tmp_path: Path, devices: list[dict], items: list[catalog.CatalogItem] = (),
-                 db: str = "store.db"):
+                 db: str = "store.db", render_processes: int = 0):
         self.config = config(devices)
         self.path = tmp_path / db
         self.items = list(items)
         self.bus = EventBus()
         self.store = Store(self.path)
         self.supervisor = Supervisor(self.config.devices, drivers(), self.bus, Backoff(initial=0.05, cap=0.2))
-        # A render thread, not a process: a test starts many services and each would spawn one.
-        self.service = LabelService(self.config, self.store, self.bus, self.supervisor, render_processes=0)
+        # A render thread by default, not a process: a test starts many services and each would
+        # spawn one. ``render_processes=1`` draws as the agent does, in a worker process.
+        self.service = LabelService(self.config, self.store, self.bus, self.supervisor,
+                                    render_processes=render_processes)
         self.alerts: list[BusEvent] = []
         self._sub = self.bus.subscribe("alert.")
         self._collect: asyncio.Task[None] | None = None

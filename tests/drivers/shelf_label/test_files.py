@@ -88,3 +88,43 @@ def test_a_key_that_is_not_a_safe_file_name_is_refused(tmp_path, key):
     with pytest.raises(ValueError, match="label key"):
         FileLabels(tmp_path).write(key, label()[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_label_file_is_readable_by_everyone_under_the_usual_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        labels = FileLabels(tmp_path)
+    finally:
+        os.umask(old)
+    path = labels.write("MILK-1L", *label())
+    assert path.stat().st_mode & 0o777 == 0o644
+    labels.write("MILK-1L", *label("13.50"))  # replaced: still 0644
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_stricter_umask_is_respected(tmp_path):
+    import os
+
+    old = os.umask(0o077)
+    try:
+        labels = FileLabels(tmp_path)
+    finally:
+        os.umask(old)
+    assert labels.write("MILK-1L", *label()).stat().st_mode & 0o777 == 0o600
+
+
+def test_facts_are_text_chunks_next_to_the_hash(tmp_path):
+    labels = FileLabels(tmp_path)
+    img, digest = label()
+    labels.write("MILK-1L", img, digest, {"sku": "MILK-1L", "price": "12.80", "currency": "CNY"})
+    info = labels.info("MILK-1L")
+    assert info.content_hash == digest
+    assert info.facts == {"sku": "MILK-1L", "price": "12.80", "currency": "CNY"}
+    labels.write("MILK-1L", img, "h2", {"sku": "MILK-1L", "notice": "请咨询店员 Please ask staff for the price"})
+    assert labels.info("MILK-1L").facts == {"sku": "MILK-1L", "notice": "请咨询店员 Please ask staff for the price"}
+    for bad in ({"content-hash": "x"}, {"Price": "1"}, {"price": "1" * 1001}, {"a:b": "1"}):
+        with pytest.raises(ValueError, match="label fact"):
+            labels.write("MILK-1L", img, "h3", bad)
+    assert labels.info("MILK-1L").content_hash == "h2"  # a refused write changes nothing
