@@ -14,6 +14,7 @@ from edge_agent import __version__
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.config import AgentConfig
 from edge_agent.feed import Feed
+from edge_agent.health import OpenAlerts, assess
 from edge_agent.labels import LabelService
 from edge_agent.members import MemberService
 from edge_agent.printing import PrintSpool
@@ -48,6 +49,7 @@ class Agent:
         self.supervisor = Supervisor(config.devices, registry or drivers(), self.bus, backoff,
                                      extras={SPOOL: self.printing})
         self.feed = Feed(self.bus)
+        self.alerts = OpenAlerts(self.bus, self.store)
         self.sessions = Sessions(self.bus)
         self.scans = ScanService(self.store, self.bus, self.sessions)
         self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
@@ -57,7 +59,7 @@ class Agent:
         self.downlink = Downlink(self, publish=self._publish)
         self.link: HubLink | None = HubLink(
             config, self.store, self.bus, self.supervisor, self.version, self.data_dir,
-            on_downlink=self.downlink.handle, settings=link_settings,
+            on_downlink=self.downlink.handle, settings=link_settings, assess=lambda: assess(self),
         )
 
     @property
@@ -75,6 +77,7 @@ class Agent:
         await self.printing.start()  # before the printers: jobs cut short last time are queued again
         # Listening before the devices come up, so their first events are seen.
         await self.feed.start()
+        await self.alerts.start()  # before the labels and printers raise anything
         await self.scans.start()
         await self.members.start()
         await self.labels.start()  # before the label devices: it attaches to their drivers
@@ -96,6 +99,7 @@ class Agent:
         await self.tryon.stop()
         await self.members.stop()
         await self.scans.stop()
+        await self.alerts.stop()
         await self.feed.stop()
         await self.store.stop()
         log.info("store %s: agent stopped", self.config.store.id)

@@ -20,7 +20,7 @@ import logging
 import shutil
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,8 +59,12 @@ class LinkSettings:
     # No ack progress for this long while connected: resend from the last ack.
     resend_after_s: float = 30.0
     health_every_s: float = 60.0
-    # Device-state changes within this window go out as one health snapshot.
+    # Device-state changes and alerts within this window go out as one health snapshot.
     health_debounce_s: float = 1.0
+    # How often the store's assessment (status, reasons, labels, printing) is
+    # looked at between snapshots: a change goes out at once, without an event
+    # of its own (a print job that failed, a label past its grace).
+    health_check_s: float = 5.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
 
@@ -78,6 +82,7 @@ class HubLink:
         data_dir: Path,
         on_downlink: Callable[[str, bytes], Any] | None = None,
         settings: LinkSettings = LinkSettings(),
+        assess: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ):
         self.config = config
         self.store = store
@@ -88,6 +93,9 @@ class HubLink:
         self.settings = settings
         self.topics = topics.StoreTopics(config.store.id)
         self.on_downlink = on_downlink
+        # The store's own assessment (edge_agent/health.py): status, reasons, labels, printing.
+        self.assess = assess
+        self._last_assessment: dict[str, Any] | None = None
         self.connected = False
         self.connected_since: datetime | None = None
         self.last_error: str | None = None
@@ -398,7 +406,9 @@ class HubLink:
     # Health ---------------------------------------------------------------------
 
     async def _watch_devices(self) -> None:
-        sub = self.bus.subscribe("device.state", "hub.state")
+        # Alerts too: a printer out of paper or a label past its grace must reach the hub's
+        # tiles now, not at the next periodic snapshot.
+        sub = self.bus.subscribe("device.state", "hub.state", "alert.")
         try:
             while True:
                 await sub.get()
@@ -408,17 +418,33 @@ class HubLink:
             sub.close()
 
     async def _health_loop(self) -> None:
+        s = self.settings
+        last_sent = -float("inf")
         while True:
+            wait = max(0.0, min(s.health_every_s - (time.monotonic() - last_sent), s.health_check_s))
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: see _drain
-                async with asyncio.timeout(self.settings.health_every_s):
+                async with asyncio.timeout(wait):
                     await self._health_due.wait()
+            due = self._health_due.is_set() or time.monotonic() - last_sent >= s.health_every_s
             self._health_due.clear()
-            if self.connected:
-                snapshot = await self.health_snapshot()
-                self._client.publish(self.topics.health, json.dumps(snapshot), qos=1, retain=True)
+            if not self.connected:
+                continue
+            assessment = await self._assessment()
+            if not due and assessment == self._last_assessment:
+                continue
+            snapshot = await self.health_snapshot(assessment)
+            self._client.publish(self.topics.health, json.dumps(snapshot), qos=1, retain=True)
+            self._last_assessment = assessment
+            last_sent = time.monotonic()
 
-    async def health_snapshot(self) -> dict[str, Any]:
-        """Every device's state, outbox depth and age, disk free, version."""
+    async def _assessment(self) -> dict[str, Any]:
+        return await self.assess() if self.assess is not None else {}
+
+    async def health_snapshot(self, assessment: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every device's state, outbox depth and age, disk free, version; with the store's
+        assessment: ``status`` and ``reasons``, ``labels`` and ``printing`` as ``GET /v1/health`` has them."""
+        if assessment is None:
+            assessment = await self._assessment()
         depth, oldest = await self.store.read(lambda c: (outbox.depth(c), outbox.oldest_time(c)))
         now = utcnow()
         age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
@@ -440,6 +466,7 @@ class HubLink:
             # Hub clock minus this store's, from the last ack (None before one):
             # positive when the store's clock is behind.
             "clock_offset_s": None if self.clock_offset_s is None else round(self.clock_offset_s, 3),
+            **assessment,
         }
 
 

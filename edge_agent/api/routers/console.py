@@ -2,8 +2,10 @@
 
 The same front end as ``edge-hub run --http`` (sync/hub/console/static/),
 fed by this agent: its devices and health snapshot, the hub's alert rules
-applied to this store (shown, not raised: the hub keeps alerts), the
-store's own alerts from the live feed, and a timeline built from the feed's
+applied to this store (shown, not raised: the hub keeps alerts), every
+alert the store raised and has not cleared (``agent.alerts``,
+edge_agent/health.py: one per device, code and subject, as the hub keeps
+them), and a timeline built from the feed's
 ring of ``device.state`` events (this run of the agent, as far back as the
 ring holds). Remote actions run here directly, with the same allow-list as
 the hub's commands. Live updates come from ``WS /v1/events``.
@@ -74,16 +76,8 @@ async def console_static(name: str) -> FileResponse:
 
 
 def _store_alerts(agent: Any) -> tuple[dict[str, Any], ...]:
-    """The store's alerts still raised, from the feed's ring (alert.raised / alert.cleared)."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in agent.feed.ring:
-        if e.type in ("alert.raised", "alert.cleared"):
-            d = e.data
-            latest[(str(d.get("device")), str(d.get("code")))] = {
-                "device": d.get("device"), "code": d.get("code"), "severity": d.get("severity"),
-                "message": d.get("message"), "time": e.time.isoformat(),
-                "state": "cleared" if e.type == "alert.cleared" or d.get("state") == "cleared" else "raised"}
-    return tuple(a for a in latest.values() if a["state"] == "raised")
+    """The store's alerts still raised (every label's, not one per device and code)."""
+    return agent.alerts.list()
 
 
 async def _facts(agent: Any, now: datetime) -> StoreFacts:

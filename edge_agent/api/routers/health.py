@@ -5,18 +5,25 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from drivers.base import DeviceState
+from edge_agent.health import assess
 from edge_agent.store import outbox
 
 router = APIRouter(tags=["health"])
 
-_UNWELL = {DeviceState.OFFLINE, DeviceState.ERROR}
+
+class Reason(BaseModel):
+    """Why the store is degraded: a short machine code, what it is about, and words for people."""
+
+    code: str = Field(description="device_offline, device_error, labels_non_compliant, print_jobs_failed, "
+                                  "printer_attention, store_not_writing")
+    subject: str | None = Field(None, description="the device id, or 'labels' / 'printing'")
+    message: str
 
 
 class Health(BaseModel):
-    """CONTRACT section 3."""
+    """CONTRACT section 3, plus ``reasons`` and the label and print figures."""
 
     status: Literal["ok", "degraded"]
     store: str
@@ -24,29 +31,33 @@ class Health(BaseModel):
     outbox_depth: int
     version: str
     hub_error: str | None = None
+    # Empty when ``ok``; one entry per problem when ``degraded``.
+    reasons: list[Reason] = Field(default_factory=list)
     # Print jobs per state (queued, printing, failed); null when the store has no printer.
     printing: dict[str, int] | None = None
-    # Shelf labels: how many, how many do not show the checkout's price and since when the
-    # oldest does not, active label alerts; null when the store has no label device and no label.
+    # Shelf labels: how many, how many do not show the checkout's price (``non_compliant``,
+    # in their grace or not) and since when the oldest does not, how many are wrong past
+    # their grace (``past_grace``: these make the store degraded), active label alerts;
+    # null when the store has no label device and no label.
     labels: dict[str, Any] | None = None
 
 
 @router.get("/v1/health", response_model=Health)
 async def health(request: Request) -> Health:
-    """``ok`` when the store writes and every device is up; ``degraded`` otherwise."""
+    """``ok`` when the store writes, every device is up, labels show the checkout's price and
+    printing needs nobody; ``degraded`` otherwise, with the reasons."""
     agent = request.app.state.agent
     depth = await agent.store.read(outbox.depth)
-    devices_ok = all(d.state not in _UNWELL for d in agent.supervisor.snapshot())
-    ok = devices_ok and agent.store.writer_alive
     hub_online = agent.hub_online
-    printing = await agent.printing.counts() if agent.printing.printers else None
+    a = await assess(agent)
     return Health(
-        status="ok" if ok else "degraded",
+        status=a["status"],
         store=agent.config.store.id,
         hub="online" if hub_online else "offline",
         outbox_depth=depth,
         version=agent.version,
         hub_error=None if hub_online or agent.link is None else agent.link.last_error,
-        printing=printing,
-        labels=agent.labels.monitor.summary() if agent.labels.started else None,
+        reasons=a["reasons"],
+        printing=a["printing"],
+        labels=a["labels"],
     )

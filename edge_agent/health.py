@@ -1,0 +1,129 @@
+"""The store's health in one place: its open alerts and whether it is ``ok`` or ``degraded``, and why.
+
+``GET /v1/health``, the health snapshot the link sends to the hub
+(``edge/{store}/health``) and the agent's ``/console`` all read from here,
+so the three never disagree.
+
+``OpenAlerts`` keeps every alert the store raised and has not cleared, keyed
+by ``(device, code, subject)``: one access point raises one
+``label_price_mismatch`` per label (the label's MAC is the subject), so
+keying by device and code alone would show one of them. It follows
+``alert.raised`` / ``alert.cleared`` on the bus, not the feed's ring: the
+ring holds the last few thousand events of any kind, and a paper-out raised
+before a busy hour of scans would fall out of it while the paper is still
+out. Label alerts outlive a restart (``label_alerts``), so they are read
+back at start; a printer's alert is raised again by its first status poll.
+
+``assess`` says ``degraded`` with a reason for each: a device offline or in
+error, shelf labels that show another price than the checkout past their
+grace (their ``price`` alerts), failed print jobs, a printer that needs
+someone (paper out, cover open), a store that cannot write.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from drivers.base import DeviceState
+from edge_agent.bus import BusEvent, Consumer, EventBus
+from edge_agent.store import Store
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
+
+_UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
+# Past this many open alerts the oldest are dropped: a store's alerts are data
+# from its devices, and a flood of distinct subjects must not grow the agent.
+MAX_OPEN = 10_000
+
+
+def alert_key(data: dict[str, Any]) -> tuple[str, str, str]:
+    """``(device, code, subject)`` of an alert event; the subject is the device when the alert names none."""
+    device = str(data.get("device") or "?")
+    return device, str(data.get("code") or "unknown"), str(data.get("subject") or device)
+
+
+class OpenAlerts(Consumer):
+    """Every alert raised on the bus and not cleared since, with the time it was raised."""
+
+    prefixes = ("alert.raised", "alert.cleared")
+
+    def __init__(self, bus: EventBus, store: Store):
+        super().__init__(bus)
+        self.store = store
+        self._open: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    async def start(self) -> None:
+        """Read back the label alerts still up, then follow the bus."""
+        rows = await self.store.read(lambda c: c.execute(
+            "SELECT data, raised_at FROM label_alerts ORDER BY raised_at").fetchall())
+        for data, raised_at in rows:
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self._add(event, raised_at)
+        await super().start()
+
+    async def handle(self, event: BusEvent) -> None:
+        """Open or close one alert."""
+        data = event.data
+        if event.type == "alert.cleared" or data.get("state") == "cleared":
+            self._open.pop(alert_key(data), None)
+        else:
+            self._add(data, event.time.isoformat())
+
+    def _add(self, data: dict[str, Any], time: str) -> None:
+        key = alert_key(data)
+        self._open.pop(key, None)  # a raise again moves to the end: newest last
+        self._open[key] = {"device": key[0], "code": key[1], "subject": key[2], "severity": data.get("severity"),
+                           "message": data.get("message"), "time": time, "state": "raised"}
+        while len(self._open) > MAX_OPEN:
+            del self._open[next(iter(self._open))]
+
+    def list(self) -> tuple[dict[str, Any], ...]:
+        """The open alerts, oldest first."""
+        return tuple(self._open.values())
+
+
+def _reason(code: str, message: str, subject: str | None = None) -> dict[str, Any]:
+    return {"code": code, "subject": subject, "message": message}
+
+
+def label_figures(agent: "Agent") -> dict[str, Any] | None:
+    """The label monitor's summary plus ``past_grace``: labels wrong past their grace (their price alerts)."""
+    if not agent.labels.started:
+        return None
+    summary = agent.labels.monitor.summary()
+    price = [since for (_, kind), since in agent.labels.alerts.active.items() if kind == "price"]
+    summary["past_grace"] = len(price)
+    summary["oldest_past_grace_since"] = min(price).isoformat() if price else None
+    return summary
+
+
+async def assess(agent: "Agent") -> dict[str, Any]:
+    """``status``, ``reasons``, ``labels`` and ``printing``: what ``GET /v1/health`` and the hub's snapshot share."""
+    reasons: list[dict[str, Any]] = []
+    if not agent.store.writer_alive:
+        reasons.append(_reason("store_not_writing", "the local store cannot write: sales and returns are refused"))
+    for d in agent.supervisor.snapshot():
+        if d.state in _UNWELL:
+            reasons.append(_reason(f"device_{d.state.value}", f"{d.id} ({d.kind}) is {d.state.value}"
+                                   + (f": {d.last_error}" if d.last_error else ""), d.id))
+    labels = label_figures(agent)
+    if labels and labels["past_grace"]:
+        reasons.append(_reason("labels_non_compliant", f"{labels['past_grace']} of {labels['labels']} shelf label(s) "
+                               "show another price than the checkout past their grace; GET /v1/labels/compliance "
+                               "lists them", "labels"))
+    printing = await agent.printing.counts() if agent.printing.printers else None
+    if printing and printing.get("failed"):
+        reasons.append(_reason("print_jobs_failed", f"{printing['failed']} print job(s) failed; GET /v1/print/jobs "
+                               "lists them, POST /v1/print/jobs/{id}/retry prints one again", "printing"))
+    for a in agent.alerts.list():
+        # A printer's problem alert (paper out, cover open) is "error"; "warning" is paper running low.
+        if a["device"] in agent.printing.printers and a["severity"] == "error":
+            reasons.append(_reason("printer_attention", str(a["message"] or f"{a['device']}: {a['code']}"),
+                                   a["device"]))
+    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "labels": labels, "printing": printing}
