@@ -122,9 +122,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if args.what == "catalog":
         items, dropped = catalog_items(_read_json(args.file))
         if dropped:
-            _err(f"left out key(s) not in a catalog item: {', '.join(sorted(dropped))}")
+            _err(f"left out {'a key' if len(dropped) == 1 else 'keys'} not in a catalog item: "
+                 f"{', '.join(sorted(dropped))}")
         topic = publish_catalog(broker, args.store, items)
-        print(f"published {len(items)} catalog item(s) to {topic}")
+        print(f"published {len(items)} catalog {'item' if len(items) == 1 else 'items'} to {topic}")
         return EXIT_OK
     if args.what == "stock":
         payload, kind = stock_event(args.sku, args.qty), "stock"
@@ -149,7 +150,13 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     if not isinstance(cmd_args, dict):
         _err("--args must be a JSON object, e.g. '{\"copies\": 1}'")
         return EXIT_USAGE
-    db = open_db(args.db) if args.db else None
+    missing = _missing_sqlite(args.db) if args.db else None
+    if missing is not None:
+        # Opening it would make a new, empty database that no console reads: the command would
+        # show in the hub's console as an answer with no action, device or time.
+        _err(f"not recording the command: no hub database at {missing}; pass --db (or EDGE_HUB_DB) as "
+             "`edge-hub run` has it for the console to show the command")
+    db = open_db(args.db) if args.db and missing is None else None
     try:
         with Downlink(broker) as d:
             res = d.command(args.store, args.device, args.action, cmd_args, timeout=args.timeout, db=db)
@@ -161,6 +168,18 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         return EXIT_TIMEOUT
     print(res.wire().decode())
     return EXIT_OK if res.ok else EXIT_FAIL
+
+
+def _missing_sqlite(url: str) -> str | None:
+    """The path of a SQLite database URL (or bare path) whose file does not exist; None otherwise."""
+    if url.startswith(("postgresql://", "postgres://")) or ("://" in url and not url.startswith("sqlite://")):
+        return None
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    return None if not path or Path(path).exists() else path
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _age(at: str | None, now: datetime) -> str:
@@ -178,11 +197,18 @@ def format_stores(rows: list[StoreRow], now: datetime | None = None) -> str:
         table.append((r.store, r.status or "-", (r.since or "-")[:19], str(r.contiguous), str(r.events),
                       str(r.open_gaps), _age(r.health_at, now), str(r.rejected)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    states = [r.status or "unknown" for r in rows]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("online", "offline", "unknown") if states.count(s))
+    return "\n".join([*lines, f"{_plural(len(rows), 'store')}: {counts}"])
 
 
 def cmd_stores(args: argparse.Namespace) -> int:
     """Print every store the hub has heard from."""
+    missing = _missing_sqlite(args.db)
+    if missing is not None:  # not created here: an empty file would only hide the mistake next time
+        print(f"no store has reported yet: no hub database at {missing} (pass --db as `edge-hub run` has it)")
+        return EXIT_OK
     db = open_db(args.db)
     try:
         rows = db.stores()

@@ -3,7 +3,8 @@
 From each health snapshot, the devices whose state changed since the last
 one become ``device_states`` rows (the 24-hour timeline); from each events
 batch, the ``retail.device.alert`` events become ``device_alerts`` rows (the
-store's own alerts: paper out, labels, the link). Both are written in the
+store's own alerts: paper out, labels, the link; one per device, code and
+subject, as the agent keeps them). Both are written in the
 worker's transaction, so they are as durable as the snapshot and the events.
 
 After the commit, ``committed()`` hands what changed (status, health, command
@@ -111,6 +112,20 @@ def _text(v: Any, limit: int, default: str | None = None) -> str | None:
     return v[:limit] if isinstance(v, str) and v else default
 
 
+def alert_device(data: dict[str, Any]) -> str:
+    """The ``device`` column of an alert: ``device/subject`` when the alert is about one of the
+    device's parts (a shelf label of an access point), so that each label's alert is its own row.
+
+    The table's key is (store, device, code): with the device alone, six labels of one access
+    point would share one row, and the first label put right would mark all six cleared.
+    """
+    device = _text(data.get("device"), 64, "?")
+    subject = _text(data.get("subject"), 64)
+    if subject is None or subject == device:
+        return device
+    return f"{device}/{subject}"[:64] if len(device) + len(subject) < 64 else f"{device[:30]}/{subject[-33:]}"
+
+
 class Observer:
     """Timeline and device-alert rows for the worker's transaction, and changes for a listener."""
 
@@ -172,7 +187,7 @@ class Observer:
         params = []
         for seq, data, time in alerts:
             state = "cleared" if data.get("state") == "cleared" else "raised"
-            params.append((store, _text(data.get("device"), 64, "?"), _text(data.get("code"), 64, "unknown"), state,
+            params.append((store, alert_device(data), _text(data.get("code"), 64, "unknown"), state,
                            _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, time, now))
 
         def op(tx: Tx) -> None:

@@ -108,13 +108,20 @@ class CommandDesk:
         deadline = datetime.now(timezone.utc) + timedelta(seconds=self.timeout_s)
         return {**row, "deadline": iso(deadline), "timeout_s": self.timeout_s}
 
-    def answered(self, answers: list[dict[str, Any]]) -> None:
-        """Answers the worker stored (loop thread): tell the pages."""
+    async def answered(self, answers: list[dict[str, Any]]) -> None:
+        """Answers the worker stored (loop thread): tell the pages, with the whole row.
+
+        The row, not just the answer: a command sent from ``edge-hub cmd`` (or another console)
+        is new to the pages, and they show its action, device and time like their own.
+        """
         for a in answers:
             if self._pending.pop(a["id"], None) is not None:
                 self.answered_in_time += 1
-            self._on_change({"id": a["id"], "store": a["store"], "state": "ok" if a["ok"] else "error",
-                             "result": a.get("result"), "error": a.get("error")})
+            answer = {"id": a["id"], "store": a["store"], "state": "ok" if a["ok"] else "error",
+                      "result": a.get("result"), "error": a.get("error")}
+            row = history.command_dict(await self._read(lambda db, c=a["id"]: db.command(c))) or {}
+            # Never an older state than the answer's: the row may be read before the worker's commit shows.
+            self._on_change({**{k: v for k, v in row.items() if v is not None}, **answer})
 
     async def expire(self) -> int:
         """Mark every command past its deadline as timed out; how many were."""

@@ -1,7 +1,8 @@
 """A store's status and health snapshot, read defensively, summed up for the console.
 
 The snapshot comes from the field and grows over time (``labels`` and
-``printing`` sections came later than ``devices``), so every read here
+``printing`` sections came later than ``devices``, ``status`` and
+``reasons`` later still), so every read here
 accepts a missing key or a value of the wrong type and shows nothing for it.
 ``summarize`` is what the fleet view shows of a store; it depends only on
 its inputs, so the hub caches it until the store's next message.
@@ -63,14 +64,26 @@ def devices(health: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def labels(health: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Price compliance: ``labels, non_compliant, oldest_non_compliant_since``, or None if not reported."""
+    """Price compliance, or None if not reported: ``labels``, ``non_compliant`` (in their grace
+    or past it), ``past_grace`` (wrong past the grace time: the ones that count; None from an agent
+    too old to say), ``alerts`` and the oldest times of both."""
     raw = (health or {}).get("labels")
     if not isinstance(raw, dict):
         return None
-    out: dict[str, Any] = {k: number(raw.get(k)) for k in ("labels", "non_compliant", "alerts")}
-    out["oldest_non_compliant_since"] = raw.get("oldest_non_compliant_since") \
-        if isinstance(raw.get("oldest_non_compliant_since"), str) else None
+    out: dict[str, Any] = {k: number(raw.get(k)) for k in ("labels", "non_compliant", "past_grace", "alerts")}
+    for key in ("oldest_non_compliant_since", "oldest_past_grace_since"):
+        out[key] = raw.get(key) if isinstance(raw.get(key), str) else None
     return out
+
+
+def _reasons(health: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The store's own reasons for ``degraded`` (``code``, ``subject``, ``message``), well-formed ones only."""
+    raw = (health or {}).get("reasons")
+    if not isinstance(raw, list):
+        return []
+    return [{"code": r["code"][:64], "subject": r.get("subject") if isinstance(r.get("subject"), str) else None,
+             "message": r.get("message")[:500] if isinstance(r.get("message"), str) else ""}
+            for r in raw[:100] if isinstance(r, dict) and isinstance(r.get("code"), str)]
 
 
 _PRINT_KEYS = {"queued": ("queued", "queue_depth", "depth", "pending"), "waiting": ("waiting", "held", "stuck"),
@@ -111,8 +124,12 @@ def summarize(f: StoreFacts) -> dict[str, Any]:
         counts[d["state"]] = counts.get(d["state"], 0) + 1
     problems = [d for d in devs if d["state"] in PROBLEM_STATES]
     problems.sort(key=lambda d: (PROBLEM_STATES.index(d["state"]), d["id"]))
+    status = (h or {}).get("status")
     return {
         "store": f.store,
+        # The store's own verdict (GET /v1/health): "ok", "degraded", or None from an older agent.
+        "status": status if status in ("ok", "degraded") else None,
+        "reasons": _reasons(h),
         "presence": f.presence or "unknown",
         "presence_since": f.presence_since,
         "version": f.version or (h or {}).get("version"),

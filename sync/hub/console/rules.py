@@ -74,6 +74,11 @@ class _Rule(BaseModel):
             return self.default_title.format_map(values)[:200]
 
 
+def plural(n: int, word: str) -> str:
+    """``word`` for one, ``word + "s"`` for any other count."""
+    return word if n == 1 else f"{word}s"
+
+
 def _offset(f: StoreFacts) -> timedelta:
     """The store's clock error (hub minus store) from its snapshot; zero when unknown."""
     off = number((f.health or {}).get("clock_offset_s"))
@@ -120,19 +125,28 @@ class DeviceAlertRule(_Rule):
 
 
 class LabelsRule(_Rule):
-    """At least ``min_count`` shelf labels showing another price than the checkout."""
+    """At least ``min_count`` shelf labels showing another price than the checkout past their grace.
+
+    The agent reports ``past_grace`` (labels whose own grace time ran out: a label being
+    updated after a price change is not counted); from an agent too old to report it, every
+    non-compliant label counts.
+    """
 
     kind: Literal["labels_non_compliant"]
     min_count: int = Field(1, ge=1)
-    default_title: ClassVar[str] = "{count} shelf label(s) not compliant"
+    default_title: ClassVar[str] = "{labels} not compliant"
 
     def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
-        lab = labels(f.health)
-        n = int((lab or {}).get("non_compliant") or 0)
+        lab = labels(f.health) or {}
+        past = lab.get("past_grace")
+        n = int((past if past is not None else lab.get("non_compliant")) or 0)
         if n >= self.min_count:
-            since = parse_time((lab or {}).get("oldest_non_compliant_since"))
+            oldest = lab.get("oldest_past_grace_since" if past is not None else "oldest_non_compliant_since")
+            since = parse_time(oldest)
+            total = int(lab.get("labels") or 0)
             yield "labels", since + _offset(f) if since else None, \
-                f"{n} of {int(lab.get('labels') or 0)} labels show another price than the checkout", {"count": n}
+                f"{n} of {total} shelf {plural(total, 'label')} {'shows' if n == 1 else 'show'} another price " \
+                "than the checkout", {"count": n, "labels": f"{n} shelf {plural(n, 'label')}"}
 
 
 class OutboxRule(_Rule):
@@ -203,7 +217,7 @@ class PrintQueueRule(_Rule):
         if failed > self.max_failed or (self.max_waiting is not None and waiting > self.max_waiting):
             since = parse_time(p.get("oldest_waiting_since"))
             yield "printing", since + _offset(f) if since else None, \
-                f"{failed} failed and {waiting} waiting print job(s), {p['queued']} queued", \
+                f"{failed} failed and {waiting} waiting print {plural(failed + waiting, 'job')}, {p['queued']} queued", \
                 {"failed": failed, "waiting": waiting}
 
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -65,6 +65,7 @@ class ConsoleServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._tasks: set[asyncio.Future[None]] = set()  # answered commands being read back for the pages
         self.error: BaseException | None = None
 
     @property
@@ -77,7 +78,7 @@ class ConsoleServer:
         """Open the console's database connection, load the fleet from it, bind the port."""
         self.db.open()
         n = self.fleet.load(self.db.db)  # type: ignore[arg-type]
-        log.info("console: %d store(s) from the database", n)
+        log.info("console: %d %s from the database", n, "store" if n == 1 else "stores")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,8 +151,16 @@ class ConsoleServer:
 
     def _changed(self, change: FleetChange) -> None:
         if change.commands:
-            self.desk.answered(change.commands)
+            task = asyncio.ensure_future(self._answered(change.commands))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self.broadcaster.publish(stores=change.stores)
+
+    async def _answered(self, commands: list[dict[str, Any]]) -> None:
+        try:
+            await self.desk.answered(commands)
+        except Exception:  # noqa: BLE001 - a page misses one row; the next load reads the table
+            log.exception("console: could not read answered commands")
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the streams, stop the server, close the database connection."""

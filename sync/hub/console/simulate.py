@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             sim.publish_health()
     finally:
         sim.close()
-    print(f"{'cleared' if args.clear else 'published'} {args.stores} store(s)", file=sys.stderr)
+    print(f"{'cleared' if args.clear else 'published'} {args.stores} store{'' if args.stores == 1 else 's'}", file=sys.stderr)
     return 0
 
 

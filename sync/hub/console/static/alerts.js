@@ -39,7 +39,8 @@ export function alertsTable(alerts, { canAct, showStore, empty = 'No open alerts
 /** The store's own alerts (retail.device.alert), raised and cleared. */
 export function deviceAlertsTable(rows) {
   if (!rows || !rows.length) return '<p class="muted">None reported.</p>';
-  const body = rows.map((r) => `<tr><td>${esc(r.device)}</td><td><code>${esc(r.code)}</code></td>`
+  const who = (r) => (r.subject && r.subject !== r.device ? `${r.device}/${r.subject}` : r.device);
+  const body = rows.map((r) => `<tr><td>${esc(who(r))}</td><td><code>${esc(r.code)}</code></td>`
     + `<td><span class="state ${r.state === 'raised' ? 'error' : 'online'}">${esc(r.state)}</span></td>`
     + `<td>${esc(r.severity || '')}</td><td>${esc(r.message || '')}</td><td>${since(r.time)}</td></tr>`).join('');
   return `<table class="grid"><thead><tr><th>Device</th><th>Code</th><th>State</th><th>Severity</th><th>Message</th>`

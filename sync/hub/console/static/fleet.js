@@ -1,7 +1,7 @@
 // The fleet view: one row per store, a filter, totals. Built for a thousand stores:
 // one innerHTML for the first paint, then only the rows that changed are replaced.
 
-import { ageOf, badge, duration, esc, num, since, severityRank } from './util.js';
+import { ageOf, badge, duration, esc, num, plural, since, severityRank } from './util.js';
 
 const rows = new Map(); // store id -> { tr, hay, problem }
 const MAX_CHIPS = 3;
@@ -18,10 +18,21 @@ function chip(d) {
     + `${esc(d.id)} ${esc(d.state)} ${since(d.since)}</span>`;
 }
 
+/** Labels wrong past their grace (older agents report only `non_compliant`, in their grace or not). */
+export function labelsWrong(l) {
+  if (!l) return 0;
+  return l.past_grace != null ? l.past_grace : l.non_compliant || 0;
+}
+
 function labelsCell(l) {
   if (!l || l.non_compliant == null) return '<span class="muted">–</span>';
-  if (!l.non_compliant) return `<span class="ok">${num(l.labels)} ok</span>`;
-  return `<span class="bad" title="oldest since ${esc(l.oldest_non_compliant_since || '?')}">${num(l.non_compliant)} wrong</span>`;
+  const wrong = labelsWrong(l);
+  if (wrong) {
+    const since = l.past_grace != null ? l.oldest_past_grace_since : l.oldest_non_compliant_since;
+    return `<span class="bad" title="oldest since ${esc(since || '?')}">${num(wrong)} wrong</span>`;
+  }
+  if (l.non_compliant) return `<span title="a price changed: the labels are being updated">${num(l.non_compliant)} updating</span>`;
+  return `<span class="ok">${num(l.labels)} ok</span>`;
 }
 
 function printingCell(p) {
@@ -60,8 +71,10 @@ function describe(s, state) {
   const pres = presence(s, state.meta);
   const a = state.alertsByStore.get(s.store);
   const problem = pres !== 'online' || s.problems.length > 0 || (a && a.n > 0)
-    || (s.labels && s.labels.non_compliant > 0) || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget;
-  const hay = [s.store, pres, s.version, ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error])]
+    || labelsWrong(s.labels) > 0 || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget
+    || s.status === 'degraded';
+  const hay = [s.store, pres, s.version, s.status, ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error]),
+    ...(s.reasons || []).map((r) => r.code)]
     .filter(Boolean).join(' ').toLowerCase();
   return { hay, problem };
 }
@@ -76,9 +89,9 @@ function totalsHTML(state) {
   }
   const sev = { critical: 0, warning: 0, info: 0 };
   for (const a of state.alerts.values()) if (a.state !== 'resolved') sev[a.severity] = (sev[a.severity] || 0) + 1;
-  return `<span><b>${t.stores}</b> stores: ${badge('online')} ${t.online} ${badge('offline')} ${t.offline}`
+  return `<span><b>${plural(t.stores, 'store')}</b>: ${badge('online')} ${t.online} ${badge('offline')} ${t.offline}`
     + ` ${badge('silent')} ${t.silent}${t.unknown ? ` ${badge('unknown')} ${t.unknown}` : ''}</span>`
-    + `<span><b>${dev.total}</b> devices: ${badge('online')} ${dev.online + dev.busy} ${badge('starting')} ${dev.starting}`
+    + `<span><b>${plural(dev.total, 'device')}</b>: ${badge('online')} ${dev.online + dev.busy} ${badge('starting')} ${dev.starting}`
     + ` ${badge('offline')} ${dev.offline} ${badge('error')} ${dev.error}</span>`
     + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`;
 }

@@ -2,8 +2,8 @@
 // its alerts and the remote commands sent to it.
 
 import { alertsTable, deviceAlertsTable } from './alerts.js';
-import { presence } from './fleet.js';
-import { badge, clock, duration, esc, num, serverNow, since } from './util.js';
+import { labelsWrong, presence } from './fleet.js';
+import { badge, clock, duration, esc, num, plural, serverNow, since } from './util.js';
 
 const ACTION_LABELS = {
   reopen: 'Reopen', print_test_page: 'Print test page', refresh_labels: 'Refresh labels',
@@ -24,10 +24,17 @@ function cards(s, h) {
     + card('Clock', s.clock_offset_s == null ? 'no ack with a time yet'
       : `store is <b>${num(Math.abs(s.clock_offset_s), 1)} s</b> ${s.clock_offset_s >= 0 ? 'behind' : 'ahead of'} the hub`,
     Math.abs(s.clock_offset_s || 0) > 5)
+    + card('Store health', s.status == null ? 'not reported'
+      : s.status === 'ok' ? '<span class="ok">ok</span>'
+        : `<b class="bad">degraded</b><ul class="reasons">${(s.reasons || []).map((r) => `<li data-code="${esc(r.code)}" `
+          + `title="${esc(r.code)}">${esc(r.message || r.code)}</li>`).join('')}</ul>`, s.status === 'degraded')
     + card('Price labels', lab && lab.non_compliant != null
-      ? `<b>${num(lab.non_compliant)}</b> of ${num(lab.labels)} not compliant`
-        + (lab.oldest_non_compliant_since ? `<br>oldest for ${since(lab.oldest_non_compliant_since)}` : '')
-      : 'not reported', lab && lab.non_compliant > 0)
+      ? `<b>${num(labelsWrong(lab))}</b> of ${plural(lab.labels, 'label')} not compliant`
+        + (lab.past_grace != null && lab.non_compliant > lab.past_grace
+          ? `<br>${num(lab.non_compliant - lab.past_grace)} being updated` : '')
+        + ((lab.past_grace != null ? lab.oldest_past_grace_since : lab.oldest_non_compliant_since)
+          ? `<br>oldest for ${since(lab.past_grace != null ? lab.oldest_past_grace_since : lab.oldest_non_compliant_since)}` : '')
+      : 'not reported', labelsWrong(lab) > 0)
     + card('Print queue', pr ? `${num(pr.queued)} queued, ${num(pr.waiting)} waiting, <b>${num(pr.failed)}</b> failed`
       + (pr.oldest_waiting_since ? `<br>oldest waiting ${since(pr.oldest_waiting_since)}` : '') : 'not reported',
     pr && (pr.failed > 0 || pr.waiting > 0))
@@ -89,9 +96,12 @@ export function commandsHTML(commands, storeId) {
     const result = c.state === 'ok' && c.result != null
       ? `<pre class="result">${esc(JSON.stringify(c.result, null, 1).slice(0, 2000))}</pre>` : '';
     const args = c.args && Object.keys(c.args).length ? ` ${esc(JSON.stringify(c.args))}` : '';
-    return `<div class="command" data-id="${esc(c.id)}" data-state="${esc(c.state)}">`
-      + `<b>${esc(ACTION_LABELS[c.action] || c.action || '?')}</b> on ${esc(c.device || '?')}${args}`
-      + ` <span class="muted small">${since(c.sent_at)} ago</span> · <span class="cmd-state">${commandState(c, storeId)}</span>${result}</div>`;
+    // A command the hub never saw sent (edge-hub cmd writing to another database) has only its answer.
+    const what = c.action ? `<b>${esc(ACTION_LABELS[c.action] || c.action)}</b> on ${esc(c.device || '?')}${args}`
+      : '<b>a command sent outside this hub</b>';
+    const at = c.sent_at || c.answered_at;
+    return `<div class="command" data-id="${esc(c.id)}" data-state="${esc(c.state)}">${what}`
+      + ` <span class="muted small">${at ? `${since(at)} ago` : ''}</span> · <span class="cmd-state">${commandState(c, storeId)}</span>${result}</div>`;
   }).join('');
 }
 
@@ -103,6 +113,30 @@ export function tickCommands(root) {
   }
 }
 
+const HOUR_MS = 3600e3;
+
+/**
+ * The axis under the bars: a tick on every third whole hour of the browser's clock (a line and
+ * "03:00"), and "now" at the right end. Ticks too close to the ends are left out, so that no
+ * label hangs past the bar or sits on top of "now".
+ */
+export function axisTicks(from, to) {
+  const span = to - from;
+  const step = span > 12 * HOUR_MS ? 3 * HOUR_MS : span > 3 * HOUR_MS ? HOUR_MS : 15 * 60e3;
+  const first = new Date(from);
+  first.setMinutes(0, 0, 0);
+  let t = first.getTime();
+  while (t < from || (step === 3 * HOUR_MS && new Date(t).getHours() % 3)) t += step === 3 * HOUR_MS ? HOUR_MS : step;
+  let out = '';
+  for (; t < to; t += step) {
+    const pct = ((t - from) / span) * 100;
+    if (pct < 3 || pct > 93) continue;
+    const text = new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
+    out += `<span class="tick" style="left:${pct}%">${text}</span>`;
+  }
+  return `${out}<span class="tick now" style="left:100%">now</span>`;
+}
+
 /** Each device's states over the window, as bars (percent of the window, so it scales with the page). */
 export function timelineHTML(tl) {
   const from = Date.parse(tl.from);
@@ -110,11 +144,7 @@ export function timelineHTML(tl) {
   const span = to - from;
   const ids = Object.keys(tl.devices || {});
   if (!ids.length || !(span > 0)) return '<p class="muted">No device history yet.</p>';
-  let ticks = '';
-  for (let h = 0; h <= 24; h += 3) {
-    const t = from + (span * h) / 24;
-    ticks += `<span style="left:${(h / 24) * 100}%">${new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })}</span>`;
-  }
+  const ticks = axisTicks(from, to);
   const rowsHTML = ids.map((id) => {
     const segs = tl.devices[id].map((s) => {
       const start = Math.max(from, Date.parse(s.since));

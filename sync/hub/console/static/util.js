@@ -53,6 +53,9 @@ export function tick(root) {
 /** A state badge: online, busy, starting, offline, error, unknown. */
 export const badge = (state) => `<span class="state ${esc(state)}">${esc(state)}</span>`;
 
+/** "1 store", "2 stores", "0 stores" (the count is formatted like `num`). */
+export const plural = (n, word, many = `${word}s`) => `${num(n)} ${Number(n) === 1 ? word : many}`;
+
 /** A number, or a dash. */
 export const num = (n, digits = 0) => (n == null ? '–' : Number(n).toLocaleString('en', { maximumFractionDigits: digits }));
 
