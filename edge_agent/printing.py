@@ -11,6 +11,11 @@ agent starts was cut short (power cut, kill -9): it goes back to ``queued``
 with ``reprint`` set and prints again marked "REPRINT", never lost and never
 silently doubled.
 
+Receipts print on the printer of the selling client (``station:``); a
+return slip too, or, for a client without one (an associate's PAD), on the
+printer with ``return_slips: true``; pick tickets on the one with
+``pick_tickets: true``.
+
 Alerts for printers that need someone (paper out, cover open) go to the hub
 as ``retail.device.alert`` (telemetry) and to associates as ``alert.raised``
 on the bus, with ``alert.cleared`` when fixed.
@@ -168,9 +173,13 @@ class PrintSpool:
             return None
         return insert_job(tx, printer.id, "sale_receipt", self.receipt_data(tx.conn, printer, sale), ref=sale["id"])
 
+    def return_slip_printer(self, station: str) -> PrinterConfig | None:
+        """Where ``station``'s return slips print: its own printer, else the first with ``return_slips: true``."""
+        return self.printer_for(station) or next((p for p in self.printers.values() if p.return_slips), None)
+
     def queue_return_slip(self, tx: Tx, station: str, ret: dict[str, Any]) -> Job | None:
-        """In the return's own transaction: its slip on ``station``'s printer, if it has one."""
-        printer = self.printer_for(station)
+        """In the return's own transaction: its slip, if ``station`` or the store has a printer for it."""
+        printer = self.return_slip_printer(station)
         if printer is None:
             return None
         data = {k: v for k, v in ret.items() if k not in ("seq", "client", "store")}

@@ -159,8 +159,9 @@ def _check_left(source: _Source, want: Counter[str]) -> None:
     for sku, qty in want.items():
         left = source.sold[sku] - source.returned[sku]
         if qty > left:
-            raise ReturnError(f"{sku}: {qty} to return, but of the {source.sold[sku]} in {source.label} "
-                              f"{source.returned[sku]} were returned already, so at most {left} can be")
+            done = source.returned[sku]
+            raise ReturnError(f"{sku}: {qty} to return, but {source.label} had {source.sold[sku]} and {done} "
+                              f"{'was' if done == 1 else 'were'} returned already, so at most {left} can be")
 
 
 def record(tx: Tx, body: ReturnIn, client: str, store_id: str,

@@ -65,6 +65,9 @@ class PrinterConfig(DeviceConfig):
         description="e-receipt link printed as a QR code; {sale_id} and {store} are filled in")
     pick_tickets: bool = Field(default=False,
                                description="print a pick ticket here for each pickup order the hub sends")
+    return_slips: bool = Field(
+        default=False, description="print here the return slips of clients without a printer of their own "
+                                   "(an associate's PAD, a kiosk without one): the service desk's printer")
     status_timeout: float = Field(default=1.0, gt=0, le=10, description="seconds to wait for a DLE EOT reply")
     paper_check_interval: float = Field(default=1.0, gt=0, le=60,
                                         description="seconds between status polls while the printer needs someone")

@@ -249,6 +249,20 @@ def test_a_receipt_shows_each_promotion_the_points_paid_and_what_was_saved(tmp_p
     assert "Points redeemed (" not in receipt.text  # the value shows once, as points paid
 
 
+def test_return_slips_print_at_the_client_else_at_the_return_slips_printer():
+    own = PrinterConfig.model_validate({"id": "kiosk-printer", "kind": "printer.escpos", "connection": "tcp",
+                                        "address": "127.0.0.1:9100", "station": "kiosk-1"})
+    desk = PrinterConfig.model_validate({"id": "desk", "kind": "printer.escpos", "connection": "tcp",
+                                         "address": "127.0.0.1:9101", "return_slips": True})
+    cfg = AgentConfig(store=StoreConfig(id="store-test", name="Test Store", timezone="Asia/Shanghai"),
+                      devices=[own, desk])
+    spool = PrintSpool(None, EventBus(), cfg)  # type: ignore[arg-type]  # choosing a printer reads no store
+    assert spool.return_slip_printer("kiosk-1").id == "kiosk-printer"
+    assert spool.return_slip_printer("pad-1").id == "desk"
+    without = AgentConfig(store=cfg.store, devices=[own])
+    assert PrintSpool(None, EventBus(), without).return_slip_printer("pad-1") is None  # type: ignore[arg-type]
+
+
 def test_alerts_go_to_the_outbox_as_telemetry_and_to_the_bus(tmp_path):
     async def main():
         store = Store(tmp_path / "store.db")

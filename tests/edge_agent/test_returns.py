@@ -8,15 +8,16 @@ import uuid
 import pytest
 
 from drivers.printer import layout
-from support.flows import (GLASSES, LIPSTICK, NUDE, TOTE, card, feed, hub_event, linked_agent, order, ret, sale,
-                           sync_point, uplink)
+from support.flows import (GLASSES, LIPSTICK, NUDE, TOTE, card, feed, hub_event, linked_agent, order, poll, ret,
+                           sale, sync_point, uplink)
 from support.printer import printer_device
 
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, printer):
-    devices = [printer_device(printer.port, id="printer-1", station="kiosk-1")]
+    # kiosk-1's printer is also the service desk's: the slips of clients without a printer print there.
+    devices = [printer_device(printer.port, id="printer-1", station="kiosk-1", return_slips=True)]
     with linked_agent(tmp_path_factory.mktemp("returns"), devices, stock={"low_threshold": 3}) as (agent, hub):
         yield agent, hub
 
@@ -54,6 +55,26 @@ def test_a_store_sale_is_returned_by_its_receipt_barcode_and_refunded_from_its_o
     assert "RETURN / REFUND" in slip.text and s["id"] in slip.text and "159.00" in slip.text
 
 
+def test_an_associates_return_prints_its_slip_on_the_return_slips_printer(store, printer):
+    """An associate's PAD has no printer: the slip goes to the printer with return_slips: true."""
+    agent, hub = store
+    with agent.client("kiosk") as c:
+        s = c.post("/v1/sales", json=sale((TOTE, 2))).json()
+    with agent.client("associate") as c:
+        r = c.post("/v1/returns", json=ret((TOTE, 1), sale=s["id"], reason="too small"))
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["client"] != "kiosk-1" and r.headers["print-job"]
+    printer.wait_for(lambda emu: any(got["id"] in d.text for d in emu.receipts()))
+    (slip,) = [d for d in printer.receipts() if got["id"] in d.text]
+    assert "RETURN / REFUND" in slip.lines and s["id"] in slip.text and "Reason: too small" in slip.lines
+    assert any(ln.startswith("REFUND") and ln.endswith("CNY 49.90") for ln in slip.lines)
+    with agent.client("associate") as c:
+        job = poll(lambda: c.get(f"/v1/print/jobs/{r.headers['print-job']}").json(),
+                   lambda j: j["state"] == "done", what="slip printed")
+    assert (job["device"], job["kind"], job["ref"]) == ("printer-1", "return_slip", got["id"])
+
+
 def test_returning_everything_in_steps_refunds_exactly_what_was_paid(store):
     agent, hub = store
     hub.send("members", [hub_event("retail.member.card", card("M-STEPS", points=1000))])
@@ -67,7 +88,7 @@ def test_returning_everything_in_steps_refunds_exactly_what_was_paid(store):
     assert [p["total"] for p in parts] == ["185.67", "185.66", "185.67"]
     assert sum(float(p["total"]) for p in parts) == pytest.approx(557.00)
     assert sum(p["points_reversed"] for p in parts) == 557 and sum(p["points_restored"] for p in parts) == 1000
-    assert fourth.status_code == 422 and "at most 0 can be" in fourth.json()["detail"]
+    assert fourth.status_code == 422 and "had 3 and 3 were returned already, so at most 0 can be" in fourth.json()["detail"]
     # Points given back are available again; earned points taken back are counted against the card.
     assert member["points"] == 1000 - 557
 
@@ -98,6 +119,8 @@ def test_lines_not_sold_or_over_the_quantity_or_of_an_unknown_sale_are_refused(s
         neither = c.post("/v1/returns", json=ret((TOTE, 1)))
         negative = c.post("/v1/returns", json=ret((TOTE, -1), sale=s["id"]))
         price = c.post("/v1/returns", json={**ret((TOTE, 1), sale=s["id"]), "total": "999.00"})
+        c.post("/v1/returns", json=ret((TOTE, 1), sale=s["id"])).raise_for_status()
+        once_more = c.post("/v1/returns", json=ret((TOTE, 1), sale=s["id"]))
     assert not_sold.status_code == 422 and "is not part of it" in not_sold.json()["detail"]
     assert too_many.status_code == 422 and "at most 1 can be" in too_many.json()["detail"]
     assert unknown_sale.status_code == 404
@@ -105,6 +128,8 @@ def test_lines_not_sold_or_over_the_quantity_or_of_an_unknown_sale_are_refused(s
     assert both.status_code == neither.status_code == 422
     assert negative.status_code == 422 and "lines.0.qty" in negative.json()["detail"]
     assert price.status_code == 422 and "total" in price.json()["detail"]  # the refund is never the client's
+    assert once_more.status_code == 422
+    assert f"sale {s['id']} had 1 and 1 was returned already, so at most 0 can be" in once_more.json()["detail"]
 
 
 def test_concurrent_returns_of_the_same_line_do_not_both_pass(store):

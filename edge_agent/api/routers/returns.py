@@ -1,8 +1,9 @@
 """``POST /v1/returns``: a return of a store sale or of an online order (edge_agent/returns.py).
 
 201 once the return, its restocking and its ``retail.return.accepted`` event
-are on disk, in one transaction with the return slip's print job when the
-client has a printer (``Print-Job`` header). The same ``client_return_id``
+are on disk, in one transaction with the return slip's print job
+(``Print-Job`` header) on the client's own printer or, for a client without
+one such as an associate's PAD, the printer with ``return_slips: true``. The same ``client_return_id``
 with the same body returns the same return (``Idempotent-Replayed: true``),
 with another body 409. 404: no such sale in this store; 409: an online order
 that was never collected; 422: a line that is not part of the sale or order,
