@@ -185,6 +185,8 @@ class Planner:
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + sweep
                 self.request(None)
+                for driver in self.svc.devices.values():  # GET /v1/devices shows that sweeps happen
+                    driver.ctx.count("sweeps")
             wait = next_sweep - loop.time()
             if self.changes_at:
                 wait = min(wait, (min(self.changes_at.values()) - now).total_seconds())
