@@ -16,6 +16,7 @@ are called on it through ``on_loop``; everything else is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import threading
@@ -26,17 +27,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import yaml
 
 from drivers.heartbeat.emulator import HeartbeatEmulator
 from drivers.printer.emulator import PrinterEmulator
 from drivers.printer.parser import Receipt
 from drivers.scanner.emulator import SerialScannerEmulator
 from drivers.shelf_label.ap_emulator import ApEmulator
+from edge_agent.config import parse
+from edge_agent.errors import ConfigError
 from support.agent import AgentProcess, free_port
 from support.hubprocess import HubProcess
 from support.mosquitto import Mosquitto
 
 T = TypeVar("T")
+ROOT_RUN = Path(__file__).resolve().parents[2] / ".run" / "soak"
 STORE = "store-soak"
 KIOSKS = ("kiosk-1", "kiosk-2")
 # One token per api client; the agent's config holds only their hashes.
@@ -108,6 +113,7 @@ class Rig:
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="soak-emulators", daemon=True)
         self.agent: AgentProcess | None = None
         self.incarnation = 0
+        self.idle_refused: str | None = None
 
     # Start and stop ------------------------------------------------------------------
 
@@ -125,6 +131,10 @@ class Rig:
         self.on_loop(self.heartbeat.start())
         for scanner in self.scanners.values():
             scanner.plug()
+        if self.timers.idle_timeout is not None and (why := self.refused(self.config())):
+            # sessions.idle_timeout is newer than some agents: leave it out and say so.
+            self.idle_refused = why
+            self.timers = dataclasses.replace(self.timers, idle_timeout=None)
         self.agent = AgentProcess(self.run_dir / "agent", self.config())
         self.agent.data_dir.mkdir(parents=True, exist_ok=True)
         self.agent.import_catalog()
@@ -197,6 +207,15 @@ class Rig:
         if t.idle_timeout is not None:
             config["sessions"] = {"idle_timeout": t.idle_timeout}
         return config
+
+    @staticmethod
+    def refused(config: dict) -> str | None:
+        """Why this agent's config validation refuses ``config``, or None if it takes it."""
+        try:
+            parse(yaml.safe_dump(config, allow_unicode=True), environ={})
+        except ConfigError as err:
+            return "; ".join(err.problems)
+        return None
 
     # Clients ---------------------------------------------------------------------------
 

@@ -1,0 +1,74 @@
+"""What every actor, checker and fault shares during one day: the rig, the ledger, the table, the clock.
+
+``Outages`` records when each fault window opened and closed, so that a
+checker can excuse what a fault explains (labels on an access point that is
+down) and nothing else, and start its grace again when the fault clears.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soak.checks import Checks
+from soak.ledger import Ledger
+from soak.rig import Rig
+
+CATALOG = json.loads((Path(__file__).resolve().parents[2] / "demo" / "catalog.json").read_text())
+SKUS = [item["sku"] for item in CATALOG]
+BARCODES = {item["sku"]: item["barcodes"][0] for item in CATALOG}
+
+
+class Outages:
+    """Named fault windows: ``begin(name)``, ``end(name)``; ``since_clear(names)`` for grace periods."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, float] = {}
+        self._closed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            self._open[name] = time.monotonic()
+
+    def end(self, name: str) -> None:
+        with self._lock:
+            self._open.pop(name, None)
+            self._closed[name] = time.monotonic()
+
+    def active(self, *names: str) -> bool:
+        with self._lock:
+            return any(n in self._open for n in names)
+
+    def since_clear(self, *names: str) -> float:
+        """Seconds since the last of ``names`` ended; 0 while one is open; infinity if none ever was."""
+        with self._lock:
+            if any(n in self._open for n in names):
+                return 0.0
+            ends = [self._closed[n] for n in names if n in self._closed]
+        return time.monotonic() - max(ends) if ends else float("inf")
+
+
+@dataclass
+class Day:
+    """One soak run's shared state."""
+
+    rig: Rig
+    ledger: Ledger
+    checks: Checks
+    seed: int
+    minutes: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    outages: Outages = field(default_factory=Outages)
+
+    def rng(self, name: str) -> random.Random:
+        """A random generator of its own for one actor, from the day's seed."""
+        return random.Random(f"{self.seed}:{name}")
+
+    def think(self, rng: random.Random, low: float, high: float) -> bool:
+        """A think-time (scaled to the day); False once the day is over."""
+        return not self.stop.wait(rng.uniform(low, high))

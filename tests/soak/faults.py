@@ -1,0 +1,202 @@
+"""Faults of a store day, each injected and then cleared, and how each must show.
+
+A device fault (paper out, cover open, scanner unplugged, access point
+down) must show within 60 s on the agent's ``GET /v1/health`` (not ``ok``,
+the device named in ``reasons``) and at the hub console's
+``GET /api/stores/{store}`` (the device not online), and both must clear
+within 60 s after the repair. The outages (broker restart, hub down, agent
+SIGKILL) show where they can be seen (the agent's ``hub`` field, its outbox,
+the console's presence) and end with the outbox drained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from soak import checks as rows
+from soak.day import Day
+from soak.invariants import drains
+from soak.rig import STORE
+
+SHOW_WITHIN = 60.0
+DRAIN_WITHIN = 180.0
+
+
+def _health(day: Day) -> dict | None:
+    try:
+        return day.rig.client(None).get("/v1/health").json()
+    except httpx.HTTPError:
+        return None
+
+
+def _console(day: Day) -> dict | None:
+    try:
+        r = day.rig.console().get(f"/api/stores/{STORE}")
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None
+
+
+def _console_device(day: Day, device: str) -> str | None:
+    store = _console(day)
+    return next((d["state"] for d in (store or {}).get("devices", []) if d["id"] == device), None)
+
+
+def _named(health: dict | None, device: str) -> bool:
+    return health is not None and device in json.dumps(health.get("reasons") or [])
+
+
+def expect(day: Day, what: str, probe: Callable[[], Any], holds: Callable[[Any], bool], within: float,
+           **ids: Any) -> bool:
+    """Poll ``probe`` until ``holds`` (a FAULT check); a violation with the last answer after ``within`` s."""
+    deadline = time.monotonic() + within
+    started = time.monotonic()
+    last: Any = None
+    while not day.stop.is_set() or time.monotonic() < deadline:
+        last = probe()
+        if holds(last):
+            day.checks.ok(rows.FAULT)
+            day.ledger.did(f"fault signals seen ({what.split(':')[0]})")
+            return True
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)  # a poll interval
+    day.checks.fail(rows.FAULT, what, f"within {within:.0f} s", _short(last), after_s=round(time.monotonic() - started),
+                    **ids)
+    return False
+
+
+def _short(value: Any) -> Any:
+    text = json.dumps(value, default=str)
+    return value if len(text) < 400 else text[:400] + "..."
+
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault of one device: ``inject``, then ``clear``; seen on both consoles, then gone."""
+
+    name: str
+    device: str
+    outage: str
+    inject: Callable[[Day], None]
+    repair: Callable[[Day], None]
+
+    def run(self, day: Day, hold: float) -> None:
+        day.ledger.faults[self.name] += 1
+        day.outages.begin(self.outage)
+        self.inject(day)
+        started = time.monotonic()
+        expect(day, f"{self.name}: /v1/health names {self.device}", lambda: _health(day),
+               lambda h: h is not None and h["status"] != "ok" and _named(h, self.device), SHOW_WITHIN,
+               device=self.device)
+        expect(day, f"{self.name}: hub console shows {self.device} not online",
+               lambda: _console_device(day, self.device), lambda s: s not in (None, "online", "busy"), SHOW_WITHIN,
+               device=self.device)
+        day.stop.wait(max(0.0, hold - (time.monotonic() - started)))
+        self.repair(day)
+        day.outages.end(self.outage)
+        expect(day, f"{self.name} cleared: /v1/health no longer names {self.device}", lambda: _health(day),
+               lambda h: h is not None and not _named(h, self.device), SHOW_WITHIN, device=self.device)
+        expect(day, f"{self.name} cleared: hub console shows {self.device} online",
+               lambda: _console_device(day, self.device), lambda s: s in ("online", "busy"), SHOW_WITHIN,
+               device=self.device)
+
+
+def _printer(kiosk: str, **flags: bool) -> Callable[[Day], None]:
+    return lambda day: day.rig.printer_state(kiosk, **flags)
+
+
+def _ap_down(day: Day) -> None:
+    day.rig.ap.stop()
+
+
+def _ap_up(day: Day) -> None:
+    day.rig.ap.start()
+
+
+DEVICE_FAULTS = (
+    DeviceFault("printer paper out", "printer-1", "printer-kiosk-1", _printer("kiosk-1", paper_end=True),
+                _printer("kiosk-1", paper_end=False)),
+    DeviceFault("printer cover open", "printer-2", "printer-kiosk-2", _printer("kiosk-2", cover_open=True),
+                _printer("kiosk-2", cover_open=False)),
+    DeviceFault("scanner unplugged", "scanner-2", "scanner-kiosk-2",
+                lambda day: day.rig.scanners["kiosk-2"].unplug(), lambda day: day.rig.scanners["kiosk-2"].plug()),
+    DeviceFault("access point down", "labels-ap", "ap", _ap_down, _ap_up),
+)
+
+
+def broker_restart(day: Day, hold: float) -> None:
+    """The broker goes away for ``hold`` s: the agent's health says the hub is not online; then it drains."""
+    day.ledger.faults["broker restart"] += 1
+    day.outages.begin("broker")
+
+    def away() -> None:
+        expect(day, "broker down: /v1/health hub not online", lambda: _health(day),
+               lambda h: h is not None and h.get("hub") != "online", min(SHOW_WITHIN, hold + 30))
+        day.stop.wait(hold)
+
+    day.rig.restart_broker(away)
+    day.outages.end("broker")
+    expect(day, "broker back: /v1/health hub online", lambda: _health(day),
+           lambda h: h is not None and h.get("hub") == "online", SHOW_WITHIN)
+    expect(day, "broker back: hub console shows the store online", lambda: (_console(day) or {}).get("summary"),
+           lambda s: bool(s) and s.get("presence") == "online", SHOW_WITHIN)
+    drains(day, "the broker restart", DRAIN_WITHIN)
+
+
+def hub_down(day: Day, hold: float) -> None:
+    """The hub is stopped for ``hold`` s: sales meanwhile wait in the outbox; then it drains."""
+    day.ledger.faults["hub down"] += 1
+    day.outages.begin("hub")
+    before = len(day.ledger.sales)
+    day.rig.hub.stop()
+    deepest = 0
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline and not day.stop.is_set():
+        h = _health(day)
+        deepest = max(deepest, (h or {}).get("outbox_depth") or 0)
+        time.sleep(0.5)  # a sampling interval
+    sold = len(day.ledger.sales) - before
+    if sold:
+        day.checks.check(rows.FAULT, deepest > 0, "hub down: /v1/health outbox_depth grows while sales go on",
+                         "> 0", deepest, sales_meanwhile=sold)
+    day.rig.hub.start(timeout=120)
+    day.outages.end("hub")
+    expect(day, "hub back: its console shows the store online", lambda: (_console(day) or {}).get("summary"),
+           lambda s: bool(s) and s.get("presence") == "online", SHOW_WITHIN)
+    drains(day, "the hub's downtime", DRAIN_WITHIN)
+
+
+def agent_kill(day: Day, hold: float) -> None:
+    """SIGKILL the agent, ``hold`` s dead, restart: the console sees it go and come back; it drains."""
+    day.ledger.faults["agent SIGKILL"] += 1
+    day.outages.begin("agent")
+    with day.ledger.lock:
+        day.ledger.kills.append(time.monotonic())
+    day.rig.kill_agent()
+    expect(day, "agent killed: hub console shows the store offline", lambda: (_console(day) or {}).get("summary"),
+           lambda s: bool(s) and s.get("presence") != "online", SHOW_WITHIN)
+    day.stop.wait(hold)
+    day.rig.restart_agent()
+    day.outages.end("agent")
+    expect(day, "agent restarted: hub console shows the store online", lambda: (_console(day) or {}).get("summary"),
+           lambda s: bool(s) and s.get("presence") == "online", SHOW_WITHIN)
+    drains(day, "the agent's restart", DRAIN_WITHIN)
+
+
+def schedule(minutes: float) -> list[tuple[str, Callable[[Day, float], None], float]]:
+    """(name, run, hold s) of the day's faults in order; holds scale with the day."""
+    total = minutes * 60
+    device_hold = min(max(total * 0.03, 6.0), 40.0)
+    plan: list[tuple[str, Callable[[Day, float], None], float]] = [
+        (f.name, f.run, device_hold) for f in DEVICE_FAULTS]
+    plan += [("broker restart", broker_restart, min(max(total * 0.01, 4.0), 15.0)),
+             ("hub down", hub_down, min(max(total * 0.1, 8.0), 150.0)),
+             ("agent SIGKILL", agent_kill, min(max(total * 0.01, 2.0), 10.0))]
+    return plan

@@ -1,0 +1,344 @@
+"""The promises checked all along: each checker reads the store from the outside and counts in ``Checks``.
+
+- ``LabelWatch``: every label's picture (the AP's screen, the PNG file) is
+  judged by its pixels: the price, old-price and promotion blocks must equal
+  the project's renderer's drawing of the checkout's current product
+  (``GET /v1/products``) within the grace after each change, the "ask staff"
+  notice must never be shown for a product the kiosk sells, and the store
+  count must follow a stable stock within the grace.
+- ``hub_ledger``: every sale, return and order answered 201 is in the hub's
+  database exactly once, and the store's seqs there are gapless.
+- ``drains``: ``GET /v1/health`` ``outbox_depth`` is back to 0 within a bound.
+- ``receipts``: each sale's receipt, read back from its kiosk's printer
+  emulator, has its lines, promotions and total, and is printed once (a copy
+  after an agent's SIGKILL must say REPRINT).
+- ``ResourceWatch``: RSS, open files and log volume of each agent
+  incarnation stay flat after warm-up; no traceback in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from PIL import Image
+
+from drivers.shelf_label.models import LabelModel, get_model
+from drivers.shelf_label.render import render_notice
+from edge_agent.catalog import Product
+from edge_agent.labels.plan import NOTICE_PRICE, desire, draw
+from soak import checks as rows
+from soak.day import SKUS, Day
+from soak.rig import AP_LABELS, FILE_LABELS, STORE, URL_TEMPLATE, LabelSpot
+
+TZ = ZoneInfo("Asia/Shanghai")
+PRICE_BLOCKS = ("price", "old_price", "promo_until")
+_INVERSE_TURN = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+
+
+# Labels -------------------------------------------------------------------------------
+
+def _layout(img: Image.Image, model: LabelModel) -> Image.Image:
+    """A panel picture turned back to the layout the template's boxes are in, as RGB."""
+    img = img.convert("RGB")
+    return img.transpose(_INVERSE_TURN[model.rotation]) if model.rotation else img
+
+
+def _crop(img: Image.Image, model: LabelModel, kinds: tuple[str, ...]) -> bytes:
+    """The pixels of the template's blocks of ``kinds``, concatenated."""
+    out = b""
+    for block in model.template.blocks:
+        if block.kind in kinds:
+            x, y, w, h = block.box
+            out += img.crop((x, y, x + w, y + h)).tobytes()
+    return out
+
+
+@dataclass
+class _Watch:
+    """What the watcher knows of one label: since when its expected picture is what it is now."""
+
+    key: tuple | None = None
+    since: float = 0.0
+    stock: int | None = None
+    stock_since: float = 0.0
+    reported: tuple | None = None  # the episode already reported, so one wrong picture is one violation
+
+
+class LabelWatch(threading.Thread):
+    """Every ``every`` s, judge each label's picture against the checkout's current product."""
+
+    def __init__(self, day: Day, every: float = 2.0, slack: float = 15.0):
+        super().__init__(name="soak-labels", daemon=True)
+        self.day = day
+        self.every = every
+        # Beyond the compliance grace: a tag's next check-in, the poll that confirms it, a loaded machine.
+        self.allowed = day.rig.timers.compliance_grace + slack
+        self.http = day.rig.client("kiosk-1")
+        self.watch: dict[str, _Watch] = {}
+        self._expected: dict[tuple, tuple[bytes, bytes]] = {}
+        self._notice: dict[str, bytes] = {}
+
+    def run(self) -> None:
+        while not self.day.stop.wait(self.every):
+            try:
+                self.sweep()
+            except (httpx.HTTPError, OSError, ValueError) as err:
+                self.day.checks.note(f"label watch skipped a round: {err!r}")
+
+    def spots(self) -> list[LabelSpot]:
+        """Every label with the product the soak bound it to (the config, or an associate's bind)."""
+        out = []
+        for spot in (*AP_LABELS, *FILE_LABELS):
+            sku, _ = self.day.ledger.binding(spot.label) if spot.label in self.day.ledger.bindings else (spot.sku, 0)
+            out.append(LabelSpot(spot.label, spot.device, spot.model, sku))
+        return out
+
+    def picture(self, spot: LabelSpot) -> Image.Image | None:
+        """What the label shows: the tag's screen at the AP, or the PNG file."""
+        if spot.device == "labels-ap":
+            return self.day.rig.ap.shown(spot.label)
+        path = self.day.rig.labels_dir / f"{spot.label}.png"
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def sweep(self) -> None:
+        d = self.day
+        if d.outages.active("agent"):
+            return
+        products = {sku: self.http.get(f"/v1/products/{sku}").json() for sku in SKUS}
+        now = time.monotonic()
+        at = datetime.now(timezone.utc)
+        for spot in self.spots():
+            if spot.sku is None:
+                continue
+            product = products[spot.sku]
+            w = self.watch.setdefault(spot.label, _Watch())
+            model = get_model(spot.model)
+            desired = desire(spot.sku, Product.model_validate(product), spot.model, at,
+                             url=URL_TEMPLATE.format(sku=spot.sku), tz=TZ)
+            key = (spot.sku, desired.price, desired.checkout, desired.content.promo if desired.content else None)
+            _, bound_at = d.ledger.binding(spot.label)
+            if key != w.key:
+                w.key, w.since = key, now
+            if product.get("stock_store") != w.stock:
+                w.stock, w.stock_since = product.get("stock_store"), now
+            # Grace starts again at each change, at a bind, and when a fault that stops pushes clears.
+            outage = ("ap",) if spot.device == "labels-ap" else ()
+            quiet = min(now - max(w.since, bound_at), d.outages.since_clear("agent", *outage))
+            shown = self.picture(spot)
+            ids = {"label": spot.label, "device": spot.device, "sku": spot.sku, "incarnation": d.rig.incarnation}
+            if shown is not None and self._is_notice(shown, model):
+                self._report(w, ("notice", key), "shows the 'ask staff' notice for a product the kiosk sells",
+                             f"{desired.checkout}", "notice: " + NOTICE_PRICE, **ids)
+                continue
+            if quiet < self.allowed:
+                continue
+            price_px, stock_px = self._expected_crops(desired, spot, model, product)
+            got = None if shown is None else _layout(shown, model)
+            if got is None or _crop(got, model, PRICE_BLOCKS) != price_px:
+                self._report(w, ("price", key), f"picture's price blocks differ from the checkout's for "
+                             f"{quiet:.0f} s (grace {self.allowed:.0f} s)",
+                             f"{desired.price} (checkout {desired.checkout})",
+                             "no picture" if got is None else "other pixels", **ids)
+                continue
+            d.checks.ok(rows.LABELS)
+            w.reported = None
+            stable = min(now - w.stock_since, quiet)
+            if stock_px and stable >= self.allowed:
+                d.checks.check(rows.LABELS, _crop(got, model, ("stock_store",)) == stock_px,
+                               f"'in store' count differs from the store's stock for {stable:.0f} s",
+                               product.get("stock_store"), "other pixels", **ids)
+
+    def _report(self, w: _Watch, episode: tuple, what: str, expected: Any, got: Any, **ids: Any) -> None:
+        if w.reported == episode:
+            return  # the same wrong picture as last time: one violation per episode
+        w.reported = episode
+        self.day.checks.fail(rows.LABELS, what, expected, got, **ids)
+
+    def _is_notice(self, shown: Image.Image, model: LabelModel) -> bool:
+        if model.name not in self._notice:
+            self._notice[model.name] = render_notice(NOTICE_PRICE, model).convert("RGB").tobytes()
+        return shown.convert("RGB").tobytes() == self._notice[model.name]
+
+    def _expected_crops(self, desired: Any, spot: LabelSpot, model: LabelModel, product: dict) -> tuple[bytes, bytes]:
+        key = (desired.hash, spot.model)
+        if key not in self._expected:
+            image, _ = draw(desired)
+            layout = _layout(image, model)
+            stock = _crop(layout, model, ("stock_store",)) if product.get("stock_store", -1) >= 0 else b""
+            self._expected[key] = (_crop(layout, model, PRICE_BLOCKS), stock)
+        return self._expected[key]
+
+
+# The hub's database ----------------------------------------------------------------------
+
+ID_FIELD = {"retail.sale.completed": "sale_id", "retail.return.accepted": "return_id",
+            "retail.order.placed": "order_id"}
+
+
+def hub_events(db_path: Path) -> list[tuple[int, str, dict]]:
+    """(seq, type, data) of every event of the soak store in the hub's SQLite database."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows_ = conn.execute("SELECT seq, type, event FROM events WHERE store = ? ORDER BY seq", (STORE,)).fetchall()
+    finally:
+        conn.close()
+    return [(seq, type_, json.loads(event).get("data") or {}) for seq, type_, event in rows_]
+
+
+def hub_ledger(day: Day, final: bool) -> None:
+    """Seqs gapless at the hub; at the end, every 201 there exactly once."""
+    d = day
+    events = hub_events(d.rig.hub_db)
+    seqs = [seq for seq, _, _ in events]
+    missing = sorted(set(range(1, (max(seqs) if seqs else 0) + 1)) - set(seqs))
+    d.checks.check(rows.HUB, not missing, "store seqs at the hub are gapless", f"1..{max(seqs, default=0)}",
+                   f"missing {missing[:20]}{'...' if len(missing) > 20 else ''}")
+    if not final:
+        return
+    seen: dict[str, list[int]] = {}
+    for seq, type_, data in events:
+        field = ID_FIELD.get(type_)
+        if field and data.get(field):
+            seen.setdefault(str(data[field]), []).append(seq)
+    with d.ledger.lock:
+        expected = [("sale", s) for s in d.ledger.sales] + [("return", r) for r in d.ledger.returns] + \
+                   [("order", o) for o in d.ledger.orders]
+    for kind, ident in expected:
+        at = seen.get(ident, [])
+        d.checks.check(rows.HUB, len(at) == 1, f"{kind} answered 201 is at the hub exactly once", 1,
+                       f"{len(at)} times (seqs {at})", **{kind: ident})
+
+
+def drains(day: Day, why: str, bound: float) -> None:
+    """The outbox is back to 0 (``GET /v1/health``) within ``bound`` s after an outage cleared."""
+    deadline = time.monotonic() + bound
+    http = day.rig.client(None)
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = http.get("/v1/health").json().get("outbox_depth")
+        except httpx.HTTPError as err:
+            last = repr(err)
+        if last == 0:
+            day.checks.ok(rows.DRAIN)
+            return
+        time.sleep(0.2)  # a poll interval
+    day.checks.fail(rows.DRAIN, f"outbox_depth after {why}", f"0 within {bound:.0f} s", last)
+
+
+# Receipts ---------------------------------------------------------------------------------
+
+def receipts(day: Day) -> None:
+    """Each sale's receipt on its kiosk's printer: its lines, promotions and total, printed once."""
+    d = day
+    printed: dict[str, list[Any]] = {}
+    for kiosk in d.rig.printers:
+        for receipt in d.rig.receipts(kiosk):
+            for line in receipt.lines:
+                if line.startswith("Sale "):
+                    printed.setdefault(line.split()[-1], []).append(receipt)
+    with d.ledger.lock:
+        kills = list(d.ledger.kills)
+    for sale in d.ledger.sales_list():
+        ids = {"sale": sale.sale_id, "station": sale.station, "print_job": sale.print_job,
+               "incarnation": sale.incarnation}
+        copies = printed.get(sale.sale_id, [])
+        originals = [r for r in copies if "*** REPRINT ***" not in r.text]
+        reprints = len(copies) - len(originals)
+        killed_after = any(k >= sale.at - 1 for k in kills)
+        if not d.checks.check(rows.RECEIPT, len(originals) == 1, "receipt printed once (unmarked copies)", 1,
+                              len(originals), **ids):
+            continue
+        d.checks.check(rows.RECEIPT, reprints == 0 or killed_after, "a REPRINT copy without an agent kill after it",
+                       0, reprints, **ids)
+        text = originals[0].text
+        answer = sale.answer
+        missing = [ln["amount"] for ln in answer["lines"] if ln["amount"] not in text]
+        d.checks.check(rows.RECEIPT, not missing, "receipt has every line's amount", [ln["amount"] for ln in
+                       answer["lines"]], f"missing {missing}", **ids)
+        total = f"{answer['currency']} {answer['total']}"
+        total_line = next((ln for ln in originals[0].lines if ln.startswith("TOTAL")), "")
+        d.checks.check(rows.RECEIPT, total_line.endswith(total), "receipt's TOTAL", total, total_line, **ids)
+        # A line priced at the promotion's price the kiosk saw must show that promotion.
+        promo = [label for ln in answer["lines"] if (label_price := sale.promos.get(ln["sku"]))
+                 and ln["unit_price"] == label_price[1] for label in (label_price[0],)]
+        lacking = [label for label in promo if label not in text]
+        d.checks.check(rows.RECEIPT, not lacking, "receipt shows each promotion the sale got", promo,
+                       f"missing {lacking}", **ids)
+
+
+# Resources ---------------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    at: float
+    incarnation: int
+    rss_kb: int
+    fds: int
+    log_bytes: int
+
+
+class ResourceWatch(threading.Thread):
+    """Samples the agent's /proc every ``every`` s; ``judge()`` at the end checks each incarnation."""
+
+    def __init__(self, day: Day, every: float = 2.0, warmup: float = 30.0):
+        super().__init__(name="soak-resources", daemon=True)
+        self.day = day
+        self.every = every
+        self.warmup = warmup
+        self.samples: list[Sample] = []
+
+    def run(self) -> None:
+        while not self.day.stop.wait(self.every):
+            pid = self.day.rig.agent_pid()
+            if pid is None:
+                continue
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                rss = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:")))
+                fds = len(os.listdir(f"/proc/{pid}/fd"))
+            except (OSError, StopIteration, ValueError):
+                continue  # it died between the two reads
+            log = self.day.rig.agent.log_path.stat().st_size if self.day.rig.agent else 0
+            self.samples.append(Sample(time.monotonic(), self.day.rig.incarnation, rss, fds, log))
+
+    def judge(self, rss_growth_mb: float = 60.0, fd_growth: int = 25, log_kb_per_min: float = 300.0) -> None:
+        """Per incarnation: growth after warm-up within bounds; zero tracebacks in the agent's log."""
+        d = self.day
+        for inc in sorted({s.incarnation for s in self.samples}):
+            mine = [s for s in self.samples if s.incarnation == inc]
+            warm = [s for s in mine if s.at - mine[0].at >= self.warmup]
+            if len(warm) < 3:
+                continue
+            first, last = warm[0], warm[-1]
+            # Against the lowest after warm-up: growth, not a peak at the start.
+            rss = (max(s.rss_kb for s in warm[len(warm) // 2:]) - min(s.rss_kb for s in warm[:len(warm) // 2])) / 1024
+            d.checks.check(rows.RESOURCES, rss <= rss_growth_mb, "RSS growth after warm-up (MB)",
+                           f"<= {rss_growth_mb}", round(rss, 1), incarnation=inc,
+                           rss_mb=f"{first.rss_kb / 1024:.0f}->{last.rss_kb / 1024:.0f}")
+            fds = last.fds - min(s.fds for s in warm)
+            d.checks.check(rows.RESOURCES, fds <= fd_growth, "open files growth after warm-up", f"<= {fd_growth}",
+                           fds, incarnation=inc, fds=f"{first.fds}->{last.fds}")
+            minutes = max((last.at - first.at) / 60, 1e-9)
+            rate = (last.log_bytes - first.log_bytes) / 1024 / minutes
+            d.checks.check(rows.RESOURCES, rate <= log_kb_per_min, "agent log volume (KB/min) after warm-up",
+                           f"<= {log_kb_per_min}", round(rate, 1), incarnation=inc)
+        log = d.rig.agent.log() if d.rig.agent else ""
+        tracebacks = [part.split("\n\n")[0][:600] for part in log.split("Traceback (most recent call last):")[1:]]
+        d.checks.check(rows.RESOURCES, not tracebacks, "tracebacks in the agent's log", 0,
+                       f"{len(tracebacks)}: {tracebacks[:2]}")

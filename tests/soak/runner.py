@@ -1,0 +1,132 @@
+"""One store day: the rig up, the actors and watchers going, the faults in turn, the final checks.
+
+The day's timeline, for ``minutes`` M: a warm-up, then each fault of
+faults.schedule in turn with quiet stretches between them, then quiet until
+M minutes have passed; then the actors stop, the outbox and print queues
+drain, and the end-of-day checks run (everything at the hub once, every
+receipt, resources). Faults take at least as long as their signals take to
+show, so a short day may run a little past M minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from soak import report
+from soak.actors import actors
+from soak.checks import Checks
+from soak.day import Day
+from soak.faults import DRAIN_WITHIN, schedule
+from soak.invariants import LabelWatch, ResourceWatch, drains, hub_ledger, receipts
+from soak.ledger import Ledger
+from soak.rig import ROOT_RUN, Rig, Timers, wait_for
+
+
+@dataclass(frozen=True)
+class Result:
+    """How the day went: the report's text, where it lies, and whether every promise held."""
+
+    ok: bool
+    table: str
+    run_dir: Path
+    violations: int
+
+
+def timers(minutes: float, idle: bool) -> Timers:
+    """Short timers, shorter still for a short day."""
+    short = minutes < 5
+    return Timers(sweep_interval=10.0 if short else 30.0, compliance_grace=5.0, label_poll=0.5,
+                  card_ttl=45.0 if short else 120.0, idle_timeout=(8.0 if short else 20.0) if idle else None)
+
+
+def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: bool = False,
+        quiet: bool = False) -> Result:
+    """Run the day and return its result; the report and logs stay in ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    total = minutes * 60
+    ledger = Ledger()
+    checks = Checks(run_dir, ledger.started, quiet=quiet)
+    rig = Rig(run_dir, timers(minutes, idle), mirror=mirror)
+    day = Day(rig, ledger, checks, seed, minutes)
+    threads = []
+    try:
+        rig.start()
+        if rig.idle_refused:
+            checks.note(f"sessions.idle_timeout left out, the agent refuses it: {rig.idle_refused}")
+        ledger.started = time.monotonic()
+        checks.started = ledger.started
+        watchers = [LabelWatch(day), ResourceWatch(day)]
+        threads = [*actors(day), *watchers]
+        for t in threads:
+            t.start()
+        plan = schedule(minutes)
+        warmup = min(max(total * 0.08, 10.0), 60.0)
+        gap = max(2.0, (total * 0.85 - warmup - sum(hold for _, _, hold in plan)) / len(plan))
+        day.stop.wait(warmup)
+        for name, fault, hold in plan:
+            _say(quiet, f"[{ledger.elapsed():6.0f}s] fault: {name} for {hold:.0f} s")
+            fault(day, hold)
+            hub_ledger(day, final=False)
+            day.stop.wait(gap)
+        day.stop.wait(max(0.0, total - ledger.elapsed()))
+        _say(quiet, f"[{ledger.elapsed():6.0f}s] the day is over: actors stop, queues drain")
+        day.stop.set()
+        for t in threads:
+            t.join(60)
+        _end_of_day(day, watchers[1])
+    finally:
+        day.stop.set()
+        rig.close()
+    seconds = ledger.elapsed()
+    text = report.table(checks, ledger, seconds, seed)
+    (run_dir / "report.txt").write_text(text + "\n")
+    report.write(run_dir, checks, ledger, seconds, seed)
+    return Result(not checks.violations, text, run_dir, len(checks.violations))
+
+
+def _end_of_day(day: Day, resources: ResourceWatch) -> None:
+    """Drain, then every end-of-day check."""
+    drains(day, "the end of the day", DRAIN_WITHIN)
+    pad = day.rig.client("pad-1")
+    try:
+        wait_for("the print queues to empty", lambda: not [
+            j for j in pad.get("/v1/print/jobs", params={"limit": 1000}).json()
+            if j["state"] in ("queued", "printing")], timeout=120)
+    except AssertionError as err:
+        day.checks.note(str(err))
+    # The printers print what they got: wait until their receipts stop growing.
+    counts: list[int] = []
+    wait_for("the printers to settle", lambda: counts.append(sum(
+        len(day.rig.receipts(k)) for k in day.rig.printers)) or (len(counts) > 4 and len(set(counts[-4:])) == 1),
+        timeout=60)
+    receipts(day)
+    hub_ledger(day, final=True)
+    resources.judge()
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m soak``: run the day, print the table, exit 1 on any violation."""
+    parser = argparse.ArgumentParser(prog="soak", description="A compressed store day with every promise checked")
+    parser.add_argument("--minutes", type=float, default=20.0, help="length of the day (default 20)")
+    parser.add_argument("--seed", type=int, default=1, help="the actors' random seed (default 1)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where logs and report.json go "
+                        "(default .run/soak/<UTC time>)")
+    parser.add_argument("--no-idle", action="store_true", help="leave sessions.idle_timeout out of the config")
+    parser.add_argument("--mirror", action="store_true", help="add the try-on mirror (mirror.camera, synthetic)")
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir or ROOT_RUN / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    print(f"soak: {args.minutes:g} min, seed {args.seed}, run dir {run_dir}", flush=True)
+    result = run(args.minutes, args.seed, run_dir, idle=not args.no_idle, mirror=args.mirror)
+    print(result.table, flush=True)
+    print(f"\nreport: {run_dir / 'report.json'}; logs: {run_dir}", flush=True)
+    return 0 if result.ok else 1
