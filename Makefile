@@ -1,6 +1,7 @@
 # make run   - the demo store on this machine (Ctrl-C stops it)
 # make test  - the whole test suite
 # make bench - every benchmark in bench/, one table
+# make soak  - a compressed store day checking every promise (MINUTES=20, SEED=1)
 # Each creates .venv and installs what it needs on first use.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench check clean
+.PHONY: run test lint bench check clean soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -30,6 +31,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/harness.py
+
+MINUTES ?= 20
+SEED    ?= 1
+soak: $(STAMP)
+	scripts/system-packages.sh run
+	PYTHONPATH=.:tests $(PY) -m soak --minutes $(MINUTES) --seed $(SEED)
 
 check: $(STAMP)
 	$(VENV)/bin/edge-agent check --config devices.yaml
