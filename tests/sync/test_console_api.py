@@ -256,6 +256,40 @@ def test_a_command_round_trips_fails_or_times_out(console):
                     json={"device": "agent", "action": "resend_from", "args": {"seq": 0}}).status_code == 422
 
 
+def test_a_command_sent_from_the_cli_shows_its_action_device_and_time(console, tmp_path, mosquitto):
+    hub, api, store = console
+    a = store()
+    a.status("online")
+    a.health(**{"heartbeat-1": "online"})
+    wait_for("store known", lambda: api.get("/api/stores/store-a").status_code == 200)
+    with api.stream("GET", "/api/stream") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        cli = subprocess.run([sys.executable, "-m", "sync.hub", "cmd", "--broker", mosquitto.url, "--store", "store-a",
+                              "--device", "heartbeat-1", "--action", "reopen", "--db", f"sqlite:///{tmp_path}/hub.db"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert cli.returncode == 0, cli.stderr
+        answer = json.loads(cli.stdout)
+        pushed = None
+        for line in lines:  # the read timeout (10 s) bounds the wait
+            if line.startswith("data:") and answer["id"] in line:
+                pushed = next(c for c in json.loads(line[5:])["commands"] if c["id"] == answer["id"])
+                break
+    # The page is told the whole command, not only its answer ("? on ? – ago" before).
+    assert (pushed["action"], pushed["device"], pushed["state"]) == ("reopen", "heartbeat-1", "ok")
+    assert pushed["sent_at"] and pushed["answered_at"]
+    [row] = [c for c in api.get("/api/stores/store-a").json()["commands"] if c["id"] == answer["id"]]
+    assert (row["action"], row["device"], row["state"]) == ("reopen", "heartbeat-1", "ok")
+
+    # Pointed at a database that is not there, the CLI still sends but makes no empty database.
+    nowhere = tmp_path / "nowhere.db"
+    cli = subprocess.run([sys.executable, "-m", "sync.hub", "cmd", "--broker", mosquitto.url, "--store", "store-a",
+                          "--device", "heartbeat-1", "--action", "reopen", "--db", f"sqlite:///{nowhere}"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert cli.returncode == 0 and f"no hub database at {nowhere}" in cli.stderr
+    assert not nowhere.exists()
+
+
 def test_metrics_describe_every_store(console):
     hub, api, store = console
     a = store()

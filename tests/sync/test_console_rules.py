@@ -161,3 +161,40 @@ def test_the_console_offers_only_the_actions_each_device_has():
 
 def test_default_rules_file_is_the_one_documented():
     assert DEFAULT_RULES.name == "rules.yaml" and DEFAULT_RULES.exists()
+
+
+def test_labels_count_past_their_grace_when_the_store_says_so():
+    rs = rules({"id": "labels", "kind": "labels_non_compliant", "min_count": 1})
+    # Two labels being updated after a price change, none past its grace: nothing to raise.
+    updating = store({"labels": {"labels": 6, "non_compliant": 2, "past_grace": 0,
+                                 "oldest_non_compliant_since": ago(1)}})
+    assert fired(rs, updating) == []
+    wrong = store({"labels": {"labels": 6, "non_compliant": 6, "past_grace": 1,
+                              "oldest_non_compliant_since": ago(900), "oldest_past_grace_since": ago(600)}})
+    [c] = RuleEngine(rs).evaluate([wrong], NOW).firing
+    assert (c.title, c.since) == ("1 shelf label not compliant", NOW - timedelta(seconds=600))
+    assert c.detail == "1 of 6 shelf labels shows another price than the checkout"
+    # An agent too old to report past_grace: every non-compliant label counts, as before.
+    old = store({"labels": {"labels": 6, "non_compliant": 2, "oldest_non_compliant_since": ago(5)}})
+    assert [x.title for x in RuleEngine(rs).evaluate([old], NOW).firing] == ["2 shelf labels not compliant"]
+
+
+def test_the_summary_carries_the_stores_own_status_and_reasons():
+    s = summarize(store({"status": "degraded", "reasons": [
+        {"code": "printer_attention", "subject": "backroom", "message": "backroom: paper out"},
+        {"code": 7}, "junk", {"code": "labels_non_compliant", "message": None}]}))
+    assert s["status"] == "degraded"
+    assert s["reasons"] == [{"code": "printer_attention", "subject": "backroom", "message": "backroom: paper out"},
+                            {"code": "labels_non_compliant", "subject": None, "message": ""}]
+    assert (summarize(store({"status": "fine"}))["status"], summarize(store(None))["reasons"]) == (None, [])
+
+
+def test_each_labels_alert_is_its_own_row_at_the_hub():
+    from sync.hub.observe import alert_device
+
+    assert alert_device({"device": "labels-1", "subject": "0000021D4E83B401"}) == "labels-1/0000021D4E83B401"
+    assert alert_device({"device": "backroom"}) == alert_device({"device": "backroom", "subject": "backroom"}) \
+        == "backroom"
+    assert alert_device({}) == "?"
+    long = alert_device({"device": "d" * 64, "subject": "s" * 64})
+    assert len(long) == 64 and long.startswith("d" * 30 + "/")

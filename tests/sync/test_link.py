@@ -130,6 +130,22 @@ def test_health_snapshot_is_retained_with_devices_and_outbox(linked):
     assert snap["store"] == STORE
     assert {"outbox_depth", "oldest_unacked_age_s", "disk_free_bytes", "version", "devices"} <= set(snap)
     assert snap["devices"][0]["id"] == "heartbeat-1"
+    # The store's own verdict, the same as GET /v1/health's (no printer, no label device here).
+    assert (snap["status"], snap["reasons"], snap["labels"], snap["printing"]) == ("ok", [], None, None)
+
+
+def test_an_alert_sends_a_snapshot_at_once_and_health_names_what_is_wrong(linked):
+    agent, hub = linked
+    hub.expect("health", lambda h: h["status"] == "ok")
+    # A bad downlink payload raises an alert: the snapshot follows it, not the next minute's.
+    hub.send("stock", b"{not json")
+    hub.expect("events", lambda batch: any(e["data"].get("code") == "bad_downlink" for e in batch))
+    snap = hub.expect("health", lambda h: True, timeout=10)
+    assert snap["status"] == "ok"  # a bad payload is news, not a fault of the store
+    with agent.client("console") as c:
+        [alert] = [a for a in c.get(f"/console/api/stores/{STORE}").json()["device_alerts"]
+                   if a["code"] == "bad_downlink"]
+    assert (alert["device"], alert["state"]) == ("hub-link", "raised")
 
 
 def test_the_hubs_ack_time_gives_the_store_its_clock_offset(linked):
