@@ -51,7 +51,8 @@ class _Server(uvicorn.Server):
     def _on_signal(self, sig: int) -> None:
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
-        log.info("received %s: finishing in-flight work", signal.Signals(sig).name)
+        # Named for what arrived: under systemd or `make run` that is SIGTERM, whoever pressed Ctrl-C.
+        log.info("asked to stop (%s): finishing in-flight work", signal.Signals(sig).name)
         self.notifier.stopping()
         self.signalled = True
         self.should_exit = True

@@ -1,10 +1,15 @@
 """``make run``: the demo store on one machine.
 
-Starts a hub (a local Mosquitto on a free port and the reference hub,
-``edge-hub run``, with its database in the data dir), the device emulators
-the demo devices.yaml points at, loads the demo catalog, runs ``edge-agent
+Loads the demo catalog, starts the device emulators the demo devices.yaml
+points at, a hub (a local Mosquitto on a free port and the reference hub,
+``edge-hub run``, with its database in the data dir), runs ``edge-agent
 run`` linked to that hub, waits for its sd_notify READY=1, prints where to
 look, and on Ctrl-C (or SIGTERM) stops everything in order and exits 0.
+
+No two parts want one port: the hub's console takes 127.0.0.1:8090 unless
+the API (``EDGE_API_LISTEN``), an emulator or another program has it, and
+then a free port (``EDGE_DEMO_HUB_HTTP`` names one); an API port that an
+emulator wants too is an error that says so before anything starts.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -25,6 +31,7 @@ from drivers.printer.elements import Element
 from drivers.printer.emulator import PrinterEmulator, describe
 from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import catalog, config
+from edge_agent.config_types import HostPort
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
 from sync.embedded_broker.process import EmbeddedBrokerProcess
@@ -127,10 +134,13 @@ async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path) -> 
     return started
 
 
-async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, timeout: float) -> None:
+async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, timeout: float,
+                      stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
+        if stop.is_set():
+            raise SystemExit("stopped before the agent was ready")
         if proc.returncode is not None:
             raise SystemExit(f"the agent exited with {proc.returncode} during start-up; see its log above")
         try:
@@ -142,16 +152,67 @@ async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, tim
     raise SystemExit(f"the agent did not become ready within {timeout:.0f} s")
 
 
-def _hub_http() -> str:
-    """Where the demo hub serves its health console (``EDGE_DEMO_HUB_HTTP``, 127.0.0.1:8090 by default)."""
-    return os.environ.get("EDGE_DEMO_HUB_HTTP", "127.0.0.1:8090")
+HUB_HTTP_DEFAULT = HostPort(host="127.0.0.1", port=8090)
 
 
-async def _start_hub(broker_url: str, data_dir: Path) -> asyncio.subprocess.Process:
-    """``edge-hub run`` on the demo broker, with its console; returns once it says it is connected."""
+def _port_free(where: HostPort) -> bool:
+    """True if a listening socket can be bound at ``where`` now (nothing else holds it)."""
+    family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((where.host, where.port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _emulated_ports(cfg: config.AgentConfig) -> dict[int, str]:
+    """The loopback TCP ports the demo's emulators will listen on, and whose they are."""
+    return {dev.address.port: f"{dev.id}'s emulator" for dev in cfg.devices
+            if dev.kind in ("sensor.heartbeat", "printer.escpos")
+            and getattr(dev, "address", None) is not None and dev.address.host in ("127.0.0.1", "localhost")}
+
+
+def plan_ports(cfg: config.AgentConfig, environ: Mapping[str, str] = os.environ) -> HostPort:
+    """Where the demo hub's console listens, chosen so that no two parts of the demo want one port.
+
+    ``EDGE_DEMO_HUB_HTTP`` if set (an error if the API or an emulator wants
+    it too); otherwise 127.0.0.1:8090, unless the API (``EDGE_API_LISTEN``),
+    an emulator or another program has it, then a free port. SystemExit
+    with what collides and how to fix it when the API's own port is wanted
+    by an emulator: the agent would fail to start, or the device would."""
+    api = cfg.api.listen
+    emulated = _emulated_ports(cfg)
+    if api.port in emulated:
+        raise SystemExit(f"the API ({api}, api.listen or EDGE_API_LISTEN) and {emulated[api.port]} both want port "
+                         f"{api.port}; choose another port for the API, e.g. EDGE_API_LISTEN=127.0.0.1:8081")
+    taken = {api.port: "the API (api.listen or EDGE_API_LISTEN)", **emulated}
+    if wanted := environ.get("EDGE_DEMO_HUB_HTTP"):
+        try:
+            chosen = HostPort.model_validate(wanted)
+        except ValueError as err:
+            raise SystemExit(f"EDGE_DEMO_HUB_HTTP={wanted!r} is not host:port, e.g. 127.0.0.1:8090 ({err})") from err
+        if chosen.port in taken:
+            raise SystemExit(f"EDGE_DEMO_HUB_HTTP={wanted} and {taken[chosen.port]} both want port {chosen.port}; "
+                             "give the hub console another port, or leave EDGE_DEMO_HUB_HTTP unset to get a free one")
+        return chosen
+    if HUB_HTTP_DEFAULT.port not in taken and _port_free(HUB_HTTP_DEFAULT):
+        return HUB_HTTP_DEFAULT
+    return HostPort(host=HUB_HTTP_DEFAULT.host, port=_free_port(HUB_HTTP_DEFAULT.host))
+
+
+async def _start_hub(broker_url: str, data_dir: Path, http: HostPort) -> asyncio.subprocess.Process:
+    """``edge-hub run`` on the demo broker, with its console at ``http``; returns once it says it is connected."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sync.hub", "run", "--broker", broker_url, "--db", f"sqlite:///{data_dir}/hub.db",
-        "--client-id", "demo-hub", "--http", _hub_http(), stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        "--client-id", "demo-hub", "--http", str(http), stdout=asyncio.subprocess.PIPE, start_new_session=True,
         env={**os.environ, "EDGE_HUB_CONSOLE_TOKEN": DEMO_TOKENS["console"]},
     )
     assert proc.stdout is not None
@@ -189,89 +250,79 @@ async def main(config_path: Path, data_dir: Path) -> int:
     """Run the demo store until interrupted."""
     try:
         cfg = config.load(config_path)
+        hub_http = plan_ports(cfg)
     except ConfigError as err:
         print("\n".join(err.problems), file=sys.stderr)
         return 2
+    except SystemExit as err:
+        print(f"make run: {err}", file=sys.stderr)
+        return 2
     data_dir.mkdir(parents=True, exist_ok=True)
     n = await _load_catalog(data_dir, ROOT / "demo" / "catalog.json")
-    broker: LocalMosquitto | EmbeddedBrokerProcess
-    if mosquitto_binary() is None or os.environ.get("EDGE_DEMO_BROKER") == "embedded":
-        # No Mosquitto (a laptop without root): the embedded broker, in memory.
-        print("mosquitto is not installed (apt-get install mosquitto): using the embedded broker "
-              "(in memory: a broker restart forgets sessions)", file=sys.stderr)
-        broker = EmbeddedBrokerProcess(data_dir / "broker").start()
-    else:
-        broker = LocalMosquitto(data_dir / "broker").start()
-    hub_url = broker.url
-    hub: asyncio.subprocess.Process | None = await _start_hub(hub_url, data_dir)
     # The agent runs in the config's folder, so relative device paths there name the emulators'.
     workdir = config_path.resolve().parent
-    emulators = await _emulators(cfg, workdir, data_dir)
+    stop = asyncio.Event()
+    stopped_by: list[str] = []
+    loop = asyncio.get_running_loop()
+    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+        loop.add_signal_handler(sig, lambda name=name: (stopped_by.append(name), stop.set()))
 
+    emulators: list[Emulator] = []
+    broker: LocalMosquitto | EmbeddedBrokerProcess | None = None
+    hub: asyncio.subprocess.Process | None = None
+    proc: asyncio.subprocess.Process | None = None
     sockdir = tempfile.mkdtemp(prefix="edge-demo-")
     notify_path = os.path.join(sockdir, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(notify_path)
     sock.setblocking(False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path.resolve()), "--data-dir", str(data_dir.resolve()),
-        env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
-        cwd=workdir,
-        start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
-    )
     code = 0
     try:
-        await _wait_ready(sock, proc, 60)
-        base = f"http://{cfg.api.listen}"
-        print(
-            f"\nDemo store {cfg.store.id} is up ({n} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
-            f"  API docs      {base}/docs\n"
-            f"  Health        {base}/v1/health\n"
-            f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
-            f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
-            f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
-            + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
-            + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
-            + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
-               if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
-            + "".join(f"  Kiosk basket  curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' "
-                      f"{base}/v1/sessions/{kiosk} (what {d.id}'s \"Add to basket\" put there)\n"
-                      for d in cfg.devices if (kiosk := getattr(d, "kiosk", None)))
-            + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
-            f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
-            + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
-            + (f"  Hub console   http://{_hub_http()}/ (token {DEMO_TOKENS['console']})\n"
-               f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
-               f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
-               f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "
-               f"--device heartbeat-1 --action reopen\n"
-               f"  New price     .venv/bin/edge-hub publish catalog demo/price-change.json --broker {hub_url} "
-               f"--store all\n" if hub else "")
-            + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
-            "Press Ctrl-C to stop.\n",
-            flush=True,
+        # The emulators first: a port another program holds stops the demo before anything else started.
+        emulators = await _emulators(cfg, workdir, data_dir)
+        if mosquitto_binary() is None or os.environ.get("EDGE_DEMO_BROKER") == "embedded":
+            # No Mosquitto (a laptop without root): the embedded broker, in memory.
+            why = ("EDGE_DEMO_BROKER=embedded" if mosquitto_binary() is not None
+                   else "mosquitto is not installed (apt-get install mosquitto)")
+            print(f"{why}: using the embedded broker (in memory: a broker restart forgets sessions)", file=sys.stderr)
+            broker = EmbeddedBrokerProcess(data_dir / "broker").start()
+        else:
+            broker = LocalMosquitto(data_dir / "broker").start()
+        hub_url = broker.url
+        hub = await _start_hub(hub_url, data_dir, hub_http)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path.resolve()),
+            "--data-dir", str(data_dir.resolve()),
+            env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
+            cwd=workdir,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
         )
+        await _wait_ready(sock, proc, 60, stop)
+        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http), flush=True)
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done():
             print(f"the agent exited with {proc.returncode}", file=sys.stderr)
             code = 1
+        else:
+            # The agent logs the SIGTERM it is sent next: say who sent it and why.
+            print(f"\n{stopped_by[0] if stopped_by else 'Stop'}: stopping the demo store: the agent (sent SIGTERM, "
+                  "as systemd stops it), then the hub and the broker", flush=True)
         stopper.cancel()
     except SystemExit as err:
         print(err, file=sys.stderr)
+        code = 1
+    except OSError as err:
+        print(f"make run: {err}", file=sys.stderr)
         code = 1
     finally:
         # The agent first (it says goodbye to the hub), then the hub, then the broker.
         if not await _stop(proc):
             code = 1
         await _stop(hub)
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         for emu in emulators:
             await emu.stop()
         sock.close()
@@ -279,6 +330,42 @@ async def main(config_path: Path, data_dir: Path) -> int:
         os.rmdir(sockdir)
     print("demo store stopped", flush=True)
     return code
+
+
+def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[Emulator],
+           hub_url: str, hub_http: HostPort) -> str:
+    """What ``make run`` prints once the store is up: where to look and what to try."""
+    base = f"http://{cfg.api.listen}"
+    hub_cli = f".venv/bin/edge-hub publish %s --broker {hub_url} --store {cfg.store.id}"
+    return (
+        f"\nDemo store {cfg.store.id} is up ({products} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
+        f"  API docs      {base}/docs\n"
+        f"  Health        {base}/v1/health\n"
+        f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
+        f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
+        f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
+        + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
+        + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
+        + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
+           if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
+        + "".join(f"  Kiosk basket  curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' "
+                  f"{base}/v1/sessions/{kiosk} (what {d.id}'s \"Add to basket\" put there)\n"
+                  for d in cfg.devices if (kiosk := getattr(d, "kiosk", None)))
+        + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
+        f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
+        + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
+        + f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
+        f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
+        f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
+        f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "
+        f"--device heartbeat-1 --action reopen\n"
+        f"  New price     .venv/bin/edge-hub publish catalog demo/price-change.json --broker {hub_url} --store all\n"
+        f"  Pickup order  {hub_cli % 'order demo/order.json'} (its pick ticket prints on printer-1)\n"
+        f"  Member card   {hub_cli % 'member demo/member.json'} (M-0042, 2000 points; scanner-1's demo scans "
+        "attach her to kiosk-1)\n"
+        + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
+        "Press Ctrl-C to stop."
+    )
 
 
 def cli() -> int:

@@ -7,6 +7,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
     try:
         banner = _read_until(proc, "Press Ctrl-C", 60)
         assert f"http://127.0.0.1:{port}/docs" in banner
+        assert "Demo store store-001 is up (6 products, 6 devices, data in " in banner
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
         hub_console = env["EDGE_DEMO_HUB_HTTP"]
         assert f"http://{hub_console}/" in banner
@@ -86,6 +88,23 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
             assert time.monotonic() < deadline, "the demo's shelf label was not drawn"
             time.sleep(0.05)  # polling a file another process writes
         assert (tmp_path / ".run" / "dev" / "scanner-1").is_symlink()
+        # The sample order and member card, published with the commands the banner gives.
+        for what in ("Pickup order", "Member card"):
+            (line,) = [ln for ln in banner.splitlines() if ln.startswith(f"  {what}")]
+            command = line.split(maxsplit=2)[2].split(" (")[0].split()
+            sent = subprocess.run([sys.executable, "-m", "sync.hub", *command[1:]], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=60)
+            assert sent.returncode == 0 and "published to hub/store-001/" in sent.stdout, sent.stderr
+        while "482913" not in receipts.read_text():  # the pick ticket's pickup code
+            assert time.monotonic() < deadline + 20, "no pick ticket came out of the demo printer"
+            time.sleep(0.05)  # polling a file another process writes
+        assert "PICK TICKET" in receipts.read_text() and "WEB-DEMO-1" in receipts.read_text()
+        member = {}
+        while member.get("points") != 2000:
+            assert time.monotonic() < deadline + 20, member
+            member = httpx.get(f"http://127.0.0.1:{port}/v1/members/M-0042",
+                               headers={"Authorization": "Bearer demo-associate"}).json()
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=20)[0].decode()
     finally:
@@ -99,6 +118,48 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
     assert proc.returncode == 0, out
     assert "demo store stopped" in out
     assert "edge-hub: stopped" in out
+    # What happened, in order: Ctrl-C at the launcher, which stopped the agent with SIGTERM.
+    said = out.index("Ctrl-C: stopping the demo store: the agent (sent SIGTERM")
+    assert said < out.index("asked to stop (SIGTERM): finishing in-flight work")
+    assert "received SIG" not in out
+
+
+def test_the_hub_console_never_takes_the_api_port(monkeypatch):
+    """EDGE_API_LISTEN=127.0.0.1:8090, as the README suggests, moves the hub console elsewhere."""
+    from edge_agent import config
+    from edge_agent.demo import HUB_HTTP_DEFAULT, plan_ports
+
+    monkeypatch.delenv("EDGE_DEMO_HUB_HTTP", raising=False)
+    monkeypatch.setenv("EDGE_API_LISTEN", f"127.0.0.1:{HUB_HTTP_DEFAULT.port}")
+    cfg = config.load(ROOT / "devices.yaml")
+    chosen = plan_ports(cfg, {})
+    assert chosen.port not in (HUB_HTTP_DEFAULT.port, 9100, 9601)  # the API's and the emulators'
+    # An explicit console port the API or an emulator wants too is refused, saying which.
+    with pytest.raises(SystemExit, match="the API"):
+        plan_ports(cfg, {"EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{HUB_HTTP_DEFAULT.port}"})
+    with pytest.raises(SystemExit, match="printer-1's emulator"):
+        plan_ports(cfg, {"EDGE_DEMO_HUB_HTTP": "127.0.0.1:9100"})
+    assert plan_ports(cfg, {"EDGE_DEMO_HUB_HTTP": "127.0.0.1:18090"}).port == 18090
+    # An API port an emulator needs cannot work: said before anything starts.
+    monkeypatch.setenv("EDGE_API_LISTEN", "127.0.0.1:9100")
+    with pytest.raises(SystemExit, match="EDGE_API_LISTEN.*printer-1's emulator both want port 9100"):
+        plan_ports(config.load(ROOT / "devices.yaml"), {})
+
+
+def test_the_hub_console_moves_off_a_port_another_program_holds(monkeypatch):
+    from edge_agent import config
+    from edge_agent.demo import HUB_HTTP_DEFAULT, plan_ports
+
+    monkeypatch.setenv("EDGE_API_LISTEN", f"127.0.0.1:{free_port()}")
+    cfg = config.load(ROOT / "devices.yaml")
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("127.0.0.1", HUB_HTTP_DEFAULT.port))
+            holder.listen()
+        except OSError:
+            pass  # something on this machine holds it already: the same case
+        assert plan_ports(cfg, {}).port != HUB_HTTP_DEFAULT.port
 
 
 def test_devices_command_prints_the_table(make_agent):
