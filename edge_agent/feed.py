@@ -50,10 +50,10 @@ def _anything(event: BusEvent, client: str) -> bool:
 
 # Which events each role sees. A kiosk sees only what happens at its own
 # station (its scanner's scans, the member attached to its session, its
-# session's basket); staff and consoles see the whole store. The mirror has
-# no feed.
+# session's basket, the end of its session, on which its screen resets);
+# staff and consoles see the whole store. The mirror has no feed.
 ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
-    Role.KIOSK: (("scan", "member.attached", "session.basket"), _own_station),
+    Role.KIOSK: (("scan", "member.attached", "session.basket", "session.ended"), _own_station),
     Role.ASSOCIATE: (FEED_PREFIXES, _anything),
     Role.CONSOLE: (("scan", "order.", "stock.low", "device.", "alert."), _anything),
     Role.ADMIN: (FEED_PREFIXES, _anything),

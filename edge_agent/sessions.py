@@ -1,16 +1,35 @@
 """Kiosk sessions: who is shopping at which kiosk right now, and what is in their basket.
 
-A kiosk (an api client with role ``kiosk``) has at most one session. A
-member QR scanned on the kiosk's scanner (devices.yaml ``station``) attaches
-that member to it; the kiosk hears ``member.attached`` on its feed.
+A kiosk (an api client with role ``kiosk``) has at most one session, with an
+``id`` of its own: a session that ends is gone, and the next activity at the
+kiosk starts a new one with a new id. A member QR scanned on the kiosk's
+scanner (devices.yaml ``station``) attaches that member to it; the kiosk
+hears ``member.attached`` on its feed. A different member's QR is another
+customer: the session of the one before ends first (``new_customer``).
 
 The session's basket holds lines of (sku, qty, source), merged by sku and
 source: the source is who put the line there (the kiosk itself, an
 associate's client, or a try-on mirror's device id, whose ``kiosk:`` is this
 kiosk). Each change is a ``session.basket`` event, which the kiosk hears on
 its feed. The basket holds no prices: the kiosk's checkout
-(``POST /v1/sales``) prices it, and a sale by the kiosk takes out of it
-what it sold: per SKU, up to the units sold; what the sale left out stays.
+(``POST /v1/sales``) prices it.
+
+A session holds one customer, so it ends, and ``session.ended`` (``station,
+session_id, reason, left, items``) goes to the kiosk and to staff:
+
+- ``sale``: the kiosk's sale completed it. The checkout pins the session it
+  started in (``begin_checkout``) and, once the sale is on disk, ends that
+  session and no later one (``end_checkout``). Everything in the basket goes
+  with it: what the sale left out is ``left`` in the event (the goods to put
+  back), and so is a line the counter's mirror added while the sale was
+  being written, which belongs to the customer who was paying, not the next.
+- ``new_customer``: the kiosk's "new customer" button (``end``).
+- ``idle``: ``sessions.idle_timeout`` seconds without activity at the kiosk:
+  a member attached, a basket change, a scan at its station, a checkout. A
+  session with a checkout in flight never idles out: the sale ends it.
+
+Once a session has ended, its member is no longer the kiosk's: no points of
+theirs are redeemed there and the kiosk does not see their card.
 
 Sessions live in memory only: after a restart the customer scans their card
 again, and a basket that was lost is put together again at the kiosk.
@@ -18,20 +37,36 @@ again, and a basket that was lost is put together again at the kiosk.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from edge_agent import catalog
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.config import SessionsConfig
 from edge_agent.store import Store
 
 MEMBER_ATTACHED = "member.attached"
 BASKET_CHANGED = "session.basket"
+SESSION_ENDED = "session.ended"
 # Lines in one basket: a customer's shopping, not a stock room's.
 MAX_LINES = 50
+IDLE_TIMEOUT = SessionsConfig().idle_timeout
+
+
+class EndReason(str, Enum):
+    """Why a session ended, as ``session.ended`` says it."""
+
+    SALE = "sale"
+    NEW_CUSTOMER = "new_customer"
+    IDLE = "idle"
 
 
 class BasketError(Exception):
@@ -61,12 +96,14 @@ class BasketLine:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One kiosk's session: the member attached to it, if any, and its basket."""
+    """One kiosk's session: its id (None before it starts), the member attached to it, if any, and its basket."""
 
     station: str
+    id: str | None = None
     member_id: str | None = None
     attached_at: datetime | None = None
     basket: tuple[BasketLine, ...] = ()
+    active_at: float = 0.0  # the Sessions clock at the last activity; not shown
 
     def qty(self, sku: str) -> int:
         """Units of ``sku`` in the basket, from every source."""
@@ -77,35 +114,87 @@ class Session:
         return tuple(line for line in self.basket if line.source == source)
 
     def basket_dict(self) -> dict[str, Any]:
-        return {"lines": [line.as_dict() for line in self.basket], "items": sum(ln.qty for ln in self.basket)}
+        return lines_dict(self.basket)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"station": self.station, "member_id": self.member_id,
+        return {"station": self.station, "session_id": self.id, "member_id": self.member_id,
                 "attached_at": self.attached_at.isoformat() if self.attached_at else None,
                 "basket": self.basket_dict()}
 
 
-class Sessions:
-    """Every kiosk's current session, by station (the kiosk's client name)."""
+def lines_dict(lines: Iterable[BasketLine]) -> dict[str, Any]:
+    """Basket lines as the API and the feed show them: ``lines`` and the ``items`` they add up to."""
+    lines = tuple(lines)
+    return {"lines": [line.as_dict() for line in lines], "items": sum(ln.qty for ln in lines)}
 
-    def __init__(self, bus: EventBus):
-        self.bus = bus
+
+def unsold(basket: Iterable[BasketLine], sold: Mapping[str, int]) -> list[BasketLine]:
+    """What of ``basket`` a sale of ``sold`` (units per SKU) left out: per SKU, lines past the units sold."""
+    left = dict(sold)
+    out: list[BasketLine] = []
+    for line in basket:
+        take = min(line.qty, left.get(line.sku, 0))
+        if take:
+            left[line.sku] -= take
+        if line.qty > take:
+            out.append(dataclasses.replace(line, qty=line.qty - take) if take else line)
+    return out
+
+
+class Sessions(Consumer):
+    """Every kiosk's current session, by station (the kiosk's client name), and their idle timers.
+
+    Lives on the event loop. ``start`` listens for scans (activity at a
+    station); the idle timers need no task: each session with activity has
+    one ``loop.call_later`` that checks, when due, whether it is still idle.
+    ``clock`` (monotonic seconds) is injectable for tests, which then call
+    ``expire_idle`` themselves.
+    """
+
+    prefixes = ("scan",)
+
+    def __init__(self, bus: EventBus, idle_timeout: float = IDLE_TIMEOUT,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(bus)
+        self.idle_timeout = idle_timeout
+        self.clock = clock
         self._by_station: dict[str, Session] = {}
+        self._checkouts: Counter[str] = Counter()  # session id -> sales in flight
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def stop(self) -> None:
+        """Stop listening and drop the idle timers (sessions die with the agent)."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        await super().stop()
+
+    async def handle(self, event: BusEvent) -> None:
+        """A scan at a station with a session is activity there."""
+        station = event.data.get("station")
+        if event.type == "scan" and isinstance(station, str) and station in self._by_station:
+            self._put(self._by_station[station])
 
     def get(self, station: str) -> Session:
-        """The station's session (an empty one if none was started)."""
+        """The station's session (an empty one, without id, if none was started)."""
         return self._by_station.get(station) or Session(station)
 
     def attach_member(self, station: str, member_id: str, via: str) -> Session:
-        """Attach a member to the station's session and tell the feed; the basket stays (filled at a mirror first)."""
-        session = dataclasses.replace(self.get(station), member_id=member_id, attached_at=utcnow())
-        self._by_station[station] = session
+        """Attach a member to the station's session and tell the feed; the basket stays (filled at a mirror first).
+
+        Another member's card ends the session of the one before: nobody
+        inherits a basket, nor the points of the member it was for.
+        """
+        current = self._by_station.get(station)
+        if current is not None and current.member_id not in (None, member_id):
+            self.end(station, EndReason.NEW_CUSTOMER)
+        session = self._put(dataclasses.replace(self._current(station), member_id=member_id, attached_at=utcnow()))
         self.bus.publish(MEMBER_ATTACHED, {"station": station, "member_id": member_id, "via": via})
         return session
 
     def add(self, station: str, product: catalog.Product, qty: int, source: str) -> Session:
         """Put ``qty`` of ``product`` in the station's basket; BasketError beyond store stock or ``MAX_LINES``."""
-        session = self.get(station)
+        session = self._current(station)
         wanted = session.qty(product.sku) + qty
         if wanted > product.stock_store:
             raise BasketError(f"only {max(product.stock_store, 0)} of {product.sku} in the store; the basket at "
@@ -120,50 +209,118 @@ class Sessions:
             if len(lines) >= MAX_LINES:
                 raise BasketError(f"the basket at {station} holds at most {MAX_LINES} lines; check it out first")
             lines.append(BasketLine(product.sku, product.name, qty, source, now))
-        session = dataclasses.replace(session, basket=tuple(lines))
-        self._by_station[station] = session
+        session = self._put(dataclasses.replace(session, basket=tuple(lines)))
         self._changed(session, {"change": "added", "sku": product.sku, "qty": qty, "source": source})
         return session
 
     def clear_basket(self, station: str) -> Session:
-        """Empty the station's basket (the customer starts over); an empty one stays quiet."""
-        session = self.get(station)
-        if not session.basket:
-            return session
-        session = dataclasses.replace(session, basket=())
-        self._by_station[station] = session
-        self._changed(session, {"change": "cleared"})
+        """Empty the station's basket (the customer starts over; the member stays); an empty one stays quiet."""
+        session = self._by_station.get(station)
+        if session is None:
+            return self.get(station)
+        changed = bool(session.basket)
+        session = self._put(dataclasses.replace(session, basket=()))
+        if changed:
+            self._changed(session, {"change": "cleared"})
         return session
 
-    def take_sold(self, station: str, sold: Mapping[str, int]) -> Session:
-        """Take what a sale at ``station`` sold out of its basket: per SKU up to the units sold; the rest stays.
-
-        Works on the basket as it is after the sale's commit: a line the mirror
-        added while the sale was being written stays, unless it is of a SKU the
-        sale sold more of than the basket held before.
-        """
-        session = self.get(station)
-        left = dict(sold)
-        lines: list[BasketLine] = []
-        for line in session.basket:
-            take = min(line.qty, left.get(line.sku, 0))
-            if take:
-                left[line.sku] -= take
-            if line.qty > take:
-                lines.append(dataclasses.replace(line, qty=line.qty - take) if take else line)
-        if len(lines) == len(session.basket) and all(a is b for a, b in zip(lines, session.basket)):
-            return session  # the sale sold nothing of the basket
-        session = dataclasses.replace(session, basket=tuple(lines))
-        self._by_station[station] = session
-        self._changed(session, {"change": "sale"})
+    def begin_checkout(self, station: str) -> Session:
+        """A sale at the kiosk starts: the session it is for (started now if there was none), pinned until
+        ``end_checkout``, so that it does not idle out under the sale."""
+        session = self._put(self._current(station))
+        assert session.id is not None
+        self._checkouts[session.id] += 1
         return session
 
-    def end(self, station: str) -> None:
-        """Close the station's session (checkout done or abandoned)."""
+    def end_checkout(self, station: str, session_id: str, sold: Mapping[str, int] | None) -> None:
+        """The sale begun in ``session_id`` is over: with ``sold`` (units per SKU; the sale is on disk) it
+        ends that session, if it is still the station's; without (refused, or a replay) the session goes on."""
+        self._checkouts[session_id] -= 1
+        if self._checkouts[session_id] <= 0:
+            del self._checkouts[session_id]
+        if sold is not None:
+            self.end(station, EndReason.SALE, session_id=session_id, sold=sold)
+            return
+        session = self._by_station.get(station)
+        if session is None or session.id != session_id:
+            return
+        if session.member_id is None and not session.basket and session_id not in self._checkouts:
+            self._drop(station)  # begun only for this checkout: nothing of a customer to end
+        else:
+            self._put(session)
+
+    def end(self, station: str, reason: EndReason, *, session_id: str | None = None,
+            sold: Mapping[str, int] | None = None) -> dict[str, Any] | None:
+        """End the station's session (only if it is ``session_id``, when given) and tell the kiosk and staff;
+        the ``session.ended`` data, or None when there was no such session to end."""
+        session = self._by_station.get(station)
+        if session is None or (session_id is not None and session.id != session_id):
+            return None
+        self._drop(station)
+        data = {"station": station, "session_id": session.id, "reason": reason.value,
+                **_left(unsold(session.basket, sold or {}))}
+        self.bus.publish(SESSION_ENDED, data)
+        return data
+
+    def expire_idle(self) -> list[str]:
+        """End every session idle for ``idle_timeout`` seconds without a checkout in flight; their stations."""
+        now = self.clock()
+        idle = [station for station, s in self._by_station.items()
+                if s.id not in self._checkouts and now - s.active_at >= self.idle_timeout]
+        for station in idle:
+            self.end(station, EndReason.IDLE)
+        return idle
+
+    def _current(self, station: str) -> Session:
+        """The station's session, or a new one with a new id (not stored yet)."""
+        return self._by_station.get(station) or Session(station, id=uuid.uuid4().hex)
+
+    def _put(self, session: Session) -> Session:
+        """Store ``session`` with activity now and make sure its idle timer runs."""
+        session = dataclasses.replace(session, active_at=self.clock())
+        self._by_station[session.station] = session
+        self._arm(session.station, self.idle_timeout)
+        return session
+
+    def _drop(self, station: str) -> None:
         self._by_station.pop(station, None)
+        handle = self._timers.pop(station, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _arm(self, station: str, delay: float) -> None:
+        """One timer per station: it fires when the session may be due and checks again then."""
+        if station in self._timers:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a unit test with its own clock): expire_idle is called directly
+        self._timers[station] = loop.call_later(delay, self._due, station)
+
+    def _due(self, station: str) -> None:
+        self._timers.pop(station, None)
+        session = self._by_station.get(station)
+        if session is None:
+            return
+        if session.id in self._checkouts:
+            self._arm(station, self.idle_timeout)  # the sale ends it, or its end is activity
+            return
+        left = session.active_at + self.idle_timeout - self.clock()
+        if left > 0:
+            self._arm(station, left)
+        else:
+            self.end(station, EndReason.IDLE)
 
     def _changed(self, session: Session, what: dict[str, Any]) -> None:
-        self.bus.publish(BASKET_CHANGED, {"station": session.station, **what, **session.basket_dict()})
+        self.bus.publish(BASKET_CHANGED, {"station": session.station, "session_id": session.id, **what,
+                                          **session.basket_dict()})
+
+
+def _left(lines: list[BasketLine]) -> dict[str, Any]:
+    """The lines a session's end dropped: ``left`` with ``sku, name, qty, source``, and ``items``."""
+    return {"left": [{"sku": ln.sku, "name": ln.name, "qty": ln.qty, "source": ln.source} for ln in lines],
+            "items": sum(ln.qty for ln in lines)}
 
 
 async def add_item(sessions: Sessions, store: Store, station: str, item: catalog.ItemIn, source: str) -> Session:

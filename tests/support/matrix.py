@@ -25,6 +25,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/members"): {"associate", "admin"},
     ("GET", "/v1/members/{member_id}"): {"associate", "admin"},  # a kiosk: only its session's member (403 here)
     ("GET", "/v1/sessions/{station}"): {"kiosk", "associate", "admin"},  # a kiosk: only its own station
+    ("DELETE", "/v1/sessions/{station}"): {"kiosk", "associate", "admin"},  # "new customer"; a kiosk: its own
     # A kiosk: its own; a mirror's screen: the kiosk its mirror.camera names (checked on the device, 403 else).
     ("POST", "/v1/sessions/{station}/basket"): {"kiosk", "associate", "admin", "mirror"},
     ("DELETE", "/v1/sessions/{station}/basket"): {"kiosk", "associate", "admin"},  # a kiosk: only its own

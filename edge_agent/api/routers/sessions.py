@@ -1,6 +1,10 @@
 """``/v1/sessions/{station}``: a kiosk's current session (the member attached to it) and its basket.
 
-A kiosk reads and changes only its own session. Associates and admins may
+``DELETE /v1/sessions/{station}`` is the kiosk's "new customer" button: it
+ends the session (edge_agent/sessions.py), so the next customer finds no
+member, no points and no basket of the one before.
+
+A kiosk reads, changes and ends only its own session. Associates and admins may
 change any kiosk's basket (helping a customer). A mirror's screen may put
 lines into the basket of the kiosk its ``mirror.camera`` device names with
 ``kiosk:``, and into no other: the customer tries a product on at the
@@ -55,6 +59,25 @@ async def get_session(
     _own(client, station, "reads")
     agent = request.app.state.agent
     return await sessions.priced(agent.store, agent.sessions.get(station))
+
+
+@router.delete("/v1/sessions/{station}")
+async def end_session(
+    request: Request,
+    station: Station,
+    client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN)),
+) -> dict:
+    """End the kiosk's session ("new customer"): member detached, basket emptied; idempotent.
+
+    ``ended`` is what ``session.ended`` says (``session_id, reason, left,
+    items``), or null when there was no session to end.
+    """
+    _own(client, station, "ends")
+    _kiosk(request, station)
+    agent = request.app.state.agent
+    ended = agent.sessions.end(station, sessions.EndReason.NEW_CUSTOMER)
+    return {"station": station, "ended": ended,
+            "session": await sessions.priced(agent.store, agent.sessions.get(station))}
 
 
 @router.post("/v1/sessions/{station}/basket", status_code=201)
