@@ -31,6 +31,7 @@ from edge_agent.labels import watch
 from edge_agent.labels.alerts import Change
 from edge_agent.labels.compliance import assess, checkout_price
 from edge_agent.labels.table import Label
+from edge_agent.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService
@@ -57,6 +58,7 @@ class Monitor:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: an alert is raised once
         self.passes = 0
+        self._log_once = LogOnce(log)
 
     def interval(self) -> float:
         """Seconds between full passes."""
@@ -98,6 +100,9 @@ class Monitor:
                 await self.check(full)
             except StoreError as err:
                 log.warning("labels: compliance check failed, retrying: %s", err)
+            except Exception as err:  # noqa: BLE001 - alerts must keep coming for the rest of the day
+                self._log_once.error(("check", type(err).__name__), "labels: compliance check failed "
+                                     "unexpectedly, retrying: %s: %s", type(err).__name__, err)
 
     async def settle(self) -> None:
         """Finish a pass under way and assess what changed since (the API does, so that it

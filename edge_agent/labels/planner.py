@@ -27,6 +27,7 @@ from edge_agent.errors import StoreError
 from edge_agent.labels.plan import Desired, desire
 from edge_agent.labels.pusher import Job
 from edge_agent.labels.table import Label
+from edge_agent.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService
@@ -48,6 +49,7 @@ class Planner:
         self._reschedule = asyncio.Event()
         self._stock: set[str] = set()  # SKUs whose counts changed, waiting for stock_delay
         self._stock_timer: asyncio.TimerHandle | None = None
+        self._log_once = LogOnce(log)
 
     def stock_delay(self) -> float:
         """Seconds a store count change waits for more (the shortest of the label devices')."""
@@ -95,6 +97,10 @@ class Planner:
                     await self.plan(None, macs=macs)
             except StoreError as err:
                 log.warning("labels: planning failed, retrying at the next change or sweep: %s", err)
+            except Exception as err:  # noqa: BLE001 - one bad plan must not stop the labels for the rest of the day
+                self._log_once.error(("plan", type(err).__name__),
+                                     "labels: planning failed unexpectedly, retrying at the next change or sweep: "
+                                     "%s: %s", type(err).__name__, err)
 
     async def plan(self, skus: set[str] | None = None, *, macs: set[str] | None = None, force: bool = False,
                    urgent: bool = False) -> int:

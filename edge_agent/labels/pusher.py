@@ -204,5 +204,5 @@ class DevicePusher:
                     self.pending[job.mac] = job  # again once the device takes pushes
                 return
             self.failures = 0
-            svc.pushed(job.mac, drawn, result, token)
+            svc.pushed(job.mac, drawn, result, token, desired.hash)
             return

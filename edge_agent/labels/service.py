@@ -34,6 +34,7 @@ from edge_agent.labels.planner import Planner
 from edge_agent.labels.pusher import DevicePusher
 from edge_agent.labels.renderer import Renderer
 from edge_agent.labels.table import Label, Recorder, load
+from edge_agent.logonce import LogOnce
 from edge_agent.store import Store
 from edge_agent.supervisor import Supervisor
 
@@ -72,6 +73,7 @@ class LabelService:
         self._snapshots: dict[str, Snapshot] = {}
         self._snapshot_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._log_once = LogOnce(log)
         self.started = False
 
     # Life cycle -------------------------------------------------------------
@@ -143,7 +145,11 @@ class LabelService:
                 if sub.dropped != dropped:  # we fell behind: some changes are lost, look at everything
                     dropped = sub.dropped
                     self.request_plan(ALL)
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except Exception as err:  # noqa: BLE001 - one odd event must not deafen the labels for the day
+                    self._log_once.error(("event", event.type), "labels: cannot handle %s %r: %s: %s",
+                                         event.type, event.data, type(err).__name__, err)
         finally:
             sub.close()
 
@@ -216,7 +222,11 @@ class LabelService:
             self._snapshot_ready.clear()
             snapshots, self._snapshots = self._snapshots, {}
             for snapshot in snapshots.values():
-                self._apply(snapshot)
+                try:
+                    self._apply(snapshot)
+                except Exception as err:  # noqa: BLE001 - the next poll is looked at all the same
+                    self._log_once.error(("poll", snapshot.device), "labels: cannot apply a poll of %s: %s: %s",
+                                         snapshot.device, type(err).__name__, err)
 
     def _apply(self, snapshot: Snapshot) -> None:
         now = utcnow()
@@ -232,8 +242,9 @@ class LabelService:
 
     # What the push workers report -------------------------------------------
 
-    def pushed(self, mac: str, d: Desired, result: PushResult, token: str | None) -> None:
-        """The back end accepted ``d`` for ``mac``; a file shows it at once."""
+    def pushed(self, mac: str, d: Desired, result: PushResult, token: str | None, planned: str | None = None) -> None:
+        """The back end accepted ``d`` for ``mac`` (drawn for the plan with hash ``planned``: a notice
+        when its price did not fit); a file shows it at once."""
         label = self.labels.get(mac)
         if label is None:
             return
@@ -241,7 +252,9 @@ class LabelService:
         label.pushed_hash, label.pushed_price, label.pushed_sku = d.hash, d.price, d.sku
         label.pushed_at, label.push_token = now, token
         label.last_error = label.error_at = None
-        if d.hash != label.desired_hash:
+        if d.hash != label.desired_hash and (planned is None or planned == label.desired_hash):
+            # The notice drawn instead of this plan's price. Only for the plan still wanted: a
+            # newer plan made while this push was on its way is queued and must not be undone.
             self.planner.set_desired(label, d, now)
         if result.confirmed:
             watch.confirm(label, result.token, now)

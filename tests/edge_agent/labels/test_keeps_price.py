@@ -170,3 +170,51 @@ def test_a_notice_says_so_in_its_png_and_shows_no_price(tmp_path):
             assert "edge-agent:price" not in info and info[HASH_KEY] == rig.label("gone").shown_hash
 
     run(scenario())
+
+
+def test_a_plan_that_fails_unexpectedly_does_not_stop_the_labels_for_the_day(tmp_path):
+    folder = tmp_path / "labels"
+
+    async def scenario():
+        async with LabelRig(tmp_path, [files_device(folder, [{"key": "shelf-1", "sku": "MILK"}])],
+                            [item("MILK", "12.80")]) as rig:
+            await rig.until(lambda: png_shows(folder / "shelf-1.png", expected("MILK", "12.80", 0)))
+            planner, failed = rig.service.planner, []
+            real = planner._desire_all
+
+            def once_broken(*args):
+                if not failed:
+                    failed.append(True)
+                    raise RuntimeError("a bug in one plan")
+                return real(*args)
+
+            planner._desire_all = once_broken
+            await rig.set_items(item("MILK", "9.90", version=2))
+            await rig.until(lambda: failed, what="the broken plan ran")
+            await rig.set_items(item("MILK", "9.50", version=3))
+            await rig.until(lambda: png_shows(folder / "shelf-1.png", expected("MILK", "9.50", 0)),
+                            what="planned after the failure")
+
+    run(scenario())
+
+
+def test_a_push_that_returns_after_a_newer_plan_does_not_undo_it(tmp_path):
+    folder = tmp_path / "labels"
+
+    async def scenario():
+        from drivers.shelf_label.driver import PushResult
+        from edge_agent.labels.plan import desire
+
+        async with LabelRig(tmp_path, [files_device(folder, [{"key": "shelf-1", "sku": "MILK"}])],
+                            [item("MILK", "12.80")]) as rig:
+            await rig.until(lambda: png_shows(folder / "shelf-1.png", expected("MILK", "12.80", 0)))
+            products = await rig.store.read(lambda c: catalog.products(c, {"MILK"}))
+            old = desire("MILK", products["MILK"], "m2-2.9-bwr", datetime.now(timezone.utc), tz=rig.service.tz)
+            await rig.set_items(item("MILK", "9.90", version=2))
+            await rig.until(lambda: rig.label("shelf-1").desired_price == Decimal("9.90"))
+            newer = rig.label("shelf-1").desired_hash
+            # The 12.80 upload comes back only now: the plan for 9.90 stays what the label should show.
+            rig.service.pushed("shelf-1", old, PushResult(confirmed=True, token=old.hash), None, old.hash)
+            assert rig.label("shelf-1").desired_hash == newer and old.hash != newer
+
+    run(scenario())
