@@ -110,3 +110,29 @@ def test_a_sale_of_ten_thousand_lines_is_priced_and_stored(store):
     assert len(r.json()["lines"]) == 10_000 and r.json()["total"] == "1590000.00"
     assert stock_of(agent, LIPSTICK) == before - 10_000
     assert too_long.status_code == 422 and "lines" in too_long.json()["detail"]
+
+
+
+def test_a_sale_announces_its_counts_in_one_event_and_other_changes_one_each():
+    from edge_agent.bus import EventBus
+    from edge_agent.stock import STOCK_CHANGED, STOCK_LOW, STOCK_SOLD, StockChange, publish_low
+
+    def published(changes: list, announce: bool) -> list[tuple[str, dict]]:
+        bus = EventBus()
+        sub = bus.subscribe()
+        publish_low(bus, changes, 3, announce=announce)
+        out = []
+        while not sub.queue.empty():
+            event = sub.queue.get_nowait()
+            out.append((event.type, event.data))
+        return out
+
+    changes = [StockChange("LIP-NUDE-02", "Nude", 5, 3), None, StockChange("TOTE-CANVAS", "Tote", 40, 39),
+               StockChange("LIP-NUDE-02", "Nude", 3, 2)]
+    sale = published(changes, announce=False)  # one event for the sale, then the crossing
+    assert [t for t, _ in sale] == [STOCK_SOLD, STOCK_LOW]
+    assert sale[0][1] == {"skus": ["LIP-NUDE-02", "TOTE-CANVAS"]}
+    other = published(changes, announce=True)
+    assert [(t, d.get("sku"), d.get("qty")) for t, d in other[:3]] == [
+        (STOCK_CHANGED, "LIP-NUDE-02", 3), (STOCK_CHANGED, "TOTE-CANVAS", 39), (STOCK_CHANGED, "LIP-NUDE-02", 2)]
+    assert published([None], announce=False) == []  # a sale of nothing the catalog has
