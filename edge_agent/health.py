@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from edge_agent.agent import Agent
 
 _UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
+# Every code a reason may have (GET /v1/health, the hub's snapshot, /metrics).
+REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
+                          "print_jobs_failed", "printer_attention"})
 # Past this many open alerts the oldest are dropped: a store's alerts are data
 # from its devices, and a flood of distinct subjects must not grow the agent.
 MAX_OPEN = 10_000

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from drivers.base import DeviceState
+from edge_agent.health import REASON_CODES, assess
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
@@ -38,6 +40,12 @@ class Metrics:
         self.device_counter = Gauge(
             "edge_device_counter", "per-device counters", ["device", "counter"], registry=r
         )
+        self.degraded = Gauge("edge_health_degraded", "1 while GET /v1/health says degraded", registry=r)
+        self.reasons = Gauge("edge_health_reasons", "GET /v1/health's reasons for degraded, by code", ["code"],
+                             registry=r)
+        self.labels_past_grace = Gauge("edge_labels_past_grace",
+                                       "shelf labels showing another price than the checkout past their grace",
+                                       registry=r)
 
     async def refresh(self, agent: "Agent") -> None:
         """Copy the agent's current figures into the gauges."""
@@ -51,6 +59,12 @@ class Metrics:
         self.store_writes.set(stats.writes)
         self.store_failed.set(stats.failed_writes)
         self.store_largest_group.set(stats.largest_group)
+        health = await assess(agent)
+        self.degraded.set(1 if health["status"] == "degraded" else 0)
+        codes = collections.Counter(r["code"] for r in health["reasons"])
+        for code in REASON_CODES | set(codes):
+            self.reasons.labels(code).set(codes.get(code, 0))
+        self.labels_past_grace.set((health["labels"] or {}).get("past_grace", 0))
         for snap in agent.supervisor.snapshot():
             for state in DeviceState:
                 self.device_state.labels(snap.id, snap.kind, state.value).set(1 if snap.state == state else 0)

@@ -141,6 +141,10 @@ def test_paper_out_shows_on_both_sides_and_clears(store, printer, hub_console):
     detail = api.get(f"/api/stores/{STORE}").json()
     assert any(d["device"] == "backroom" and d["code"] == "paper_out" and d["state"] == "raised"
                for d in detail["device_alerts"])
+    # Prometheus sees the same at both ends.
+    with store.client("console") as c:
+        assert 'edge_health_reasons{code="printer_attention"} 1.0' in c.get("/metrics").text
+    assert f'edge_hub_store_degraded{{store="{STORE}"}} 1.0' in api.get("/metrics").text
 
     printer.call(lambda emu: emu.set_state(paper_end=False))
     poll(lambda: health(store), lambda h: h["status"] == "ok" and h["reasons"] == [], WITHIN, "paper back")

@@ -25,7 +25,8 @@ def hub_names() -> set[str]:
     fleet = Fleet()
     snap = {"devices": [{"id": "p", "kind": "printer.escpos", "state": "error", "since": "2026-01-01T00:00:00+00:00"}],
             "outbox_depth": 1, "oldest_unacked_age_s": 2, "clock_offset_s": 0.1,
-            "labels": {"labels": 3, "non_compliant": 1}, "printing": {"queued": 1, "failed": 1}}
+            "labels": {"labels": 3, "non_compliant": 1, "past_grace": 1}, "printing": {"queued": 1, "failed": 1},
+            "status": "degraded", "reasons": [{"code": "labels_non_compliant", "message": "1 of 3"}]}
     fleet.apply(Changes(status={"s": {"state": "online", "version": "1", "since": None}}, health={"s": snap}))
     parts = {"stats": HubStats(), "connected": True, "fleet": fleet,
              "evaluator": SimpleNamespace(open={("r", "warning", "open"): 1}, passes=1, failed_passes=0,
@@ -54,6 +55,7 @@ def test_every_metric_the_examples_use_is_exposed():
     used = {n for e in exprs for n in NAME.findall(e)}
     assert used and not used - known, f"not exposed: {sorted(used - known)}"
     assert {"edge_hub_store_online", "edge_hub_device_state", "edge_hub_alerts"} <= used
+    assert {"edge_hub_store_degraded", "edge_hub_store_labels_past_grace", "edge_health_degraded"} <= used
 
 
 def test_every_alert_rule_says_what_and_how_bad():

@@ -76,7 +76,7 @@ def labels(health: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _reasons(health: dict[str, Any] | None) -> list[dict[str, Any]]:
+def reasons(health: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The store's own reasons for ``degraded`` (``code``, ``subject``, ``message``), well-formed ones only."""
     raw = (health or {}).get("reasons")
     if not isinstance(raw, list):
@@ -129,7 +129,7 @@ def summarize(f: StoreFacts) -> dict[str, Any]:
         "store": f.store,
         # The store's own verdict (GET /v1/health): "ok", "degraded", or None from an older agent.
         "status": status if status in ("ok", "degraded") else None,
-        "reasons": _reasons(h),
+        "reasons": reasons(h),
         "presence": f.presence or "unknown",
         "presence_since": f.presence_since,
         "version": f.version or (h or {}).get("version"),

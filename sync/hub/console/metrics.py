@@ -10,6 +10,7 @@ rules and the Grafana dashboard built on these names.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sync.hub.console.facts import STATES, devices, labels, number, parse_time, printing
+from sync.hub.console.facts import reasons as summary_reasons
 
 
 class HubCollector:
@@ -62,7 +64,11 @@ class HubCollector:
             ("outbox_depth", "events waiting for the hub's ack at the store"),
             ("oldest_unacked_seconds", "age of the store's oldest unacknowledged event"),
             ("clock_offset_seconds", "hub clock minus store clock"),
-            ("labels_non_compliant", "shelf labels showing another price than the checkout"))}
+            ("labels_non_compliant", "shelf labels showing another price than the checkout"),
+            ("labels_past_grace", "shelf labels showing another price than the checkout past their grace"),
+            ("degraded", "1 while the store says it is degraded (GET /v1/health)"))}
+        reasons = GaugeMetricFamily("edge_hub_store_health_reasons", "the store's reasons for degraded, by code",
+                                    labels=["store", "code"])
         by_state = GaugeMetricFamily("edge_hub_store_devices", "devices by state", labels=["store", "state"])
         jobs = GaugeMetricFamily("edge_hub_store_print_jobs", "print jobs by state", labels=["store", "state"])
         device = GaugeMetricFamily("edge_hub_device_state", "1 for the state each device is in",
@@ -78,6 +84,13 @@ class HubCollector:
                     g[name].add_metric([s], v)
             if (lab := labels(h)) is not None and lab["non_compliant"] is not None:
                 g["labels_non_compliant"].add_metric([s], lab["non_compliant"])
+            if lab is not None and lab["past_grace"] is not None:
+                g["labels_past_grace"].add_metric([s], lab["past_grace"])
+            if h.get("status") in ("ok", "degraded"):
+                g["degraded"].add_metric([s], 1 if h["status"] == "degraded" else 0)
+                codes = Counter(r["code"] for r in summary_reasons(h))
+                for code, n in sorted(codes.items()):
+                    reasons.add_metric([s, code], n)
             if (pr := printing(h)) is not None:
                 for state in ("queued", "waiting", "failed"):
                     jobs.add_metric([s, state], pr[state])
@@ -88,6 +101,7 @@ class HubCollector:
             for state, n in counts.items():
                 by_state.add_metric([s, state], n)
         yield from g.values()
+        yield reasons
         yield by_state
         yield jobs
         yield device

@@ -53,7 +53,8 @@ def snapshot(store: str, devices: int, rng: random.Random, now: datetime, marker
         "outbox_depth": marker, "oldest_unacked_age_s": 0.4 if marker else 0.0, "last_seq": 10_000 + marker,
         "acked_seq": 10_000, "disk_free_bytes": 40 * 2**30, "outbox_bytes": 200_000, "outbox_budget_bytes": 2**30,
         "telemetry_dropped": 0, "over_budget": False, "clock_offset_s": round(rng.uniform(-0.4, 0.4), 3),
-        "labels": {"labels": 400, "non_compliant": 0, "oldest_non_compliant_since": None, "alerts": 0},
+        "labels": {"labels": 400, "non_compliant": 0, "oldest_non_compliant_since": None, "alerts": 0,
+                   "past_grace": 0, "oldest_past_grace_since": None},
         "printing": {"queued": rng.randint(0, 2), "waiting": 0, "failed": 0},
     }
     if trouble:
@@ -64,13 +65,31 @@ def snapshot(store: str, devices: int, rng: random.Random, now: datetime, marker
             d["since"] = (now - timedelta(seconds=rng.randint(40, 7200))).isoformat()
             d["last_error"] = ERRORS[d["state"]]
         elif what == "labels":
-            snap["labels"].update(non_compliant=rng.randint(1, 12),
-                                  oldest_non_compliant_since=(now - timedelta(minutes=rng.randint(2, 90))).isoformat())
+            n, since = rng.randint(1, 12), (now - timedelta(minutes=rng.randint(2, 90))).isoformat()
+            snap["labels"].update(non_compliant=n, oldest_non_compliant_since=since, past_grace=n,
+                                  oldest_past_grace_since=since)
         elif what == "printing":
             snap["printing"].update(waiting=rng.randint(1, 4), failed=1)
         else:
             snap["clock_offset_s"] = round(rng.choice((-1, 1)) * rng.uniform(6, 90), 1)
+    snap["reasons"] = _reasons(snap)
+    snap["status"] = "degraded" if snap["reasons"] else "ok"
     return snap
+
+
+def _reasons(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reasons edge_agent/health.py would give for this snapshot."""
+    out = [{"code": f"device_{d['state']}", "subject": d["id"],
+            "message": f"{d['id']} ({d['kind']}) is {d['state']}: {d['last_error']}"}
+           for d in snap["devices"] if d["state"] in ("offline", "error")]
+    lab, pr = snap["labels"], snap["printing"]
+    if lab["past_grace"]:
+        out.append({"code": "labels_non_compliant", "subject": "labels",
+                    "message": f"{lab['past_grace']} of {lab['labels']} shelf labels show another price than the "
+                               "checkout past their grace"})
+    if pr["failed"]:
+        out.append({"code": "print_jobs_failed", "subject": "printing", "message": f"{pr['failed']} print job failed"})
+    return out
 
 
 class Simulator:

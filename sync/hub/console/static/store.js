@@ -34,9 +34,10 @@ function cards(s, h) {
           ? `<br>${num(lab.non_compliant - lab.past_grace)} being updated` : '')
         + ((lab.past_grace != null ? lab.oldest_past_grace_since : lab.oldest_non_compliant_since)
           ? `<br>oldest for ${since(lab.past_grace != null ? lab.oldest_past_grace_since : lab.oldest_non_compliant_since)}` : '')
-      : 'not reported', labelsWrong(lab) > 0)
+      : s.status != null ? '<span class="muted">no shelf labels</span>' : 'not reported', labelsWrong(lab) > 0)
     + card('Print queue', pr ? `${num(pr.queued)} queued, ${num(pr.waiting)} waiting, <b>${num(pr.failed)}</b> failed`
-      + (pr.oldest_waiting_since ? `<br>oldest waiting ${since(pr.oldest_waiting_since)}` : '') : 'not reported',
+      + (pr.oldest_waiting_since ? `<br>oldest waiting ${since(pr.oldest_waiting_since)}` : '')
+      : s.status != null ? '<span class="muted">no printer</span>' : 'not reported',
     pr && (pr.failed > 0 || pr.waiting > 0))
     + (s.hub ? card('Hub link', `${s.hub === 'online' ? '<span class="ok">connected</span>' : '<b class="bad">not connected</b>'}`
       + (s.hub_error ? `<br><span class="small">${esc(s.hub_error)}</span>` : ''), s.hub !== 'online') : '')
