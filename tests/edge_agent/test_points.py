@@ -1,4 +1,5 @@
-"""Member points at checkout through a real agent linked to a real broker: the hub's card is the balance."""
+"""Member points at checkout through a real agent linked to a real broker: the hub's card is the balance, and
+at a kiosk only the member of its current session (a scanned card) may redeem them."""
 
 from __future__ import annotations
 
@@ -6,14 +7,33 @@ import threading
 
 import pytest
 
-from support.flows import LIPSTICK, TOTE, card, hub_event, linked_agent, sale, sync_point, uplink
+from drivers.scanner.emulator import SerialScannerEmulator
+from support.flows import LIPSTICK, TOTE, card, feed, hub_event, linked_agent, poll, sale, sync_point, uplink
 
 LOYALTY = {"points_per_unit": 2, "point_value": 0.05}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with linked_agent(tmp_path_factory.mktemp("points"), loyalty=LOYALTY) as (agent, hub):
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("points")
+
+
+@pytest.fixture(scope="module")
+def kiosk_scanner(workdir):
+    """The serial scanner at kiosk-1 (an emulator on a pty): a member QR scanned on it attaches the member."""
+    scanner = SerialScannerEmulator(workdir / "dev" / "scanner-1").plug()
+    yield scanner
+    scanner.close()
+
+
+@pytest.fixture(scope="module")
+def store(workdir, kiosk_scanner):
+    devices = [{"id": "scanner-1", "kind": "scanner.serial", "port": str(kiosk_scanner.path), "baudrate": 115200,
+                "station": "kiosk-1", "dedupe_window": 0}]
+    with linked_agent(workdir, devices, loyalty=LOYALTY) as (agent, hub):
+        with agent.client("associate") as c:
+            poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds),
+                 what="the scanner online")
         yield agent, hub
 
 
@@ -118,3 +138,38 @@ def test_a_kiosk_redeems_only_for_the_member_scanned_at_it(store):
     assert r.status_code == 422 and "not attached to this kiosk's session" in r.json()["detail"]
     assert earn.status_code == 201  # earning needs no scan: the receipt names the member
     assert peek.status_code == 403
+
+
+def test_after_her_checkout_nobody_at_the_kiosk_can_use_her_member_or_points(store, kiosk_scanner):
+    agent, hub = store
+    send_card(hub, "leak", member_id="M-LEAK", points=5000)
+    with feed(agent, "kiosk") as kiosk, agent.client("kiosk") as c:
+        kiosk_scanner.scan("RM1:M-LEAK")
+        kiosk.expect("member.attached", lambda d: d["member_id"] == "M-LEAK")
+        assert c.get("/v1/members/M-LEAK").json()["points"] == 5000
+        session_id = c.get("/v1/sessions/kiosk-1").json()["session_id"]
+        hers = c.post("/v1/sales", json=sale((LIPSTICK, 1), member_id="M-LEAK", points_redeemed=1000))
+        assert hers.status_code == 201, hers.text
+        ended = kiosk.expect("session.ended")
+        # The next customer at the same kiosk, naming her: no points, no card, no order for her.
+        next_one = c.post("/v1/sales", json=sale((LIPSTICK, 1), member_id="M-LEAK", points_redeemed=1000))
+        peek = c.get("/v1/members/M-LEAK")
+        session = c.get("/v1/sessions/kiosk-1").json()
+    assert ended["session_id"] == session_id and ended["reason"] == "sale"
+    assert next_one.status_code == 422 and "not attached to this kiosk's session" in next_one.json()["detail"]
+    assert peek.status_code == 403
+    assert session["member_id"] is None and session["session_id"] != session_id
+    with agent.client("associate") as pad:
+        assert pad.get("/v1/members/M-LEAK").json()["points"] == 4000  # one redemption, hers
+
+
+def test_after_new_customer_the_member_before_is_nobodys_at_the_kiosk(store, kiosk_scanner):
+    agent, hub = store
+    send_card(hub, "walked-away", member_id="M-AWAY", points=800)
+    with feed(agent, "kiosk") as kiosk, agent.client("kiosk") as c:
+        kiosk_scanner.scan("RM1:M-AWAY")
+        kiosk.expect("member.attached", lambda d: d["member_id"] == "M-AWAY")
+        assert c.delete("/v1/sessions/kiosk-1").json()["ended"]["reason"] == "new_customer"
+        r = c.post("/v1/sales", json=sale((LIPSTICK, 1), member_id="M-AWAY", points_redeemed=100))
+        assert r.status_code == 422 and "not attached" in r.json()["detail"]
+        assert c.get("/v1/members/M-AWAY").status_code == 403

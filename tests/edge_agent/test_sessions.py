@@ -16,7 +16,7 @@ from edge_agent.bus import BusEvent, EventBus
 from edge_agent.catalog import Product
 from edge_agent.sessions import EndReason, Sessions
 from support.agent import AgentProcess, config_dict, free_port
-from support.flows import GLASSES, LIPSTICK, TOTE, feed, poll, sale
+from support.flows import GLASSES, LIPSTICK, TOTE, card, feed, hub_event, linked_agent, poll, sale, sync_point
 
 BASKET = "/v1/sessions/kiosk-1/basket"
 KIOSK_2 = "test-kiosk-2-token"
@@ -348,24 +348,22 @@ IDLE = 3.0
 
 @pytest.fixture(scope="module")
 def idle_store(tmp_path_factory):
+    """(agent, hub, scanner): an agent linked to a hub (for member cards), ``sessions.idle_timeout`` IDLE s,
+    a serial scanner at kiosk-1."""
     work = tmp_path_factory.mktemp("idle")
     scanner = SerialScannerEmulator(work / "dev" / "scanner-1").plug()
-    config = config_dict(free_port(), [{"id": "scanner-1", "kind": "scanner.serial", "port": str(scanner.path),
-                                        "baudrate": 115200, "station": "kiosk-1", "dedupe_window": 0}])
-    config["sessions"] = {"idle_timeout": IDLE}
-    agent = AgentProcess(work, config)
-    agent.import_catalog()
-    agent.start()
-    with agent.client("associate") as c:
-        poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds),
-             what="the scanner online")
-    yield agent, scanner
-    agent.close()
+    devices = [{"id": "scanner-1", "kind": "scanner.serial", "port": str(scanner.path), "baudrate": 115200,
+                "station": "kiosk-1", "dedupe_window": 0}]
+    with linked_agent(work, devices, sessions={"idle_timeout": IDLE}) as (agent, hub):
+        with agent.client("associate") as c:
+            poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds),
+                 what="the scanner online")
+        yield agent, hub, scanner
     scanner.close()
 
 
 def test_an_idle_session_ends_and_its_member_is_gone_from_the_kiosk(idle_store):
-    agent, scanner = idle_store
+    agent, _, scanner = idle_store
     with feed(agent, "kiosk") as kiosk, agent.client("kiosk") as c:
         scanner.scan("RM1:M-IDLE")
         kiosk.expect("member.attached", lambda d: d["member_id"] == "M-IDLE")
@@ -390,3 +388,37 @@ def test_an_idle_session_ends_and_its_member_is_gone_from_the_kiosk(idle_store):
         assert c.get("/v1/members/M-IDLE").status_code == 403
         late = c.post("/v1/sales", json=sale((LIPSTICK, 1), member_id="M-IDLE", points_redeemed=10))
         assert late.status_code == 422 and "not attached to this kiosk's session" in late.json()["detail"]
+
+
+def test_a_redeeming_sale_racing_the_idle_expiry_is_either_the_sale_or_the_expiry_never_both(idle_store):
+    """The customer stands still until about the expiry, then pays with points: whichever comes first wins,
+    her session ends once, and afterwards her points are nobody's at the kiosk."""
+    agent, hub, scanner = idle_store
+    hub.send("members", [hub_event("retail.member.card", card("M-RACE", points=10_000))])
+    sync_point(hub, "race-card")
+    outcomes: list[int] = []
+    sessions_ended: list[str] = []
+    with feed(agent, "kiosk") as kiosk, agent.client("kiosk") as c:
+        for offset in (-0.3, -0.1, 0.0, 0.1, 0.3):
+            started = time.monotonic()
+            scanner.scan("RM1:M-RACE")
+            kiosk.expect("member.attached", lambda d: d["member_id"] == "M-RACE")
+            session_id = c.get("/v1/sessions/kiosk-1").json()["session_id"]  # reading is no activity
+            time.sleep(max(0.0, started + IDLE + offset - time.monotonic()))  # the customer's pause, not a sync
+            paid = c.post("/v1/sales", json=sale((TOTE, 1), member_id="M-RACE", points_redeemed=100))
+            end = kiosk.expect("session.ended", lambda d, sid=session_id: d["session_id"] == sid)
+            if paid.status_code == 201:
+                assert end["reason"] == "sale", end
+            else:
+                assert paid.status_code == 422 and "not attached to this kiosk's session" in paid.json()["detail"]
+                assert end["reason"] == "idle", end
+            outcomes.append(paid.status_code)
+            sessions_ended.append(session_id)
+            again = c.post("/v1/sales", json=sale((TOTE, 1), member_id="M-RACE", points_redeemed=100))
+            assert again.status_code == 422 and "not attached" in again.json()["detail"]
+            assert c.get("/v1/members/M-RACE").status_code == 403
+        kiosk.quiet()
+    ends = [e["data"]["session_id"] for e in kiosk.seen if e["type"] == "session.ended"]
+    assert sorted(ends) == sorted(sessions_ended), "each session ends exactly once, by the sale or by the expiry"
+    with agent.client("associate") as pad:
+        assert pad.get("/v1/members/M-RACE").json()["points"] == 10_000 - 100 * outcomes.count(201)
