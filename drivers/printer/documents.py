@@ -4,7 +4,8 @@
                    saving), subtotal, promotions and points paid, total, what the
                    promotions saved, payment, member points, a QR code of the
                    e-receipt URL, the sale id as a CODE128 barcode
-    return_slip    a refund: lines returned, refund total and method, signature line
+    return_slip    a refund: lines returned, what of them points paid (given back as
+                   points), refund total and method, signature line
     pick_ticket    a pickup order to pick: big pickup code, lines with check boxes
     test_page      what the printer can do: columns, styles, characters, QR, barcode
 
@@ -76,7 +77,7 @@ LABELS: dict[str, str] = {
     "reprint_footer": "REPRINT - a copy, not a new sale",
     "return_title": "RETURN / REFUND",
     "return": "Return",
-    "original_sale": "Original sale",
+    "original_sale": "Sale",  # "Original sale" and a sale id do not fit one 80 mm line
     "order": "Order",
     "refund_total": "REFUND",
     "refund_method": "Refunded to",
@@ -295,6 +296,17 @@ def _return_lines(c: _Ctx) -> None:
             _line(c, line)
 
 
+def _refund_points(c: _Ctx) -> None:
+    """What of the returned lines' price was paid with points: given back as points, not money."""
+    d = c.data
+    if d.total is None or not d.points_restored or any(ln.line_total is None for ln in d.lines):
+        return
+    lines = sum((ln.line_total for ln in d.lines), Decimal(0))
+    if lines > d.total:
+        c.page.pair(LABELS["subtotal"], _money(lines))
+        c.page.pair(LABELS["points_paid"].format(points=d.points_restored), f"-{_money(lines - d.total)}")
+
+
 def _refund_total(c: _Ctx) -> None:
     if c.data.total is None:
         c.page.pair(LABELS["refund_total"], LABELS["refund_by_hub"], bold=True)
@@ -430,7 +442,8 @@ _BLOCKS: dict[str, Block] = {
     "sale_saving": _sale_saving, "sale_payment": _sale_payment, "sale_points": _sale_points, "e_receipt": _e_receipt,
     "sale_code": _sale_code, "thanks": _thanks,
     "return_title": _return_title, "return_meta": _return_meta, "refund_total": _refund_total,
-    "return_lines": _return_lines, "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
+    "return_lines": _return_lines, "refund_points": _refund_points,
+    "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
     "signature": _signature, "return_code": _return_code,
     "pick_title": _pick_title, "pickup_code": _pickup_code, "pick_meta": _pick_meta, "pick_lines": _pick_lines,
     "pick_count": _pick_count, "pick_code": _pick_code, "picked_by": _picked_by,
@@ -445,7 +458,8 @@ LAYOUTS: dict[DocumentKind, tuple[str, ...]] = {
         "sale_saving", "sale_payment", "sale_points", "rule", "e_receipt", "sale_code", "thanks", "reprint_footer", "cut",
     ),
     "return_slip": (
-        "reprint", "store", "return_title", "rule", "return_meta", "rule", "return_lines", "rule", "refund_total",
+        "reprint", "store", "return_title", "rule", "return_meta", "rule", "return_lines", "rule", "refund_points",
+        "refund_total",
         "refund_payment", "return_points", "return_reason", "signature", "return_code", "reprint_footer", "cut",
     ),
     "pick_ticket": (

@@ -139,9 +139,11 @@ class Page:
         lhs, rhs = self.clean(left), self.clean(right)
         rw = self.width(rhs)
         room = cpl - rw - 1
-        if self.width(lhs) > room and room < min(8, cpl // 3):
-            # The right side is too wide to share a line: each gets its own, the
-            # right one in the smaller Font B if that keeps it on one line.
+        first = next(iter(lhs.split()), "")
+        if self.width(lhs) > room and (room < min(8, cpl // 3) or self.width(first) > room):
+            # The right side is too wide to share a line (or would break the left's first
+            # word, "REFUN/D" in double size on 58 mm): each gets its own, the right one in
+            # the smaller Font B if that keeps it on one line.
             self.text(lhs, bold=bold, double=double)
             small = not double and rw > cpl and rw <= self.profile.columns("b")
             self.text(rhs, bold=bold, double=double, align="right", small=small)

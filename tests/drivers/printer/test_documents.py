@@ -296,6 +296,20 @@ def test_return_slip_content(profile):
     check_fits(r, profile)
 
 
+def test_a_return_slip_says_what_points_paid_and_gives_back(profile):
+    # A sale paid partly with points: the refund is the money share, the rest comes back as points.
+    slip = {**RETURN, "lines": [{**RETURN["lines"][0], "sku": "LIP", "unit_price": "159.00", "amount": "159.00"}],
+            "total": "154.68", "points_reversed": 154, "points_restored": 432}
+    r = one("return_slip", profile, slip)
+    order = [r"Subtotal +159\.00", r"Paid with 432 points +-4\.32", r"REFUND( +CNY 154\.68)?",
+             r"Points given back +\+432"]
+    at = [next(i for i, ln in enumerate(r.lines) if re.fullmatch(p, ln)) for p in order]
+    assert at == sorted(at) and "CNY 154.68" in r.text, r.text
+    check_fits(r, profile)
+    # Without points given back, or without store prices, there is nothing to explain.
+    assert "Paid with" not in one("return_slip", profile).text
+
+
 def test_a_pending_online_return_slip_has_no_store_prices(profile):
     online = {**RETURN, "sale_id": None, "order_id": "WEB-77", "total": None, "state": "pending",
               "refund": {"method": "original"}, "points_reversed": 0, "points_restored": 0,
