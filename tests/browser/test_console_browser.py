@@ -39,6 +39,7 @@ def test_an_unplugged_device_and_its_alert_show_within_a_minute(page: Page, cons
     row = page.locator('#fleet tr[data-store="store-test"]')
     expect(row).to_contain_text("2/2", timeout=30_000)  # both devices online
     expect(page.locator("#shown")).to_have_text("31 of 31 shown")
+    expect(page.locator("#totals")).to_contain_text("31 stores")
     shot(page, env, "fleet")
 
     unplugged = time.monotonic()
@@ -93,6 +94,8 @@ def test_a_test_page_and_a_reopen_round_trip_and_a_silent_store_times_out(page: 
     page.click('#devices tr[data-device="heartbeat-1"] button[data-action="reopen"]')
     expect(page.locator('.command[data-state="ok"]', has_text="Reopen")).to_contain_text('"reopening": true',
                                                                                           timeout=15_000)
+    expect(page.locator(".card", has_text="Store health")).to_contain_text("ok")
+    expect(page.locator(".card", has_text="Print queue")).not_to_contain_text("not reported")
     shot(page, env, "store", full=True)
 
     page.goto(env.hub_url + "#/store/store-0001")  # simulated: no agent will answer
@@ -115,6 +118,15 @@ def test_the_store_view_shows_a_day_of_device_states(page: Page, console_env: Co
     expect(bar.locator(".seg.online")).to_have_count(1)
     expect(bar.locator(".seg.offline")).to_have_count(1)
     page.locator("#timeline").scroll_into_view_if_needed()
+    # The axis: whole hours, then "now" at the right end; no label overlaps another or leaves the bar.
+    ticks = page.locator(".tl-axis span")
+    expect(ticks.last).to_have_text("now")
+    texts = ticks.all_inner_texts()
+    assert len(texts) >= 5 and all(t.endswith(":00") for t in texts[:-1]), texts
+    axis = page.locator(".tl-axis").bounding_box()
+    boxes = [ticks.nth(i).bounding_box() for i in range(len(texts))]
+    assert all(b["x"] >= axis["x"] - 1 and b["x"] + b["width"] <= axis["x"] + axis["width"] + 1 for b in boxes)
+    assert all(a["x"] + a["width"] < b["x"] for a, b in zip(boxes, boxes[1:])), boxes
     shot(page, env, "timeline")
 
 
