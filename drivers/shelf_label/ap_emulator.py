@@ -6,8 +6,11 @@ It serves the endpoints oepl.py uses with the firmware's JSON and quirks
 MAC), /get_db with 5000-byte pages and the uint8_t ``pos``, /tag_cmd,
 /sysinfo, /get_ap_config. It keeps every upload, converts it as the AP does
 (nearest palette colour, makeimage.cpp colorDistance) and shows it on the
-tag when the tag checks in: ``checkin(mac)``, or at once with
-``auto_checkin``. ``GET /emulator/<MAC>.png`` shows a tag's screen.
+tag when the tag checks in: ``checkin(mac)``, at once with
+``auto_checkin``, and, with ``checkin_interval``, every tag by itself that
+often, as real tags wake every 40 to 600 s whether or not there is news
+(without it, a tag nobody pushes to looks unheard of, hence stale, after a
+while). ``GET /emulator/<MAC>.png`` shows a tag's screen.
 
 One liberty: the firmware decodes and converts a picture when it is
 uploaded, the emulator when the tag checks in (the header, hence the format
@@ -163,11 +166,16 @@ class ApEmulator:
     """An OpenEPaperLink AP on ``host:port`` (0 = any free port) in a background thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, alias: str = "ap-emulator",
-                 auto_checkin: bool = False):
+                 auto_checkin: bool = False, checkin_interval: float | None = None):
+        if checkin_interval is not None and checkin_interval <= 0:
+            raise ValueError("checkin_interval must be a positive number of seconds (or None)")
         self.host = host
         self.port = port
         self.alias = alias
         self.auto_checkin = auto_checkin
+        self.checkin_interval = checkin_interval
+        self._waking: threading.Thread | None = None
+        self._down = threading.Event()
         self.tags: dict[str, EmulatedTag] = {}
         self.uploads: list[Upload] = []
         self.requests: list[str] = []  # "GET /get_db?pos=0", for tests
@@ -207,10 +215,29 @@ class ApEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         name=f"ap-emulator:{self.port}", daemon=True)
         self._thread.start()
+        if self.checkin_interval is not None:
+            self._down.clear()
+            self._waking = threading.Thread(target=self._wake_tags, name=f"ap-emulator-tags:{self.port}",
+                                            daemon=True)
+            self._waking.start()
+
+    def _wake_tags(self) -> None:
+        """Check each tag in when its ``next_checkin`` comes, until the AP goes down."""
+        assert self.checkin_interval is not None
+        while not self._down.wait(min(1.0, self.checkin_interval / 4)):
+            now = time.time()
+            with self.lock:
+                due = [mac for mac, tag in self.tags.items() if tag.next_checkin <= now]
+            for mac in due:
+                self.checkin(mac, now)
 
     def stop(self) -> None:
-        """Stop listening and release hung requests: the AP is down."""
+        """Stop listening and release hung requests: the AP is down (and hears no tag)."""
         self._release.set()
+        self._down.set()
+        if self._waking is not None:
+            self._waking.join()
+            self._waking = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -244,7 +271,9 @@ class ApEmulator:
         with self.lock:
             tag = self.tags[normalize_mac(mac)]
             tag.last_seen = int(at if at is not None else time.time())
-            tag.next_checkin = tag.last_seen + 600
+            # What the tag says it will do; the emulator wakes it then with checkin_interval.
+            tag.next_checkin = tag.last_seen + (600 if self.checkin_interval is None
+                                                else max(1, round(self.checkin_interval)))
             if not tag.queue:
                 return False
             data = tag.queue[-1]
@@ -478,13 +507,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--no-demo-tags", action="store_true", help="start with an empty tag database")
+    parser.add_argument("--checkin-interval", type=float, default=None, metavar="S",
+                        help="every tag checks in by itself every S seconds (default: only after an upload)")
     args = parser.parse_args(argv)
     # Ctrl-C or SIGTERM set an event the main thread checks: a stop that does not
     # depend on where in the main thread the signal lands.
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    ap = ApEmulator(args.host, args.port, auto_checkin=True)
+    if args.checkin_interval is not None and args.checkin_interval <= 0:
+        parser.error("--checkin-interval must be a positive number of seconds")
+    ap = ApEmulator(args.host, args.port, auto_checkin=True, checkin_interval=args.checkin_interval)
     if not args.no_demo_tags:
         demo_tags(ap)
     ap.start()

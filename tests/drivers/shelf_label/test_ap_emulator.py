@@ -120,3 +120,29 @@ def test_the_fast_colour_mapping_is_the_firmwares_pixel_by_pixel():
     for palette in PALETTES.values():
         expected = [min(range(len(palette)), key=lambda i: (_distance(px, palette[i]), i)) for px in pixels]
         assert list(convert(img, palette).tobytes()) == expected
+
+
+def test_with_a_checkin_interval_tags_wake_by_themselves_and_take_what_is_queued():
+    import time
+
+    from support.flows import poll
+
+    ap = ApEmulator(checkin_interval=1.0)
+    long_ago = int(time.time()) - 3600
+    ap.add_tag(MAC, 0x01, last_seen=long_ago, next_checkin=long_ago + 600)
+    ap.start()
+    try:
+        first = poll(lambda: ap.tags[MAC].last_seen, lambda t: t > long_ago, 15, "a check-in by itself")
+        assert ap.tags[MAC].next_checkin == first + 1
+        r = httpx.post(ap.url + "/imgupload", data={"mac": MAC}, files={"file": ("a.jpg", jpeg(), "image/jpeg")})
+        assert r.text == "Ok, saved"  # queued: no auto_checkin, the tag takes it when it wakes
+        poll(lambda: ap.shown(MAC), lambda shown: shown is not None, 15, "the picture taken at the next check-in")
+        assert ap.tags[MAC].last_seen > first
+    finally:
+        ap.stop()
+    assert ap._waking is None  # stopped with the AP: a tag is not heard while the AP is down
+
+
+def test_a_checkin_interval_must_be_positive():
+    with pytest.raises(ValueError, match="checkin_interval"):
+        ApEmulator(checkin_interval=0)
