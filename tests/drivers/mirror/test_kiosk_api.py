@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -156,15 +157,60 @@ def test_the_try_on_session_records_the_basket_and_the_order(agent):
     assert poll(recorded, bool, what="the try-on session in the outbox") == [ended]
 
 
-def test_the_kiosks_sale_takes_the_basket_the_mirror_filled(agent):
-    with agent.client("kiosk") as kiosk, agent.client("mirror") as mirror:
+def kiosk_session(agent) -> dict:
+    with agent.client("kiosk") as kiosk:
+        return kiosk.get(SESSION).json()
+
+
+def test_the_kiosks_sale_ends_the_session_the_mirror_filled(agent):
+    with feed(agent, "kiosk") as events, agent.client("kiosk") as kiosk, agent.client("mirror") as mirror:
         assert mirror.post(f"{BASE}/basket", json={"sku": "LIP-NUDE-02"}).status_code == 201
-        lines = kiosk.get(SESSION).json()["basket"]["lines"]
-        assert ("LIP-NUDE-02", "mirror-1") in {(ln["sku"], ln["source"]) for ln in lines}
-        paid = kiosk.post("/v1/sales", json=sale(*[(ln["sku"], ln["qty"]) for ln in lines]))
+        assert mirror.post(f"{BASE}/basket", json={"sku": "GLS-ROUND-BLK"}).status_code == 201
+        paying = kiosk_session(agent)
+        assert {("LIP-NUDE-02", "mirror-1"), ("GLS-ROUND-BLK", "mirror-1")} <= {
+            (ln["sku"], ln["source"]) for ln in paying["basket"]["lines"]}
+        paid = kiosk.post("/v1/sales", json=sale(("LIP-NUDE-02", 1)))  # the customer leaves the glasses
         assert paid.status_code == 201, paid.text
+        ended = events.expect("session.ended")
+        assert ended["session_id"] == paying["session_id"] and ended["reason"] == "sale"
+        assert [(ln["sku"], ln["qty"], ln["source"]) for ln in ended["left"]] == [("GLS-ROUND-BLK", 1, "mirror-1")]
         assert kiosk.get(SESSION).json()["basket"]["lines"] == []
         assert mirror.get(BASE).json()["basket"]["kiosk"]["lines"] == []
+        # The mirror's next "Add to basket" is for the next customer, in a new session.
+        assert mirror.post(f"{BASE}/basket", json={"sku": "GLS-ROUND-BLK"}).status_code == 201
+        after = kiosk_session(agent)
+        assert after["session_id"] != paying["session_id"] and after["member_id"] is None
+        assert [(ln["sku"], ln["qty"]) for ln in after["basket"]["lines"]] == [("GLS-ROUND-BLK", 1)]
+        kiosk.delete(SESSION)
+
+
+def test_what_the_mirror_adds_while_the_kiosk_pays_is_in_one_session_never_lost_or_doubled(agent):
+    """The mirror's screen adds ten lipsticks one by one while the kiosk's sale is written: each is in the
+    basket of the session the sale ended (named in ``left``) or in the next one, never in both."""
+    first_added = threading.Event()
+    answers: list[int] = []
+
+    def add_ten() -> None:
+        with agent.client("mirror") as mirror:
+            for _ in range(10):
+                answers.append(mirror.post(f"{BASE}/basket", json={"sku": "LIP-RED-01"}).status_code)
+                first_added.set()
+
+    adder = threading.Thread(target=add_ten)
+    with feed(agent, "kiosk") as events, agent.client("kiosk") as kiosk:
+        adder.start()
+        assert first_added.wait(30)
+        paid = kiosk.post("/v1/sales", json=sale(("TOTE-CANVAS", 1)))
+        assert paid.status_code == 201, paid.text
+        ended = events.expect("session.ended")
+        adder.join(60)
+        assert answers == [201] * 10
+        after = kiosk_session(agent)
+        kiosk.delete(SESSION)
+    left = sum(ln["qty"] for ln in ended["left"] if ln["sku"] == "LIP-RED-01")
+    kept = sum(ln["qty"] for ln in after["basket"]["lines"] if ln["sku"] == "LIP-RED-01")
+    assert left >= 1 and left + kept == 10, (left, kept)
+    assert after["session_id"] != ended["session_id"]
 
 
 def test_only_the_mirrors_own_kiosk_and_staff_see_its_part_of_that_kiosks_basket(agent):
