@@ -136,7 +136,8 @@ class PrintSpool:
 
         cut = await self.store.write(recover)
         if cut:
-            log.warning("printing: %d job(s) were cut short by the last stop; they print again marked REPRINT", cut)
+            log.warning("printing: %s cut short by the last stop; %s again marked REPRINT",
+                        "1 job was" if cut == 1 else f"{cut} jobs were", "it prints" if cut == 1 else "they print")
 
     # What the API uses -----------------------------------------------------
 

@@ -89,7 +89,7 @@ def parse_status(replies: bytes | Iterable[int]) -> PrinterStatus:
     """The status in the replies to DLE EOT 1, 2, 3 and 4, one byte each, in that order."""
     data = bytes(replies)
     if len(data) != len(STATUS_QUERIES):
-        what = "no reply" if not data else f"{len(data)} bytes {data[:16]!r}"
+        what = "no reply" if not data else f"{len(data)} byte{'' if len(data) == 1 else 's'} {data[:16]!r}"
         raise DeviceProtocolError(f"expected {len(STATUS_QUERIES)} status bytes (DLE EOT 1-4), got {what}")
     printer, offline, error, paper = (check_reply(n, b) for n, b in zip(STATUS_QUERIES, data))
     return PrinterStatus(

@@ -63,7 +63,7 @@ def test_a_job_is_on_disk_when_submit_returns(tmp_path):
     run(main())
 
 
-def test_a_job_cut_short_by_a_restart_is_queued_again_as_a_reprint(tmp_path):
+def test_a_job_cut_short_by_a_restart_is_queued_again_as_a_reprint(tmp_path, caplog):
     async def main():
         store, spool = await opened(tmp_path)
         cut = await spool.submit("printer-1", "test_page", {})
@@ -81,6 +81,7 @@ def test_a_job_cut_short_by_a_restart_is_queued_again_as_a_reprint(tmp_path):
         await store.stop()
 
     run(main())
+    assert "1 job was cut short by the last stop; it prints again marked REPRINT" in caplog.text
 
 
 def test_state_changes_and_retry(tmp_path):
