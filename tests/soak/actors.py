@@ -68,14 +68,19 @@ class Actor(threading.Thread):
         self.rng = day.rng(name)
 
     def run(self) -> None:
-        while not self.day.stop.is_set():
-            try:
-                self.step()
-            except Unanswered as err:
-                self.day.checks.note(f"{self.who}: the agent did not answer: {err}")
-            except Exception:  # an actor's own bug must not end the day silently
-                self.day.checks.note(f"{self.who} crashed a step:\n{traceback.format_exc()}")
-                self.day.stop.wait(1)
+        try:
+            while not self.day.stop.is_set():
+                try:
+                    self.step()
+                except Unanswered as err:
+                    self.day.checks.note(f"{self.who}: the agent did not answer: {err}")
+                except Exception:  # an actor's own bug must not end the day silently
+                    self.day.checks.note(f"{self.who} crashed a step:\n{traceback.format_exc()}")
+                    self.day.stop.wait(1)
+        finally:
+            for client in (getattr(self, "http", None), getattr(self, "console", None)):
+                if client is not None:
+                    client.close()
 
     def step(self) -> None:
         raise NotImplementedError
@@ -191,8 +196,12 @@ class Kiosk(Actor):
         d = self.day
         d.ledger.did("customers who walked away")
         idle = d.rig.timers.idle_timeout or 0
-        if not d.stop.wait(idle + 5):  # the idle timeout, and a margin for a loaded machine
-            self._probe(member, f"{idle:g} s idle and more")
+        d.outages.begin(f"idle-{self.station}")  # the mirror leaves this basket alone meanwhile
+        try:
+            if not d.stop.wait(idle + 5):  # the idle timeout, and a margin for a loaded machine
+                self._probe(member, f"{idle:g} s idle and more")
+        finally:
+            d.outages.end(f"idle-{self.station}")
 
     def _probe(self, member: str, when: str) -> None:
         """The next customer tries her member and points at this kiosk: both must be gone."""
@@ -467,6 +476,22 @@ class Tags(Actor):
         d.think(self.rng, 0.5, 1.5)
 
 
+class MirrorScreen(Actor):
+    """The try-on mirror's screen: now and then "Add to basket" puts a product in kiosk-1's basket."""
+
+    def __init__(self, day: Day):
+        super().__init__(day, "mirror-1")
+        self.http = day.rig.client("mirror-1")
+
+    def step(self) -> None:
+        d = self.day
+        if not d.outages.active("idle-kiosk-1"):
+            r = call(d, self.http, "POST", "/v1/sessions/kiosk-1/basket", json={"sku": self.rng.choice(SKUS), "qty": 1})
+            d.ledger.did("mirror adds to basket" if r.status_code == 201 else f"mirror add {r.status_code}")
+        d.think(self.rng, 5.0, 15.0)
+
+
 def actors(day: Day) -> list[Actor]:
     """Every actor of the day, not started."""
-    return [*(Kiosk(day, k) for k in KIOSKS), Associate(day), Hub(day), Tags(day)]
+    mirror = [MirrorScreen(day)] if day.rig.mirror else []
+    return [*(Kiosk(day, k) for k in KIOSKS), Associate(day), Hub(day), Tags(day), *mirror]

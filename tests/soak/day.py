@@ -64,6 +64,7 @@ class Day:
     minutes: float
     stop: threading.Event = field(default_factory=threading.Event)
     outages: Outages = field(default_factory=Outages)
+    open_gaps: set[int] = field(default_factory=set)  # seqs missing at the hub at the last look
 
     def rng(self, name: str) -> random.Random:
         """A random generator of its own for one actor, from the day's seed."""

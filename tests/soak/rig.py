@@ -195,8 +195,10 @@ class Rig:
                             "station": kiosk, "receipt_url": "https://shop.example.com/r/{store}/{sale_id}",
                             "pick_tickets": n == 1, "paper_check_interval": t.paper_check})
         if self.mirror:
+            # Small and slow frames: the mirror's face tracking shares two cores with everything else.
             devices.append({"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic",
-                            "station": "mirror-1", "kiosk": "kiosk-1"})
+                            "station": "mirror-1", "kiosk": "kiosk-1", "width": 320, "height": 240, "fps": 5,
+                            "start_timeout": 120})
         config: dict[str, Any] = {
             "store": {"id": STORE, "name": "Soak Store", "timezone": "Asia/Shanghai", "currency": "CNY"},
             "hub": {"url": self.broker.url},

@@ -122,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=None, help="where logs and report.json go "
                         "(default .run/soak/<UTC time>)")
     parser.add_argument("--no-idle", action="store_true", help="leave sessions.idle_timeout out of the config")
-    parser.add_argument("--mirror", action="store_true", help="add the try-on mirror (mirror.camera, synthetic)")
+    parser.add_argument("--no-mirror", action="store_true", help="leave the try-on mirror (mirror.camera, "
+                        "synthetic: face tracking in its own process) out")
     args = parser.parse_args(argv)
     run_dir = args.run_dir or ROOT_RUN / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     print(f"soak: {args.minutes:g} min, seed {args.seed}, run dir {run_dir}", flush=True)
-    result = run(args.minutes, args.seed, run_dir, idle=not args.no_idle, mirror=args.mirror)
+    result = run(args.minutes, args.seed, run_dir, idle=not args.no_idle, mirror=not args.no_mirror)
     print(result.table, flush=True)
     print(f"\nreport: {run_dir / 'report.json'}; logs: {run_dir}", flush=True)
     return 0 if result.ok else 1
