@@ -17,17 +17,19 @@ back at start; a printer's alert is raised again by its first status poll.
 ``assess`` says ``degraded`` with a reason for each: a device offline or in
 error, shelf labels that show another price than the checkout past their
 grace (their ``price`` alerts), failed print jobs, a printer that needs
-someone (paper out, cover open), a store that cannot write.
+someone (paper out, cover open), a store that cannot write, the hub out of
+reach or silent for over ``HUB_GRACE_S``.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import DeviceState
-from edge_agent.bus import BusEvent, Consumer, EventBus
-from edge_agent.store import Store
+from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.store import Store, outbox
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
@@ -35,7 +37,11 @@ if TYPE_CHECKING:
 _UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
 # Every code a reason may have (GET /v1/health, the hub's snapshot, /metrics).
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
-                          "print_jobs_failed", "printer_attention"})
+                          "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging"})
+# The hub link may be down, or the hub silent, this long before the store says so: a broker
+# restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
+# offline by design; past it, someone should look.
+HUB_GRACE_S = 30.0
 # Past this many open alerts the oldest are dropped: a store's alerts are data
 # from its devices, and a flood of distinct subjects must not grow the agent.
 MAX_OPEN = 10_000
@@ -95,6 +101,26 @@ def _reason(code: str, message: str, subject: str | None = None) -> dict[str, An
     return {"code": code, "subject": subject, "message": message}
 
 
+async def _hub_reasons(agent: "Agent") -> list[dict[str, Any]]:
+    """The link down past its grace, or connected while the hub acknowledges nothing (the hub is down)."""
+    link = agent.link
+    if link is None:
+        return []
+    now = utcnow()
+    if not link.connected:
+        since = link.offline_since
+        if since is None or (now - since).total_seconds() < HUB_GRACE_S:
+            return []
+        why = f": {link.last_error}" if link.last_error else ""
+        return [_reason("hub_offline", f"not connected to the hub since {since.isoformat(timespec='seconds')}{why}; "
+                        "sales go on and wait in the outbox", "hub")]
+    oldest = await agent.store.read(outbox.oldest_time)
+    if oldest and (now - datetime.fromisoformat(oldest)).total_seconds() >= HUB_GRACE_S:
+        return [_reason("hub_not_acknowledging", f"connected, but the hub has acknowledged no event for over "
+                        f"{HUB_GRACE_S:g} s (the hub service down or stalled); events wait in the outbox", "hub")]
+    return []
+
+
 def label_figures(agent: "Agent") -> dict[str, Any] | None:
     """The label monitor's summary plus ``past_grace``: labels wrong past their grace (their price alerts)."""
     if not agent.labels.started:
@@ -115,6 +141,7 @@ async def assess(agent: "Agent") -> dict[str, Any]:
         if d.state in _UNWELL:
             reasons.append(_reason(f"device_{d.state.value}", f"{d.id} ({d.kind}) is {d.state.value}"
                                    + (f": {d.last_error}" if d.last_error else ""), d.id))
+    reasons += await _hub_reasons(agent)
     labels = label_figures(agent)
     if labels and labels["past_grace"]:
         reasons.append(_reason("labels_non_compliant", f"{labels['past_grace']} of {labels['labels']} shelf label(s) "

@@ -98,6 +98,8 @@ class HubLink:
         self._last_assessment: dict[str, Any] | None = None
         self.connected = False
         self.connected_since: datetime | None = None
+        # Since when the link is down (from the start until the first connect): GET /v1/health's grace.
+        self.offline_since: datetime | None = utcnow()
         self.last_error: str | None = None
         self.stats = {"batches_sent": 0, "events_sent": 0, "resends": 0, "acks": 0, "bad_acks": 0,
                       "telemetry_dropped": 0}
@@ -250,6 +252,7 @@ class HubLink:
         self._generation += 1
         self.connected = True
         self.connected_since = utcnow()
+        self.offline_since = None
         self.last_error = None
         # Resend everything the hub has not acknowledged: it drops duplicates.
         if self._sent > self._acked:
@@ -274,6 +277,8 @@ class HubLink:
     def _disconnected(self, reason: str) -> None:
         was = self.connected
         self.connected = False
+        if was:
+            self.offline_since = utcnow()
         if was and not self._stopping:
             log.warning("hub: disconnected (%s); events wait in the outbox", reason)
             self.bus.publish("hub.state", {"state": "offline", "reason": reason})

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from support.agent import TOKENS
+from support.flows import poll
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,13 @@ def test_actions_run_here_and_answer_at_once(agent):
         assert [x["action"] for x in recent][:3] == ["set_log_level", "status", "reopen"]
     with httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {TOKENS['associate']}"}) as c:
         assert c.post(url, json={"device": "heartbeat-1", "action": "reopen"}).status_code == 403
+
+
+def test_a_hub_out_of_reach_past_its_grace_makes_the_store_degraded(agent):
+    # Nothing listens at the test config's hub url: the store sells, and says why it is degraded.
+    with agent.client() as c:
+        h = poll(lambda: c.get("/v1/health").json(), lambda h: any(r["code"] == "hub_offline" for r in h["reasons"]),
+                 90, "hub_offline")
+    assert (h["status"], h["hub"]) == ("degraded", "offline")
+    [reason] = [r for r in h["reasons"] if r["code"] == "hub_offline"]
+    assert reason["subject"] == "hub" and "cannot connect" in reason["message"]

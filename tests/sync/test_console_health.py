@@ -46,8 +46,8 @@ rules:
 
 
 @pytest.fixture
-def hub_console(tmp_path: Path, mosquitto) -> Iterator[httpx.Client]:
-    """The real hub with its console on a free port; an API client with a staff token."""
+def hub_process(tmp_path: Path, mosquitto) -> Iterator[HubProcess]:
+    """The real hub with its console on a free port (``hub_process.console_url``)."""
     (tmp_path / "rules.yaml").write_text(RULES)
     (tmp_path / "tokens").write_text(f"li.wei:{hashlib.sha256(TOKEN.encode()).hexdigest()}\n")
     port = free_port()
@@ -55,10 +55,17 @@ def hub_console(tmp_path: Path, mosquitto) -> Iterator[httpx.Client]:
     hub.args += ["--http", f"127.0.0.1:{port}", "--console-tokens", str(tmp_path / "tokens"),
                  "--alert-rules", str(tmp_path / "rules.yaml")]
     hub.start()
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-    yield api
-    api.close()
+    hub.console_url = f"http://127.0.0.1:{port}"
+    yield hub
     hub.close()
+
+
+@pytest.fixture
+def hub_console(hub_process: HubProcess) -> Iterator[httpx.Client]:
+    """An API client of the hub's console with a staff token."""
+    with httpx.Client(base_url=hub_process.console_url, headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=10) as api:
+        yield api
 
 
 @pytest.fixture
@@ -206,3 +213,21 @@ def test_a_device_offline_shows_on_both_sides_and_clears(store, printer, hub_con
     poll(lambda: health(store), lambda h: h["status"] == "ok", WITHIN, "printer back")
     poll(lambda: summary(api), lambda s: s["status"] == "ok" and s["problems"] == [], WITHIN, "the hub sees it ok")
     poll(lambda: cleared(api, "device-offline", "backroom"), bool, WITHIN, "the device-offline alert cleared")
+
+
+def test_a_hub_that_stops_acknowledging_shows_on_the_agent_and_clears_when_it_is_back(store, hub_process,
+                                                                                       hub_console):
+    hub_process.stop()
+    with store.client("kiosk") as c:
+        sale = c.post("/v1/sales", json={"client_sale_id": str(uuid.uuid4()), "lines": [{"code": "TOTE01", "qty": 1}],
+                                         "payment": {"method": "cash"}})
+    assert sale.status_code == 201, sale.text
+    # The broker is up, so the link is: only the acks are missing. Shown past a 30 s grace.
+    h = poll(lambda: health(store), lambda h: ("hub_not_acknowledging", "hub") in codes(h), WITHIN + 30,
+             "the hub's silence")
+    assert (h["status"], h["hub"]) == ("degraded", "online") and h["outbox_depth"] >= 1
+
+    hub_process.start()
+    poll(lambda: health(store), lambda h: h["status"] == "ok" and h["outbox_depth"] == 0, WITHIN, "drained")
+    poll(lambda: summary(hub_console), lambda s: s["status"] == "ok" and s["outbox_depth"] == 0, WITHIN,
+         "the hub sees the store ok and drained")
