@@ -112,11 +112,11 @@ class _DemoScanner:
 Emulator = HeartbeatEmulator | _DemoScanner | _DemoPrinter
 
 
-async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path) -> list[Emulator]:
+async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path, started: list[Emulator]) -> None:
     """Start an emulator for each demo device that points at one: a heartbeat or a network
     printer on loopback, a serial scanner whose port is a relative path (resolved from
-    ``workdir``, the agent's)."""
-    started: list[Emulator] = []
+    ``workdir``, the agent's). Each is added to ``started`` once running, so that the
+    caller stops those that did start when a later one cannot (SystemExit saying why)."""
     for dev in cfg.devices:
         address = getattr(dev, "address", None)
         port = getattr(dev, "port", None)
@@ -129,9 +129,13 @@ async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path) -> 
             emu = _DemoScanner(workdir / port)
         else:
             continue
-        await emu.start()
+        try:
+            await emu.start()
+        except OSError as err:
+            where = f"on {address}" if address is not None else f"at {port}"
+            raise SystemExit(f"{dev.id}'s emulator cannot listen {where}: {err.strerror or err}; stop what uses it "
+                             f"or give {dev.id} another address in the config") from err
         started.append(emu)
-    return started
 
 
 async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, timeout: float,
@@ -279,7 +283,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     code = 0
     try:
         # The emulators first: a port another program holds stops the demo before anything else started.
-        emulators = await _emulators(cfg, workdir, data_dir)
+        await _emulators(cfg, workdir, data_dir, emulators)
         if mosquitto_binary() is None or os.environ.get("EDGE_DEMO_BROKER") == "embedded":
             # No Mosquitto (a laptop without root): the embedded broker, in memory.
             why = ("EDGE_DEMO_BROKER=embedded" if mosquitto_binary() is not None
@@ -311,7 +315,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
                   "as systemd stops it), then the hub and the broker", flush=True)
         stopper.cancel()
     except SystemExit as err:
-        print(err, file=sys.stderr)
+        print(f"make run: {err}", file=sys.stderr)
         code = 1
     except OSError as err:
         print(f"make run: {err}", file=sys.stderr)

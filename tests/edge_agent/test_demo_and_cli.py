@@ -162,6 +162,27 @@ def test_the_hub_console_moves_off_a_port_another_program_holds(monkeypatch):
         assert plan_ports(cfg, {}).port != HUB_HTTP_DEFAULT.port
 
 
+def test_demo_says_which_emulator_cannot_have_its_port_and_leaves_nothing_running(tmp_path):
+    hb_port = free_port()
+    config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
+    with socket.socket() as holder:  # another program on the printer emulator's port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        (tmp_path / "devices.yaml").write_text(config.replace("127.0.0.1:9100", f"127.0.0.1:{taken}"))
+        env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{free_port()}",
+               "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"}
+        out = subprocess.run(
+            [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
+             "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1, out
+    assert f"make run: printer-1's emulator cannot listen on 127.0.0.1:{taken}" in out.stderr
+    assert "Traceback" not in out.stderr and "demo store stopped" in out.stdout
+    with socket.socket() as again:  # the heartbeat emulator started before it was stopped
+        again.bind(("127.0.0.1", hb_port))
+
+
 def test_devices_command_prints_the_table(make_agent):
     agent = make_agent().start()
     out = subprocess.run(
