@@ -3,6 +3,8 @@
 // the picture is an MJPEG stream the browser shows and never stores.
 // "Add to basket" goes to the counter kiosk's basket when the mirror has one
 // (devices.yaml kiosk:), "Order online" places a pickup order for this store.
+// A screen opened without the mirror's own token shows staff what to fix
+// (showStaff) instead of a page that cannot work: never a broken picture.
 "use strict";
 
 const KINDS = [["lipstick", "Lips"], ["eyeshadow", "Eyes"], ["blush", "Cheeks"], ["glasses", "Glasses"]];
@@ -18,7 +20,8 @@ if (hash.has("token") || params.has("token")) {
 const $ = (id) => document.getElementById(id);
 const state = { device: params.get("device"), products: [], chosen: {}, kind: "lipstick", mirrored: true, online: false,
                 since: null, synced: false, kiosk: null, session: null, orderShownAt: 0,
-                pending: {} };  // sku -> client_order_id of an order whose answer never came, this session only
+                pending: {},  // sku -> client_order_id of an order whose answer never came, this session only
+                looks: 0, lookAt: 0 };  // looks being sent, and when the last one was answered
 
 // What an answer without a readable detail means, in words for the customer.
 const STATUS_WORDS = {
@@ -64,6 +67,37 @@ function uuid4() {
 }
 
 function say(text) { $("message").textContent = text || ""; }
+
+// Answers that mean this screen's set-up is wrong (its token, or the mirror it names), not a passing failure.
+const SETUP_ERRORS = new Set([401, 403, 404]);
+let unset = false;
+
+// Replaces the page with a notice for staff: why the screen cannot work and how to open it properly.
+// Nothing else runs from then on; the page looks again every 30 s, in case the agent's config is fixed.
+function showStaff(why) {
+  if (unset) return;
+  unset = true;
+  const img = $("live");
+  img.onerror = null; img.removeAttribute("src");  // no stream, no broken picture, no retries
+  const device = state.device || "<the mirror's device id>";
+  $("staff-why").textContent = why;
+  const fix = $("staff-fix");
+  const url = document.createElement("code");
+  url.textContent = `${location.origin}/mirror?device=${device}#token=<the mirror's token>`;
+  fix.replaceChildren("Staff: open ", url, " with the token of the API client that this mirror's ",
+                      Object.assign(document.createElement("code"), { textContent: "station:" }),
+                      " names in devices.yaml (role mirror). The store's docs/mirror.md, \"The screen\", has the steps.");
+  document.body.classList.add("unset");
+  $("staff").hidden = false;
+  if (token) setTimeout(() => location.reload(), 30000);
+}
+
+// The words for staff about an answer that says the set-up is wrong.
+function setupWords(err) {
+  if (err.status === 401) return `The store's system does not know the token this screen was opened with (${err.message}).`;
+  if (err.status === 403) return `The token this screen was opened with may not show this mirror: ${err.message}.`;
+  return `The store's system has no such mirror: ${err.message}.`;
+}
 
 function money(p) { return p.currency + " " + Number(p.price).toFixed(2); }
 
@@ -146,10 +180,14 @@ async function sendLook() {
   // shown mirrored, that is the right of the picture the mirror sends.
   const side = state.mirrored ? "right" : "left";
   $("split").hidden = compare === 0;
+  state.looks += 1;
   try {
     await api("PUT", `/v1/mirror/${state.device}/look`, { skus: Object.values(state.chosen), compare, compare_side: side });
     say("");
-  } catch (err) { say(err.message); }
+  } catch (err) { say(err.message); } finally {
+    state.looks -= 1;
+    state.lookAt = Date.now();
+  }
 }
 
 function toggle(p) {
@@ -198,8 +236,11 @@ async function done() {
 }
 
 function startStream() {
+  if (unset) return;
   const img = $("live");
-  img.onerror = () => setTimeout(startStream, 1000);  // the mirror restarts: try again
+  img.classList.add("waiting");  // shown once a frame is decoded (onload, or the next poll), never broken
+  img.onload = () => img.classList.remove("waiting");
+  img.onerror = () => { img.classList.add("waiting"); setTimeout(startStream, 1000); };  // the mirror restarts
   img.src = `/v1/mirror/${state.device}/stream?token=${encodeURIComponent(token)}&t=${Date.now()}`;
 }
 
@@ -207,6 +248,12 @@ async function poll() {
   try {
     const asked = Date.now();
     const s = await api("GET", `/v1/mirror/${state.device}`);
+    if (s.screen === false) {
+      showStaff(`This page was opened with a staff member's token, not the mirror's own: the live picture goes ` +
+                `to the mirror's screen (API client ${s.station}) alone.`);
+      return;
+    }
+    if ($("live").naturalWidth > 0) $("live").classList.remove("waiting");
     // An answer asked for before the code went up knows nothing of its order: it must not hide it.
     const stale = asked <= state.orderShownAt;
     state.mirrored = s.mirror;
@@ -229,7 +276,8 @@ async function poll() {
       $("compare").value = Math.round(shown * 100);
       $("split").hidden = shown === 0;
       renderProducts(); renderChosen();
-    } else if (!s.session && Object.keys(state.chosen).length && !s.look.skus.length) {
+    } else if (!s.session && Object.keys(state.chosen).length && !s.look.skus.length && !state.looks &&
+               asked > state.lookAt) {  // (an answer from before the customer's last tap knows nothing of it)
       state.chosen = {}; renderProducts(); renderChosen();  // the customer walked away: start afresh
     }
     const session = s.session ? s.session.id : null;
@@ -243,15 +291,18 @@ async function poll() {
     if (!s.session && !stale) $("order").hidden = true;  // the order was the last customer's: their code is not shown on
     renderBasket(s.basket);
     $("privacy").textContent = s.privacy;
-  } catch (err) { say(err.message); }
+  } catch (err) {
+    if (SETUP_ERRORS.has(err.status)) { showStaff(setupWords(err)); return; }
+    say(err.message);
+  }
   setTimeout(poll, 1000);
 }
 
 async function main() {
-  if (!token) { say("Open this page with #token=<the mirror's token>."); return; }
+  if (!token) { showStaff("This screen was opened without the mirror's token."); return; }
   if (!state.device) {
     const mirrors = await api("GET", "/v1/mirror");
-    if (!mirrors.length) { say("No mirror is configured for this screen."); return; }
+    if (!mirrors.length) { showStaff("No mirror in this store's devices.yaml names this screen's API client as its station:."); return; }
     state.device = mirrors[0].id;
   }
   $("compare").oninput = sendLook;
@@ -261,4 +312,12 @@ async function main() {
   poll();
 }
 
-main().catch((err) => say(err.message));
+function start() {
+  main().catch((err) => {
+    if (SETUP_ERRORS.has(err.status)) { showStaff(setupWords(err)); return; }
+    say(err.message);
+    setTimeout(start, 3000);  // the agent is starting or busy: the screen comes up by itself
+  });
+}
+
+start();

@@ -142,6 +142,9 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
                  "compare_side": driver.look.compare_side},
         "session": driver.sessions.summary(), "basket": _basket(request, driver, client), "kiosk": driver.cfg.kiosk,
         "privacy": PRIVACY,
+        # Whether the caller is this mirror's own screen, the one client the stream goes to: the page
+        # tells staff it was opened with the wrong token instead of showing a picture that cannot load.
+        "screen": client.role == Role.MIRROR,
     }
 
 

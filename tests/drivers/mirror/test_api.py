@@ -125,6 +125,14 @@ def test_each_role_sees_what_it_may(agent):
         assert mirror.get("/v1/mirror/nope").status_code == 404
 
 
+def test_the_status_says_whether_the_caller_is_the_mirrors_own_screen(agent):
+    # The page shows staff a notice when opened with an associate's token: the stream would be refused.
+    with agent.client("mirror") as mirror, agent.client("associate") as pad:
+        assert mirror.get(BASE).json()["screen"] is True
+        assert pad.get(BASE).json()["screen"] is False
+        assert pad.get(f"{BASE}/stream").status_code == 403
+
+
 def test_the_picker_lists_try_on_products_with_price_and_stock(agent):
     with agent.client("mirror") as http:
         offers = {p["sku"]: p for p in http.get(f"{BASE}/products").json()}
