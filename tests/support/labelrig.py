@@ -101,7 +101,7 @@ class LabelRig:
         """The driver of a device."""
         return self.supervisor.driver(device)
 
-    async def until(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    async def until(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         """Return once ``condition()`` holds; fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not condition():
