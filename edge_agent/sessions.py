@@ -234,20 +234,25 @@ class Sessions(Consumer):
 
     def end_checkout(self, station: str, session_id: str, sold: Mapping[str, int] | None) -> None:
         """The sale begun in ``session_id`` is over: with ``sold`` (units per SKU; the sale is on disk) it
-        ends that session, if it is still the station's; without (refused, or a replay) the session goes on."""
+        ends that session, if it is still the station's; without (refused, or a replay) the session goes on.
+
+        A session that holds nobody (no member, an empty basket) ends without
+        ``session.ended``: a kiosk selling to anonymous customers all day
+        fills no one's feed with ends of nothing.
+        """
         self._checkouts[session_id] -= 1
         if self._checkouts[session_id] <= 0:
             del self._checkouts[session_id]
-        if sold is not None:
-            self.end(station, EndReason.SALE, session_id=session_id, sold=sold)
-            return
         session = self._by_station.get(station)
         if session is None or session.id != session_id:
-            return
-        if session.member_id is None and not session.basket and session_id not in self._checkouts:
-            self._drop(station)  # begun only for this checkout: nothing of a customer to end
+            return  # ended meanwhile (new customer, or another sale of it): the next session is not this sale's
+        if session.member_id is None and not session.basket:
+            if session_id not in self._checkouts:
+                self._drop(station)  # nobody's: no member, no basket, so nothing for a screen to reset
+        elif sold is not None:
+            self.end(station, EndReason.SALE, session_id=session_id, sold=sold)
         else:
-            self._put(session)
+            self._put(session)  # refused or a replay: the customer is still there
 
     def end(self, station: str, reason: EndReason, *, session_id: str | None = None,
             sold: Mapping[str, int] | None = None) -> dict[str, Any] | None:

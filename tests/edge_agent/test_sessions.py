@@ -107,6 +107,14 @@ def test_a_sale_ends_the_session_it_completed_and_drops_what_it_left_and_what_ca
     assert sessions.get("kiosk-1").id != paying.id and sessions.get("kiosk-1").member_id is None
 
 
+def test_an_anonymous_sale_with_an_empty_basket_ends_nothing_anyone_hears_of(kiosks):
+    sessions, clock, sub = kiosks
+    paying = sessions.begin_checkout("kiosk-1")
+    assert paying.id is not None and paying.member_id is None
+    sessions.end_checkout("kiosk-1", paying.id, {"TOTE": 1})
+    assert sessions.get("kiosk-1").id is None and drain(sub) == []
+
+
 def test_a_sale_racing_an_idle_expiry_ends_the_session_once(kiosks):
     sessions, clock, sub = kiosks
     # The sale starts first: it holds the member, the expiry waits for it, and the sale ends the session.
