@@ -146,3 +146,22 @@ def test_the_agent_serves_the_same_page_for_its_own_store(page: Page, console_en
         shot(page, env, "agent-console", full=True)
     finally:
         env.heartbeat.plug()
+
+
+def test_a_printer_out_of_paper_makes_the_row_and_the_store_page_say_degraded(page: Page, console_env: ConsoleEnv):
+    env = console_env
+    sign_in(page, env.hub_url, HUB_TOKEN)
+    row = page.locator('#fleet tr[data-store="store-test"]')
+    expect(row).to_contain_text("2/2", timeout=30_000)
+    expect(row.locator(".degraded")).to_have_count(0)
+    env.printer.call(lambda emu: emu.set_state(paper_end=True))
+    try:
+        expect(row.locator(".degraded")).to_have_text("degraded", timeout=60_000)
+        page.goto(env.hub_url + "#/store/store-test")
+        tile = page.locator(".card", has_text="Store health")
+        expect(tile.locator('li[data-code="printer_attention"]')).to_contain_text("paper", timeout=30_000)
+        expect(page.locator("#device-alerts")).to_contain_text("paper_out")
+        shot(page, env, "store-degraded")
+    finally:
+        env.printer.call(lambda emu: emu.set_state(paper_end=False))
+    expect(page.locator(".card", has_text="Store health")).to_contain_text("ok", timeout=60_000)

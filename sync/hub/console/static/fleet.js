@@ -52,6 +52,13 @@ function alertsCell(a) {
   return `<span class="sev ${esc(a.worst)}">${a.n}</span>`;
 }
 
+/** The store's own verdict when it is not ok: a badge, its reasons on hover. */
+function degraded(s) {
+  if (s.status !== 'degraded') return '';
+  const why = (s.reasons || []).map((r) => r.message || r.code).join('\n');
+  return ` <span class="state error degraded" title="${esc(why)}">degraded</span>`;
+}
+
 function rowHTML(s, state) {
   const pres = presence(s, state.meta);
   const d = s.devices || {};
@@ -59,7 +66,7 @@ function rowHTML(s, state) {
   const chips = s.problems.slice(0, MAX_CHIPS).map(chip).join(' ')
     + (s.problems.length > MAX_CHIPS ? ` <span class="muted">+${s.problems.length - MAX_CHIPS} more</span>` : '');
   return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a></td>`
-    + `<td>${badge(pres)} ${since(s.presence_since)}</td>`
+    + `<td>${badge(pres)} ${since(s.presence_since)}${degraded(s)}</td>`
     + `<td class="devices"><span class="${ok < d.total ? 'bad' : 'ok'}">${ok}/${d.total}</span> ${chips}</td>`
     + `<td class="n">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
     + `<td class="n">${s.oldest_unacked_age_s ? duration(s.oldest_unacked_age_s) : '–'}</td>`
