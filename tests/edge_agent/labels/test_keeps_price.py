@@ -136,15 +136,19 @@ def test_fifty_sales_in_a_rush_are_a_few_pushes_and_the_label_ends_at_the_count(
 
     async def scenario():
         device = files_device(folder, [{"key": "shelf-1", "sku": "MILK"}, {"key": "shelf-2", "sku": "TEA"}],
-                              stock_delay=0.5)
+                              stock_delay=1.0)
         async with LabelRig(tmp_path, [device], [item("MILK", "12.80", stock_store=60), item("TEA", "5.00")]) as rig:
             counters = rig.driver("paper-1").ctx.counters
             await rig.until(lambda: png_shows(folder / "shelf-1.png", expected("MILK", "12.80", 60)))
             pushes = counters["pushes"]
+            began = time.monotonic()
             for _ in range(50):
                 await move(rig, "MILK", -1, sale=True)
+            rush = time.monotonic() - began
             await rig.until(lambda: png_shows(folder / "shelf-1.png", expected("MILK", "12.80", 10)), 30, "count 10")
-            assert counters["pushes"] - pushes <= 5
+            # At most one push per stock_delay (1 s) that the rush lasted, and one after it: a couple on an
+            # idle machine, whatever else the machine is doing never one per sale.
+            assert counters["pushes"] - pushes <= 2 + int(rush), (counters["pushes"] - pushes, rush)
             # A count that does not show differently pushes nothing: TEA's label shows no count below 0.
             pushes = counters["pushes"]
             plans = rig.service.planner.plans
