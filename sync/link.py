@@ -426,7 +426,9 @@ class HubLink:
         s = self.settings
         last_sent = -float("inf")
         while True:
-            wait = max(0.0, min(s.health_every_s - (time.monotonic() - last_sent), s.health_check_s))
+            # Offline, nothing goes out: wait a check interval (or for the connect, which sets _health_due).
+            left = s.health_every_s - (time.monotonic() - last_sent) if self.connected else s.health_check_s
+            wait = max(0.0, min(left, s.health_check_s))
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: see _drain
                 async with asyncio.timeout(wait):
                     await self._health_due.wait()

@@ -286,3 +286,37 @@ def test_an_unreadable_ca_file_keeps_the_agent_selling_offline(make_agent, tmp_p
     with agent.client("kiosk") as c:
         assert c.post("/v1/sales", json=sale()).status_code == 201
     assert agent.stop() == 0
+
+
+def test_the_health_loop_waits_while_the_hub_is_away():
+    """Offline, the snapshot loop sleeps between checks instead of spinning (it took a core)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from edge_agent.bus import EventBus
+    from sync.link import HubLink, LinkSettings
+
+    class Counting(HubLink):
+        looks = 0
+
+        @property
+        def connected(self) -> bool:
+            Counting.looks += 1
+            return False
+
+        @connected.setter
+        def connected(self, value: bool) -> None:
+            pass
+
+    config = SimpleNamespace(store=SimpleNamespace(id=STORE), hub=SimpleNamespace(outbox_budget_mb=1))
+    link = Counting(config, store=None, bus=EventBus(), supervisor=None, version="t", data_dir=None,
+                    settings=LinkSettings(health_check_s=0.2))
+
+    async def run_for_a_second() -> None:
+        task = asyncio.create_task(link._health_loop())
+        await asyncio.sleep(1.0)  # the span observed, not a synchronisation
+        task.cancel()
+
+    asyncio.run(run_for_a_second())
+    # Two looks per pass, a pass per 0.2 s: about ten. A spinning loop makes thousands.
+    assert Counting.looks < 100, Counting.looks
