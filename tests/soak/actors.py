@@ -135,6 +135,8 @@ class Kiosk(Actor):
                 return True
             time.sleep(0.1)  # a poll interval
         d.ledger.did("member scans not attached in 30 s")
+        d.checks.note(f"{self.station}: RM1:{member} scanned at {d.ledger.elapsed():.0f} s was not attached within "
+                      f"30 s (agent incarnation {d.rig.incarnation}; a scanner's duplicate filter, or the agent away)")
         return False
 
     def _pay(self, member: str | None) -> None:
@@ -153,7 +155,7 @@ class Kiosk(Actor):
             body["member_id"] = member
             if self.rng.random() < 0.5:
                 card = call(d, self.http, "GET", f"/v1/members/{member}")
-                points = card.json().get("points") or 0 if card.status_code == 200 else 0
+                points = (card.json().get("points") or 0) if card.status_code == 200 else 0
                 if points > 0:
                     body["points_redeemed"] = self.rng.randint(1, min(points, 2000))
         r = self._sell(body, promos)

@@ -22,9 +22,10 @@ HUB = "sale/return/order at the hub once, seq gapless"
 DRAIN = "outbox drains after each outage"
 SESSION = "kiosk session holds one customer"
 RECEIPT = "receipt matches its sale, printed once"
+PAPER = "return slip and pick ticket printed once"
 FAULT = "fault shows at hub console and /v1/health, then clears"
 RESOURCES = "agent RSS, open files, log volume flat"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, FAULT, RESOURCES)
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, RESOURCES)
 
 
 @dataclass(frozen=True)

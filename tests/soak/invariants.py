@@ -9,6 +9,7 @@
 - ``hub_ledger``: every sale, return and order answered 201 is in the hub's
   database exactly once, and the store's seqs there are gapless.
 - ``drains``: ``GET /v1/health`` ``outbox_depth`` is back to 0 within a bound.
+- ``slips``: each return's slip and each pickup order's pick ticket, printed once.
 - ``receipts``: each sale's receipt, read back from its kiosk's printer
   emulator, has its lines, promotions and total, and is printed once (a copy
   after an agent's SIGKILL must say REPRINT).
@@ -283,6 +284,32 @@ def receipts(day: Day) -> None:
         lacking = [label for label in promo if label not in text]
         d.checks.check(rows.RECEIPT, not lacking, "receipt shows each promotion the sale got", promo,
                        f"missing {lacking}", **ids)
+
+
+def slips(day: Day) -> None:
+    """Each return's slip (on the PAD's slip printer) and each pickup order's pick ticket, printed once."""
+    d = day
+    returns: dict[str, int] = {}
+    tickets: dict[str, int] = {}
+    for kiosk in d.rig.printers:
+        for receipt in d.rig.receipts(kiosk):
+            if "*** REPRINT ***" in receipt.text:
+                continue
+            ticket = "PICK TICKET" in receipt.text
+            for line in receipt.lines:
+                if line.startswith("Return ") and not ticket:
+                    returns[line.split()[-1]] = returns.get(line.split()[-1], 0) + 1
+                elif line.startswith("Order ") and ticket:
+                    tickets[line.split()[-1]] = tickets.get(line.split()[-1], 0) + 1
+    with d.ledger.lock:
+        done = list(d.ledger.returns)
+        orders = [*d.ledger.hub_orders, *d.ledger.orders]
+    for return_id in done:
+        d.checks.check(rows.PAPER, returns.get(return_id, 0) == 1, "return slip printed once", 1,
+                       returns.get(return_id, 0), **{"return": return_id})
+    for order_id in orders:
+        d.checks.check(rows.PAPER, tickets.get(order_id, 0) == 1, "pick ticket printed once", 1,
+                       tickets.get(order_id, 0), order=order_id)
 
 
 # Resources ---------------------------------------------------------------------------------

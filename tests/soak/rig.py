@@ -193,7 +193,7 @@ class Rig:
             devices.append({"id": f"printer-{n}", "kind": "printer.escpos", "connection": "tcp",
                             "address": f"127.0.0.1:{self.printers[kiosk].port}", "profile": "generic-80-gb18030",
                             "station": kiosk, "receipt_url": "https://shop.example.com/r/{store}/{sale_id}",
-                            "pick_tickets": n == 1, "paper_check_interval": t.paper_check})
+                            "pick_tickets": n == 1, "return_slips": n == 2, "paper_check_interval": t.paper_check})
         if self.mirror:
             # Small and slow frames: the mirror's face tracking shares two cores with everything else.
             devices.append({"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic",

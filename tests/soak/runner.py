@@ -22,7 +22,7 @@ from soak.actors import actors
 from soak.checks import Checks
 from soak.day import Day
 from soak.faults import DRAIN_WITHIN, schedule
-from soak.invariants import LabelWatch, ResourceWatch, drains, hub_ledger, receipts
+from soak.invariants import LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
 from soak.ledger import Ledger
 from soak.rig import ROOT_RUN, Rig, Timers, wait_for
 
@@ -105,6 +105,7 @@ def _end_of_day(day: Day, resources: ResourceWatch) -> None:
         len(day.rig.receipts(k)) for k in day.rig.printers)) or (len(counts) > 4 and len(set(counts[-4:])) == 1),
         timeout=60)
     receipts(day)
+    slips(day)
     hub_ledger(day, final=True)
     resources.judge()
 
