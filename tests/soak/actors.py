@@ -352,7 +352,8 @@ class Hub(Actor):
 
     def __init__(self, day: Day):
         super().__init__(day, "hub")
-        self.items = {item["sku"]: dict(item) for item in CATALOG}
+        # The store's count is the store's: the hub sets it with retail.stock.set, not with catalog items.
+        self.items = {item["sku"]: {k: v for k, v in item.items() if k != "stock_store"} for item in CATALOG}
         self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"soak-hub-actor-{uuid.uuid4().hex[:6]}",
                                 protocol=mqtt.MQTTv5)
         self.mqtt.connect("127.0.0.1", day.rig.broker.port)
