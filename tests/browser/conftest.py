@@ -74,8 +74,11 @@ def console_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleEnv
 def browser() -> Iterator:
     """Headless Chromium for one module. Not longer: Playwright's sync API keeps an event loop
     running in the main thread while it is open, and every later test's asyncio.run() would fail."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() retries for 5 s by default: a click, the agent's answer and the redraw can take longer on a
+    # busy machine. The bound costs nothing when the page is quick, which it is when the machine is idle.
+    expect.set_options(timeout=30_000)
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
     with sync_playwright() as p:

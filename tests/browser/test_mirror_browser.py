@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "station": "mirror-1",
           "kiosk": "kiosk-1", "width": 640, "height": 480, "session_gap": 60}
 STARTUP_MS = 60_000  # the mirror process loads MediaPipe and opens its camera
+WAIT_S = 60  # any one wait for the agent through its API; milliseconds when the machine is idle
 # Landscape mirrors and the same screens turned to portrait.
 SIZES = [(1280, 800), (1920, 1080), (1080, 1920), (800, 1280)]
 DOCS_SHOTS = {"mirror-1280x800.png", "mirror-800x1280.png", "mirror-staff-wrong.png"}
@@ -98,14 +99,15 @@ def test_pick_add_to_basket_and_order_online(screen: Page, agent: AgentProcess):
     ruby = screen.locator("#products button.product", has_text="Ruby")
     ruby.click()
     expect(ruby).to_have_class(re.compile(r"\bon\b"))
-    poll(lambda: status(agent)["look"]["skus"], lambda skus: skus == ["LIP-RED-01"], what="the look on the mirror")
+    poll(lambda: status(agent)["look"]["skus"], lambda skus: skus == ["LIP-RED-01"], WAIT_S,
+         what="the look on the mirror")
 
     chosen = screen.locator("#chosen .item", has_text="Ruby")
     chosen.get_by_role("button", name="Add to basket").click()
     expect(screen.locator("#message")).to_contain_text("pay at the kiosk kiosk-1")
     expect(screen.locator("#basket-lines")).to_contain_text("1 × ")
     with agent.client("kiosk") as kiosk:
-        session = poll(lambda: kiosk.get("/v1/sessions/kiosk-1").json(), lambda s: s["basket"]["lines"],
+        session = poll(lambda: kiosk.get("/v1/sessions/kiosk-1").json(), lambda s: s["basket"]["lines"], WAIT_S,
                        what="the line in the kiosk's basket")
     assert [(ln["sku"], ln["qty"], ln["source"]) for ln in session["basket"]["lines"]] == [
         ("LIP-RED-01", 1, "mirror-1")]
@@ -172,7 +174,8 @@ def test_every_panel_fits_the_screen_with_the_pickup_code_shown(opened: Page, ag
     shot(opened, f"mirror-{width}x{height}.png")
     opened.get_by_role("button", name="Done").click()  # as the customer would: the next test starts afresh
     expect(opened.locator("#order")).to_be_hidden()
-    poll(lambda: status(agent), lambda s: not s["look"]["skus"] and s["session"] is None, what="the session ended")
+    poll(lambda: status(agent), lambda s: not s["look"]["skus"] and s["session"] is None, WAIT_S,
+         what="the session ended")
 
 
 # Each way a screen can be opened wrong, at one of the sizes.

@@ -10,8 +10,8 @@ from drivers.transport.fake import FakeTransport
 from edge_agent.errors import DeviceMissing, TransportClosed
 
 
-def run(coro, timeout: float = 5.0):
-    """Run one test coroutine on a fresh loop, failing instead of hanging."""
+def run(coro, timeout: float = 60.0):
+    """Run one test coroutine on a fresh loop, failing instead of hanging (generous: a busy machine is no failure)."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 

@@ -30,7 +30,7 @@ from edge_agent.bus import EventBus
 from edge_agent.errors import DeviceMissing, DeviceTimeout, TransportClosed
 
 
-def run(coro, timeout: float = 5.0):
+def run(coro, timeout: float = 60.0):  # generous: a busy machine is no failure
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 

@@ -196,7 +196,7 @@ def test_done_ends_the_session_with_what_was_tried_and_put_in_the_basket(agent):
         with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as conn:
             return [e for e in outbox.pending(conn) if e.type == "retail.tryon.session"]
 
-    events = poll(tryon_events, bool, what="the retail.tryon.session event in the outbox")
+    events = poll(tryon_events, bool, 60, what="the retail.tryon.session event in the outbox")
     assert [(e.data, e.priority) for e in events] == [(ended, outbox.Priority.TELEMETRY)]
     assert len(json.dumps(events[0].data)) < 2000
 

@@ -21,8 +21,9 @@ from edge_agent.errors import DeviceError, DeviceMissing  # noqa: E402
 from edge_agent.supervisor import Backoff, Supervisor  # noqa: E402
 
 
-def run(coro, timeout: float = 60.0):
-    """Run one test coroutine on a fresh loop, failing instead of hanging."""
+def run(coro, timeout: float = 180.0):
+    """Run one test coroutine on a fresh loop, failing instead of hanging (generous: a mirror process
+    loads MediaPipe at each start, which a busy machine makes slow, not wrong)."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
@@ -92,7 +93,9 @@ def test_the_supervisor_restarts_a_killed_or_stalled_mirror_and_keeps_the_look()
 async def _the_supervisor_restarts_a_killed_or_stalled_mirror_and_keeps_the_look():
     bus = EventBus()
     sub = bus.subscribe("device.state")
-    cfg = config(stall_timeout=1.0)
+    # Short enough to wait for, long enough that a busy machine's pause between two frames is no stall:
+    # at 1 s such a pause before the SIGKILL would show as "stalled" instead of the kill.
+    cfg = config(stall_timeout=5.0)
     supervisor = Supervisor([cfg], drivers(), bus, Backoff(initial=0.1, cap=0.2, jitter=0))
     driver: MirrorCamera = supervisor.driver("mirror-1")  # type: ignore[assignment]
     await supervisor.start()

@@ -61,7 +61,7 @@ asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], int(sys.argv[3])), 6
 """
 
 
-def run(coro, timeout: float = 5.0):
+def run(coro, timeout: float = 60.0):
     """Run one test coroutine on a fresh loop, failing instead of hanging."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
