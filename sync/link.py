@@ -418,6 +418,8 @@ class HubLink:
             while True:
                 await sub.get()
                 await asyncio.sleep(self.settings.health_debounce_s)  # gather a burst of changes
+                while not sub.queue.empty():  # the burst is in this snapshot: one, not one per event
+                    sub.queue.get_nowait()
                 self._health_due.set()
         finally:
             sub.close()
