@@ -198,3 +198,15 @@ def test_each_labels_alert_is_its_own_row_at_the_hub():
     assert alert_device({}) == "?"
     long = alert_device({"device": "d" * 64, "subject": "s" * 64})
     assert len(long) == 64 and long.startswith("d" * 30 + "/")
+
+
+def test_edge_hub_stores_counts_in_words():
+    from sync.hub.cli import format_stores
+    from sync.hub.db import StoreRow
+
+    def row(store: str, status: str | None) -> StoreRow:
+        return StoreRow(store, status, None, 0, 0, 0, 0, None, 0, 0)
+
+    assert format_stores([row("store-a", "online")], NOW).splitlines()[-1] == "1 store: 1 online"
+    assert format_stores([row("store-a", "online"), row("store-b", "offline"), row("store-c", None)],
+                         NOW).splitlines()[-1] == "3 stores: 1 online, 1 offline, 1 unknown"
