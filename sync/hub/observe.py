@@ -185,10 +185,17 @@ class Observer:
             self._pending.device_alerts.add(store)
         now = now_iso()
         params = []
+        # Before alerts were kept per subject, one row held every label of a device: the first
+        # label put right closes that row too, so that it does not stay raised forever.
+        legacy = []
         for seq, data, time in alerts:
             state = "cleared" if data.get("state") == "cleared" else "raised"
-            params.append((store, alert_device(data), _text(data.get("code"), 64, "unknown"), state,
+            device, code = alert_device(data), _text(data.get("code"), 64, "unknown")
+            params.append((store, device, code, state,
                            _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, time, now))
+            plain = _text(data.get("device"), 64, "?")
+            if state == "cleared" and device != plain:
+                legacy.append((now, store, plain, code, seq))
 
         def op(tx: Tx) -> None:
             # The later seq wins: a raise and its clear may be stored by two workers in either order.
@@ -198,6 +205,9 @@ class Observer:
                 "state = excluded.state, severity = excluded.severity, message = excluded.message, "
                 "seq = excluded.seq, time = excluded.time, received_at = excluded.received_at "
                 "WHERE excluded.seq > device_alerts.seq", params)
+            if legacy:
+                tx.executemany("UPDATE device_alerts SET state = 'cleared', received_at = ? WHERE store = ? "
+                               "AND device = ? AND code = ? AND state = 'raised' AND seq < ?", legacy)
         return op
 
     def committed(self) -> None:

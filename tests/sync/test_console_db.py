@@ -79,6 +79,27 @@ def test_device_alerts_keep_the_latest_by_seq_whatever_order_they_are_stored_in(
                                                                                  "cover_open": "raised"}
 
 
+def test_each_labels_alert_is_a_row_of_its_own_and_a_row_from_before_is_closed(db):
+    obs = Observer()
+
+    def ev(seq: int, mac: str | None, state: str) -> EventRow:
+        data = {"device": "labels-1", "code": "label_price_mismatch", "state": state, "severity": "warning",
+                "message": f"label {mac}", **({"subject": mac} if mac else {})}
+        return EventRow(seq, f"id-{seq}", "retail.device.alert", NOW.isoformat(), json.dumps({"data": data}))
+
+    with db.transaction() as tx:  # as an older hub stored it: one row for the whole access point
+        obs.events("s1", [ev(1, None, "raised")])(tx)
+    with db.transaction() as tx:
+        obs.events("s1", [ev(2, "A1", "raised"), ev(3, "A2", "raised"), ev(4, "A3", "raised")])(tx)
+    raised = sorted(a["device"] for a in history.raised_device_alerts(db)["s1"])
+    assert raised == ["labels-1", "labels-1/A1", "labels-1/A2", "labels-1/A3"]
+    with db.transaction() as tx:
+        obs.events("s1", [ev(5, "A2", "cleared")])(tx)
+    # One label put right: its own row and the old catch-all close; the two still wrong stay raised.
+    raised = sorted(a["device"] for a in history.raised_device_alerts(db)["s1"])
+    assert raised == ["labels-1/A1", "labels-1/A3"]
+
+
 RULES = RuleSet.model_validate({"rules": [
     {"id": "off", "kind": "device_state", "states": ["offline"], "for_s": 0},
     {"id": "gone", "kind": "store_offline", "auto_resolve": True}]})
