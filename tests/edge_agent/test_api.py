@@ -28,6 +28,9 @@ def test_health_needs_no_token(running_agent):
     assert body["status"] in ("ok", "degraded")
     assert body["hub"] in ("online", "offline")
     assert isinstance(body["outbox_depth"], int)
+    # Degraded always says why: a short code, what it is about, words.
+    assert (body["status"] == "degraded") == bool(body["reasons"])
+    assert all(set(r) == {"code", "subject", "message"} and r["message"] for r in body["reasons"])
 
 
 @pytest.mark.parametrize("path", ["/v1/devices", "/v1/products/TOTE01", "/metrics"])
