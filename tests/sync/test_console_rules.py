@@ -210,3 +210,11 @@ def test_edge_hub_stores_counts_in_words():
     assert format_stores([row("store-a", "online")], NOW).splitlines()[-1] == "1 store: 1 online"
     assert format_stores([row("store-a", "online"), row("store-b", "offline"), row("store-c", None)],
                          NOW).splitlines()[-1] == "3 stores: 1 online, 1 offline, 1 unknown"
+
+
+def test_titles_count_in_words():
+    rs = rules({"id": "outbox", "kind": "outbox_growing", "max_age_s": 60})
+    one = store({"outbox_depth": 1, "oldest_unacked_age_s": 600})
+    assert [c.title for c in RuleEngine(rs).evaluate([one], NOW).firing] == ["outbox not draining (1 event)"]
+    two = store({"outbox_depth": 2, "oldest_unacked_age_s": 600})
+    assert [c.title for c in RuleEngine(rs).evaluate([two], NOW).firing] == ["outbox not draining (2 events)"]

@@ -155,12 +155,13 @@ class OutboxRule(_Rule):
     kind: Literal["outbox_growing"]
     max_age_s: float | None = Field(600, gt=0)
     max_depth: int | None = Field(None, gt=0)
-    default_title: ClassVar[str] = "outbox not draining ({depth} events)"
+    default_title: ClassVar[str] = "outbox not draining ({events})"
 
     def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
         h = f.health or {}
         age, depth = number(h.get("oldest_unacked_age_s")), number(h.get("outbox_depth"))
-        values = {"depth": int(depth or 0), "age": int(age or 0)}
+        n = int(depth or 0)
+        values = {"depth": n, "age": int(age or 0), "events": f"{n} {plural(n, 'event')}"}
         if self.max_age_s is not None and age is not None and age > self.max_age_s:
             snap_at = parse_time(f.health_at) or now
             yield "outbox", snap_at - timedelta(seconds=age - self.max_age_s), \

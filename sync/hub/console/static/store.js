@@ -19,7 +19,7 @@ function cards(s, h) {
   const pr = s.printing;
   const mb = (b) => (b == null ? '–' : `${num(b / 1048576, 1)} MB`);
   return `<div class="cards">`
-    + card('Outbox', `<b>${num(s.outbox_depth)}</b> events<br>oldest unacked ${duration(s.oldest_unacked_age_s || 0)}`
+    + card('Outbox', `<b>${plural(s.outbox_depth, 'event')}</b><br>oldest unacked ${duration(s.oldest_unacked_age_s || 0)}`
       + `<br>${mb(h.outbox_bytes)} of ${mb(h.outbox_budget_bytes)}`, s.over_budget || s.oldest_unacked_age_s > 600)
     + card('Clock', s.clock_offset_s == null ? 'no ack with a time yet'
       : `store is <b>${num(Math.abs(s.clock_offset_s), 1)} s</b> ${s.clock_offset_s >= 0 ? 'behind' : 'ahead of'} the hub`,
