@@ -97,6 +97,10 @@ class OpenAlerts(Consumer):
         return tuple(self._open.values())
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
 def _reason(code: str, message: str, subject: str | None = None) -> dict[str, Any]:
     return {"code": code, "subject": subject, "message": message}
 
@@ -144,12 +148,14 @@ async def assess(agent: "Agent") -> dict[str, Any]:
     reasons += await _hub_reasons(agent)
     labels = label_figures(agent)
     if labels and labels["past_grace"]:
-        reasons.append(_reason("labels_non_compliant", f"{labels['past_grace']} of {labels['labels']} shelf label(s) "
-                               "show another price than the checkout past their grace; GET /v1/labels/compliance "
-                               "lists them", "labels"))
+        n, total = labels["past_grace"], labels["labels"]
+        reasons.append(_reason("labels_non_compliant", f"{n} of {total} shelf {_plural(total, 'label')} "
+                               f"{'shows' if n == 1 else 'show'} another price than the checkout past the grace "
+                               "time; GET /v1/labels/compliance lists them", "labels"))
     printing = await agent.printing.counts() if agent.printing.printers else None
     if printing and printing.get("failed"):
-        reasons.append(_reason("print_jobs_failed", f"{printing['failed']} print job(s) failed; GET /v1/print/jobs "
+        n = printing["failed"]
+        reasons.append(_reason("print_jobs_failed", f"{n} print {_plural(n, 'job')} failed; GET /v1/print/jobs "
                                "lists them, POST /v1/print/jobs/{id}/retry prints one again", "printing"))
     for a in agent.alerts.list():
         # A printer's problem alert (paper out, cover open) is "error"; "warning" is paper running low.
