@@ -12,7 +12,7 @@ from drivers.printer.spool import SPOOL
 from drivers.registry import drivers
 from edge_agent import __version__
 from edge_agent.bus import EventBus, utcnow
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, Role
 from edge_agent.feed import Feed
 from edge_agent.health import OpenAlerts, assess
 from edge_agent.labels import LabelService
@@ -50,8 +50,9 @@ class Agent:
                                      extras={SPOOL: self.printing})
         self.feed = Feed(self.bus)
         self.alerts = OpenAlerts(self.bus, self.store)
-        self.sessions = Sessions(self.bus)
-        self.scans = ScanService(self.store, self.bus, self.sessions)
+        self.sessions = Sessions(self.bus, config.sessions.idle_timeout)
+        self.scans = ScanService(self.store, self.bus, self.sessions,
+                                 kiosks=frozenset(c.name for c in config.api.clients if c.role == Role.KIOSK))
         self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
         self.labels = LabelService(config, self.store, self.bus, self.supervisor)
         self.tryon = TryOnRecorder(self.store, self.bus)
@@ -78,6 +79,7 @@ class Agent:
         # Listening before the devices come up, so their first events are seen.
         await self.feed.start()
         await self.alerts.start()  # before the labels and printers raise anything
+        await self.sessions.start()  # a scan at a kiosk is activity in its session
         await self.scans.start()
         await self.members.start()
         await self.labels.start()  # before the label devices: it attaches to their drivers
@@ -99,6 +101,7 @@ class Agent:
         await self.tryon.stop()
         await self.members.stop()
         await self.scans.stop()
+        await self.sessions.stop()
         await self.alerts.stop()
         await self.feed.stop()
         await self.store.stop()

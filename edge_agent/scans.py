@@ -5,7 +5,9 @@ Scanner drivers publish ``scanner.scan`` and ``scanner.bad_scan`` on the bus
 local catalog and publishes one ``scan`` event for the live feed
 (``WS /v1/events``) with the scanner, the symbology, the parsed fields and
 the product, or ``"product": null`` for an unknown code. A member QR on a
-kiosk's scanner attaches the member to that kiosk's session.
+kiosk's scanner attaches the member to that kiosk's session; at an
+associate's counter (a scanner whose ``station`` is no kiosk) it does not:
+a session is a kiosk's customer, and a counter has none to end.
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ class ScanService(Consumer):
 
     prefixes = (SCAN, BAD_SCAN)
 
-    def __init__(self, store: Store, bus: EventBus, sessions: Sessions):
+    def __init__(self, store: Store, bus: EventBus, sessions: Sessions, kiosks: frozenset[str] | None = None):
         super().__init__(bus)
         self.store = store
         self.sessions = sessions
+        # The stations whose member scans attach to a session (None: every station, for tests of this module).
+        self.kiosks = kiosks
 
     async def handle(self, event: BusEvent) -> None:
         """Publish the feed event for one scanner event; a failed lookup still reaches the feed."""
@@ -77,8 +81,9 @@ class ScanService(Consumer):
             "kind": data["kind"], "fields": data["fields"], "product": product,
             **({"unknown_code": True} if data["kind"] == "product" and product is None else {}),
         })
-        if data["kind"] == "member" and data.get("station"):
-            self.sessions.attach_member(data["station"], data["fields"]["member_id"], via=f"scan:{data['device']}")
+        station = data.get("station")
+        if data["kind"] == "member" and station and (self.kiosks is None or station in self.kiosks):
+            self.sessions.attach_member(station, data["fields"]["member_id"], via=f"scan:{data['device']}")
 
 
 def _common(data: dict[str, Any]) -> dict[str, Any]:

@@ -357,17 +357,35 @@ IDLE = 3.0
 @pytest.fixture(scope="module")
 def idle_store(tmp_path_factory):
     """(agent, hub, scanner): an agent linked to a hub (for member cards), ``sessions.idle_timeout`` IDLE s,
-    a serial scanner at kiosk-1."""
+    a serial scanner at kiosk-1 and one at an associate's counter (associate-1)."""
     work = tmp_path_factory.mktemp("idle")
     scanner = SerialScannerEmulator(work / "dev" / "scanner-1").plug()
+    counter = SerialScannerEmulator(work / "dev" / "scanner-2").plug()
     devices = [{"id": "scanner-1", "kind": "scanner.serial", "port": str(scanner.path), "baudrate": 115200,
-                "station": "kiosk-1", "dedupe_window": 0}]
+                "station": "kiosk-1", "dedupe_window": 0},
+               {"id": "scanner-2", "kind": "scanner.serial", "port": str(counter.path), "baudrate": 115200,
+                "station": "associate-1", "dedupe_window": 0}]
     with linked_agent(work, devices, sessions={"idle_timeout": IDLE}) as (agent, hub):
         with agent.client("associate") as c:
             poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds),
                  what="the scanner online")
+        agent.counter = counter
         yield agent, hub, scanner
     scanner.close()
+    counter.close()
+
+
+def test_a_member_card_at_an_associates_counter_arrives_but_starts_no_session(idle_store):
+    """A counter is no kiosk: the member arrives for staff, and no session (which only the idle timer would end)
+    is made for the counter's station."""
+    agent, _, _ = idle_store
+    with feed(agent, "associate") as staff, agent.client("associate") as pad:
+        agent.counter.scan("RM1:M-COUNTER")
+        arrived = staff.expect("member.arrived", lambda d: d["member_id"] == "M-COUNTER")
+        assert arrived["station"] == "associate-1"
+        staff.quiet()
+        assert not [e for e in staff.seen if e["type"] == "member.attached"], staff.seen
+        assert pad.get("/v1/sessions/associate-1").status_code == 404
 
 
 def test_an_idle_session_ends_and_its_member_is_gone_from_the_kiosk(idle_store):

@@ -57,6 +57,7 @@ async def get_session(
 ) -> dict:
     """The station's session: member and basket, each line with its name and the catalog's current unit price."""
     _own(client, station, "reads")
+    _kiosk(request, station)
     agent = request.app.state.agent
     return await sessions.priced(agent.store, agent.sessions.get(station))
 
