@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -85,6 +86,7 @@ class LabelWatch(threading.Thread):
         # Beyond the compliance grace: a tag's next check-in, the poll that confirms it, a loaded machine.
         self.allowed = day.rig.timers.compliance_grace + slack
         self.http = day.rig.client("console-1")  # not a kiosk: its calls must not look like a customer's
+        self.admin = day.rig.client("admin")
         self.watch: dict[str, _Watch] = {}
         self._expected: dict[tuple, tuple[bytes, bytes]] = {}
         self._notice: dict[str, bytes] = {}
@@ -131,7 +133,10 @@ class LabelWatch(threading.Thread):
             model = get_model(spot.model)
             desired = desire(spot.sku, Product.model_validate(product), spot.model, at,
                              url=URL_TEMPLATE.format(sku=spot.sku), tz=TZ)
-            key = (spot.sku, desired.price, desired.checkout, desired.content.promo if desired.content else None)
+            # Everything the price blocks show: the price, and during a promotion the regular price and its end.
+            content = desired.content
+            key = (spot.sku, desired.price, desired.checkout, content.promo if content else None,
+                   content.price if content else None)
             _, bound_at = d.ledger.binding(spot.label)
             if key != w.key:
                 w.key, w.since = key, now
@@ -151,6 +156,8 @@ class LabelWatch(threading.Thread):
             price_px, stock_px = self._expected_crops(desired, spot, model, product)
             got = None if shown is None else _layout(shown, model)
             if got is None or _crop(got, model, PRICE_BLOCKS) != price_px:
+                if w.reported != ("price", key):
+                    ids.update(self.evidence(spot, shown, desired))
                 self._report(w, ("price", key), f"picture's price blocks differ from the checkout's for "
                              f"{quiet:.0f} s (grace {self.allowed:.0f} s)",
                              f"{desired.price} (checkout {desired.checkout})",
@@ -163,6 +170,34 @@ class LabelWatch(threading.Thread):
                 d.checks.check(rows.LABELS, _crop(got, model, ("stock_store",)) == stock_px,
                                f"'in store' count differs from the store's stock for {stable:.0f} s",
                                product.get("stock_store"), "other pixels", **ids)
+
+    def evidence(self, spot: LabelSpot, shown: Image.Image | None, desired: Any) -> dict[str, Any]:
+        """What to debug a wrong picture with: both pictures as PNGs in the run dir, the agent's view of
+        the label, and (on the AP) which of the label's uploads the tag shows."""
+        out: dict[str, Any] = {}
+        folder = self.day.rig.run_dir / "label-evidence"
+        folder.mkdir(exist_ok=True)
+        stem = f"{spot.label}-{self.day.ledger.elapsed():.0f}s"
+        draw(desired)[0].save(folder / f"{stem}-expected.png")
+        if shown is not None:
+            shown.save(folder / f"{stem}-shown.png")
+        out["pictures"] = str(folder / f"{stem}-*.png")
+        try:
+            view = self.admin.get(f"/v1/labels/{spot.label}").json()
+            out["agent_says"] = {k: view.get(k) for k in ("price", "content_hash", "desired_hash", "pushed_at",
+                                                           "confirmed_at", "compliant", "reason", "pending")}
+        except (httpx.HTTPError, ValueError) as err:
+            out["agent_says"] = repr(err)
+        if spot.device == "labels-ap":
+            ap = self.day.rig.ap
+            with ap.lock:
+                tag = ap.tags[spot.label]
+                mine = [u for u in ap.uploads if u.mac == spot.label]
+                source, queued = tag.source, len(tag.queue)
+            digests = [hashlib.md5(u.data).digest() for u in mine]
+            shows = digests.index(source) + 1 if source in digests else None
+            out["ap"] = f"tag shows upload {shows} of {len(mine)}, {queued} queued"
+        return out
 
     def _report(self, w: _Watch, episode: tuple, what: str, expected: Any, got: Any, **ids: Any) -> None:
         if w.reported == episode:
