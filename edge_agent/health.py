@@ -18,7 +18,9 @@ back at start; a printer's alert is raised again by its first status poll.
 error, shelf labels that show another price than the checkout past their
 grace (their ``price`` alerts), failed print jobs, a printer that needs
 someone (paper out, cover open), a store that cannot write, the hub out of
-reach or silent for over ``HUB_GRACE_S``.
+reach or silent for over ``HUB_GRACE_S``. For the snapshot it also lists the
+open alerts, worst first, at most ``SNAPSHOT_ALERTS``: the hub judges its
+device-alert rules by them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error",
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
 HUB_GRACE_S = 30.0
+# Open alerts in a health snapshot, at most: the hub refuses a snapshot over 256 KB.
+SNAPSHOT_ALERTS = 100
+_SEVERITY = {"critical": 4, "error": 3, "warning": 2, "info": 1}
 # Past this many open alerts the oldest are dropped: a store's alerts are data
 # from its devices, and a flood of distinct subjects must not grow the agent.
 MAX_OPEN = 10_000
@@ -95,6 +100,18 @@ class OpenAlerts(Consumer):
     def list(self) -> tuple[dict[str, Any], ...]:
         """The open alerts, oldest first."""
         return tuple(self._open.values())
+
+    def for_hub(self, limit: int = SNAPSHOT_ALERTS) -> list[dict[str, Any]]:
+        """At most ``limit`` open alerts for the health snapshot, the worst first (then the oldest).
+
+        The hub judges its device-alert rules by these rather than by the alert events alone:
+        a clear lost to a restart (paper put in while the agent was down) cannot leave an alert
+        raised there forever. The cap keeps the snapshot small when a whole store of labels is
+        wrong; ``open_alerts_total`` says how many there are.
+        """
+        worst = sorted(self._open.values(), key=lambda a: -_SEVERITY.get(str(a["severity"]), 0))
+        return [{k: a[k] for k in ("device", "code", "subject", "severity", "message", "time")}
+                for a in worst[:limit]]
 
 
 def _plural(n: int, word: str) -> str:
@@ -162,4 +179,5 @@ async def assess(agent: "Agent") -> dict[str, Any]:
         if a["device"] in agent.printing.printers and a["severity"] == "error":
             reasons.append(_reason("printer_attention", str(a["message"] or f"{a['device']}: {a['code']}"),
                                    a["device"]))
-    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "labels": labels, "printing": printing}
+    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "labels": labels, "printing": printing,
+            "open_alerts": agent.alerts.for_hub(), "open_alerts_total": len(agent.alerts.list())}

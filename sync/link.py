@@ -382,12 +382,19 @@ class HubLink:
                                        "event(s), oldest first", self.config.hub.outbox_budget_mb, dropped)
         over = self.store.outbox_bytes > self.budget_bytes
         if over and not self.over_budget:
-            data = {"device": "hub-link", "severity": "critical", "code": "outbox_over_budget",
+            data = {"device": "hub-link", "severity": "critical", "code": "outbox_over_budget", "state": "raised",
                     "message": f"the outbox holds {self.store.outbox_bytes} bytes of business events, over its "
                                f"budget of {self.budget_bytes}; nothing is dropped, the disk fills"}
             log.error("hub: %s", data["message"])
             await self.store.emit("retail.device.alert", data)
             self.bus.publish("alert.raised", data)
+        elif self.over_budget and not over:
+            # Drained back under the budget: the alert clears, here and at the hub.
+            data = {"device": "hub-link", "severity": "info", "code": "outbox_over_budget", "state": "cleared",
+                    "message": f"the outbox is back under its budget of {self.budget_bytes} bytes"}
+            log.info("hub: %s", data["message"])
+            await self.store.emit("retail.device.alert", data)
+            self.bus.publish("alert.cleared", data)
         if over != self.over_budget:
             self.over_budget = over
             self._health_due.set()

@@ -231,3 +231,18 @@ def test_a_hub_that_stops_acknowledging_shows_on_the_agent_and_clears_when_it_is
     poll(lambda: health(store), lambda h: h["status"] == "ok" and h["outbox_depth"] == 0, WITHIN, "drained")
     poll(lambda: summary(hub_console), lambda s: s["status"] == "ok" and s["outbox_depth"] == 0, WITHIN,
          "the hub sees the store ok and drained")
+
+
+def test_paper_put_back_while_the_agent_was_down_clears_at_the_hub(store, printer, hub_console):
+    api = hub_console
+    printer.call(lambda emu: emu.set_state(paper_end=True))
+    poll(lambda: open_alerts(api, "printer-paper-out"), bool, WITHIN, "the hub's paper-out alert")
+    store.kill()  # no clear will ever be sent for this paper-out
+    printer.call(lambda emu: emu.set_state(paper_end=False))
+    poll(lambda: summary(api), lambda s: s["presence"] == "offline", WITHIN, "the store offline (its Will)")
+    store.start()
+    h = poll(lambda: health(store), lambda h: h["hub"] == "online" and h["status"] == "ok", WITHIN, "back and ok")
+    assert not any(r["code"] == "printer_attention" for r in h["reasons"])
+    # The store's snapshot lists what is open now: the hub clears the alert the lost clear left behind.
+    poll(lambda: cleared(api, "printer-paper-out", "backroom"), bool, WITHIN, "the paper-out alert cleared")
+    poll(lambda: summary(api), lambda s: s["status"] == "ok" and s["device_alerts"] == 0, WITHIN, "nothing open")

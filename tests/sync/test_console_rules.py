@@ -218,3 +218,21 @@ def test_titles_count_in_words():
     assert [c.title for c in RuleEngine(rs).evaluate([one], NOW).firing] == ["outbox not draining (1 event)"]
     two = store({"outbox_depth": 2, "oldest_unacked_age_s": 600})
     assert [c.title for c in RuleEngine(rs).evaluate([two], NOW).firing] == ["outbox not draining (2 events)"]
+
+
+def test_device_alert_rules_judge_the_stores_own_list_when_its_snapshot_has_one():
+    rs = rules({"id": "paper", "kind": "device_alert", "codes": ["paper_out"]},
+               {"id": "crit", "kind": "device_alert", "codes": ["*"], "severities": ["critical"]})
+    stale = ({"device": "printer-1", "code": "paper_out", "state": "raised", "time": ago(60)},)
+    # An older agent: the raised rows of device_alerts are all there is.
+    assert fired(rs, store({"devices": []}, device_alerts=stale)) == [("paper", "printer-1")]
+    # This agent says what is open now: the paper went back in while a clear was lost.
+    assert fired(rs, store({"devices": [], "open_alerts": []}, device_alerts=stale)) == []
+    now_open = [{"device": "printer-1", "code": "paper_out", "severity": "error", "time": ago(5)},
+                {"device": "labels-1", "subject": "A1", "code": "x", "severity": "critical"},
+                {"device": "labels-1", "subject": "A1", "code": "y", "severity": "critical"},
+                {"device": 7, "code": "junk"}, "junk"]
+    f = store({"devices": [], "open_alerts": now_open})
+    # Two codes of one subject under one rule are one alert.
+    assert fired(rs, f) == [("crit", "labels-1/A1"), ("paper", "printer-1")]
+    assert summarize(f)["device_alerts"] == 3

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from sync.hub.observe import alert_device
+
 # States in which a device is not doing its job, worst first.
 PROBLEM_STATES = ("error", "offline", "starting")
 STATES = ("online", "busy", "starting", "offline", "error")
@@ -115,6 +117,32 @@ def printing(health: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def open_alerts(health: dict[str, Any] | None) -> tuple[dict[str, Any], ...] | None:
+    """The alerts the store says are open now (``open_alerts`` of its snapshot), or None if it does not say.
+
+    Each as a ``device_alerts`` row: ``device`` (``device/subject`` for a part of a device),
+    ``code``, ``severity``, ``message``, ``time``, ``state: raised``.
+    """
+    raw = (health or {}).get("open_alerts")
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for a in raw[:1000]:
+        if isinstance(a, dict) and isinstance(a.get("device"), str) and isinstance(a.get("code"), str):
+            out.append({"device": alert_device(a), "code": a["code"][:64],
+                        "severity": a.get("severity") if isinstance(a.get("severity"), str) else None,
+                        "message": a.get("message")[:500] if isinstance(a.get("message"), str) else None,
+                        "time": a.get("time") if isinstance(a.get("time"), str) else None, "state": "raised"})
+    return tuple(out)
+
+
+def store_alerts(f: StoreFacts) -> tuple[dict[str, Any], ...]:
+    """The store's open alerts: what its last snapshot says when it says it (the truth now, even
+    after a restart that lost a clear), else the raised rows of ``device_alerts`` (older agents)."""
+    from_snapshot = open_alerts(f.health if isinstance(f.health, dict) else None)
+    return from_snapshot if from_snapshot is not None else f.device_alerts
+
+
 def summarize(f: StoreFacts) -> dict[str, Any]:
     """One store as the fleet view shows it: presence, device counts, problem devices, queues, clock."""
     h = f.health if isinstance(f.health, dict) else None
@@ -143,5 +171,5 @@ def summarize(f: StoreFacts) -> dict[str, Any]:
         "over_budget": bool((h or {}).get("over_budget")),
         "labels": labels(h),
         "printing": printing(h),
-        "device_alerts": len(f.device_alerts),
+        "device_alerts": len(store_alerts(f)),
     }

@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sync.hub.console.facts import StoreFacts, devices, labels, number, parse_time, printing
+from sync.hub.console.facts import StoreFacts, devices, labels, number, parse_time, printing, store_alerts
 from sync.hub.errors import ConsoleConfigError
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
@@ -113,15 +113,20 @@ class DeviceAlertRule(_Rule):
     default_title: ClassVar[str] = "{subject}: {code}"
 
     def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
-        for a in f.device_alerts:
+        seen: set[str] = set()
+        for a in store_alerts(f):
             code = str(a.get("code") or "")
             if not any(fnmatch.fnmatchcase(code, p) for p in self.codes):
                 continue
             if self.severities and a.get("severity") not in self.severities:
                 continue
+            subject = str(a.get("device") or "?")
+            if subject in seen:
+                continue  # two codes of one device under one rule: one alert (its key is store/rule/subject)
+            seen.add(subject)
             since = parse_time(a.get("time"))
             detail = str(a.get("message") or code)
-            yield str(a.get("device") or "?"), since + _offset(f) if since else None, detail, {"code": code}
+            yield subject, since + _offset(f) if since else None, detail, {"code": code}
 
 
 class LabelsRule(_Rule):
