@@ -264,6 +264,12 @@ def test_outbox_budget_drops_telemetry_first_and_never_sales(make_agent, mosquit
         assert all(events[s]["type"] == "retail.sale.completed" for s in sales)  # no sale was dropped
         assert all(e["data"]["dropped_type"] == "retail.device.alert"
                    for e in events.values() if e["type"] == "retail.telemetry.dropped")
+        # The hub acknowledges: the outbox empties and the critical alert is cleared, not left up.
+        hub.ack(max(events))
+        hub.expect("events", lambda batch: any(e["data"].get("code") == "outbox_over_budget"
+                                               and e["data"].get("state") == "cleared" for e in batch), timeout=30)
+        hub.expect("health", lambda h: not h["over_budget"]
+                   and all(a["code"] != "outbox_over_budget" for a in h["open_alerts"]), timeout=30)
     finally:
         hub.close()
 
