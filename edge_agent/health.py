@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import DeviceState
 from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.labels.alerts import CODES as _LABEL_CODES
 from edge_agent.store import Store, outbox
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
 
 _UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
+LABEL_CODES = frozenset(_LABEL_CODES.values())
 # Every code a reason may have (GET /v1/health, the hub's snapshot, /metrics).
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging"})
@@ -70,8 +72,15 @@ class OpenAlerts(Consumer):
 
     async def start(self) -> None:
         """Read back the label alerts still up, then follow the bus."""
+        await self._read_label_alerts()
+        await super().start()
+
+    async def _read_label_alerts(self) -> None:
+        """The label alerts as the ``label_alerts`` table has them (their source of truth)."""
         rows = await self.store.read(lambda c: c.execute(
             "SELECT data, raised_at FROM label_alerts ORDER BY raised_at").fetchall())
+        for key in [k for k in self._open if k[1] in LABEL_CODES]:
+            del self._open[key]
         for data, raised_at in rows:
             try:
                 event = json.loads(data)
@@ -79,12 +88,14 @@ class OpenAlerts(Consumer):
                 continue
             if isinstance(event, dict):
                 self._add(event, raised_at)
-        await super().start()
 
     async def handle(self, event: BusEvent) -> None:
         """Open or close one alert."""
         data = event.data
-        if event.type == "alert.cleared" or data.get("state") == "cleared":
+        if data.get("code") in LABEL_CODES and "count" in data:
+            # A burst's summary ("40 more raised"): those labels are not on the bus one by one.
+            await self._read_label_alerts()
+        elif event.type == "alert.cleared" or data.get("state") == "cleared":
             self._open.pop(alert_key(data), None)
         else:
             self._add(data, event.time.isoformat())

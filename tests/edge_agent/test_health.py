@@ -1,0 +1,64 @@
+"""The store's open alerts (edge_agent/health.py): every label's own, across bursts and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.bus import EventBus
+from edge_agent.health import OpenAlerts
+from edge_agent.labels.alerts import Alerts, Change
+from edge_agent.store import Store
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.01)  # polling interval of a condition
+
+
+def price(mac: str, wrong: bool) -> Change:
+    return Change(mac, "price", wrong, None, {"device": "labels-1", "mac": mac, "message": f"label {mac}"})
+
+
+def subjects(alerts: OpenAlerts, code: str = "label_price_mismatch") -> list[str]:
+    return sorted(a["subject"] for a in alerts.list() if a["code"] == code)
+
+
+def test_every_label_alert_is_open_through_bursts_and_restarts(tmp_path: Path):
+    async def scenario() -> None:
+        store, bus = Store(tmp_path / "store.db"), EventBus()
+        await store.start()
+        watching = OpenAlerts(bus, store)
+        await watching.start()
+        labels = Alerts(store, bus, burst=2)  # past two events in one update, the rest is one summary
+        macs = [f"0000021D4E83B40{i}" for i in range(5)]
+        try:
+            await labels.apply([price(m, True) for m in macs])
+            # Six labels of one access point were one alert on the console: here each is its own.
+            await until(lambda: subjects(watching) == macs, "five open label alerts")
+            assert {a["device"] for a in watching.list()} == {"labels-1"}
+
+            restarted = OpenAlerts(EventBus(), store)  # an agent started again reads them back
+            await restarted.start()
+            assert subjects(restarted) == macs
+            await restarted.stop()
+
+            await labels.apply([price(m, False) for m in macs[:4]])  # two cleared on the bus, two in a summary
+            await until(lambda: subjects(watching) == macs[4:], "only the last label still wrong")
+
+            bus.publish("alert.raised", {"device": "printer-1", "code": "paper_out", "state": "raised",
+                                         "severity": "error", "message": "printer-1: paper out"})
+            await until(lambda: subjects(watching, "paper_out") == ["printer-1"], "paper out open")
+            [worst, *_] = watching.for_hub()
+            assert (worst["device"], worst["code"]) == ("printer-1", "paper_out")  # the worst first
+            bus.publish("alert.cleared", {"device": "printer-1", "code": "paper_out", "state": "cleared"})
+            await until(lambda: subjects(watching, "paper_out") == [], "paper out cleared")
+        finally:
+            await watching.stop()
+            await store.stop()
+
+    asyncio.run(scenario())
