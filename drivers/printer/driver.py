@@ -201,9 +201,18 @@ class EscPosPrinter(Driver):
         return False
 
     async def _raise_alert(self, code: str, message: str) -> None:
-        """One alert per problem: a poll that finds the same problem again says nothing."""
+        """One alert per problem: a poll that finds the same problem again says nothing.
+
+        Another problem replaces the one alerted before, whose alert is cleared
+        first: opening the cover to load paper turns ``paper_out`` into
+        ``cover_open``, and closing it must leave no alert up.
+        """
         if self._alerted == code:
             return
+        if self._alerted is not None:
+            await self.spool.alert(self.ctx.device_id, self._alerted,
+                                   f"{self.ctx.device_id}: {self._alerted.replace('_', ' ')} is over; now {message}",
+                                   cleared=True)
         self._alerted = code
         self.ctx.count("alerts")
         await self.spool.alert(self.ctx.device_id, code, f"{self.ctx.device_id}: {message}")

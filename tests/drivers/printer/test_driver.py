@@ -284,6 +284,34 @@ def test_the_job_waits_while_the_printer_needs_someone_then_prints_once(tmp_path
     run(main())
 
 
+def test_paper_out_then_cover_open_to_reload_leaves_no_alert_up_once_fixed(tmp_path):
+    """Staff open the cover to load paper: paper out becomes cover open, whose alert replaces the first one;
+    closing the cover clears it, and every alert raised is cleared on the bus and to the hub."""
+    async def main():
+        async with rig(tmp_path) as r:
+            await until(lambda: r.state == DeviceState.ONLINE, what="online")
+            r.emu.set_state(paper_end=True)
+            job = await r.spool.submit("printer-1", "sale_receipt", sale())
+            await until(lambda: r.last_error == "paper out", what="paper out")
+            r.emu.set_state(cover_open=True)
+            await until(lambda: r.last_error == "cover open", what="cover open")
+            r.emu.set_state(paper_end=False)  # the new roll is in; the cover is still open
+            polled = r.emu.status_queries
+            await r.emu.wait_for(lambda: r.emu.status_queries >= polled + 3)
+            assert (await r.job(job)).state == JobState.QUEUED and r.last_error == "cover open"
+            r.emu.set_state(cover_open=False)
+            await r.until_job(job, JobState.DONE)
+            await until(lambda: r.state == DeviceState.ONLINE, what="online again")
+            seen = [(t, d["code"]) for t, d in r.bus_alerts()]
+            assert seen == [("alert.raised", "paper_out"), ("alert.cleared", "paper_out"),
+                            ("alert.raised", "cover_open"), ("alert.cleared", "cover_open")], seen
+            wire = [(a["code"], a["state"]) for a in await r.outbox_alerts()]
+            assert wire == [("paper_out", "raised"), ("paper_out", "cleared"),
+                            ("cover_open", "raised"), ("cover_open", "cleared")], wire
+
+    run(main())
+
+
 def test_paper_running_out_mid_receipt_finishes_it_once_when_reloaded(tmp_path):
     emu_ref: list[PrinterEmulator] = []
 
