@@ -379,7 +379,8 @@ class HubLink:
             if dropped:
                 self._health_due.set()
                 self._log_once.warning("budget-drop", "hub: outbox over its %g MB budget: dropped %d telemetry "
-                                       "event(s), oldest first", self.config.hub.outbox_budget_mb, dropped)
+                                       "%s, oldest first", self.config.hub.outbox_budget_mb, dropped,
+                                       "event" if dropped == 1 else "events")
         over = self.store.outbox_bytes > self.budget_bytes
         if over and not self.over_budget:
             data = {"device": "hub-link", "severity": "critical", "code": "outbox_over_budget", "state": "raised",
