@@ -79,12 +79,14 @@ class _Watch:
 class LabelWatch(threading.Thread):
     """Every ``every`` s, judge each label's picture against the checkout's current product."""
 
-    def __init__(self, day: Day, every: float = 2.0, slack: float = 15.0):
+    def __init__(self, day: Day, every: float = 2.0, slack: float = 15.0, reconnect: float = 30.0):
         super().__init__(name="soak-labels", daemon=True)
         self.day = day
         self.every = every
         # Beyond the compliance grace: a tag's next check-in, the poll that confirms it, a loaded machine.
         self.allowed = day.rig.timers.compliance_grace + slack
+        # After the AP or the agent was down: the supervisor's reconnect backoff (capped at 30 s) comes first.
+        self.reconnect = reconnect
         self.http = day.rig.client("console-1")  # not a kiosk: its calls must not look like a customer's
         self.admin = day.rig.client("admin")
         self.watch: dict[str, _Watch] = {}
@@ -144,7 +146,8 @@ class LabelWatch(threading.Thread):
                 w.stock, w.stock_since = product.get("stock_store"), now
             # Grace starts again at each change, at a bind, and when a fault that stops pushes clears.
             outage = ("ap",) if spot.device == "labels-ap" else ()
-            quiet = min(now - max(w.since, bound_at), d.outages.since_clear("agent", *outage))
+            quiet = min(now - max(w.since, bound_at),
+                        d.outages.since_clear("agent", *outage) - self.reconnect)
             shown = self.picture(spot)
             ids = {"label": spot.label, "device": spot.device, "sku": spot.sku, "incarnation": d.rig.incarnation}
             if shown is not None and self._is_notice(shown, model):
@@ -288,6 +291,8 @@ def receipts(day: Day) -> None:
     printed: dict[str, list[Any]] = {}
     for kiosk in d.rig.printers:
         for receipt in d.rig.receipts(kiosk):
+            if any(line.startswith("Return ") for line in receipt.lines):
+                continue  # a return slip: its "Sale" line names the sale returned from
             for line in receipt.lines:
                 if line.startswith("Sale "):
                     printed.setdefault(line.split()[-1], []).append(receipt)

@@ -104,6 +104,11 @@ def _end_of_day(day: Day, resources: ResourceWatch) -> None:
     wait_for("the printers to settle", lambda: counts.append(sum(
         len(day.rig.receipts(k)) for k in day.rig.printers)) or (len(counts) > 4 and len(set(counts[-4:])) == 1),
         timeout=60)
+    for kiosk in day.rig.printers:
+        # Everything each printer printed, to read beside a violation.
+        docs = day.rig.receipts(kiosk)
+        (day.rig.run_dir / f"printer-{kiosk}.txt").write_text("".join(
+            f"===== document {n} (ended by {doc.end})\n{doc.text}\n" for n, doc in enumerate(docs, 1)))
     receipts(day)
     slips(day)
     hub_ledger(day, final=True)
