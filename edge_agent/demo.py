@@ -341,6 +341,10 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
     """What ``make run`` prints once the store is up: where to look and what to try."""
     base = f"http://{cfg.api.listen}"
     hub_cli = f".venv/bin/edge-hub publish %s --broker {hub_url} --store {cfg.store.id}"
+    # A remote action to try: redraw the shelf labels if the store has some, else reopen its first device.
+    labels = next((d.id for d in cfg.devices if d.kind.startswith("shelf_label.")), None)
+    first = cfg.devices[0].id if cfg.devices else "DEVICE"
+    command = f"--device {labels} --action refresh_labels" if labels else f"--device {first} --action reopen"
     return (
         f"\nDemo store {cfg.store.id} is up ({products} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
         f"  API docs      {base}/docs\n"
@@ -361,8 +365,8 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
         + f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
         f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
         f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
-        f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --store {cfg.store.id} "
-        f"--device heartbeat-1 --action reopen\n"
+        f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --db sqlite:///{data_dir}/hub.db "
+        f"--store {cfg.store.id} {command} (shown on the hub console)\n"
         f"  New price     .venv/bin/edge-hub publish catalog demo/price-change.json --broker {hub_url} --store all\n"
         f"  Pickup order  {hub_cli % 'order demo/order.json'} (its pick ticket prints on printer-1)\n"
         f"  Member card   {hub_cli % 'member demo/member.json'} (M-0042, 2000 points; scanner-1's demo scans "

@@ -10,7 +10,9 @@ the only one whose points the sale may redeem, and once the sale is on disk
 that session ends (``session.ended``, reason ``sale``): the member is
 detached and the basket is gone, whatever the sale left out of it. This
 happens when the write completes, even if the request itself was cancelled
-meanwhile, so a committed sale never leaves its customer at the kiosk. A
+meanwhile, so a committed sale never leaves its customer at the kiosk; so do
+the sale's other effects (its stock counts to the shelf labels and low-stock
+alerts, the printer woken for its receipt). A
 replay ends nothing: it sold nothing new, and the customer may have started
 the next session since.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
@@ -26,24 +29,33 @@ from drivers.printer.spool import Job
 from edge_agent import sales, stock
 from edge_agent.api.auth import require
 from edge_agent.config import ClientConfig, Role
-from edge_agent.sessions import Sessions
 from edge_agent.store import Tx
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
 
 router = APIRouter(tags=["sales"])
 
 Written = tuple[dict, bool, Job | None]
 
 
-def _checked_out(sessions: Sessions, station: str, session_id: str, write: asyncio.Future[Written]) -> None:
-    """When the sale's write is over: a new sale on disk ends its session; anything else lets it go on."""
+def _after_commit(agent: "Agent", changes: list[stock.StockChange | None], station: str, session_id: str | None,
+                  write: asyncio.Future[Written]) -> None:
+    """When the sale's write is over, whether or not its request is still there: the effects of a sale on disk
+    (stock counts to the labels and low-stock alerts, the printer woken for the receipt), and the end of the kiosk
+    session it completed; anything else lets that session go on."""
     sold: dict[str, int] | None = None
     if not write.cancelled() and write.exception() is None:
-        sale, replayed, _ = write.result()
+        sale, replayed, job = write.result()
         if not replayed:
+            stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold, announce=False)
             sold = {}
             for line in sale["lines"]:
                 sold[line["sku"]] = sold.get(line["sku"], 0) + line["qty"]
-    sessions.end_checkout(station, session_id, sold)
+        if job is not None:
+            agent.printing.notify(job.device)
+    if session_id is not None:
+        agent.sessions.end_checkout(station, session_id, sold)
 
 
 @router.post("/v1/sales", status_code=201)
@@ -71,21 +83,18 @@ async def create_sale(
         return sale, replayed, job
 
     write: asyncio.Future[Written] = asyncio.ensure_future(agent.store.write(checkout))
-    if session is not None:
-        # Registered before anyone awaits the write: the session is settled before this handler resumes,
-        # and also when the handler was cancelled meanwhile.
-        write.add_done_callback(functools.partial(_checked_out, agent.sessions, client.name, session.id))
+    # Registered before anyone awaits the write: the sale's effects happen, and its session is settled, before
+    # this handler resumes, and also when the handler was cancelled meanwhile (a client that hung up).
+    write.add_done_callback(functools.partial(_after_commit, agent, changes, client.name,
+                                              session.id if session is not None else None))
     try:
-        sale, replayed, job = await asyncio.shield(write) if session is not None else await write
+        sale, replayed, job = await asyncio.shield(write)
     except sales.SaleConflict as err:
         raise HTTPException(409, str(err)) from err
     except sales.SaleRejected as err:
         raise HTTPException(422, str(err)) from err
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    else:
-        stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold, announce=False)
     if job is not None:
-        agent.printing.notify(job.device)
         response.headers["Print-Job"] = job.id
     return sale
