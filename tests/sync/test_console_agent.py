@@ -82,3 +82,11 @@ def test_a_hub_out_of_reach_past_its_grace_makes_the_store_degraded(agent):
     assert (h["status"], h["hub"]) == ("degraded", "offline")
     [reason] = [r for r in h["reasons"] if r["code"] == "hub_offline"]
     assert reason["subject"] == "hub" and "cannot connect" in reason["message"]
+
+
+def test_the_openapi_page_names_every_reason_code(agent):
+    from edge_agent.health import REASON_CODES
+
+    schema = httpx.get(f"{agent.url}/openapi.json").json()
+    described = schema["components"]["schemas"]["Reason"]["properties"]["code"]["description"]
+    assert {c for c in REASON_CODES if c not in described} == set()

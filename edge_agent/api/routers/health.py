@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from edge_agent.health import assess
+from edge_agent.health import REASON_CODES, assess
 from edge_agent.store import outbox
 
 router = APIRouter(tags=["health"])
@@ -16,8 +16,8 @@ router = APIRouter(tags=["health"])
 class Reason(BaseModel):
     """Why the store is degraded: a short machine code, what it is about, and words for people."""
 
-    code: str = Field(description="device_offline, device_error, labels_non_compliant, print_jobs_failed, "
-                                  "printer_attention, store_not_writing")
+    # Derived from the codes ``assess`` may give, so the OpenAPI page cannot drift from them.
+    code: str = Field(description="one of " + ", ".join(sorted(REASON_CODES)))
     subject: str | None = Field(None, description="the device id, or 'labels' / 'printing'")
     message: str
 
