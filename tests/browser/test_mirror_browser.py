@@ -179,22 +179,23 @@ def test_every_panel_fits_the_screen_with_the_pickup_code_shown(opened: Page, ag
 
 
 # Each way a screen can be opened wrong, at one of the sizes.
-WRONG = [("wrong", "not-a-token", (1280, 800), "does not know the token"),
-         ("missing", None, (800, 1280), "without the mirror's token"),
-         ("kiosk", TOKENS["kiosk"], (1920, 1080), "may not show this mirror: role 'kiosk'"),
-         ("associate", TOKENS["associate"], (1080, 1920), "staff member's token, not the mirror's own")]
+WRONG = [("wrong", "mirror-1", "not-a-token", (1280, 800), "does not know the token"),
+         ("missing", "mirror-1", None, (800, 1280), "without the mirror's token"),
+         ("kiosk", "mirror-1", TOKENS["kiosk"], (1920, 1080), "may not show this mirror: role 'kiosk'"),
+         ("associate", "mirror-1", TOKENS["associate"], (1080, 1920), "staff member's token, not the mirror's own"),
+         ("no-such-mirror", "mirror-9", TOKENS["mirror"], (1280, 800), "no such mirror: no mirror 'mirror-9'")]
 
 
-@pytest.mark.parametrize(("case", "token", "size", "why"), WRONG, ids=[w[0] for w in WRONG])
+@pytest.mark.parametrize(("case", "device", "token", "size", "why"), WRONG, ids=[w[0] for w in WRONG])
 def test_a_screen_opened_without_the_mirrors_token_tells_staff_what_to_fix(
-        opened: Page, agent: AgentProcess, shot, case: str, token: str | None, size: tuple[int, int],
-        why: str):
+        opened: Page, agent: AgentProcess, shot, case: str, device: str, token: str | None,
+        size: tuple[int, int], why: str):
     opened.set_viewport_size({"width": size[0], "height": size[1]})
-    opened.goto(f"{agent.url}/mirror?device=mirror-1" + (f"#token={token}" if token else ""))
+    opened.goto(f"{agent.url}/mirror?device={device}" + (f"#token={token}" if token else ""))
     staff = opened.locator("#staff")
     expect(staff).to_be_visible()
     expect(staff).to_contain_text(why)
-    expect(staff).to_contain_text(f"{agent.url}/mirror?device=mirror-1#token=<the mirror's token>")
+    expect(staff).to_contain_text(f"{agent.url}/mirror?device={device}#token=<the mirror's token>")
     expect(staff).to_contain_text("please ask an associate")
     # No picture at all, so no broken one: the stage is gone and no image failed to load.
     expect(opened.locator("#live")).to_be_hidden()
