@@ -1,15 +1,14 @@
 """Key events for umockdev-run to replay into a mocked /dev/input node, within what its pty can hold.
 
-umockdev emulates a character device it has no recording of the kernel
-side for as a pty (umockdev.vala, ``create_node_for_device``: openpty,
-raw mode), and its script runner writes the evemu events into the master
-end as soon as the reader opens the node, whether the reader reads or not.
-The slave end's line discipline holds 4,096 bytes; when a busy machine
-keeps the reader from reading until more than that is queued, the buffer
-takes only part of the next 24-byte ``input_event``, python-evdev drops the
-short tail of its read, and every later event is read out of step (seen
-as a code that never arrives, about one run in four on a loaded 2-core
-machine). A real evdev node only ever returns whole events.
+umockdev makes the mocked character device a pty (umockdev.vala,
+``create_node_for_device``: openpty, raw mode), and its script runner
+writes the evemu events into the master end on its own clock
+(``ScriptRunner``), whether the reader reads or not. The slave end's line
+discipline holds 4,096 bytes; when a busy machine keeps the reader from
+reading until more than that is queued, the buffer takes only part of the
+next 24-byte ``input_event``, python-evdev drops the short tail of its
+read, and every later event is read out of step (seen as a code that never
+arrives, about one run in four on a loaded 2-core machine). A real evdev node only ever returns whole events.
 
 So a replay stays below that buffer: the ``pty_safe`` fixture leaves out
 the SYN_REPORT after each key event (the reader uses EV_KEY only) and fails
