@@ -26,16 +26,20 @@ device-alert rules by them.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import DeviceState
 from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
 from edge_agent.labels.alerts import CODES as _LABEL_CODES
+from edge_agent.logonce import LogOnce
 from edge_agent.store import Store, outbox
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
+
+log = logging.getLogger(__name__)
 
 _UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
 LABEL_CODES = frozenset(_LABEL_CODES.values())
@@ -69,6 +73,7 @@ class OpenAlerts(Consumer):
         super().__init__(bus)
         self.store = store
         self._open: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._log_once = LogOnce(log)
 
     async def start(self) -> None:
         """Read back the label alerts still up, then follow the bus."""
@@ -90,7 +95,14 @@ class OpenAlerts(Consumer):
                 self._add(event, raised_at)
 
     async def handle(self, event: BusEvent) -> None:
-        """Open or close one alert."""
+        """Open or close one alert; a failure is logged and the next event handled (the task runs all day)."""
+        try:
+            await self._handle(event)
+        except Exception as err:  # noqa: BLE001 - /v1/health, /console and the snapshot read these all day
+            self._log_once.error(("alerts", event.type, type(err).__name__), "health: cannot follow %s %r: %s: %s",
+                                 event.type, event.data, type(err).__name__, err)
+
+    async def _handle(self, event: BusEvent) -> None:
         data = event.data
         if data.get("code") in LABEL_CODES and "count" in data:
             # A burst's summary ("40 more raised"): those labels are not on the bus one by one.

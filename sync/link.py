@@ -435,24 +435,32 @@ class HubLink:
     async def _health_loop(self) -> None:
         s = self.settings
         last_sent = -float("inf")
+        owed = False  # a snapshot was due when a pass failed: the next pass sends one
         while True:
             # Offline, nothing goes out: wait a check interval (or for the connect, which sets _health_due).
             left = s.health_every_s - (time.monotonic() - last_sent) if self.connected else s.health_check_s
-            wait = max(0.0, min(left, s.health_check_s))
+            # After a failed pass, a check interval too: a lasting fault must not spin.
+            wait = s.health_check_s if owed else max(0.0, min(left, s.health_check_s))
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: see _drain
                 async with asyncio.timeout(wait):
                     await self._health_due.wait()
-            due = self._health_due.is_set() or time.monotonic() - last_sent >= s.health_every_s
+            due = owed or self._health_due.is_set() or time.monotonic() - last_sent >= s.health_every_s
             self._health_due.clear()
             if not self.connected:
                 continue
-            assessment = await self._assessment()
-            if not due and assessment == self._last_assessment:
+            try:
+                assessment = await self._assessment()
+                if not due and assessment == self._last_assessment:
+                    continue
+                snapshot = await self.health_snapshot(assessment)
+            except Exception as err:  # noqa: BLE001 - one failed pass must not stop the snapshots for good
+                self._log_once.error(("health", type(err).__name__), "hub: cannot build the health snapshot, "
+                                     "trying again: %s: %s", type(err).__name__, err)
+                owed = due
                 continue
-            snapshot = await self.health_snapshot(assessment)
             self._client.publish(self.topics.health, json.dumps(snapshot), qos=1, retain=True)
             self._last_assessment = assessment
-            last_sent = time.monotonic()
+            last_sent, owed = time.monotonic(), False
 
     async def _assessment(self) -> dict[str, Any]:
         return await self.assess() if self.assess is not None else {}

@@ -62,3 +62,36 @@ def test_every_label_alert_is_open_through_bursts_and_restarts(tmp_path: Path):
             await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_store_error_while_following_the_alerts_does_not_freeze_them(tmp_path: Path):
+    async def scenario() -> None:
+        from edge_agent.errors import StoreError
+
+        store, bus = Store(tmp_path / "store.db"), EventBus()
+        await store.start()
+        watching = OpenAlerts(bus, store)
+        await watching.start()
+        real_read, failed = store.read, []
+
+        async def read_once_broken(fn):
+            if not failed:
+                failed.append(True)
+                raise StoreError("injected: the disk went away for a moment")
+            return await real_read(fn)
+
+        store.read = read_once_broken
+        try:
+            # A burst's summary makes it read label_alerts back: that read fails.
+            bus.publish("alert.raised", {"device": "labels-1", "code": "label_price_mismatch", "count": 40,
+                                         "state": "raised", "severity": "warning", "message": "40 more"})
+            await until(lambda: failed, "the failed read")
+            bus.publish("alert.raised", {"device": "printer-1", "code": "paper_out", "state": "raised",
+                                         "severity": "error", "message": "printer-1: paper out"})
+            await until(lambda: subjects(watching, "paper_out") == ["printer-1"], "paper out open after the failure")
+        finally:
+            store.read = real_read
+            await watching.stop()
+            await store.stop()
+
+    asyncio.run(scenario())

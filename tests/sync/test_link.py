@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -326,3 +327,44 @@ def test_the_health_loop_waits_while_the_hub_is_away():
     asyncio.run(run_for_a_second())
     # Two looks per pass, a pass per 0.2 s: about ten. A spinning loop makes thousands.
     assert Counting.looks < 100, Counting.looks
+
+
+def test_a_health_pass_that_fails_does_not_stop_the_snapshots():
+    """An assessment that raises is logged, and the next pass sends the snapshot it owed."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from edge_agent.bus import EventBus
+    from sync.link import HubLink, LinkSettings
+
+    published: list[dict] = []
+    calls = {"assess": 0}
+
+    async def assess() -> dict:
+        calls["assess"] += 1
+        if calls["assess"] == 1:
+            raise RuntimeError("an injected failure in the assessment")
+        return {"status": "ok"}
+
+    class Connected(HubLink):
+        async def health_snapshot(self, assessment=None) -> dict:
+            return dict(assessment or {})  # the store's figures are not what this test is about
+
+    config = SimpleNamespace(store=SimpleNamespace(id=STORE), hub=SimpleNamespace(outbox_budget_mb=1))
+    link = Connected(config, store=None, bus=EventBus(), supervisor=None, version="t", data_dir=None,
+                     settings=LinkSettings(health_check_s=0.05), assess=assess)
+    link.connected = True
+    link._client = SimpleNamespace(publish=lambda topic, payload, **kw: published.append(
+        {"topic": topic, **json.loads(payload)}))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(link._health_loop())
+        deadline = time.monotonic() + 30
+        while not published:
+            assert not task.done(), f"the health loop ended: {task.exception()!r}"
+            assert time.monotonic() < deadline, "no snapshot after a failed pass"
+            await asyncio.sleep(0.01)  # polling interval of a condition
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert published[0] == {"topic": f"edge/{STORE}/health", "status": "ok"} and calls["assess"] >= 2
