@@ -25,7 +25,7 @@ SLOW = Backoff(initial=60, cap=60, jitter=0)  # a retry that will not come durin
 LOGGER = "edge_agent.supervisor"
 
 
-def run(coro, timeout: float = 5.0):
+def run(coro, timeout: float = 60.0):
     """Run one test coroutine on a fresh loop, failing instead of hanging."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -40,7 +40,7 @@ class Watcher:
         self.sub = bus.subscribe("device.state")
         self.seen: list[dict] = []
 
-    async def until(self, device: str, state: str, timeout: float = 2.0) -> dict:
+    async def until(self, device: str, state: str, timeout: float = 20.0) -> dict:
         """The next event putting ``device`` in ``state``."""
         async with asyncio.timeout(timeout):
             while True:
@@ -69,7 +69,7 @@ class Pinged:
                 event.set()
         return protocol.pong(self.pings)
 
-    async def reach(self, n: int, timeout: float = 2.0) -> None:
+    async def reach(self, n: int, timeout: float = 20.0) -> None:
         """Wait until ``n`` pings in all have been answered."""
         event = asyncio.Event()
         self._waiters.append((n, event))
@@ -125,7 +125,7 @@ class ScriptedDriver(Driver):
     async def close(self) -> None:
         await self._hook("close")
 
-    async def opened(self, n: int, timeout: float = 2.0) -> None:
+    async def opened(self, n: int, timeout: float = 20.0) -> None:
         """Wait until open has been called ``n`` times in all."""
         async with asyncio.timeout(timeout):
             while self.opens < n:
@@ -452,7 +452,7 @@ def test_reopen_skips_the_backoff_wait():
         await w.until("hb-1", "offline")
         t.plug()
         sup.owners["hb-1"].reopen()
-        await w.until("hb-1", "online", timeout=2)
+        await w.until("hb-1", "online", timeout=20)
         await sup.stop()
 
     run(main())

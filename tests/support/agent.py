@@ -89,7 +89,7 @@ class AgentProcess:
             check=True, capture_output=True,
         )
 
-    def start(self, timeout: float = 30.0) -> "AgentProcess":
+    def start(self, timeout: float = 90.0) -> "AgentProcess":
         """Spawn the agent and return once it has sent READY=1."""
         self.config_path.write_text(yaml.safe_dump(self.config, allow_unicode=True))
         self.notices.clear()  # a restart must not match the previous run's READY=1
@@ -106,7 +106,7 @@ class AgentProcess:
         self.wait_notice("READY=1", timeout)
         return self
 
-    def wait_notice(self, text: str, timeout: float = 10.0) -> str:
+    def wait_notice(self, text: str, timeout: float = 30.0) -> str:
         """Block until the agent sends an sd_notify datagram containing ``text``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -47,7 +47,7 @@ def ret(*lines: tuple[str, int], **extra: Any) -> dict:
     return {"client_return_id": str(uuid.uuid4()), "lines": [{"code": c, "qty": q} for c, q in lines], **extra}
 
 
-def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 10.0, what: str = "") -> Any:
+def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 30.0, what: str = "") -> Any:
     """Call ``fetch`` until ``until`` holds for its answer; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,7 +67,7 @@ class Feed:
         self.hello = hello
         self.seen: list[dict] = []
 
-    def expect(self, type_: str, where: Callable[[dict], bool] = lambda d: True, timeout: float = 10.0) -> dict:
+    def expect(self, type_: str, where: Callable[[dict], bool] = lambda d: True, timeout: float = 30.0) -> dict:
         """The data of the next event of ``type_`` whose data satisfies ``where``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -114,7 +114,7 @@ def sync_point(hub: Any, name: str) -> None:
     hub.expect("cmd/res", lambda r: r["id"] == name)
 
 
-def uplink(hub: Any, type_: str, where: Callable[[dict], bool] = lambda d: True, timeout: float = 15.0) -> dict:
+def uplink(hub: Any, type_: str, where: Callable[[dict], bool] = lambda d: True, timeout: float = 30.0) -> dict:
     """The first event of ``type_`` (whose data satisfies ``where``) the store sent the hub, seen or to come."""
     for msg in hub.seen:
         if msg.topic.endswith("/events"):

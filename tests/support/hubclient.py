@@ -29,9 +29,9 @@ class HubClient:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.client.subscribe(f"edge/{store}/#", qos=1)
-        subscribed.get(timeout=5)
+        subscribed.get(timeout=30)
 
-    def expect(self, suffix: str, match: Callable[[Any], bool] = lambda _: True, timeout: float = 15.0) -> Any:
+    def expect(self, suffix: str, match: Callable[[Any], bool] = lambda _: True, timeout: float = 30.0) -> Any:
         """The JSON of the next message on ``edge/{store}/{suffix}`` for which ``match`` holds."""
         topic = f"edge/{self.store}/{suffix}"
         deadline = time.monotonic() + timeout

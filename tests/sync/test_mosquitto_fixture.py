@@ -18,7 +18,7 @@ def _roundtrip(port: int) -> bytes:
         c.subscribe("t/#", qos=1)
         # A retained message arrives whether or not the subscribe was processed first.
         c.publish("t/x", b"hello", qos=1, retain=True).wait_for_publish(5)
-        return got.get(timeout=5)
+        return got.get(timeout=30)
     finally:
         c.loop_stop()
         c.disconnect()
