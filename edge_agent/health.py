@@ -159,7 +159,16 @@ async def _hub_reasons(agent: "Agent") -> list[dict[str, Any]]:
         return [_reason("hub_offline", f"not connected to the hub since {since.isoformat(timespec='seconds')}{why}; "
                         "sales go on and wait in the outbox", "hub")]
     oldest = await agent.store.read(outbox.oldest_time)
-    if oldest and (now - datetime.fromisoformat(oldest)).total_seconds() >= HUB_GRACE_S:
+    if not oldest:
+        return []
+    # Both past the grace: an event waiting that long, and no ack progress (nor a connect) for that
+    # long. The oldest event's age alone is the outage's length right after a reconnect, while the
+    # backlog drains normally; the last progress alone is hours old when a first sale comes after a
+    # quiet spell.
+    waiting = (now - datetime.fromisoformat(oldest)).total_seconds()
+    progress = link.ack_progress_at
+    quiet = (now - progress).total_seconds() if progress is not None else waiting
+    if min(waiting, quiet) >= HUB_GRACE_S:
         return [_reason("hub_not_acknowledging", f"connected, but the hub has acknowledged no event for over "
                         f"{HUB_GRACE_S:g} s (the hub service down or stalled); events wait in the outbox", "hub")]
     return []

@@ -121,6 +121,10 @@ class HubLink:
         # came); off by the ack's transit time, milliseconds on a sane network.
         self.clock_offset_s: float | None = None
         self._last_progress = time.monotonic()
+        # When the hub last acknowledged new events, or the link last came up (the hub's time to
+        # answer starts there): GET /v1/health says hub_not_acknowledging only past a grace from it.
+        # Not _last_progress, which a resend also moves.
+        self.ack_progress_at: datetime | None = None
         self._log_once = LogOnce(log)
         self._stopping = False
 
@@ -259,6 +263,7 @@ class HubLink:
             self.stats["resends"] += 1
         self._sent = self._acked
         self._last_progress = time.monotonic()
+        self.ack_progress_at = self.connected_since
         status = {"state": "online", "version": self.version, "since": self.connected_since.isoformat()}
         self._client.publish(self.topics.status, json.dumps(status), qos=1, retain=True)
         log.info("hub: connected to %s", self.config.hub.url)
@@ -366,6 +371,7 @@ class HubLink:
         self._acked = seq
         self._sent = max(self._sent, seq)
         self._last_progress = time.monotonic()
+        self.ack_progress_at = utcnow()
         self.stats["acks"] += 1
         self._wake.set()
 

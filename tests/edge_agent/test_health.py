@@ -95,3 +95,44 @@ def test_a_store_error_while_following_the_alerts_does_not_freeze_them(tmp_path:
             await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_hub_not_acknowledging_waits_for_no_ack_progress_not_for_an_old_backlog(tmp_path: Path, monkeypatch):
+    """Right after a reconnect the outbox holds the outage's events, older than the grace, while the hub
+    acknowledges them as they drain: that is no reason. Past the grace without progress, it is."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from edge_agent import health
+    from edge_agent.bus import utcnow
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "store.db")
+        await store.start()
+        try:
+            link = SimpleNamespace(connected=True, offline_since=None, last_error=None, ack_progress_at=None)
+            agent = SimpleNamespace(link=link, store=store)
+
+            async def reasons() -> list[str]:
+                return [r["code"] for r in await health._hub_reasons(agent)]
+
+            start = utcnow()
+            assert await reasons() == []  # an empty outbox: nothing to acknowledge
+            await store.emit("retail.device.alert", {"device": "printer-1", "code": "paper_out"})
+            later = start + timedelta(seconds=health.HUB_GRACE_S * 4)  # the event waited out a long outage
+            monkeypatch.setattr(health, "utcnow", lambda: later)
+            link.ack_progress_at = later - timedelta(seconds=1)  # reconnected a second ago
+            assert await reasons() == []
+            link.ack_progress_at = later - timedelta(seconds=health.HUB_GRACE_S - 1)  # last ack in the grace
+            assert await reasons() == []
+            link.ack_progress_at = later - timedelta(seconds=health.HUB_GRACE_S + 1)  # silent past it
+            assert await reasons() == ["hub_not_acknowledging"]
+            link.ack_progress_at = start - timedelta(hours=3)  # quiet for hours, then a new sale
+            monkeypatch.setattr(health, "utcnow", lambda: start + timedelta(seconds=1))
+            assert await reasons() == []
+            link.connected, link.offline_since = False, start - timedelta(seconds=1)
+            assert await reasons() == []  # offline within its grace: hub_offline's rule, not this one
+        finally:
+            await store.stop()
+
+    asyncio.run(scenario())
