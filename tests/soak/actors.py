@@ -123,20 +123,26 @@ class Kiosk(Actor):
         return call(self.day, self.http, "GET", f"/v1/sessions/{self.station}").json()
 
     def _attach(self, member: str) -> bool:
-        """Scan the member's QR; True once the session shows her."""
+        """Scan the member's QR (again once if nothing happens, as a customer would); True once the
+        session shows her. A scan just after the scanner is plugged back in may be lost: so it is."""
         d = self.day
-        if d.outages.active(f"scanner-{self.station}"):
-            return False
-        self.scanner.scan(f"RM1:{member}")
-        d.ledger.did("member QR scans")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not d.stop.is_set():
-            if self._session().get("member_id") == member:
-                return True
-            time.sleep(0.1)  # a poll interval
-        d.ledger.did("member scans not attached in 30 s")
-        d.checks.note(f"{self.station}: RM1:{member} scanned at {d.ledger.elapsed():.0f} s was not attached within "
-                      f"30 s (agent incarnation {d.rig.incarnation}; a scanner's duplicate filter, or the agent away)")
+        scanned = []
+        for _ in range(2):
+            if d.outages.active(f"scanner-{self.station}"):
+                return False
+            self.scanner.scan(f"RM1:{member}")
+            scanned.append(f"{d.ledger.elapsed():.0f} s")
+            d.ledger.did("member QR scans")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not d.stop.is_set():
+                if self._session().get("member_id") == member:
+                    return True
+                time.sleep(0.1)  # a poll interval
+        d.ledger.did("member QR scanned twice, not attached")
+        replugged = d.outages.since_clear(f"scanner-{self.station}")
+        d.checks.note(f"{self.station}: RM1:{member} scanned at {' and '.join(scanned)} was not attached within 15 s "
+                      f"of either (agent incarnation {d.rig.incarnation}; scanner plugged back in {replugged:.0f} s "
+                      f"ago)")
         return False
 
     def _pay(self, member: str | None) -> None:
