@@ -13,6 +13,10 @@ ring holds the last few thousand events of any kind, and a paper-out raised
 before a busy hour of scans would fall out of it while the paper is still
 out. Label alerts outlive a restart (``label_alerts``), so they are read
 back at start; a printer's alert is raised again by its first status poll.
+A one-shot alert (``"one_shot": true``: news such as a bad payload from the
+hub, which nothing will ever clear) is listed for ``ONE_SHOT_FOR_S`` after
+its last occurrence and then leaves the list on its own; the feed and the
+hub keep the event.
 
 ``assess`` says ``degraded`` with a reason for each: a device offline or in
 error, shelf labels that show another price than the checkout past their
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +62,10 @@ _SEVERITY = {"critical": 4, "error": 3, "warning": 2, "info": 1}
 # Past this many open alerts the oldest are dropped: a store's alerts are data
 # from its devices, and a flood of distinct subjects must not grow the agent.
 MAX_OPEN = 10_000
+# A one-shot alert stays on the open list this long after its last occurrence: long enough for
+# someone called to the console to see what happened, short enough that a store with nothing
+# wrong does not show a raised alert (and the hub a device alert) for the rest of the day.
+ONE_SHOT_FOR_S = 600.0
 
 
 def alert_key(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -69,10 +79,14 @@ class OpenAlerts(Consumer):
 
     prefixes = ("alert.raised", "alert.cleared")
 
-    def __init__(self, bus: EventBus, store: Store):
+    def __init__(self, bus: EventBus, store: Store, one_shot_for_s: float = ONE_SHOT_FOR_S,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__(bus)
         self.store = store
+        self.one_shot_for_s = one_shot_for_s
+        self._clock = clock
         self._open: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._expires: dict[tuple[str, str, str], float] = {}  # one-shot alerts: when they leave the list
         self._log_once = LogOnce(log)
 
     async def start(self) -> None:
@@ -109,19 +123,34 @@ class OpenAlerts(Consumer):
             await self._read_label_alerts()
         elif event.type == "alert.cleared" or data.get("state") == "cleared":
             self._open.pop(alert_key(data), None)
+            self._expires.pop(alert_key(data), None)
         else:
             self._add(data, event.time.isoformat())
 
-    def _add(self, data: dict[str, Any], time: str) -> None:
+    def _add(self, data: dict[str, Any], raised_at: str) -> None:
         key = alert_key(data)
         self._open.pop(key, None)  # a raise again moves to the end: newest last
         self._open[key] = {"device": key[0], "code": key[1], "subject": key[2], "severity": data.get("severity"),
-                           "message": data.get("message"), "time": time, "state": "raised"}
+                           "message": data.get("message"), "time": raised_at, "state": "raised"}
+        if data.get("one_shot") is True:
+            self._expires[key] = self._clock() + self.one_shot_for_s
+        else:
+            self._expires.pop(key, None)
         while len(self._open) > MAX_OPEN:
-            del self._open[next(iter(self._open))]
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            self._expires.pop(oldest, None)
+
+    def _expire(self) -> None:
+        """Drop the one-shot alerts whose time on the list is up."""
+        now = self._clock()
+        for key in [k for k, until in self._expires.items() if until <= now]:
+            del self._expires[key]
+            self._open.pop(key, None)
 
     def list(self) -> tuple[dict[str, Any], ...]:
         """The open alerts, oldest first."""
+        self._expire()
         return tuple(self._open.values())
 
     def for_hub(self, limit: int = SNAPSHOT_ALERTS) -> list[dict[str, Any]]:
@@ -132,6 +161,7 @@ class OpenAlerts(Consumer):
         raised there forever. The cap keeps the snapshot small when a whole store of labels is
         wrong; ``open_alerts_total`` says how many there are.
         """
+        self._expire()
         worst = sorted(self._open.values(), key=lambda a: -_SEVERITY.get(str(a["severity"]), 0))
         return [{k: a[k] for k in ("device", "code", "subject", "severity", "message", "time")}
                 for a in worst[:limit]]

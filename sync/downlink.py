@@ -99,7 +99,9 @@ class Downlink:
     async def _reject(self, kind: str, reason: str) -> None:
         self.stats["rejected"] += 1
         self._log_once.warning((kind, reason[:80]), "hub: bad %s payload ignored: %s", kind, reason)
-        data = {"device": "hub-link", "severity": "warning", "code": "bad_downlink",
+        # One-shot: news of one payload, with nothing that clears it; the open alerts list it
+        # for a while only (edge_agent/health.py, ONE_SHOT_FOR_S).
+        data = {"device": "hub-link", "severity": "warning", "code": "bad_downlink", "one_shot": True,
                 "topic_kind": kind, "message": reason[:500]}
         await self.agent.store.emit("retail.device.alert", data, Priority.TELEMETRY)
         self.agent.bus.publish("alert.raised", data)

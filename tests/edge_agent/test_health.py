@@ -136,3 +136,37 @@ def test_hub_not_acknowledging_waits_for_no_ack_progress_not_for_an_old_backlog(
             await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_one_shot_alert_leaves_the_open_list_after_its_time(tmp_path: Path):
+    """A bad payload from the hub is news: nothing will clear it, so it is listed for a while, not all day."""
+    async def scenario() -> None:
+        store, bus = Store(tmp_path / "store.db"), EventBus()
+        await store.start()
+        now = [1000.0]
+        watching = OpenAlerts(bus, store, one_shot_for_s=600, clock=lambda: now[0])
+        await watching.start()
+        bad = {"device": "hub-link", "code": "bad_downlink", "severity": "warning", "one_shot": True,
+               "message": "stock: not JSON"}
+        paper = {"device": "printer-1", "code": "paper_out", "state": "raised", "severity": "error",
+                 "message": "printer-1: paper out"}
+        try:
+            bus.publish("alert.raised", bad)
+            bus.publish("alert.raised", paper)
+            await until(lambda: len(watching.list()) == 2, "both listed")
+            now[0] += 599
+            assert {a["code"] for a in watching.for_hub()} == {"bad_downlink", "paper_out"}
+            bus.publish("alert.raised", bad)  # it happened again: listed for another 600 s from now
+            await until(lambda: watching.list()[-1]["code"] == "bad_downlink", "raised again")
+            now[0] += 599
+            assert {a["code"] for a in watching.list()} == {"bad_downlink", "paper_out"}
+            now[0] += 2
+            assert [a["code"] for a in watching.list()] == ["paper_out"]  # a problem still there stays
+            assert [a["code"] for a in watching.for_hub()] == ["paper_out"]
+            now[0] += 86_400
+            assert [a["code"] for a in watching.list()] == ["paper_out"]
+        finally:
+            await watching.stop()
+            await store.stop()
+
+    asyncio.run(scenario())
