@@ -57,7 +57,7 @@ def store_cards(tx: Tx, cards: list[MemberCard], ttl: float, now: datetime) -> N
         tx.execute(
             """INSERT INTO members (member_id, card, expires_at, received_at, used_points) VALUES (?, ?, ?, ?, 0)
                ON CONFLICT (member_id) DO UPDATE SET card = excluded.card, expires_at = excluded.expires_at,
-                   received_at = excluded.received_at, used_points = 0""",
+                   received_at = excluded.received_at, used_points = 0, earned_points = 0""",
             (c.member_id, c.model_dump_json(), expires.isoformat(), now.isoformat()),
         )
 

@@ -83,11 +83,12 @@ def insert_job(conn: sqlite3.Connection | Tx, device: str, kind: DocumentKind, d
 
 def member_points(conn: sqlite3.Connection, member_id: str | None) -> int | None:
     """The member's points as this store knows them now: the card the hub last sent, less what the
-    store used from it since (redemptions of this very transaction included); None without a card."""
+    store used from it since, plus what sales here earned since (this very transaction's included);
+    None without a card."""
     if not member_id:
         return None
     balance = loyalty.balance(conn, member_id, utcnow())
-    return None if balance is None else balance.card_points - balance.used
+    return None if balance is None else balance.total
 
 
 def promoted_lines(conn: sqlite3.Connection, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -162,8 +163,7 @@ class PrintSpool:
             data["receipt_url"] = url
         points = member_points(conn, sale.get("member_id"))
         if points is not None:
-            # The points redeemed are already counted as used; the hub credits the earned ones.
-            data["points_balance"] = points + sale.get("points_earned", 0)
+            data["points_balance"] = points  # this sale's redeemed and earned points already counted
         data["lines"] = promoted_lines(conn, sale["lines"])
         return data
 

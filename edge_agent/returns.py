@@ -211,7 +211,8 @@ def _of_sale(tx: Tx, body: ReturnIn, ref: str, client: str, store_id: str, finge
         restored = _points_share(sale["points_redeemed"], before, after, whole)
     member = sale.get("member_id")
     if member:
-        loyalty.use(tx.conn, member, reversed_ - restored)
+        loyalty.reverse(tx.conn, member, reversed_, stored["created_at"])
+        loyalty.use(tx.conn, member, -restored)
     method = body.refund or Refund(method=sale["payment"]["method"])
     data = _event(body, client, store_id, want, source, "accepted", {
         "sale_id": str(sale_id), "order_id": None, "total": str(Decimal(refund).quantize(loyalty.CENT)),

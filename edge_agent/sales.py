@@ -167,6 +167,8 @@ def record(tx: Tx, sale: SaleIn, client: str, store_id: str, rule: LoyaltyConfig
     if sale.points_redeemed:
         data["subtotal"] = _money(total)
         data["points_value"] = _money(points_value)
+    if points_earned:
+        loyalty.earn(tx.conn, sale.member_id, points_earned)  # not on the card yet: for the balance printed
     event = tx.emit("retail.sale.completed", data)
     created_at = now.isoformat()
     body = codec.pack({"event": data, "names": [ln["name"] for ln in lines], "created_at": created_at})

@@ -245,6 +245,14 @@ MIGRATIONS: list[Step] = [
             body            BLOB NOT NULL
         ) STRICT""",
     ],
+    # members.earned_points: the points sales here earned since the card
+    # arrived, less what returns of those sales took back. The card does not
+    # hold them yet (the hub credits them from the sales' events), so a
+    # return of such a sale takes its points from here, not from the card;
+    # receipts and slips print card - used + earned. Reset by a new card.
+    [
+        "ALTER TABLE members ADD COLUMN earned_points INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from drivers.scanner.emulator import SerialScannerEmulator
-from support.flows import LIPSTICK, TOTE, card, feed, hub_event, linked_agent, poll, sale, sync_point, uplink
+from support.flows import LIPSTICK, TOTE, card, feed, hub_event, linked_agent, poll, ret, sale, sync_point, uplink
 
 LOYALTY = {"points_per_unit": 2, "point_value": 0.05}
 
@@ -126,6 +126,38 @@ def test_a_new_card_from_the_hub_replaces_what_the_store_counted(store):
         assert c.get("/v1/members/M-NEW").json()["points"] == 0
         send_card(hub, "second", member_id="M-NEW", points=50)  # the hub has counted the redemption
         assert c.get("/v1/members/M-NEW").json()["points"] == 50
+
+
+def test_returning_a_sale_made_after_the_card_gives_every_redeemed_point_back_and_takes_none_from_the_card(store):
+    """Her card holds 2,000 points; she redeems 1,000 on a sale, which also earns points the card does not hold yet,
+    then returns all of it in two steps: the 1,000 come back, and the points that sale earned leave only the
+    count of what she earned here, never her card: 2,000 redeemable again, as if she had bought nothing."""
+    agent, hub = store
+    send_card(hub, "after", member_id="M-BACK", points=2000)
+    with agent.client("associate") as c:
+        s = c.post("/v1/sales", json=sale((LIPSTICK, 2), member_id="M-BACK", points_redeemed=1000)).json()
+        assert s["points_earned"] > 0 and c.get("/v1/members/M-BACK").json()["points"] == 1000
+        first = c.post("/v1/returns", json=ret((LIPSTICK, 1), sale=s["id"]))
+        second = c.post("/v1/returns", json=ret((LIPSTICK, 1), sale=s["id"]))
+        assert first.status_code == second.status_code == 201, (first.text, second.text)
+        assert first.json()["points_reversed"] + second.json()["points_reversed"] == s["points_earned"]
+        assert first.json()["points_restored"] + second.json()["points_restored"] == 1000
+        assert c.get("/v1/members/M-BACK").json()["points"] == 2000
+        again = c.post("/v1/sales", json=sale((LIPSTICK, 2), member_id="M-BACK", points_redeemed=2000))
+        assert again.status_code == 201, again.text
+        assert c.get("/v1/members/M-BACK").json()["points"] == 0
+
+
+def test_returning_a_sale_the_card_already_credits_takes_its_points_from_the_card(store):
+    """A sale made before the card arrived: the hub's card holds what it earned, so its return takes them from it."""
+    agent, hub = store
+    with agent.client("associate") as c:
+        s = c.post("/v1/sales", json=sale((TOTE, 1), member_id="M-CRED")).json()
+        earned = s["points_earned"]
+        send_card(hub, "credited", member_id="M-CRED", points=500 + earned)  # the hub took the sale in
+        r = c.post("/v1/returns", json=ret((TOTE, 1), sale=s["id"]))
+        assert r.status_code == 201 and r.json()["points_reversed"] == earned, r.text
+        assert c.get("/v1/members/M-CRED").json()["points"] == 500
 
 
 def test_a_kiosk_redeems_only_for_the_member_scanned_at_it(store):
