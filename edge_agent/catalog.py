@@ -53,7 +53,9 @@ class CatalogItem(BaseModel):
     reviews: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
     stock_online: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
     stock_store: int | None = Field(default=None, ge=-SQLITE_MAX_INT, le=SQLITE_MAX_INT,
-                                    description="only from local files; the hub sends retail.stock.set")
+                                    description="only from local files, and only for a product the store does not have yet: "
+                                                "a count changes by sales, returns, adjustments and the hub's "
+                                                "retail.stock.set, each an event")
     version: int = Field(default=0, ge=0, le=SQLITE_MAX_INT)
 
     @field_validator("barcodes")
@@ -124,7 +126,12 @@ def find(conn: sqlite3.Connection, item: ItemIn) -> Product | None:
 
 
 def upsert(conn: sqlite3.Connection, items: list[CatalogItem]) -> tuple[int, int]:
-    """Store items newer than what is stored; returns (applied, ignored as stale)."""
+    """Store items not older than what is stored; returns (applied, ignored as stale).
+
+    An item's ``stock_store`` (local files only) seeds the count of a product
+    the store does not have yet. A product it has keeps its count: importing
+    the same file again (every ``make run`` does) must not undo the day's
+    sales silently, without an event the hub would hear of."""
     applied = stale = 0
     for item in items:
         row = conn.execute("SELECT version FROM products WHERE sku = ?", (item.sku,)).fetchone()
@@ -139,9 +146,9 @@ def upsert(conn: sqlite3.Connection, items: list[CatalogItem]) -> tuple[int, int
                ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price = excluded.price,
                    currency = excluded.currency, promo = excluded.promo, rating = excluded.rating,
                    reviews = excluded.reviews, stock_online = excluded.stock_online, version = excluded.version,
-                   stock_store = coalesce(?, products.stock_store)""",
+                   stock_store = products.stock_store""",
             (item.sku, item.name, str(item.price), item.currency, promo, item.rating, item.reviews,
-             item.stock_online, item.version, item.stock_store, item.stock_store),
+             item.stock_online, item.version, item.stock_store),
         )
         conn.execute("DELETE FROM barcodes WHERE sku = ?", (item.sku,))
         conn.executemany(

@@ -43,14 +43,15 @@ DEMO_TOKENS = {"kiosk": "demo-kiosk", "associate": "demo-associate", "console": 
 
 
 async def _load_catalog(data_dir: Path, path: Path) -> int:
+    """Load the demo catalog (a product the store has keeps its count); the number of products it has."""
     items = TypeAdapter(list[catalog.CatalogItem]).validate_json(path.read_bytes())
     store = Store(data_dir / "store.db")
     await store.start()
     try:
-        applied, _ = await store.write(lambda tx: catalog.upsert(tx.conn, items))
+        await store.write(lambda tx: catalog.upsert(tx.conn, items))
+        return await store.read(lambda conn: conn.execute("SELECT count(*) FROM products").fetchone()[0])
     finally:
         await store.stop()
-    return applied
 
 
 # What the demo scanners scan in turn: products of demo/catalog.json, a code

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from support.agent import ROOT, TOKENS, free_port
+from support.agent import DEMO_CATALOG, ROOT, TOKENS, free_port
+from support.flows import LIPSTICK, TOTE, sale
 
 
 def _read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
@@ -225,3 +226,27 @@ def test_catalog_import_reports_bad_items(tmp_path):
     )
     assert out.returncode == 2
     assert "item 0.price" in out.stderr
+
+
+def test_importing_the_catalog_again_keeps_the_days_counts(make_agent):
+    """`make run` imports demo/catalog.json at every start: the counts sales and adjustments made stay, the prices
+    follow the file, and a product new in the file gets the file's count."""
+    agent = make_agent()
+    agent.import_catalog()
+    agent.start()
+    with agent.client("associate") as c:
+        assert c.post("/v1/sales", json=sale((LIPSTICK, 2))).status_code == 201
+        adjusted = c.post("/v1/stock/adjustments", json={"code": TOTE, "delta": -5, "reason": "damaged"})
+        assert adjusted.status_code == 201, adjusted.text
+        before = {sku: c.get(f"/v1/products/{sku}").json()["stock_store"] for sku in ("LIP-RED-01", "TOTE-CANVAS")}
+    agent.stop()
+    extra = agent.workdir / "more.json"
+    items = json.loads(DEMO_CATALOG.read_text())
+    extra.write_text(json.dumps(items + [{"sku": "NEW-1", "name": "New", "price": "1.00", "currency": "CNY",
+                                          "stock_store": 7}]))
+    agent.import_catalog(extra)
+    agent.start()
+    with agent.client("associate") as c:
+        after = {sku: c.get(f"/v1/products/{sku}").json()["stock_store"] for sku in ("LIP-RED-01", "TOTE-CANVAS")}
+        assert after == before == {"LIP-RED-01": 22, "TOTE-CANVAS": 35}
+        assert c.get("/v1/products/NEW-1").json()["stock_store"] == 7
