@@ -168,7 +168,7 @@ def receive(tx: Tx, orders: list[OrderCreated], printing: Any) -> list[tuple[dic
         assert view is not None
         job = None
         if printing is not None:
-            ticket = {"order_id": o.order_id, "pickup_code": o.pickup_code, "member_id": o.member_id,
+            ticket = {"order_id": o.order_id, "member_id": o.member_id,
                       "received_at": now, "ready_by": ready_by,
                       "lines": [{"sku": ln["sku"], "qty": ln["qty"], "name": ln["name"] or ""} for ln in view["lines"]]}
             job = printing.queue_pick_ticket(tx, ticket)
@@ -346,7 +346,7 @@ def place(tx: Tx, body: OrderIn, at: Placement, printing: Any) -> Placed:
     feed = _must_get(tx, order_id)
     job = None
     if printing is not None:
-        ticket = {"order_id": order_id, "pickup_code": code, "member_id": body.member_id, "received_at": now,
+        ticket = {"order_id": order_id, "member_id": body.member_id, "received_at": now,
                   "ready_by": None, "lines": [{"sku": ln["sku"], "qty": ln["qty"], "name": ln["name"]} for ln in lines]}
         job = printing.queue_pick_ticket(tx, ticket)
     return Placed(order, replayed=False, feed=feed, job=job)

@@ -86,7 +86,6 @@ LABELS: dict[str, str] = {
     "reason": "Reason",
     "signature": "Customer signature:",
     "pick_title": "PICK TICKET",
-    "pickup_code": "Pickup code",
     "ready_by": "Ready by",
     "items": "Items",
     "picked_by": "Picked by:",
@@ -348,11 +347,6 @@ def _pick_title(c: _Ctx) -> None:
         c.page.text(c.data.store_name, align="center")
 
 
-def _pickup_code(c: _Ctx) -> None:
-    c.page.text(LABELS["pickup_code"], align="center")
-    c.page.text(c.data.pickup_code, bold=True, double=True, align="center")
-
-
 def _pick_meta(c: _Ctx) -> None:
     d = c.data
     c.page.pair(LABELS["order"], d.order_id)
@@ -377,7 +371,9 @@ def _pick_count(c: _Ctx) -> None:
 
 
 def _pick_code(c: _Ctx) -> None:
-    _code_below(c, c.data.pickup_code)
+    # The order's number, never its pickup code: that is the customer's proof at collection, and a
+    # ticket travels with the goods through the back room.
+    _code_below(c, c.data.order_id)
 
 
 def _picked_by(c: _Ctx) -> None:
@@ -445,7 +441,7 @@ _BLOCKS: dict[str, Block] = {
     "return_lines": _return_lines, "refund_points": _refund_points,
     "refund_payment": _refund_payment, "return_points": _return_points, "return_reason": _return_reason,
     "signature": _signature, "return_code": _return_code,
-    "pick_title": _pick_title, "pickup_code": _pickup_code, "pick_meta": _pick_meta, "pick_lines": _pick_lines,
+    "pick_title": _pick_title, "pick_meta": _pick_meta, "pick_lines": _pick_lines,
     "pick_count": _pick_count, "pick_code": _pick_code, "picked_by": _picked_by,
     "test_title": _test_title, "test_meta": _test_meta, "test_ruler": _test_ruler,
     "test_styles": _test_styles, "test_charset": _test_charset, "test_codes": _test_codes,
@@ -463,7 +459,7 @@ LAYOUTS: dict[DocumentKind, tuple[str, ...]] = {
         "refund_payment", "return_points", "return_reason", "signature", "return_code", "reprint_footer", "cut",
     ),
     "pick_ticket": (
-        "reprint", "pick_title", "rule", "pickup_code", "pick_meta", "rule", "pick_lines", "rule", "pick_count",
+        "reprint", "pick_title", "rule", "pick_meta", "rule", "pick_lines", "rule", "pick_count",
         "pick_code", "picked_by", "reprint_footer", "cut",
     ),
     "test_page": (

@@ -155,7 +155,8 @@ class PickTicket(StoreInfo):
     """A pickup order from the hub (CONTRACT: retail.order.created), names filled in from the catalog."""
 
     order_id: str = Field(min_length=1, max_length=64)
-    pickup_code: str = Field(min_length=1, max_length=32)
+    # Tickets queued before it was left out may still carry it: accepted, never printed.
+    pickup_code: str | None = Field(default=None, max_length=32, description="not printed: the customer's secret")
     time: datetime
     lines: list[PickLine]
     member_id: str | None = Field(default=None, max_length=64)

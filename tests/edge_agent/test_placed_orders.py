@@ -75,7 +75,8 @@ def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_
     assert sent["data"] == expected and sent["seq"] == event.seq == order["seq"]
     printer.wait_for(lambda emu: any(order["order_id"] in d.text for d in emu.receipts()))
     ticket = next(d for d in printer.receipts() if order["order_id"] in d.text)
-    assert "PICK TICKET" in ticket.text and order["pickup_code"] in ticket.text
+    assert "PICK TICKET" in ticket.text and order["order_id"] in ticket.text
+    assert order["pickup_code"] not in ticket.text  # the customer's proof at collection stays hers
 
 
 def test_a_kiosk_orders_only_for_the_member_attached_to_it(pickup_store):
