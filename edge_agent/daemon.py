@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import signal
 import socket
 import sys
@@ -26,6 +27,28 @@ log = logging.getLogger("edge_agent")
 MAX_LOOP_LAG = 5.0
 # uvicorn's share of the 10 s SIGTERM budget; the agent's stop gets the rest.
 GRACEFUL_HTTP_SECONDS = 3
+# A browser's live feed passes its bearer token as ?token= (it cannot set headers on a WebSocket), and
+# uvicorn logs every WebSocket it accepts, and at debug every request, with the query string.
+_TOKEN_IN_URL = re.compile(r"([?&](?:token|access_token)=)[^&\s\"']*")
+
+
+class RedactTokens(logging.Filter):
+    """Blanks the value of ``token=`` in a URL's query string before a log line is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "token=" in a for a in record.args):
+            record.args = tuple(_TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact_uvicorn_logs() -> None:
+    """Keep tokens out of uvicorn's lines (called after uvicorn.Config, which sets its loggers up)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 class _Server(uvicorn.Server):
@@ -117,6 +140,7 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
         ),
         notifier,
     )
+    _redact_uvicorn_logs()
     watchdog = None
     interval = watchdog_interval()
     if interval:

@@ -69,3 +69,19 @@ def test_port_in_use_fails_fast_with_a_clear_message(make_agent):
     assert "address already in use" in out.stderr.lower()
     assert not (second.workdir / "data").exists()  # nothing was started
     assert first.stop() == 0
+
+
+def test_a_token_in_the_feeds_url_never_reaches_the_log(make_agent):
+    """A browser's feed passes its token as ?token=; uvicorn logs the WebSocket it accepts, without the token."""
+    from websockets.sync.client import connect
+
+    from support.agent import TOKENS
+    from support.flows import poll
+
+    agent = make_agent().start()
+    token = TOKENS["associate"]
+    with connect(f"ws://127.0.0.1:{agent.port}/v1/events?token={token}&since=0", open_timeout=30) as ws:
+        assert '"hello"' in ws.recv(timeout=30)
+    line = poll(agent.log, lambda log: "WebSocket /v1/events?token=" in log, what="the accepted WebSocket logged")
+    assert "token=***&since=0" in line
+    assert token not in agent.log()
