@@ -187,7 +187,11 @@ def test_done_ends_the_session_with_what_was_tried_and_put_in_the_basket(agent):
         assert ended["basket"] == [{"sku": "GLS-ROUND-BLK", "qty": 2, "channel": "store"},
                                    {"sku": "LIP-RED-01", "qty": 1, "channel": "online"}]
         status = http.get(BASE).json()
-        assert status["look"]["skus"] == [] and status["session"] is None
+        assert status["look"]["skus"] == []
+        # That session is over. A tracker that loses the face for a frame under load and finds it again starts
+        # the next customer's session, which holds nothing of hers.
+        after = status["session"]
+        assert after is None or (after["id"] != ended["session_id"] and after["tried"] == {}), after
         assert len(status["basket"]["lines"]) == 2  # waiting for the kiosk
         assert http.post(f"{BASE}/session/end").json() == {"ended": None}
 
