@@ -127,6 +127,7 @@ class Kiosk(Actor):
         session shows her. A scan just after the scanner is plugged back in may be lost: so it is."""
         d = self.day
         scanned = []
+        began = d.ledger.elapsed()
         for _ in range(2):
             if d.outages.active(f"scanner-{self.station}"):
                 return False
@@ -140,9 +141,10 @@ class Kiosk(Actor):
                 time.sleep(0.1)  # a poll interval
         d.ledger.did("member QR scanned twice, not attached")
         replugged = d.outages.since_clear(f"scanner-{self.station}")
+        seen = d.feed.seen(self.station, member, began) if d.feed else "no feed"
         d.checks.note(f"{self.station}: RM1:{member} scanned at {' and '.join(scanned)} was not attached within 15 s "
                       f"of either (agent incarnation {d.rig.incarnation}; scanner plugged back in {replugged:.0f} s "
-                      f"ago)")
+                      f"ago; the feed showed the scan at {seen})")
         return False
 
     def _pay(self, member: str | None) -> None:

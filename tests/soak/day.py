@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from soak.checks import Checks
 from soak.ledger import Ledger
@@ -65,6 +66,7 @@ class Day:
     stop: threading.Event = field(default_factory=threading.Event)
     outages: Outages = field(default_factory=Outages)
     open_gaps: set[int] = field(default_factory=set)  # seqs missing at the hub at the last look
+    feed: Any = None  # invariants.FeedLog, once started
 
     def rng(self, name: str) -> random.Random:
         """A random generator of its own for one actor, from the day's seed."""

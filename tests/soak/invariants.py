@@ -13,6 +13,7 @@
 - ``receipts``: each sale's receipt, read back from its kiosk's printer
   emulator, has its lines, promotions and total, and is printed once (a copy
   after an agent's SIGKILL must say REPRINT).
+- ``FeedLog``: the associates' live feed in ``feed.jsonl``, to look a lost scan up.
 - ``ResourceWatch``: RSS, open files and log volume of each agent
   incarnation stay flat after warm-up; no traceback in the log.
 """
@@ -33,6 +34,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from PIL import Image
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect
 
 from drivers.shelf_label.models import LabelModel, get_model
 from drivers.shelf_label.render import render_notice
@@ -40,7 +43,7 @@ from edge_agent.catalog import Product
 from edge_agent.labels.plan import NOTICE_PRICE, desire, draw
 from soak import checks as rows
 from soak.day import SKUS, Day
-from soak.rig import AP_LABELS, FILE_LABELS, STORE, URL_TEMPLATE, LabelSpot
+from soak.rig import AP_LABELS, FILE_LABELS, STORE, TOKENS, URL_TEMPLATE, LabelSpot
 
 TZ = ZoneInfo("Asia/Shanghai")
 PRICE_BLOCKS = ("price", "old_price", "promo_until")
@@ -421,3 +424,44 @@ class ResourceWatch(threading.Thread):
         tracebacks = [part.split("\n\n")[0][:600] for part in log.split("Traceback (most recent call last):")[1:]]
         d.checks.check(rows.RESOURCES, not tracebacks, "tracebacks in the agent's log", 0,
                        f"{len(tracebacks)}: {tracebacks[:2]}")
+
+
+# The live feed -----------------------------------------------------------------------------
+
+class FeedLog(threading.Thread):
+    """The associates' live feed, every event written to ``feed.jsonl`` in the run dir (reconnecting
+    across agent restarts), and the scans kept, so that a scan that led nowhere can be looked up."""
+
+    def __init__(self, day: Day):
+        super().__init__(name="soak-feed", daemon=True)
+        self.day = day
+        self.path = day.rig.run_dir / "feed.jsonl"
+        self.scans: list[tuple[float, str | None, str]] = []  # (elapsed s, station, code)
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        with self.path.open("a") as out:
+            while not self.day.stop.is_set():
+                try:
+                    with connect(f"ws://127.0.0.1:{self.day.rig.agent.port}/v1/events", open_timeout=10,
+                                 additional_headers={"Authorization": f"Bearer {TOKENS['pad-1']}"}) as ws:
+                        while not self.day.stop.is_set():
+                            try:
+                                text = ws.recv(timeout=1)
+                            except TimeoutError:
+                                continue
+                            out.write(text.rstrip() + "\n")
+                            self._keep(json.loads(text))
+                except (OSError, WebSocketException, ValueError):
+                    self.day.stop.wait(1)  # the agent is restarting: connect again
+
+    def _keep(self, event: dict) -> None:
+        if event.get("type") == "scan" and isinstance(event.get("data"), dict):
+            data = event["data"]
+            with self._lock:
+                self.scans.append((self.day.ledger.elapsed(), data.get("station"), str(data.get("code"))))
+
+    def seen(self, station: str, part: str, since: float) -> list[float]:
+        """When (elapsed s) the feed showed a code containing ``part`` scanned at ``station`` since ``since``."""
+        with self._lock:
+            return [round(at, 1) for at, st, c in self.scans if st == station and part in c and at >= since]

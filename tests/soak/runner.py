@@ -22,7 +22,7 @@ from soak.actors import actors
 from soak.checks import Checks
 from soak.day import Day
 from soak.faults import DRAIN_WITHIN, schedule
-from soak.invariants import LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
+from soak.invariants import FeedLog, LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
 from soak.ledger import Ledger
 from soak.rig import ROOT_RUN, Rig, Timers, wait_for
 
@@ -60,7 +60,8 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
             checks.note(f"sessions.idle_timeout left out, the agent refuses it: {rig.idle_refused}")
         ledger.started = time.monotonic()
         checks.started = ledger.started
-        watchers = [LabelWatch(day), ResourceWatch(day)]
+        day.feed = FeedLog(day)
+        watchers = [LabelWatch(day), ResourceWatch(day), day.feed]
         threads = [*actors(day), *watchers]
         for t in threads:
             t.start()
