@@ -60,7 +60,10 @@ function devicesTable(devices) {
   const body = devices.map((d) => `<tr data-device="${esc(d.id)}" data-state="${esc(d.state)}">`
     + `<td><b>${esc(d.id)}</b><div class="muted small">${esc(d.kind || '')}</div></td>`
     + `<td>${badge(d.state)}</td><td>${since(d.since)}</td>`
-    + `<td class="err">${esc(d.last_error || '')}</td><td>${counters(d.counters)}</td>`
+    // A device working again keeps its last error (why it last failed), shown as history, not as a fault.
+    + `<td class="${d.state === 'online' || d.state === 'busy' ? 'muted small' : 'err'}">`
+    + `${d.last_error ? esc((d.state === 'online' || d.state === 'busy' ? 'before: ' : '') + d.last_error) : ''}</td>`
+    + `<td>${counters(d.counters)}</td>`
     + `<td class="actions">${actionButtons(d.id, d.actions)}</td></tr>`).join('');
   return `<table id="devices" class="grid"><thead><tr><th>Device</th><th>State</th><th>For</th><th>Last error</th>`
     + `<th>Counters</th><th>Actions</th></tr></thead><tbody>${body}</tbody></table>`;
