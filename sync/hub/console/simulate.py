@@ -30,7 +30,15 @@ from sync.topics import StoreTopics
 # Ten devices of a store, by kind: what a mid-size store runs.
 KINDS = ("printer.escpos", "printer.escpos", "scanner.serial", "scanner.serial", "scanner.hid", "scanner.hid",
          "shelf_label.oepl", "sensor.heartbeat", "sensor.heartbeat", "scanner.serial")
-ERRORS = {"offline": "connection refused (192.168.1.50:9100)", "error": "paper out"}
+# What each kind says when it fails, as its driver would.
+ERRORS = {
+    "printer": {"offline": "connection refused (192.168.1.50:9100)", "error": "paper out"},
+    "scanner": {"offline": "/dev/serial/by-id/usb-scanner-if00 is gone (unplugged?)",
+                "error": "read failed: [Errno 5] Input/output error"},
+    "shelf_label": {"offline": "access point 192.168.1.60 unreachable: connection refused",
+                    "error": "access point answered 500 to the tag list"},
+    "sensor": {"offline": "connection refused (192.168.1.70:9601)", "error": "no PONG within 2 s"},
+}
 
 
 def store_id(i: int) -> str:
@@ -63,7 +71,7 @@ def snapshot(store: str, devices: int, rng: random.Random, now: datetime, marker
             d = rng.choice(devs)
             d["state"] = rng.choice(("offline", "error"))
             d["since"] = (now - timedelta(seconds=rng.randint(40, 7200))).isoformat()
-            d["last_error"] = ERRORS[d["state"]]
+            d["last_error"] = ERRORS[d["kind"].split(".")[0]][d["state"]]
         elif what == "labels":
             n, since = rng.randint(1, 12), (now - timedelta(minutes=rng.randint(2, 90))).isoformat()
             snap["labels"].update(non_compliant=n, oldest_non_compliant_since=since, past_grace=n,
