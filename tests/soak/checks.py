@@ -4,6 +4,14 @@ A violation says what was checked, when (seconds into the day and UTC),
 what was expected and what was got, and the ids involved (sale, label,
 device, agent incarnation). Violations are printed as they happen and
 written to ``violations.jsonl`` in the run dir.
+
+A row that checked (almost) nothing proves nothing: ``require_minimums``
+makes a row with fewer checks than ``minimum(row, minutes)`` a violation of
+that row. The minimums (``MINIMUMS``: a floor, plus so many per minute of the
+day) sit well below what a day of that length makes (a 5-minute day makes
+about 900 label checks, 150 at the hub, 170 session checks, 560 receipt
+checks, 40 slips, 26 fault signals, 7 resource checks, 1,500 answers), so
+that only a row whose checker stopped or never ran falls short.
 """
 
 from __future__ import annotations
@@ -25,7 +33,27 @@ RECEIPT = "receipt matches its sale, printed once"
 PAPER = "return slip and pick ticket printed once"
 FAULT = "fault shows at hub console and /v1/health, then clears"
 RESOURCES = "agent RSS, open files, log volume flat"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, RESOURCES)
+ANSWERS = "every call and scan answered, no 5xx or crash"
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, RESOURCES, ANSWERS)
+
+# row -> (floor, per minute of the day): the fewest checks a row may make (see require_minimums).
+MINIMUMS: dict[str, tuple[int, float]] = {
+    LABELS: (20, 40.0),      # 15 labels every 2 s once their grace is past
+    HUB: (8, 5.0),           # a gap check after each of the 7 faults and at the end, then each 201
+    DRAIN: (4, 0.0),         # the broker restart, the hub's downtime, the agent's restart, the day's end
+    SESSION: (4, 4.0),       # two probes after each checkout, "new customer" or walk-away with a member
+    RECEIPT: (10, 20.0),     # a handful per sale
+    PAPER: (1, 1.0),         # a slip per return, a ticket per pickup order
+    FAULT: (25, 0.0),        # 4 device faults x 4 signals, broker 3, hub down 4, agent kill 2
+    RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
+    ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
+}
+
+
+def minimum(row: str, minutes: float) -> int:
+    """The fewest checks ``row`` must make in a day of ``minutes``."""
+    floor, per_minute = MINIMUMS[row]
+    return max(floor, int(per_minute * minutes))
 
 
 @dataclass(frozen=True)
@@ -84,12 +112,23 @@ class Checks:
         return holds
 
     def note(self, text: str) -> None:
-        """Something the report should say that is not a violation (a feature not there yet, a skip)."""
+        """Something the report should say that is not a violation: only what a store's day legitimately
+        does (a scan lost while its scanner was unplugged or the agent restarting)."""
         with self._lock:
             if text not in self.notes:
                 self.notes.append(text)
         if not self.quiet:
             print("note: " + text, file=sys.stderr, flush=True)
+
+    def require_minimums(self, minutes: float) -> None:
+        """Each row that made fewer checks than its minimum for a day of ``minutes``: one violation."""
+        with self._lock:
+            counts = dict(self.counts)
+        for row in ROWS:
+            need = minimum(row, minutes)
+            if counts[row] < need:
+                self.fail(row, f"too few checks for a {minutes:g}-minute day (a checker stopped or never ran)",
+                          f">= {need}", counts[row])
 
     def violated(self, row: str) -> list[Violation]:
         with self._lock:

@@ -102,7 +102,17 @@ class LabelWatch(threading.Thread):
             try:
                 self.sweep()
             except (httpx.HTTPError, OSError, ValueError) as err:
-                self.day.checks.note(f"label watch skipped a round: {err!r}")
+                self.skipped(err)
+
+    def skipped(self, err: Exception) -> None:
+        """A round that judged no label: a note while the agent is down or just back (its connection
+        refused), else a violation: an API that errs or answers what a product is not hides every label."""
+        d = self.day
+        if d.outages.since_clear("agent") < self.reconnect and isinstance(err, httpx.TransportError):
+            d.checks.note("label watch skipped a round while the agent restarted")
+            return
+        d.checks.fail(rows.LABELS, "a round of the label watch reads every product and picture", "no error",
+                      repr(err)[:400], incarnation=d.rig.incarnation)
 
     def spots(self) -> list[LabelSpot]:
         """Every label with the product the soak bound it to (the config, or an associate's bind)."""

@@ -132,7 +132,7 @@ class Rig:
         for scanner in self.scanners.values():
             scanner.plug()
         if self.timers.idle_timeout is not None and (why := self.refused(self.config())):
-            # sessions.idle_timeout is newer than some agents: leave it out and say so.
+            # Refused: a violation (the runner reports it); left out so that the rest of the day still runs.
             self.idle_refused = why
             self.timers = dataclasses.replace(self.timers, idle_timeout=None)
         self.agent = AgentProcess(self.run_dir / "agent", self.config())

@@ -4,7 +4,8 @@ The day's timeline, for ``minutes`` M: a warm-up, then each fault of
 faults.schedule in turn with quiet stretches between them, then quiet until
 M minutes have passed; then the actors stop, the outbox and print queues
 drain, and the end-of-day checks run (everything at the hub once, every
-receipt, resources). Faults take at least as long as their signals take to
+receipt, resources); last, a row with fewer checks than its minimum for the
+day's length (checks.MINIMUMS) is a violation. Faults take at least as long as their signals take to
 show, so a short day may run a little past M minutes.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from soak import checks as rows
 from soak import report
 from soak.actors import actors
 from soak.checks import Checks
@@ -57,7 +59,9 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
     try:
         rig.start()
         if rig.idle_refused:
-            checks.note(f"sessions.idle_timeout left out, the agent refuses it: {rig.idle_refused}")
+            # The agent has sessions.idle_timeout: refusing it is a bug, though the day goes on without it.
+            checks.fail(rows.SESSION, "the agent's config validation takes sessions.idle_timeout",
+                        "accepted", rig.idle_refused, idle_timeout=timers(minutes, idle).idle_timeout)
         ledger.started = time.monotonic()
         checks.started = ledger.started
         day.feed = FeedLog(day)
@@ -80,6 +84,7 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         for t in threads:
             t.join(60)
         _end_of_day(day, watchers[1])
+        checks.require_minimums(minutes)
     finally:
         day.stop.set()
         rig.close()
@@ -99,7 +104,9 @@ def _end_of_day(day: Day, resources: ResourceWatch) -> None:
             j for j in pad.get("/v1/print/jobs", params={"limit": 1000}).json()
             if j["state"] in ("queued", "printing")], timeout=120)
     except AssertionError as err:
-        day.checks.note(str(err))
+        # A job still queued after the drain is a receipt or slip that never printed.
+        day.checks.fail(rows.RECEIPT, "print queues empty at the end of the day", "no job queued or printing",
+                        str(err)[:400])
     # The printers print what they got: wait until their receipts stop growing.
     counts: list[int] = []
     wait_for("the printers to settle", lambda: counts.append(sum(
