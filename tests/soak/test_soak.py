@@ -4,7 +4,11 @@ Its margins are the soak's own (signals within 60 s, drains within 180 s,
 label grace plus 15 s): generous for two shared cores. The table is in the
 failure message; the run dir (logs, report.json) stays in pytest's tmp dir.
 The label and receipt judges have their own small tests here: a judge that
-is wrong reports a bug that is not there, or misses one that is.
+is wrong reports a bug that is not there, or misses one that is. So do the
+rules that keep the soak from passing while it checks nothing: a row short
+of its minimum, a 5xx, a crashed step, a lost member QR, a label round that
+errs are violations (the agent's side is an httpx.MockTransport there: what
+is judged is the soak's reading of an answer, not the agent).
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from drivers.printer.elements import Receipt, Text
 from drivers.shelf_label.models import get_model
 from edge_agent.catalog import Product
 from edge_agent.labels.plan import desire, draw
-from soak.checks import Checks
-from soak.day import CATALOG
-from soak.invariants import PRICE_BLOCKS, _crop, _layout, receipts
+from soak import checks as rows
+from soak.actors import Actor, Kiosk, call
+from soak.checks import MINIMUMS, ROWS, Checks, minimum
+from soak.day import CATALOG, Day
+from soak.invariants import PRICE_BLOCKS, LabelWatch, _crop, _layout, receipts
 from soak.ledger import Ledger, Sale
+from soak.rig import Timers
 from soak.runner import run
 
 
@@ -84,3 +92,96 @@ def test_the_receipt_judge_wants_the_promotion_and_a_whole_copy(tmp_path):
     day = _receipt_day(tmp_path, [_doc(*RECEIPT[:2], end="disconnect")])
     receipts(day)
     assert [v.what for v in day.checks.violations] == ["a whole receipt (up to its cut) came out"]
+
+
+# The soak must not pass while it checks nothing ---------------------------------------------
+
+def test_a_row_short_of_its_minimum_is_a_violation(tmp_path):
+    """A table whose session row made 0 checks fails, the other rows at their minimum pass."""
+    checks = Checks(tmp_path, 0.0, quiet=True)
+    for row in ROWS:
+        if row != rows.SESSION:
+            checks.ok(row, minimum(row, 1.5))
+    checks.require_minimums(1.5)
+    assert [(v.invariant, v.got) for v in checks.violations] == [(rows.SESSION, 0)]
+
+
+def test_the_minimums_cover_every_row_and_grow_with_the_day():
+    assert set(MINIMUMS) == set(ROWS)
+    assert all(minimum(row, 1.5) >= 1 for row in ROWS)
+    assert minimum(rows.LABELS, 20) > minimum(rows.LABELS, 5) > minimum(rows.LABELS, 1.5)
+
+
+class _Scanner:
+    def __init__(self) -> None:
+        self.scanned: list[str] = []
+
+    def scan(self, code: str) -> None:
+        self.scanned.append(code)
+
+
+def _day(tmp_path, answer) -> Day:
+    """A day whose agent answers every call with ``answer(request)``."""
+    transport = httpx.MockTransport(answer)
+    rig = SimpleNamespace(client=lambda name: httpx.Client(base_url="http://agent", transport=transport),
+                          scanners={"kiosk-1": _Scanner()}, incarnation=1, timers=Timers())
+    ledger = Ledger()
+    return Day(rig, ledger, Checks(tmp_path, ledger.started, quiet=True), seed=1, minutes=1.5)  # type: ignore[arg-type]
+
+
+def test_a_server_error_is_a_violation_and_every_answer_a_check(tmp_path):
+    day = _day(tmp_path, lambda req: httpx.Response(500 if req.url.path == "/bad" else 200, text="boom"))
+    with day.rig.client("kiosk-1") as http:
+        assert call(day, http, "GET", "/good").status_code == 200
+        assert call(day, http, "GET", "/bad").status_code == 500
+    assert day.checks.counts[rows.ANSWERS] == 2
+    assert [v.what for v in day.checks.violations] == ["GET /bad answered without a server error"]
+
+
+def test_an_actor_step_that_crashes_is_a_violation(tmp_path):
+    class Reader(Actor):
+        def step(self) -> None:
+            self.day.stop.set()
+            call(self.day, self.day.rig.client("kiosk-1"), "GET", "/v1/sessions/kiosk-1").json()
+
+    day = _day(tmp_path, lambda req: httpx.Response(200, text="<html>not json</html>"))
+    Reader(day, "reader").run()
+    assert [v.what for v in day.checks.violations] == ["reader: a step runs to its end"]
+
+
+def _no_member(req: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"station": "kiosk-1", "member_id": None, "basket": {"lines": []}})
+
+
+def test_a_member_qr_lost_while_scanner_and_agent_are_up_is_a_violation(tmp_path):
+    day = _day(tmp_path, _no_member)
+    kiosk = Kiosk(day, "kiosk-1")
+    kiosk.attach_within = 0.2  # seconds per scan, short for the test
+    assert kiosk._attach("M-S001") is False
+    assert day.rig.scanners["kiosk-1"].scanned == ["RM1:M-S001", "RM1:M-S001"]  # scanned again, as a customer would
+    assert [(v.invariant, v.got) for v in day.checks.violations] == [(rows.ANSWERS, "not attached (a scan lost)")]
+    assert day.checks.notes == []
+
+
+@pytest.mark.parametrize("outage", ["scanner-kiosk-1", "agent"])
+def test_a_member_qr_lost_just_after_a_replug_or_restart_is_a_note(tmp_path, outage):
+    day = _day(tmp_path, _no_member)
+    kiosk = Kiosk(day, "kiosk-1")
+    kiosk.attach_within = 0.2
+    day.outages.begin(outage)
+    day.outages.end(outage)
+    assert kiosk._attach("M-S001") is False
+    assert day.checks.violations == []
+    assert len(day.checks.notes) == 1
+
+
+def test_a_label_round_that_errs_is_a_violation_unless_the_agent_is_restarting(tmp_path):
+    day = _day(tmp_path, _no_member)
+    watch = LabelWatch(day)
+    watch.skipped(ValueError("a product the checkout answered is not one"))
+    watch.skipped(httpx.ConnectError("refused"))
+    assert [v.invariant for v in day.checks.violations] == [rows.LABELS, rows.LABELS]
+    day.outages.begin("agent")
+    day.outages.end("agent")
+    watch.skipped(httpx.ConnectError("refused"))
+    assert len(day.checks.violations) == 2 and len(day.checks.notes) == 1
