@@ -230,7 +230,10 @@ class LabelService:
 
     def _apply(self, snapshot: Snapshot) -> None:
         now = utcnow()
-        outcome = watch.apply(snapshot, self.labels, now)
+        # A label being pushed may already show the new picture at the back end before
+        # ``pushed`` records it: that poll must not take our own push for drift.
+        pusher = self.pushers.get(snapshot.device)
+        outcome = watch.apply(snapshot, self.labels, now, pusher.inflight if pusher is not None else frozenset())
         for label in outcome.changed:
             self.recorder.mark(label)
         if outcome.drifted:

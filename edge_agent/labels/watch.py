@@ -11,7 +11,15 @@ began earlier may predate the upload, so it confirms nothing.
 Drift. A label confirmed earlier whose back end now reports another picture
 hash, with nothing pending from us (someone used the AP's web page, a file
 was replaced or deleted), no longer shows what we think: its shown state is
-forgotten, so compliance reports it, and it is planned again.
+forgotten, so compliance reports it, and it is planned again. Only a poll
+that began after the last push returned can tell: a push that puts back the
+picture confirmed before (a price changed and changed back before the tag
+took the first change) leaves the label not outstanding, and a poll begun
+before it may still show the first change. And a label being pushed right
+now is not looked at: the back end may show the new picture (a file is
+renamed into place, a tag checks in during the upload) before the push
+returns and the service records it, so a poll would take our own push for
+someone else's.
 
 Health. A tag not heard from for ``stale_after`` (never heard from, for
 that long after binding), and a battery under ``low_battery_mv``; a battery
@@ -21,6 +29,7 @@ does not raise and clear an alert at every poll.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,12 +77,23 @@ def forget_shown(label: Label, why: str, at: datetime) -> None:
     label.error_at = at
 
 
-def apply(snapshot: Snapshot, labels: dict[str, Label], at: datetime) -> Outcome:
-    """Confirmations and drift of ``snapshot``'s labels bound to its device."""
+def drifted(label: Label, state: TagState, polled_at: datetime) -> bool:
+    """True when ``state``, polled at ``polled_at``, shows that ``label`` no longer shows its confirmed picture."""
+    if label.confirmed_at is None or label.outstanding or label.shown_token is None or state.pending:
+        return False
+    if polled_at <= label.confirmed_at or (label.pushed_at is not None and polled_at <= label.pushed_at):
+        return False  # the poll may predate what we know
+    return not state.known or state.token != label.shown_token
+
+
+def apply(snapshot: Snapshot, labels: dict[str, Label], at: datetime,
+          pushing: Collection[str] = frozenset()) -> Outcome:
+    """Confirmations and drift of ``snapshot``'s labels bound to its device; labels in ``pushing``
+    (a push to them has begun and not yet returned) are left for a later poll."""
     out = Outcome()
     for mac, state in snapshot.tags.items():
         label = labels.get(mac)
-        if label is None or label.device != snapshot.device:
+        if label is None or label.device != snapshot.device or mac in pushing:
             continue
         if confirms(label, state, snapshot.polled_at):
             confirm(label, state.token, at, state.last_seen)
@@ -81,9 +101,7 @@ def apply(snapshot: Snapshot, labels: dict[str, Label], at: datetime) -> Outcome
                 label.last_error = label.error_at = None
             out.confirmed.append(mac)
             out.changed.append(label)
-        elif (label.confirmed_at is not None and not label.outstanding and snapshot.polled_at > label.confirmed_at
-              and label.shown_token is not None and not state.pending
-              and (not state.known or state.token != label.shown_token)):
+        elif drifted(label, state, snapshot.polled_at):
             what = "is gone" if not state.known else "shows a picture the agent did not send"
             forget_shown(label, f"the label {what}", at)
             out.drifted.append(mac)

@@ -126,6 +126,39 @@ def test_a_poll_confirms_and_a_foreign_picture_is_noticed():
     assert watch.apply(Snapshot("labels-2", later, {MAC: tag(token="new")}), labels, later).confirmed == []
 
 
+def test_a_poll_begun_before_a_push_that_puts_back_the_confirmed_picture_is_not_drift():
+    """Price 12.80 confirmed (h1); 9.90 pushed (h2) and taken by the tag; a poll begins and reads it;
+    the price goes back to 12.80 and h1 is pushed before the tag's h2 was confirmed, so the label is
+    not outstanding; that poll, looked at after the push returned, says nothing about h1."""
+    lb = pushed(at=T0 + timedelta(seconds=10), token="ap1")  # h2 on its way; the tag shows ap1
+    polled = T0 + timedelta(seconds=13)  # the tag took h2 at +12: the poll will read "ap2"
+    lb.pushed_hash, lb.pushed_price, lb.pushed_at = "h1", Decimal("12.80"), T0 + timedelta(seconds=14)
+    assert not lb.outstanding
+    labels = {MAC: lb}
+    out = watch.apply(Snapshot("labels-1", polled, {MAC: tag(token="ap2")}), labels, T0 + timedelta(seconds=15))
+    assert out.drifted == [] and lb.shown_token == "ap1" and lb.confirmed_at is not None
+    # A poll begun after the push: h1 queued again at the AP, then shown again.
+    later = T0 + timedelta(seconds=16)
+    assert watch.apply(Snapshot("labels-1", later, {MAC: tag(token="ap2", pending=1)}), labels, later).drifted == []
+    assert watch.apply(Snapshot("labels-1", later, {MAC: tag(token="ap1")}), labels, later).drifted == []
+    # And a picture nobody here sent, polled after the push, is drift.
+    assert watch.apply(Snapshot("labels-1", later, {MAC: tag(token="web")}), labels, later).drifted == [MAC]
+
+
+def test_a_label_being_pushed_is_left_for_a_later_poll():
+    """The back end may show a push's picture before the push returns; the service passes the labels
+    being pushed, and a poll looked at meanwhile neither confirms nor finds drift in them."""
+    later = T0 + timedelta(minutes=1)
+    snap = Snapshot("labels-1", later, {MAC: tag(token="new")})
+    labels = {MAC: shown()}
+    out = watch.apply(snap, labels, later, pushing={MAC})
+    assert out.drifted == out.confirmed == [] and labels[MAC].shown_token == "ap1"
+    assert watch.apply(snap, labels, later).drifted == [MAC]  # not being pushed: someone else's picture
+    labels = {MAC: pushed()}
+    assert watch.apply(snap, labels, later, pushing={MAC}).confirmed == []
+    assert watch.apply(snap, labels, later).confirmed == [MAC]
+
+
 def test_staleness_and_battery_thresholds():
     lb = shown()
     assert watch.is_stale(lb, tag(last_seen=T0), T0 + timedelta(seconds=61), 60)
