@@ -162,6 +162,9 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
         level=log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True,
     )
+    # httpx logs every request at INFO: an access point polled twice a second would be most of the log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.NOTSET if log_level == "debug" else logging.WARNING)
     try:
         asyncio.run(_serve(config, data_dir, log_level))
     except SystemExit as err:

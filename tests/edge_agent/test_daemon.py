@@ -85,3 +85,23 @@ def test_a_token_in_the_feeds_url_never_reaches_the_log(make_agent):
     line = poll(agent.log, lambda log: "WebSocket /v1/events?token=" in log, what="the accepted WebSocket logged")
     assert "token=***&since=0" in line
     assert token not in agent.log()
+
+
+def test_access_point_polls_do_not_fill_the_log_at_info(make_agent):
+    """httpx logs every request at INFO; an agent polling an access point keeps those lines out of its log."""
+    from drivers.shelf_label.ap_emulator import ApEmulator
+    from support.flows import poll
+
+    with ApEmulator() as ap:
+        agent = make_agent(devices=[{"id": "labels-1", "kind": "shelf_label.oepl", "url": ap.url,
+                                     "poll_interval": 0.1}]).start()
+
+        def polls() -> int:
+            with ap.lock:
+                return sum(r.startswith("GET /get_db") for r in ap.requests)
+
+        poll(polls, lambda n: n >= 5, timeout=60, what="the agent polling the access point")
+        assert agent.stop() == 0
+    log = agent.log()
+    assert "agent stopped" in log
+    assert "HTTP Request" not in log and " httpx:" not in log and " httpcore" not in log, log[-2000:]
