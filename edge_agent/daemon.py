@@ -163,10 +163,10 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True,
     )
     # httpx logs every request at INFO: an access point polled twice a second would be most of the log.
+    # max: a logger's own level, not the root's, decides what it passes on (at "error", stay at error).
+    quiet = logging.NOTSET if log_level == "debug" else max(logging.WARNING, logging.getLevelName(log_level.upper()))
     for name in ("httpx", "httpcore"):
-        # (max: a logger's own level, not the root's, decides what it passes on; at "error", stay at error.)
-        quiet = max(logging.WARNING, logging.getLevelName(log_level.upper()))
-        logging.getLogger(name).setLevel(logging.NOTSET if log_level == "debug" else quiet)
+        logging.getLogger(name).setLevel(quiet)
     try:
         asyncio.run(_serve(config, data_dir, log_level))
     except SystemExit as err:
