@@ -316,7 +316,8 @@ class Associate(Actor):
             d.ledger.did("returns of store sales")
         else:
             d.ledger.did(f"return {r.status_code}")
-            d.checks.note(f"a return of sale {sale.sale_id} answered {r.status_code}: {r.text[:200]}")
+            d.checks.fail(rows.ANSWERS, "a return of a unit sold and not yet returned answered 201", 201,
+                          f"{r.status_code}: {r.text[:200]}", sale=sale.sale_id, sku=line["sku"])
 
     def _return_order(self) -> None:
         d = self.day
@@ -337,7 +338,8 @@ class Associate(Actor):
             d.ledger.did("returns of online orders")
         else:
             d.ledger.did(f"online return {r.status_code}")
-            d.checks.note(f"a return of order {order_id} answered {r.status_code}: {r.text[:200]}")
+            d.checks.fail(rows.ANSWERS, "a return of a collected online order answered 201", 201,
+                          f"{r.status_code}: {r.text[:200]}", order=order_id, sku=line["sku"])
 
     def _pickup(self) -> None:
         d = self.day
@@ -360,8 +362,8 @@ class Associate(Actor):
             with d.ledger.lock:
                 d.ledger.collected.add(order["order_id"])
         elif r.status_code != 200:
-            d.checks.note(f"order {order['order_id']} {order['status']} -> {step} answered {r.status_code}: "
-                          f"{r.text[:200]}")
+            d.checks.fail(rows.ANSWERS, f"an open order's next step ({order['status']} -> {step}) answered 200",
+                          200, f"{r.status_code}: {r.text[:200]}", order=order["order_id"])
 
     def _order(self) -> None:
         d = self.day
@@ -382,7 +384,8 @@ class Associate(Actor):
             d.ledger.did("label binds")
         else:
             d.ledger.did(f"label bind {r.status_code}")
-            d.checks.note(f"binding {label} to {sku} answered {r.status_code}: {r.text[:200]}")
+            d.checks.fail(rows.ANSWERS, "a spare tag bound at the shelf answered 200 or 201", "200 or 201",
+                          f"{r.status_code}: {r.text[:200]}", label=label, sku=sku)
 
 
 class Hub(Actor):
@@ -422,7 +425,9 @@ class Hub(Actor):
             except (RuntimeError, ValueError):
                 pass
             self.day.stop.wait(1)  # the broker is away: try again
-        self.day.checks.note(f"hub: could not publish on {kind} for a minute")
+        # The broker is away for seconds (broker restart): a minute without it is no day's outage.
+        self.day.checks.fail(rows.ANSWERS, f"the hub publishes on {kind} within a minute", "published",
+                             "the broker took nothing for a minute")
         return False
 
     def step(self) -> None:

@@ -206,7 +206,7 @@ def hub_down(day: Day, hold: float) -> None:
 
     if hold >= HUB_HOLD_MIN:
         expect(day, "hub down: /v1/health reasons say hub_not_acknowledging", health,
-               lambda h: "hub_not_acknowledging" in _codes(h), max(SHOW_WITHIN, hold))
+               lambda h: "hub_not_acknowledging" in _codes(h), SHOW_WITHIN)
     else:
         day.checks.note(f"hub down for {hold:.0f} s, under the {HUB_HOLD_MIN:.0f} s hub_not_acknowledging takes: "
                         "its reason not checked")
