@@ -267,25 +267,39 @@ class ApEmulator:
             return next((u for u in reversed(self.uploads) if u.mac == mac), None)
 
     def checkin(self, mac: str, at: float | None = None) -> bool:
-        """The tag wakes up and takes its newest queued image; True if its screen changed."""
+        """The tag wakes up and takes its newest queued image; True if its screen changed.
+
+        The picture is converted outside the lock (uploads and polls go on meanwhile), and the
+        check-in, the queue taken and the new hash are then recorded at once: a poll never sees a
+        tag heard from, nothing pending, and still the old hash. The firmware never shows that
+        either (an update stays pending until the tag confirms it, and its hash changes then),
+        and a client would take it for "the same picture again" and, once the hash changed, for
+        a picture somebody else put there."""
         with self.lock:
             tag = self.tags[normalize_mac(mac)]
-            tag.last_seen = int(at if at is not None else time.time())
-            # What the tag says it will do; the emulator wakes it then with checkin_interval.
-            tag.next_checkin = tag.last_seen + (600 if self.checkin_interval is None
-                                                else max(1, round(self.checkin_interval)))
-            if not tag.queue:
-                return False
-            data = tag.queue[-1]
-            tag.queue.clear()
+            seen = int(at if at is not None else time.time())
+            taken = list(tag.queue)
             palette = _hw_types().get(tag.hw_type, (None, PALETTES["bwr"]))[1]
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                shows = convert(img, palette)
-        except OSError:
-            return False  # a JPEG broken past its header: the tag keeps its picture
+        shows: Image.Image | None = None
+        if taken:
+            try:
+                with Image.open(io.BytesIO(taken[-1])) as img:
+                    shows = convert(img, palette)
+            except OSError:
+                pass  # a JPEG broken past its header: the tag keeps its picture
         with self.lock:
-            tag.source = hashlib.md5(data).digest()
+            tag.last_seen = seen
+            # What the tag says it will do; the emulator wakes it then with checkin_interval.
+            tag.next_checkin = seen + (600 if self.checkin_interval is None else max(1, round(self.checkin_interval)))
+            if not taken:
+                return False
+            # Uploads that came during the conversion stay queued for the next check-in; a "clear"
+            # meanwhile emptied the queue already.
+            if tag.queue[:len(taken)] == taken:
+                del tag.queue[:len(taken)]
+            if shows is None:
+                return False
+            tag.source = hashlib.md5(taken[-1]).digest()
             if tag.screen is not None and shows.tobytes() == tag.screen.tobytes():
                 return False
             tag.screen = shows

@@ -146,3 +146,41 @@ def test_with_a_checkin_interval_tags_wake_by_themselves_and_take_what_is_queued
 def test_a_checkin_interval_must_be_positive():
     with pytest.raises(ValueError, match="checkin_interval"):
         ApEmulator(checkin_interval=0)
+
+
+def test_a_poll_during_a_checkin_sees_it_whole_or_not_at_all(ap, monkeypatch):
+    """The tag's picture is converted outside the lock; a poll meanwhile must not see the tag heard
+    from with nothing pending and its old hash (a client would confirm the old picture, then take
+    the new hash for somebody else's)."""
+    import threading
+
+    from drivers.shelf_label import ap_emulator
+
+    converting, release = threading.Event(), threading.Event()
+
+    def slow_convert(image, palette):
+        converting.set()
+        assert release.wait(30)
+        return convert(image, palette)
+
+    monkeypatch.setattr(ap_emulator, "convert", slow_convert)
+
+    def tag() -> dict:
+        return httpx.get(f"{ap.url}/get_db", params={"mac": MAC}, timeout=10).json()["tags"][0]
+
+    with httpx.Client(base_url=ap.url, timeout=10) as c:
+        r = c.post("/imgupload", data={"mac": MAC}, files={"file": ("a.jpg", jpeg(color=(0, 0, 0)), "image/jpeg")})
+        assert r.text == "Ok, saved"
+    before = tag()
+    assert before["pending"] == 1 and before["lastseen"] == 0
+    checkin = threading.Thread(target=ap.checkin, args=(MAC, 1_800_000_000))
+    checkin.start()
+    try:
+        assert converting.wait(30)
+        during = tag()
+        assert (during["pending"], during["hash"], during["lastseen"]) == (1, before["hash"], 0)
+    finally:
+        release.set()
+        checkin.join(30)
+    after = tag()
+    assert after["pending"] == 0 and after["hash"] != before["hash"] and after["lastseen"] == 1_800_000_000
