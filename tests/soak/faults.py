@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -217,15 +218,27 @@ def hub_down(day: Day, hold: float) -> None:
     day.checks.check(rows.FAULT, deepest > 0, "hub down: /v1/health outbox_depth grows while events wait",
                      "> 0", deepest, sales_meanwhile=sold)
     day.rig.hub.start(timeout=120)
+    back = datetime.now(timezone.utc)
     day.outages.end("hub")
     expect(day, "hub back: its console shows the store online", lambda: (_console(day) or {}).get("summary"),
            lambda s: bool(s) and s.get("presence") == "online", SHOW_WITHIN)
     drains(day, "the hub's downtime", DRAIN_WITHIN)
     expect(day, "hub back: /v1/health reasons no longer say hub_not_acknowledging", lambda: _health(day),
            lambda h: h is not None and "hub_not_acknowledging" not in _codes(h), SHOW_WITHIN)
-    # The console's figure is the last snapshot's: 0 once one was taken with the backlog gone.
+    # The console's figure is the last snapshot's: 0 in one the agent took after the hub came back (one
+    # from before the downtime, read back at the hub's start, says 0 too and proves nothing).
     expect(day, "hub back: the console's GET /api/fleet shows the store's outbox at 0", lambda: _fleet_summary(day),
-           lambda s: bool(s) and s.get("outbox_depth") == 0, SHOW_WITHIN + HEALTH_EVERY)
+           lambda s: bool(s) and s.get("outbox_depth") == 0 and _after(s.get("snapshot_time"), back),
+           SHOW_WITHIN + HEALTH_EVERY, hub_back_at=back.isoformat(timespec="seconds"))
+
+
+def _after(iso: Any, moment: datetime) -> bool:
+    """True if ``iso`` (a snapshot's time) is at or after ``moment``."""
+    try:
+        at = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return False
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)) >= moment
 
 
 def agent_kill(day: Day, hold: float) -> None:

@@ -29,6 +29,7 @@ from soak import checks as rows
 from soak.actors import Actor, Kiosk, call
 from soak.checks import MINIMUMS, ROWS, Checks, minimum
 from soak.day import CATALOG, Day
+from soak.faults import _after
 from soak.invariants import PRICE_BLOCKS, LabelWatch, _crop, _layout, receipts
 from soak.ledger import Ledger, Sale
 from soak.rig import Timers
@@ -185,3 +186,11 @@ def test_a_label_round_that_errs_is_a_violation_unless_the_agent_is_restarting(t
     day.outages.end("agent")
     watch.skipped(httpx.ConnectError("refused"))
     assert len(day.checks.violations) == 2 and len(day.checks.notes) == 1
+
+
+def test_the_consoles_outbox_counts_only_from_a_snapshot_taken_after_the_hub_came_back():
+    """A snapshot from before the downtime, read back at the hub's start, says outbox 0 too: no proof."""
+    back = datetime(2026, 12, 7, 4, 0, tzinfo=timezone.utc)
+    assert _after("2026-12-07T04:00:05+00:00", back)
+    assert not _after("2026-12-07T03:59:00+00:00", back)
+    assert not _after(None, back)
