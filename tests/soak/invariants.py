@@ -138,10 +138,15 @@ class LabelWatch(threading.Thread):
         d = self.day
         if d.outages.active("agent"):
             return
+        # The pictures first, then the products: a picture is then never newer than the product it is judged
+        # against (a price that lands between the two reads changes the product's key and so restarts its grace;
+        # read the other way round, a push landing mid-sweep showed a newer price than the product read before).
+        spots = self.spots()
+        pictures = {spot.label: self.picture(spot) for spot in spots}
         products = {sku: self.http.get(f"/v1/products/{sku}").json() for sku in SKUS}
         now = time.monotonic()
         at = datetime.now(timezone.utc)
-        for spot in self.spots():
+        for spot in spots:
             if spot.sku is None:
                 continue
             product = products[spot.sku]
@@ -162,8 +167,9 @@ class LabelWatch(threading.Thread):
             outage = ("ap",) if spot.device == "labels-ap" else ()
             quiet = min(now - max(w.since, bound_at),
                         d.outages.since_clear("agent", *outage) - self.reconnect)
-            shown = self.picture(spot)
-            ids = {"label": spot.label, "device": spot.device, "sku": spot.sku, "incarnation": d.rig.incarnation}
+            shown = pictures[spot.label]
+            ids = {"label": spot.label, "device": spot.device, "sku": spot.sku, "incarnation": d.rig.incarnation,
+                   "catalog_version": product.get("version")}
             if shown is not None and self._is_notice(shown, model):
                 self._report(w, ("notice", key), "shows the 'ask staff' notice for a product the kiosk sells",
                              f"{desired.checkout}", "notice: " + NOTICE_PRICE, **ids)
