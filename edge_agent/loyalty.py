@@ -68,7 +68,6 @@ class Balance:
     card_points: int      # the balance on the card the hub sent
     used: int             # what this store took from it since (see the module docstring)
     earned: int = 0       # what sales here earned since, not on the card yet
-    card_at: str = ""     # when the card arrived (ISO-8601, UTC)
 
     @property
     def available(self) -> int:
@@ -84,14 +83,14 @@ class Balance:
 def balance(conn: sqlite3.Connection, member_id: str, now: datetime) -> Balance | None:
     """The member's balance from an unexpired card, or None when the store has none."""
     row = conn.execute(
-        "SELECT card, used_points, earned_points, received_at FROM members WHERE member_id = ? "
+        "SELECT card, used_points, earned_points FROM members WHERE member_id = ? "
         "AND (expires_at IS NULL OR expires_at > ?)", (member_id, now.isoformat())).fetchone()
     if row is None:
         return None
     points = json.loads(row[0]).get("points")
     if not isinstance(points, int) or isinstance(points, bool):
         return None
-    return Balance(points, row[1], row[2], row[3])
+    return Balance(points, row[1], row[2])
 
 
 def earn(conn: sqlite3.Connection, member_id: str, points: int) -> None:
