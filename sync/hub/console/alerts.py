@@ -6,7 +6,10 @@ the cause is gone (or by itself, for rules with ``auto_resolve``). When the
 cause clears, ``cleared_at`` says so and the alert waits for staff; if the
 cause comes back first, the same alert carries on (``cleared_at`` empties)
 rather than a second one piling up. Resolving while the cause is still there
-is refused (CauseStillThere): the alert would only be raised again.
+is refused (CauseStillThere): the alert would only be raised again. A few
+causes never clear by themselves (a stream conflict is history once the
+hub kept the event aside); their rules say so, and staff may resolve those
+alerts once they have looked (``present_ok``).
 
 One live alert per store, rule and subject: ``active_key`` is unique while
 the alert is not resolved, so two consoles evaluating the same rules on one
@@ -16,7 +19,7 @@ database raise it once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,6 +94,9 @@ def apply(tx: Tx, d: Diff, now: datetime) -> list[str]:
     t = iso(now)
     changed = []
     for c in d.raise_:
+        if tx.execute("SELECT 1 FROM alerts WHERE active_key IS NULL AND store = ? AND rule = ? AND subject = ? "
+                      "AND resolved_at >= ?", (c.store, c.rule, c.subject, t)).fetchone() is not None:
+            continue  # staff resolved it while this pass ran on facts read before: the next pass knows
         aid = str(uuid.uuid4())
         cur = tx.execute(
             "INSERT INTO alerts (id, active_key, store, rule, subject, severity, title, detail, since, raised_at, "
@@ -128,12 +134,13 @@ def acknowledge(tx: Tx, aid: str, by: str, now: datetime) -> dict[str, Any] | No
     return get(tx, aid)
 
 
-def resolve(tx: Tx, aid: str, by: str, now: datetime) -> dict[str, Any] | None:
-    """Staff say it is fixed; CauseStillThere while the condition holds. None if there is no such alert."""
+def resolve(tx: Tx, aid: str, by: str, now: datetime, present_ok: Collection[str] = ()) -> dict[str, Any] | None:
+    """Staff say it is fixed; CauseStillThere while the condition holds, unless the alert's rule is in
+    ``present_ok`` (its cause never clears by itself). None if there is no such alert."""
     a = get(tx, aid)
     if a is None or a["state"] == "resolved":
         return a
-    if a["cleared_at"] is None:
+    if a["cleared_at"] is None and a["rule"] not in present_ok:
         raise CauseStillThere(f"{a['title']}: the cause is still there (since {a['since']}); acknowledge the alert "
                               "now and resolve it once the cause has cleared")
     t = iso(now)

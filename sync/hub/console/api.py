@@ -4,9 +4,10 @@
 |---|---|
 | ``GET /api/meta`` | who you are, the rules, what actions exist |
 | ``GET /api/fleet`` | every store's summary and the live alerts |
-| ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands |
+| ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands, identity |
 | ``GET /api/alerts?store=&resolved=`` | alerts, newest first |
-| ``POST /api/alerts/{id}/ack`` / ``/resolve`` | staff take or close an alert (409 while its cause is there) |
+| ``POST /api/alerts/{id}/ack`` / ``/resolve`` | staff take or close an alert (409 while its cause is there,
+  unless its rule's cause never clears by itself) |
 | ``POST /api/stores/{store}/commands`` | ``{device, action, args}``: 202 with the command, answered on the stream |
 | ``GET /api/commands/{id}`` | a command and its answer or timeout |
 | ``GET /api/stream`` | Server-Sent Events: ``hello``, then ``update`` with changed stores, alerts, commands |
@@ -60,7 +61,7 @@ async def get_fleet(request: Request) -> dict[str, Any]:
 
 @router.get("/stores/{store}", dependencies=[Depends(staff)])
 async def get_store(store: str, request: Request) -> dict[str, Any]:
-    """One store: devices, snapshot, the last 24 hours of device states, alerts, commands."""
+    """One store: devices, snapshot, the last 24 hours of device states, alerts, commands, identity issues."""
     c = _console(request)
     facts = c.fleet.get(store)
     if facts is None:
@@ -69,10 +70,10 @@ async def get_store(store: str, request: Request) -> dict[str, Any]:
 
     def read(db: Any) -> tuple:
         return (history.timeline(db, store, now), alerts.listing(db, store, resolved=True, limit=50),
-                history.device_alerts(db, store), history.commands(db, store))
-    timeline, store_alerts, dev_alerts, cmds = await c.db.read(read)
+                history.device_alerts(db, store), history.commands(db, store), history.identity(db, store))
+    timeline, store_alerts, dev_alerts, cmds, ident = await c.db.read(read)
     return store_detail(facts, c.fleet.summary(store), now, timeline=timeline, alerts=store_alerts,
-                        device_alerts=dev_alerts, commands=cmds)
+                        device_alerts=dev_alerts, commands=cmds, identity=ident)
 
 
 @router.get("/alerts", dependencies=[Depends(staff)])
@@ -101,8 +102,10 @@ async def ack_alert(alert_id: str, request: Request, who: str = Depends(staff)) 
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve_alert(alert_id: str, request: Request, who: str = Depends(staff)) -> dict[str, Any]:
-    """Close an alert whose cause has cleared (409 while it is still there)."""
-    return await _staff_action(request, alert_id, who, alerts.resolve)
+    """Close an alert whose cause has cleared (409 while it is still there, unless it never clears by itself)."""
+    present_ok = _console(request).rules.resolvable_while_present()
+    return await _staff_action(request, alert_id, who,
+                               lambda tx, aid, by, now: alerts.resolve(tx, aid, by, now, present_ok))
 
 
 @router.post("/stores/{store}/commands", status_code=status.HTTP_202_ACCEPTED, dependencies=[Depends(staff)])

@@ -1,7 +1,7 @@
 """The alert loop: every ``evaluate_every_s``, judge every store by the rules and write what changed.
 
-One pass reads the raised device alerts from the database (any hub worker
-may have stored them), evaluates the rules over the fleet in memory, and in
+One pass reads the raised device alerts and the open identity issues from
+the database (any hub worker may have stored them), evaluates the rules over the fleet in memory, and in
 one transaction compares the result with the live alerts and writes the
 difference (alerts.py). The pages are told which alerts changed. A database
 error skips the pass and is logged once until a pass succeeds again.
@@ -48,6 +48,7 @@ class Evaluator:
         started = time.perf_counter()
         now = now or datetime.now(timezone.utc)
         self.fleet.set_device_alerts(await self.db.read(history.raised_device_alerts))
+        self.fleet.set_identity(await self.db.read(history.open_identity))
         ev = self.engine.evaluate(self.fleet.facts(), now)
 
         def write(tx: Any) -> tuple[list[str], list[dict[str, Any]]]:

@@ -4,6 +4,9 @@ The snapshot comes from the field and grows over time (``labels`` and
 ``printing`` sections came later than ``devices``, ``status`` and
 ``reasons`` later still), so every read here
 accepts a missing key or a value of the wrong type and shows nothing for it.
+A store's identity issues (``identity``) come from the hub's own database,
+not from the snapshot: a stream conflict, a database restored or copied,
+two agents running as the store (sync/hub/db.py).
 ``summarize`` is what the fleet view shows of a store; it depends only on
 its inputs, so the hub caches it until the store's next message.
 """
@@ -15,6 +18,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sync.hub.observe import alert_device
+
+# What each identity code means, in the words of a chain's IT person (titles, the store page).
+IDENTITY_PROBLEMS = {
+    "stream_conflict": "stream conflict: event kept aside",
+    "database_restored": "store database restored or copied",
+    "duplicate_store": "two agents run as this store",
+}
+MAX_IDENTITY_IN_SUMMARY = 10
 
 # States in which a device is not doing its job, worst first.
 PROBLEM_STATES = ("error", "offline", "starting")
@@ -39,7 +50,8 @@ def number(v: Any) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class StoreFacts:
-    """What the hub knows of one store: its status message, last snapshot and raised device alerts."""
+    """What the hub knows of one store: its status message, last snapshot, raised device alerts and
+    open identity issues (each ``code, subject, detail, first_at, last_at, count, handled_at``)."""
 
     store: str
     presence: str | None = None          # "online" | "offline" | None (never heard)
@@ -48,6 +60,7 @@ class StoreFacts:
     health: dict[str, Any] | None = None
     health_at: str | None = None         # when the hub received the snapshot (hub clock)
     device_alerts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    identity: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
 
 def devices(health: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -143,6 +156,19 @@ def store_alerts(f: StoreFacts) -> tuple[dict[str, Any], ...]:
     return from_snapshot if from_snapshot is not None else f.device_alerts
 
 
+def identity_problem(code: str) -> str:
+    """An identity code in words (an unknown code as itself)."""
+    return IDENTITY_PROBLEMS.get(code, code.replace("_", " "))
+
+
+def identity_summary(f: StoreFacts) -> dict[str, Any]:
+    """``open`` (how many identity issues are open) and the first few: ``code, problem, subject, since, count``."""
+    issues = [{"code": i["code"], "problem": identity_problem(i["code"]), "subject": i["subject"],
+               "since": i.get("first_at"), "count": i.get("count")}
+              for i in f.identity[:MAX_IDENTITY_IN_SUMMARY]]
+    return {"open": len(f.identity), "issues": issues}
+
+
 def summarize(f: StoreFacts) -> dict[str, Any]:
     """One store as the fleet view shows it: presence, device counts, problem devices, queues, clock."""
     h = f.health if isinstance(f.health, dict) else None
@@ -172,4 +198,5 @@ def summarize(f: StoreFacts) -> dict[str, Any]:
         "labels": labels(h),
         "printing": printing(h),
         "device_alerts": len(store_alerts(f)),
+        "identity": identity_summary(f),
     }

@@ -1,4 +1,5 @@
-"""The console's picture of every store, in memory: last status, health snapshot and raised device alerts.
+"""The console's picture of every store, in memory: last status, health snapshot, raised device alerts
+and open identity issues.
 
 The hub worker thread calls ``apply`` after each commit (sync/hub/observe.py);
 the console reads from its own thread. A store's facts are a frozen object
@@ -91,13 +92,21 @@ class Fleet:
 
     def set_device_alerts(self, by_store: dict[str, tuple[dict[str, Any], ...]]) -> None:
         """The raised device alerts of every store (from the database; any worker may have stored them)."""
+        self._set_from_db("device_alerts", by_store)
+
+    def set_identity(self, by_store: dict[str, tuple[dict[str, Any], ...]]) -> None:
+        """The open identity issues of every store (from the database: the worker that noticed one stored it)."""
+        self._set_from_db("identity", by_store)
+
+    def _set_from_db(self, name: str, by_store: dict[str, tuple[dict[str, Any], ...]]) -> None:
+        """Replace one tuple field of every store's facts; stores not in ``by_store`` get an empty one."""
         change = FleetChange()
         with self._lock:
-            for store in set(by_store) | {s for s, f in self._facts.items() if f.device_alerts}:
-                alerts = by_store.get(store, ())
+            for store in set(by_store) | {s for s, f in self._facts.items() if getattr(f, name)}:
+                rows = by_store.get(store, ())
                 old = self._facts.get(store) or StoreFacts(store)
-                if old.device_alerts != alerts:
-                    self._put(replace(old, device_alerts=alerts))
+                if getattr(old, name) != rows:
+                    self._put(replace(old, **{name: rows}))
                     change.stores.add(store)
         if change.stores:
             self._tell(change)

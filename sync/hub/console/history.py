@@ -1,8 +1,10 @@
-"""The console's reads of the hub database: device timelines, device alerts, commands; and pruning.
+"""The console's reads of the hub database: device timelines, device alerts, identity issues, commands;
+and pruning.
 
-The worker writes ``device_states`` and ``device_alerts`` (sync/hub/observe.py)
-and ``commands`` (sync/hub/db.py); this module only reads them, marks
-commands that got no answer, and deletes what is too old to show.
+The worker writes ``device_states`` and ``device_alerts`` (sync/hub/observe.py),
+``identity``, ``conflicts`` and ``commands`` (sync/hub/db.py); this module
+only reads them, marks commands that got no answer, and deletes what is too
+old to show.
 """
 
 from __future__ import annotations
@@ -61,6 +63,42 @@ def raised_device_alerts(db: HubDB) -> dict[str, tuple[dict[str, Any], ...]]:
     for r in db.query(f"SELECT {', '.join(_DEVICE_ALERT_COLS)} FROM device_alerts WHERE state = 'raised'"):
         out.setdefault(r[0], []).append(dict(zip(_DEVICE_ALERT_COLS, r)))
     return {k: tuple(v) for k, v in out.items()}
+
+
+# An identity issue's alert has the subject ``code/subject`` (rules.py StoreIdentityRule); the
+# latest time such an alert was resolved tells the rule that staff have seen the issue as it is.
+_OPEN_IDENTITY = (
+    "SELECT i.store, i.code, i.subject, i.detail, i.first_at, i.last_at, i.count, "
+    "(SELECT max(a.resolved_at) FROM alerts a WHERE a.store = i.store AND a.subject = i.code || '/' || i.subject "
+    "AND a.resolved_at IS NOT NULL) FROM identity i WHERE i.cleared_at IS NULL ORDER BY i.store, i.first_at")
+_IDENTITY_COLS = ("code", "subject", "detail", "first_at", "last_at", "count", "handled_at")
+MAX_IDENTITY_PER_STORE = 100
+_CONFLICT_COLS = ("stream", "seq", "id", "kept_id", "type", "received_at")
+
+
+def open_identity(db: HubDB) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Every store's identity issues not cleared (at most 100 a store, oldest first), each with
+    ``handled_at``: when staff last resolved its alert (None: never)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in db.query(_OPEN_IDENTITY):
+        rows = out.setdefault(r[0], [])
+        if len(rows) < MAX_IDENTITY_PER_STORE:
+            rows.append(dict(zip(_IDENTITY_COLS, (*r[1:6], int(r[6]), r[7]))))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def identity(db: HubDB, store: str, limit: int = 20) -> dict[str, Any]:
+    """A store's identity for its page: ``issues`` (open and cleared, newest first), ``conflicts``
+    (how many events were kept aside) with the latest ones (without their bodies), ``streams``."""
+    issues = [{"code": i.code, "subject": i.subject, "detail": i.detail, "first_at": i.first_at,
+               "last_at": i.last_at, "count": i.count, "cleared_at": i.cleared_at}
+              for i in db.identity_issues(store)[:50]]
+    n = db.query("SELECT count(*) FROM conflicts WHERE store = ?", (store,))
+    latest = db.query(f"SELECT {', '.join(_CONFLICT_COLS)} FROM conflicts WHERE store = ? "
+                      "ORDER BY received_at DESC, stream, seq LIMIT ?", (store, limit))
+    streams = db.query("SELECT count(*) FROM streams WHERE store = ?", (store,))
+    return {"issues": issues, "conflicts": int(n[0][0]),
+            "latest_conflicts": [dict(zip(_CONFLICT_COLS, r)) for r in latest], "streams": int(streams[0][0])}
 
 
 def device_alerts(db: HubDB, store: str, limit: int = 100) -> list[dict[str, Any]]:

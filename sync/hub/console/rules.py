@@ -9,6 +9,13 @@ offline, or whose snapshots stopped (``stale_after_s``), is *held*: its last
 snapshot is old news, so its device alerts are neither raised nor cleared
 until it reports again; only store-level rules judge it meanwhile.
 
+Two kinds look past the devices. ``store_identity`` raises what the hub
+noticed about a store's identity (its ``identity`` table: a stream conflict,
+a database restored or copied, two agents running as the store); those come
+from the hub's own database, so they are judged even while the store is held.
+``store_reason`` raises the reasons the store itself gives for ``degraded``
+(its hub link in trouble, ...), read from its last snapshot.
+
 The same engine runs on the agent (``/console``) over its own store.
 """
 
@@ -24,7 +31,8 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sync.hub.console.facts import StoreFacts, devices, labels, number, parse_time, printing, store_alerts
+from sync.hub.console.facts import (StoreFacts, devices, identity_problem, labels, number, parse_time, printing,
+                                    reasons, store_alerts)
 from sync.hub.errors import ConsoleConfigError
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
@@ -66,6 +74,11 @@ class _Rule(BaseModel):
 
     def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
         raise NotImplementedError
+
+    @property
+    def resolvable_while_present(self) -> bool:
+        """Staff may resolve its alert while the cause is still there (a cause that never clears by itself)."""
+        return False
 
     def render_title(self, values: dict[str, Any]) -> str:
         try:
@@ -160,10 +173,15 @@ class OutboxRule(_Rule):
     kind: Literal["outbox_growing"]
     max_age_s: float | None = Field(600, gt=0)
     max_depth: int | None = Field(None, gt=0)
+    unless_reasons: list[str] = Field(default_factory=list, description="fnmatch patterns of the store's reason "
+                                      "codes that already say why (a store_reason rule raises those)")
     default_title: ClassVar[str] = "outbox not draining ({events})"
 
     def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
         h = f.health or {}
+        if self.unless_reasons and any(fnmatch.fnmatchcase(r["code"], p) for r in reasons(f.health)
+                                       for p in self.unless_reasons):
+            return  # the store says why its outbox does not drain: that reason's alert covers it
         age, depth = number(h.get("oldest_unacked_age_s")), number(h.get("outbox_depth"))
         n = int(depth or 0)
         values = {"depth": n, "age": int(age or 0), "events": f"{n} {plural(n, 'event')}"}
@@ -227,8 +245,75 @@ class PrintQueueRule(_Rule):
                 {"failed": failed, "waiting": waiting}
 
 
+class StoreIdentityRule(_Rule):
+    """An identity issue the hub noticed about the store and has not cleared (db.py ``identity``).
+
+    One alert per code and subject (``code/subject``, the stream or the store). ``stream_conflict``
+    and ``database_restored`` never clear by themselves: under a rule without ``auto_resolve``,
+    staff resolve the alert once they have looked, and it comes back only if the hub sees the
+    issue again afterwards. ``duplicate_store`` clears when the hub stops seeing two agents.
+    """
+
+    kind: Literal["store_identity"]
+    store_level: ClassVar[bool] = True  # the hub's own knowledge, not the store's snapshot
+    codes: list[str] = Field(min_length=1, description='identity codes; "*" for all')
+    default_title: ClassVar[str] = "{problem}"
+
+    @property
+    def resolvable_while_present(self) -> bool:
+        return not self.auto_resolve
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        for i in f.identity:
+            code = str(i.get("code") or "")
+            if "*" not in self.codes and code not in self.codes:
+                continue
+            last, handled = parse_time(i.get("last_at")), parse_time(i.get("handled_at"))
+            if not self.auto_resolve and handled is not None and (last is None or handled >= last):
+                continue  # staff resolved it after the hub last saw it: seen, nothing new since
+            subject = f"{code}/{i.get('subject') or ''}"
+            count = int(number(i.get("count")) or 1)
+            detail = str(i.get("detail") or code) + (f" (seen {count} times)" if count > 1 else "")
+            yield subject, parse_time(i.get("first_at")), detail, {"problem": identity_problem(code), "code": code,
+                                                                   "count": count}
+
+
+# What each reason code of the store's hub link means, for a title.
+REASON_WORDS = {
+    "hub_not_acknowledging": "hub not acknowledging the store's events",
+    "hub_ack_invalid": "hub acknowledgements the store cannot accept",
+    "hub_publish_refused": "broker refuses the store's events",
+    "mqtt_session_taken_over": "MQTT session taken over by another client",
+    "duplicate_store": "two agents run as this store",
+    "hub_offline": "store not connected to the hub",
+}
+
+
+class StoreReasonRule(_Rule):
+    """A reason the store gives for ``degraded`` in its last snapshot (``reasons[].code``), one alert per code.
+
+    A reason the hub also knows as an open identity issue of the store (``duplicate_store``)
+    is left to the store_identity rule: one alert for one cause.
+    """
+
+    kind: Literal["store_reason"]
+    codes: list[str] = Field(min_length=1, description="fnmatch patterns of reason codes")
+    default_title: ClassVar[str] = "{what}"
+
+    def find(self, f: StoreFacts, now: datetime, stale_after_s: float) -> Iterator[Found]:
+        known = {str(i.get("code")) for i in f.identity}
+        messages: dict[str, list[str]] = {}
+        for r in reasons(f.health):
+            if r["code"] in known or not any(fnmatch.fnmatchcase(r["code"], p) for p in self.codes):
+                continue
+            messages.setdefault(r["code"], []).append(r["message"] or r["code"])
+        for code, texts in sorted(messages.items()):
+            yield code, None, "; ".join(dict.fromkeys(texts)), {"what": REASON_WORDS.get(code, code.replace("_", " ")),
+                                                                "code": code}
+
+
 Rule = Annotated[Union[DeviceStateRule, DeviceAlertRule, LabelsRule, OutboxRule, StoreOfflineRule, ClockSkewRule,
-                       PrintQueueRule], Field(discriminator="kind")]
+                       PrintQueueRule, StoreIdentityRule, StoreReasonRule], Field(discriminator="kind")]
 
 
 class RuleSet(BaseModel):
@@ -248,6 +333,10 @@ class RuleSet(BaseModel):
         if dup:
             raise ValueError(f"rule ids must be unique; repeated: {', '.join(dup)}")
         return self
+
+    def resolvable_while_present(self) -> frozenset[str]:
+        """Ids of the rules whose alerts staff may resolve while the cause is still there."""
+        return frozenset(r.id for r in self.rules if r.resolvable_while_present)
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:

@@ -3,7 +3,8 @@
 The front end (static/) knows these shapes only: ``meta`` (who, what the
 page may do), the fleet (``summarize`` per store plus live alerts) and a
 store's detail (devices with the actions offered, raw snapshot, timeline,
-alerts, device alerts, commands).
+alerts, device alerts, commands, and on the hub its identity: issues and
+events kept aside).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def meta(mode: str, who: str, version: str, command_timeout_s: float, rules: Rul
         "evaluate_every_s": rules.evaluate_every_s,
         "stale_after_s": rules.stale_after_s,
         "rules": [{"id": r.id, "kind": r.kind, "severity": r.severity, "for_s": r.for_s,
-                   "auto_resolve": r.auto_resolve, "enabled": r.enabled} for r in rules.rules],
+                   "auto_resolve": r.auto_resolve, "enabled": r.enabled,
+                   "resolve_while_present": r.resolvable_while_present} for r in rules.rules],
     }
 
 
@@ -46,8 +48,8 @@ def device_list(facts: StoreFacts) -> list[dict[str, Any]]:
 
 def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, timeline: dict[str, Any],
                  alerts: list[dict[str, Any]], device_alerts: list[dict[str, Any]],
-                 commands: list[dict[str, Any]]) -> dict[str, Any]:
-    """One store's page."""
+                 commands: list[dict[str, Any]], identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One store's page; ``identity`` only from the hub (history.identity), None on the agent."""
     return {
         "now": iso_now(now),
         "summary": summary,
@@ -57,6 +59,7 @@ def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, t
         "alerts": alerts,
         "device_alerts": device_alerts,
         "commands": commands,
+        "identity": identity,
     }
 
 
