@@ -9,11 +9,20 @@ function stateCell(a) {
   return took + cleared;
 }
 
+// Rules whose cause never clears by itself (a stream conflict): staff resolve those once they have looked.
+let resolvableRules = new Set();
+
+/** Remember which rules' alerts may be resolved while their cause is there (from /meta). */
+export function setRules(rules) {
+  resolvableRules = new Set((rules || []).filter((r) => r.resolve_while_present).map((r) => r.id));
+}
+
 function buttons(a, canAct) {
   if (!canAct || a.state === 'resolved') return '';
   const ack = a.state === 'open' ? `<button type="button" data-act="ack" data-alert="${esc(a.id)}">Acknowledge</button>` : '';
   // Resolving is for a cause that has cleared: until then the button would only be refused.
-  const res = a.cleared_at ? `<button type="button" data-act="resolve" data-alert="${esc(a.id)}">Resolve</button>` : '';
+  const res = a.cleared_at || resolvableRules.has(a.rule)
+    ? `<button type="button" data-act="resolve" data-alert="${esc(a.id)}">Resolve</button>` : '';
   return ack + res;
 }
 

@@ -52,6 +52,14 @@ function alertsCell(a) {
   return `<span class="sev ${esc(a.worst)}">${a.n}</span>`;
 }
 
+/** Open identity issues the hub noticed (absent from an older hub): a badge, the problems on hover. */
+function identityBadge(s) {
+  const n = s.identity ? s.identity.open : 0;
+  if (!n) return '';
+  const why = s.identity.issues.map((i) => `${i.problem} (${i.subject})`).join('\n');
+  return ` <span class="state error identity" title="${esc(why)}">${n === 1 ? esc(s.identity.issues[0].problem) : `${n} identity issues`}</span>`;
+}
+
 /** The store's own verdict when it is not ok: a badge, its reasons on hover. */
 function degraded(s) {
   if (s.status !== 'degraded') return '';
@@ -65,7 +73,7 @@ function rowHTML(s, state) {
   const ok = (d.online || 0) + (d.busy || 0);
   const chips = s.problems.slice(0, MAX_CHIPS).map(chip).join(' ')
     + (s.problems.length > MAX_CHIPS ? ` <span class="muted">+${s.problems.length - MAX_CHIPS} more</span>` : '');
-  return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a></td>`
+  return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a>${identityBadge(s)}</td>`
     + `<td>${badge(pres)} ${since(s.presence_since)}${degraded(s)}</td>`
     + `<td class="devices"><span class="${ok < d.total ? 'bad' : 'ok'}">${ok}/${d.total}</span> ${chips}</td>`
     + `<td class="n">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
@@ -79,19 +87,20 @@ function describe(s, state) {
   const a = state.alertsByStore.get(s.store);
   const problem = pres !== 'online' || s.problems.length > 0 || (a && a.n > 0)
     || labelsWrong(s.labels) > 0 || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget
-    || s.status === 'degraded';
+    || s.status === 'degraded' || (s.identity && s.identity.open > 0);
   const hay = [s.store, pres, s.version, s.status, ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error]),
-    ...(s.reasons || []).map((r) => r.code)]
+    ...(s.reasons || []).map((r) => r.code), ...((s.identity && s.identity.issues) || []).map((i) => i.code)]
     .filter(Boolean).join(' ').toLowerCase();
   return { hay, problem };
 }
 
 function totalsHTML(state) {
-  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0 };
+  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0, identity: 0 };
   const dev = { total: 0, online: 0, busy: 0, starting: 0, offline: 0, error: 0 };
   for (const s of state.stores.values()) {
     t.stores += 1;
     t[presence(s, state.meta)] += 1;
+    if (s.identity && s.identity.open > 0) t.identity += 1;
     for (const k of Object.keys(dev)) dev[k] += s.devices[k] || 0;
   }
   const sev = { critical: 0, warning: 0, info: 0 };
@@ -100,7 +109,8 @@ function totalsHTML(state) {
     + ` ${badge('silent')} ${t.silent}${t.unknown ? ` ${badge('unknown')} ${t.unknown}` : ''}</span>`
     + `<span><b>${plural(dev.total, 'device')}</b>: ${badge('online')} ${dev.online + dev.busy} ${badge('starting')} ${dev.starting}`
     + ` ${badge('offline')} ${dev.offline} ${badge('error')} ${dev.error}</span>`
-    + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`;
+    + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`
+    + (t.identity ? `<span id="identity-total"><b class="bad">${plural(t.identity, 'store')}</b> with identity issues</span>` : '');
 }
 
 /** The whole fleet view, drawn once. */

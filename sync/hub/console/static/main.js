@@ -2,7 +2,7 @@
 // Mode "hub": every store, SSE from the hub; mode "store": the agent's own store, its WebSocket feed.
 
 import * as api from './api.js';
-import { alertsTable } from './alerts.js';
+import { alertsTable, setRules } from './alerts.js';
 import { alertsByStore, applyFilter, patchStores, renderFleet } from './fleet.js';
 import { commandsHTML, renderStore, tickCommands } from './store.js';
 import { esc, setServerNow, tick } from './util.js';
@@ -233,6 +233,7 @@ async function boot() {
     showError(`cannot reach the console: ${e.message}`);
     return;
   }
+  setRules(state.meta.rules);
   $('nav').hidden = false;
   $('who').textContent = state.meta.who;
   $('logout').hidden = false;

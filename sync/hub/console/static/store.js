@@ -1,5 +1,5 @@
 // One store: its devices with their actions, queues, clock, the last 24 hours per device,
-// its alerts and the remote commands sent to it.
+// its alerts, the remote commands sent to it and (from the hub) its identity issues.
 
 import { alertsTable, deviceAlertsTable } from './alerts.js';
 import { labelsWrong, presence } from './fleet.js';
@@ -163,6 +163,46 @@ export function timelineHTML(tl) {
   return `<div class="timeline">${rowsHTML}<div class="tl-row"><span class="tl-name"></span><div class="tl-axis">${ticks}</div></div></div>`;
 }
 
+// What staff should do about each identity code (docs/console.md says more).
+const IDENTITY_ADVICE = {
+  stream_conflict: (store) => 'An event came for a position that holds another event; the hub kept it aside. '
+    + `Look at both with "edge-hub identity ${store}", then resolve the alert.`,
+  database_restored: () => 'The store went on from an older copy of its database: its stock counts and points may lack '
+    + 'the events after the backup. A stock count fixes the counts; resolve the alert once done.',
+  duplicate_store: () => 'Two PCs run as this store. Find the second one and stop its agent; '
+    + 'the alert resolves itself once the hub no longer sees both.',
+};
+
+/**
+ * What the hub noticed about the store's identity: each issue with its detail and since, and the
+ * events kept aside. Null (the agent's page, an older hub): nothing to show.
+ */
+export function identityHTML(ident, store) {
+  if (!ident) return '';
+  const open = (ident.issues || []).filter((i) => !i.cleared_at);
+  const cleared = (ident.issues || []).filter((i) => i.cleared_at);
+  const issue = (i) => `<div class="card identity-issue${i.cleared_at ? '' : ' bad-card'}" data-code="${esc(i.code)}" `
+    + `data-subject="${esc(i.subject)}"><h3>${esc(i.code.replace(/_/g, ' '))} · ${esc(i.subject)}</h3>`
+    + `<div>${esc(i.detail)}</div>`
+    + `<div class="muted small">since ${clock(i.first_at)} (${since(i.first_at)} ago)`
+    + `${i.count > 1 ? ` · seen ${num(i.count)} times, last ${since(i.last_at)} ago` : ''}`
+    + `${i.cleared_at ? ` · cleared ${since(i.cleared_at)} ago` : ''}</div>`
+    + `${!i.cleared_at && Object.hasOwn(IDENTITY_ADVICE, i.code) ? `<div class="small advice">${esc(IDENTITY_ADVICE[i.code](store))}</div>` : ''}</div>`;
+  const kept = ident.latest_conflicts && ident.latest_conflicts.length
+    ? `<table class="grid small" id="conflicts"><thead><tr><th>Stream</th><th>Seq</th><th>Event kept aside</th>`
+      + `<th>Event the hub holds there</th><th>Type</th><th>When</th></tr></thead><tbody>`
+      + ident.latest_conflicts.map((c) => `<tr><td><code>${esc(c.stream || '(legacy)')}</code></td><td class="n">${num(c.seq)}</td>`
+        + `<td><code>${esc(c.id)}</code></td><td><code>${esc(c.kept_id)}</code></td><td>${esc(c.type)}</td>`
+        + `<td>${since(c.received_at)} ago</td></tr>`).join('')
+      + '</tbody></table>' : '';
+  const summary = `<p id="identity-summary">${open.length ? `<b class="bad">${plural(open.length, 'open issue')}</b>`
+    : '<span class="ok">no open issue</span>'} · <b class="${ident.conflicts ? 'bad' : ''}">${plural(ident.conflicts, 'event')}</b>`
+    + ` kept aside as ${ident.conflicts === 1 ? 'a conflict' : 'conflicts'} · ${plural(ident.streams, 'stream')}</p>`;
+  return `<h2>Store identity</h2><div id="identity">${summary}`
+    + `${open.length ? `<div class="identity-issues">${open.map(issue).join('')}</div>` : ''}${kept}`
+    + `${cleared.length ? `<div class="identity-issues">${cleared.map(issue).join('')}</div>` : ''}</div>`;
+}
+
 /** The store view. */
 export function renderStore(root, state, detail) {
   const s = detail.summary;
@@ -175,6 +215,7 @@ export function renderStore(root, state, detail) {
       <span class="muted">agent ${esc(s.version || '?')} · last health ${since(s.health_at)} ago</span>
     </div>
     ${cards(s, h)}
+    ${identityHTML(detail.identity, s.store)}
     <h2>Devices</h2>${devicesTable(detail.devices)}
     <h2>Agent</h2>${agentActions(state.meta)}
     <h2>Commands</h2><div id="commands">${commandsHTML(state.commands.values(), s.store)}</div>
