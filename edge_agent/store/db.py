@@ -40,6 +40,7 @@ from edge_agent.store import codec
 from edge_agent.store.migrations import migrate
 from edge_agent.store import outbox as outbox_rows
 from edge_agent.store.outbox import OutboxEvent, Priority
+from edge_agent.store.streams import Stream, Streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -184,6 +185,11 @@ class Store:
         self._read_lock = threading.Lock()
         self._listeners: list[Callable[[int], None]] = []
         self._last_seq = 0
+        # This run's stream (streams.py): its id is known from the start (the link announces
+        # it), its row is written with the first event it numbers.
+        self.stream_id = str(uuid.uuid4())
+        self._stream_base: int | None = None  # last_seq at start; None once the stream is saved
+        self.streams = Streams([])
         # Approximate bytes the outbox holds: counted at start, added to by
         # emit, taken from by whoever deletes rows (the hub link).
         self.outbox_bytes = 0
@@ -289,6 +295,8 @@ class Store:
             conn = connect(self.path)
             migrate(sqlite_utils.Database(conn))
             self._last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+            self.streams = Streams.load(conn)
+            self._stream_base = self._last_seq
             self.outbox_bytes = outbox_rows.usage(conn)[1]
         except Exception as err:  # noqa: BLE001 - handed to start() which raises it
             ready.set_exception(StoreError(f"cannot open {self.path}: {err}"))
@@ -325,6 +333,7 @@ class Store:
 
     def _commit_group(self, conn: sqlite3.Connection, tx: Tx, requests: list[_Request]) -> None:
         start_seq = self._last_seq
+        streams_before = self.streams
         outcomes: list[tuple[_Request, Any, BaseException | None]] = []
         started: list[_Request] = []
         reached = 0
@@ -353,11 +362,20 @@ class Store:
                     outcomes.append((req, result, None))
             if self._last_seq != start_seq:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (self._last_seq,))
+                if self._stream_base is not None:
+                    # The run's first event: its stream is saved with it. Known to readers
+                    # before the commit, so that no reader sees an event outside its stream.
+                    conn.execute("INSERT INTO streams (id, base, started_at) VALUES (?, ?, ?)",
+                                 (self.stream_id, self._stream_base, utcnow().isoformat()))
+                    self.streams = self.streams.added(Stream(self.stream_id, self._stream_base))
             conn.execute("COMMIT")
+            if self.streams is not streams_before:
+                self._stream_base = None
         except sqlite3.Error as err:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._last_seq = start_seq
+            self.streams = streams_before
             failure = StoreError(f"commit failed, nothing of this write was kept: {err}")
             failure.__cause__ = err
             log.error("store: %s", failure)

@@ -253,6 +253,17 @@ MIGRATIONS: list[Step] = [
     [
         "ALTER TABLE members ADD COLUMN earned_points INTEGER NOT NULL DEFAULT 0",
     ],
+    # 10: streams (streams.py): each run of the database numbers its events in
+    # a stream of its own. Events numbered before are the legacy stream "".
+    [
+        """CREATE TABLE streams (
+            id         TEXT PRIMARY KEY,
+            base       INTEGER NOT NULL UNIQUE,
+            started_at TEXT NOT NULL
+        ) STRICT""",
+        "INSERT INTO streams (id, base, started_at) SELECT '', 0, strftime('%Y-%m-%dT%H:%M:%fZ') "
+        "FROM meta WHERE key = 'last_seq' AND value > 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
