@@ -3,6 +3,7 @@ stopped together. The API's lifespan owns one Agent (edge_agent/api/app.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -60,7 +61,10 @@ class Agent:
         self.downlink = Downlink(self, publish=self._publish)
         self.link: HubLink | None = HubLink(
             config, self.store, self.bus, self.supervisor, self.version, self.data_dir,
-            on_downlink=self.downlink.handle, settings=link_settings, assess=lambda: assess(self),
+            on_downlink=self.downlink.handle,
+            settings=dataclasses.replace(link_settings, trouble_hold_s=config.hub.trouble_hold,
+                                         takeover_backoff_s=config.hub.takeover_backoff),
+            assess=lambda: assess(self),
         )
 
     @property

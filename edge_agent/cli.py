@@ -1,4 +1,4 @@
-"""``edge-agent``: run the daemon, check a config, list devices, hash a token."""
+"""``edge-agent``: run the daemon, check a config, list devices, hash a token, drain an old store database."""
 
 from __future__ import annotations
 
@@ -133,6 +133,73 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drain(args: argparse.Namespace) -> int:
+    """Send the events a store database holds that the hub has not acknowledged, then exit.
+
+    For the disk of a replaced or broken store PC, or the database a restore
+    replaced: its events go to the hub in their own streams, so the hub takes
+    each exactly once beside what the store's live agent sends. Exit 0 once
+    the outbox is empty, 1 if it is not within ``--timeout``, 2 on a bad
+    config or data directory.
+    """
+    import asyncio
+    import logging
+    import time
+
+    from edge_agent import config
+    from edge_agent.bus import EventBus
+    from edge_agent.errors import StoreError
+    from edge_agent.store import Store, outbox
+    from sync.link import HubLink
+
+    path = _config_path(args.config)
+    try:
+        cfg = config.load(path)
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir)
+    db = data_dir / "store.db"
+    if not db.is_file():
+        print(f"edge-agent drain: no store database at {db}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+    async def _drain() -> int:
+        store = Store(db)
+        try:
+            await store.start()
+        except StoreError as err:
+            print(f"edge-agent drain: {err}", file=sys.stderr)
+            return 2
+        link = None
+        try:
+            left = await store.read(outbox.depth)
+            if left == 0:
+                print(f"{db}: nothing to send, the hub has every event of this database")
+                return 0
+            print(f"{db}: {left} event(s) to send to {cfg.hub.url} as store {cfg.store.id}")
+            link = HubLink(cfg, store, EventBus(), None, __version__, data_dir, drain_only=True)  # type: ignore[arg-type]
+            await link.start()
+            deadline = time.monotonic() + args.timeout
+            while (left := await store.read(outbox.depth)) > 0:
+                if time.monotonic() > deadline:
+                    why = f" (last error: {link.last_error})" if link.last_error else ""
+                    print(f"edge-agent drain: {left} event(s) still wait for the hub after {args.timeout:g} s{why}; "
+                          "run it again once the hub is reachable: nothing is lost", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(0.5)  # a progress poll, not a synchronization
+            print(f"{db}: every event is at the hub")
+            return 0
+        finally:
+            if link is not None:
+                await link.stop()
+            await store.stop()
+
+    return asyncio.run(_drain())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``edge-agent``."""
     parser = argparse.ArgumentParser(prog="edge-agent", description="Store-edge agent")
@@ -162,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a JSON list of catalog items (sku, barcodes, name, price, currency, ...)")
     p.add_argument("--data-dir", help=f"where the store lives (default: $EDGE_DATA_DIR or {DEFAULT_DATA_DIR})")
     p.set_defaults(func=cmd_catalog_import)
+
+    p = sub.add_parser("drain", help="send what a store database (an old disk's) holds for the hub, then exit")
+    p.add_argument("--config", help=f"the store's devices.yaml (default: $EDGE_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--data-dir", required=True, help="the data directory holding the store.db to drain")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
+    p.set_defaults(func=cmd_drain)
     return parser
 
 

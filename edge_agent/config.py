@@ -94,6 +94,11 @@ class HubConfig(_Model):
     # (alerts, try-on sessions) is dropped oldest first; sales, returns and
     # stock changes never are.
     outbox_budget_mb: float = Field(default=1024, gt=0, le=1_000_000)
+    # Seconds a sign that the outbox cannot drain (an ack refused, the MQTT session taken by
+    # another client) keeps GET /v1/health degraded after it was last seen.
+    trouble_hold: float = Field(default=120, ge=1, le=86_400)
+    # Seconds to wait before reconnecting after another client took this store's MQTT session.
+    takeover_backoff: float = Field(default=10, ge=1, le=300)
 
     @field_validator("url")
     @classmethod

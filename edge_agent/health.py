@@ -51,7 +51,9 @@ _UNWELL = (DeviceState.OFFLINE, DeviceState.ERROR)
 LABEL_CODES = frozenset(_LABEL_CODES.values())
 # Every code a reason may have (GET /v1/health, the hub's snapshot, /metrics).
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
-                          "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging"})
+                          "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
+                          "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
+                          "duplicate_store"})
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
@@ -180,6 +182,13 @@ async def _hub_reasons(agent: "Agent") -> list[dict[str, Any]]:
     link = agent.link
     if link is None:
         return []
+    # Acks refused or ignored, the session taken by another client, the hub's word that two
+    # agents run as this store: each for a while after it was last seen.
+    trouble = [_reason(code, message, "hub") for code, message in link.recent_trouble()]
+    return trouble + await _link_reasons(agent, link)
+
+
+async def _link_reasons(agent: "Agent", link: Any) -> list[dict[str, Any]]:
     now = utcnow()
     if not link.connected:
         since = link.offline_since

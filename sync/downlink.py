@@ -48,7 +48,10 @@ async def _resend_from(agent: "Agent", args: dict[str, Any]) -> Any:
     if agent.link is None:
         raise CommandError("this agent has no hub link")
     try:
-        return {"from": agent.link.resend_from(seq)}
+        stream = args.get("stream")
+        if stream is not None and not isinstance(stream, str):
+            raise CommandError("args.stream must be a stream id (the stream of the events to send again)")
+        return {"from": agent.link.resend_from(seq, stream)}
     except ValueError as err:
         raise CommandError(str(err)) from err
 

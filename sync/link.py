@@ -4,7 +4,22 @@ Delivery is at least once on the wire and exactly once in effect: the outbox
 keeps every event until ``hub/{store}/ack`` covers its seq, batches go out in
 seq order with their stored ids, and after a reconnect (or when the hub's ack
 stalls) everything unacknowledged is sent again from the last ack; the hub
-drops what it already has by ``(store, seq)``.
+drops what it already has by ``(store, stream, seq)``.
+
+Streams (edge_agent/store/streams.py): an event goes out as ``seq`` of its
+stream, the run of the database that numbered it; a batch never spans two
+streams, and an ack names its stream. An ack for a stream is applied only
+once every earlier stream is acknowledged (two hub workers may answer out of
+order): until then it waits in ``_held_acks``. An ack for a closed stream
+beyond what this database holds means the hub has more of that stream than
+this copy: the database was restored from a backup or copied, and every
+event of that stream here is at the hub. An ack for a stream this database
+does not know is another database's (another agent running as this store,
+or an old disk being drained) and is ignored.
+
+Two agents with one store id share the MQTT client id and take the broker
+session from each other; the hub notices their two streams announced in
+turn and says so on ``hub/{store}/notice``. Both show on ``GET /v1/health``.
 
 paho runs its network loop in its own thread; its callbacks only hand work
 to the event loop (``call_soon_threadsafe``), so neither the API nor the
@@ -33,6 +48,7 @@ from paho.mqtt.properties import Properties
 
 from edge_agent.bus import EventBus, utcnow
 from edge_agent.store import Store, outbox
+from edge_agent.store.streams import LEGACY, Streams
 from sync import topics
 from sync.brokerurl import parse_broker_url, tcp_no_delay
 from edge_agent.logonce import LogOnce
@@ -67,6 +83,12 @@ class LinkSettings:
     health_check_s: float = 5.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
+    # After the broker gave our session to another client (two agents with one store id), wait
+    # this long before taking it back: each still gets a turn, without a takeover every second.
+    takeover_backoff_s: float = 10.0
+    # How long a sign of trouble (an ack refused, a takeover, the hub's duplicate notice)
+    # keeps the store degraded after it was last seen.
+    trouble_hold_s: float = 120.0
 
 
 class HubLink:
@@ -83,6 +105,7 @@ class HubLink:
         on_downlink: Callable[[str, bytes], Any] | None = None,
         settings: LinkSettings = LinkSettings(),
         assess: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        drain_only: bool = False,
     ):
         self.config = config
         self.store = store
@@ -91,6 +114,10 @@ class HubLink:
         self.version = version
         self.data_dir = data_dir
         self.settings = settings
+        # ``edge-agent drain``: send what a store database holds (an old disk's, a replaced
+        # PC's) and nothing else, beside the store's live agent: its own client id and a
+        # session that ends with it, acks only, no status, no health, no Will.
+        self.drain_only = drain_only
         self.topics = topics.StoreTopics(config.store.id)
         self.on_downlink = on_downlink
         # The store's own assessment (edge_agent/health.py): status, reasons, labels, printing.
@@ -102,7 +129,18 @@ class HubLink:
         self.offline_since: datetime | None = utcnow()
         self.last_error: str | None = None
         self.stats = {"batches_sent": 0, "events_sent": 0, "resends": 0, "acks": 0, "bad_acks": 0,
-                      "telemetry_dropped": 0}
+                      "foreign_acks": 0, "takeovers": 0, "telemetry_dropped": 0}
+        # Signs that the outbox cannot drain or that another agent runs as this store, by code:
+        # (last seen, message). GET /v1/health turns the recent ones into reasons (health.py).
+        self.trouble: dict[str, tuple[datetime, str]] = {}
+        # The hub's duplicate_store notice, while raised and naming our stream.
+        self.duplicate_notice: topics.Notice | None = None
+        # Acks for a stream whose predecessors are not all acknowledged yet: stream id -> local seq.
+        self._held_acks: dict[str, int] = {}
+        # Closed streams the hub holds more of than this database: said once each.
+        self._behind_said: set[str] = set()
+        self._connected_at = 0.0
+        self._short_connections = 0
         self.budget_bytes = int(config.hub.outbox_budget_mb * 1024 * 1024)
         self.over_budget = False
         self._client: mqtt.Client | None = None
@@ -144,15 +182,16 @@ class HubLink:
             log.error("hub: %s", self.last_error)
             return
         broker = parse_broker_url(self.config.hub.url)
-        self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive, clean_start=False,
-                                   properties=self._connect_properties())
+        self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive,
+                                   clean_start=self.drain_only, properties=self._connect_properties())
         self._client.loop_start()
         self._tasks = [
             asyncio.create_task(self._drain(), name="hub-drain"),
             asyncio.create_task(self._receive(), name="hub-receive"),
-            asyncio.create_task(self._health_loop(), name="hub-health"),
-            asyncio.create_task(self._watch_devices(), name="hub-devices"),
         ]
+        if not self.drain_only:
+            self._tasks += [asyncio.create_task(self._health_loop(), name="hub-health"),
+                            asyncio.create_task(self._watch_devices(), name="hub-devices")]
 
     async def stop(self) -> None:
         """Say offline (the Will only covers unclean ends), disconnect, stop the tasks."""
@@ -167,7 +206,7 @@ class HubLink:
         client = self._client
         if client is None:
             return
-        if self.connected:
+        if self.connected and not self.drain_only:
             info = client.publish(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
             await asyncio.to_thread(info.wait_for_publish, 2)
         client.disconnect()
@@ -177,10 +216,12 @@ class HubLink:
 
     def _make_client(self) -> mqtt.Client:
         hub = self.config.hub
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{self.config.store.id}",
+        suffix = "-drain" if self.drain_only else ""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{self.config.store.id}{suffix}",
                              protocol=mqtt.MQTTv5)
         client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
-        client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
+        if not self.drain_only:
+            client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
         # The hub's ACL knows a store by its login: the store id (systemd/mosquitto/acl.example).
         client.username_pw_set(hub.username or self.config.store.id, self._password())
         if parse_broker_url(hub.url).tls:
@@ -210,10 +251,9 @@ class HubLink:
             log.error("hub: %s; connecting without a password", self.last_error)
             return None
 
-    @staticmethod
-    def _connect_properties() -> Properties:
+    def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = 0 if self.drain_only else SESSION_EXPIRY_S
         return props
 
     # paho thread: hand everything to the event loop.
@@ -221,7 +261,8 @@ class HubLink:
         if reason.is_failure:
             self._loop.call_soon_threadsafe(self._connect_failed, str(reason))
             return
-        client.subscribe([(t, 1) for t in self.topics.subscriptions()])
+        wanted = [self.topics.downlink["ack"]] if self.drain_only else self.topics.subscriptions()
+        client.subscribe([(t, 1) for t in wanted])
         self._loop.call_soon_threadsafe(self._connected)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -262,10 +303,12 @@ class HubLink:
         if self._sent > self._acked:
             self.stats["resends"] += 1
         self._sent = self._acked
-        self._last_progress = time.monotonic()
+        self._last_progress = self._connected_at = time.monotonic()
         self.ack_progress_at = self.connected_since
-        status = {"state": "online", "version": self.version, "since": self.connected_since.isoformat()}
-        self._client.publish(self.topics.status, json.dumps(status), qos=1, retain=True)
+        status = {"state": "online", "version": self.version, "since": self.connected_since.isoformat(),
+                  "stream": self.store.stream_id}
+        if not self.drain_only:
+            self._client.publish(self.topics.status, json.dumps(status), qos=1, retain=True)
         log.info("hub: connected to %s", self.config.hub.url)
         self.bus.publish("hub.state", {"state": "online"})
         self._wake.set()
@@ -278,6 +321,13 @@ class HubLink:
     def _refused(self, reason: str) -> None:
         self.last_error = reason
         self._log_once.error(("refused", reason), "hub: %s", reason)
+        self._trouble("hub_publish_refused", reason)
+
+    def _trouble(self, code: str, message: str) -> None:
+        fresh = code not in self.trouble
+        self.trouble[code] = (utcnow(), message)
+        if fresh:
+            self._health_due.set()
 
     def _disconnected(self, reason: str) -> None:
         was = self.connected
@@ -285,8 +335,28 @@ class HubLink:
         if was:
             self.offline_since = utcnow()
         if was and not self._stopping:
-            log.warning("hub: disconnected (%s); events wait in the outbox", reason)
+            # Mosquitto 2.0 closes a taken-over session without saying why: a connection
+            # that drops within seconds, time after time, is the sign.
+            short = time.monotonic() - self._connected_at < 5.0
+            self._short_connections = self._short_connections + 1 if short else 0
+            if reason == "Session taken over" or self._short_connections >= 3:
+                self._taken_over(reason)
+            else:
+                log.warning("hub: disconnected (%s); events wait in the outbox", reason)
             self.bus.publish("hub.state", {"state": "offline", "reason": reason})
+
+    def _taken_over(self, reason: str) -> None:
+        self.stats["takeovers"] += 1
+        message = (f"the broker gave this store's MQTT session to another client ({reason}): another agent "
+                   f"runs with store.id {self.config.store.id} (a copied devices.yaml?), or someone else has "
+                   "this store's MQTT credentials")
+        self._log_once.error(("takeover",), "hub: %s; reconnecting in %.0f s", message,
+                             self.settings.takeover_backoff_s)
+        self._trouble("mqtt_session_taken_over", message)
+        if self._client is not None:
+            # paho starts again from the minimum after every successful connect.
+            backoff = max(1, int(self.settings.takeover_backoff_s))
+            self._client.reconnect_delay_set(backoff, max(backoff, int(self.settings.reconnect_max_s)))
 
     async def _drain(self) -> None:
         """Publish unacknowledged events in seq order, within the window."""
@@ -298,7 +368,7 @@ class HubLink:
                 async with asyncio.timeout(max(1.0, s.resend_after_s / 4)):
                     await self._wake.wait()
             self._wake.clear()
-            if self.store.outbox_bytes > self.budget_bytes or self.over_budget:
+            if (self.store.outbox_bytes > self.budget_bytes or self.over_budget) and not self.drain_only:
                 await self._enforce_budget()
             if not self.connected:
                 continue
@@ -315,7 +385,8 @@ class HubLink:
                     continue  # reconnected meanwhile: start again from the last ack
                 if not events:
                     break
-                for last_seq, count, payload in _batches(events, s.batch_max_bytes, self.topics.source):
+                for last_seq, count, payload in _batches(events, s.batch_max_bytes, self.topics.source,
+                                                         self.store.streams):
                     if not self.connected or not self._publish_batch(last_seq, count, payload):
                         break
 
@@ -338,6 +409,8 @@ class HubLink:
             try:
                 if kind == "ack":
                     await self._handle_ack(payload)
+                elif kind == "notice":
+                    self._handle_notice(payload)
                 elif kind is not None and self.on_downlink is not None:
                     await self.on_downlink(kind, payload)
             except Exception:  # noqa: BLE001 - one bad message must not end the link
@@ -352,20 +425,100 @@ class HubLink:
             return
         if ack.time is not None and ack.time.tzinfo is not None:
             self.clock_offset_s = (ack.time - utcnow()).total_seconds()
-        if ack.seq > self.store.last_seq:
-            # The hub claims events this store never numbered: believing it
-            # would delete events the hub does not have.
-            self.stats["bad_acks"] += 1
-            self._log_once.warning(("ack", "ahead"), "hub: ack for seq %d ignored: the last seq assigned is %d",
-                                   ack.seq, self.store.last_seq)
+        streams = self.store.streams
+        stream = streams.get(ack.stream or LEGACY)
+        if stream is None:
+            # Another database's stream: another agent running as this store, or an old
+            # disk being drained. Nothing of ours.
+            self.stats["foreign_acks"] += 1
             return
-        if ack.seq > self._published_max:
-            # Numbered, but not sent by this process yet: a stale ack from
-            # before a restart. The resend will earn a fresh one.
-            return
-        if ack.seq <= self._acked:
+        end = streams.end(stream, self.store.last_seq)
+        local = stream.base + ack.seq
+        live = stream.id == self.store.stream_id
+        if local > end:
+            if live:
+                # The hub claims events of this run that it never numbered: believing
+                # it would delete events the hub does not have.
+                self.stats["bad_acks"] += 1
+                n = end - stream.base
+                message = (f"ack for seq {ack.seq} ignored: this run's stream {stream.id} has only {n} "
+                           f"{'event' if n == 1 else 'events'}; the outbox keeps them")
+                self._log_once.warning(("ack", "ahead"), "hub: %s", message)
+                self._trouble("hub_ack_invalid", message)
+                return
+            # A closed stream the hub holds more of than this database: this database is
+            # a copy (a restored backup, a cloned disk). All of that stream here is there.
+            if stream.id not in self._behind_said:
+                self._behind_said.add(stream.id)
+                await self._database_behind(stream.id or "(legacy)", ack.seq, end - stream.base)
+            local = end
+        elif live and local > self._published_max:
+            return  # numbered, not yet sent by this process: cannot be about ours (a bogus ack)
+        if local <= self._acked:
             return  # a repeated or late ack
-        seq = ack.seq
+        if self._acked < stream.base:
+            # An earlier stream is not all acknowledged yet (two hub workers answering out of
+            # order): keep it until that one is, or events of the earlier stream would go.
+            self._held_acks[stream.id] = max(local, self._held_acks.get(stream.id, 0))
+            return
+        await self._acknowledge(local)
+        while True:  # acks held for the streams that follow, now applicable
+            ready = [(sid, seq) for sid, seq in self._held_acks.items()
+                     if (s := streams.get(sid)) is not None and s.base <= self._acked]
+            if not ready:
+                break
+            for sid, _ in ready:
+                del self._held_acks[sid]
+            best = max(seq for _, seq in ready)
+            if best > self._acked:
+                await self._acknowledge(best)
+
+    async def _database_behind(self, stream: str, hub_seq: int, ours: int) -> None:
+        data = {"device": "hub-link", "severity": "warning", "code": "database_behind_hub", "state": "raised",
+                "subject": stream,
+                "message": f"the hub holds stream {stream} up to seq {hub_seq}, this store's database only up to "
+                           f"{ours}: the database was restored from a backup or copied. The {hub_seq - ours} "
+                           "events after it are safe at the hub, but the store's stock counts and points do not "
+                           "include them"}
+        log.warning("hub: %s", data["message"])
+        if self.drain_only:
+            return  # a database being drained takes no new event
+        await self.store.emit("retail.device.alert", data)
+        self.bus.publish("alert.raised", data)
+
+    def _handle_notice(self, payload: bytes) -> None:
+        if not payload:
+            self.duplicate_notice = None  # a cleared retained notice
+            return
+        try:
+            notice = topics.validate(topics.Notice, topics.decode_json(payload))
+        except topics.PayloadError as err:
+            self._log_once.warning(("notice", str(err)[:60]), "hub: bad notice ignored: %s", err)
+            return
+        mine = self.store.stream_id in notice.streams
+        if notice.state == "raised" and mine:
+            if self.duplicate_notice is None:
+                log.error("hub: %s", notice.message or "the hub sees two agents running as this store")
+                self._health_due.set()
+            self.duplicate_notice = notice
+        elif self.duplicate_notice is not None and (notice.state == "cleared" or not mine):
+            log.info("hub: the hub no longer sees two agents running as this store")
+            self.duplicate_notice = None
+            self._health_due.set()
+
+    def recent_trouble(self) -> list[tuple[str, str]]:
+        """(code, message) of the trouble seen within ``trouble_hold_s``, and the hub's duplicate notice."""
+        now = utcnow()
+        out = [(code, message) for code, (at, message) in self.trouble.items()
+               if (now - at).total_seconds() < self.settings.trouble_hold_s]
+        if self.duplicate_notice is not None:
+            n = self.duplicate_notice
+            out.append(("duplicate_store", n.message or f"the hub sees two agents running as store "
+                        f"{self.config.store.id} (streams {', '.join(n.streams)})"))
+        return out
+
+    async def _acknowledge(self, seq: int) -> None:
+        """Forget the events up to local ``seq``: the hub holds them."""
         _, freed = await self.store.write(lambda tx: outbox.acknowledge(tx.conn, seq))
         self.store.outbox_bytes = max(0, self.store.outbox_bytes - freed)
         self._acked = seq
@@ -411,8 +564,15 @@ class HubLink:
         if self._client is not None and self.connected:
             self._client.publish(topic, payload, qos=1)
 
-    def resend_from(self, seq: int) -> int:
-        """Send again every event from ``seq`` on (a hub that lost data asks for it)."""
+    def resend_from(self, seq: int, stream: str | None = None) -> int:
+        """Send again every event from ``seq`` of ``stream`` (this run's when None) on; a hub that
+        lost data asks for it. Returns the local seq it starts from."""
+        s = self.store.streams.get(self.store.stream_id if stream is None else stream)
+        if s is None:
+            if stream is None:
+                raise ValueError("this run has numbered no event yet")
+            raise ValueError(f"no stream {stream} in this store's database")
+        seq += s.base
         if seq <= self._acked:
             raise ValueError(f"events up to {self._acked} were acknowledged and are no longer kept; "
                              f"resend from {self._acked + 1} or later")
@@ -489,6 +649,7 @@ class HubLink:
             "oldest_unacked_age_s": round(age, 1),
             "last_seq": self.store.last_seq,
             "acked_seq": self._acked,
+            "stream": self.store.stream_id,
             "disk_free_bytes": disk.free,
             "outbox_bytes": self.store.outbox_bytes,
             "outbox_budget_bytes": self.budget_bytes,
@@ -501,16 +662,22 @@ class HubLink:
         }
 
 
-def _batches(events: list[outbox.OutboxEvent], max_bytes: int, source: str) -> list[tuple[int, int, bytes]]:
-    """(last seq, count, payload) per batch of at most ``max_bytes`` (one event alone may exceed it)."""
+def _batches(events: list[outbox.OutboxEvent], max_bytes: int, source: str,
+             streams: Streams) -> list[tuple[int, int, bytes]]:
+    """(last local seq, count, payload) per batch of at most ``max_bytes`` (one event alone may
+    exceed it); a batch holds the events of one stream, each numbered in it."""
     out: list[tuple[int, int, bytes]] = []
     parts: list[bytes] = []
     size = 2
+    current = None
     for e in events:
-        encoded = topics.encode_event(source, e)
-        if parts and size + len(encoded) + 1 > max_bytes:
+        stream, seq = streams.locate(e.seq)
+        prev = streams.previous(stream) if seq == 1 else None
+        encoded = topics.encode_event(source, e, stream.id, seq, (prev[0].id, prev[1]) if prev else None)
+        if parts and (size + len(encoded) + 1 > max_bytes or stream is not current):
             out.append((e.seq - 1, len(parts), topics.join_batch(parts)))
             parts, size = [], 2
+        current = stream
         parts.append(encoded)
         size += len(encoded) + 1
     if parts:

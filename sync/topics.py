@@ -9,7 +9,15 @@ Uplink (agent to hub): ``edge/{store}/status`` (retained, Will),
 ``hub/{store}/ack``, ``hub/{store}/catalog``, ``hub/all/catalog``,
 ``hub/{store}/stock``, ``hub/{store}/orders``, ``hub/{store}/members``,
 ``hub/{store}/returns`` (an extension: the verdict on a pending online
-return), ``hub/{store}/cmd``.
+return), ``hub/{store}/notice`` (an extension: what the hub noticed about the
+store's identity, such as two agents running as one store), ``hub/{store}/cmd``.
+
+Streams (an extension of the contract, edge_agent/store/streams.py): every
+event carries ``stream``, the id of the run of the store database that
+numbered it, and its ``seq`` counts within that stream. The first event of a
+stream names the stream before it (``prevstream``) and that stream's last
+seq (``prevseq``). Acks name the stream they acknowledge. Events and acks
+without ``stream`` belong to the legacy stream of agents from before streams.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from edge_agent.store.outbox import OutboxEvent
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
-DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "cmd")
+DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "notice", "cmd")
+# A stream id: a UUID as the agent makes them; letters, digits and dashes.
+STREAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 _STORE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -111,21 +121,32 @@ class CloudEvent(BaseModel):
     time: datetime | None = None
     datacontenttype: str | None = "application/json"
     seq: int | None = Field(default=None, ge=1)
+    # Streams: absent on the legacy stream.
+    stream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
+    prevstream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
+    prevseq: int | None = Field(default=None, ge=0)
     data: Any = None
 
 
-def cloudevent(store_source: str, event: OutboxEvent) -> dict[str, Any]:
-    """The wire form of one outbox event."""
-    return {
+def cloudevent(store_source: str, event: OutboxEvent, stream: str = "", seq: int | None = None,
+               prev: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The wire form of one outbox event: ``seq`` in ``stream`` (the local seq on the legacy stream ``""``);
+    ``prev`` is the previous stream and its last seq, on the first event of a stream."""
+    out = {
         "specversion": "1.0",
         "id": event.id,
         "source": store_source,
         "type": event.type,
         "time": event.time,
         "datacontenttype": "application/json",
-        "seq": event.seq,
-        "data": event.data,
+        "seq": event.seq if seq is None else seq,
     }
+    if stream:
+        out["stream"] = stream
+    if prev is not None and prev[0]:
+        out["prevstream"], out["prevseq"] = prev
+    out["data"] = event.data
+    return out
 
 
 HUB_SOURCE = "hub"
@@ -144,9 +165,11 @@ def hub_event(type_: str, data: Any) -> dict[str, Any]:
     }
 
 
-def encode_event(store_source: str, event: OutboxEvent) -> bytes:
-    """One outbox event as CloudEvents JSON."""
-    return json.dumps(cloudevent(store_source, event), separators=(",", ":"), ensure_ascii=False).encode()
+def encode_event(store_source: str, event: OutboxEvent, stream: str = "", seq: int | None = None,
+                 prev: tuple[str, int] | None = None) -> bytes:
+    """One outbox event as CloudEvents JSON (see ``cloudevent``)."""
+    return json.dumps(cloudevent(store_source, event, stream, seq, prev), separators=(",", ":"),
+                      ensure_ascii=False).encode()
 
 
 def join_batch(encoded: list[bytes]) -> bytes:
@@ -203,13 +226,15 @@ def validate(model: type[BaseModel], data: Any) -> Any:
 
 
 class Ack(_Strict):
-    """``hub/{store}/ack``: every event up to ``seq`` is durable at the hub.
+    """``hub/{store}/ack``: every event of ``stream`` up to ``seq`` is durable at the hub.
 
-    ``time`` (an extension) is the hub's clock when it sent the ack: the
-    store's reference for its clock offset in the health snapshot.
+    ``stream`` absent: the legacy stream. ``time`` (an extension) is the
+    hub's clock when it sent the ack: the store's reference for its clock
+    offset in the health snapshot.
     """
 
     seq: int = Field(ge=0)
+    stream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
     time: datetime | None = None
 
 
@@ -219,6 +244,23 @@ class Status(_Strict):
     state: Literal["online", "offline"]
     version: str | None = None
     since: datetime | None = None
+    # The stream this run of the store numbers its events in: two runs announcing
+    # themselves in turn are two agents with one store id.
+    stream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
+
+
+class Notice(_Strict):
+    """``hub/{store}/notice``, retained: what the hub noticed about the store's identity.
+
+    ``duplicate_store``: two agents run as this store (``streams`` names their
+    streams); ``raised`` while the hub sees both, ``cleared`` after.
+    """
+
+    code: Literal["duplicate_store"]
+    state: Literal["raised", "cleared"]
+    streams: list[str] = Field(default_factory=list, max_length=16)
+    message: str = Field(default="", max_length=500)
+    time: datetime | None = None
 
 
 class Command(_Strict):

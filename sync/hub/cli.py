@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.hub.broker import DEFAULT_BROKER, parse_broker_url
-from sync.hub.db import DEFAULT_DB, StoreRow, open_db
+from sync.hub.db import DEFAULT_DB, IdentityIssue, StoreRow, StreamRow, open_db
 from sync.hub.errors import BrokerURLError, ConsoleConfigError, HubDBError
 from sync.hub.publish import (
     MEMBER_TYPES,
@@ -70,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         fleet = Fleet()
     svc = HubService(parse_broker_url(args.broker), args.db, group=args.group, client_id=args.client_id,
-                     session_expiry=args.session_expiry, observer=Observer(fleet.apply if fleet is not None else None))
+                     session_expiry=args.session_expiry, observer=Observer(fleet.apply if fleet is not None else None),
+                     duplicate_clear_s=args.duplicate_clear)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -192,10 +193,13 @@ def _age(at: str | None, now: datetime) -> str:
 def format_stores(rows: list[StoreRow], now: datetime | None = None) -> str:
     """The ``edge-hub stores`` table."""
     now = now or datetime.now(timezone.utc)
-    table = [("STORE", "STATUS", "SINCE", "ACKED", "EVENTS", "OPEN GAPS", "HEALTH AGE", "REFUSED")]
+    table = [("STORE", "STATUS", "SINCE", "STREAMS", "ACKED", "EVENTS", "OPEN GAPS", "CONFLICTS", "IDENTITY",
+              "HEALTH AGE", "REFUSED")]
     for r in rows:
-        table.append((r.store, r.status or "-", (r.since or "-")[:19], str(r.contiguous), str(r.events),
-                      str(r.open_gaps), _age(r.health_at, now), str(r.rejected)))
+        # ACKED: the acknowledged seq of the stream that last brought events (edge-hub identity lists them all).
+        table.append((r.store, r.status or "-", (r.since or "-")[:19], str(r.streams), str(r.contiguous),
+                      str(r.events), str(r.open_gaps), str(r.conflicts),
+                      f"{r.identity} open" if r.identity else "ok", _age(r.health_at, now), str(r.rejected)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     states = [r.status or "unknown" for r in rows]
@@ -218,6 +222,49 @@ def cmd_stores(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def format_identity(store: str, streams: list[StreamRow], issues: list[IdentityIssue],
+                    conflicts: list[dict[str, Any]]) -> str:
+    """The ``edge-hub identity STORE`` report: streams, what the hub noticed, events kept aside."""
+    out = [f"store {store}", "", "streams (oldest first):"]
+    table = [("STREAM", "ACKED", "HIGH", "EVENTS", "FIRST SEEN", "AFTER", "ANNOUNCED", "SUPERSEDED")]
+    for s in streams:
+        after = "-" if s.prev_stream is None else f"{s.prev_stream[:8]}@{s.prev_seq}"
+        table.append((s.stream or "(legacy)", str(s.contiguous), str(s.high), str(s.events), s.first_at[:19], after,
+                      (s.announced_at or "-")[:19], (s.superseded_at or "-")[:19]))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    out += ["", "identity:" if issues else "identity: nothing noticed"]
+    for i in issues:
+        state = f"cleared {i.cleared_at[:19]}" if i.cleared_at else "OPEN"
+        out.append(f"  [{state}] {i.code} {i.subject}: seen {i.count}x, first {i.first_at[:19]}, last {i.last_at[:19]}")
+        out.append(f"    {i.detail}")
+    out += ["", f"conflicts: {len(conflicts)} {'event' if len(conflicts) == 1 else 'events'} kept aside"]
+    for c in conflicts:
+        out.append(f"  stream {c['stream'] or '(legacy)'} seq {c['seq']}: {c['id']} ({c['type']}), the position "
+                   f"holds {c['kept_id']}; received {c['received_at'][:19]}")
+        out.append(f"    {c['event'][:2000]}")
+    return "\n".join(out)
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Print one store's streams, identity issues and the events kept aside as conflicts."""
+    missing = _missing_sqlite(args.db)
+    if missing is not None:
+        print(f"no store has reported yet: no hub database at {missing} (pass --db as `edge-hub run` has it)")
+        return EXIT_OK
+    db = open_db(args.db)
+    try:
+        if db.store(args.store) is None:
+            _err(f"the hub has heard nothing from store {args.store!r}")
+            return EXIT_FAIL
+        text = format_identity(args.store, db.streams(args.store), db.identity_issues(args.store),
+                               db.conflicts(args.store))
+    finally:
+        db.close()
+    print(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``edge-hub``."""
     env_broker = os.environ.get("EDGE_HUB_URL") or DEFAULT_BROKER
@@ -234,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--group", default="hub", help="shared-subscription group: workers of one group split the stores")
     run.add_argument("--client-id", default=None,
                      help="MQTT client id, stable across restarts and distinct per worker (default edge-hub-GROUP-HOST)")
+    run.add_argument("--duplicate-clear", type=float, default=180.0, metavar="S",
+                     help="a store's two-agents alert clears once no second agent was seen for S seconds (default 180)")
     run.add_argument("--session-expiry", type=int, default=24 * 3600, metavar="S",
                      help="how long the broker keeps messages for this worker while it is down (default 86400)")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -287,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     stores = sub.add_parser("stores", help="table of stores: status, acknowledged seq, gaps, health age")
     stores.add_argument("--db", default=env_db)
     stores.set_defaults(func=cmd_stores)
+
+    ident = sub.add_parser("identity", help="one store's streams, identity problems and conflicting events kept aside")
+    ident.add_argument("store", metavar="STORE")
+    ident.add_argument("--db", default=env_db)
+    ident.set_defaults(func=cmd_identity)
     return p
 
 

@@ -5,12 +5,25 @@ a bare file path, or ``postgresql://user@host/db`` (psycopg 3). Work happens
 in ``with db.transaction() as tx:`` blocks; the hub commits a whole group of
 batches in one of them and acknowledges nothing before the commit returns.
 
-Tables: ``events`` (primary key ``(store, seq)``: a resend is a no-op),
-``stores`` (per store: ``contiguous``, the acknowledged seq; ``high``, the
-highest seq held; counters; last status and health), ``gaps`` (holes below
-``high``, closed when ``contiguous`` passes them), ``commands`` (sent by the
-CLI and the console, answered on ``cmd/res``) and ``rejected`` (quarantine
-of refused payloads); schema.py has them all, with the console's tables. SQL is kept to what both dialects run: ``?`` placeholders are
+Tables: ``events`` (primary key ``(store, stream, seq)``: a resend is a
+no-op), ``streams`` (per run of a store's database: ``contiguous``, the
+acknowledged seq; ``high``, the highest seq held; its place in the chain of
+the store's streams), ``stores`` (per store: counters, the latest stream's
+figures, last status and health), ``gaps`` (holes below ``high``, closed
+when ``contiguous`` passes them), ``conflicts`` (an event that came for a
+position holding another one: kept whole), ``identity`` (what the hub
+noticed: conflicts, a database restored or copied, two agents running as
+one store), ``commands`` (sent by the CLI and the console, answered on
+``cmd/res``) and ``rejected`` (quarantine of refused payloads); schema.py
+has them all, with the console's tables.
+
+Identity. A stream's first event names the stream before it and where that
+one ended. A stream continued by two streams, or that the hub holds past
+the end its successor names, was continued by two copies of one database:
+``database_restored`` (no event is lost: each copy's events are in its own
+stream). A status announcing a stream after another stream of the store was
+announced after it is two agents running at once: ``duplicate_store``,
+cleared when no such turn was seen for a while. SQL is kept to what both dialects run: ``?`` placeholders are
 rewritten to ``%s`` for psycopg, ``ON CONFLICT`` for upserts, TEXT for JSON
 and ISO-8601 UTC times.
 
@@ -48,7 +61,8 @@ def now_iso() -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoreRow:
-    """One line of ``edge-hub stores``."""
+    """One line of ``edge-hub stores``: ``contiguous`` and ``high`` of ``stream``, the stream that
+    last brought new events; ``events``, gaps and conflicts of them all."""
 
     store: str
     status: str | None
@@ -60,6 +74,42 @@ class StoreRow:
     health_at: str | None
     rejected: int
     conflicts: int
+    stream: str | None = None
+    streams: int = 0
+    identity: int = 0  # open identity issues (identity table, not cleared)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One stream of a store."""
+
+    store: str
+    stream: str
+    contiguous: int
+    high: int
+    events: int
+    first_at: str
+    last_event_at: str | None
+    prev_stream: str | None
+    prev_seq: int | None
+    successor: str | None
+    end_seq: int | None
+    announced_at: str | None
+    superseded_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityIssue:
+    """Something the hub noticed about a store's identity (schema.py ``identity``)."""
+
+    store: str
+    code: str
+    subject: str
+    detail: str
+    first_at: str
+    last_at: str
+    count: int
+    cleared_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +121,7 @@ class Gap:
     last: int
     opened_at: str
     closed_at: str | None = None
+    stream: str = ""
 
 
 class Tx:
@@ -96,79 +147,191 @@ class Tx:
     # Events ------------------------------------------------------------------
 
     def ingest(self, store: str, rows: Sequence[EventRow]) -> IngestResult:
-        """Store a batch (sorted by seq) exactly once; return the store's new contiguous seq."""
+        """Store a batch (one stream, sorted by seq) exactly once; return the stream's new contiguous seq."""
         now = self.now
-        contiguous, high = self._lock_store(store)
-        result = IngestResult(store, contiguous)
+        stream = rows[0].stream if rows else ""
+        self._lock_store(store)
+        contiguous, high, new_stream = self._stream_row(store, stream)
+        result = IngestResult(store, contiguous, stream)
         if not rows:
             return result
         existing: dict[int, str] = {}
         if rows[0].seq <= high:  # else nothing of the batch can be stored yet: skip the lookup
             existing = dict(self._x(
-                "SELECT seq, id FROM events WHERE store = ? AND seq BETWEEN ? AND ?",
-                (store, rows[0].seq, rows[-1].seq)).fetchall())
+                "SELECT seq, id FROM events WHERE store = ? AND stream = ? AND seq BETWEEN ? AND ?",
+                (store, stream, rows[0].seq, rows[-1].seq)).fetchall())
         fresh = [r for r in rows if r.seq not in existing]
         for r in rows:
             if r.seq in existing:
                 result.duplicates += 1
                 if existing[r.seq] != r.id:
-                    result.conflicts.append((r.seq, existing[r.seq], r.id))
+                    self._conflict(store, r, existing[r.seq], result)
+        if rows[0].prev is not None and rows[0].seq == 1:
+            self._chain(store, stream, rows[0].prev, result)
         if fresh:
             self._db._executemany(
-                "INSERT INTO events (store, seq, id, type, time, event, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, seq) DO NOTHING",
-                [(store, r.seq, r.id, r.type, r.time, r.event, now) for r in fresh])
+                "INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, stream, seq) DO NOTHING",
+                [(store, stream, r.seq, r.id, r.type, r.time, r.event, now) for r in fresh])
             result.inserted = len(fresh)
             seqs = [r.seq for r in fresh]
             result.gaps_opened = new_gaps(high, seqs)
             if result.gaps_opened:
                 self._db._executemany(
-                    "INSERT INTO gaps (store, first_seq, last_seq, opened_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (store, first_seq) DO NOTHING",
-                    [(store, a, b, now) for a, b in result.gaps_opened])
+                    "INSERT INTO gaps (store, stream, first_seq, last_seq, opened_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (store, stream, first_seq) DO NOTHING",
+                    [(store, stream, a, b, now) for a, b in result.gaps_opened])
             new_high = max(high, seqs[-1])
             if seqs[0] == contiguous + 1:
                 if seqs[-1] - seqs[0] == len(seqs) - 1 and seqs[-1] == new_high:
                     result.contiguous = seqs[-1]  # the usual case: the batch extends the run, nothing beyond
                 else:
-                    result.contiguous = self._walk(store, contiguous)
+                    result.contiguous = self._walk(store, stream, contiguous)
             if result.contiguous > contiguous and high > contiguous:
-                result.gaps_closed = self._close_gaps(store, result.contiguous, now)
-            self._x("UPDATE stores SET contiguous = ?, high = ?, events = events + ?, conflicts = conflicts + ?, "
-                    "last_event_at = ? WHERE store = ?",
-                    (result.contiguous, new_high, len(fresh), len(result.conflicts), now, store))
-        elif result.conflicts:
-            self._x("UPDATE stores SET conflicts = conflicts + ? WHERE store = ?", (len(result.conflicts), store))
+                result.gaps_closed = self._close_gaps(store, stream, result.contiguous, now)
+            self._x("UPDATE streams SET contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
+                    "WHERE store = ? AND stream = ?", (result.contiguous, new_high, len(fresh), now, store, stream))
+            self._x("UPDATE stores SET stream = ?, contiguous = ?, high = ?, events = events + ?, "
+                    "conflicts = conflicts + ?, streams = streams + ?, last_event_at = ? WHERE store = ?",
+                    (stream, result.contiguous, new_high, len(fresh), len(result.conflicts), int(new_stream), now,
+                     store))
+        elif result.conflicts or new_stream:
+            self._x("UPDATE stores SET conflicts = conflicts + ?, streams = streams + ? WHERE store = ?",
+                    (len(result.conflicts), int(new_stream), store))
         return result
 
-    def _lock_store(self, store: str) -> tuple[int, int]:
-        """The store's row, created if new, and locked until the commit: its contiguous and high seq.
+    def _lock_store(self, store: str) -> None:
+        """The store's row, created if new, and locked until the commit.
 
-        One statement: the upsert's DO UPDATE locks the row in PostgreSQL as
-        ``SELECT ... FOR UPDATE`` would (SQLite's whole-file lock is already held).
+        The upsert's DO UPDATE locks the row in PostgreSQL as ``SELECT ... FOR
+        UPDATE`` would (SQLite's whole-file lock is already held): one
+        transaction at a time works on a store's streams.
         """
-        row = self._x("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store "
-                      "RETURNING contiguous, high", (store,)).fetchone()
-        return int(row[0]), int(row[1])
+        self._x("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store",
+                (store,))
 
-    def _walk(self, store: str, contiguous: int) -> int:
+    def _stream_row(self, store: str, stream: str) -> tuple[int, int, bool]:
+        """The stream's contiguous and high seq, and whether its row is new (created now)."""
+        row = self._x("SELECT contiguous, high FROM streams WHERE store = ? AND stream = ?",
+                      (store, stream)).fetchone()
+        if row is not None:
+            return int(row[0]), int(row[1]), False
+        self._x("INSERT INTO streams (store, stream, first_at) VALUES (?, ?, ?)", (store, stream, self.now))
+        return 0, 0, True
+
+    def _conflict(self, store: str, row: EventRow, kept: str, result: IngestResult) -> None:
+        """Another event at a position already held: keep it whole, count it once, say so."""
+        cur = self._x("INSERT INTO conflicts (store, stream, seq, id, kept_id, type, event, received_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, stream, seq, id) DO NOTHING",
+                      (store, row.stream, row.seq, row.id, kept, row.type, row.event, self.now))
+        if cur.rowcount != 1:
+            return  # the same conflicting event again (a resend): kept and counted already
+        result.conflicts.append((row.seq, kept, row.id))
+        name = row.stream or "(legacy)"
+        detail = (f"seq {row.seq} of stream {name} came with event {row.id} ({row.type}) while the hub holds "
+                  f"{kept} there; the second event is kept in the conflicts table, not in the events")
+        result.identity.append(("stream_conflict", name, detail))
+        self.identity(store, "stream_conflict", name, detail)
+
+    def _chain(self, store: str, stream: str, prev: tuple[str, int], result: IngestResult) -> None:
+        """A stream's first event names the stream before it: link them, and notice a fork."""
+        prev_stream, prev_seq = prev
+        self._x("UPDATE streams SET prev_stream = ?, prev_seq = ? WHERE store = ? AND stream = ? "
+                "AND prev_stream IS NULL", (prev_stream, prev_seq, store, stream))
+        row = self._x("SELECT high, successor, end_seq FROM streams WHERE store = ? AND stream = ?",
+                      (store, prev_stream)).fetchone()
+        if row is None:  # the earlier stream's events have not come yet (or never will)
+            self._x("INSERT INTO streams (store, stream, first_at) VALUES (?, ?, ?)", (store, prev_stream, self.now))
+            self._x("UPDATE stores SET streams = streams + 1 WHERE store = ?", (store,))
+            high, successor, end_seq = 0, None, None
+        else:
+            high, successor, end_seq = int(row[0]), row[1], row[2]
+        if successor is None:
+            self._x("UPDATE streams SET successor = ?, end_seq = ? WHERE store = ? AND stream = ?",
+                    (stream, prev_seq, store, prev_stream))
+        fork = None
+        if successor is not None and successor != stream:
+            fork = (f"streams {successor} (after seq {end_seq}) and {stream} (after seq {prev_seq}) both continue "
+                    f"stream {prev_stream}: two copies of the store's database went on")
+        elif high > prev_seq:
+            fork = (f"stream {stream} continues stream {prev_stream} after seq {prev_seq}, but the hub holds that "
+                    f"stream up to seq {high}")
+        if fork is not None:
+            detail = (f"{fork}. The store's database was restored from a backup or copied: the "
+                      f"{max(0, high - prev_seq)} events of {prev_stream} after seq {prev_seq} are here but not in "
+                      "the database now in use, so its stock counts and points lack them. No event is lost.")
+            result.identity.append(("database_restored", prev_stream, detail))
+            self.identity(store, "database_restored", prev_stream, detail)
+        elif high < prev_seq and successor is None:
+            # The earlier stream ended at prev_seq: what the hub lacks of it is a gap like any other.
+            self._x("INSERT INTO gaps (store, stream, first_seq, last_seq, opened_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (store, stream, first_seq) DO NOTHING", (store, prev_stream, high + 1, prev_seq,
+                                                                         self.now))
+
+    def _walk(self, store: str, stream: str, contiguous: int) -> int:
         while True:
             seqs = [s for (s,) in self._x(
-                "SELECT seq FROM events WHERE store = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (store, contiguous, _WALK_CHUNK)).fetchall()]
+                "SELECT seq FROM events WHERE store = ? AND stream = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (store, stream, contiguous, _WALK_CHUNK)).fetchall()]
             moved = advance(contiguous, seqs)
             if len(seqs) < _WALK_CHUNK or moved != seqs[-1]:
                 return moved
             contiguous = moved
 
-    def _close_gaps(self, store: str, contiguous: int, now: str) -> list[tuple[int, int]]:
+    def _close_gaps(self, store: str, stream: str, contiguous: int, now: str) -> list[tuple[int, int]]:
         closed = [(int(a), int(b)) for a, b in self._x(
-            "SELECT first_seq, last_seq FROM gaps WHERE store = ? AND closed_at IS NULL AND last_seq <= ?",
-            (store, contiguous)).fetchall()]
+            "SELECT first_seq, last_seq FROM gaps WHERE store = ? AND stream = ? AND closed_at IS NULL "
+            "AND last_seq <= ?", (store, stream, contiguous)).fetchall()]
         if closed:
-            self._x("UPDATE gaps SET closed_at = ? WHERE store = ? AND closed_at IS NULL AND last_seq <= ?",
-                    (now, store, contiguous))
+            self._x("UPDATE gaps SET closed_at = ? WHERE store = ? AND stream = ? AND closed_at IS NULL "
+                    "AND last_seq <= ?", (now, store, stream, contiguous))
         return closed
+
+    # Identity -----------------------------------------------------------------------
+
+    def identity(self, store: str, code: str, subject: str, detail: str) -> None:
+        """Record (or count again) an identity issue; a cleared one is raised anew."""
+        self._x("INSERT INTO identity (store, code, subject, detail, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (store, code, subject) DO UPDATE SET detail = excluded.detail, "
+                "last_at = excluded.last_at, count = identity.count + 1, cleared_at = NULL, "
+                "first_at = CASE WHEN identity.cleared_at IS NULL THEN identity.first_at "
+                "ELSE excluded.first_at END",
+                (store, code, subject[:200], detail[:2000], self.now, self.now))
+
+    def announce(self, store: str, stream: str) -> str | None:
+        """A status names the stream this run of the store numbers in. Returns the other live
+        stream when this one had been superseded: two agents run as the store."""
+        self._lock_store(store)
+        live = self._x("SELECT live_stream FROM stores WHERE store = ?", (store,)).fetchone()[0]
+        row = self._x("SELECT superseded_at FROM streams WHERE store = ? AND stream = ?", (store, stream)).fetchone()
+        if row is None:
+            self._x("INSERT INTO streams (store, stream, first_at, announced_at) VALUES (?, ?, ?, ?)",
+                    (store, stream, self.now, self.now))
+            self._x("UPDATE stores SET streams = streams + 1 WHERE store = ?", (store,))
+        else:
+            self._x("UPDATE streams SET announced_at = ? WHERE store = ? AND stream = ?", (self.now, store, stream))
+        if live is None or live == stream:
+            if live is None:
+                self._x("UPDATE stores SET live_stream = ? WHERE store = ?", (stream, store))
+            return None
+        self._x("UPDATE streams SET superseded_at = ? WHERE store = ? AND stream = ?", (self.now, store, live))
+        self._x("UPDATE stores SET live_stream = ? WHERE store = ?", (stream, store))
+        if row is None or row[0] is None:
+            return None  # a new run after the last one: a restart, a new PC
+        self.identity(store, "duplicate_store", store,
+                      f"two agents run as store {store} at once: streams {live} and {stream} announce themselves "
+                      "in turn (a second PC with a copy of devices.yaml?); their events are all kept, each in its "
+                      "own stream, but only one of them should run")
+        return live
+
+    def clear_duplicates(self, quiet_before: str) -> list[str]:
+        """Stores whose duplicate_store issue was not seen again since ``quiet_before``: cleared now."""
+        rows = self._x("SELECT store FROM identity WHERE code = 'duplicate_store' AND cleared_at IS NULL "
+                       "AND last_at < ?", (quiet_before,)).fetchall()
+        for (store,) in rows:
+            self._x("UPDATE identity SET cleared_at = ? WHERE store = ? AND code = 'duplicate_store' "
+                    "AND cleared_at IS NULL", (self.now, store))
+        return [s for (s,) in rows]
 
     # Status, health, commands, quarantine -----------------------------------------
 
@@ -216,13 +379,14 @@ class Tx:
 
     def report_gaps(self, opened_before: str) -> list[Gap]:
         """Open gaps older than ``opened_before`` not reported yet; marks them reported (once per gap)."""
-        found = self._x("SELECT store, first_seq, last_seq, opened_at FROM gaps "
+        found = self._x("SELECT store, stream, first_seq, last_seq, opened_at FROM gaps "
                         "WHERE closed_at IS NULL AND reported = 0 AND opened_at < ?", (opened_before,)).fetchall()
         out = []
-        for store, a, b, at in found:
-            cur = self._x("UPDATE gaps SET reported = 1 WHERE store = ? AND first_seq = ? AND reported = 0", (store, a))
+        for store, stream, a, b, at in found:
+            cur = self._x("UPDATE gaps SET reported = 1 WHERE store = ? AND stream = ? AND first_seq = ? "
+                          "AND reported = 0", (store, stream, a))
             if cur.rowcount == 1:
-                out.append(Gap(store, int(a), int(b), at))
+                out.append(Gap(store, int(a), int(b), at, stream=stream))
         return out
 
 
@@ -250,20 +414,51 @@ class HubDB(ABC):
     def _errors(self) -> tuple[type[BaseException], ...]:
         """The driver's exceptions, mapped to HubDBError."""
 
+    # Version 1 to 2 (streams): the old events and gaps tables step aside for the new ones.
+    _v1_renames: tuple[str, ...] = (
+        "ALTER TABLE events RENAME TO events_v1", "ALTER TABLE gaps RENAME TO gaps_v1",
+        "DROP INDEX IF EXISTS gaps_open", "ALTER TABLE stores ADD COLUMN stream TEXT",
+        "ALTER TABLE stores ADD COLUMN live_stream TEXT",
+        "ALTER TABLE stores ADD COLUMN streams BIGINT NOT NULL DEFAULT 0")
+
     def open(self) -> "HubDB":
-        """Connect and create the tables if they are missing."""
+        """Connect, create the tables if they are missing, bring an older schema up to date."""
         try:
             self._conn = self._connect()
-            with self.transaction():
+            with self.transaction() as tx:
                 if self._schema_lock_sql:
                     self._execute(self._schema_lock_sql)
+                self._execute(SCHEMA[0])  # hub_meta
+                row = self._execute("SELECT value FROM hub_meta WHERE key = 'schema_version'").fetchone()
+                found = row[0] if row else None
+                if found is not None and int(found) > int(SCHEMA_VERSION):
+                    raise HubDBError(f"the hub database {self.url} has schema version {found}, newer than this "
+                                     f"hub's {SCHEMA_VERSION}: run the newer hub")
+                if found == "1":
+                    for stmt in self._v1_renames:
+                        self._execute(stmt)
                 for stmt in SCHEMA:
                     self._execute(stmt)
+                if found == "1":
+                    self._migrate_v1(tx.now)
                 self._execute("INSERT INTO hub_meta (key, value) VALUES ('schema_version', ?) "
-                              "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
         except self._errors as err:
             raise HubDBError(f"cannot open the hub database {self.url}: {err}") from err
         return self
+
+    def _migrate_v1(self, now: str) -> None:
+        """Version 1's events and gaps become the legacy stream "" of their store."""
+        self._execute("INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
+                      "SELECT store, '', seq, id, type, time, event, received_at FROM events_v1")
+        self._execute("INSERT INTO gaps (store, stream, first_seq, last_seq, opened_at, closed_at, reported) "
+                      "SELECT store, '', first_seq, last_seq, opened_at, closed_at, reported FROM gaps_v1")
+        self._execute("INSERT INTO streams (store, stream, contiguous, high, events, first_at, last_event_at) "
+                      "SELECT store, '', contiguous, high, events, coalesce(last_event_at, ?), last_event_at "
+                      "FROM stores WHERE high > 0", (now,))
+        self._execute("UPDATE stores SET stream = '', streams = 1 WHERE high > 0")
+        self._execute("DROP TABLE events_v1")
+        self._execute("DROP TABLE gaps_v1")
 
     def close(self) -> None:
         """Close the connection."""
@@ -330,8 +525,10 @@ class HubDB(ABC):
         rows = self._query(
             "SELECT s.store, s.status, s.status_since, s.contiguous, s.high, s.events, "
             "(SELECT count(*) FROM gaps g WHERE g.store = s.store AND g.closed_at IS NULL), "
-            "s.health_at, s.rejected, s.conflicts FROM stores s ORDER BY s.store")
-        return [StoreRow(*r) for r in rows]
+            "s.health_at, s.rejected, s.conflicts, s.stream, s.streams, "
+            "(SELECT count(*) FROM identity i WHERE i.store = s.store AND i.cleared_at IS NULL) "
+            "FROM stores s ORDER BY s.store")
+        return [StoreRow(*r[:11], int(r[11]), int(r[12])) for r in rows]
 
     def store(self, store: str) -> StoreRow | None:
         """One store's line, or None."""
@@ -339,13 +536,48 @@ class HubDB(ABC):
 
     def gaps(self, store: str) -> list[Gap]:
         """Every gap of a store, open or closed, by first seq."""
-        rows = self._query("SELECT store, first_seq, last_seq, opened_at, closed_at FROM gaps "
-                           "WHERE store = ? ORDER BY first_seq", (store,))
-        return [Gap(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
+        rows = self._query("SELECT store, first_seq, last_seq, opened_at, closed_at, stream FROM gaps "
+                           "WHERE store = ? ORDER BY stream, first_seq", (store,))
+        return [Gap(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5]) for r in rows]
 
-    def event_ids(self, store: str) -> dict[int, str]:
-        """seq -> event id of every event held for a store."""
-        return {int(s): i for s, i in self._query("SELECT seq, id FROM events WHERE store = ? ORDER BY seq", (store,))}
+    def event_ids(self, store: str, stream: str = "") -> dict[int, str]:
+        """seq -> event id of every event held for one stream of a store (the legacy stream by default)."""
+        return {int(s): i for s, i in self._query(
+            "SELECT seq, id FROM events WHERE store = ? AND stream = ? ORDER BY seq", (store, stream))}
+
+    def store_events(self, store: str) -> list[tuple[str, int, str, str]]:
+        """(stream, seq, id, type) of every event held for a store: streams in the order the hub first
+        saw them, each in seq order."""
+        return [(s, int(q), i, t) for s, q, i, t in self._query(
+            "SELECT e.stream, e.seq, e.id, e.type FROM events e JOIN streams s ON s.store = e.store AND "
+            "s.stream = e.stream WHERE e.store = ? ORDER BY s.first_at, e.stream, e.seq", (store,))]
+
+    def streams(self, store: str) -> list[StreamRow]:
+        """Every stream of a store, in the order the hub first saw them."""
+        cols = ("store, stream, contiguous, high, events, first_at, last_event_at, prev_stream, prev_seq, "
+                "successor, end_seq, announced_at, superseded_at")
+        return [StreamRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), *r[5:8],
+                          None if r[8] is None else int(r[8]), r[9], None if r[10] is None else int(r[10]), *r[11:])
+                for r in self._query(f"SELECT {cols} FROM streams WHERE store = ? ORDER BY first_at, stream",
+                                     (store,))]
+
+    def identity_issues(self, store: str | None = None, *, open_only: bool = False) -> list[IdentityIssue]:
+        """What the hub noticed about stores' identities, newest first."""
+        where, params = [], []
+        if store is not None:
+            where.append("store = ?")
+            params.append(store)
+        if open_only:
+            where.append("cleared_at IS NULL")
+        sql = ("SELECT store, code, subject, detail, first_at, last_at, count, cleared_at FROM identity"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY last_at DESC")
+        return [IdentityIssue(*r[:6], int(r[6]), r[7]) for r in self._query(sql, params)]
+
+    def conflicts(self, store: str) -> list[dict[str, Any]]:
+        """The events kept aside because their position held another event, oldest first, whole."""
+        cols = ("stream", "seq", "id", "kept_id", "type", "event", "received_at")
+        return [dict(zip(cols, r)) for r in self._query(
+            f"SELECT {', '.join(cols)} FROM conflicts WHERE store = ? ORDER BY received_at, stream, seq", (store,))]
 
     def event_count(self) -> int:
         """Events held, all stores."""
@@ -429,6 +661,9 @@ class PostgresHubDB(HubDB):
 
     for_update = " FOR UPDATE"
     placeholder = "%s"
+    # PostgreSQL names a table's primary key index after the table, and keeps the name on a rename.
+    _v1_renames = ("ALTER INDEX events_pkey RENAME TO events_v1_pkey", "ALTER INDEX gaps_pkey RENAME TO gaps_v1_pkey",
+                   *HubDB._v1_renames)
     # Two workers starting at once on a fresh database would race on CREATE TABLE IF NOT EXISTS.
     _schema_lock_sql = "SELECT pg_advisory_xact_lock(7247)"
 

@@ -3,7 +3,9 @@
 ``parse_batch`` turns the payload of ``edge/{store}/events`` into rows or
 refuses the whole batch (BatchRejected); ``advance`` and ``new_gaps`` are
 the arithmetic of the acknowledgement: the hub acknowledges the highest
-``seq`` up to which it holds every event of the store, never past a hole.
+``seq`` up to which it holds every event of the store's stream, never past
+a hole. A batch holds the events of one stream (sync/topics.py: streams);
+events without ``stream`` are the legacy stream ``""``.
 
 Policy for a bad batch: all or nothing. One bad event (no ``seq``, another
 store's ``source``, not a CloudEvent) refuses the whole batch, because
@@ -37,6 +39,9 @@ class EventRow:
     type: str
     time: str | None
     event: str
+    stream: str = ""
+    # On a stream's first event: the stream before it and that stream's last seq.
+    prev: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -45,12 +50,21 @@ class IngestResult:
 
     store: str
     contiguous: int
+    stream: str = ""
     inserted: int = 0
     duplicates: int = 0
-    # (seq, id kept, id refused) for a seq that came back with another event id
+    # (seq, id kept, id of the other event, stored whole in ``conflicts``) for a position
+    # that came with another event id
     conflicts: list[tuple[int, str, str]] = field(default_factory=list)
+    # What the batch showed about the store's identity: (code, subject, detail)
+    identity: list[tuple[str, str, str]] = field(default_factory=list)
     gaps_opened: list[tuple[int, int]] = field(default_factory=list)
     gaps_closed: list[tuple[int, int]] = field(default_factory=list)
+
+
+# The stream attributes an event does not have are left out of the stored JSON, not written as null.
+_UNSET_STREAM = {(True, True): {"stream", "prevstream", "prevseq"}, (False, True): {"prevstream", "prevseq"},
+                 (True, False): {"stream"}, (False, False): set()}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -82,7 +96,20 @@ def parse_batch(store: str, payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES,
             raise BatchRejected("seq", f"event {i} (id {ev.id}): seq {ev.seq} is beyond {MAX_SEQ}")
         if "\x00" in ev.id or "\x00" in ev.type:
             raise BatchRejected("schema", f"event {i}: NUL character in id or type")
-        row = EventRow(ev.seq, ev.id, ev.type, ev.time.isoformat() if ev.time else None, ev.model_dump_json())
+        stream = ev.stream or ""
+        if i == 0:
+            first_stream = stream
+        elif stream != first_stream:
+            raise BatchRejected("stream", f"event {i} is of stream {stream or '(legacy)'!r}, event 0 of "
+                                f"{first_stream or '(legacy)'!r}: a batch holds the events of one stream")
+        prev = None
+        if ev.prevstream is not None:
+            if ev.seq != 1 or ev.prevseq is None or ev.prevstream == stream:
+                raise BatchRejected("stream", f"event {i} (id {ev.id}): prevstream and prevseq go together, "
+                                    "on the first event of a stream, naming another stream")
+            prev = (ev.prevstream, ev.prevseq)
+        row = EventRow(ev.seq, ev.id, ev.type, ev.time.isoformat() if ev.time else None,
+                       ev.model_dump_json(exclude=_UNSET_STREAM[ev.stream is None, prev is None]), stream, prev)
         seen = rows.get(ev.seq)
         if seen is not None and seen.id != ev.id:
             raise BatchRejected("seq", f"seq {ev.seq} appears twice in the batch with ids {seen.id} and {ev.id}")

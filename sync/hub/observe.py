@@ -191,23 +191,28 @@ class Observer:
         for seq, data, time in alerts:
             state = "cleared" if data.get("state") == "cleared" else "raised"
             device, code = alert_device(data), _text(data.get("code"), 64, "unknown")
+            at = utc_iso(time) or now
             params.append((store, device, code, state,
-                           _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, time, now))
+                           _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, at, now))
             plain = _text(data.get("device"), 64, "?")
             if state == "cleared" and device != plain:
-                legacy.append((now, store, plain, code, seq))
+                legacy.append((now, store, plain, code, at, at, seq))
 
         def op(tx: Tx) -> None:
-            # The later seq wins: a raise and its clear may be stored by two workers in either order.
+            # The later event wins: a raise and its clear may be stored by two workers in either
+            # order. Later by the store's time (UTC, ms), then by seq: seq alone restarts with
+            # each stream (each run of the store's database).
             tx.executemany(
                 "INSERT INTO device_alerts (store, device, code, state, severity, message, seq, time, received_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device, code) DO UPDATE SET "
                 "state = excluded.state, severity = excluded.severity, message = excluded.message, "
                 "seq = excluded.seq, time = excluded.time, received_at = excluded.received_at "
-                "WHERE excluded.seq > device_alerts.seq", params)
+                "WHERE device_alerts.time IS NULL OR excluded.time > device_alerts.time "
+                "OR (excluded.time = device_alerts.time AND excluded.seq > device_alerts.seq)", params)
             if legacy:
                 tx.executemany("UPDATE device_alerts SET state = 'cleared', received_at = ? WHERE store = ? "
-                               "AND device = ? AND code = ? AND state = 'raised' AND seq < ?", legacy)
+                               "AND device = ? AND code = ? AND state = 'raised' AND (time < ? OR (time = ? AND seq < ?))",
+                               legacy)
         return op
 
     def committed(self) -> None:

@@ -1,7 +1,7 @@
 """The hub database's tables, in SQL both SQLite and PostgreSQL run.
 
-Ingest: ``events``, ``stores``, ``gaps``, ``commands``, ``rejected`` (see
-db.py). Health console (sync/hub/console/): ``device_states`` (one row per
+Ingest: ``events``, ``stores``, ``streams``, ``gaps``, ``conflicts``,
+``identity``, ``commands``, ``rejected`` (see db.py). Health console (sync/hub/console/): ``device_states`` (one row per
 state a device entered, from the health snapshots: the 24-hour timeline),
 ``device_alerts`` (the last ``retail.device.alert`` per store, device and
 code, from the events stream) and ``alerts`` (what the hub's rules raised,
@@ -11,10 +11,15 @@ database made before the console gets the new tables on the next start.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+# 2: streams. Events, gaps and the ack are per (store, stream); version 1's
+# events and gaps become the legacy stream "" (db.py ``_migrate_v1``).
+SCHEMA_VERSION = "2"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # ``contiguous``, ``high``: of ``stream``, the stream that last brought new events (the
+    # store's line in ``edge-hub stores``); ``events``: of every stream; ``live_stream``: the
+    # stream last announced in the store's status; ``streams``: how many it has had.
     """CREATE TABLE IF NOT EXISTS stores (
         store TEXT PRIMARY KEY,
         contiguous BIGINT NOT NULL DEFAULT 0,
@@ -24,15 +29,41 @@ SCHEMA = (
         rejected BIGINT NOT NULL DEFAULT 0,
         last_event_at TEXT,
         status TEXT, status_version TEXT, status_since TEXT, status_at TEXT,
-        health TEXT, health_at TEXT)""",
+        health TEXT, health_at TEXT,
+        stream TEXT, live_stream TEXT, streams BIGINT NOT NULL DEFAULT 0)""",
+    # One row per run of a store's database. ``prev_stream``/``prev_seq``: the stream before
+    # it and that stream's last seq, as its first event says; ``successor``/``end_seq``: the
+    # same seen from the earlier stream. ``announced_at``: last named in a status;
+    # ``superseded_at``: when another stream of the store was announced after it.
+    """CREATE TABLE IF NOT EXISTS streams (
+        store TEXT NOT NULL, stream TEXT NOT NULL,
+        contiguous BIGINT NOT NULL DEFAULT 0, high BIGINT NOT NULL DEFAULT 0,
+        events BIGINT NOT NULL DEFAULT 0, first_at TEXT NOT NULL, last_event_at TEXT,
+        prev_stream TEXT, prev_seq BIGINT, successor TEXT, end_seq BIGINT,
+        announced_at TEXT, superseded_at TEXT,
+        PRIMARY KEY (store, stream))""",
     """CREATE TABLE IF NOT EXISTS events (
-        store TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+        store TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
         time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL,
-        PRIMARY KEY (store, seq))""",
+        PRIMARY KEY (store, stream, seq))""",
     """CREATE TABLE IF NOT EXISTS gaps (
-        store TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+        store TEXT NOT NULL, stream TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
         opened_at TEXT NOT NULL, closed_at TEXT, reported INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (store, first_seq))""",
+        PRIMARY KEY (store, stream, first_seq))""",
+    # An event that came for a position already holding another event: kept whole, never
+    # dropped silently; ``kept_id`` is the event the position holds.
+    """CREATE TABLE IF NOT EXISTS conflicts (
+        store TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL,
+        kept_id TEXT NOT NULL, type TEXT NOT NULL, event TEXT NOT NULL, received_at TEXT NOT NULL,
+        PRIMARY KEY (store, stream, seq, id))""",
+    # What the hub noticed about a store's identity, one row per code and subject:
+    # ``stream_conflict`` (subject: the stream), ``database_restored`` (subject: the stream the
+    # store's database went back into), ``duplicate_store`` (subject: the store). Raised again,
+    # a row counts up; ``cleared_at`` is set when the cause went away (duplicates only).
+    """CREATE TABLE IF NOT EXISTS identity (
+        store TEXT NOT NULL, code TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+        first_at TEXT NOT NULL, last_at TEXT NOT NULL, count BIGINT NOT NULL DEFAULT 1, cleared_at TEXT,
+        PRIMARY KEY (store, code, subject))""",
     """CREATE TABLE IF NOT EXISTS commands (
         id TEXT PRIMARY KEY, store TEXT NOT NULL, device TEXT, action TEXT, args TEXT,
         sent_at TEXT, state TEXT NOT NULL, result TEXT, error TEXT, answered_at TEXT)""",

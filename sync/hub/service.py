@@ -9,6 +9,12 @@ at any point has its unacknowledged messages redelivered by the broker when
 its persistent session reconnects, and the ``(store, seq)`` key makes the
 redelivery harmless.
 
+Acks are per stream (``{"seq", "stream"}``). A status names the stream the
+store's agent numbers in; the same store announcing two streams in turn is
+two agents running as one store: the hub records it (db.py ``identity``)
+and says so, retained, on ``hub/{store}/notice`` for both agents to show;
+``cleared`` once no such turn was seen for ``duplicate_clear_s``.
+
 The queue between the two threads holds at most ``2 * max_group`` messages
 (and the hub asks the broker for no more than that in flight, MQTT 5
 Receive Maximum): when a hub comes back to a backlog of days, the rest
@@ -61,6 +67,7 @@ from sync.topics import (
     Ack,
     Command,
     CommandResult,
+    Notice,
     PayloadError,
     Status,
     decode_json,
@@ -125,6 +132,14 @@ class _Throttle:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Duplicate:
+    """A status op's finding: two streams of one store announced in turn."""
+
+    store: str
+    streams: tuple[str, str]
+
+
 @dataclass(slots=True)
 class _Plan:
     """What one group of messages does to the database, sorted by store before it runs."""
@@ -138,7 +153,7 @@ class HubService:
     def __init__(self, broker: str | BrokerURL, db: str | HubDB, *, group: str = "hub",
                  client_id: str | None = None, session_expiry: int = 24 * 3600,
                  max_group: int = 500, gap_grace: float = 10.0, max_batch_bytes: int = MAX_BATCH_BYTES,
-                 observer: Observer | None = None):
+                 observer: Observer | None = None, duplicate_clear_s: float = 180.0):
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         self._db_arg = db
         self.group = group
@@ -147,6 +162,9 @@ class HubService:
         self.max_group = max_group
         self.gap_grace = gap_grace
         self.max_batch_bytes = max_batch_bytes
+        # Two agents of one store take the MQTT session from each other every few seconds
+        # (they back off 10 s after each takeover); this long without a turn: cleared.
+        self.duplicate_clear_s = duplicate_clear_s
         self.stats = HubStats()
         # Timeline rows and device alerts for the console, and its live changes (observe.py).
         self.observer = observer or Observer()
@@ -364,10 +382,13 @@ class HubService:
         # Stores in sorted order: two workers on PostgreSQL take row locks in the same order.
         plan.ops.sort(key=lambda op: (op[0], op[1]))
         results: list[IngestResult] = []
+        duplicates: list[_Duplicate] = []
         while plan.ops:
             try:
                 with self.db.transaction() as tx:  # type: ignore[union-attr]
-                    results = [res for _, _, op in plan.ops if isinstance(res := op(tx), IngestResult)]
+                    outcomes = [op(tx) for _, _, op in plan.ops]
+                results = [res for res in outcomes if isinstance(res, IngestResult)]
+                duplicates = [res for res in outcomes if isinstance(res, _Duplicate)]
                 break
             except HubDBError as err:
                 # Nothing is acknowledged: keep the group and retry until the database is back.
@@ -389,25 +410,38 @@ class HubService:
         client = self._client
         if client is None:
             return
-        acks: dict[str, int] = {}
+        acks: dict[tuple[str, str], int] = {}
         for res in results:
             self._count(res)
             self._log_result(res)
-            acks[res.store] = res.contiguous  # the last batch of a store in the group has the final value
-        for store, seq in acks.items():
+            acks[res.store, res.stream] = res.contiguous  # a stream's last batch in the group has the final value
+        for (store, stream), seq in acks.items():
             if seq > 0:
                 # QoS 0: an ack is cumulative and idempotent, so a lost one costs
                 # nothing but time (the next ack covers it; an agent whose acks
                 # stall resends and is acknowledged again). QoS 1 would add a
                 # PUBACK per ack to the hub's busiest loop: measured 244 -> 165 µs
                 # of hub CPU per event (bench/bench_hub_scale.py).
-                ack = Ack(seq=seq, time=datetime.now(timezone.utc))
+                ack = Ack(seq=seq, stream=stream or None, time=datetime.now(timezone.utc))
                 self.stats.acks += 1  # before the publish: whoever got the ack may read the counter
-                client.publish(hub_topic(store, "ack"), ack.model_dump_json().encode(), qos=0)
+                client.publish(hub_topic(store, "ack"), ack.model_dump_json(exclude_none=True).encode(), qos=0)
+        for dup in duplicates:
+            message = (f"two agents run as store {dup.store}: streams {dup.streams[0]} and {dup.streams[1]} "
+                       "announce themselves in turn; stop the one that should not run (a copied devices.yaml?)")
+            if self._throttle((dup.store, "duplicate")):
+                log.error("%s", message)
+            self._notice(client, dup.store, Notice(code="duplicate_store", state="raised", streams=list(dup.streams),
+                                                   message=message, time=datetime.now(timezone.utc)))
         # PUBACK last: until now the broker still holds every message of the group.
         for msg in group:
             if msg.qos > 0 and msg.conn == self._conn_gen:
                 client.ack(msg.mid, msg.qos)
+
+    def _notice(self, client: mqtt.Client, store: str, notice: Notice) -> None:
+        # Retained, QoS 1: the two agents share one MQTT session and only one is connected at a
+        # time; a retained notice reaches each at its next subscribe.
+        client.publish(hub_topic(store, "notice"), notice.model_dump_json(exclude_none=True).encode(), qos=1,
+                       retain=True)
 
     def _count(self, res: IngestResult) -> None:
         self.stats.batches += 1
@@ -416,25 +450,40 @@ class HubService:
         self.stats.conflicts += len(res.conflicts)
 
     def _log_result(self, res: IngestResult) -> None:
-        for seq, kept, refused in res.conflicts:
+        for seq, kept, other in res.conflicts:
             if self._throttle((res.store, "conflict")):
-                log.warning("%s: seq %d came again with another event id %s; kept the first one, %s",
-                            res.store, seq, refused, kept)
+                log.warning("%s: seq %d of stream %s came with another event id %s; the events table keeps %s, "
+                            "the other is kept in conflicts", res.store, seq, res.stream or "(legacy)", other, kept)
+        for code, subject, detail in res.identity:
+            if code != "stream_conflict" and self._throttle((res.store, code, subject)):
+                log.warning("%s: %s", res.store, detail)
         for a, b in res.gaps_opened:
-            log.debug("%s: seq %d..%d missing; acknowledging up to %d", res.store, a, b, res.contiguous)
+            log.debug("%s: seq %d..%d of stream %s missing; acknowledging up to %d", res.store, a, b,
+                      res.stream or "(legacy)", res.contiguous)
         for a, b in res.gaps_closed:
-            log.debug("%s: seq %d..%d arrived; acknowledged up to %d", res.store, a, b, res.contiguous)
+            log.debug("%s: seq %d..%d of stream %s arrived; acknowledged up to %d", res.store, a, b,
+                      res.stream or "(legacy)", res.contiguous)
 
     def _report_gaps(self) -> None:
-        before = (datetime.now(timezone.utc) - timedelta(seconds=self.gap_grace)).isoformat(timespec="milliseconds")
+        now = datetime.now(timezone.utc)
+        before = (now - timedelta(seconds=self.gap_grace)).isoformat(timespec="milliseconds")
+        quiet = (now - timedelta(seconds=self.duplicate_clear_s)).isoformat(timespec="milliseconds")
         try:
             with self.db.transaction() as tx:  # type: ignore[union-attr]
                 gaps = tx.report_gaps(before)
+                cleared = tx.clear_duplicates(quiet)
         except HubDBError:
             return  # _process logs the database being down
         for g in gaps:
-            log.warning("%s: events %d..%d still missing after %.0f s; acknowledgements stop below %d "
-                        "until the store sends them again", g.store, g.first, g.last, self.gap_grace, g.first)
+            log.warning("%s: events %d..%d still missing after %.0f s%s; acknowledgements stop below %d until "
+                        "the store sends them again", g.store, g.first, g.last, self.gap_grace,
+                        f" (stream {g.stream})" if g.stream else "", g.first)
+        client = self._client
+        for store in cleared:
+            log.info("%s: no second agent seen for %.0f s; the duplicate store alert clears", store,
+                     self.duplicate_clear_s)
+            if client is not None:
+                self._notice(client, store, Notice(code="duplicate_store", state="cleared", time=now))
 
     # Parsing: each message becomes an operation on the transaction -------------------
 
@@ -474,6 +523,11 @@ class HubService:
         st = validate(Status, self._small(payload))
         since = (st.since.isoformat() if st.since else None) or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         plan.ops.append((store, len(plan.ops), lambda tx: tx.set_status(store, st.state, st.version, since)))
+        if st.state == "online" and st.stream is not None:
+            def announce(tx: Tx, stream: str = st.stream) -> _Duplicate | None:
+                other = tx.announce(store, stream)
+                return None if other is None else _Duplicate(store, (other, stream))
+            plan.ops.append((store, len(plan.ops), announce))
         self.observer.status(store, st.state, st.version, since)
 
     def _plan_health(self, store: str, payload: bytes, plan: _Plan) -> None:

@@ -21,6 +21,8 @@ class HubClient:
         self.store = store
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.seen: list[mqtt.MQTTMessage] = []
+        # The stream of the last events seen: what ``ack`` acknowledges unless told otherwise.
+        self.stream: str | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-hub-{uuid.uuid4().hex[:8]}",
                                   protocol=mqtt.MQTTv5)
         self.client.on_message = lambda c, u, msg: self.messages.put(msg)
@@ -45,6 +47,10 @@ class HubClient:
             except queue.Empty:
                 continue
             self.seen.append(msg)
+            if msg.topic == f"edge/{self.store}/events":
+                batch = json.loads(msg.payload)
+                if isinstance(batch, list) and batch and isinstance(batch[-1], dict):
+                    self.stream = batch[-1].get("stream")
             if msg.topic == topic:
                 body = json.loads(msg.payload)
                 if match(body):
@@ -61,9 +67,10 @@ class HubClient:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.client.publish(f"hub/{store or self.store}/{kind}", body, qos=1).wait_for_publish(5)
 
-    def ack(self, seq: int) -> None:
-        """Acknowledge every event up to ``seq``."""
-        self.send("ack", {"seq": seq})
+    def ack(self, seq: int, stream: str | None = None) -> None:
+        """Acknowledge every event up to ``seq`` of ``stream`` (the stream of the last events seen)."""
+        stream = stream or self.stream
+        self.send("ack", {"seq": seq, **({"stream": stream} if stream else {})})
 
     def close(self) -> None:
         self.client.loop_stop()

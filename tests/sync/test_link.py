@@ -110,6 +110,15 @@ def test_an_ack_for_a_seq_never_sent_is_ignored(linked):
     status = hub.expect("cmd/res", lambda r: r["id"] == "probe")["result"]
     assert status["outbox_depth"] == 1 and status["acked_seq"] == 0
     assert "ack for seq 999 ignored" in agent.log()
+    # The outbox cannot drain while the hub says such things: the store says so, with the reason.
+    with agent.client("admin") as c:
+        health = c.get("/v1/health").json()
+    assert health["status"] == "degraded"
+    assert [r["code"] for r in health["reasons"]] == ["hub_ack_invalid"]
+    # An ack for a stream this database never had is another database's: ignored, and no trouble.
+    hub.ack(1, stream="0e5c7e0e-0000-4000-8000-000000000000")
+    hub.ack(1)
+    hub.expect("health", lambda h: h["outbox_depth"] == 0)
 
 
 def test_presence_online_then_offline_on_sigterm_and_will_on_sigkill(linked, make_agent, mosquitto):
@@ -158,7 +167,7 @@ def test_the_hubs_ack_time_gives_the_store_its_clock_offset(linked):
         seq = c.post("/v1/sales", json=sale()).json()["seq"]
     hub.events_until(seq)
     ahead = datetime.now(timezone.utc) + timedelta(seconds=120)  # a hub whose clock is 2 min ahead
-    hub.send("ack", {"seq": seq, "time": ahead.isoformat()})
+    hub.send("ack", {"seq": seq, "stream": hub.stream, "time": ahead.isoformat()})
     wait_health(agent, lambda h: h["outbox_depth"] == 0)
     hub.send("cmd", {"id": "after", "device": "agent", "action": "status"})
     offset = hub.expect("cmd/res", lambda r: r["id"] == "after")["result"]["clock_offset_s"]
