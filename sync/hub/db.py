@@ -151,7 +151,7 @@ class Tx:
         now = self.now
         stream = rows[0].stream if rows else ""
         self._lock_store(store)
-        contiguous, high, new_stream = self._stream_row(store, stream)
+        contiguous, high, end_seq, new_stream = self._stream_row(store, stream)
         result = IngestResult(store, contiguous, stream)
         if not rows:
             return result
@@ -187,7 +187,8 @@ class Tx:
                     result.contiguous = seqs[-1]  # the usual case: the batch extends the run, nothing beyond
                 else:
                     result.contiguous = self._walk(store, stream, contiguous)
-            if result.contiguous > contiguous and high > contiguous:
+            # A gap lies below high, or up to the end a later stream named for this one.
+            if result.contiguous > contiguous and (high > contiguous or (end_seq or 0) > contiguous):
                 result.gaps_closed = self._close_gaps(store, stream, result.contiguous, now)
             self._x("UPDATE streams SET contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
                     "WHERE store = ? AND stream = ?", (result.contiguous, new_high, len(fresh), now, store, stream))
@@ -210,14 +211,15 @@ class Tx:
         self._x("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store",
                 (store,))
 
-    def _stream_row(self, store: str, stream: str) -> tuple[int, int, bool]:
-        """The stream's contiguous and high seq, and whether its row is new (created now)."""
-        row = self._x("SELECT contiguous, high FROM streams WHERE store = ? AND stream = ?",
+    def _stream_row(self, store: str, stream: str) -> tuple[int, int, int | None, bool]:
+        """The stream's contiguous and high seq, its end if a later stream named it, and whether
+        its row is new (created now)."""
+        row = self._x("SELECT contiguous, high, end_seq FROM streams WHERE store = ? AND stream = ?",
                       (store, stream)).fetchone()
         if row is not None:
-            return int(row[0]), int(row[1]), False
+            return int(row[0]), int(row[1]), None if row[2] is None else int(row[2]), False
         self._x("INSERT INTO streams (store, stream, first_at) VALUES (?, ?, ?)", (store, stream, self.now))
-        return 0, 0, True
+        return 0, 0, None, True
 
     def _conflict(self, store: str, row: EventRow, kept: str, result: IngestResult) -> None:
         """Another event at a position already held: keep it whole, count it once, say so."""

@@ -208,3 +208,65 @@ def test_a_group_that_breaks_its_transaction_fails_every_request_and_hangs_none(
     results, after = run(main())
     assert all(isinstance(r, StoreError) for r in results), results
     assert after.seq == 1  # nothing of the failed group was kept or numbered
+
+
+def test_each_run_numbers_its_events_in_a_stream_of_its_own(tmp_path):
+    from sync.link import _batches
+
+    async def run_once(n: int) -> tuple[str, list]:
+        store = await _started(tmp_path / "s.db")
+        for i in range(n):
+            await store.emit("retail.stock.adjusted", {"i": i})
+        stream, streams = store.stream_id, store.streams
+        await store.stop()
+        return stream, streams
+
+    first, _ = run(run_once(3))
+    idle, _ = run(run_once(0))  # a run that numbers nothing leaves no stream behind
+    second, streams = run(run_once(2))
+    assert len({first, idle, second}) == 3
+    assert [(s.id, s.base) for s in streams] == [(first, 0), (second, 3)]
+    assert [(s.id, n) for s, n in map(streams.locate, range(1, 6))] == [
+        (first, 1), (first, 2), (first, 3), (second, 1), (second, 2)]
+    assert streams.previous(streams.get(second))[0].id == first
+
+    async def wire() -> list:
+        store = await _started(tmp_path / "s.db")
+        events = await store.read(lambda c: pending(c, 0, 100))
+        await store.stop()
+        return _batches(events, 1 << 20, "edge/store-test", store.streams)
+
+    # On the wire a batch never spans two streams; the second stream's first event names the first's end.
+    batches = run(wire())
+    assert [(last, count) for last, count, _ in batches] == [(3, 3), (5, 2)]
+    import json
+    second_batch = json.loads(batches[1][2])
+    assert [(e["stream"], e["seq"]) for e in second_batch] == [(second, 1), (second, 2)]
+    assert (second_batch[0]["prevstream"], second_batch[0]["prevseq"]) == (first, 3)
+    assert "prevstream" not in second_batch[1]
+
+
+def test_events_from_before_streams_are_the_legacy_stream(tmp_path):
+    async def main():
+        store = await _started(tmp_path / "s.db")
+        await store.emit("retail.stock.adjusted", {})
+        await store.stop()
+
+    run(main())
+    db = sqlite3.connect(tmp_path / "s.db")  # as a database from before streams had it
+    db.execute("DELETE FROM streams")
+    db.execute("PRAGMA user_version = 9")
+    db.execute("DROP TABLE streams")
+    db.commit()
+    db.close()
+
+    async def again():
+        store = await _started(tmp_path / "s.db")
+        await store.emit("retail.stock.adjusted", {})
+        streams = store.streams
+        await store.stop()
+        return streams
+
+    streams = run(again())
+    assert [(s.id, s.base) for s in streams][0] == ("", 0)
+    assert streams.locate(1)[0].id == "" and streams.locate(2) == (streams.get(streams.locate(2)[0].id), 1)

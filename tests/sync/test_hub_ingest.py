@@ -149,13 +149,139 @@ def test_duplicates_are_ignored_and_reacknowledged(db):
     assert db.store("store-a").events == 4
 
 
-def test_a_reused_seq_with_another_id_is_a_conflict_and_the_first_stays(db):
+def test_a_reused_seq_with_another_id_is_a_conflict_kept_whole_and_the_first_stays(db):
     db.ingest("store-a", rows("store-a", [1, 2]))
-    res = db.ingest("store-a", parse_batch("store-a", json.dumps([event("store-a", 2, id_="imposter")]).encode()))
+    imposter = parse_batch("store-a", json.dumps([event("store-a", 2, id_="imposter")]).encode())
+    res = db.ingest("store-a", imposter)
     assert res.conflicts == [(2, "store-a-2", "imposter")]
     assert res.contiguous == 2
     assert db.event_ids("store-a")[2] == "store-a-2"
     assert db.store("store-a").conflicts == 1
+    # Kept whole, and an identity issue to alert on; the same imposter again is not counted twice.
+    [kept] = db.conflicts("store-a")
+    assert (kept["seq"], kept["id"], kept["kept_id"]) == (2, "imposter", "store-a-2")
+    assert json.loads(kept["event"])["data"] == {"total": "1.00"}
+    assert db.ingest("store-a", imposter).conflicts == []
+    assert db.store("store-a").conflicts == 1
+    [issue] = db.identity_issues("store-a")
+    assert (issue.code, issue.subject, issue.cleared_at) == ("stream_conflict", "(legacy)", None)
+    assert "imposter" in issue.detail and db.store("store-a").identity == 1
+
+
+STREAM_A, STREAM_B, STREAM_C = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
+
+
+def srows(store: str, stream: str, seqs, prev: tuple[str, int] | None = None):
+    evs = [event(store, s, id_=f"{stream[-4:]}-{s}", stream=stream) for s in seqs]
+    if prev is not None and seqs and seqs[0] == 1:
+        evs[0].update(prevstream=prev[0], prevseq=prev[1])
+    return parse_batch(store, json.dumps(evs).encode())
+
+
+def test_each_stream_has_its_own_seq_space_and_ack(db):
+    assert db.ingest("store-a", srows("store-a", STREAM_A, [1, 2, 3])).contiguous == 3
+    # A restart: the next run's stream starts at 1 again, naming where the first ended.
+    res = db.ingest("store-a", srows("store-a", STREAM_B, [1, 2], prev=(STREAM_A, 3)))
+    assert (res.stream, res.contiguous, res.inserted, res.conflicts, res.identity) == (STREAM_B, 2, 2, [], [])
+    assert [(s.stream, s.contiguous, s.events, s.prev_stream, s.successor) for s in db.streams("store-a")] == [
+        (STREAM_A, 3, 3, None, STREAM_B), (STREAM_B, 2, 2, STREAM_A, None)]
+    row = db.store("store-a")
+    assert (row.stream, row.contiguous, row.events, row.streams, row.conflicts, row.identity) == (
+        STREAM_B, 2, 5, 2, 0, 0)
+    assert [(s, q) for s, q, _, _ in db.store_events("store-a")] == [
+        (STREAM_A, 1), (STREAM_A, 2), (STREAM_A, 3), (STREAM_B, 1), (STREAM_B, 2)]
+
+
+def test_a_batch_holds_one_stream_and_chain_attributes_only_on_a_first_event():
+    mixed = [event("s", 1, stream=STREAM_A), event("s", 2, id_="x", stream=STREAM_B)]
+    with pytest.raises(BatchRejected) as err:
+        parse_batch("s", json.dumps(mixed).encode())
+    assert err.value.reason == "stream"
+    late = [event("s", 2, stream=STREAM_B, prevstream=STREAM_A, prevseq=3)]
+    with pytest.raises(BatchRejected):
+        parse_batch("s", json.dumps(late).encode())
+    with pytest.raises(BatchRejected):
+        parse_batch("s", json.dumps([event("s", 1, stream="not a stream id!")]).encode())
+
+
+def test_the_end_of_a_stream_its_successor_names_is_a_gap_until_it_arrives(db):
+    db.ingest("store-a", srows("store-a", STREAM_A, [1, 2]))
+    db.ingest("store-a", srows("store-a", STREAM_B, [1], prev=(STREAM_A, 5)))
+    assert [(g.stream, g.first, g.last, g.closed_at) for g in db.gaps("store-a")] == [(STREAM_A, 3, 5, None)]
+    assert db.ingest("store-a", srows("store-a", STREAM_A, [3, 4, 5])).contiguous == 5
+    assert [g.closed_at is not None for g in db.gaps("store-a")] == [True]
+    assert db.identity_issues("store-a") == []
+
+
+def test_a_database_that_went_back_is_noticed_and_loses_nothing(db):
+    # A backup taken at seq 2 of stream A; the PC went on to seq 4, then the backup was restored.
+    db.ingest("store-a", srows("store-a", STREAM_A, [1, 2, 3, 4]))
+    res = db.ingest("store-a", srows("store-a", STREAM_B, [1, 2], prev=(STREAM_A, 2)))
+    assert res.contiguous == 2 and res.inserted == 2
+    [issue] = db.identity_issues("store-a")
+    assert (issue.code, issue.subject) == ("database_restored", STREAM_A)
+    assert "2 events of" in issue.detail and "No event is lost" in issue.detail
+    # A second copy of the same database continuing stream A too: counted again.
+    db.ingest("store-a", srows("store-a", STREAM_C, [1], prev=(STREAM_A, 4)))
+    [issue] = db.identity_issues("store-a")
+    assert issue.count == 2 and STREAM_B in issue.detail and STREAM_C in issue.detail
+    assert db.store("store-a").events == 7 and db.store("store-a").conflicts == 0
+
+
+def test_two_streams_announced_in_turn_are_two_agents(db):
+    with db.transaction() as tx:
+        assert tx.announce("store-a", STREAM_A) is None
+        assert tx.announce("store-a", STREAM_A) is None  # a reconnect of the same run
+        assert tx.announce("store-a", STREAM_B) is None  # a restart, or a new PC: not a duplicate
+    assert db.identity_issues("store-a") == []
+    with db.transaction() as tx:
+        assert tx.announce("store-a", STREAM_A) == STREAM_B  # the first run again: two agents
+        assert tx.announce("store-a", STREAM_B) == STREAM_A
+    [issue] = db.identity_issues("store-a")
+    assert (issue.code, issue.subject, issue.count) == ("duplicate_store", "store-a", 2)
+    with db.transaction() as tx:
+        assert tx.clear_duplicates("0000") == []  # seen since
+        assert tx.clear_duplicates("9999") == ["store-a"]
+        assert tx.clear_duplicates("9999") == []
+    assert db.identity_issues("store-a", open_only=True) == []
+    assert db.identity_issues("store-a")[0].cleared_at is not None
+
+
+def test_a_version_1_database_is_migrated_to_the_legacy_stream(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO hub_meta VALUES ('schema_version', '1');
+        CREATE TABLE stores (store TEXT PRIMARY KEY, contiguous BIGINT NOT NULL DEFAULT 0,
+            high BIGINT NOT NULL DEFAULT 0, events BIGINT NOT NULL DEFAULT 0, conflicts BIGINT NOT NULL DEFAULT 0,
+            rejected BIGINT NOT NULL DEFAULT 0, last_event_at TEXT, status TEXT, status_version TEXT,
+            status_since TEXT, status_at TEXT, health TEXT, health_at TEXT);
+        CREATE TABLE events (store TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+            time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (store, seq));
+        CREATE TABLE gaps (store TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+            opened_at TEXT NOT NULL, closed_at TEXT, reported INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (store, first_seq));
+        CREATE INDEX gaps_open ON gaps (closed_at, opened_at);
+        INSERT INTO stores (store, contiguous, high, events, last_event_at) VALUES ('store-a', 2, 4, 3, 't');
+        INSERT INTO events VALUES ('store-a', 1, 'e1', 't', NULL, '{}', 't'), ('store-a', 2, 'e2', 't', NULL, '{}', 't'),
+            ('store-a', 4, 'e4', 't', NULL, '{}', 't');
+        INSERT INTO gaps VALUES ('store-a', 3, 3, 't', NULL, 0);
+    """)
+    conn.close()
+    db = open_db(f"sqlite:///{path}")
+    try:
+        assert db.event_ids("store-a") == {1: "e1", 2: "e2", 4: "e4"}
+        assert [(g.stream, g.first, g.closed_at) for g in db.gaps("store-a")] == [("", 3, None)]
+        row = db.store("store-a")
+        assert (row.stream, row.contiguous, row.streams) == ("", 2, 1)
+        # The legacy stream goes on: an old agent's next event closes the gap and moves the ack.
+        assert db.ingest("store-a", rows("store-a", [3])).contiguous == 4
+        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [("2",)]
+    finally:
+        db.close()
 
 
 def test_stores_do_not_share_a_seq_space(db):
