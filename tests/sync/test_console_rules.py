@@ -40,7 +40,7 @@ def fired(rs: RuleSet, *stores: StoreFacts, now: datetime = NOW) -> list[tuple[s
 def test_the_shipped_rules_load_and_cover_every_kind_the_issue_names():
     rs = load_rules()
     assert {r.kind for r in rs.rules} == {"device_state", "device_alert", "labels_non_compliant", "outbox_growing",
-                                          "store_offline", "clock_skew", "print_queue"}
+                                          "store_offline", "clock_skew", "print_queue", "store_identity", "store_reason"}
     # Raised within a minute of the cause: evaluation every <= 10 s, and no rule waits so long
     # that check interval + debounce + for_s + one evaluation could pass 60 s.
     assert rs.evaluate_every_s <= 10
