@@ -10,11 +10,13 @@
 #   libgl1 libglib2.0-0  OpenCV as mediapipe installs it (the mirror) loads them
 #   strace      the mirror's test that nothing of a face is written to disk
 #   chromium    the console's browser tests and bench (Playwright drives Debian's build; no download)
+#   sqlite3     the online backup docs/install.md describes (its test runs the same command)
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 compgen -G "/usr/lib/*/libusb-1.0.so.0" >/dev/null || compgen -G "/lib/*/libusb-1.0.so.0" >/dev/null || need+=(libusb-1.0-0)
 compgen -G "/usr/lib/*/libGL.so.1" >/dev/null || need+=(libgl1)
 compgen -G "/usr/lib/*/libglib-2.0.so.0" >/dev/null || compgen -G "/lib/*/libglib-2.0.so.0" >/dev/null || need+=(libglib2.0-0)
