@@ -257,6 +257,14 @@ def cmd_identity(args: argparse.Namespace) -> int:
         if db.store(args.store) is None:
             _err(f"the hub has heard nothing from store {args.store!r}")
             return EXIT_FAIL
+        if args.close:
+            with db.transaction() as tx:
+                closed = tx.close_identity(args.store, args.close, args.subject)
+            if not closed:
+                _err(f"store {args.store} has no open {args.close} issue"
+                     + (f" about {args.subject}" if args.subject else ""))
+                return EXIT_FAIL
+            print(f"closed {closed} {args.close} {'issue' if closed == 1 else 'issues'} of store {args.store}")
         text = format_identity(args.store, db.streams(args.store), db.identity_issues(args.store),
                                db.conflicts(args.store))
     finally:
@@ -340,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     ident = sub.add_parser("identity", help="one store's streams, identity problems and conflicting events kept aside")
     ident.add_argument("store", metavar="STORE")
     ident.add_argument("--db", default=env_db)
+    ident.add_argument("--close", choices=("stream_conflict", "database_restored", "duplicate_store"), default=None,
+                       help="close the store's open issues of this code once looked at (they open again if seen again)")
+    ident.add_argument("--subject", default=None, help="with --close: only the issue about this stream")
     ident.set_defaults(func=cmd_identity)
     return p
 

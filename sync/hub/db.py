@@ -326,6 +326,16 @@ class Tx:
                       "own stream, but only one of them should run")
         return live
 
+    def close_identity(self, store: str, code: str, subject: str | None = None) -> int:
+        """Staff have looked at an issue that never clears by itself (a conflict, a restore): close
+        it (``cleared_at``); it opens again if the hub sees it again. Returns how many were open."""
+        sql = "UPDATE identity SET cleared_at = ? WHERE store = ? AND code = ? AND cleared_at IS NULL"
+        params: list[Any] = [self.now, store, code]
+        if subject is not None:
+            sql += " AND subject = ?"
+            params.append(subject)
+        return self._x(sql, params).rowcount
+
     def clear_duplicates(self, quiet_before: str) -> list[str]:
         """Stores whose duplicate_store issue was not seen again since ``quiet_before``: cleared now."""
         rows = self._x("SELECT store FROM identity WHERE code = 'duplicate_store' AND cleared_at IS NULL "

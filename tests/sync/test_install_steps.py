@@ -274,12 +274,14 @@ def test_restore_a_backup_after_a_day_of_sales(chain, tmp_path):
             return c.get("/v1/products/TOTE01").json()["stock_store"] == 42
     wait_for("the hub's stock count at the store", counted, 60)
 
-    # Then resolve the alert on the console: it stays resolved, the hub keeps the record.
+    # Then resolve the alert on the console: it stays resolved, and the hub closes its record.
     r = httpx.post(f"{chain.console}/api/alerts/{alert['id']}/resolve",
                    headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"}, timeout=10)
     assert r.status_code == 200, r.text
     assert [a["state"] for a in chain.alerts("database-restored")] == ["resolved"]
-    assert "[OPEN] database_restored" in chain.edge_hub("identity", STORE)
+    text = chain.edge_hub("identity", STORE)
+    assert "[OPEN]" not in text and "[cleared " in text and "database_restored" in text, text
+    assert "open" not in chain.edge_hub("stores")  # IDENTITY back to ok
 
 
 def test_replace_the_pc_and_drain_the_old_disk(chain, tmp_path):

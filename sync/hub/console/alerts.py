@@ -146,6 +146,11 @@ def resolve(tx: Tx, aid: str, by: str, now: datetime, present_ok: Collection[str
     t = iso(now)
     tx.execute("UPDATE alerts SET state = 'resolved', resolved_by = ?, resolved_at = ?, active_key = NULL, "
                "updated_at = ? WHERE id = ?", (by[:64], t, t, aid))
+    code, _, subject = str(a["subject"]).partition("/")
+    if a["cleared_at"] is None and a["rule"] in present_ok and code in ("stream_conflict", "database_restored"):
+        # An identity issue staff have now looked at: closed at the hub too (edge-hub stores no
+        # longer counts it); it opens again, and so does the alert, if the hub sees it again.
+        tx.close_identity(a["store"], code, subject)
     return get(tx, aid)
 
 
