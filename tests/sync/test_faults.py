@@ -212,8 +212,14 @@ class Rig:
         return self._db
 
     def contiguous(self) -> int:
+        """The acknowledged seq of the store's latest stream (the running agent's)."""
         row = self.db.store(STORE)
         return row.contiguous if row else 0
+
+    def held(self) -> int:
+        """Events the hub holds for the store, every stream."""
+        row = self.db.store(STORE)
+        return row.events if row else 0
 
     def close(self) -> None:
         self.hub.close()
@@ -223,16 +229,34 @@ class Rig:
             self._db.close()
 
     def hub_events(self) -> list[tuple[int, str, dict]]:
-        """(seq, event id, data) of every event the hub holds for the store, by seq."""
+        """(local seq, event id, data) of every event the hub holds for the store, in the store's order.
+
+        Each run of the agent's database numbers in a stream of its own, from 1; the hub holds the
+        streams' chain (each first event names the stream before it and its last seq), so following
+        it from the first stream gives back the database's own seq: the stream's base + seq in it.
+        """
+        streams = {s.stream: s for s in self.db.streams(STORE)}
+        first = [s for s in streams.values() if s.prev_stream is None]
+        assert len(first) == 1, f"one chain of streams, not {[s.stream for s in first]}"
+        order, s = [], first[0]
+        while s is not None:
+            order.append(s)
+            s = streams.get(s.successor) if s.successor else None
+        assert len(order) == len(streams), "every stream of the store on the chain"
+        out, base = [], 0
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as conn:
-            rows = conn.execute("SELECT seq, id, event FROM events WHERE store = ? ORDER BY seq", (STORE,))
-            return [(seq, id_, json.loads(event)["data"]) for seq, id_, event in rows]
+            for s in order:
+                rows = conn.execute("SELECT seq, id, event FROM events WHERE store = ? AND stream = ? ORDER BY seq",
+                                    (STORE, s.stream))
+                out += [(base + seq, id_, json.loads(event)["data"]) for seq, id_, event in rows]
+                base += s.high
+        return out
 
     def wait_exactly_once(self, sales: list[Sale], timeout: float = 60.0) -> None:
-        """Wait until the hub holds 1..N and the outbox is empty, then check each sale is there once."""
+        """Wait until the hub holds N events and the outbox is empty, then check each sale is there once."""
         n = len(sales)
-        wait_for(f"hub contiguous == {n} (now {self.contiguous()}) and outbox_depth == 0",
-                 lambda: self.contiguous() >= n and health(self.agent)["outbox_depth"] == 0, timeout)
+        wait_for(f"hub holds {n} events (now {self.held()}) and outbox_depth == 0",
+                 lambda: self.held() >= n and health(self.agent)["outbox_depth"] == 0, timeout)
         assert_exactly_once(self, sales)
 
 
@@ -243,11 +267,12 @@ def assert_exactly_once(rig: Rig, sales: list[Sale]) -> None:
     assert len(by_seq) == n and sorted(by_seq) == list(range(1, n + 1)), \
         "the agent gave the acknowledged sales seq 1..N, each once"
     row = rig.db.store(STORE)
-    assert (row.contiguous, row.high, row.events, row.open_gaps, row.conflicts) == (n, n, n, 0, 0), row
+    assert (row.events, row.open_gaps, row.conflicts, row.identity) == (n, 0, 0, 0), row
+    for s in rig.db.streams(STORE):  # each run's stream gapless and acknowledged to its end
+        assert s.contiguous == s.high == s.events, s
     assert rig.db.event_count() == n
-    ids = rig.db.event_ids(STORE)
-    assert sorted(ids) == list(range(1, n + 1)) and len(set(ids.values())) == n
     held = rig.hub_events()
+    assert [seq for seq, _, _ in held] == list(range(1, n + 1)) and len({i for _, i, _ in held}) == n
     keys = Counter(data["client_sale_id"] for _, _, data in held)
     assert not [k for k, c in keys.items() if c > 1], "a sale is at the hub twice"
     assert set(keys) == set(by_seq.values()), "a sale that got its 201 is missing at the hub"
@@ -417,8 +442,14 @@ def test_an_ack_for_a_seq_never_sent_is_ignored_and_real_acks_still_work(rig, mo
     more = make_sales(r.agent, 50)
     watch = Watch(mosquitto.port, f"edge/{STORE}/cmd/res")
     try:
+        watch.publish(f"hub/{STORE}/cmd", json.dumps({"id": "which", "device": "agent", "action": "status"}).encode())
+        stream = json.loads(watch.get(f"edge/{STORE}/cmd/res", lambda p: json.loads(p)["id"] == "which"))["result"]
+        stream = stream["stream"]
         for bogus in (10**9, 151, 2**64):
-            watch.publish(f"hub/{STORE}/ack", json.dumps({"seq": bogus}).encode())
+            watch.publish(f"hub/{STORE}/ack", json.dumps({"seq": bogus, "stream": stream}).encode())
+        # Nor is an ack for another database's stream, or for the legacy stream this one never had.
+        watch.publish(f"hub/{STORE}/ack", json.dumps({"seq": 150, "stream": str(uuid.uuid4())}).encode())
+        watch.publish(f"hub/{STORE}/ack", json.dumps({"seq": 150}).encode())
         # A command is handled after the acks published before it: its answer shows their effect.
         watch.publish(f"hub/{STORE}/cmd", json.dumps({"id": "probe", "device": "agent", "action": "status"}).encode())
         status = json.loads(watch.get(f"edge/{STORE}/cmd/res", lambda p: json.loads(p)["id"] == "probe"))

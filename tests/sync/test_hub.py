@@ -169,8 +169,10 @@ def test_events_are_acknowledged_after_commit_deduplicated_and_held_at_gaps(hubs
     assert {r[0] for r in db.rejected("store-a")} >= {"json", "source", "seq", "size"}
 
     out = cli.format_stores(db.stores())
-    assert out.splitlines()[0].split()[:4] == ["STORE", "STATUS", "SINCE", "ACKED"]
-    assert out.splitlines()[1].split()[:5] == ["store-a", "online", "2024-11-11T02:00:00", "4", "4"]
+    assert out.splitlines()[0].split()[:5] == ["STORE", "STATUS", "SINCE", "STREAMS", "ACKED"]
+    # One (legacy) stream, 4 acknowledged, 4 events, no open gap, no conflict, nothing about its identity.
+    assert out.splitlines()[1].split()[:9] == ["store-a", "online", "2024-11-11T02:00:00", "1", "4", "4", "0", "0",
+                                               "ok"]
     db.close()
 
     rc, last = hub.stop()
