@@ -182,12 +182,15 @@ def test_two_events_at_one_position_raise_the_conflict_alert_on_the_console(page
     expect(store_alert).to_be_visible()
     shot(page, env, "identity-store")
 
-    # Staff looked: they resolve it although the hub keeps the conflict on record, and it stays resolved.
+    # Staff looked: they resolve it, the hub closes the issue (the conflicting event stays kept aside), and it
+    # stays resolved.
     store_alert.locator('button[data-act="resolve"]').click()
     expect(page.locator('#store-alerts tr.alert.resolved[data-rule="stream-conflict"]')).to_have_count(1)
     passes = evaluations(env)
     poll(lambda: evaluations(env), lambda n: n >= passes + 2, 60, "two more evaluation passes")
     live = [a for a in api(env, f"alerts?store={STORE}") if a["rule"] == "stream-conflict"]
     assert live == []
-    assert api(env, "fleet")["stores"][0]["identity"]["open"] == 1  # the issue itself stays on record
-    expect(issue).to_be_visible()
+    assert api(env, "fleet")["stores"][0]["identity"]["open"] == 0  # closed at the hub too
+    page.reload()
+    expect(ident.locator("#identity-summary")).to_contain_text("1 event kept aside as a conflict")
+    expect(kept).to_have_count(1)
