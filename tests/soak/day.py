@@ -2,7 +2,9 @@
 
 ``Outages`` records when each fault window opened and closed, so that a
 checker can excuse what a fault explains (labels on an access point that is
-down) and nothing else, and start its grace again when the fault clears.
+down) and nothing else, and start its grace again when the fault clears; an
+actor can hold off while one is open (the hub's downlink while a second PC
+shares the store's MQTT session).
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ class Day:
     minutes: float
     stop: threading.Event = field(default_factory=threading.Event)
     outages: Outages = field(default_factory=Outages)
-    open_gaps: set[int] = field(default_factory=set)  # seqs missing at the hub at the last look
+    open_gaps: set[tuple[str, int]] = field(default_factory=set)  # (stream, seq) missing at the hub at the last look
     feed: Any = None  # invariants.FeedLog, once started
+    # Held by the hub actor while it sends on the downlink, and taken by a fault that must know nothing
+    # is in flight when it pauses the downlink (the second PC: see identity.second_pc).
+    downlink: threading.Lock = field(default_factory=threading.Lock)
+    injected: list[dict] = field(default_factory=list)  # the stale events the soak published (identity.stale_event)
 
     def rng(self, name: str) -> random.Random:
         """A random generator of its own for one actor, from the day's seed."""

@@ -6,8 +6,11 @@
   (``GET /v1/products``) within the grace after each change, the "ask staff"
   notice must never be shown for a product the kiosk sells, and the store
   count must follow a stable stock within the grace.
-- ``hub_ledger``: every sale, return and order answered 201 is in the hub's
-  database exactly once, and the store's seqs there are gapless.
+- ``hub_ledger``: every sale, return and order answered 201 (by the soak's
+  agent, or by the second PC of the identity fault) is in the hub's database
+  exactly once across the store's streams; each stream (one per run of a
+  store database) is gapless from seq 1; nothing is kept aside as a
+  conflict but the stale event the soak injected.
 - ``drains``: ``GET /v1/health`` ``outbox_depth`` is back to 0 within a bound.
 - ``slips``: each return's slip and each pickup order's pick ticket, printed once.
 - ``receipts``: each sale's receipt, read back from its kiosk's printer
@@ -253,48 +256,93 @@ ID_FIELD = {"retail.sale.completed": "sale_id", "retail.return.accepted": "retur
             "retail.order.placed": "order_id"}
 
 
-def hub_events(db_path: Path) -> list[tuple[int, str, dict]]:
-    """(seq, type, data) of every event of the soak store in the hub's SQLite database."""
+def hub_read(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one read of the hub's SQLite database, opened read-only beside the running hub."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
     try:
-        rows_ = conn.execute("SELECT seq, type, event FROM events WHERE store = ? ORDER BY seq", (STORE,)).fetchall()
+        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-    return [(seq, type_, json.loads(event).get("data") or {}) for seq, type_, event in rows_]
+
+
+def hub_events(db_path: Path) -> list[tuple[str, int, str, dict]]:
+    """(stream, seq, type, data) of every event of the soak store in the hub's database."""
+    rows_ = hub_read(db_path, "SELECT stream, seq, type, event FROM events WHERE store = ? ORDER BY stream, seq",
+                     (STORE,))
+    return [(stream, seq, type_, json.loads(event).get("data") or {}) for stream, seq, type_, event in rows_]
+
+
+def hub_conflicts(db_path: Path) -> list[dict[str, Any]]:
+    """The soak store's events the hub kept aside (``conflicts``), each with its stored event parsed."""
+    cols = ("stream", "seq", "id", "kept_id", "type", "event")
+    return [{**dict(zip(cols, r)), "event": json.loads(r[5])} for r in hub_read(
+        db_path, f"SELECT {', '.join(cols)} FROM conflicts WHERE store = ? ORDER BY received_at", (STORE,))]
+
+
+def missing_seqs(events: list[tuple[str, int, str, dict]]) -> set[tuple[str, int]]:
+    """(stream, seq) of every hole: each stream of the store runs 1..its highest seq."""
+    held: dict[str, set[int]] = {}
+    for stream, seq, _, _ in events:
+        held.setdefault(stream, set()).add(seq)
+    return {(stream, n) for stream, seqs in held.items() for n in range(1, max(seqs) + 1) if n not in seqs}
+
+
+def _streams_text(holes: list[tuple[str, int]]) -> str:
+    out: dict[str, list[int]] = {}
+    for stream, seq in holes:
+        out.setdefault(stream[:8] or "(legacy)", []).append(seq)
+    return "; ".join(f"stream {s}: {q[:10]}{'...' if len(q) > 10 else ''}" for s, q in out.items())
 
 
 def hub_ledger(day: Day, final: bool) -> None:
-    """Seqs gapless at the hub (during the day: no hole still open since the last look, as a batch may
-    be on its way); at the end, gapless and every 201 there exactly once."""
+    """Every stream gapless at the hub (during the day: no hole still open since the last look, as a batch
+    may be on its way), and no event kept aside as a conflict but those the soak injected; at the end,
+    also no open gap in the hub's ``gaps`` and every 201 there exactly once across all streams."""
     d = day
     events = hub_events(d.rig.hub_db)
-    seqs = [seq for seq, _, _ in events]
-    missing = set(range(1, (max(seqs) if seqs else 0) + 1)) - set(seqs)
+    missing = missing_seqs(events)
     stuck = sorted(missing if final else missing & d.open_gaps)
     d.open_gaps = missing
-    d.checks.check(rows.HUB, not stuck, "store seqs at the hub are gapless" + ("" if final else " (a hole stays)"),
-                   f"1..{max(seqs, default=0)}", f"missing {stuck[:20]}{'...' if len(stuck) > 20 else ''}")
+    highs: dict[str, int] = {}
+    for stream, seq, _, _ in events:
+        highs[stream] = max(seq, highs.get(stream, 0))
+    d.checks.check(rows.HUB, not stuck, "each stream's seqs at the hub are gapless"
+                   + ("" if final else " (a hole stays)"),
+                   ", ".join(f"{s[:8] or '(legacy)'} 1..{h}" for s, h in highs.items()) or "no event",
+                   f"missing {_streams_text(stuck)}")
+    injected = {e["id"] for e in d.injected}
+    strays = [c for c in hub_conflicts(d.rig.hub_db) if c["id"] not in injected]
+    d.checks.check(rows.HUB, not strays, "no event kept aside as a conflict but those the soak injected", [],
+                   [{k: c[k] for k in ("stream", "seq", "id", "kept_id", "type")} for c in strays[:5]])
     if not final:
         return
-    seen: dict[str, list[int]] = {}
-    for seq, type_, data in events:
+    open_gaps = hub_read(d.rig.hub_db, "SELECT stream, first_seq, last_seq, opened_at FROM gaps "
+                         "WHERE store = ? AND closed_at IS NULL", (STORE,))
+    d.checks.check(rows.HUB, not open_gaps, "no open gap in the hub's gaps at the end of the day", [], open_gaps[:10])
+    seen: dict[str, list[tuple[str, int]]] = {}
+    for stream, seq, type_, data in events:
         field = ID_FIELD.get(type_)
         if field and data.get(field):
-            seen.setdefault(str(data[field]), []).append(seq)
+            seen.setdefault(str(data[field]), []).append((stream[:8], seq))
     with d.ledger.lock:
         expected = [("sale", s) for s in d.ledger.sales] + [("return", r) for r in d.ledger.returns] + \
-                   [("order", o) for o in d.ledger.orders]
+                   [("order", o) for o in d.ledger.orders] + [("second PC's sale", s) for s in d.ledger.elsewhere]
     for kind, ident in expected:
         at = seen.get(ident, [])
         d.checks.check(rows.HUB, len(at) == 1, f"{kind} answered 201 is at the hub exactly once", 1,
-                       f"{len(at)} times (seqs {at})", **{kind: ident})
+                       f"{len(at)} times (stream, seq: {at})", **{kind.split()[-1]: ident})
+    held_ids = {r[0] for r in hub_read(d.rig.hub_db, "SELECT id FROM events WHERE store = ?", (STORE,))}
+    for event in d.injected:
+        d.checks.check(rows.HUB, event["id"] not in held_ids, "an injected stale event is not among the store's "
+                       "events (not counted as a sale)", "kept aside only", "in the events table", event=event["id"])
 
 
-def drains(day: Day, why: str, bound: float) -> None:
-    """The outbox is back to 0 (``GET /v1/health``) within ``bound`` s after an outage cleared."""
+def drains(day: Day, why: str, bound: float, agent: Any = None) -> None:
+    """The outbox is back to 0 (``GET /v1/health``) within ``bound`` s after an outage cleared; of the
+    soak's agent, or of ``agent`` (the second PC)."""
     deadline = time.monotonic() + bound
     last: Any = None
-    with day.rig.client(None) as http:
+    with day.rig.client(None, agent=agent) as http:
         while time.monotonic() < deadline:
             try:
                 last = http.get("/v1/health").json().get("outbox_depth")

@@ -37,6 +37,9 @@ class Ledger:
     sales: dict[str, Sale] = field(default_factory=dict)
     returns: dict[str, dict[str, Any]] = field(default_factory=dict)   # return id -> the 201's body
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)    # placed here: order id -> the 201's body
+    # Sales a second PC running as the store answered 201 for (the identity fault): at the hub once,
+    # though no kiosk of this store printed or returns them.
+    elsewhere: dict[str, dict[str, Any]] = field(default_factory=dict)
     hub_orders: dict[str, str] = field(default_factory=dict)           # sent by the hub: order id -> pickup code
     collected: set[str] = field(default_factory=set)                   # orders collected (hub and placed)
     returned: Counter = field(default_factory=Counter)                 # (sale or order id, sku) -> units returned

@@ -7,7 +7,13 @@ emulator with a tag per label, an asyncio thread holding two ESC/POS printer
 emulators and a heartbeat emulator, two pty scanners, and ``edge-agent run``
 with the demo catalog, awaited by its sd_notify READY=1. Two kiosks
 (kiosk-1, kiosk-2) each have a scanner and a receipt printer; pad-1 is the
-associates' PAD. Every timer that matters runs short so a day fits the run.
+associates' PAD. Every timer that matters runs short so a day fits the run,
+the store-identity ones too (the hub's ``--duplicate-clear``, the agent's
+``hub.trouble_hold`` and ``hub.takeover_backoff``: ``DUPLICATE_CLEAR``,
+``TROUBLE_HOLD``, ``TAKEOVER_BACKOFF``), so that a second PC's alert clears
+within the day.
+``second_pc()`` makes (not starts) another ``edge-agent run`` with the
+store's id: a copy of the devices.yaml with its own port and empty disk.
 
 Emulator controls that belong to the emulators' event loop (printer state)
 are called on it through ``on_loop``; everything else is thread-safe.
@@ -16,6 +22,7 @@ are called on it through ``on_loop``; everything else is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hashlib
 import os
@@ -52,6 +59,10 @@ ROLES = {"kiosk-1": "kiosk", "kiosk-2": "kiosk", "pad-1": "associate", "console-
 HUB_CONSOLE_TOKEN = "soak-hub-console"
 URL_TEMPLATE = "https://shop.example.com/p/{sku}"
 FILE_MODEL = "m2-2.9-bwr"
+# Seconds; the products' defaults are 180, 120 and 10.
+DUPLICATE_CLEAR = 10.0   # edge-hub run --duplicate-clear: the two-agents alert clears after this quiet
+TROUBLE_HOLD = 10.0      # hub.trouble_hold: a takeover or a refused ack stays on /v1/health this long
+TAKEOVER_BACKOFF = 3.0   # hub.takeover_backoff: an agent whose session was taken waits this long
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,7 @@ class Rig:
         self.hub_db = run_dir / "hub.db"
         self.hub = HubProcess(self.broker.url, f"sqlite:///{self.hub_db}", run_dir / "hub.log", client_id="soak-hub",
                               env={"EDGE_HUB_CONSOLE_TOKEN": HUB_CONSOLE_TOKEN})
-        self.hub.args += ["--http", self.hub_http]
+        self.hub.args += ["--http", self.hub_http, "--duplicate-clear", f"{DUPLICATE_CLEAR:g}"]
         self.ap = ApEmulator()
         self.labels_dir = run_dir / "labels"
         self.printers = {k: PrinterEmulator(profile="generic-80-gb18030") for k in KIOSKS}
@@ -112,6 +123,7 @@ class Rig:
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="soak-emulators", daemon=True)
         self.agent: AgentProcess | None = None
+        self.second: AgentProcess | None = None  # the identity fault's second PC, while it exists
         self.incarnation = 0
         self.idle_refused: str | None = None
 
@@ -144,6 +156,8 @@ class Rig:
 
     def close(self) -> None:
         """Stop everything that is still running; safe to call twice."""
+        if self.second is not None:
+            self.second.close()
         if self.agent is not None:
             if self.agent.proc is not None and self.agent.proc.poll() is None:
                 self.agent.stop(timeout=30)
@@ -201,7 +215,7 @@ class Rig:
                             "start_timeout": 120})
         config: dict[str, Any] = {
             "store": {"id": STORE, "name": "Soak Store", "timezone": "Asia/Shanghai", "currency": "CNY"},
-            "hub": {"url": self.broker.url},
+            "hub": {"url": self.broker.url, "trouble_hold": TROUBLE_HOLD, "takeover_backoff": TAKEOVER_BACKOFF},
             "api": {"listen": f"127.0.0.1:{free_port()}", "clients": clients},
             "loyalty": {"card_ttl": t.card_ttl},
             "devices": devices,
@@ -209,6 +223,25 @@ class Rig:
         if t.idle_timeout is not None:
             config["sessions"] = {"idle_timeout": t.idle_timeout}
         return config
+
+    def second_pc(self) -> AgentProcess:
+        """Another store PC with this store's devices.yaml (its own API port, no devices) and an empty
+        disk with the demo catalog imported, so that it can sell; not started."""
+        assert self.agent is not None
+        config = copy.deepcopy(self.agent.config)
+        config["api"]["listen"] = f"127.0.0.1:{free_port()}"
+        config["devices"] = []
+        self.second = AgentProcess(self.run_dir / "second-pc", config)
+        self.second.data_dir.mkdir(parents=True, exist_ok=True)
+        self.second.import_catalog()
+        return self.second
+
+    @staticmethod
+    def describe() -> list[str]:
+        """The rig's settings a reader of the report must know to judge its timings."""
+        return [f"hub --duplicate-clear {DUPLICATE_CLEAR:g} s, agents' hub.trouble_hold {TROUBLE_HOLD:g} s and "
+                f"hub.takeover_backoff {TAKEOVER_BACKOFF:g} s (defaults 180, 120, 10): the second PC's alert "
+                "clears within the day"]
 
     @staticmethod
     def refused(config: dict) -> str | None:
@@ -221,11 +254,13 @@ class Rig:
 
     # Clients ---------------------------------------------------------------------------
 
-    def client(self, name: str, timeout: float = 30.0) -> httpx.Client:
-        """An HTTP client of the agent as the api client ``name`` (kiosk-1, pad-1, ...), or anonymous for None."""
-        assert self.agent is not None
+    def client(self, name: str | None, timeout: float = 30.0, agent: AgentProcess | None = None) -> httpx.Client:
+        """An HTTP client of the agent (or of ``agent``, the second PC) as the api client ``name`` (kiosk-1,
+        pad-1, ...), or anonymous for None."""
+        agent = agent or self.agent
+        assert agent is not None
         headers = {"Authorization": f"Bearer {TOKENS[name]}"} if name else {}
-        return httpx.Client(base_url=self.agent.url, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=agent.url, headers=headers, timeout=timeout)
 
     def console(self, timeout: float = 15.0) -> httpx.Client:
         """An HTTP client of the hub's console API."""
