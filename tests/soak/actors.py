@@ -9,7 +9,8 @@
   placed for customers, label binds at the shelf.
 - ``Hub``: price changes, promotions starting and ending, stock sets, pickup
   orders, member cards (paho on the hub's topics, sync/topics.py), and
-  ``refresh_labels`` through the hub console's command API.
+  ``refresh_labels`` through the hub console's command API; held while a
+  second PC shares the store's MQTT session (identity.second_pc).
 - ``Tags``: the e-paper tags waking up and checking in at their access point.
 
 A call the agent does not answer (it is being killed) is retried with the
@@ -433,7 +434,12 @@ class Hub(Actor):
     def step(self) -> None:
         task = self.rng.choices([self._price, self._promo, self._stock, self._order, self._card_any, self._refresh],
                                 weights=[20, 15, 10, 15, 15, 8])[0]
-        task()
+        with self.day.downlink:
+            if self.day.outages.active("second-pc"):
+                # Two PCs share the store's MQTT session: a message would reach either (identity.second_pc).
+                self.day.ledger.did("hub steps held while a second PC shared the store's session")
+            else:
+                task()
         self.day.think(self.rng, 2.0, 6.0)
 
     def _item(self, sku: str, **changes: Any) -> None:

@@ -9,9 +9,10 @@ A row that checked (almost) nothing proves nothing: ``require_minimums``
 makes a row with fewer checks than ``minimum(row, minutes)`` a violation of
 that row. The minimums (``MINIMUMS``: a floor, plus so many per minute of the
 day) sit well below what a day of that length makes (a 5-minute day makes
-about 900 label checks, 150 at the hub, 170 session checks, 560 receipt
-checks, 40 slips, 26 fault signals, 7 resource checks, 1,500 answers), so
-that only a row whose checker stopped or never ran falls short.
+about 900 label checks, 200 at the hub, 170 session checks, 560 receipt
+checks, 40 slips, 26 fault signals, 16 identity checks, 7 resource checks,
+1,500 answers), so that only a row whose checker stopped or never ran falls
+short.
 """
 
 from __future__ import annotations
@@ -26,25 +27,27 @@ from pathlib import Path
 from typing import Any
 
 LABELS = "label shows the checkout's price"
-HUB = "sale/return/order at the hub once, seq gapless"
+HUB = "sale/return/order at the hub once, each stream gapless"
 DRAIN = "outbox drains after each outage"
 SESSION = "kiosk session holds one customer"
 RECEIPT = "receipt matches its sale, printed once"
 PAPER = "return slip and pick ticket printed once"
 FAULT = "fault shows at hub console and /v1/health, then clears"
+IDENTITY = "second PC and stale event seen, then cleared"
 RESOURCES = "agent RSS, open files, log volume flat"
 ANSWERS = "every call and scan answered, no 5xx or crash"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, RESOURCES, ANSWERS)
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, RESOURCES, ANSWERS)
 
 # row -> (floor, per minute of the day): the fewest checks a row may make (see require_minimums).
 MINIMUMS: dict[str, tuple[int, float]] = {
     LABELS: (20, 40.0),      # 15 labels every 2 s once their grace is past
-    HUB: (8, 5.0),           # a gap check after each of the 7 faults and at the end, then each 201
-    DRAIN: (4, 0.0),         # the broker restart, the hub's downtime, the agent's restart, the day's end
+    HUB: (18, 5.0),          # gaps and conflicts after each of the 9 faults and at the end, then each 201
+    DRAIN: (6, 0.0),         # broker restart, hub's downtime, agent's restart, second PC (its own, the agent's), end
     SESSION: (4, 4.0),       # two probes after each checkout, "new customer" or walk-away with a member
     RECEIPT: (10, 20.0),     # a handful per sale
     PAPER: (1, 1.0),         # a slip per return, a ticket per pickup order
     FAULT: (25, 0.0),        # 4 device faults x 4 signals, broker 3, hub down 4, agent kill 2
+    IDENTITY: (14, 0.0),     # agent kill 2, second PC 9, stale event 5 (console alerts included)
     RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
     ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
 }

@@ -15,10 +15,10 @@ from soak.checks import ROWS, Checks
 from soak.ledger import Ledger
 
 
-def table(checks: Checks, ledger: Ledger, seconds: float, seed: int) -> str:
-    """The report as text: the invariant table, the violations, actions, faults and notes."""
+def table(checks: Checks, ledger: Ledger, seconds: float, seed: int, setup: list[str] = ()) -> str:
+    """The report as text: the rig's settings, the invariant table, the violations, actions, faults and notes."""
     width = max(len(r) for r in ROWS)
-    out = [f"Store-day soak: {seconds / 60:.1f} min, seed {seed}", "",
+    out = [f"Store-day soak: {seconds / 60:.1f} min, seed {seed}", *(f"Rig: {line}" for line in setup), "",
            f"{'invariant':<{width}}  {'checks':>7}  {'violations':>10}", "-" * (width + 21)]
     for row in ROWS:
         out.append(f"{row:<{width}}  {checks.counts[row]:>7}  {len(checks.violated(row)):>10}")
@@ -36,11 +36,11 @@ def table(checks: Checks, ledger: Ledger, seconds: float, seed: int) -> str:
     return "\n".join(out)
 
 
-def write(run_dir: Path, checks: Checks, ledger: Ledger, seconds: float, seed: int) -> Path:
-    """``report.json``: the table's rows, every violation, actions, faults, notes."""
+def write(run_dir: Path, checks: Checks, ledger: Ledger, seconds: float, seed: int, setup: list[str] = ()) -> Path:
+    """``report.json``: the rig's settings, the table's rows, every violation, actions, faults, notes."""
     path = run_dir / "report.json"
     path.write_text(json.dumps({
-        "seconds": round(seconds, 1), "seed": seed,
+        "seconds": round(seconds, 1), "seed": seed, "rig": list(setup),
         "invariants": [{"invariant": r, "checks": checks.counts[r], "violations": len(checks.violated(r))}
                        for r in ROWS],
         "violations": [asdict(v) for v in checks.violations],

@@ -1,7 +1,7 @@
 """One store day: the rig up, the actors and watchers going, the faults in turn, the final checks.
 
 The day's timeline, for ``minutes`` M: a warm-up, then each fault of
-faults.schedule in turn with quiet stretches between them, then quiet until
+``schedule`` (faults.py, identity.py) in turn with quiet stretches between them, then quiet until
 M minutes have passed; then the actors stop, the outbox and print queues
 drain, and the end-of-day checks run (everything at the hub once, every
 receipt, resources); last, a row with fewer checks than its minimum for the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,8 @@ from soak import report
 from soak.actors import actors
 from soak.checks import Checks
 from soak.day import Day
-from soak.faults import DRAIN_WITHIN, schedule
+from soak.faults import DEVICE_FAULTS, DRAIN_WITHIN, HUB_HOLD_MIN, agent_kill, broker_restart, hub_down
+from soak.identity import second_pc, stale_event
 from soak.invariants import FeedLog, LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
 from soak.ledger import Ledger
 from soak.rig import ROOT_RUN, Rig, Timers, wait_for
@@ -37,6 +39,26 @@ class Result:
     table: str
     run_dir: Path
     violations: int
+
+
+def schedule(minutes: float) -> list[tuple[str, Callable[[Day, float], None], float]]:
+    """(name, run, hold s) of the day's faults in order; holds scale with the day.
+
+    The second PC stays at least 25 s, a minute in a 20-minute day: 25 s is what a short day can spare
+    and still proves detection (its first takeover and the soak agent's announce after it come within the
+    3 s takeover backoff, the agent's reason with them) and sells its sales through the fault; each signal
+    then has its own 60 s to show.
+    """
+    total = minutes * 60
+    device_hold = min(max(total * 0.03, 6.0), 40.0)
+    plan: list[tuple[str, Callable[[Day, float], None], float]] = [
+        (f.name, f.run, device_hold) for f in DEVICE_FAULTS]
+    plan += [("broker restart", broker_restart, min(max(total * 0.01, 4.0), 15.0)),
+             ("hub down", hub_down, min(max(total * 0.1, HUB_HOLD_MIN), 150.0)),
+             ("agent SIGKILL", agent_kill, min(max(total * 0.01, 2.0), 10.0)),
+             ("second PC with the same store id", second_pc, min(max(total * 0.05, 25.0), 90.0)),
+             ("an old PC's stale event", stale_event, 0.0)]
+    return plan
 
 
 def timers(minutes: float, idle: bool) -> Timers:
@@ -89,9 +111,9 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         day.stop.set()
         rig.close()
     seconds = ledger.elapsed()
-    text = report.table(checks, ledger, seconds, seed)
+    text = report.table(checks, ledger, seconds, seed, rig.describe())
     (run_dir / "report.txt").write_text(text + "\n")
-    report.write(run_dir, checks, ledger, seconds, seed)
+    report.write(run_dir, checks, ledger, seconds, seed, rig.describe())
     return Result(not checks.violations, text, run_dir, len(checks.violations))
 
 

@@ -13,9 +13,12 @@ is judged is the soak's reading of an answer, not the agent).
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -30,10 +33,14 @@ from soak.actors import Actor, Kiosk, call
 from soak.checks import MINIMUMS, ROWS, Checks, minimum
 from soak.day import CATALOG, Day
 from soak.faults import _after
-from soak.invariants import PRICE_BLOCKS, LabelWatch, _crop, _layout, receipts
+from soak.identity import store_line, whole
+from soak.invariants import PRICE_BLOCKS, LabelWatch, _crop, _layout, hub_ledger, missing_seqs, receipts
 from soak.ledger import Ledger, Sale
-from soak.rig import Timers
+from soak.rig import STORE, Timers
 from soak.runner import run
+from sync.hub.cli import format_stores
+from sync.hub.db import StoreRow
+from sync.hub.schema import SCHEMA
 
 
 def _picture(model: str, **changes: object):
@@ -194,3 +201,80 @@ def test_the_consoles_outbox_counts_only_from_a_snapshot_taken_after_the_hub_cam
     assert _after("2026-12-07T04:00:05+00:00", back)
     assert not _after("2026-12-07T03:59:00+00:00", back)
     assert not _after(None, back)
+
+
+# The hub's ledger per stream, and the identity fault's readings ---------------------------------
+
+def _hub_db(tmp_path, events: list[tuple[str, int, str, dict]], conflicts: list[str] = ()) -> Path:
+    """A hub database (the hub's own schema) holding ``events`` (stream, seq, type, data) of the soak store."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "hub.db"
+    conn = sqlite3.connect(path)
+    for statement in SCHEMA:
+        conn.execute(statement)
+    for n, (stream, seq, type_, data) in enumerate(events):
+        conn.execute("INSERT INTO events (store, stream, seq, id, type, event, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (STORE, stream, seq, f"e{n}", type_, json.dumps({"id": f"e{n}", "data": data}), "t"))
+    for cid in conflicts:
+        conn.execute("INSERT INTO conflicts (store, stream, seq, id, kept_id, type, event, received_at) "
+                     "VALUES (?, 's1', 1, ?, 'e0', 'retail.sale.completed', ?, 't')", (STORE, cid, json.dumps({"id": cid})))
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _ledger_day(tmp_path, events, sales=(), conflicts=(), injected=()) -> SimpleNamespace:
+    ledger = Ledger()
+    for sale_id in sales:
+        ledger.add_sale(Sale(sale_id, "kiosk-1", {}, {}, {}, None, 0.0, 1))
+    rig = SimpleNamespace(hub_db=_hub_db(tmp_path, events, list(conflicts)))
+    return SimpleNamespace(rig=rig, ledger=ledger, checks=Checks(tmp_path, 0.0, quiet=True), open_gaps=set(),
+                           injected=[{"id": i} for i in injected])
+
+
+SALE = "retail.sale.completed"
+
+
+def test_the_hub_ledger_takes_each_stream_from_seq_1():
+    """A restart's new stream starts again at 1: no gap; a hole inside one stream is one."""
+    events = [("s1", 1, SALE, {}), ("s1", 2, SALE, {}), ("s2", 1, SALE, {}), ("s2", 3, SALE, {})]
+    assert missing_seqs(events) == {("s2", 2)}
+
+
+def test_the_hub_ledger_counts_a_sale_once_across_streams(tmp_path):
+    events = [("s1", 1, SALE, {"sale_id": "A"}), ("s1", 2, SALE, {"sale_id": "B"}), ("s2", 1, SALE, {"sale_id": "C"})]
+    day = _ledger_day(tmp_path, events, sales=["A", "B", "C"])
+    hub_ledger(day, final=True)
+    assert day.checks.violations == []
+    day = _ledger_day(tmp_path / "twice", [*events, ("s2", 2, SALE, {"sale_id": "A"})], sales=["A", "B", "C"])
+    hub_ledger(day, final=True)
+    assert [(v.what, v.ids) for v in day.checks.violations] == [
+        ("sale answered 201 is at the hub exactly once", {"sale": "A"})]
+
+
+def test_the_hub_ledger_flags_a_hole_that_stays_and_a_conflict_it_did_not_inject(tmp_path):
+    events = [("s1", 1, SALE, {"sale_id": "A"}), ("s1", 3, SALE, {"sale_id": "B"})]
+    day = _ledger_day(tmp_path, events, sales=["A", "B"], conflicts=["old-pc-1", "stray"], injected=["old-pc-1"])
+    hub_ledger(day, final=False)  # a hole seen once may be a batch on its way
+    assert [v.what for v in day.checks.violations] == [
+        "no event kept aside as a conflict but those the soak injected"]
+    assert "stray" in str(day.checks.violations[0].got) and "old-pc-1" not in str(day.checks.violations[0].got)
+    hub_ledger(day, final=False)
+    assert day.checks.violations[-2].what == "each stream's seqs at the hub are gapless (a hole stays)"
+
+
+def test_a_stale_event_counts_as_kept_whole_only_as_sent():
+    sent = {"id": "old-pc-1", "seq": 3, "stream": "s1", "time": "2026-12-07T06:00:00.000+00:00",
+            "data": {"sale_id": "OLD-PC-1", "injected": "soak"}}
+    assert whole({**sent, "time": "2026-12-07T06:00:00Z"}, sent)
+    assert not whole({**sent, "data": {"sale_id": "OLD-PC-1"}}, sent)
+    assert not whole({**sent, "time": "2026-12-07T06:00:01Z"}, sent)
+
+
+def test_the_stores_table_is_read_by_its_headers():
+    """The real edge-hub stores table: OPEN GAPS has a space inside, IDENTITY may read "1 open"."""
+    row = StoreRow(STORE, "online", "2026-12-07T06:00:00", 12, 12, 40, 0, None, 0, 1, "s1", 3, 1)
+    table = format_stores([StoreRow("store-other", None, None, 0, 0, 0, 2, None, 0, 0), row])
+    line = store_line(table, STORE)
+    assert (line["CONFLICTS"], line["OPEN GAPS"], line["IDENTITY"], line["STREAMS"]) == ("1", "0", "1 open", "3")
+    assert store_line(table, "store-none") is None
