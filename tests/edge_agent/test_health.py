@@ -110,7 +110,8 @@ def test_hub_not_acknowledging_waits_for_no_ack_progress_not_for_an_old_backlog(
         store = Store(tmp_path / "store.db")
         await store.start()
         try:
-            link = SimpleNamespace(connected=True, offline_since=None, last_error=None, ack_progress_at=None)
+            link = SimpleNamespace(connected=True, offline_since=None, last_error=None, ack_progress_at=None,
+                                   recent_trouble=lambda: [])
             agent = SimpleNamespace(link=link, store=store)
 
             async def reasons() -> list[str]:
