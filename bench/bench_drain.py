@@ -103,6 +103,9 @@ def prepare(path: Path, n: int) -> int:
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO outbox (seq, id, type, time, priority, data) VALUES (?, ?, ?, ?, ?, ?)", rows())
         conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (n,))
+        # The run that numbered them: their stream (edge_agent/store/streams.py), as the store writes it.
+        conn.execute("INSERT INTO streams (id, base, started_at) VALUES (?, 0, ?)", (str(uuid.uuid4()),
+                                                                                   start.isoformat()))
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

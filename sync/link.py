@@ -359,7 +359,20 @@ class HubLink:
             self._client.reconnect_delay_set(backoff, max(backoff, int(self.settings.reconnect_max_s)))
 
     async def _drain(self) -> None:
-        """Publish unacknowledged events in seq order, within the window."""
+        """Publish unacknowledged events in seq order, within the window; a failed pass is logged
+        and tried again (the events stay in the outbox), it never ends the drain."""
+        while True:
+            try:
+                await self._drain_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the outbox must keep draining whatever one pass met
+                self._log_once.error(("drain", type(err).__name__), "hub: cannot send the outbox, trying again: "
+                                     "%s: %s", type(err).__name__, err)
+                self._trouble("outbox_unreadable", f"the outbox cannot be sent: {type(err).__name__}: {err}")
+                await asyncio.sleep(max(1.0, self.settings.resend_after_s / 4))
+
+    async def _drain_pass(self) -> None:
         s = self.settings
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a

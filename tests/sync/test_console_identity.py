@@ -139,7 +139,7 @@ def test_the_shipped_rules_alert_on_identity_and_the_hub_link_but_not_twice_on_h
     link = by_id["hub-link"]
     assert (link.kind, link.auto_resolve) == ("store_reason", True)
     assert set(link.codes) == {"hub_not_acknowledging", "hub_ack_invalid", "hub_publish_refused",
-                               "mqtt_session_taken_over", "duplicate_store"}
+                               "mqtt_session_taken_over", "duplicate_store", "outbox_unreadable"}
     old = {"outbox_depth": 40, "oldest_unacked_age_s": 900}
     stuck = fired(rs, facts([reason("hub_not_acknowledging")], **old), at(5))
     assert [r[:2] for r in stuck] == [("hub-link", "hub_not_acknowledging")]  # not outbox-growing as well

@@ -284,6 +284,7 @@ REASON_WORDS = {
     "hub_ack_invalid": "hub acknowledgements the store cannot accept",
     "hub_publish_refused": "broker refuses the store's events",
     "mqtt_session_taken_over": "MQTT session taken over by another client",
+    "outbox_unreadable": "store cannot send its outbox",
     "duplicate_store": "two agents run as this store",
     "hub_offline": "store not connected to the hub",
 }
