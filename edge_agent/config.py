@@ -165,6 +165,15 @@ class ApiConfig(_Model):
 
     listen: HostPort = HostPort(host="127.0.0.1", port=8080)
     clients: list[ClientConfig] = Field(default_factory=list)
+    # Limits that hold before any work (edge_agent/api/limits.py).
+    max_body: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024,
+                          description="bytes a request body may have; 413 before more is read")
+    header_timeout: float = Field(default=10.0, ge=1, le=300,
+                                  description="seconds a connection has to send a whole request head")
+    max_connections: int = Field(default=512, ge=8, le=60_000,
+                                 description="open connections at most; more are closed at once")
+    max_connections_per_client: int = Field(default=64, ge=2, le=60_000,
+                                            description="open connections from one address at most")
 
     @model_validator(mode="after")
     def _unique_clients(self) -> "ApiConfig":
