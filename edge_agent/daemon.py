@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from edge_agent.api import limits
 from edge_agent.api.app import create_app
 from edge_agent.config import AgentConfig
 from edge_agent.sdnotify import Notifier, watchdog_interval
@@ -128,6 +129,10 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
     sock = _bind(config)
     notifier = Notifier()
     app = create_app(config, data_dir)
+    limits.quiet_loop_errors(asyncio.get_running_loop())
+    api = config.api
+    files = limits.raise_file_limit()
+    cap = limits.connection_cap(api.max_connections, files)
     server = _Server(
         uvicorn.Config(
             app,
@@ -137,6 +142,13 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
             access_log=log_level == "debug",
             timeout_graceful_shutdown=GRACEFUL_HTTP_SECONDS,
             lifespan="on",
+            # A whole request head within header_timeout, connections capped in all and per address:
+            # slow or piled-up sockets cannot take the API from the kiosks (edge_agent/api/limits.py).
+            http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client),
+            timeout_keep_alive=5,
+            # asyncio accepts up to ``backlog`` sockets in a row before a protocol sees any: the burst
+            # must fit in the files the connection cap leaves, or a flood meets EMFILE first.
+            backlog=limits.accept_backlog(files, cap),
         ),
         notifier,
     )

@@ -15,6 +15,7 @@ from edge_agent.agent import Agent
 from edge_agent.api.routers import (devices, events, health, labels, metrics, mirror, printing, products, sales,
                                     sessions)
 from edge_agent.api.routers import members, orders, returns, stock
+from edge_agent.api.limits import BodyLimit
 from edge_agent.api.timing import RequestMetrics
 from edge_agent.config import AgentConfig
 from edge_agent.errors import StoreError
@@ -70,5 +71,7 @@ def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) 
 
     # Plain ASGI: a BaseHTTPMiddleware here cost about a fifth of a checkout's CPU (edge_agent/api/timing.py).
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    # Outermost: an oversized body is refused before anything else runs (edge_agent/api/limits.py).
+    app.add_middleware(BodyLimit, max_body=config.api.max_body)
 
     return app
