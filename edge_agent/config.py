@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
 from decimal import Decimal
@@ -58,6 +59,11 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "EDGE_API_LISTEN": ("api", "listen"),
     "EDGE_STORE_ID": ("store", "id"),
 }
+# The demo chain's member ids (M-0042): "M-" and up to 20 capital letters or digits. Not a phone
+# number, HTML or control characters; a chain with other ids sets loyalty.member_id_pattern.
+MEMBER_ID_PATTERN = r"^M-[A-Z0-9]{1,20}$"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,6 +105,9 @@ class HubConfig(_Model):
     trouble_hold: float = Field(default=120, ge=1, le=86_400)
     # Seconds to wait before reconnecting after another client took this store's MQTT session.
     takeover_backoff: float = Field(default=10, ge=1, le=300)
+    # A password over mqtt:// crosses the network in clear; only a lab or a broker on this host
+    # should say so, explicitly.
+    allow_plaintext_password: bool = False
 
     @field_validator("url")
     @classmethod
@@ -128,6 +137,10 @@ class HubConfig(_Model):
             raise KeyedError(f"{have} is set but {need} is not; mutual TLS needs both: add hub.{need} or remove {have}", have)
         if (self.cert_file or self.ca_file) and not self.url.startswith("mqtts://"):
             raise KeyedError("ca_file/cert_file are set but the url is not mqtts://; use mqtts:// or remove them", "url")
+        if self.password_file is not None and not self.url.startswith("mqtts://") and not self.allow_plaintext_password:
+            raise KeyedError("password_file is set but the url is mqtt://, which sends the password in clear; use "
+                             "mqtts:// (with hub.ca_file if the hub's certificate needs it), or set "
+                             "hub.allow_plaintext_password: true for a broker on this host or a lab", "url")
         return self
 
 
@@ -174,6 +187,7 @@ class ApiConfig(_Model):
                                  description="open connections at most; more are closed at once")
     max_connections_per_client: int = Field(default=64, ge=2, le=60_000,
                                             description="open connections from one address at most")
+    docs: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json (no token needed)")
 
     @model_validator(mode="after")
     def _unique_clients(self) -> "ApiConfig":
@@ -202,6 +216,28 @@ class LoyaltyConfig(_Model):
     card_ttl: float = Field(
         default=14_400, ge=1, le=30 * 86_400,
         description="seconds a member card the hub sent stays in the store (or until its expires_at)")
+    member_id_pattern: str = Field(
+        default=MEMBER_ID_PATTERN, min_length=1, max_length=200,
+        description="a regular expression every member_id must match whole (sales, orders, member QR scans)")
+
+    @field_validator("member_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err}); write one such as {MEMBER_ID_PATTERN}") from err
+        if re.fullmatch(value, ""):
+            raise ValueError("the pattern matches an empty member id; anchor it and require at least one character")
+        return value
+
+    def member_id_problem(self, member_id: str) -> str | None:
+        """Why ``member_id`` is not a member id of this chain, or None if it is one."""
+        if re.fullmatch(self.member_id_pattern, member_id):
+            return None
+        # The value is not repeated: what was sent may be a phone number or a name.
+        return (f"not a member id of this chain (loyalty.member_id_pattern {self.member_id_pattern}); send the id "
+                "on the member's card, not a phone number or a name")
 
 
 class StockConfig(_Model):
@@ -209,6 +245,15 @@ class StockConfig(_Model):
 
     low_threshold: int = Field(default=3, ge=0, le=1_000_000,
                                description="a store count falling to this or below alerts associates (stock.low)")
+
+
+class HealthConfig(_Model):
+    """The ``health:`` section: when ``GET /v1/health`` says ``degraded`` (edge_agent/health.py)."""
+
+    min_free_mb: float = Field(
+        default=100, ge=0, le=100_000_000,
+        description="free space in the data dir below which the store is degraded (disk_low): sales would soon "
+                    "fail to write; 0 turns the check off")
 
 
 class SessionsConfig(_Model):
@@ -229,6 +274,7 @@ class AgentConfig(_Model):
     loyalty: LoyaltyConfig = LoyaltyConfig()
     stock: StockConfig = StockConfig()
     sessions: SessionsConfig = SessionsConfig()
+    health: HealthConfig = HealthConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -378,7 +424,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock", "sessions"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:
