@@ -53,7 +53,8 @@ class Agent:
         self.alerts = OpenAlerts(self.bus, self.store)
         self.sessions = Sessions(self.bus, config.sessions.idle_timeout)
         self.scans = ScanService(self.store, self.bus, self.sessions,
-                                 kiosks=frozenset(c.name for c in config.api.clients if c.role == Role.KIOSK))
+                                 kiosks=frozenset(c.name for c in config.api.clients if c.role == Role.KIOSK),
+                                 loyalty=config.loyalty)
         self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
         self.labels = LabelService(config, self.store, self.bus, self.supervisor)
         self.tryon = TryOnRecorder(self.store, self.bus)

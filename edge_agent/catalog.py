@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from edge_agent.bus import utcnow
 
@@ -102,7 +102,7 @@ class ItemIn(BaseModel):
 
     code: str | None = Field(default=None, min_length=1, max_length=64, description="a barcode or SKU")
     sku: str | None = Field(default=None, min_length=1, max_length=64)
-    qty: int = Field(default=1, ge=1, le=9999)
+    qty: StrictInt = Field(default=1, ge=1, le=9999)
 
     @model_validator(mode="after")
     def _one_name(self) -> "ItemIn":

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from drivers.printer.documents import sale_id_from_barcode
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
-from edge_agent import catalog, loyalty, stock
+from edge_agent import catalog, loyalty, sales, stock
 from edge_agent.bus import utcnow
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
@@ -72,7 +72,7 @@ class ReturnLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=64)
-    qty: int = Field(ge=1, le=9999)
+    qty: StrictInt = Field(ge=1, le=9999)
 
 
 class Refund(BaseModel):
@@ -81,7 +81,13 @@ class Refund(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["cash", "card", "qr", "points", "original"]
-    reference: str | None = Field(default=None, max_length=128)
+    reference: str | None = Field(default=None, max_length=128,
+                                  description="the terminal's reference or the card's last four; never a card number")
+
+    @field_validator("reference")
+    @classmethod
+    def _no_card(cls, value: str | None) -> str | None:
+        return sales.no_card_number(value)
 
 
 class ReturnIn(BaseModel):

@@ -19,11 +19,12 @@ then: every byte of a sale counts offline). Points earned follow the
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from edge_agent import catalog, loyalty, stock
 from edge_agent.bus import utcnow
@@ -48,7 +49,35 @@ class SaleLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=64)
-    qty: int = Field(ge=1, le=9999)
+    qty: StrictInt = Field(ge=1, le=9999)
+
+
+# A run of digits, spaces and dashes: a card number is written "4111 1111-1111 1111" too.
+_DIGIT_RUNS = re.compile(r"[0-9][0-9 -]*")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def no_card_number(reference: str | None) -> str | None:
+    """``reference`` unless it holds a card number (13 to 19 digits, Luhn-valid, spaces and dashes allowed).
+
+    A full card number (PAN) must not be stored nor sent to the hub (PCI DSS): the
+    store keeps what the terminal printed, its reference or the card's last four.
+    """
+    if reference is None:
+        return None
+    for run in _DIGIT_RUNS.findall(reference):
+        digits = run.replace(" ", "").replace("-", "")
+        if 13 <= len(digits) <= 19 and _luhn(digits):
+            raise ValueError("this looks like a card number; send only its last four digits or the payment "
+                             "terminal's reference, never the whole card number")
+    return reference
 
 
 class Payment(BaseModel):
@@ -57,7 +86,13 @@ class Payment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["cash", "card", "qr", "points"]
-    reference: str | None = Field(default=None, max_length=128)
+    reference: str | None = Field(default=None, max_length=128,
+                                  description="the terminal's reference or the card's last four; never a card number")
+
+    @field_validator("reference")
+    @classmethod
+    def _no_card(cls, value: str | None) -> str | None:
+        return no_card_number(value)
 
 
 class SaleIn(BaseModel):
@@ -68,7 +103,7 @@ class SaleIn(BaseModel):
     client_sale_id: uuid.UUID
     lines: list[SaleLineIn] = Field(min_length=1, max_length=MAX_LINES)
     member_id: str | None = Field(default=None, min_length=1, max_length=64)
-    points_redeemed: int = Field(default=0, ge=0, le=100_000_000)
+    points_redeemed: StrictInt = Field(default=0, ge=0, le=100_000_000)
     payment: Payment
 
     def fingerprint(self) -> bytes:

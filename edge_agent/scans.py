@@ -7,7 +7,9 @@ local catalog and publishes one ``scan`` event for the live feed
 the product, or ``"product": null`` for an unknown code. A member QR on a
 kiosk's scanner attaches the member to that kiosk's session; at an
 associate's counter (a scanner whose ``station`` is no kiosk) it does not:
-a session is a kiosk's customer, and a counter has none to end.
+a session is a kiosk's customer, and a counter has none to end. A member QR
+whose id does not match the chain's ``loyalty.member_id_pattern`` is a bad
+scan (``ok: false``): it attaches nobody and announces no arrival.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from drivers.scanner.driver import BAD_SCAN, SCAN
 from edge_agent import catalog
 from edge_agent.bus import BusEvent, Consumer, EventBus
+from edge_agent.config import LoyaltyConfig
 from edge_agent.errors import StoreError
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
@@ -51,10 +54,12 @@ class ScanService(Consumer):
 
     prefixes = (SCAN, BAD_SCAN)
 
-    def __init__(self, store: Store, bus: EventBus, sessions: Sessions, kiosks: frozenset[str] | None = None):
+    def __init__(self, store: Store, bus: EventBus, sessions: Sessions, kiosks: frozenset[str] | None = None,
+                 loyalty: LoyaltyConfig = LoyaltyConfig()):
         super().__init__(bus)
         self.store = store
         self.sessions = sessions
+        self.loyalty = loyalty
         # The stations whose member scans attach to a session (None: every station, for tests of this module).
         self.kiosks = kiosks
 
@@ -72,6 +77,13 @@ class ScanService(Consumer):
         if event.type == BAD_SCAN:
             self.bus.publish(FEED_SCAN, {**_common(data), "ok": False, "reason": data["reason"]})
             return
+        if data["kind"] == "member":
+            problem = self.loyalty.member_id_problem(str(data["fields"].get("member_id", "")))
+            if problem is not None:
+                # Not shown again: what was printed on the QR may be someone's phone number.
+                self.bus.publish(FEED_SCAN, {**_common(data), "raw": None, "ok": False, "kind": "member",
+                                             "reason": f"member QR: {problem}"})
+                return
         product = None
         if data["kind"] == "product":
             found = await self.store.read(lambda conn: lookup_scanned(conn, data["code"]))

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from edge_agent import catalog
 from edge_agent.bus import EventBus, utcnow
@@ -59,8 +59,8 @@ class AdjustmentIn(BaseModel):
     client_adjustment_id: uuid.UUID | None = Field(
         default=None, description="idempotency key: the same key again returns the same adjustment")
     code: str = Field(min_length=1, max_length=64, description="barcode or SKU")
-    delta: int | None = Field(default=None, ge=-MAX_QTY, le=MAX_QTY, description="units added (negative: removed)")
-    counted: int | None = Field(default=None, ge=0, le=MAX_QTY, description="units counted on the shelf")
+    delta: StrictInt | None = Field(default=None, ge=-MAX_QTY, le=MAX_QTY, description="units added (negative: removed)")
+    counted: StrictInt | None = Field(default=None, ge=0, le=MAX_QTY, description="units counted on the shelf")
     reason: Reason
     note: str | None = Field(default=None, max_length=300)
 

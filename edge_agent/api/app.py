@@ -9,12 +9,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from edge_agent import __version__
 from edge_agent.agent import Agent
 from edge_agent.api.routers import (devices, events, health, labels, metrics, mirror, printing, products, sales,
                                     sessions)
 from edge_agent.api.routers import members, orders, returns, stock
+from edge_agent.api.strict import StrictRoute
 from edge_agent.api.limits import BodyLimit
 from edge_agent.api.timing import RequestMetrics
 from edge_agent.config import AgentConfig
@@ -27,7 +29,11 @@ def _readable(exc: RequestValidationError) -> JSONResponse:
     problems = []
     for e in exc.errors():
         loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-        problems.append({"loc": loc, "msg": e["msg"]})
+        if e["type"] == "json_invalid":  # FastAPI's loc is the character's offset
+            loc, msg = "body", f"not valid JSON at character {e['loc'][-1]}: {(e.get('ctx') or {}).get('error')}"
+        else:
+            msg = e["msg"]
+        problems.append({"loc": loc, "msg": msg})
     message = "; ".join(f"{p['loc']}: {p['msg']}" for p in problems)
     return JSONResponse({"detail": message, "errors": problems}, status_code=422)
 
@@ -45,19 +51,28 @@ def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) 
         finally:
             await the_agent.stop()
 
+    # /docs, /redoc and /openapi.json only where api.docs is on (the demo): they need no token.
+    docs = config.api.docs
     app = FastAPI(
         title="Store-edge agent",
         version=__version__,
         description="Local API of one store: kiosks, wristbands, PADs, the mirror and consoles.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.clients = {c.token_sha256: c for c in config.api.clients}
     app.state.metrics = Metrics()
     from edge_agent.api.routers import console  # the store's own health console, /console
 
-    for module in (health, devices, products, sales, printing, labels, sessions, events, metrics, mirror, console):
-        app.include_router(module.router)
-    for module in (returns, orders, stock, members):  # store flows (issue 7)
+    routers = (health, devices, products, sales, printing, labels, sessions, events, metrics, mirror, console,
+               returns, orders, stock, members)  # the last four: store flows (issue 7)
+    for module in routers:
+        lax = [r.path for r in module.router.routes if isinstance(r, APIRoute) and not isinstance(r, StrictRoute)]
+        if lax:  # a router made without route_class=StrictRoute would take duplicate JSON keys
+            raise TypeError(f"{module.__name__}: routes {lax} are not StrictRoute; build the router with "
+                            "APIRouter(..., route_class=StrictRoute)")
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -23,9 +23,10 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
 from sync.downlink import AGENT_COMMANDS, CommandError
 from sync.hub.console.app import PAGE_HEADERS, STATIC, page
@@ -36,7 +37,7 @@ from sync.hub.console.rules import RuleEngine, load_rules
 from sync.hub.console.views import condition_alert, iso_now, meta, store_detail
 from sync.hub.observe import device_rows
 
-router = APIRouter(tags=["console"])
+router = APIRouter(tags=["console"], route_class=StrictRoute)
 staff = require(Role.CONSOLE, Role.ADMIN)
 COMMAND_TIMEOUT_S = 30.0
 _FILES = {p.name: p for p in STATIC.iterdir() if p.is_file()}
@@ -44,6 +45,8 @@ _FILES = {p.name: p for p in STATIC.iterdir() if p.is_file()}
 
 class CommandRequest(BaseModel):
     """A remote action for one of this store's devices (or ``device: agent``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     device: str = Field(min_length=1, max_length=64)
     action: str = Field(min_length=1, max_length=64)

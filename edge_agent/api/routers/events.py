@@ -19,9 +19,10 @@ import json
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from edge_agent.api.auth import client_for
+from edge_agent.api.strict import StrictRoute
 from edge_agent.feed import ROLE_VIEW, Feed, message
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=StrictRoute)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403

@@ -7,10 +7,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from edge_agent.api.strict import StrictRoute
 from edge_agent.health import REASON_CODES, assess
 from edge_agent.store import outbox
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictRoute)
 
 
 class Reason(BaseModel):

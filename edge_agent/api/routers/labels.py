@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 from edge_agent.labels import views
 from edge_agent.labels.bindings import BindError, bind, unbind
 
-router = APIRouter(tags=["labels"])
+router = APIRouter(tags=["labels"], route_class=StrictRoute)
 
 _READ = Depends(require(Role.ASSOCIATE, Role.CONSOLE, Role.ADMIN))
 _WRITE = Depends(require(Role.ASSOCIATE, Role.ADMIN))

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from edge_agent import members
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.bus import utcnow
 from edge_agent.config import ClientConfig, Role
 
-router = APIRouter(tags=["members"])
+router = APIRouter(tags=["members"], route_class=StrictRoute)
 KIOSK_FIELDS = ("member_id", "known", "tier", "points", "expires_at")
 
 
@@ -35,6 +36,7 @@ async def get_member(
     client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE, Role.ADMIN)),
 ) -> dict:
     """One member's card (``known: false`` when the store has none); a kiosk only its session's member."""
+    member_problem(request, member_id)
     agent = request.app.state.agent
     if client.role == Role.KIOSK and agent.sessions.get(client.name).member_id != member_id:
         raise HTTPException(403, "a kiosk sees only the member whose card was scanned at it")

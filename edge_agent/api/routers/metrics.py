@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=StrictRoute)
 
 
 @router.get("/metrics", dependencies=[Depends(require(Role.CONSOLE, Role.ADMIN))])

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from ar_mirror import products as tryon
 from ar_mirror.stream import CONTENT_TYPE
@@ -35,10 +35,11 @@ from drivers.mirror.driver import MirrorCamera
 from edge_agent import catalog, orders, sessions
 from edge_agent.api.auth import client_for, require
 from edge_agent.api.routers import orders as order_routes
+from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
 from edge_agent.errors import DeviceError
 
-router = APIRouter(tags=["mirror"])
+router = APIRouter(tags=["mirror"], route_class=StrictRoute)
 
 PRIVACY = ("Your picture stays in this mirror: it is not recorded, stored or sent anywhere, "
            "and it is gone the moment you step away.")
@@ -61,7 +62,7 @@ class LookRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     skus: list[str] = Field(default_factory=list, max_length=4)
-    compare: float = Field(default=0.0, ge=0, le=1, description="fraction of the picture shown without them")
+    compare: StrictFloat = Field(default=0.0, ge=0, le=1, description="fraction of the picture shown without them")
     compare_side: Literal["left", "right"] = "left"
 
 
@@ -71,7 +72,7 @@ class BasketRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(default=1, ge=1, le=10)
+    qty: StrictInt = Field(default=1, ge=1, le=10)
     channel: Literal["store", "online"] = Field(default="store", description="take it here, or order it online")
 
 
@@ -283,6 +284,7 @@ async def place_order(body: orders.OrderIn, request: Request, response: Response
         # A public screen cannot tell who stands in front of it: it names no member.
         raise HTTPException(422, "the mirror's screen orders without member_id; a member's order is placed at "
                                  "the kiosk after scanning their card, or by an associate")
+    member_problem(request, body.member_id)
     try:
         tryons = driver.tryons()
     except DeviceError as err:

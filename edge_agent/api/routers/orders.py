@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from edge_agent import orders, stock
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
 from edge_agent.store import Tx
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=StrictRoute)
 _ASSOCIATE = require(Role.ASSOCIATE)
 OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -102,6 +103,7 @@ async def place_order(
     422 for an unknown product. The same ``client_order_id`` and body again
     return the same order (``Idempotent-Replayed: true``).
     """
+    member_problem(request, body.member_id)
     agent = request.app.state.agent
     if client.role == Role.KIOSK and body.member_id is not None:
         # As with points: a kiosk orders for the member whose card was scanned at it, or for nobody.

@@ -16,10 +16,11 @@ from drivers.base import DEVICE_ID_PATTERN
 from drivers.printer.config import PrinterConfig
 from drivers.printer.spool import JobState
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 from edge_agent.printing import NotRetryable, UnknownJob
 
-router = APIRouter(tags=["printing"])
+router = APIRouter(tags=["printing"], route_class=StrictRoute)
 _STAFF = Depends(require(Role.ASSOCIATE, Role.CONSOLE, Role.ADMIN))
 
 

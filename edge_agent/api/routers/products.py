@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from edge_agent import catalog
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 
-router = APIRouter(tags=["products"])
+router = APIRouter(tags=["products"], route_class=StrictRoute)
 
 
 @router.get("/v1/products/{code}", response_model=catalog.Product, dependencies=[Depends(require())])

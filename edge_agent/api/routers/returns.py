@@ -17,10 +17,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from drivers.printer.spool import Job
 from edge_agent import returns, stock
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
 from edge_agent.store import Tx
 
-router = APIRouter(tags=["returns"])
+router = APIRouter(tags=["returns"], route_class=StrictRoute)
 
 
 @router.post("/v1/returns", status_code=201)

@@ -28,13 +28,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from drivers.printer.spool import Job
 from edge_agent import sales, stock
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
 from edge_agent.store import Tx
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
 
-router = APIRouter(tags=["sales"])
+router = APIRouter(tags=["sales"], route_class=StrictRoute)
 
 Written = tuple[dict, bool, Job | None]
 
@@ -66,6 +67,7 @@ async def create_sale(
     client: ClientConfig = Depends(require(Role.KIOSK, Role.ASSOCIATE)),
 ) -> dict:
     """Record a sale priced by the agent; a retry with the same body returns the same sale."""
+    member_problem(request, body.member_id)
     agent = request.app.state.agent
     store_id = agent.config.store.id
     rule = agent.config.loyalty

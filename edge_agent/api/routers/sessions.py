@@ -20,10 +20,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from drivers.mirror.config import MirrorConfig
 from edge_agent import sessions
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.catalog import ItemIn
 from edge_agent.config import ClientConfig, Role
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(tags=["sessions"], route_class=StrictRoute)
 Station = Annotated[str, Path(min_length=1, max_length=64)]
 
 

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from edge_agent import stock
 from edge_agent.api.auth import require
+from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
 
-router = APIRouter(tags=["stock"])
+router = APIRouter(tags=["stock"], route_class=StrictRoute)
 
 
 @router.post("/v1/stock/adjustments", status_code=201)
