@@ -21,7 +21,8 @@ hub keep the event.
 ``assess`` says ``degraded`` with a reason for each: a device offline or in
 error, shelf labels that show another price than the checkout past their
 grace (their ``price`` alerts), failed print jobs, a printer that needs
-someone (paper out, cover open), a store that cannot write, the hub out of
+someone (paper out, cover open), a store that cannot write or whose data
+dir has less than ``health.min_free_mb`` free (``disk_low``), the hub out of
 reach or silent for over ``HUB_GRACE_S``. For the snapshot it also lists the
 open alerts, worst first, at most ``SNAPSHOT_ALERTS``: the hub judges its
 device-alert rules by them.
@@ -29,8 +30,10 @@ device-alert rules by them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -53,7 +56,7 @@ LABEL_CODES = frozenset(_LABEL_CODES.values())
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
                           "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
-                          "duplicate_store", "outbox_unreadable"})
+                          "duplicate_store", "outbox_unreadable", "disk_low"})
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
@@ -224,11 +227,28 @@ def label_figures(agent: "Agent") -> dict[str, Any] | None:
     return summary
 
 
+async def _disk_reasons(agent: "Agent") -> list[dict[str, Any]]:
+    """``disk_low`` when the data dir's file system has less free than ``health.min_free_mb``."""
+    floor_mb = agent.config.health.min_free_mb
+    if not floor_mb:
+        return []
+    try:
+        free = (await asyncio.to_thread(shutil.disk_usage, agent.data_dir)).free
+    except OSError as err:
+        return [_reason("disk_low", f"cannot tell the free space of {agent.data_dir}: {err.strerror or err}",
+                        "store")]
+    if free >= floor_mb * 1024 * 1024:
+        return []
+    return [_reason("disk_low", f"{free / 2**20:.0f} MB free in {agent.data_dir}, under the {floor_mb:.12g} MB of "
+                    "health.min_free_mb: sales will soon fail to write; free space on that disk", "store")]
+
+
 async def assess(agent: "Agent") -> dict[str, Any]:
     """``status``, ``reasons``, ``labels`` and ``printing``: what ``GET /v1/health`` and the hub's snapshot share."""
     reasons: list[dict[str, Any]] = []
     if not agent.store.writer_alive:
         reasons.append(_reason("store_not_writing", "the local store cannot write: sales and returns are refused"))
+    reasons += await _disk_reasons(agent)
     for d in agent.supervisor.snapshot():
         if d.state in _UNWELL:
             reasons.append(_reason(f"device_{d.state.value}", f"{d.id} ({d.kind}) is {d.state.value}"
