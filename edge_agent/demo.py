@@ -348,8 +348,8 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
     command = f"--device {labels} --action refresh_labels" if labels else f"--device {first} --action reopen"
     return (
         f"\nDemo store {cfg.store.id} is up ({products} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
-        f"  API docs      {base}/docs\n"
-        f"  Health        {base}/v1/health\n"
+        + (f"  API docs      {base}/docs\n" if cfg.api.docs else "  API docs      off (api.docs: true serves /docs)\n")
+        + f"  Health        {base}/v1/health\n"
         f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
         f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
         f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"

@@ -49,6 +49,8 @@ def config_dict(port: int, devices: list[dict] | None = None, store_id: str = "s
         "hub": {"url": hub_url or f"mqtt://127.0.0.1:{free_port()}"},
         "api": {
             "listen": f"127.0.0.1:{port}",
+            # As in the demo: tests read the OpenAPI spec (the endpoint matrix, the fuzzer).
+            "docs": True,
             "clients": [
                 {"name": f"{role}-1", "role": role, "token_sha256": hashlib.sha256(tok.encode()).hexdigest()}
                 for role, tok in TOKENS.items()
