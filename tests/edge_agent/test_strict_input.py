@@ -324,3 +324,15 @@ def test_a_body_that_is_not_json_says_where(store):
     r = raw_post(agent, "/v1/stock/adjustments", '{"code": "TOTE01",, "delta": 1}')
     assert r.status_code == 422
     assert r.json()["detail"] == "body: not valid JSON at character 18: Expecting property name enclosed in double quotes"
+
+
+def test_a_member_id_pattern_that_is_no_regex_or_takes_anything_is_a_config_error():
+    from edge_agent import config
+    from edge_agent.errors import ConfigError
+
+    base = "store:\n  id: store-001\n  name: S\nloyalty:\n  member_id_pattern: "
+    for pattern, said in (("'M-[0-9'", "not a regular expression"), ("'.*'", "matches an empty member id")):
+        with pytest.raises(ConfigError) as err:
+            config.parse(base + pattern + "\n", "d.yaml", {})
+        assert err.value.problems[0].startswith("d.yaml:5: loyalty.member_id_pattern:"), err.value.problems
+        assert said in err.value.problems[0]
