@@ -150,6 +150,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from edge_agent.bus import EventBus
     from edge_agent.errors import StoreError
     from edge_agent.store import Store, outbox
+    from edge_agent.store.db import lock_data_dir
     from sync.link import HubLink
 
     path = _config_path(args.config)
@@ -165,6 +166,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
         print(f"edge-agent drain: no store database at {db}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        lock_data_dir(data_dir)  # refused while an agent runs on it: drain only an old disk's directory
+    except StoreError as err:
+        print(f"edge-agent drain: {err}; the agent running there sends its events itself", file=sys.stderr)
+        return 2
 
     async def _drain() -> int:
         store = Store(db)

@@ -20,6 +20,8 @@ import uvicorn
 from edge_agent.api import limits
 from edge_agent.api.app import create_app
 from edge_agent.config import AgentConfig
+from edge_agent.errors import StoreError
+from edge_agent.store.db import lock_data_dir
 from edge_agent.sdnotify import Notifier, watchdog_interval
 
 log = logging.getLogger("edge_agent")
@@ -179,6 +181,11 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
     quiet = logging.NOTSET if log_level == "debug" else max(logging.WARNING, logging.getLevelName(log_level.upper()))
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(quiet)
+    try:
+        lock_data_dir(data_dir)  # held until the process ends
+    except StoreError as err:
+        log.error("%s; not starting", err)
+        return 2
     try:
         asyncio.run(_serve(config, data_dir, log_level))
     except SystemExit as err:

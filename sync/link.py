@@ -261,6 +261,8 @@ class HubLink:
         if reason.is_failure:
             self._loop.call_soon_threadsafe(self._connect_failed, str(reason))
             return
+        # Back to the usual reconnect delays (a takeover's backoff applies to one reconnect).
+        client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
         wanted = [self.topics.downlink["ack"]] if self.drain_only else self.topics.subscriptions()
         client.subscribe([(t, 1) for t in wanted])
         self._loop.call_soon_threadsafe(self._connected)
@@ -286,6 +288,14 @@ class HubLink:
                                             "hub.username is this store's id and the hub's ACL")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        # Here, in paho's thread, before it waits to reconnect: a session taken by another client
+        # (two agents with one store id) is taken back only after takeover_backoff_s, so that each
+        # gets a turn without a takeover every second. Mosquitto 2.0 closes such a session without
+        # saying why: a connection that keeps dropping within seconds is taken as one too.
+        short = time.monotonic() - self._connected_at < 5.0
+        if str(reason) == "Session taken over" or (short and self._short_connections >= 2):
+            backoff = max(1, int(self.settings.takeover_backoff_s))
+            client.reconnect_delay_set(backoff, max(backoff, int(self.settings.reconnect_max_s)))
         self._loop.call_soon_threadsafe(self._disconnected, str(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -353,10 +363,6 @@ class HubLink:
         self._log_once.error(("takeover",), "hub: %s; reconnecting in %.0f s", message,
                              self.settings.takeover_backoff_s)
         self._trouble("mqtt_session_taken_over", message)
-        if self._client is not None:
-            # paho starts again from the minimum after every successful connect.
-            backoff = max(1, int(self.settings.takeover_backoff_s))
-            self._client.reconnect_delay_set(backoff, max(backoff, int(self.settings.reconnect_max_s)))
 
     async def _drain(self) -> None:
         """Publish unacknowledged events in seq order, within the window; a failed pass is logged
@@ -445,9 +451,11 @@ class HubLink:
             # disk being drained. Nothing of ours.
             self.stats["foreign_acks"] += 1
             return
-        end = streams.end(stream, self.store.last_seq)
-        local = stream.base + ack.seq
         live = stream.id == self.store.stream_id
+        # A closed stream ends before this run began, whatever last_seq says: in the run's first
+        # write group last_seq already counts events whose stream readers do not know yet.
+        end = streams.end(stream, self.store.last_seq if live else self.store.run_base)
+        local = stream.base + ack.seq
         if local > end:
             if live:
                 # The hub claims events of this run that it never numbered: believing

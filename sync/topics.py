@@ -124,7 +124,7 @@ class CloudEvent(BaseModel):
     # Streams: absent on the legacy stream.
     stream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
     prevstream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
-    prevseq: int | None = Field(default=None, ge=0)
+    prevseq: int | None = Field(default=None, ge=1, le=2**63 - 1)  # a stream ends at 1 or later; BIGINT
     data: Any = None
 
 

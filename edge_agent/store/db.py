@@ -169,6 +169,24 @@ def _hand_back(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> No
             log.warning("store: %d write(s) committed after their event loop closed", len(items))
 
 
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory for this process (an flock on ``agent.lock`` held until exit): the
+    agent and ``edge-agent drain`` never work on one store database at once. StoreError if taken."""
+    import fcntl
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as err:
+        raise StoreError(f"cannot use the data directory {data_dir}: {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise StoreError(f"another process (a running edge-agent, or edge-agent drain) uses {data_dir}") from err
+    return fd
+
+
 class Store:
     """SQLite store at ``path``; ``start()`` opens and migrates, ``stop()`` drains and closes."""
 
@@ -189,6 +207,9 @@ class Store:
         # it), its row is written with the first event it numbers.
         self.stream_id = str(uuid.uuid4())
         self._stream_base: int | None = None  # last_seq at start; None once the stream is saved
+        # The last seq numbered before this run: every stream but this run's ends at or below it
+        # (the writer moves last_seq on before this run's stream is known to readers).
+        self.run_base = 0
         self.streams = Streams([])
         # Approximate bytes the outbox holds: counted at start, added to by
         # emit, taken from by whoever deletes rows (the hub link).
@@ -296,7 +317,7 @@ class Store:
             migrate(sqlite_utils.Database(conn))
             self._last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
             self.streams = Streams.load(conn)
-            self._stream_base = self._last_seq
+            self._stream_base = self.run_base = self._last_seq
             self.outbox_bytes = outbox_rows.usage(conn)[1]
         except Exception as err:  # noqa: BLE001 - handed to start() which raises it
             ready.set_exception(StoreError(f"cannot open {self.path}: {err}"))

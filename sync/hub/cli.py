@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     ident = sub.add_parser("identity", help="one store's streams, identity problems and conflicting events kept aside")
     ident.add_argument("store", metavar="STORE")
     ident.add_argument("--db", default=env_db)
-    ident.add_argument("--close", choices=("stream_conflict", "database_restored", "duplicate_store"), default=None,
+    ident.add_argument("--close", choices=("stream_conflict", "database_restored"), default=None,
                        help="close the store's open issues of this code once looked at (they open again if seen again)")
     ident.add_argument("--subject", default=None, help="with --close: only the issue about this stream")
     ident.set_defaults(func=cmd_identity)

@@ -166,7 +166,8 @@ class Tx:
                 result.duplicates += 1
                 if existing[r.seq] != r.id:
                     self._conflict(store, r, existing[r.seq], result)
-        if rows[0].prev is not None and rows[0].seq == 1:
+        if rows[0].prev is not None and rows[0].seq == 1 and existing.get(1, rows[0].id) == rows[0].id:
+            # (Not from an event that conflicts with the stream's first: its claims are not the stream's.)
             self._chain(store, stream, rows[0].prev, result)
         if fresh:
             self._db._executemany(
@@ -300,31 +301,30 @@ class Tx:
                 "ELSE excluded.first_at END",
                 (store, code, subject[:200], detail[:2000], self.now, self.now))
 
-    def announce(self, store: str, stream: str) -> str | None:
-        """A status names the stream this run of the store numbers in. Returns the other live
-        stream when this one had been superseded: two agents run as the store."""
+    def announce(self, store: str, stream: str) -> None:
+        """A status names the stream this run of the store numbers in: record it as the store's live
+        stream (and the one before as superseded). Whether two runs take turns is the worker's call
+        (service.py ``_Turns``): each worker sees a store's statuses in the order they were sent."""
         self._lock_store(store)
         live = self._x("SELECT live_stream FROM stores WHERE store = ?", (store,)).fetchone()[0]
-        row = self._x("SELECT superseded_at FROM streams WHERE store = ? AND stream = ?", (store, stream)).fetchone()
+        row = self._x("SELECT 1 FROM streams WHERE store = ? AND stream = ?", (store, stream)).fetchone()
         if row is None:
             self._x("INSERT INTO streams (store, stream, first_at, announced_at) VALUES (?, ?, ?, ?)",
                     (store, stream, self.now, self.now))
             self._x("UPDATE stores SET streams = streams + 1 WHERE store = ?", (store,))
         else:
             self._x("UPDATE streams SET announced_at = ? WHERE store = ? AND stream = ?", (self.now, store, stream))
-        if live is None or live == stream:
-            if live is None:
-                self._x("UPDATE stores SET live_stream = ? WHERE store = ?", (stream, store))
-            return None
-        self._x("UPDATE streams SET superseded_at = ? WHERE store = ? AND stream = ?", (self.now, store, live))
-        self._x("UPDATE stores SET live_stream = ? WHERE store = ?", (stream, store))
-        if row is None or row[0] is None:
-            return None  # a new run after the last one: a restart, a new PC
+        if live != stream:
+            if live is not None:
+                self._x("UPDATE streams SET superseded_at = ? WHERE store = ? AND stream = ?", (self.now, store, live))
+            self._x("UPDATE stores SET live_stream = ? WHERE store = ?", (stream, store))
+
+    def duplicate(self, store: str, streams: tuple[str, str]) -> None:
+        """Two runs of the store announce themselves in turn: two agents run as the store."""
         self.identity(store, "duplicate_store", store,
-                      f"two agents run as store {store} at once: streams {live} and {stream} announce themselves "
-                      "in turn (a second PC with a copy of devices.yaml?); their events are all kept, each in its "
-                      "own stream, but only one of them should run")
-        return live
+                      f"two agents run as store {store} at once: streams {streams[0]} and {streams[1]} announce "
+                      "themselves in turn (a second PC with a copy of devices.yaml?); their events are all kept, "
+                      "each in its own stream, but only one of them should run")
 
     def close_identity(self, store: str, code: str, subject: str | None = None) -> int:
         """Staff have looked at an issue that never clears by itself (a conflict, a restore): close
@@ -338,12 +338,10 @@ class Tx:
 
     def clear_duplicates(self, quiet_before: str) -> list[str]:
         """Stores whose duplicate_store issue was not seen again since ``quiet_before``: cleared now."""
-        rows = self._x("SELECT store FROM identity WHERE code = 'duplicate_store' AND cleared_at IS NULL "
-                       "AND last_at < ?", (quiet_before,)).fetchall()
-        for (store,) in rows:
-            self._x("UPDATE identity SET cleared_at = ? WHERE store = ? AND code = 'duplicate_store' "
-                    "AND cleared_at IS NULL", (self.now, store))
-        return [s for (s,) in rows]
+        # One statement that re-checks last_at: a turn another worker recorded meanwhile keeps it open.
+        rows = self._x("UPDATE identity SET cleared_at = ? WHERE code = 'duplicate_store' AND cleared_at IS NULL "
+                       "AND last_at < ? RETURNING store", (self.now, quiet_before)).fetchall()
+        return sorted(s for (s,) in rows)
 
     # Status, health, commands, quarantine -----------------------------------------
 
@@ -451,6 +449,8 @@ class HubDB(ABC):
                         self._execute(stmt)
                 for stmt in SCHEMA:
                     self._execute(stmt)
+                if not self._has_column("device_alerts", "stream"):  # made by schema 1: seq alone ordered
+                    self._execute("ALTER TABLE device_alerts ADD COLUMN stream TEXT")
                 if found == "1":
                     self._migrate_v1(tx.now)
                 self._execute("INSERT INTO hub_meta (key, value) VALUES ('schema_version', ?) "
@@ -458,6 +458,9 @@ class HubDB(ABC):
         except self._errors as err:
             raise HubDBError(f"cannot open the hub database {self.url}: {err}") from err
         return self
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(r[1] == column for r in self._execute(f"PRAGMA table_info({table})").fetchall())
 
     def _migrate_v1(self, now: str) -> None:
         """Version 1's events and gaps become the legacy stream "" of their store."""
@@ -690,6 +693,10 @@ class PostgresHubDB(HubDB):
 
     def _connect(self) -> Any:
         return self._psycopg.connect(self.url, autocommit=True)
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return bool(self._execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                                  "AND table_name = ? AND column_name = ?", (table, column)).fetchall())
 
     def _begin_sql(self) -> str:
         return "BEGIN"

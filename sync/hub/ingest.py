@@ -92,8 +92,8 @@ def parse_batch(store: str, payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES,
             raise BatchRejected("source", f"event {i} has source {ev.source!r}, not {source!r}")
         if ev.seq is None:
             raise BatchRejected("seq", f"event {i} (id {ev.id}) has no seq")
-        if ev.seq > MAX_SEQ:
-            raise BatchRejected("seq", f"event {i} (id {ev.id}): seq {ev.seq} is beyond {MAX_SEQ}")
+        if ev.seq > MAX_SEQ or (ev.prevseq or 0) > MAX_SEQ:
+            raise BatchRejected("seq", f"event {i} (id {ev.id}): seq or prevseq beyond {MAX_SEQ}")
         if "\x00" in ev.id or "\x00" in ev.type:
             raise BatchRejected("schema", f"event {i}: NUL character in id or type")
         stream = ev.stream or ""

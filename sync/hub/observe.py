@@ -188,31 +188,33 @@ class Observer:
         # Before alerts were kept per subject, one row held every label of a device: the first
         # label put right closes that row too, so that it does not stay raised forever.
         legacy = []
+        stream = rows[0].stream if rows else ""  # a batch is of one stream
         for seq, data, time in alerts:
             state = "cleared" if data.get("state") == "cleared" else "raised"
             device, code = alert_device(data), _text(data.get("code"), 64, "unknown")
             at = utc_iso(time) or now
             params.append((store, device, code, state,
-                           _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, at, now))
+                           _text(data.get("severity"), 16), _text(data.get("message"), 500), seq, at, now, stream))
             plain = _text(data.get("device"), 64, "?")
             if state == "cleared" and device != plain:
-                legacy.append((now, store, plain, code, at, at, seq))
+                legacy.append((now, store, plain, code, stream, seq, stream, at))
 
         def op(tx: Tx) -> None:
             # The later event wins: a raise and its clear may be stored by two workers in either
-            # order. Later by the store's time (UTC, ms), then by seq: seq alone restarts with
-            # each stream (each run of the store's database).
+            # order. Within one stream (one run of the store's database) the later seq; across
+            # streams (seq starts again with each run) the later time by the store's clock.
             tx.executemany(
-                "INSERT INTO device_alerts (store, device, code, state, severity, message, seq, time, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device, code) DO UPDATE SET "
+                "INSERT INTO device_alerts (store, device, code, state, severity, message, seq, time, received_at, "
+                "stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device, code) DO UPDATE SET "
                 "state = excluded.state, severity = excluded.severity, message = excluded.message, "
-                "seq = excluded.seq, time = excluded.time, received_at = excluded.received_at "
-                "WHERE device_alerts.time IS NULL OR excluded.time > device_alerts.time "
-                "OR (excluded.time = device_alerts.time AND excluded.seq > device_alerts.seq)", params)
+                "seq = excluded.seq, time = excluded.time, received_at = excluded.received_at, stream = excluded.stream "
+                "WHERE (coalesce(device_alerts.stream, '') = excluded.stream AND excluded.seq > device_alerts.seq) "
+                "OR (coalesce(device_alerts.stream, '') <> excluded.stream "
+                "AND (device_alerts.time IS NULL OR excluded.time > device_alerts.time))", params)
             if legacy:
                 tx.executemany("UPDATE device_alerts SET state = 'cleared', received_at = ? WHERE store = ? "
-                               "AND device = ? AND code = ? AND state = 'raised' AND (time < ? OR (time = ? AND seq < ?))",
-                               legacy)
+                               "AND device = ? AND code = ? AND state = 'raised' AND ((coalesce(stream, '') = ? "
+                               "AND seq < ?) OR (coalesce(stream, '') <> ? AND time < ?))", legacy)
         return op
 
     def committed(self) -> None:

@@ -83,6 +83,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS device_alerts (
         store TEXT NOT NULL, device TEXT NOT NULL, code TEXT NOT NULL, state TEXT NOT NULL,
         severity TEXT, message TEXT, seq BIGINT NOT NULL, time TEXT, received_at TEXT NOT NULL,
+        stream TEXT,
         PRIMARY KEY (store, device, code))""",
     # ``active_key`` is store/rule/subject while the alert is not resolved and
     # NULL after: the unique index allows one live alert per cause, and two

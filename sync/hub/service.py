@@ -85,6 +85,13 @@ _QUEUE_WAIT = 0.5  # seconds between looks at "stopping?" while the queue is ful
 _MAX_SMALL_PAYLOAD = 256 * 1024  # status, health and cmd/res are small; anything bigger is refused
 
 
+def _data_error(err: HubDBError) -> bool:
+    """The database refused a value or a key (not a connection or a lock): the message is at fault."""
+    cause = err.__cause__
+    names = {c.__name__ for c in type(cause).__mro__} if cause is not None else set()
+    return isinstance(cause, OverflowError) or bool(names & {"DataError", "IntegrityError"})
+
+
 def default_client_id(group: str) -> str:
     """``edge-hub-{group}-{host}``: stable across restarts, so the broker keeps the session."""
     return f"edge-hub-{group}-{socket.gethostname()}"[:64]
@@ -140,6 +147,31 @@ class _Duplicate:
     streams: tuple[str, str]
 
 
+class _Turns:
+    """Which stream each store announced last, and the ones it announced before, as this worker saw
+    them (a worker sees a store's statuses in the order they were sent; two workers need not see
+    them at the same time). A stream announced again after another took its place is two agents."""
+
+    KEEP = 8  # earlier streams remembered per store
+
+    def __init__(self, max_stores: int = 200_000):
+        self.max_stores = max_stores
+        self._seen: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def announce(self, store: str, stream: str) -> str | None:
+        """Note the announcement; the stream it took turns with, when it is a duplicate's."""
+        live, before = self._seen.get(store, (None, ()))
+        if live == stream:
+            return None
+        if len(self._seen) >= self.max_stores and store not in self._seen:
+            self._seen.clear()
+        if live is None:
+            self._seen[store] = (stream, ())
+            return None
+        self._seen[store] = (stream, (*(s for s in before if s != stream), live)[-self.KEEP:])
+        return live if stream in before else None
+
+
 @dataclass(slots=True)
 class _Plan:
     """What one group of messages does to the database, sorted by store before it runs."""
@@ -165,6 +197,7 @@ class HubService:
         # Two agents of one store take the MQTT session from each other every few seconds
         # (they back off 10 s after each takeover); this long without a turn: cleared.
         self.duplicate_clear_s = duplicate_clear_s
+        self._turns = _Turns()
         self.stats = HubStats()
         # Timeline rows and device alerts for the console, and its live changes (observe.py).
         self.observer = observer or Observer()
@@ -383,6 +416,7 @@ class HubService:
         plan.ops.sort(key=lambda op: (op[0], op[1]))
         results: list[IngestResult] = []
         duplicates: list[_Duplicate] = []
+        poison: BaseException | None = None
         while plan.ops:
             try:
                 with self.db.transaction() as tx:  # type: ignore[union-attr]
@@ -390,7 +424,10 @@ class HubService:
                 results = [res for res in outcomes if isinstance(res, IngestResult)]
                 duplicates = [res for res in outcomes if isinstance(res, _Duplicate)]
                 break
-            except HubDBError as err:
+            except Exception as err:  # noqa: BLE001 - sorted out right below
+                if not isinstance(err, HubDBError) or _data_error(err):
+                    poison = err  # one message the database will never take: not a reason to stall
+                    break
                 # Nothing is acknowledged: keep the group and retry until the database is back.
                 if self._db_down_since is None:
                     self._db_down_since = time.monotonic()
@@ -402,6 +439,9 @@ class HubService:
                     self.observer.abandoned()
                     return
                 self._stopping.wait(0.5)
+        if poison is not None:
+            self._isolate(group, poison)
+            return
         if self._db_down_since is not None:
             log.info("database back after %.0f s", time.monotonic() - self._db_down_since)
             self._db_down_since = None
@@ -436,6 +476,29 @@ class HubService:
         for msg in group:
             if msg.qos > 0 and msg.conn == self._conn_gen:
                 client.ack(msg.mid, msg.qos)
+
+    def _isolate(self, group: list[_Incoming], err: BaseException) -> None:
+        """A group the database refused for its content (or a bug met on its way): each message
+        alone, so that one bad message is refused and quarantined and the others are stored."""
+        self.observer.abandoned()
+        if len(group) > 1:
+            for msg in group:
+                self._process([msg])
+            return
+        msg = group[0]
+        log.error("%s: cannot store a message on %s (%d bytes): %s: %s; quarantined", store_of(msg.topic) or "?",
+                  msg.topic, len(msg.payload), type(err).__name__, str(err)[:300])
+        plan = _Plan()
+        self._refuse(plan, store_of(msg.topic), msg, BatchRejected("error", f"{type(err).__name__}: {err}"[:500]))
+        try:
+            with self.db.transaction() as tx:  # type: ignore[union-attr]
+                for _, _, op in plan.ops:
+                    op(tx)
+        except HubDBError:
+            return  # the database is down after all: not acknowledged, the broker delivers it again
+        client = self._client
+        if client is not None and msg.qos > 0 and msg.conn == self._conn_gen:
+            client.ack(msg.mid, msg.qos)
 
     def _notice(self, client: mqtt.Client, store: str, notice: Notice) -> None:
         # Retained, QoS 1: the two agents share one MQTT session and only one is connected at a
@@ -524,9 +587,14 @@ class HubService:
         since = (st.since.isoformat() if st.since else None) or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         plan.ops.append((store, len(plan.ops), lambda tx: tx.set_status(store, st.state, st.version, since)))
         if st.state == "online" and st.stream is not None:
+            other = self._turns.announce(store, st.stream)
+
             def announce(tx: Tx, stream: str = st.stream) -> _Duplicate | None:
-                other = tx.announce(store, stream)
-                return None if other is None else _Duplicate(store, (other, stream))
+                tx.announce(store, stream)
+                if other is None:
+                    return None
+                tx.duplicate(store, (other, stream))
+                return _Duplicate(store, (other, stream))
             plan.ops.append((store, len(plan.ops), announce))
         self.observer.status(store, st.state, st.version, since)
 

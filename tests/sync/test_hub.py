@@ -438,3 +438,45 @@ def test_a_backlog_waits_in_the_broker_not_in_the_hubs_memory(mosquitto, stores,
             ("store-a", 60, 60, 0), ("store-b", 2, 2, 0)]
     finally:
         db.close()
+
+
+def test_a_message_the_database_cannot_take_is_quarantined_and_holds_nothing_back(mosquitto, stores, tmp_path,
+                                                                                  monkeypatch, caplog):
+    """One poison message (here a batch whose insert raises) must not keep the group it came in, nor
+    the next ones, from being stored and acknowledged: alone, it is refused and quarantined."""
+    from sync.hub.db import Tx
+    from sync.hub.service import HubService
+
+    ingest = Tx.ingest
+
+    def picky(self, store, rows):
+        if store == "store-bad":
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return ingest(self, store, rows)
+
+    monkeypatch.setattr(Tx, "ingest", picky)
+    caplog.set_level(logging.INFO, logger="sync.hub")
+    svc = HubService(mosquitto.url, f"sqlite:///{tmp_path}/hub.db", client_id="in-process")
+    svc.start()
+    try:
+        assert svc.wait_ready(10)
+        bad, good = stores("store-bad"), stores("store-a")
+        bad.send([1])
+        good.send([1, 2])
+        good.wait_ack(2)
+        good.send([3])
+        good.wait_ack(3)
+        deadline = time.monotonic() + 10
+        while not svc.stats.rejected:
+            assert time.monotonic() < deadline, "the poison message was not refused"
+            threading.Event().wait(0.05)
+    finally:
+        svc.stop()
+    db = open_db(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        assert db.store("store-a").events == 3
+        assert [r[0] for r in db.rejected("store-bad")] == ["error"]
+        assert db.event_ids("store-bad") == {}
+    finally:
+        db.close()
+    assert any("quarantined" in r.getMessage() for r in caplog.records)

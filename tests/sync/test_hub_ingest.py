@@ -202,6 +202,10 @@ def test_a_batch_holds_one_stream_and_chain_attributes_only_on_a_first_event():
         parse_batch("s", json.dumps(late).encode())
     with pytest.raises(BatchRejected):
         parse_batch("s", json.dumps([event("s", 1, stream="not a stream id!")]).encode())
+    for prevseq in (0, 2**63, 2**70):  # a stream ends at seq 1 or later, within BIGINT
+        with pytest.raises(BatchRejected):
+            parse_batch("s", json.dumps([event("s", 1, stream=STREAM_B, prevstream=STREAM_A,
+                                               prevseq=prevseq)]).encode())
 
 
 def test_the_end_of_a_stream_its_successor_names_is_a_gap_until_it_arrives(db):
@@ -228,15 +232,33 @@ def test_a_database_that_went_back_is_noticed_and_loses_nothing(db):
     assert db.store("store-a").events == 7 and db.store("store-a").conflicts == 0
 
 
-def test_two_streams_announced_in_turn_are_two_agents(db):
+def test_two_streams_announced_in_turn_are_two_agents_as_each_worker_sees_them():
+    from sync.hub.service import _Turns
+
+    turns = _Turns()
+    assert turns.announce("store-a", STREAM_A) is None
+    assert turns.announce("store-a", STREAM_A) is None  # a reconnect of the same run
+    assert turns.announce("store-a", STREAM_B) is None  # a restart, or a new PC: not a duplicate
+    assert turns.announce("store-a", STREAM_A) == STREAM_B  # the first run again: two agents
+    assert turns.announce("store-a", STREAM_B) == STREAM_A
+    assert turns.announce("store-b", STREAM_B) is None  # stores do not share turns
+    # Two workers see the same statuses, in the order they were sent, but not at the same time:
+    # a worker that lags behind a restart (A, then B) sees no turn.
+    w1, w2 = _Turns(), _Turns()
+    for stream in (STREAM_A, STREAM_B, STREAM_C):
+        assert w1.announce("store-c", stream) is None
+    for stream in (STREAM_A, STREAM_B, STREAM_C):
+        assert w2.announce("store-c", stream) is None
+
+
+def test_a_duplicate_is_recorded_counted_and_cleared_once_quiet(db):
     with db.transaction() as tx:
-        assert tx.announce("store-a", STREAM_A) is None
-        assert tx.announce("store-a", STREAM_A) is None  # a reconnect of the same run
-        assert tx.announce("store-a", STREAM_B) is None  # a restart, or a new PC: not a duplicate
-    assert db.identity_issues("store-a") == []
-    with db.transaction() as tx:
-        assert tx.announce("store-a", STREAM_A) == STREAM_B  # the first run again: two agents
-        assert tx.announce("store-a", STREAM_B) == STREAM_A
+        tx.announce("store-a", STREAM_A)
+        tx.announce("store-a", STREAM_B)
+        tx.duplicate("store-a", (STREAM_A, STREAM_B))
+        tx.duplicate("store-a", (STREAM_B, STREAM_A))
+    assert [(s.stream, s.superseded_at is not None) for s in db.streams("store-a")] == [
+        (STREAM_A, True), (STREAM_B, False)]
     [issue] = db.identity_issues("store-a")
     assert (issue.code, issue.subject, issue.count) == ("duplicate_store", "store-a", 2)
     with db.transaction() as tx:
