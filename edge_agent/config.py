@@ -178,8 +178,9 @@ class ApiConfig(_Model):
 
     listen: HostPort = HostPort(host="127.0.0.1", port=8080)
     clients: list[ClientConfig] = Field(default_factory=list)
-    # Limits that hold before any work (edge_agent/api/limits.py).
-    max_body: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024,
+    # Limits that hold before any work (edge_agent/api/limits.py). A sale of sales.MAX_LINES
+    # (10,000) lines is about 370 KB of JSON: the body cap leaves room for it, and no more.
+    max_body: int = Field(default=512 * 1024, ge=1024, le=16 * 1024 * 1024,
                           description="bytes a request body may have; 413 before more is read")
     header_timeout: float = Field(default=10.0, ge=1, le=300,
                                   description="seconds a connection has to send a whole request head")
