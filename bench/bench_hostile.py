@@ -20,7 +20,6 @@ RSS grew less than 100 MB. ``--quick``: 3 s of each instead of 10.
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import random
