@@ -16,15 +16,11 @@ change here.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,53 +28,16 @@ from typing import Any
 import httpx
 import pytest
 
-from support.agent import AgentProcess, config_dict, free_port
-from support.hubprocess import HubProcess
-from sync.hub.db import HubDB, open_db
+from support.agent import AgentProcess, free_port
+from support.storepcs import STORE, HubChain, health, sell, wait_for
 
-STORE = "store-test"
 SQLITE3 = Path("/usr/bin/sqlite3")
 BIN = Path(sys.executable).parent  # the venv's bin: edge-agent and edge-hub as pip installed them
 CONSOLE_TOKEN = "install-steps-console-token"
 
 pytestmark = pytest.mark.skipif(
     not SQLITE3.exists(),
-    reason="the backup step runs Debian's sqlite3 CLI: apt install sqlite3 (scripts/system-packages.sh does not)")
-
-
-# Small helpers, copied from tests/sync/test_store_identity.py rather than imported ----------
-
-def sale_body() -> dict:
-    return {"client_sale_id": str(uuid.uuid4()), "lines": [{"code": "TOTE01", "qty": 1}],
-            "payment": {"method": "cash"}}
-
-
-def sell(agent: AgentProcess, n: int) -> list[str]:
-    """``n`` sales, each answered 201; their client_sale_ids."""
-    done = []
-    with agent.client("kiosk", timeout=30) as c:
-        for _ in range(n):
-            body = sale_body()
-            r = c.post("/v1/sales", json=body)
-            assert r.status_code == 201, r.text
-            done.append(body["client_sale_id"])
-    return done
-
-
-def health(agent: AgentProcess) -> dict:
-    r = httpx.get(f"{agent.url}/v1/health", timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(every)  # a poll interval, not a synchronization
+    reason="the backup step runs Debian's sqlite3 CLI: apt install sqlite3 (make test installs it as root)")
 
 
 def run(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -100,57 +59,16 @@ def table_row(text: str, first: str) -> dict[str, str]:
     raise AssertionError(f"no {first} line in:\n{text}")
 
 
-class Chain:
+class Chain(HubChain):
     """The reference hub (with its console) on one database, and the store's PCs."""
 
     def __init__(self, tmp_path: Path, broker: Any, db_url: str, make_agent: Callable[..., AgentProcess]):
-        self.tmp_path, self.broker, self.db_url, self.make_agent = tmp_path, broker, db_url, make_agent
         self.console = f"http://127.0.0.1:{free_port()}"
-        self.hub = HubProcess(broker.url, db_url, tmp_path / "hub.log", client_id="hub-1",
-                              env={"EDGE_HUB_CONSOLE_TOKEN": CONSOLE_TOKEN})
         # --session-expiry 0: what the store publishes while the hub is away is not queued for the hub at
         # the broker, so sales made then are on the store's disk only, as when the store's line is down.
-        self.hub.args += ["--http", self.console.removeprefix("http://"), "--session-expiry", "0"]
-        self._db: HubDB | None = None
-
-    @property
-    def db(self) -> HubDB:
-        if self._db is None:
-            self._db = open_db(self.db_url)
-        return self._db
-
-    def agent(self, name: str) -> AgentProcess:
-        """A store PC: its own disk (data dir) and API port, the store's devices.yaml otherwise."""
-        config = config_dict(free_port(), [], store_id=STORE, hub_url=self.broker.url)
-        agent = self.make_agent(workdir=self.tmp_path / name, config=config)
-        agent.import_catalog()
-        return agent
-
-    def drained(self, *agents: AgentProcess) -> bool:
-        return all(health(a)["outbox_depth"] == 0 for a in agents)
-
-    def hub_sales(self) -> Counter:
-        """client_sale_id -> how many times the hub holds it, over every stream of the store."""
-        counts: Counter = Counter()
-        for stream, seq, _, type_ in self.db.store_events(STORE):
-            if type_ == "retail.sale.completed":
-                row = self.db.query("SELECT event FROM events WHERE store = ? AND stream = ? AND seq = ?",
-                                    (STORE, stream, seq))
-                counts[json.loads(row[0][0])["data"]["client_sale_id"]] += 1
-        return counts
-
-    def assert_exactly_once(self, sales: list[str], *agents: AgentProcess) -> None:
-        """Wait for the agents' outboxes to drain, then: every sale that got its 201 at the hub once."""
-        wait_for("every outbox drained", lambda: self.drained(*agents), 90)
-        held = self.hub_sales()
-        assert len(sales) == len(set(sales))
-        assert not [k for k, c in held.items() if c > 1], "a sale is at the hub twice"
-        assert set(held) == set(sales), f"{len(set(sales) - set(held))} sales that got their 201 are not at the hub"
-        for s in self.db.streams(STORE):
-            if s.events:
-                assert s.contiguous == s.high == s.events, s
-        assert not [g for g in self.db.gaps(STORE) if g.closed_at is None], self.db.gaps(STORE)
-        assert self.db.conflicts(STORE) == []
+        super().__init__(tmp_path, broker, db_url, make_agent,
+                         hub_args=("--http", self.console.removeprefix("http://"), "--session-expiry", "0"),
+                         hub_env={"EDGE_HUB_CONSOLE_TOKEN": CONSOLE_TOKEN})
 
     def edge_hub(self, *argv: str) -> str:
         """``edge-hub ... --db URL`` as the hub's operator runs it; its stdout."""
@@ -164,11 +82,6 @@ class Chain:
                       headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"}, timeout=10)
         assert r.status_code == 200, r.text
         return [a for a in r.json() if a["rule"] == rule]
-
-    def close(self) -> None:
-        self.hub.close()
-        if self._db is not None:
-            self._db.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
