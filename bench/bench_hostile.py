@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from bench_checkout import Side, _new_loop, _run, _wait_ready, config, free_port, sale_request
+from bench_checkout import Plan, Side, _new_loop, _run, _wait_ready, config, free_port, sale_request
 from common import REPO, Row, check_row, durable_tmpdir, machine, percentile, row, script_main
 
 BENCH = "hostile"
@@ -41,12 +41,6 @@ KIOSKS = 8
 SLOW = 1100
 BIG = 4
 ATTACKER = "127.0.0.2"
-
-
-@dataclass(frozen=True)
-class Plan:
-    seconds: float
-    warmup: float
 
 
 DEFAULT = Plan(seconds=10.0, warmup=1.0)

@@ -23,6 +23,18 @@ def _config_path(arg: str | None) -> Path:
     return Path(arg or os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG)
 
 
+def _load(path: Path):  # -> AgentConfig | None, without importing the config module at start-up
+    """The config at ``path``, or None after printing its problems (one per line) to stderr."""
+    from edge_agent import config
+
+    try:
+        return config.load(path)
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config without touching hardware: exit 0, or 2 with one line per problem."""
     from edge_agent import config
@@ -47,16 +59,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM or SIGINT."""
-    from edge_agent import config
     from edge_agent.daemon import run
 
-    path = _config_path(args.config)
     data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
-    try:
-        cfg = config.load(path)
-    except ConfigError as err:
-        for line in err.problems:
-            print(line, file=sys.stderr)
+    cfg = _load(_config_path(args.config))
+    if cfg is None:
         return 2
     return run(cfg, data_dir, log_level=args.log_level)
 
@@ -146,19 +153,14 @@ def cmd_drain(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from edge_agent import config
     from edge_agent.bus import EventBus
     from edge_agent.errors import StoreError
     from edge_agent.store import Store, outbox
     from edge_agent.store.db import lock_data_dir
     from sync.link import HubLink
 
-    path = _config_path(args.config)
-    try:
-        cfg = config.load(path)
-    except ConfigError as err:
-        for line in err.problems:
-            print(line, file=sys.stderr)
+    cfg = _load(_config_path(args.config))
+    if cfg is None:
         return 2
     data_dir = Path(args.data_dir)
     db = data_dir / "store.db"

@@ -34,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from support.agent import AgentProcess, config_dict, free_port
 from support.hubprocess import HubProcess
 from support.proxy import TCPProxy
+from support.storepcs import wait_for
 from sync.hub.db import HubDB, open_db
 
 STORE = "store-test"
@@ -134,17 +135,6 @@ class SalePoster:
             t.join(30)
         assert not self.errors, self.errors[:3]
         assert agent_killed or not self.unanswered, f"{len(self.unanswered)} POSTs got no answer"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(every)
 
 
 def health(agent: AgentProcess) -> dict:
