@@ -129,6 +129,11 @@ def _bind(config: AgentConfig) -> socket.socket:
 
 async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
     sock = _bind(config)
+    try:
+        lock_data_dir(data_dir)  # held until the process ends: no drain, no second agent on it
+    except StoreError as err:
+        sock.close()
+        raise SystemExit(f"{err}; not starting") from err
     notifier = Notifier()
     app = create_app(config, data_dir)
     limits.quiet_loop_errors(asyncio.get_running_loop())
@@ -181,11 +186,6 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
     quiet = logging.NOTSET if log_level == "debug" else max(logging.WARNING, logging.getLevelName(log_level.upper()))
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(quiet)
-    try:
-        lock_data_dir(data_dir)  # held until the process ends
-    except StoreError as err:
-        log.error("%s; not starting", err)
-        return 2
     try:
         asyncio.run(_serve(config, data_dir, log_level))
     except SystemExit as err:

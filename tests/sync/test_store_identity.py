@@ -179,3 +179,7 @@ def test_a_dead_pcs_disk_is_drained_beside_its_replacement(chain):
     again = subprocess.run([sys.executable, "-m", "edge_agent.cli", "drain", "--config", str(new.config_path),
                             "--data-dir", str(old.data_dir)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "nothing to send" in again.stdout
+    # The live agent's own directory is refused: it sends its events itself.
+    live = subprocess.run([sys.executable, "-m", "edge_agent.cli", "drain", "--config", str(new.config_path),
+                           "--data-dir", str(new.data_dir)], capture_output=True, text=True, timeout=60)
+    assert live.returncode == 2 and "another process" in live.stderr, live.stderr

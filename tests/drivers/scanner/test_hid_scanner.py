@@ -31,7 +31,7 @@ NODE = "/dev/input/event7"
 STARTUP_S = 120  # to READY=1
 SCANS_S = 60     # from READY=1 to the last scan on the feed; about 0.3 s when idle
 # A product, a member card (Y and Z trade places on a German keyboard), another product.
-CODES = ["6901234567892", "RM1:YZ-0042", "6901234567908"]
+CODES = ["6901234567892", "RM1:M-YZ42", "6901234567908"]
 
 pytestmark = pytest.mark.skipif(shutil.which("umockdev-run") is None,
                                 reason="umockdev-run not installed (Debian: apt-get install umockdev)")
@@ -71,6 +71,6 @@ def test_a_german_hid_scanner_scans_into_the_feed(tmp_path, pty_safe):
         assert dev["state"] == "online" and dev["counters"]["scans"] == len(CODES), dev
     finally:
         agent.close()
-    assert [s["code"] for s in scans] == ["6901234567892", "YZ-0042", "6901234567908"]
+    assert [s["code"] for s in scans] == ["6901234567892", "M-YZ42", "6901234567908"]
     assert scans[0]["product"]["sku"] == "LIP-RED-01" and scans[2]["product"]["sku"] == "LIP-NUDE-02"
     assert scans[1]["kind"] == "member" and all(s["device"] == "scanner-hid" for s in scans)
