@@ -10,9 +10,12 @@
 const KINDS = [["lipstick", "Lips"], ["eyeshadow", "Eyes"], ["blush", "Cheeks"], ["glasses", "Glasses"]];
 const params = new URLSearchParams(location.search);
 const hash = new URLSearchParams(location.hash.slice(1));
-const token = hash.get("token") || params.get("token") || sessionStorage.getItem("mirror-token") || "";
+// The token comes after # (a fragment never leaves the browser), is kept in this tab only, and is
+// sent in the Authorization header alone. One after ? went to the server in the URL: it is not used.
+const token = hash.get("token") || sessionStorage.getItem("mirror-token") || "";
 sessionStorage.setItem("mirror-token", token);
-if (hash.has("token") || params.has("token")) {
+const tokenInQuery = params.has("token");
+if (hash.has("token") || tokenInQuery) {
   params.delete("token");
   history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
 }
@@ -235,13 +238,24 @@ async function done() {
   } catch (err) { say(err.message); }
 }
 
-function startStream() {
+// The stream is an <img>, which cannot send the token: each (re)connect gets a one-use ticket
+// (POST /v1/tickets, good for 30 s) and the picture's URL carries that, never the token.
+async function startStream() {
   if (unset) return;
   const img = $("live");
   img.classList.add("waiting");  // shown once a frame is decoded (onload, or the next poll), never broken
   img.onload = () => img.classList.remove("waiting");
   img.onerror = () => { img.classList.add("waiting"); setTimeout(startStream, 1000); };  // the mirror restarts
-  img.src = `/v1/mirror/${state.device}/stream?token=${encodeURIComponent(token)}&t=${Date.now()}`;
+  let ticket;
+  try {
+    ticket = (await api("POST", "/v1/tickets", { for: "stream", device: state.device })).ticket;
+  } catch (err) {
+    if (SETUP_ERRORS.has(err.status)) { showStaff(setupWords(err)); return; }
+    setTimeout(startStream, 1000);  // the agent is restarting, or this screen holds too many tickets
+    return;
+  }
+  if (unset) return;
+  img.src = `/v1/mirror/${state.device}/stream?ticket=${encodeURIComponent(ticket)}`;
 }
 
 async function poll() {
@@ -299,7 +313,11 @@ async function poll() {
 }
 
 async function main() {
-  if (!token) { showStaff("This screen was opened without the mirror's token."); return; }
+  if (!token) {
+    showStaff(tokenInQuery ? "This screen was opened with the token after ?, where it travels in the URL: " +
+                             "put it after # instead." : "This screen was opened without the mirror's token.");
+    return;
+  }
   if (!state.device) {
     const mirrors = await api("GET", "/v1/mirror");
     if (!mirrors.length) { showStaff("No mirror in this store's devices.yaml names this screen's API client as its station:."); return; }

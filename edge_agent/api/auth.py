@@ -1,18 +1,39 @@
-"""Bearer tokens checked against ``token_sha256`` of devices.yaml, with roles.
+"""Bearer tokens checked against ``token_sha256`` of devices.yaml, with roles; one-use tickets for URLs.
 
 401 when the token is missing or unknown, 403 when its client's role may not
 make the call. The token itself never sits in the file, only its SHA-256.
+
+A token never goes in a URL: URLs end up in access logs, proxies and browser
+history. A browser that must name its credential in one (an ``<img>`` cannot
+send headers, nor can a ``WebSocket``) first asks ``POST /v1/tickets`` with
+its bearer header for a ticket: random, good once, for one purpose (and
+device), for ``TICKET_TTL_S`` seconds, bound to the client that asked. The
+agent keeps only the ticket's SHA-256, in memory; a restart forgets them all.
+A ticket is spent before the connection it opens is accepted, so the one an
+access log may show is always spent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 
 from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge_agent.config import ClientConfig, Role
+
+# Long enough to open a connection on a slow Wi-Fi, short enough to be worthless in a log.
+TICKET_TTL_S = 30.0
+# A screen needs one at a time; a few more cover reconnects racing each other.
+TICKETS_PER_CLIENT = 8
+# What a client sees when it puts its token in a URL (within a WebSocket close reason's 123 bytes).
+TOKEN_IN_URL = "a token in a URL is refused: send 'Authorization: Bearer', or ?ticket= from POST /v1/tickets"
 
 _bearer = HTTPBearer(auto_error=False, description="a client token from devices.yaml api.clients")
 
@@ -51,3 +72,94 @@ def require(*roles: Role):
         return client
 
     return check
+
+
+class Purpose(str, Enum):
+    """What a ticket opens."""
+
+    EVENTS = "events"  # WS /v1/events
+    STREAM = "stream"  # GET /v1/mirror/{device}/stream
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    client: ClientConfig
+    purpose: Purpose
+    device: str | None
+    expires: float
+
+
+class TicketLimit(Exception):
+    """The client holds as many unspent tickets as it may."""
+
+
+class Tickets:
+    """One-use, short-lived tickets, kept by their SHA-256, at most ``per_client`` unspent per client."""
+
+    def __init__(self, ttl: float = TICKET_TTL_S, per_client: int = TICKETS_PER_CLIENT,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.per_client = per_client
+        self._clock = clock
+        self._by_hash: dict[str, _Ticket] = {}
+        self._count: dict[str, int] = {}  # unspent tickets per client name
+
+    def issue(self, client: ClientConfig, purpose: Purpose, device: str | None = None) -> str:
+        """A new ticket for ``client``; TicketLimit when it already holds ``per_client`` unspent ones."""
+        self._expire()
+        if self._count.get(client.name, 0) >= self.per_client:
+            raise TicketLimit(f"{client.name!r} holds {self.per_client} unspent tickets; use one or wait "
+                              f"{self.ttl:.0f} s for them to expire")
+        ticket = secrets.token_urlsafe(32)
+        self._by_hash[_digest(ticket)] = _Ticket(client, purpose, device, self._clock() + self.ttl)
+        self._count[client.name] = self._count.get(client.name, 0) + 1
+        return ticket
+
+    def redeem(self, ticket: str, purpose: Purpose, device: str | None = None) -> ClientConfig | None:
+        """The client the ticket was issued to, if it is unspent, unexpired and for this purpose and device.
+
+        The ticket is spent whatever the answer: a ticket tried for the wrong
+        purpose is gone too.
+        """
+        found = self._by_hash.pop(_digest(ticket), None)
+        if found is None:
+            return None
+        self._release(found.client.name)
+        if found.expires <= self._clock() or found.purpose != purpose or found.device != device:
+            return None
+        return found.client
+
+    def outstanding(self, name: str) -> int:
+        """Unspent, unexpired tickets of the client ``name``."""
+        self._expire()
+        return self._count.get(name, 0)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for digest in [d for d, t in self._by_hash.items() if t.expires <= now]:
+            self._release(self._by_hash.pop(digest).client.name)
+
+    def _release(self, name: str) -> None:
+        left = self._count.get(name, 0) - 1
+        if left > 0:
+            self._count[name] = left
+        else:
+            self._count.pop(name, None)
+
+
+def _digest(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def tickets(conn: HTTPConnection) -> Tickets:
+    """The app's tickets, made on first use."""
+    state = conn.app.state
+    if getattr(state, "tickets", None) is None:
+        state.tickets = Tickets()
+    return state.tickets
+
+
+def bearer(conn: HTTPConnection) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None

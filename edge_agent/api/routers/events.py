@@ -1,12 +1,15 @@
 """``WS /v1/events``: the live feed for associates, kiosks and consoles.
 
-Authenticate with ``Authorization: Bearer <token>`` or, for browsers (which
-cannot set headers on a WebSocket), ``?token=<token>``. The first message is
+Authenticate with ``Authorization: Bearer <token>``, with the subprotocols
+``["bearer", <token>]`` (the server answers ``bearer``), or, for browsers
+(which can set neither header), with ``?ticket=<ticket>`` from
+``POST /v1/tickets {"for": "events"}``: good once, for 30 s. ``?token=`` is
+refused: a URL ends up in logs. The first message is
 a hello with the feed's ``epoch`` and the last event id; then one JSON
 message per event: ``{"id", "type", "time", "data"}``. Reconnect with
 ``?since=<last id seen>&epoch=<epoch>`` to get what was missed.
 
-Close codes: 4401 unknown or missing token, 4403 a role without a feed,
+Close codes: 4401 unknown or missing token or ticket (or a token in the URL), 4403 a role without a feed,
 4408 the client read too slowly (reconnect with ``since``).
 """
 
@@ -18,7 +21,7 @@ import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from edge_agent.api.auth import client_for
+from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, tickets
 from edge_agent.api.strict import StrictRoute
 from edge_agent.feed import ROLE_VIEW, Feed, message
 
@@ -27,14 +30,16 @@ router = APIRouter(tags=["events"], route_class=StrictRoute)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
+# Sec-WebSocket-Protocol: bearer, <token>: for clients that can set no header but can name subprotocols.
+BEARER_PROTOCOL = "bearer"
 
 
-def _token(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return value.strip()
-    return ws.query_params.get("token")
+def _token(ws: WebSocket) -> tuple[str | None, str | None]:
+    """The bearer token of the header or the subprotocols, and the subprotocol to answer with."""
+    offered = ws.scope.get("subprotocols") or []
+    if len(offered) == 2 and offered[0].lower() == BEARER_PROTOCOL:
+        return offered[1], offered[0]
+    return bearer(ws), None
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -49,12 +54,24 @@ def _int_or_none(text: str | None) -> int | None:
 @router.websocket("/v1/events")
 async def events(ws: WebSocket) -> None:
     """The live feed, filtered by the client's role."""
-    await ws.accept()
-    token = _token(ws)
-    client = client_for(ws, token) if token else None
+    if "token" in ws.query_params:
+        await ws.accept()
+        await _refuse(ws, CLOSE_UNAUTHORIZED, TOKEN_IN_URL)
+        return
+    token, subprotocol = _token(ws)
+    ticket = ws.query_params.get("ticket")
+    # A ticket is spent here, before the connection is accepted and uvicorn logs its URL.
+    if token is not None:
+        client = client_for(ws, token)
+    elif ticket:
+        client = tickets(ws).redeem(ticket, Purpose.EVENTS)
+    else:
+        client = None
+    await ws.accept(subprotocol)
     if client is None:
-        await _refuse(ws, CLOSE_UNAUTHORIZED, "missing or unknown token: send 'Authorization: Bearer <token>' "
-                                              "or ?token=<token>")
+        what = "unknown token" if token else "unknown, spent or expired ticket" if ticket else "no credential"
+        await _refuse(ws, CLOSE_UNAUTHORIZED, f"{what}: send 'Authorization: Bearer <token>', or ?ticket= from "
+                                              'POST /v1/tickets {"for": "events"}')
         return
     if client.role not in ROLE_VIEW:
         allowed = ", ".join(sorted(r.value for r in ROLE_VIEW))

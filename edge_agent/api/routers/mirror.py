@@ -33,7 +33,7 @@ from ar_mirror.stream import CONTENT_TYPE
 from drivers.base import DEVICE_ID_PATTERN, DeviceState
 from drivers.mirror.driver import MirrorCamera
 from edge_agent import catalog, orders, sessions
-from edge_agent.api.auth import client_for, require
+from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, require, tickets
 from edge_agent.api.routers import orders as order_routes
 from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
@@ -82,7 +82,7 @@ def _static(name: str) -> bytes:
 
 @router.get("/mirror", include_in_schema=False)
 async def page() -> Response:
-    """The mirror's screen; open it as /mirror?device=<id>#token=<the mirror's token>."""
+    """The mirror's screen; open it as /mirror?device=<id>#token=<the mirror's token> (after #: never sent)."""
     return Response(_static("mirror.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
 
@@ -190,22 +190,37 @@ async def put_look(body: LookRequest, request: Request, device: DeviceId, client
     return {"skus": [layer.sku for layer in look.layers], "compare": look.compare, "compare_side": look.compare_side}
 
 
-def _stream_client(request: Request, token: str | None) -> ClientConfig:
-    """The caller, by bearer header or ``?token=`` (an <img> cannot send headers)."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    token = value.strip() if scheme.lower() == "bearer" and value else token
-    client = client_for(request, token) if token else None
+def own_screen(request: Request, device: str, client: ClientConfig) -> MirrorCamera:
+    """The mirror ``device`` if ``client`` is its own screen; 404 or 403 otherwise."""
+    return _mirror(request, device, client, own=True)
+
+
+def _stream_client(request: Request, device: str, ticket: str | None) -> ClientConfig:
+    """The caller, by bearer header or a one-use ``?ticket=`` (an <img> cannot send headers); never ``?token=``."""
+    if "token" in request.query_params:
+        raise HTTPException(401, TOKEN_IN_URL, headers={"WWW-Authenticate": "Bearer"})
+    token = bearer(request)
+    if token is not None:
+        client = client_for(request, token)
+    elif ticket:
+        client = tickets(request).redeem(ticket, Purpose.STREAM, device)
+    else:
+        client = None
     if client is None:
-        raise HTTPException(401, "missing or unknown token: send 'Authorization: Bearer <token>' or ?token=",
+        what = "unknown token" if token else "unknown, spent or expired ticket" if ticket else "no credential"
+        raise HTTPException(401, f"{what}: send 'Authorization: Bearer <token>', or ?ticket= from "
+                                 "POST /v1/tickets {\"for\": \"stream\", \"device\": ...}",
                             headers={"WWW-Authenticate": "Bearer"})
     return client
 
 
 @router.get("/v1/mirror/{device}/stream", response_class=StreamingResponse,
             responses={200: {"content": {"multipart/x-mixed-replace": {}}}})
-async def stream(request: Request, device: DeviceId, token: str | None = Query(default=None)) -> StreamingResponse:
+async def stream(request: Request, device: DeviceId,
+                 ticket: str | None = Query(default=None, max_length=64,
+                                            description="one-use, from POST /v1/tickets")) -> StreamingResponse:
     """The live picture (MJPEG) for the mirror's own screen; 503 while the mirror is not running."""
-    driver = _mirror(request, device, _stream_client(request, token), own=True)
+    driver = own_screen(request, device, _stream_client(request, device, ticket))
     name = driver.stream_name
     state = request.app.state.agent.supervisor.owners[device].snapshot.state
     if name is None or state not in (DeviceState.ONLINE, DeviceState.BUSY):

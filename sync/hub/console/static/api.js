@@ -1,4 +1,5 @@
 // Talking to the server: the token, JSON calls, and the live feed (SSE on the hub, WebSocket on the agent).
+// The token travels in the Authorization header only, never in a URL.
 
 const KEY = 'edge-console-token';
 
@@ -81,25 +82,41 @@ export async function liveHub(onEvent, onState) {
 
 /**
  * The agent's live feed (WS /v1/events, the same one kiosks and wristbands use).
- * A browser cannot set headers on a WebSocket: the token goes as ?token=.
+ * A browser cannot set headers on a WebSocket and a token in a URL ends up in logs,
+ * so each (re)connect first gets a one-use ticket (POST /v1/tickets, good for 30 s)
+ * with the bearer header, and the URL carries that.
  */
 export async function liveAgent(onEvent, onState) {
   let backoff = 1000;
   for (;;) {
-    const url = new URL('/v1/events', location.href);
-    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    url.searchParams.set('token', token());
-    const closed = new Promise((resolve) => {
-      const ws = new WebSocket(url);
-      ws.onmessage = (m) => {
-        const msg = JSON.parse(m.data);
-        if (msg.type === 'hello') { onState('live'); backoff = 1000; }
-        onEvent(msg.type, msg);
-      };
-      ws.onclose = (e) => resolve(e.code);
-    });
-    const code = await closed;
-    if (code === 4401 || code === 4403) { onState('unauthorized'); return; }
+    let code = 0;
+    try {
+      const res = await fetch('/v1/tickets', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token()}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ for: 'events' }),
+        cache: 'no-store',
+      });
+      if (res.status === 401 || res.status === 403) { onState('unauthorized'); return; }
+      if (!res.ok) throw new Error(`ticket: HTTP ${res.status}`);
+      const { ticket } = await res.json();
+      const url = new URL('/v1/events', location.href);
+      url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      url.searchParams.set('ticket', ticket);
+      code = await new Promise((resolve) => {
+        const ws = new WebSocket(url);
+        ws.onmessage = (m) => {
+          const msg = JSON.parse(m.data);
+          if (msg.type === 'hello') { onState('live'); backoff = 1000; }
+          onEvent(msg.type, msg);
+        };
+        ws.onclose = (e) => resolve(e.code);
+      });
+    } catch (err) {
+      console.warn('live feed:', err);
+    }
+    if (code === 4403) { onState('unauthorized'); return; }
+    // 4401 here is a ticket that expired before the socket opened (a token refused is a 401 above): retry.
     onState('reconnecting');
     await sleep(backoff);
     backoff = Math.min(backoff * 2, 15000);
