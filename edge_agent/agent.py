@@ -19,6 +19,7 @@ from edge_agent.health import OpenAlerts, assess
 from edge_agent.labels import LabelService
 from edge_agent.members import MemberService
 from edge_agent.printing import PrintSpool
+from edge_agent.privacy import Privacy
 from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
@@ -58,6 +59,9 @@ class Agent:
         self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
         self.labels = LabelService(config, self.store, self.bus, self.supervisor)
         self.tryon = TryOnRecorder(self.store, self.bus)
+        # Retention of personal data and the access log of who read it (edge_agent/privacy.py).
+        self.privacy = Privacy(self.store, config.privacy, config.store.id)
+        self.feed.on_read = self.privacy.access.record
         self.started_at = utcnow()
         self.downlink = Downlink(self, publish=self._publish)
         self.link: HubLink | None = HubLink(
@@ -80,6 +84,7 @@ class Agent:
     async def start(self) -> None:
         """Open the store (migrating it), then bring up every device."""
         await self.store.start()
+        await self.privacy.start()  # the access log takes reads from the first request on
         await self.printing.start()  # before the printers: jobs cut short last time are queued again
         # Listening before the devices come up, so their first events are seen.
         await self.feed.start()
@@ -109,5 +114,6 @@ class Agent:
         await self.sessions.stop()
         await self.alerts.stop()
         await self.feed.stop()
+        await self.privacy.stop()  # the last reads written before the store closes
         await self.store.stop()
         log.info("store %s: agent stopped", self.config.store.id)

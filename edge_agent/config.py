@@ -266,6 +266,21 @@ class SessionsConfig(_Model):
                     "which its session ends: the member is detached and the basket emptied")
 
 
+class PrivacyConfig(_Model):
+    """The ``privacy:`` section: how long personal data stays in the store (edge_agent/privacy.py)."""
+
+    retention_days: float = Field(
+        default=30, ge=0, le=3650,
+        description="days after the hub acknowledged a sale, return or collected order until its member id is "
+                    "pseudonymised and its free text purged here (the hub keeps its own copy)")
+    access_log_days: float = Field(
+        default=180, ge=0, le=3650,
+        description="days the local log of who read members' data keeps each read")
+    sweep_interval: float = Field(
+        default=3600, ge=0.1, le=86_400,
+        description="seconds between two sweeps (retention, access log, the access summary to the hub)")
+
+
 class AgentConfig(_Model):
     """The whole devices.yaml, validated."""
 
@@ -276,6 +291,7 @@ class AgentConfig(_Model):
     stock: StockConfig = StockConfig()
     sessions: SessionsConfig = SessionsConfig()
     health: HealthConfig = HealthConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -425,7 +441,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:

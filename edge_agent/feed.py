@@ -12,7 +12,10 @@ lagging and its connection is closed, with the id to resume from.
 Personal data is masked by role (``ROLE_MASK``): the console sees member ids
 only as their last four characters, and no pickup code of a scanned pickup
 QR. Member cards themselves (``member.arrived``) reach associates and admins
-only; they carry no phone number or name, which the hub never sends.
+only; they carry no phone number or name, which the hub never sends. Each
+event that reaches a client with a member id unmasked is a read of that
+member's data: ``Feed.on_read`` records it (edge_agent/privacy.py, the
+access log, as ``feed:<event type>``).
 """
 
 from __future__ import annotations
@@ -109,13 +112,27 @@ class Hello:
                 "resumed": self.resumed, "missed": self.missed}
 
 
+# Called with (client, role, member id, what) for each member read through the feed.
+OnRead = Callable[[str, Role, str, str], None]
+
+
+def member_of(event: BusEvent) -> str | None:
+    """The member id an event shows, if any (a member QR scan shows it in its fields)."""
+    member = event.data.get("member_id")
+    if member is None and event.type == "scan" and event.data.get("kind") == "member":
+        member = (event.data.get("fields") or {}).get("member_id")
+    return member if isinstance(member, str) and member else None
+
+
 class FeedClient:
     """One connection's view: its filter and a bounded queue."""
 
-    def __init__(self, role: Role, name: str, maxsize: int):
+    def __init__(self, role: Role, name: str, maxsize: int, on_read: OnRead | None = None):
         self.prefixes, self.visible = ROLE_VIEW[role]
         self.mask = ROLE_MASK.get(role)
+        self.role = role
         self.name = name
+        self.on_read = on_read
         self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize)
         self.lagging = asyncio.Event()
         self.sent_id = 0
@@ -130,6 +147,9 @@ class FeedClient:
             self.queue.put_nowait(self.mask(event) if self.mask else event)
         except asyncio.QueueFull:
             self.lagging.set()  # the connection is closed; the client resumes from sent_id
+            return
+        if self.mask is None and self.on_read is not None and (member := member_of(event)) is not None:
+            self.on_read(self.name, self.role, member, f"feed:{event.type}")
 
 
 class Feed(Consumer):
@@ -145,6 +165,7 @@ class Feed(Consumer):
         self.rotated_out = 0  # id of the newest event that has left the ring
         self.client_queue = client_queue
         self.clients: set[FeedClient] = set()
+        self.on_read: OnRead | None = None  # the access log's, set by the agent
 
     async def handle(self, event: BusEvent) -> None:
         """Keep a feed event in the ring and offer it to every client."""
@@ -158,7 +179,7 @@ class Feed(Consumer):
 
     def connect(self, role: Role, name: str, since: int | None, epoch: str | None) -> tuple[FeedClient, Hello]:
         """Register a client; events it missed since ``since`` are queued first when the ring still has them."""
-        client = FeedClient(role, name, self.client_queue)
+        client = FeedClient(role, name, self.client_queue, self.on_read)
         last_id = self.ring[-1].id if self.ring else 0
         resumed = missed = False
         if since is not None:

@@ -37,7 +37,6 @@ body 409.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 import uuid
@@ -52,7 +51,7 @@ from drivers.printer.spool import Job
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
 from edge_agent.bus import utcnow
-from edge_agent.store import Tx, codec
+from edge_agent.store import Tx, codec, keys
 from edge_agent.store.db import uuid7
 from sync.topics import OrderCreated
 
@@ -115,11 +114,11 @@ class Outcome:
 
 
 _COLUMNS = ("order_id, status, member_id, lines, ready_by, received_at, updated_at, code_attempts, locked_until, "
-            "origin")
+            "origin, member_pseudonym")
 
 
 def _view(conn: Any, row: tuple, products: dict[str, catalog.Product] | None = None) -> dict[str, Any]:
-    order_id, status, member_id, lines, ready_by, received_at, updated_at, attempts, locked_until, origin = row
+    order_id, status, member_id, lines, ready_by, received_at, updated_at, attempts, locked_until, origin, alias = row
     lines = json.loads(lines)
     if products is None:
         products = catalog.products(conn, [ln["sku"] for ln in lines])
@@ -128,10 +127,13 @@ def _view(conn: Any, row: tuple, products: dict[str, catalog.Product] | None = N
         p = products.get(ln["sku"])
         out.append({"sku": ln["sku"], "qty": ln["qty"], "name": p.name if p else None,
                     "stock_store": p.stock_store if p else None})
-    return {"order_id": order_id, "status": status, "member_id": member_id, "ready_by": ready_by,
+    view = {"order_id": order_id, "status": status, "member_id": member_id, "ready_by": ready_by,
             "received_at": received_at, "updated_at": updated_at, "lines": out,
             "items": sum(ln["qty"] for ln in lines), "code_attempts": attempts, "locked_until": locked_until,
             "origin": origin}
+    if alias is not None:
+        view["member_pseudonym"] = alias  # swept (edge_agent/privacy.py): the member id is no longer kept
+    return view
 
 
 def list_orders(conn: Any, status: str, limit: int) -> list[dict[str, Any]]:
@@ -161,7 +163,8 @@ def receive(tx: Tx, orders: list[OrderCreated], printing: Any) -> list[tuple[dic
         cur = tx.execute(
             """INSERT INTO orders (order_id, pickup_code, member_id, lines, ready_by, received_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING""",
-            (o.order_id, o.pickup_code, o.member_id, json.dumps(lines), ready_by, now, now))
+            (o.order_id, keys.code_hash(tx.secret, o.order_id, o.pickup_code), o.member_id, json.dumps(lines),
+             ready_by, now, now))
         if not cur.rowcount:
             continue
         view = get(tx.conn, o.order_id)
@@ -176,13 +179,14 @@ def receive(tx: Tx, orders: list[OrderCreated], printing: Any) -> list[tuple[dic
     return new
 
 
-def _code_matches(given: str, order_id: str, code: str) -> bool:
+def _code_matches(key: bytes, given: str, order_id: str, stored: str) -> bool:
+    """``given`` (the code, or the pickup QR as scanned) against the stored hash, in constant time."""
     value = given.strip()
     if value.upper().startswith(PICKUP_PREFIX):
         scanned_order, _, value = value[len(PICKUP_PREFIX):].rpartition(":")
         if scanned_order != order_id:
             return False
-    return hmac.compare_digest(value.encode(), code.encode())
+    return bool(stored) and keys.code_matches(key, order_id, value, stored)
 
 
 def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
@@ -207,7 +211,7 @@ def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
             raise err
         if body.pickup_code is None:
             raise CodeRequired(f"order {order_id}: collected needs the customer's pickup_code")
-        if not _code_matches(body.pickup_code, order_id, code):
+        if not _code_matches(tx.secret, body.pickup_code, order_id, code):
             attempts += 1
             locked = (now + LOCK).isoformat() if attempts >= MAX_CODE_ATTEMPTS else None
             tx.execute("UPDATE orders SET code_attempts = ?, locked_until = ? WHERE order_id = ?",
@@ -215,10 +219,13 @@ def set_status(tx: Tx, order_id: str, body: StatusIn, client: str) -> Outcome:
             view = _must_get(tx, order_id)
             view["wrong_attempts"] = attempts
             return Outcome(view, changed=False, wrong_code=True)
-    tx.execute("UPDATE orders SET status = ?, updated_at = ?, code_attempts = 0, locked_until = NULL "
-               "WHERE order_id = ?", (target, now.isoformat(), order_id))
     data = {"order_id": order_id, "status": target, "previous": current, "client": client, "at": now.isoformat()}
-    tx.emit(ORDER_STATUS, data)
+    event = tx.emit(ORDER_STATUS, data)
+    # status_seq: a collected order is swept once this event is acknowledged (edge_agent/privacy.py); its
+    # pickup code has done its work and goes now.
+    tx.execute("UPDATE orders SET status = ?, updated_at = ?, code_attempts = 0, locked_until = NULL, status_seq = ?, "
+               "pickup_code = CASE WHEN ? = 'collected' THEN '' ELSE pickup_code END WHERE order_id = ?",
+               (target, now.isoformat(), event.seq, target, order_id))
     changes = []
     if target == "collected" and origin == "hub":  # a placed order's goods never were store stock
         for line in json.loads(lines):
@@ -335,7 +342,8 @@ def place(tx: Tx, body: OrderIn, at: Placement, printing: Any) -> Placed:
     }
     tx.execute("""INSERT INTO orders (order_id, pickup_code, member_id, lines, ready_by, received_at, updated_at, origin)
                   VALUES (?, ?, ?, ?, NULL, ?, ?, ?)""",
-               (order_id, code, body.member_id, json.dumps(data["lines"]), now, now, at.origin))
+               (order_id, keys.code_hash(tx.secret, order_id, code), body.member_id, json.dumps(data["lines"]), now, now,
+                at.origin))
     for ln in lines:
         tx.execute("UPDATE products SET stock_online = max(stock_online - ?, 0) WHERE sku = ?", (ln["qty"], ln["sku"]))
     event = tx.emit(ORDER_PLACED, data)

@@ -219,12 +219,19 @@ def _of_sale(tx: Tx, body: ReturnIn, ref: str, client: str, store_id: str, finge
     if member:
         loyalty.reverse(tx.conn, member, reversed_, stored["created_at"])
         loyalty.use(tx.conn, member, -restored)
+    # A sale swept after its retention (edge_agent/privacy.py) names its member only by pseudonym: the
+    # return carries that, and member_id null; the hub, which has the sale, moves the points by sale_id.
     method = body.refund or Refund(method=sale["payment"]["method"])
     data = _event(body, client, store_id, want, source, "accepted", {
         "sale_id": str(sale_id), "order_id": None, "total": str(Decimal(refund).quantize(loyalty.CENT)),
         "currency": sale["currency"], "refund": method.model_dump(), "member_id": member,
-        "points_reversed": reversed_, "points_restored": restored})
+        **_alias(sale.get("member_pseudonym")), "points_reversed": reversed_, "points_restored": restored})
     return _store(tx, body, data, source, want, fingerprint, "accepted", client, changes, sale_seq=sale_seq)
+
+
+def _alias(pseudonym: str | None) -> dict[str, str]:
+    """``member_pseudonym`` for a return of a swept sale or order; nothing otherwise (the event keeps its shape)."""
+    return {"member_pseudonym": pseudonym} if pseudonym else {}
 
 
 def _points_share(points: int, before: Decimal, after: Decimal, whole: Decimal) -> int:
@@ -233,7 +240,9 @@ def _points_share(points: int, before: Decimal, after: Decimal, whole: Decimal) 
 
 def _of_order(tx: Tx, body: ReturnIn, order_id: str, client: str, store_id: str, fingerprint: bytes,
               changes: list[stock.StockChange | None]) -> dict[str, Any]:
-    row = tx.execute("SELECT lines, status, member_id FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    row = tx.execute("SELECT lines, status, member_id, member_pseudonym FROM orders WHERE order_id = ?",
+                     (order_id,)).fetchone()
+    alias = None
     if row is None:
         # Never sent to this store: the hub checks it later (see the module docstring).
         want = _skus(tx, body.lines, None)
@@ -251,11 +260,11 @@ def _of_order(tx: Tx, body: ReturnIn, order_id: str, client: str, store_id: str,
         source = _Source(ordered, {}, names, _returned(tx, "order_id", order_id), f"order {order_id}")
         want = _skus(tx, body.lines, source.sold)
         _check_left(source, want)
-        state, member = "accepted", row[2]
+        state, member, alias = "accepted", row[2], row[3]
     method = body.refund or Refund(method="original")
     data = _event(body, client, store_id, want, source, state, {
         "sale_id": None, "order_id": order_id, "total": None, "currency": None, "refund": method.model_dump(),
-        "member_id": member, "points_reversed": 0, "points_restored": 0})
+        "member_id": member, **_alias(alias), "points_reversed": 0, "points_restored": 0})
     return _store(tx, body, data, source, want, fingerprint, state, client, changes, order_id=order_id)
 
 

@@ -340,3 +340,33 @@ class ReturnVerdict(_Strict):
     return_id: str = Field(min_length=1, max_length=64)
     verdict: Literal["approved", "rejected"]
     reason: str | None = Field(default=None, max_length=300)
+
+
+# An extension (README, "Personal data"): how often the store's clients read members' data.
+ACCESS_SUMMARY = "retail.privacy.access_summary"
+
+
+class AccessCount(_Strict):
+    """Reads of members' data by one client (with its role) in a summary; ``what`` counts reads per route
+    or feed event type (``GET /v1/members/{member_id}``, ``feed:member.arrived``)."""
+
+    client: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=16)
+    reads: int = Field(ge=1)
+    members: int = Field(ge=1, description="distinct members read")
+    what: dict[str, int] = Field(default_factory=dict)
+
+
+class AccessSummary(_Strict):
+    """``retail.privacy.access_summary``: the store's reads of members' data since the last summary.
+
+    Counts only, per client and role; no member id nor pseudonym. ``first``
+    and ``last`` are the times of the first and last read counted, ``reads``
+    their total; each read is counted in exactly one summary.
+    """
+
+    store: str = Field(min_length=1, max_length=64)
+    first: datetime
+    last: datetime
+    reads: int = Field(ge=1)
+    clients: list[AccessCount] = Field(min_length=1, max_length=10_000)

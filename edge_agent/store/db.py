@@ -36,7 +36,7 @@ import sqlite_utils
 
 from edge_agent.bus import utcnow
 from edge_agent.errors import StoreClosed, StoreError
-from edge_agent.store import codec
+from edge_agent.store import codec, keys
 from edge_agent.store.migrations import migrate
 from edge_agent.store import outbox as outbox_rows
 from edge_agent.store.outbox import OutboxEvent, Priority
@@ -90,6 +90,11 @@ class Tx:
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement in the transaction."""
         return self.conn.execute(sql, params)
+
+    @property
+    def secret(self) -> bytes:
+        """The store's key (store/keys.py): for pseudonyms and pickup code hashes."""
+        return self._store.secret
 
     def emit(self, type: str, data: dict[str, Any], priority: int = Priority.BUSINESS) -> OutboxEvent:
         """Append an event to the outbox; its seq is the store's next, assigned now.
@@ -214,6 +219,8 @@ class Store:
         # Approximate bytes the outbox holds: counted at start, added to by
         # emit, taken from by whoever deletes rows (the hub link).
         self.outbox_bytes = 0
+        # The store's key (store/keys.py), read or made by start() beside the database.
+        self.secret = b""
         self._closed = True
 
     # Life cycle ------------------------------------------------------------
@@ -313,8 +320,11 @@ class Store:
 
     def _writer(self, ready: Future) -> None:
         try:
+            key_path = self.path.parent / keys.KEY_FILE
+            self.secret = keys.load_or_create(key_path)
             conn = connect(self.path)
             migrate(sqlite_utils.Database(conn))
+            keys.check(conn, self.secret, key_path)
             self._last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
             self.streams = Streams.load(conn)
             self._stream_base = self.run_base = self._last_seq

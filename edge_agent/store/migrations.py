@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import sqlite_utils
 
-from edge_agent.store import codec
+from edge_agent.store import codec, keys
 
 Step = list[str] | Callable[[sqlite3.Connection], None]
 
@@ -55,6 +56,55 @@ def _pack_rows(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE outbox_v4 RENAME TO outbox")
     conn.execute("DROP TABLE sales")
     conn.execute("ALTER TABLE sales_v4 RENAME TO sales")
+
+
+def _personal_data(conn: sqlite3.Connection) -> None:
+    """11: personal data kept no longer than needed (edge_agent/privacy.py).
+
+    - ``acks``: when the hub acknowledged up to each seq (store/outbox.py
+      ``acknowledge``); retention counts from there. Events acknowledged
+      before this step count as acknowledged now.
+    - ``access_log``: who read which member's data (the member as its
+      pseudonym, store/keys.py), with its own retention.
+    - ``orders.status_seq``: the seq of the order's last status event; a
+      collected order is swept once that event is acknowledged. Orders
+      collected before this step take the last seq numbered so far.
+      ``orders.member_pseudonym``: the member, once swept.
+    - Pickup codes become keyed hashes (store/keys.py ``code_hash``); a
+      collected order's code is no longer needed and goes.
+    - ``meta``: the sweep's cursor (``privacy_swept_seq``: sales, returns and
+      orders up to it are swept), the last access log row summarised to the
+      hub (``privacy_summary_id``), the last placed order whose replay no
+      longer shows its pickup code (``privacy_placed_seq``).
+    """
+    conn.execute("""CREATE TABLE acks (
+        seq INTEGER PRIMARY KEY,
+        at  TEXT NOT NULL
+    ) STRICT""")
+    conn.execute("INSERT INTO acks (seq, at) SELECT value, ? FROM meta WHERE key = 'acked_seq' AND value > 0",
+                 (datetime.now(timezone.utc).isoformat(),))
+    conn.execute("""CREATE TABLE access_log (
+        id     INTEGER PRIMARY KEY,
+        at     TEXT NOT NULL,
+        client TEXT NOT NULL,
+        role   TEXT NOT NULL,
+        member TEXT NOT NULL,
+        what   TEXT NOT NULL
+    ) STRICT""")
+    conn.execute("CREATE INDEX access_log_at ON access_log(at)")
+    conn.execute("ALTER TABLE orders ADD COLUMN status_seq INTEGER")
+    conn.execute("ALTER TABLE orders ADD COLUMN member_pseudonym TEXT")
+    conn.execute("UPDATE orders SET status_seq = (SELECT value FROM meta WHERE key = 'last_seq') "
+                 "WHERE status = 'collected'")
+    conn.execute("CREATE INDEX orders_status_seq ON orders(status_seq) WHERE status_seq IS NOT NULL")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('privacy_swept_seq', 0), ('privacy_summary_id', 0), "
+                 "('privacy_placed_seq', 0)")
+    conn.execute("UPDATE orders SET pickup_code = '' WHERE status = 'collected'")
+    rows = conn.execute("SELECT order_id, pickup_code FROM orders WHERE pickup_code != ''").fetchall()
+    if rows:
+        key = keys.database_key(conn)
+        conn.executemany("UPDATE orders SET pickup_code = ? WHERE order_id = ?",
+                         [(keys.code_hash(key, order_id, code), order_id) for order_id, code in rows])
 
 
 # Each step is a list of statements, or a function, run in one transaction.
@@ -264,6 +314,8 @@ MIGRATIONS: list[Step] = [
         "INSERT INTO streams (id, base, started_at) SELECT '', 0, strftime('%Y-%m-%dT%H:%M:%fZ') "
         "FROM meta WHERE key = 'last_seq' AND value > 0",
     ],
+    # 11: personal data: acknowledgement times, the access log, hashed pickup codes.
+    _personal_data,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from edge_agent.store import codec
@@ -78,13 +79,20 @@ def acked_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0]
 
 
-def acknowledge(conn: sqlite3.Connection, seq: int) -> tuple[int, int]:
-    """Forget events up to ``seq`` (inside a write); returns (events, bytes) freed."""
+def acknowledge(conn: sqlite3.Connection, seq: int, at: str | None = None) -> tuple[int, int]:
+    """Forget events up to ``seq`` (inside a write); returns (events, bytes) freed.
+
+    When (``at``, ISO-8601 UTC, default now) is kept in ``acks``: the retention
+    of the personal data in these events' records counts from it
+    (edge_agent/privacy.py). A seq acknowledged again keeps its first time.
+    """
     n, data = conn.execute(
         "SELECT count(*), coalesce(sum(length(data)), 0) FROM outbox WHERE seq <= ?", (seq,)
     ).fetchone()
     conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
     conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'acked_seq'", (seq,))
+    conn.execute("INSERT INTO acks (seq, at) VALUES (?, ?) ON CONFLICT (seq) DO NOTHING",
+                 (seq, at or datetime.now(timezone.utc).isoformat()))
     return n, data + n * ROW_OVERHEAD
 
 

@@ -12,7 +12,7 @@ import uuid
 
 
 from drivers.scanner.protocol import CodeKind, parse
-from edge_agent.store import outbox
+from edge_agent.store import keys, outbox
 from support.flows import GLASSES, LIPSTICK, TOTE, feed, hub_event, sync_point, uplink
 
 
@@ -25,6 +25,11 @@ def body(*lines: dict, **extra) -> dict:
 def db_rows(agent, sql: str, args: tuple = ()) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+def stored_code(agent, order_id: str, code: str) -> str:
+    """The pickup code as the store keeps it: its keyed hash (store/keys.py), never the code."""
+    return keys.code_hash((agent.data_dir / keys.KEY_FILE).read_bytes(), order_id, code)
 
 
 def placed_events(agent, order_id: str) -> list[outbox.OutboxEvent]:
@@ -58,7 +63,9 @@ def test_an_associate_places_an_order_for_a_member_and_the_row_ticket_and_event_
     [(code, member, lines, origin, status)] = db_rows(
         agent, "SELECT pickup_code, member_id, lines, origin, status FROM orders WHERE order_id = ?",
         (order["order_id"],))
-    assert (code, member, origin, status) == (order["pickup_code"], "M-1001", "associate", "new")
+    assert (code, member, origin, status) == (stored_code(agent, order["order_id"], order["pickup_code"]), "M-1001",
+                                              "associate", "new")
+    assert order["pickup_code"] not in code
     assert json.loads(lines) == [{"sku": "LIP-RED-01", "qty": 2, "unit_price": "159.00"},
                                  {"sku": "TOTE-CANVAS", "qty": 2, "unit_price": "49.90"}]
     [event] = placed_events(agent, order["order_id"])
@@ -145,7 +152,7 @@ def test_the_hubs_created_for_a_placed_order_changes_nothing(pickup_store):
         now = pad.get(f"/v1/orders/{oid}").json()
         assert now["status"] == "picking" and now["origin"] == "kiosk"
         assert db_rows(agent, "SELECT count(*), min(pickup_code) FROM orders WHERE order_id = ?", (oid,)) == [
-            (1, order["pickup_code"])]
+            (1, stored_code(agent, oid, order["pickup_code"]))]
         assert pad.post(f"/v1/orders/{oid}/status", json={"status": "ready"}).status_code == 200
         in_store = pad.get(f"/v1/products/{LIPSTICK}").json()["stock_store"]
         done = pad.post(f"/v1/orders/{oid}/status", json={"status": "collected", "pickup_code": order["pickup_qr"]})

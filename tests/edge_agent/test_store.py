@@ -257,6 +257,10 @@ def test_events_from_before_streams_are_the_legacy_stream(tmp_path):
     db.execute("DELETE FROM streams")
     db.execute("PRAGMA user_version = 9")
     db.execute("DROP TABLE streams")
+    for statement in ("DROP TABLE acks", "DROP TABLE access_log", "DROP INDEX orders_status_seq",  # from 11 on
+                      "ALTER TABLE orders DROP COLUMN status_seq", "ALTER TABLE orders DROP COLUMN member_pseudonym",
+                      "DELETE FROM meta WHERE key LIKE 'privacy_%'"):
+        db.execute(statement)
     db.commit()
     db.close()
 

@@ -1,5 +1,11 @@
 """Pickup orders (edge_agent/orders.py): associates list and move them (``GET /v1/orders``,
-``POST /v1/orders/{id}/status``); kiosks and associates place them (``POST /v1/orders``)."""
+``POST /v1/orders/{id}/status``); kiosks and associates place them (``POST /v1/orders``).
+
+An order with a member id that a call returns is a read of that member in the
+access log (edge_agent/privacy.py); placing an order, which shows back only
+what its client sent, is not. The pickup code is shown once, in the answer
+to placing the order (and to a retry of it within privacy.REPLAY_WINDOW):
+the store keeps only its hash, and no other call returns it."""
 
 from __future__ import annotations
 
@@ -18,22 +24,32 @@ _ASSOCIATE = require(Role.ASSOCIATE)
 OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.get("/v1/orders", dependencies=[Depends(_ASSOCIATE)])
+def _read(request: Request, client: ClientConfig, order: dict, what: str) -> None:
+    if order.get("member_id"):
+        request.app.state.agent.privacy.access.record(client.name, client.role, order["member_id"], what)
+
+
+@router.get("/v1/orders")
 async def list_orders(
     request: Request,
     status: Literal["open", "all", "new", "picking", "ready", "collected"] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    client: ClientConfig = Depends(_ASSOCIATE),
 ) -> list[dict]:
     """Pickup orders, oldest first (``open``: not collected yet), each line with its name and store stock."""
-    return await request.app.state.agent.store.read(lambda conn: orders.list_orders(conn, status, limit))
+    found = await request.app.state.agent.store.read(lambda conn: orders.list_orders(conn, status, limit))
+    for order in found:
+        _read(request, client, order, "GET /v1/orders")
+    return found
 
 
-@router.get("/v1/orders/{order_id}", dependencies=[Depends(_ASSOCIATE)])
-async def get_order(order_id: OrderId, request: Request) -> dict:
+@router.get("/v1/orders/{order_id}")
+async def get_order(order_id: OrderId, request: Request, client: ClientConfig = Depends(_ASSOCIATE)) -> dict:
     """One pickup order; 404 if the hub sent none by that number."""
     order = await request.app.state.agent.store.read(lambda conn: orders.get(conn, order_id))
     if order is None:
         raise HTTPException(404, f"no pickup order {order_id!r} in this store")
+    _read(request, client, order, "GET /v1/orders/{order_id}")
     return order
 
 
@@ -61,6 +77,7 @@ async def set_status(
                                  f"{orders.MAX_CODE_ATTEMPTS}); {then}")
     if outcome.event is not None:
         agent.bus.publish("order.status", {**outcome.event, "member_id": outcome.order["member_id"]})
+    _read(request, client, outcome.order, "POST /v1/orders/{order_id}/status")
     stock.publish_low(agent.bus, outcome.changes, agent.config.stock.low_threshold)
     return {**outcome.order, "changed": outcome.changed}
 

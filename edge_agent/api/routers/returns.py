@@ -8,6 +8,9 @@ with the same body returns the same return (``Idempotent-Replayed: true``),
 with another body 409. 404: no such sale in this store; 409: an online order
 that was never collected; 422: a line that is not part of the sale or order,
 more than is left to return, an unknown code.
+
+The answer names the member of the sale or order returned, which its client
+may not have known: that is a read in the access log (edge_agent/privacy.py).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ async def create_return(
         raise HTTPException(err.status, str(err)) from err
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if ret.get("member_id"):
+        agent.privacy.access.record(client.name, client.role, ret["member_id"], "POST /v1/returns")
     stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold)
     if job is not None:
         agent.printing.notify(job.device)
