@@ -48,6 +48,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
         return 2
     problems = config.file_problems(path, cfg)
+    for line in config.file_warnings(path, cfg):
+        print(line, file=sys.stderr)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -77,8 +79,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
     req = urllib.request.Request(
         args.url.rstrip("/") + "/v1/devices", headers={"Authorization": f"Bearer {token}"}
     )
+    context = None
+    if args.url.startswith("https://"):
+        import ssl
+
+        try:
+            # --cafile: the agent's CA (make run's .run/tls/ca.crt, a store's chain CA) instead of the system's.
+            context = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as err:
+            print(f"edge-agent devices: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
+                  file=sys.stderr)
+            return 2
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
             devices = json.load(resp)
     except urllib.error.HTTPError as err:
         print(f"edge-agent devices: {args.url} answered {err.code}: {err.read().decode(errors='replace')}", file=sys.stderr)
@@ -229,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="table of devices from a running agent")
     p.add_argument("--url", default=os.environ.get("EDGE_URL", "http://127.0.0.1:8080"))
     p.add_argument("--token", help="bearer token (default: $EDGE_TOKEN)")
+    p.add_argument("--cafile", default=os.environ.get("EDGE_CAFILE") or None,
+                   help="PEM CA that issued the agent's certificate, for an https:// URL "
+                        "(default: $EDGE_CAFILE, else the system's CAs)")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("hash-token", help="print a token's SHA-256 for devices.yaml")

@@ -134,6 +134,16 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
     except StoreError as err:
         sock.close()
         raise SystemExit(f"{err}; not starting") from err
+    tls_context = None
+    if config.api.tls is not None:
+        from edge_agent.tls import TlsFileError, server_context
+
+        try:
+            tls_context = server_context(config.api.tls)
+        except TlsFileError as err:
+            sock.close()
+            # Never plain HTTP instead: the tokens and member tags would cross the Wi-Fi in clear.
+            raise SystemExit(f"{err}; not starting (edge-agent check says more)") from err
     notifier = Notifier()
     app = create_app(config, data_dir)
     limits.quiet_loop_errors(asyncio.get_running_loop())
@@ -151,7 +161,8 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
             lifespan="on",
             # A whole request head within header_timeout, connections capped in all and per address:
             # slow or piled-up sockets cannot take the API from the kiosks (edge_agent/api/limits.py).
-            http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client),
+            # With api.tls the protocol does the handshake too, within header_timeout and under the caps.
+            http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client, tls_context),
             timeout_keep_alive=5,
             # asyncio accepts up to ``backlog`` sockets in a row before a protocol sees any: the burst
             # must fit in the files the connection cap leaves, or a flood meets EMFILE first.
@@ -160,6 +171,9 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
         notifier,
     )
     _redact_uvicorn_logs()
+    scheme = "https" if tls_context is not None else "http"
+    log.info("API on %s://%s%s", scheme, config.api.listen,
+             f" (client certificates: {api.tls.client_cert.value})" if api.tls is not None else " (no TLS: api.tls)")
     watchdog = None
     interval = watchdog_interval()
     if interval:

@@ -14,6 +14,13 @@ gets before its token is even looked at is bounded here:
   it opens, before a byte is parsed. The cap sits well below the process's
   file limit (``raise_file_limit``), so a flood of sockets can never take
   the descriptors the store needs for its database, devices and the hub.
+- With ``api.tls``, the same caps hold from the moment a socket is
+  accepted, not from the end of its TLS handshake (which is when asyncio
+  would first show it to the HTTP protocol): a socket that never finishes
+  its handshake holds a slot for at most ``api.header_timeout`` seconds, and
+  sockets still in their handshake count against both caps. Plain HTTP,
+  or a client without the certificate mutual TLS asks for, is closed at the
+  handshake with one log line per interval.
 - ``RateLimitedLog``: each condition is logged once per interval with the
   count of what was suppressed, so a flood cannot flood the journal.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 import time
 from collections import Counter
 from typing import Any
@@ -158,8 +166,10 @@ def accept_backlog(file_limit: int, cap: int) -> int:
     return max(64, min(2048, file_limit - RESERVED_FILES - cap))
 
 
-def guarded_protocol(header_timeout: float, max_connections: int, per_client: int) -> type:
-    """uvicorn's HTTP protocol class (httptools when installed, else h11) with the connection limits."""
+def guarded_protocol(header_timeout: float, max_connections: int, per_client: int,
+                     tls: ssl.SSLContext | None = None) -> type:
+    """uvicorn's HTTP protocol class (httptools when installed, else h11) with the connection limits;
+    with ``tls``, a class that does the TLS handshake first, under the same limits (``_TlsGate``)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
@@ -171,8 +181,16 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
         _peer: str | None = None
         _head_timer: asyncio.TimerHandle | None = None
 
+        def admitted(self, host: str) -> "GuardedProtocol":
+            """Already counted (by the TLS gate, at accept): ``connection_made`` checks no cap again."""
+            self._peer = host
+            return self
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if self._peer is not None:
+                self._arm_head_timer()
+                return
             host = self.client[0] if self.client else "?"
             if len(self.connections) > max_connections:
                 _limited.warning(("connections",), "api: closed a connection from %s: %d open, the cap is %d "
@@ -231,7 +249,141 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
             super().connection_lost(exc)
 
     GuardedProtocol.__name__ = f"Guarded{Base.__name__}"
-    return GuardedProtocol
+    if tls is None:
+        return GuardedProtocol
+    handshaking: set[asyncio.Task[None]] = set()
+
+    class TlsGate(_TlsGate):
+        context = tls
+        timeout = header_timeout
+        protocol = GuardedProtocol
+        tasks = handshaking
+        cap = max_connections
+        cap_per_client = per_client
+        clients = peers
+
+    return TlsGate
+
+
+class _Handshaking(asyncio.Protocol):
+    """The TLS layer's application until the HTTP protocol takes over: keeps what arrives meanwhile.
+
+    A TLS 1.3 client sends its request right behind its Finished message, and
+    asyncio passes the decrypted bytes on before ``start_tls`` returns."""
+
+    lost = False
+    eof = False
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+def _handshake_failure(err: BaseException) -> tuple[str, str]:
+    """(a log key, why in words) for a handshake that failed: a few kinds, each logged once per interval."""
+    reason = getattr(err, "reason", None) or ""
+    if reason in ("HTTP_REQUEST", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "UNKNOWN_PROTOCOL",
+                  "VERSION_TOO_LOW", "NO_PROTOCOLS_AVAILABLE"):
+        return "plain", f"not TLS 1.2 or newer ({reason}): plain HTTP to the HTTPS port? use https:// and wss://"
+    if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED", "TLSV1_ALERT_UNKNOWN_CA",
+                  "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+        return "cert", f"no valid client certificate ({reason}; api.tls.client_cert, api.tls.client_ca_file)"
+    if isinstance(err, (TimeoutError, asyncio.TimeoutError)) or "longer than" in str(err):
+        return "slow", "no TLS handshake within api.header_timeout"
+    return "other", f"TLS handshake failed: {reason or type(err).__name__}"
+
+
+class _TlsGate(asyncio.Protocol):
+    """The protocol asyncio gives each accepted socket when the API serves TLS.
+
+    asyncio's own TLS server shows a socket to the HTTP protocol only once
+    its handshake is done (and waits 60 s for it by default), so the caps in
+    ``connection_made`` would not see a socket that never sends its
+    ClientHello. The gate counts the socket as it is accepted, against the
+    cap and the per-address cap, and does the handshake itself
+    (``loop.start_tls``, bounded by ``api.header_timeout``); then hands the
+    TLS transport to the guarded HTTP protocol, which keeps the slot until
+    the connection ends. A failed handshake gives the slot back.
+    """
+
+    context: ssl.SSLContext
+    timeout: float
+    protocol: type
+    tasks: set[asyncio.Task[None]]
+    cap: int
+    cap_per_client: int
+    clients: Counter[str]
+    pending = 0  # sockets in their handshake, across the server (a class attribute of each subclass)
+
+    def __init__(self, **kwargs: Any):
+        self._kwargs = kwargs
+        self._connections = kwargs["server_state"].connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing is read before start_tls takes the socket
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if peer else "?"
+        cls = type(self)
+        if len(self._connections) + cls.pending >= self.cap:
+            _limited.warning(("connections",), "api: closed a connection from %s: %d open, the cap is %d "
+                             "(api.max_connections)", host, len(self._connections) + cls.pending, self.cap)
+            transport.abort()
+            return
+        if self.clients[host] >= self.cap_per_client:
+            _limited.warning(("peer", host), "api: closed a connection from %s: it holds %d, the cap is %d "
+                             "(api.max_connections_per_client)", host, self.clients[host], self.cap_per_client)
+            transport.abort()
+            return
+        cls.pending += 1
+        self.clients[host] += 1
+        task = asyncio.get_running_loop().create_task(self._handshake(transport, host))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handshake(self, transport: asyncio.Transport, host: str) -> None:
+        cls = type(self)
+        waiting = _Handshaking()
+        tls_transport = None
+        try:
+            tls_transport = await asyncio.get_running_loop().start_tls(
+                transport, waiting, self.context, server_side=True, ssl_handshake_timeout=self.timeout)
+        except (OSError, asyncio.TimeoutError, ConnectionError, ssl.SSLError) as err:
+            key, why = _handshake_failure(err)
+            _limited.warning(("tls", key), "api: closed a connection from %s: %s", host, why)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        finally:
+            cls.pending -= 1
+            if tls_transport is None or waiting.lost:
+                self._give_back(host)
+        if tls_transport is None or waiting.lost:
+            return
+        app = self.protocol(**self._kwargs).admitted(host)
+        tls_transport.set_protocol(app)
+        app.connection_made(tls_transport)
+        if waiting.received:
+            app.data_received(bytes(waiting.received))
+        if waiting.eof and not tls_transport.is_closing():
+            app.eof_received()
+
+    def _give_back(self, host: str) -> None:
+        self.clients[host] -= 1
+        if self.clients[host] <= 0:
+            del self.clients[host]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # before start_tls took the socket: the handshake task sees it fail
 
 
 def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:

@@ -11,14 +11,18 @@ import hashlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import yaml
+
+from support.tls import CertAuthority, KeyPair
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CATALOG = ROOT / "demo" / "catalog.json"
@@ -62,11 +66,49 @@ def config_dict(port: int, devices: list[dict] | None = None, store_id: str = "s
     }
 
 
+@dataclass(frozen=True)
+class AgentTls:
+    """A CA and the agent's server certificate (127.0.0.1 and localhost), for an agent on HTTPS.
+
+    ``make_tls(dir)`` makes them with the openssl CLI; ``api_tls()`` is the
+    ``api.tls`` section; ``context()`` is what a client trusts (only this CA),
+    optionally presenting a client certificate for mutual TLS.
+    """
+
+    ca: CertAuthority
+    server: KeyPair
+
+    def api_tls(self, client_cert: str = "none", client_ca: Path | None = None) -> dict:
+        """The ``api.tls`` section; ``client_ca`` defaults to this CA when client certificates are asked for."""
+        section = {"cert_file": str(self.server.cert), "key_file": str(self.server.key)}
+        if client_cert != "none":
+            section |= {"client_cert": client_cert, "client_ca_file": str(client_ca or self.ca.cert)}
+        return section
+
+    def context(self, client: KeyPair | None = None) -> ssl.SSLContext:
+        """A client context that trusts this CA alone, with ``client``'s certificate if given."""
+        ctx = ssl.create_default_context(cafile=str(self.ca.cert))
+        if client is not None:
+            ctx.load_cert_chain(client.cert, client.key)
+        return ctx
+
+
+def make_tls(workdir: Path) -> AgentTls:
+    """A fresh CA in ``workdir`` and a server certificate from it for 127.0.0.1 and localhost."""
+    ca = CertAuthority(workdir).create()
+    return AgentTls(ca, ca.issue("agent", "server"))
+
+
 class AgentProcess:
-    """``edge-agent run`` in a subprocess, with its own config, data dir and notify socket."""
+    """``edge-agent run`` in a subprocess, with its own config, data dir and notify socket.
+
+    With ``tls`` (``make_tls``) the agent serves HTTPS and WSS: ``api.tls`` is
+    added to the config unless the test wrote its own, ``url`` is https://
+    and ``client()`` trusts the test CA (and nothing else).
+    """
 
     def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None):
+                 wrapper: list[str] | None = None, tls: AgentTls | None = None):
         self.workdir = workdir
         self.config = config
         self.config_path = workdir / "devices.yaml"
@@ -76,7 +118,12 @@ class AgentProcess:
         self.wrapper = wrapper or []  # a command the agent runs under, e.g. umockdev-run ... --
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = int(config["api"]["listen"].rsplit(":", 1)[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        if tls is not None:
+            config["api"].setdefault("tls", tls.api_tls())
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.ws_url = f"{'wss' if tls is not None else 'ws'}://127.0.0.1:{self.port}"
         self.notices: list[str] = []
         # AF_UNIX paths are limited to ~107 bytes: keep the socket in a short dir.
         self._sockdir = tempfile.mkdtemp(prefix="ea-", dir="/tmp")
@@ -128,6 +175,8 @@ class AgentProcess:
     def client(self, role: str | None = None, **kwargs) -> httpx.Client:
         """An HTTP client for the agent, authenticated as ``role`` if given."""
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        if self.tls is not None:
+            kwargs.setdefault("verify", self.tls.context(kwargs.pop("cert", None)))
         return httpx.Client(base_url=self.url, headers=headers, timeout=kwargs.pop("timeout", 10), **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:

@@ -86,10 +86,14 @@ class CertAuthority:
                  "-config", self._cnf, "-extensions", "ca")
         return self
 
-    def issue(self, cn: str, kind: str, san: str = "IP:127.0.0.1, DNS:localhost") -> KeyPair:
-        """A certificate for ``cn`` signed by this CA.
+    def issue(self, cn: str, kind: str, san: str = "IP:127.0.0.1, DNS:localhost",
+              dates: tuple[str, str] | None = None) -> KeyPair:
+        """A certificate for ``cn`` signed by this CA, valid for a day from now.
 
         ``kind`` is ``server`` (for the hosts in ``san``) or ``client``.
+        ``dates`` (``YYYYMMDDHHMMSSZ``, from and until) makes one valid then
+        instead, e.g. one that has expired: ``openssl ca`` signs it, as
+        ``openssl x509 -req`` (OpenSSL 3.0) can only count days from now.
         """
         if kind not in ("server", "client"):
             raise ValueError(f"kind must be 'server' or 'client', not {kind!r}")
@@ -99,9 +103,27 @@ class CertAuthority:
         ext.write_text(_OPENSSL_CNF.format(san=san))
         _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", pair.key, "-out", csr, "-subj", f"/CN={cn}", "-config", self._cnf)
-        _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
-                 "-CAserial", self._serial, "-CAcreateserial", "-out", pair.cert, "-days", "1",
-                 "-extfile", ext, "-extensions", kind)
+        if dates is None:
+            _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+                     "-CAserial", self._serial, "-CAcreateserial", "-out", pair.cert, "-days", "1",
+                     "-extfile", ext, "-extensions", kind)
+        else:
+            self._sign_dated(csr, pair.cert, ext, kind, dates)
         csr.unlink()
         ext.unlink()
         return pair
+
+    def _sign_dated(self, csr: Path, out: Path, ext: Path, kind: str, dates: tuple[str, str]) -> None:
+        db = self.workdir / "ca-db"
+        db.mkdir(exist_ok=True)
+        (db / "index.txt").touch()
+        serial = db / "serial"
+        if not serial.exists():
+            serial.write_text("1000\n")
+        cnf = db / "ca.cnf"
+        cnf.write_text(f"[dated]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\nserial = {serial}\n"
+                       "default_md = sha256\npolicy = any\nunique_subject = no\ncopy_extensions = none\n"
+                       "[any]\ncommonName = supplied\n")
+        _openssl("ca", "-batch", "-config", cnf, "-name", "dated", "-cert", self.cert, "-keyfile", self.key,
+                 "-in", csr, "-out", out, "-notext", "-startdate", dates[0], "-enddate", dates[1],
+                 "-extfile", ext, "-extensions", kind)
