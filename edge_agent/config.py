@@ -173,6 +173,34 @@ class ClientConfig(_Model):
         return value.lower()  # hashlib's hexdigest() is lower case; accept sha256sum output in either case
 
 
+class ClientCert(str, Enum):
+    """Whether an API client must show a certificate from ``api.tls.client_ca_file`` (mutual TLS)."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+class ApiTlsConfig(_Model):
+    """``api.tls``: HTTPS and WSS for the local API, optionally mutual TLS (edge_agent/tls.py)."""
+
+    cert_file: Path = Field(description="PEM: the API's certificate, then any intermediates")
+    key_file: Path = Field(description="PEM: its private key, unencrypted, readable by user edge-agent only")
+    client_ca_file: Path | None = Field(default=None, description="PEM: the CA of the kiosks' client certificates")
+    client_cert: ClientCert = Field(default=ClientCert.NONE,
+                                    description="none | optional | required: a client certificate from client_ca_file")
+
+    @model_validator(mode="after")
+    def _client_ca(self) -> "ApiTlsConfig":
+        if self.client_cert is not ClientCert.NONE and self.client_ca_file is None:
+            raise KeyedError(f"client_cert is {self.client_cert.value} but client_ca_file is not set; name the CA "
+                             "that issues the kiosks' certificates in api.tls.client_ca_file", "client_cert")
+        if self.client_cert is ClientCert.NONE and self.client_ca_file is not None:
+            raise KeyedError("client_ca_file is set but client_cert is none, so no client certificate is asked "
+                             "for; set client_cert: required (or optional), or remove client_ca_file", "client_ca_file")
+        return self
+
+
 class ApiConfig(_Model):
     """The ``api:`` section: the local HTTP API."""
 
@@ -189,6 +217,7 @@ class ApiConfig(_Model):
     max_connections_per_client: int = Field(default=64, ge=2, le=60_000,
                                             description="open connections from one address at most")
     docs: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json (no token needed)")
+    tls: ApiTlsConfig | None = Field(default=None, description="serve HTTPS and WSS with these files")
 
     @model_validator(mode="after")
     def _unique_clients(self) -> "ApiConfig":
@@ -508,4 +537,22 @@ def file_problems(path: Path | str, cfg: AgentConfig) -> list[str]:
         except OSError as err:
             problems.append(f"{path}:{line_of(lines, ('hub', key))}: hub.{key}: cannot read {value}: "
                             f"{err.strerror}; create it or fix the path (the agent runs as user edge-agent)")
+    problems += [line for line, warning in _tls_findings(path, lines, cfg) if not warning]
     return problems
+
+
+def file_warnings(path: Path | str, cfg: AgentConfig) -> list[str]:
+    """``FILE:LINE: warning: ...`` for what works but should be looked at (a certificate about to expire)."""
+    path = Path(path)
+    _, lines, _ = compose(path.read_text(encoding="utf-8"), str(path))
+    return [line for line, warning in _tls_findings(path, lines, cfg) if warning]
+
+
+def _tls_findings(path: Path, lines: Mapping[tuple, int], cfg: AgentConfig) -> list[tuple[str, bool]]:
+    """api.tls's files as ``FILE:LINE`` lines (edge_agent/tls.py reads them as the daemon will)."""
+    if cfg.api.tls is None:
+        return []
+    from edge_agent import tls
+
+    return [(f"{path}:{line_of(lines, ('api', 'tls', f.key))}: {'warning: ' if f.warning else ''}api.tls.{f.key}: "
+             f"{f.message}", f.warning) for f in tls.findings(cfg.api.tls, cfg.api.listen)]
