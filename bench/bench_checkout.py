@@ -31,6 +31,7 @@ import os
 import random
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -39,7 +40,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from common import REPO, Row, check_row, cpu_seconds, durable_tmpdir, machine, percentile, row, script_main
+from common import (REPO, Row, agent_tls, check_row, cpu_seconds, durable_tmpdir, machine, percentile, row,
+                    script_main)
 
 BENCH = "checkout"
 KIOSKS = 32
@@ -54,6 +56,7 @@ class Plan:
 
     seconds: float
     warmup: float
+    https: bool = False  # --https: the agent serves TLS, the kiosks trust its CA
 
 
 DEFAULT = Plan(seconds=10.0, warmup=1.0)
@@ -89,8 +92,9 @@ class Conn:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "Conn":
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, tls: ssl.SSLContext | None = None) -> "Conn":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                                       server_hostname="127.0.0.1" if tls else None)
         writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(reader, writer)
 
@@ -160,10 +164,11 @@ async def _kiosk(conn: Conn, requests: list[bytes], expect: int, side: Side, sta
             side.bad[status] = side.bad.get(status, 0) + 1
 
 
-async def _run(port: int, pid: int, requests: list[list[bytes]], expect: int, plan: Plan) -> Side:
+async def _run(port: int, pid: int, requests: list[list[bytes]], expect: int, plan: Plan,
+               tls: ssl.SSLContext | None = None) -> Side:
     side = Side()
     state = {"stop": False, "measuring": False}
-    conns = [await Conn.open(port) for _ in range(KIOSKS)]
+    conns = [await Conn.open(port, tls) for _ in range(KIOSKS)]
     tasks = [asyncio.create_task(_kiosk(c, r, expect, side, state)) for c, r in zip(conns, requests)]
     await asyncio.sleep(plan.warmup)  # the load runs; this only times the warm-up
     agent0, bench0 = cpu_seconds(pid), time.process_time()
@@ -212,7 +217,10 @@ def measure(plan: Plan) -> list[Row]:
     sessions = [[session_request(i)] for i in range(KIOSKS)]
     with durable_tmpdir("bench-checkout-") as work:
         port = free_port()
-        (work / "devices.yaml").write_text(yaml.safe_dump(config(port)))
+        cfg, tls = config(port), None
+        if plan.https:
+            cfg["api"]["tls"], tls = agent_tls(work / "tls")
+        (work / "devices.yaml").write_text(yaml.safe_dump(cfg))
         subprocess.run([sys.executable, "-m", "edge_agent.cli", "catalog-import", str(REPO / "demo" / "catalog.json"),
                         "--data-dir", str(work / "data")], check=True, capture_output=True)
         log = open(work / "agent.log", "wb")
@@ -223,8 +231,8 @@ def measure(plan: Plan) -> list[Row]:
         try:
             _wait_ready(port, proc)
             loop = _new_loop()
-            baseline = loop.run_until_complete(_run(port, proc.pid, sessions, 200, plan))
-            checkout = loop.run_until_complete(_run(port, proc.pid, sales, 201, plan))
+            baseline = loop.run_until_complete(_run(port, proc.pid, sessions, 200, plan, tls))
+            checkout = loop.run_until_complete(_run(port, proc.pid, sales, 201, plan, tls))
             loop.close()
         finally:
             proc.terminate()
@@ -277,4 +285,4 @@ def rows_for(plan: Plan, m: Measured) -> list[Row]:
 
 
 if __name__ == "__main__":
-    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT))
+    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT, https=True))

@@ -16,6 +16,10 @@ token, the next 0.2 s after each refusal. The kiosks' p99 is measured through it
 Target: within 2x of the baseline (the ratio is baseline / under attack, so
 at least 0.5). Checks: every sale got its 201 on both sides, and the agent's
 RSS grew less than 100 MB. ``--quick``: 3 s of each instead of 10.
+
+``--https``: the agent serves TLS (``api.tls``, a CA made for the run), the
+kiosks trust its CA; every slow client does its TLS handshake first and then
+drips its head, the big bodies go over TLS too. The rows say "(HTTPS)".
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import random
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from bench_checkout import Plan, Side, _new_loop, _run, _wait_ready, config, free_port, sale_request
-from common import REPO, Row, check_row, durable_tmpdir, machine, percentile, row, script_main
+from common import REPO, Row, agent_tls, check_row, durable_tmpdir, machine, percentile, row, script_main
 
 BENCH = "hostile"
 KIOSKS = 8
@@ -49,7 +54,12 @@ QUICK = Plan(seconds=3.0, warmup=0.5)
 
 # The attacker: its own process ------------------------------------------------------------
 
-def _slowloris(port: int, stop: multiprocessing.Event, opened: multiprocessing.Value) -> None:
+def _client_tls(ca: str | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
+def _slowloris(port: int, stop: multiprocessing.Event, opened: multiprocessing.Value, ca: str | None) -> None:
+    tls = _client_tls(ca)
     socks: list[socket.socket | None] = [None] * SLOW
     while not stop.is_set():
         for i in range(SLOW):
@@ -61,6 +71,8 @@ def _slowloris(port: int, stop: multiprocessing.Event, opened: multiprocessing.V
                     s.settimeout(1)
                     s.bind((ATTACKER, 0))
                     s.connect(("127.0.0.1", port))
+                    if tls is not None:
+                        s = tls.wrap_socket(s, server_hostname="127.0.0.1")
                     s.sendall(b"POST /v1/sales HTTP/1.1\r\nHost: agent\r\n")
                     socks[i] = s
                     with opened.get_lock():
@@ -77,11 +89,13 @@ def _slowloris(port: int, stop: multiprocessing.Event, opened: multiprocessing.V
             s.close()
 
 
-def _big_bodies(port: int, stop: multiprocessing.Event, refused: multiprocessing.Value) -> None:
+def _big_bodies(port: int, stop: multiprocessing.Event, refused: multiprocessing.Value, ca: str | None) -> None:
+    tls = _client_tls(ca)
     chunk = b"x" * (64 * 1024)
     while not stop.is_set():
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    (tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
                 s.sendall(b"POST /v1/sales HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
                           b"Content-Length: 262144000\r\n\r\n")
                 sent = 0
@@ -95,7 +109,7 @@ def _big_bodies(port: int, stop: multiprocessing.Event, refused: multiprocessing
 
 
 def _attack(port: int, stop: multiprocessing.Event, opened: multiprocessing.Value,
-            refused: multiprocessing.Value) -> None:
+            refused: multiprocessing.Value, ca: str | None) -> None:
     import threading
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -103,8 +117,8 @@ def _attack(port: int, stop: multiprocessing.Event, opened: multiprocessing.Valu
     # The attacker is another machine on the store's Wi-Fi; here it shares the agent's two cores, so it
     # runs at the lowest priority to take as little of theirs as it can.
     os.nice(19)
-    threads = [threading.Thread(target=_slowloris, args=(port, stop, opened))]
-    threads += [threading.Thread(target=_big_bodies, args=(port, stop, refused)) for _ in range(BIG)]
+    threads = [threading.Thread(target=_slowloris, args=(port, stop, opened, ca))]
+    threads += [threading.Thread(target=_big_bodies, args=(port, stop, refused, ca)) for _ in range(BIG)]
     for t in threads:
         t.start()
     for t in threads:
@@ -138,6 +152,10 @@ def measure(plan: Plan) -> list[Row]:
         port = free_port()
         cfg = config(port)
         cfg["api"]["listen"] = f"0.0.0.0:{port}"  # the attacker's address must reach it
+        tls, ca = None, None
+        if plan.https:
+            cfg["api"]["tls"], tls = agent_tls(work / "tls")
+            ca = str(work / "tls" / "ca.crt")
         (work / "devices.yaml").write_text(yaml.safe_dump(cfg))
         subprocess.run([sys.executable, "-m", "edge_agent.cli", "catalog-import", str(REPO / "demo" / "catalog.json"),
                         "--data-dir", str(work / "data")], check=True, capture_output=True)
@@ -148,16 +166,16 @@ def measure(plan: Plan) -> list[Row]:
                                 env={k: v for k, v in os.environ.items() if not k.startswith("EDGE_")})
         ctx = multiprocessing.get_context("spawn")
         stop, opened, refused = ctx.Event(), ctx.Value("i", 0), ctx.Value("i", 0)
-        attacker = ctx.Process(target=_attack, args=(port, stop, opened, refused), daemon=True)
+        attacker = ctx.Process(target=_attack, args=(port, stop, opened, refused, ca), daemon=True)
         try:
             _wait_ready(port, proc)
             loop = _new_loop()
-            alone = loop.run_until_complete(_run(port, proc.pid, sales[:KIOSKS], 201, plan))
+            alone = loop.run_until_complete(_run(port, proc.pid, sales[:KIOSKS], 201, plan, tls))
             rss0 = rss_mb(proc.pid)
             attacker.start()
             while opened.value < 64 and attacker.is_alive():
                 time.sleep(0.05)  # waiting for the attack to be under way, not synchronising
-            attacked = loop.run_until_complete(_run(port, proc.pid, sales[:KIOSKS], 201, plan))
+            attacked = loop.run_until_complete(_run(port, proc.pid, sales[:KIOSKS], 201, plan, tls))
             rss1 = rss_mb(proc.pid)
             loop.close()
         finally:
@@ -191,4 +209,4 @@ def rows_for(plan: Plan, m: Measured) -> list[Row]:
 
 
 if __name__ == "__main__":
-    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT))
+    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT, https=True))

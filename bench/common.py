@@ -11,6 +11,7 @@ because on a shared machine a ratio is stable and an absolute time is not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import queue
 import random
 import re
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -395,10 +397,35 @@ class HubProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def script_main(doc: str, measure: Any, quick: Any, default: Any) -> int:
+def agent_tls(directory: Path) -> tuple[dict, ssl.SSLContext]:
+    """For an agent on HTTPS: its ``api.tls`` section and a client context that trusts it.
+
+    The same CA and certificate ``make run`` makes (edge_agent/demo_tls.py), for 127.0.0.1
+    and localhost, in ``directory``."""
+    from edge_agent.config_types import HostPort
+    from edge_agent.demo_tls import ensure_tls
+
+    made = ensure_tls(directory, HostPort(host="127.0.0.1", port=443))
+    section = {"cert_file": str(made.cert), "key_file": str(made.key)}
+    return section, ssl.create_default_context(cafile=str(made.ca))
+
+
+def script_main(doc: str, measure: Any, quick: Any, default: Any, https: bool = False) -> int:
     """A benchmark script's main: measure with the quick or default plan, print the rows,
-    exit 1 if a correctness check failed (a missed target is printed, not an error)."""
-    args = arguments(doc.splitlines()[0])
-    rows = measure(quick if args.quick else default)
+    exit 1 if a correctness check failed (a missed target is printed, not an error).
+
+    ``https``: the script takes ``--https`` (the agent serves TLS; the plan gets ``https=True``)."""
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--https", action="store_true",
+                            help="the agent serves HTTPS (api.tls with a CA made for the run) and the clients trust it")
+
+    args = arguments(doc.splitlines()[0], extra if https else None)
+    plan = quick if args.quick else default
+    if getattr(args, "https", False):
+        plan = dataclasses.replace(plan, https=True)
+    rows = measure(plan)
+    if getattr(plan, "https", False):
+        for r in rows:
+            r["figure"] += " (HTTPS)"
     report(rows, args)
     return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
