@@ -10,6 +10,12 @@ No two parts want one port: the hub's console takes 127.0.0.1:8090 unless
 the API (``EDGE_API_LISTEN``), an emulator or another program has it, and
 then a free port (``EDGE_DEMO_HUB_HTTP`` names one); an API port that an
 emulator wants too is an error that says so before anything starts.
+
+The API is served on HTTPS and WSS, as in a store: unless the config has its
+own ``api.tls``, a demo CA and a certificate for the listen address and
+localhost are made in ``.run/tls/`` next to the config (edge_agent/demo_tls.py,
+kept while valid) and the agent runs a copy of the config with ``api.tls``
+added, written to the data dir. The banner names the CA file to trust.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
 from pydantic import TypeAdapter
 
 from drivers.heartbeat.emulator import HeartbeatEmulator
@@ -32,6 +39,7 @@ from drivers.printer.emulator import PrinterEmulator, describe
 from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import catalog, config
 from edge_agent.config_types import HostPort
+from edge_agent.demo_tls import DemoTls, ensure_tls
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
 from sync.embedded_broker.process import EmbeddedBrokerProcess
@@ -251,6 +259,19 @@ async def _stop(proc: asyncio.subprocess.Process | None, timeout: float = 12) ->
         return False
 
 
+def _with_tls(config_path: Path, made: DemoTls, data_dir: Path) -> Path:
+    """A copy of the config with ``api.tls`` naming the demo's certificate, in the data dir; its path."""
+    data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    api = data.get("api") or {}
+    api["tls"] = {"cert_file": str(made.cert.resolve()), "key_file": str(made.key.resolve())}
+    data["api"] = api
+    out = data_dir / "devices.https.yaml"
+    out.write_text(f"# Written by make run: {config_path.resolve()} with api.tls added (the demo's certificate, "
+                   f"{made.cert.parent}).\n# Edit that file, not this one.\n"
+                   + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return out
+
+
 async def main(config_path: Path, data_dir: Path) -> int:
     """Run the demo store until interrupted."""
     try:
@@ -266,6 +287,15 @@ async def main(config_path: Path, data_dir: Path) -> int:
     n = await _load_catalog(data_dir, ROOT / "demo" / "catalog.json")
     # The agent runs in the config's folder, so relative device paths there name the emulators'.
     workdir = config_path.resolve().parent
+    agent_config, trust = config_path.resolve(), None
+    if cfg.api.tls is None:
+        try:
+            made = ensure_tls(workdir / ".run" / "tls", cfg.api.listen)
+        except SystemExit as err:
+            print(f"make run: {err}", file=sys.stderr)
+            return 1
+        agent_config, trust = _with_tls(config_path, made, data_dir), made.ca
+        cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tls": made.api_tls()})})
     stop = asyncio.Event()
     stopped_by: list[str] = []
     loop = asyncio.get_running_loop()
@@ -296,14 +326,14 @@ async def main(config_path: Path, data_dir: Path) -> int:
         hub_url = broker.url
         hub = await _start_hub(hub_url, data_dir, hub_http)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path.resolve()),
+            sys.executable, "-m", "edge_agent.cli", "run", "--config", str(agent_config),
             "--data-dir", str(data_dir.resolve()),
             env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
             cwd=workdir,
             start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
         )
         await _wait_ready(sock, proc, 60, stop)
-        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http), flush=True)
+        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http, trust), flush=True)
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -338,9 +368,15 @@ async def main(config_path: Path, data_dir: Path) -> int:
 
 
 def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[Emulator],
-           hub_url: str, hub_http: HostPort) -> str:
-    """What ``make run`` prints once the store is up: where to look and what to try."""
-    base = f"http://{cfg.api.listen}"
+           hub_url: str, hub_http: HostPort, trust: Path | None = None) -> str:
+    """What ``make run`` prints once the store is up: where to look and what to try.
+
+    ``trust`` is the CA file that issued the API's certificate (the demo's own), when known."""
+    secure = cfg.api.tls is not None
+    base = f"{'https' if secure else 'http'}://{cfg.api.listen}"
+    ws = f"{'wss' if secure else 'ws'}://{cfg.api.listen}"
+    curl = f"curl --cacert {trust}" if trust is not None else "curl"
+    cafile = f" --cafile {trust}" if trust is not None else ""
     hub_cli = f".venv/bin/edge-hub publish %s --broker {hub_url} --store {cfg.store.id}"
     # A remote action to try: redraw the shelf labels if the store has some, else reopen its first device.
     labels = next((d.id for d in cfg.devices if d.kind.startswith("shelf_label.")), None)
@@ -349,19 +385,21 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
     return (
         f"\nDemo store {cfg.store.id} is up ({products} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
         + (f"  API docs      {base}/docs\n" if cfg.api.docs else "  API docs      off (api.docs: true serves /docs)\n")
-        + f"  Health        {base}/v1/health\n"
-        f"  Devices       curl -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
-        f"  A product     curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
-        f"  Device table  .venv/bin/edge-agent devices --url {base} --token {DEMO_TOKENS['console']}\n"
+        + (f"  Trust         {trust} (the demo's CA: curl --cacert, edge-agent devices --cafile; in a browser, "
+           "import it as an authority for websites)\n" if trust is not None else "")
+        + f"  Health        {curl} {base}/v1/health\n"
+        f"  Devices       {curl} -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
+        f"  A product     {curl} -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
+        f"  Device table  .venv/bin/edge-agent devices --url {base}{cafile} --token {DEMO_TOKENS['console']}\n"
         + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
         + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
         + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
            if any(d.kind == "mirror.camera" for d in cfg.devices) else "")
-        + "".join(f"  Kiosk basket  curl -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' "
+        + "".join(f"  Kiosk basket  {curl} -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' "
                   f"{base}/v1/sessions/{kiosk} (what {d.id}'s \"Add to basket\" put there)\n"
                   for d in cfg.devices if (kiosk := getattr(d, "kiosk", None)))
-        + f"  Live feed     ws://{cfg.api.listen}/v1/events?token={DEMO_TOKENS['associate']} "
-        f"(scanner-1 scans a demo code every {_scan_every():g} s)\n"
+        + f"  Live feed     {ws}/v1/events (token in the Authorization header, or a one-use ticket: README, "
+        f"Live feed); scanner-1 scans a demo code every {_scan_every():g} s\n"
         + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
         + f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
         f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
