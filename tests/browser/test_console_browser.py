@@ -132,6 +132,9 @@ def test_the_store_view_shows_a_day_of_device_states(page: Page, console_env: Co
 
 def test_the_agent_serves_the_same_page_for_its_own_store(page: Page, console_env: ConsoleEnv):
     env = console_env
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    page.on("websocket", lambda ws: urls.append(ws.url))
     sign_in(page, env.agent.url + "/console", TOKENS["console"])
     expect(page.locator("#devices tbody tr")).to_have_count(2)
     expect(page.locator(".store-head h1")).to_have_text("store-test")
@@ -146,6 +149,9 @@ def test_the_agent_serves_the_same_page_for_its_own_store(page: Page, console_en
         shot(page, env, "agent-console", full=True)
     finally:
         env.heartbeat.plug()
+    # The feed was opened with a one-use ticket: the token never went in a URL.
+    assert any("/v1/events?ticket=" in u for u in urls), urls
+    assert not [u for u in urls if TOKENS["console"] in u or "token=" in u]
 
 
 def test_a_printer_out_of_paper_makes_the_row_and_the_store_page_say_degraded(page: Page, console_env: ConsoleEnv):

@@ -69,8 +69,11 @@ def opened(page: Page, agent: AgentProcess) -> Iterator[Page]:
     """The tab, watched: a Content-Security-Policy violation fails the test."""
     blocked: list[str] = []
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    urls: list[str] = []  # the page's own requests: a token after # is never sent, and none goes in a URL
+    page.on("request", lambda r: urls.append(r.url))
     yield page
     assert not blocked, f"the page broke its own CSP: {blocked}"
+    assert not [u for u in urls if "token=" in u or any(t in u for t in TOKENS.values())], urls
 
 
 @pytest.fixture
@@ -92,6 +95,8 @@ def test_the_screen_shows_the_live_picture_and_its_privacy_promise(screen: Page,
     # naturalWidth is 0 until a JPEG of the MJPEG stream has been decoded.
     screen.wait_for_function("() => document.getElementById('live').naturalWidth > 0", timeout=STARTUP_MS)
     assert screen.evaluate("document.getElementById('live').naturalWidth") == 640
+    # The <img> cannot send the token: its URL carries a one-use ticket.
+    assert "/v1/mirror/mirror-1/stream?ticket=" in screen.evaluate("document.getElementById('live').src")
     expect(screen.locator("#offline")).to_be_hidden()
 
 
@@ -203,3 +208,15 @@ def test_a_screen_opened_without_the_mirrors_token_tells_staff_what_to_fix(
     assert opened.evaluate("() => [...document.images].every((i) => !i.getAttribute('src') || i.naturalWidth > 0)")
     on_screen(opened, ["staff"])
     shot(opened, f"mirror-staff-{case}.png")
+
+
+def test_a_token_after_the_question_mark_is_not_used(page: Page, agent: AgentProcess):
+    """The server saw that token in the URL: the screen tells staff to put it after # and sends no call with it."""
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(r.url) if "/v1/" in r.url else None)
+    page.goto(f"{agent.url}/mirror?device=mirror-1&token={TOKENS['mirror']}")
+    staff = page.locator("#staff")
+    expect(staff).to_be_visible()
+    expect(staff).to_contain_text("put it after # instead")
+    assert "token" not in page.url
+    assert calls == []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from support.agent import free_port
@@ -72,7 +73,9 @@ def test_port_in_use_fails_fast_with_a_clear_message(make_agent):
 
 
 def test_a_token_in_the_feeds_url_never_reaches_the_log(make_agent):
-    """A browser's feed passes its token as ?token=; uvicorn logs the WebSocket it accepts, without the token."""
+    """The feed refuses ?token= (edge_agent/api/routers/events.py); uvicorn logs the WebSocket it accepted
+    to say so, and daemon.py's RedactTokens still keeps the token out of that line."""
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     from support.agent import TOKENS
@@ -81,7 +84,10 @@ def test_a_token_in_the_feeds_url_never_reaches_the_log(make_agent):
     agent = make_agent().start()
     token = TOKENS["associate"]
     with connect(f"ws://127.0.0.1:{agent.port}/v1/events?token={token}&since=0", open_timeout=30) as ws:
-        assert '"hello"' in ws.recv(timeout=30)
+        assert "a token in a URL is refused" in ws.recv(timeout=30)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     line = poll(agent.log, lambda log: "WebSocket /v1/events?token=" in log, what="the accepted WebSocket logged")
     assert "token=***&since=0" in line
     assert token not in agent.log()

@@ -8,6 +8,7 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,7 +53,14 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
     )
     try:
         banner = _read_until(proc, "Press Ctrl-C", 60)
-        assert f"http://127.0.0.1:{port}/docs" in banner
+        # HTTPS and WSS, with the demo's own CA next to the config, which the banner names.
+        ca = tmp_path / ".run" / "tls" / "ca.crt"
+        assert f"https://127.0.0.1:{port}/docs" in banner
+        assert f"Trust         {ca} " in banner
+        assert f"Live feed     wss://127.0.0.1:{port}/v1/events (token in the Authorization header" in banner
+        assert "?token=" not in banner  # (the mirror's #token= is a fragment: it never leaves the browser)
+        api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
+                           timeout=30)
         assert "Demo store store-001 is up (6 products, 6 devices, data in " in banner
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
         hub_console = env["EDGE_DEMO_HUB_HTTP"]
@@ -60,20 +68,20 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
         assert f"Shelf labels  {tmp_path / '.run' / 'labels'}/*.png" in banner
         assert httpx.get(f"http://{hub_console}/").status_code == 200  # the hub's health console
         deadline = time.monotonic() + 20
-        while (health := httpx.get(f"http://127.0.0.1:{port}/v1/health").json())["hub"] != "online":
+        while (health := api.get("/v1/health").json())["hub"] != "online":
             assert time.monotonic() < deadline, health
             time.sleep(0.05)
         assert health["store"] == "store-001"
-        product = httpx.get(f"http://127.0.0.1:{port}/v1/products/6901234567892",
-                            headers={"Authorization": "Bearer demo-kiosk"})
+        product = api.get("/v1/products/6901234567892", headers={"Authorization": "Bearer demo-kiosk"})
         assert product.status_code == 200
         # The demo's scanner (a pty emulator next to the config) scans into the live feed.
-        with connect(f"ws://127.0.0.1:{port}/v1/events?token=demo-associate", open_timeout=10) as ws:
+        with connect(f"wss://127.0.0.1:{port}/v1/events", ssl=ssl.create_default_context(cafile=ca),
+                     additional_headers={"Authorization": "Bearer demo-associate"}, open_timeout=10) as ws:
             while (event := json.loads(ws.recv(timeout=20)))["type"] != "scan":
                 pass
         assert event["data"]["device"] == "scanner-1"
         # A checkout at kiosk-1 prints its receipt on the demo's emulated printer.
-        sale = httpx.post(f"http://127.0.0.1:{port}/v1/sales", headers={"Authorization": "Bearer demo-kiosk"},
+        sale = api.post("/v1/sales", headers={"Authorization": "Bearer demo-kiosk"},
                           json={"client_sale_id": "0b8e8a56-5d2c-4f7e-9a51-3d8f0e6c1a27", "payment": {"method": "cash"},
                                 "lines": [{"code": "6901234567892", "qty": 1}]})
         assert sale.status_code == 201, sale.text
@@ -104,7 +112,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
         member = {}
         while member.get("points") != 2000:
             assert time.monotonic() < deadline + 20, member
-            member = httpx.get(f"http://127.0.0.1:{port}/v1/members/M-0042",
+            member = api.get("/v1/members/M-0042",
                                headers={"Authorization": "Bearer demo-associate"}).json()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)

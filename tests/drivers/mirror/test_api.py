@@ -60,7 +60,8 @@ def agent(tmp_path_factory) -> Iterator[AgentProcess]:
     agent.import_catalog()
     agent.start()
     try:
-        with connect(f"ws://127.0.0.1:{agent.port}/v1/events?token={TOKENS['associate']}", open_timeout=10) as ws:
+        with connect(f"ws://127.0.0.1:{agent.port}/v1/events",
+                     additional_headers={"Authorization": f"Bearer {TOKENS['associate']}"}, open_timeout=10) as ws:
             feed = Feed(ws)
             with agent.client("mirror") as http:  # asked after the feed is open: no state change is missed
                 if http.get(BASE).json()["state"] != "online":
@@ -70,6 +71,19 @@ def agent(tmp_path_factory) -> Iterator[AgentProcess]:
             yield agent
     finally:
         agent.close()
+
+
+def bearer(role: str) -> dict[str, str]:
+    """The Authorization header of ``role``."""
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def ticket(agent: AgentProcess) -> str:
+    """A one-use ticket for mirror-1's stream, as the mirror's screen gets before each (re)connect."""
+    with agent.client("mirror") as http:
+        answer = http.post("/v1/tickets", json={"for": "stream", "device": "mirror-1"})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["ticket"]
 
 
 def mirror_pids(agent: AgentProcess) -> list[int]:
@@ -144,12 +158,17 @@ def test_the_picker_lists_try_on_products_with_price_and_stock(agent):
 def test_the_stream_goes_to_the_mirrors_own_screen_only(agent):
     with agent.client() as http:
         assert http.get(f"{BASE}/stream").status_code == 401
-        assert http.get(f"{BASE}/stream?token={TOKENS['associate']}").status_code == 403
-        with http.stream("GET", f"{BASE}/stream?token={TOKENS['mirror']}") as response:
+        assert http.get(f"{BASE}/stream", headers=bearer("associate")).status_code == 403
+        once = ticket(agent)
+        with http.stream("GET", f"{BASE}/stream?ticket={once}") as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("multipart/x-mixed-replace; boundary=")
             assert response.headers["cache-control"] == "no-store"
             frames = read_frames(response, 3)
+        spent = http.get(f"{BASE}/stream?ticket={once}")
+        assert spent.status_code == 401 and "spent or expired ticket" in spent.json()["detail"]
+        in_url = http.get(f"{BASE}/stream?token={TOKENS['mirror']}")
+        assert in_url.status_code == 401 and "a token in a URL is refused" in in_url.json()["detail"]
     assert all(f.shape == (240, 320, 3) for f in frames)
 
 
@@ -215,7 +234,7 @@ def test_a_killed_mirror_comes_back_and_the_agent_never_noticed(agent):
         agent.feed.wait_state("online")
         assert mirror_pids(agent) not in ([], [pid])
         assert agent.proc.poll() is None
-        with http.stream("GET", f"{BASE}/stream?token={TOKENS['mirror']}") as response:
+        with http.stream("GET", f"{BASE}/stream?ticket={ticket(agent)}") as response:
             assert len(read_frames(response, 2)) == 2
 
 
@@ -225,7 +244,7 @@ def test_nothing_of_the_mirror_is_written_to_the_data_dir(agent):
 
 
 def test_the_agent_stops_cleanly_while_a_screen_is_watching(agent):
-    with agent.client("mirror") as http, http.stream("GET", f"{BASE}/stream?token={TOKENS['mirror']}") as response:
+    with agent.client("mirror") as http, http.stream("GET", f"{BASE}/stream") as response:
         read_frames(response, 1)
         started = time.monotonic()
         assert agent.stop() == 0

@@ -175,6 +175,8 @@ def test_the_feed_refuses_missing_tokens_and_roles_without_a_feed(store):
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=E2E_S)
             assert closed.value.rcvd.code == code
-    # A browser passes the token in the query string.
-    with connect(f"ws://127.0.0.1:{agent.port}/v1/events?token={TOKENS['console']}", open_timeout=E2E_S) as ws:
+    # A browser passes a one-use ticket in the query string (its token never goes in a URL).
+    with agent.client("console") as http:
+        ticket = http.post("/v1/tickets", json={"for": "events"}).json()["ticket"]
+    with connect(f"ws://127.0.0.1:{agent.port}/v1/events?ticket={ticket}", open_timeout=E2E_S) as ws:
         assert json.loads(ws.recv(timeout=E2E_S))["type"] == "hello"
