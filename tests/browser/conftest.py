@@ -12,9 +12,11 @@ docs/screenshots/ (what docs/console.md shows).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from sync.hub.broker import parse_broker_url
 from sync.hub.console.simulate import Simulator
 from sync.localbroker import LocalMosquitto
 
-from support.agent import AgentProcess, config_dict, free_port
+from support.agent import AgentProcess, config_dict, free_port, make_tls
 from support.hubprocess import HubProcess
 from support.printer import EmulatorThread
 
@@ -83,6 +85,49 @@ def browser() -> Iterator:
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+def spki_pin(key: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a PEM key: what Chromium's
+    ``--ignore-certificate-errors-spki-list`` takes. It lets exactly that key's certificate
+    through (still checked for names and dates), as a kiosk that pins the store's key would."""
+    der = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def https_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """An agent on HTTPS and WSS (a CA of the test's own) with a heartbeat device."""
+    tmp = tmp_path_factory.mktemp("https")
+    heartbeat = HeartbeatThread()
+    (tmp / "agent").mkdir()
+    devices = [{"id": "heartbeat-1", "kind": "sensor.heartbeat", "address": f"127.0.0.1:{heartbeat.port}",
+                "interval": 0.3, "timeout": 0.5}]
+    agent = AgentProcess(tmp / "agent", config_dict(free_port(), devices), tls=make_tls(tmp / "ca"))
+    try:
+        agent.start()
+        yield agent
+    finally:
+        agent.close()
+        heartbeat.close()
+
+
+@pytest.fixture(scope="module")
+def https_browser(https_agent: AgentProcess) -> Iterator:
+    """Headless Chromium that accepts the HTTPS agent's certificate by its key alone (no blanket
+    --ignore-certificate-errors): any other certificate is still refused."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
+    pin = spki_pin(https_agent.tls.server.key)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=[f"--ignore-certificate-errors-spki-list={pin}"])
         yield b
         b.close()
 
