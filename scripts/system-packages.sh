@@ -3,7 +3,7 @@
 # missing and we are root; otherwise named, with the command to install them.
 #   mosquitto   the MQTT broker of the demo hub and of the sync tests
 #   postgresql  the hub's PostgreSQL tests start a throwaway server
-#   openssl     the TLS tests make a throwaway CA
+#   openssl     the demo's CA and the API's certificate (make run), and the TLS tests' throwaway CAs
 #   umockdev    the USB HID scanner tests mock /dev/input for the agent
 #   fonts-wqy-microhei  the shelf-label font (Latin and Chinese in one face)
 #   libusb-1.0-0  what pyusb drives USB receipt printers through
@@ -17,11 +17,11 @@ need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v openssl >/dev/null || need+=(openssl)
 compgen -G "/usr/lib/*/libusb-1.0.so.0" >/dev/null || compgen -G "/lib/*/libusb-1.0.so.0" >/dev/null || need+=(libusb-1.0-0)
 compgen -G "/usr/lib/*/libGL.so.1" >/dev/null || need+=(libgl1)
 compgen -G "/usr/lib/*/libglib-2.0.so.0" >/dev/null || compgen -G "/lib/*/libglib-2.0.so.0" >/dev/null || need+=(libglib2.0-0)
 if [ "${1:-}" = test ]; then
-  command -v openssl >/dev/null || need+=(openssl)
   command -v umockdev-run >/dev/null || need+=(umockdev)
   command -v strace >/dev/null || need+=(strace)
   command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
