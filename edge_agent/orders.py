@@ -11,7 +11,10 @@ for the status it already has changes nothing (200, ``changed: false``).
 ``collected`` needs the customer's pickup code (the 6 digits, or the whole
 ``RP1:<order>:<code>`` of the pickup QR): a wrong one is counted, and after
 ``MAX_CODE_ATTEMPTS`` wrong codes in a row the order takes no code for
-``LOCK`` (429). Each step is a ``retail.order.status`` event to the hub and an
+``LOCK`` (429). The store keeps a pickup code only as its keyed hash
+(store/keys.py ``code_hash``, compared in constant time) and forgets even
+that at collection; no answer but the placing one shows a code (README,
+"Personal data"). Each step is a ``retail.order.status`` event to the hub and an
 ``order.status`` on the feed; at ``collected`` the lines of a hub order
 leave store stock (``retail.stock.adjusted``, reason ``pickup``): it is
 picked from the shelves, and the goods stay in the store, in the pickup

@@ -324,3 +324,34 @@ def test_a_store_opened_with_another_key_is_refused(tmp_path):
     (tmp_path / keys.KEY_FILE).unlink()  # lost: a new one would not check the stored codes
     with pytest.raises(StoreError, match="privacy.key is not the key this store database was used with"):
         run(open_once())
+
+
+def test_the_feed_records_a_read_for_each_client_that_sees_a_member_unmasked():
+    from edge_agent.bus import BusEvent, EventBus
+    from edge_agent.feed import Feed
+
+    reads: list[tuple] = []
+
+    async def main():
+        feed = Feed(EventBus())
+        feed.on_read = lambda *read: reads.append(read)
+        pad, _ = feed.connect(Role.ASSOCIATE, "associate-1", None, None)
+        console, _ = feed.connect(Role.CONSOLE, "console-1", None, None)
+        kiosk, _ = feed.connect(Role.KIOSK, "kiosk-1", None, None)
+        await feed.handle(BusEvent("member.arrived", {"member_id": "M-1001", "tier": "gold"}, id=1))
+        await feed.handle(BusEvent("member.attached", {"station": "kiosk-1", "member_id": "M-1001"}, id=2))
+        await feed.handle(BusEvent("scan", {"station": "kiosk-2", "kind": "member", "ok": True,
+                                            "fields": {"member_id": "M-2002"}}, id=3))
+        await feed.handle(BusEvent("order.status", {"order_id": "WEB-1", "member_id": None}, id=4))
+        await feed.handle(BusEvent("stock.low", {"sku": "TOTE-CANVAS"}, id=5))
+        return console.queue.qsize(), [console.queue.get_nowait() for _ in range(console.queue.qsize())]
+
+    seen_by_console, console_events = run(main())
+    assert sorted(reads) == [  # clients are offered an event in no particular order
+        ("associate-1", Role.ASSOCIATE, "M-1001", "feed:member.arrived"),
+        ("associate-1", Role.ASSOCIATE, "M-1001", "feed:member.attached"),
+        ("associate-1", Role.ASSOCIATE, "M-2002", "feed:scan"),
+        ("kiosk-1", Role.KIOSK, "M-1001", "feed:member.attached"),
+    ]
+    # The console saw the scan and the order masked, and is not counted as having read anyone.
+    assert seen_by_console == 3 and all("M-2002" not in json.dumps(e.data) for e in console_events)
