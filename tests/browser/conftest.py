@@ -100,14 +100,18 @@ def spki_pin(key: Path) -> str:
 
 @pytest.fixture(scope="module")
 def https_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    """An agent on HTTPS and WSS (a CA of the test's own) with a heartbeat device."""
+    """An agent on HTTPS and WSS (a CA of the test's own) with a heartbeat device and a mirror
+    (synthetic camera) whose screen station is kiosk-1."""
     tmp = tmp_path_factory.mktemp("https")
     heartbeat = HeartbeatThread()
     (tmp / "agent").mkdir()
     devices = [{"id": "heartbeat-1", "kind": "sensor.heartbeat", "address": f"127.0.0.1:{heartbeat.port}",
-                "interval": 0.3, "timeout": 0.5}]
+                "interval": 0.3, "timeout": 0.5},
+               {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "station": "mirror-1",
+                "kiosk": "kiosk-1", "width": 640, "height": 480, "session_gap": 60}]
     agent = AgentProcess(tmp / "agent", config_dict(free_port(), devices), tls=make_tls(tmp / "ca"))
     try:
+        agent.import_catalog()
         agent.start()
         yield agent
     finally:

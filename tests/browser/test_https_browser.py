@@ -50,6 +50,16 @@ def test_the_store_console_works_over_https_and_wss(tab: Page, https_agent: Agen
     assert tab.evaluate("window.isSecureContext") is True
 
 
+def test_the_mirror_screen_streams_over_https(tab: Page, https_agent: AgentProcess, tmp_path: Path) -> None:
+    tab.goto(f"{https_agent.url}/mirror?device=mirror-1#token={TOKENS['mirror']}")
+    # naturalWidth is 0 until a JPEG of the MJPEG stream (fetched with a one-use ticket) has been decoded.
+    tab.wait_for_function("() => document.getElementById('live').naturalWidth > 0", timeout=90_000)
+    src = tab.evaluate("document.getElementById('live').src")
+    assert src.startswith(f"{https_agent.url}/v1/mirror/mirror-1/stream?ticket="), src
+    assert tab.evaluate("window.isSecureContext") is True  # what the screen's camera features need
+    tab.screenshot(path=str(tmp_path / "mirror-https.png"))
+
+
 def test_a_server_with_another_key_is_still_refused(tab: Page, tmp_path: Path) -> None:
     """Same names, same kind of certificate, another key: the pin does not cover it."""
     pair = CertAuthority(tmp_path / "ca").create().issue("impostor", "server")
