@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_agent.store import codec
@@ -84,16 +84,28 @@ def acknowledge(conn: sqlite3.Connection, seq: int, at: str | None = None) -> tu
 
     When (``at``, ISO-8601 UTC, default now) is kept in ``acks``: the retention
     of the personal data in these events' records counts from it
-    (edge_agent/privacy.py). A seq acknowledged again keeps its first time.
+    (edge_agent/privacy.py). Acks within ``ACK_GRAIN`` of the last row move
+    that row's seq up instead of adding one (a busy store is acknowledged
+    many times a minute): retention then counts from up to a minute before
+    the ack, which is nothing against days, and the table stays small.
     """
     n, data = conn.execute(
         "SELECT count(*), coalesce(sum(length(data)), 0) FROM outbox WHERE seq <= ?", (seq,)
     ).fetchone()
     conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
     conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'acked_seq'", (seq,))
-    conn.execute("INSERT INTO acks (seq, at) VALUES (?, ?) ON CONFLICT (seq) DO NOTHING",
-                 (seq, at or datetime.now(timezone.utc).isoformat()))
+    moment = datetime.fromisoformat(at) if at else datetime.now(timezone.utc)
+    last = conn.execute("SELECT seq, at FROM acks ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is not None and seq <= last[0]:
+        pass  # acknowledged before: its first time stands
+    elif last is not None and moment - datetime.fromisoformat(last[1]) < ACK_GRAIN:
+        conn.execute("UPDATE acks SET seq = ? WHERE seq = ?", (seq, last[0]))
+    else:
+        conn.execute("INSERT INTO acks (seq, at) VALUES (?, ?)", (seq, moment.isoformat()))
     return n, data + n * ROW_OVERHEAD
+
+
+ACK_GRAIN = timedelta(minutes=1)
 
 
 DROPPED_TYPE = "retail.telemetry.dropped"

@@ -355,3 +355,28 @@ def test_the_feed_records_a_read_for_each_client_that_sees_a_member_unmasked():
     ]
     # The console saw the scan and the order masked, and is not counted as having read anyone.
     assert seen_by_console == 3 and all("M-2002" not in json.dumps(e.data) for e in console_events)
+
+
+def test_acks_within_a_minute_share_one_row_and_retention_counts_from_its_first(tmp_path):
+    async def main():
+        store = await _store(tmp_path)
+        clock = Clock(T0)
+        privacy = _privacy(store, clock, retention_days=1)
+        try:
+            first, second, third = [await _sell(store) for _ in range(3)]
+            await _ack(store, first["seq"], T0)
+            await _ack(store, second["seq"], T0 + timedelta(seconds=59))
+            await _ack(store, first["seq"], T0 + timedelta(seconds=70))  # again: nothing changes
+            await _ack(store, third["seq"], T0 + timedelta(seconds=61))
+            rows = await store.read(lambda c: c.execute("SELECT seq, at FROM acks ORDER BY seq").fetchall())
+            clock.now = T0 + timedelta(days=1, seconds=30)
+            report = await privacy.sweep()
+            left = await store.read(lambda c: c.execute("SELECT seq FROM acks").fetchall())
+            return first, second, third, rows, report, left
+        finally:
+            await store.stop()
+
+    first, second, third, rows, report, left = run(main())
+    assert rows == [(second["seq"], T0.isoformat()), (third["seq"], (T0 + timedelta(seconds=61)).isoformat())]
+    assert report.sales == 2 and report.swept_to == second["seq"]  # the third's ack is a day old only at 1 d 61 s
+    assert left == [(third["seq"],)]
