@@ -269,6 +269,19 @@ def test_the_agent_does_not_fall_back_to_plain_http(tmp_path: Path, certs: Agent
         agent.close()
 
 
+def test_sigterm_with_a_handshake_in_flight_exits_0(tmp_path: Path, certs: AgentTls) -> None:
+    agent = AgentProcess(tmp_path, config_dict(free_port()), tls=certs)
+    try:
+        agent.start()
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=30):  # never says hello
+            t = time.monotonic()
+            assert agent.stop() == 0
+            assert time.monotonic() - t < 10
+        assert "Traceback" not in agent.log()
+    finally:
+        agent.close()
+
+
 # Slow handshakes ----------------------------------------------------------------------------------
 
 def test_sockets_that_never_say_hello_do_not_stop_checkout(tmp_path: Path, certs: AgentTls) -> None:
