@@ -216,14 +216,17 @@ class HubLink:
 
     def _make_client(self) -> mqtt.Client:
         hub = self.config.hub
-        suffix = "-drain" if self.drain_only else ""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{self.config.store.id}{suffix}",
-                             protocol=mqtt.MQTTv5)
+        login = hub.username or self.config.store.id
+        # The client id is the login, as the shipped hub broker enforces (systemd/mosquitto/edge-hub.conf.example,
+        # use_username_as_clientid): no other store's login can take this store's session. A broker that does
+        # not enforce it keeps the drain apart from the live agent by the suffix; one that does makes them share.
+        client_id = f"{login}-drain" if self.drain_only else login
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
         if not self.drain_only:
             client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
         # The hub's ACL knows a store by its login: the store id (systemd/mosquitto/acl.example).
-        client.username_pw_set(hub.username or self.config.store.id, self._password())
+        client.username_pw_set(login, self._password())
         if parse_broker_url(hub.url).tls:
             client.tls_set(
                 ca_certs=str(hub.ca_file) if hub.ca_file else None,

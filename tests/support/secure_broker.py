@@ -63,13 +63,16 @@ class SecureBroker:
     """The example hub broker: ``port`` is the loopback plain listener, ``tls_port`` the TLS one."""
 
     def __init__(self, workdir: Path, users: dict[str, str], ca_file: Path, server: KeyPair,
-                 require_certificate: bool = False, identity_as_username: bool = False):
+                 require_certificate: bool = False, identity_as_username: bool = False,
+                 username_as_clientid: bool = True):
         self.workdir = workdir
         self.users = users
         self.ca_file = ca_file
         self.server = server
         self.require_certificate = require_certificate
         self.identity_as_username = identity_as_username
+        # False: the example as it was before the TLS listener bound client ids to logins (to show why it does).
+        self.username_as_clientid = username_as_clientid
         self.port = free_port()
         self.tls_port = free_port()
         self.conf_path = workdir / "mosquitto.conf"
@@ -101,6 +104,8 @@ class SecureBroker:
             table["#require_certificate true"] = "require_certificate true"
         if self.identity_as_username:
             table["#use_identity_as_username true"] = "use_identity_as_username true"
+        if not self.username_as_clientid:
+            table["use_username_as_clientid true"] = "#use_username_as_clientid true"
         return table
 
     def start(self, timeout: float = 10.0) -> "SecureBroker":

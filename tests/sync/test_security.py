@@ -19,12 +19,15 @@ import json
 import queue
 import re
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -355,8 +358,8 @@ def test_agent_connects_over_tls_with_its_password(make_agent, tmp_path, broker,
         _online_and_answering(agent, hub)
     finally:
         agent.stop()
-    # Mosquitto logs each login: MQTT 5 (p5), persistent session (c0), as user store-a.
-    assert re.search(r"as edge-agent-store-a \(p5, c0, k\d+, u'store-a'\)", broker.log())
+    # Mosquitto logs each login: MQTT 5 (p5), persistent session (c0), as user store-a, whose login is its id.
+    assert re.search(r"as store-a \(p5, c0, k\d+, u'store-a'\)", broker.log())
 
 
 @pytest.mark.parametrize("ca", ["system", "rogue"])
@@ -434,5 +437,119 @@ def test_certificate_cn_is_the_store_with_use_identity_as_username(make_agent, t
         _online_and_answering(agent, hub)
     finally:
         agent.stop()
-    # It sent no user name; the broker took the certificate's CN.
-    assert re.search(r"as edge-agent-store-a \(p5, c0, k\d+, u'store-a'\)", mutual_broker.log())
+    # The broker took the certificate's CN as the user name, and that as the client id.
+    assert re.search(r"as store-a \(p5, c0, k\d+, u'store-a'\)", mutual_broker.log())
+
+
+# The client id is the login (use_username_as_clientid on the stores' listener) -------------------------------
+
+@pytest.fixture
+def unbound_broker(tmp_path: Path, pki: dict[str, Any]) -> Iterator[SecureBroker]:
+    """The example as it was before: the TLS listener takes any client id from any login."""
+    b = SecureBroker(tmp_path / "unbound", PASSWORDS, pki["ca"].cert, pki["server"],
+                     username_as_clientid=False).start()
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["shipped", "without-the-line"])
+def test_another_stores_login_cannot_knock_a_store_off(make_agent, tmp_path, broker, unbound_broker, pki, peers,
+                                                       bound):
+    """store-b's password with store-a's client id (the agent's own, and the one it used to have) over TLS:
+    on the shipped broker store-a's agent stays connected and the hub sees no offline Will; without
+    use_username_as_clientid the same connect takes store-a's session, which is what the line is for."""
+    b = broker if bound else unbound_broker
+    ca = pki["ca"].cert
+    since = len(b.log())  # the module's broker has served other tests
+    hub = peers("hub", port=b.port).connected()
+    agent = _agent_over_tls(make_agent, tmp_path, b, ca, password=PASSWORDS["store-a"])
+    try:
+        _online_and_answering(agent, hub)
+        hub.subscribe("edge/store-b/sentinel", retained=False)
+        for client_id in ("store-a", "edge-agent-store-a"):
+            intruder = peers("store-b", port=b.tls_port, ca=ca, client_id=client_id).connected()
+            # Mosquitto handles one packet at a time: a Will the connect set off reaches the hub before this.
+            assert not intruder.publish("edge/store-b/sentinel", client_id).is_failure
+            got = hub.until(client_id)
+            offline = [p for t, p in got if t == "edge/store-a/status" and json.loads(p)["state"] == "offline"]
+            if not bound:
+                assert offline, got  # the attack of finding 4 works against the old example
+                return
+            assert offline == [], got
+            intruder.close()
+        # Still the same connection: nothing logged a disconnect, a command is answered, health says online.
+        _online_and_answering(agent, hub)
+        with agent.client() as http:
+            assert http.get("/v1/health").json()["hub"] == "online"
+        assert "taken over" not in agent.log() and "disconnected" not in agent.log().lower()
+    finally:
+        agent.stop()
+    # On the broker, the intruder was store-b under its own login, whatever id it asked for.
+    log = b.log()[since:]
+    assert re.search(r"as store-b \(p5, c1, k\d+, u'store-b'\)", log)
+    assert not re.search(r"as store-a \(p5, c1", log) and "already connected" not in log
+
+
+def test_the_hub_user_keeps_its_own_client_ids(broker, peers):
+    """edge-hub's workers share the user "hub" on the loopback listener, each with its own id: both stay."""
+    one = peers("hub", client_id="hub-worker-1").connected()
+    two = peers("hub", client_id="hub-worker-2").connected()
+    one.subscribe("edge/store-a/sentinel", retained=False)
+    store = peers("store-a").connected()
+    assert not store.publish("edge/store-a/sentinel", "both").is_failure
+    assert one.until("both") == [("edge/store-a/sentinel", "both")]
+    assert not two.publish("hub/store-a/cmd", "still connected").is_failure
+    assert re.search(r"as hub-worker-1 \(p5, c1, k\d+, u'hub'\)", broker.log())
+    assert re.search(r"as hub-worker-2 \(p5, c1, k\d+, u'hub'\)", broker.log())
+
+
+def test_a_dead_pcs_disk_drains_beside_its_live_agent_on_the_shipped_broker(make_agent, tmp_path, broker, pki,
+                                                                            peers):
+    """The drain and the live agent share the store's one session by turns: every event reaches the hub,
+    and the live agent is back online after its takeover backoff."""
+    from support.hubprocess import HubProcess
+    from support.storepcs import sell
+    from sync.hub.db import open_db
+
+    def pc(name: str) -> AgentProcess:
+        config = config_dict(free_port(), [], store_id="store-a", hub_url=f"mqtts://127.0.0.1:{broker.tls_port}")
+        pw = tmp_path / f"{name}.pass"
+        pw.write_text(PASSWORDS["store-a"] + "\n")
+        config["hub"].update(username="store-a", password_file=str(pw), ca_file=str(pki["ca"].cert),
+                             takeover_backoff=2)
+        agent = make_agent(workdir=tmp_path / name, config=config)
+        agent.import_catalog()
+        return agent.start()
+
+    old = pc("old-pc")
+    stranded = sell(old, 5)  # no hub yet: nothing acknowledges them
+    old.kill()
+    hub = HubProcess(f"mqtt://hub:{PASSWORDS['hub']}@127.0.0.1:{broker.port}", f"sqlite:///{tmp_path}/hub.db",
+                     tmp_path / "hub.log").start()
+    watcher = peers("hub", client_id="status-watcher").connected()
+    try:
+        new = pc("new-pc")
+        live = sell(new, 3)
+        watcher.subscribe("edge/store-a/status", retained=False)
+        done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "drain", "--config", str(new.config_path),
+                               "--data-dir", str(old.data_dir), "--timeout", "120"],
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert "5 event(s) to send" in done.stdout and "every event is at the hub" in done.stdout
+        # The live agent took its session back and says so; its own sales reach the hub too.
+        watcher.expect("edge/store-a/status", lambda s: s["state"] == "online", new, timeout=60)
+        deadline = time.monotonic() + 60
+        while (health := httpx.get(f"{new.url}/v1/health", timeout=10).json())["outbox_depth"] or \
+                health["hub"] != "online":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+        db = open_db(f"sqlite:///{tmp_path}/hub.db")
+        try:
+            sales = [json.loads(db.query("SELECT event FROM events WHERE store = ? AND stream = ? AND seq = ?",
+                                         ("store-a", stream, seq))[0][0])["data"]["client_sale_id"]
+                     for stream, seq, _, type_ in db.store_events("store-a") if type_ == "retail.sale.completed"]
+        finally:
+            db.close()
+        assert sorted(sales) == sorted(stranded + live)
+    finally:
+        hub.stop()
