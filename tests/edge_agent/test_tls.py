@@ -337,6 +337,45 @@ def test_sockets_that_never_say_hello_do_not_stop_checkout(tmp_path: Path, certs
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_sockets_in_their_handshake_count_against_the_connection_cap(tmp_path: Path, certs: AgentTls) -> None:
+    config = config_dict(free_port(), [])
+    config["api"]["listen"] = f"0.0.0.0:{config['api']['listen'].rsplit(':', 1)[1]}"
+    config["api"].update(header_timeout=2, max_connections=8)
+    agent = AgentProcess(tmp_path, config, tls=certs)
+    silent: list[socket.socket] = []
+    try:
+        agent.start()
+        for _ in range(8):  # eight sockets that never say hello fill the cap
+            silent.append(socket.create_connection(("127.0.0.1", agent.port), timeout=30,
+                                                   source_address=(ATTACKER, 0)))
+        deadline = time.monotonic() + 30
+        refused = False
+        while not refused and time.monotonic() < deadline:  # until the agent has accepted all eight
+            try:
+                with agent.client(timeout=30) as c:
+                    c.get("/v1/health")
+            except httpx.TransportError:
+                refused = True
+        assert refused, "a ninth connection was served while eight handshakes held the cap"
+        # Their handshake time runs out (api.header_timeout): the slots come back.
+        for s in silent:
+            s.settimeout(30)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        with agent.client(timeout=30) as c:
+            assert c.get("/v1/health").status_code == 200
+        deadline = time.monotonic() + 30
+        while "(api.max_connections)" not in agent.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "(api.max_connections)" in agent.log()
+    finally:
+        for s in silent:
+            s.close()
+        agent.close()
+
+
 # The demo's certificates --------------------------------------------------------------------------
 
 def _serve_once(pair_cert: Path, pair_key: Path) -> tuple[int, threading.Thread]:
