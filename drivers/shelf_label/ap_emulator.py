@@ -19,6 +19,8 @@ and size, is still checked at upload). An upload then costs the emulator
 labels on a 2-core machine (bench/bench_labels.py). The same picture again
 is recognised by its bytes and not queued, as the firmware does by its
 converted data ("new image is the same as current image", newproto.cpp).
+Bodies over ``MAX_BODY`` are refused (413) before they are read, and a
+multipart body python-multipart cannot parse whole gets a 400 that says why.
 
 Faults, for tests: ``fault = Fault.ERROR_500 | HANG | GARBAGE | NOT_READY``,
 and ``stop()`` then ``start()`` for an AP that is down and comes back on the
@@ -45,6 +47,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageMath
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
 
 from drivers.shelf_label.models import PALETTES, Rgb, load_models
 from drivers.shelf_label.oepl import normalize_mac
@@ -54,6 +59,12 @@ PAGE_BYTES = 5000
 # A hung request is released by stop() or by clearing the fault; this only
 # bounds a thread that nobody releases.
 HANG_LIMIT = 60.0
+# Request bodies are refused above this before a byte of them is read (413).
+# A label JPEG is tens of kB (the largest panel, 400x300, under 100 kB); the
+# firmware's /imgupload writes into the ESP32's few-MB flash file system.
+MAX_BODY = 1 << 20
+# An upload has a handful of fields (mac, contentmode, alias, dither) and one file.
+MAX_PARTS = 16
 
 
 class Fault(str, enum.Enum):
@@ -428,22 +439,71 @@ def _atoi(text: str) -> int:
     return int(m.group()) if m else 0
 
 
+class MalformedBody(ValueError):
+    """A request body the emulator refuses with a 4xx; the message says why."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
 def _multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
-    """(name, filename or None, bytes) of each part of a multipart/form-data body, in order."""
-    m = re.search(r'boundary="?([^";]+)"?', content_type)
-    if m is None:
-        return []
-    parts = []
-    for chunk in body.split(b"--" + m.group(1).encode())[1:]:
-        if chunk.startswith(b"--"):
-            break  # the closing delimiter
-        head, _, payload = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        disposition = next((line for line in head.decode("utf-8", "replace").split("\r\n")
-                            if line.lower().startswith("content-disposition:")), "")
-        name = re.search(r'(?:^|;)\s*name="([^"]*)"', disposition.split(":", 1)[-1])
-        filename = re.search(r'(?:^|;)\s*filename="([^"]*)"', disposition.split(":", 1)[-1])
-        parts.append((name.group(1) if name else "", filename.group(1) if filename else None,
-                      payload.removesuffix(b"\r\n")))
+    """(name, filename or None, bytes) of each part of a multipart/form-data body, in order.
+
+    python-multipart does the parsing (RFC 7578, streaming, its own header
+    limits); what it cannot say, a body cut before its closing boundary and
+    a part without a form-data name, is checked here. MalformedBody (400) on
+    anything that is not a whole, well-formed body.
+    """
+    ctype, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise MalformedBody(400, "Content-Type must be multipart/form-data with a boundary")
+    parts: list[tuple[str, str | None, bytes]] = []
+    head: dict[bytes, bytes] = {}
+    name, value, data = bytearray(), bytearray(), bytearray()
+    ended = False
+
+    def begin() -> None:
+        if len(parts) >= MAX_PARTS:
+            raise MalformedBody(400, f"more than {MAX_PARTS} parts")
+        head.clear()
+        data.clear()
+
+    def header_end() -> None:
+        head[bytes(name).strip().lower()] = bytes(value).strip()
+        name.clear()
+        value.clear()
+
+    def part_end() -> None:
+        kind, opts = parse_options_header(head.get(b"content-disposition"))
+        if kind != b"form-data" or b"name" not in opts:
+            raise MalformedBody(400, "a part has no Content-Disposition: form-data; name=...")
+        filename = opts.get(b"filename")
+        parts.append((opts[b"name"].decode("utf-8", "replace"),
+                      None if filename is None else filename.decode("utf-8", "replace"), bytes(data)))
+
+    def end() -> None:
+        nonlocal ended
+        ended = True
+
+    callbacks = {
+        "on_part_begin": begin,
+        "on_header_field": lambda buf, start, stop: name.extend(buf[start:stop]),
+        "on_header_value": lambda buf, start, stop: value.extend(buf[start:stop]),
+        "on_header_end": header_end,
+        "on_part_data": lambda buf, start, stop: data.extend(buf[start:stop]),
+        "on_part_end": part_end,
+        "on_end": end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks, max_size=max(len(body), 1))  # type: ignore[arg-type]
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as err:
+        raise MalformedBody(400, f"malformed multipart body: {err}") from err
+    if not ended:
+        raise MalformedBody(400, "malformed multipart body: it ends before its closing boundary")
     return parts
 
 
@@ -458,11 +518,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # tests read ap.requests instead of stderr
 
     def _answer(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
         ap = self.ap
         with ap.lock:
             ap.requests.append(f"{method} {self.path}")
+        try:
+            body = self._body()
+        except MalformedBody as err:
+            self.close_connection = True  # the unread body is still on the socket
+            return self._send(err.status, "text/plain", str(err).encode())
         fault = ap.fault
         if fault is Fault.HANG:
             ap._release.wait(HANG_LIMIT)
@@ -483,7 +546,10 @@ class _Handler(BaseHTTPRequestHandler):
             case "GET", "/get_ap_config":
                 answer = ap._ap_config()
             case "POST", "/imgupload" if ctype.startswith("multipart/form-data"):
-                answer = ap._upload(_multipart(ctype, body))
+                try:
+                    answer = ap._upload(_multipart(ctype, body))
+                except MalformedBody as err:
+                    answer = (err.status, "text/plain", str(err).encode())
             case "POST", "/tag_cmd":
                 form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
                 answer = ap._tag_cmd(form)
@@ -492,6 +558,18 @@ class _Handler(BaseHTTPRequestHandler):
             case _:
                 answer = (404, "text/plain", b"Not found")
         self._send(*answer)
+
+    def _body(self) -> bytes:
+        """The request body, its length checked against MAX_BODY before any of it is read."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise MalformedBody(411, "send a Content-Length (chunked bodies are not accepted)")
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            raise MalformedBody(400, f"Content-Length must be a number of bytes, got {text[:20]!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            raise MalformedBody(413, f"body of {length} bytes is over the limit of {MAX_BODY}")
+        return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, ctype: str, body: bytes) -> None:
         self.send_response(status)

@@ -184,3 +184,106 @@ def test_a_poll_during_a_checkin_sees_it_whole_or_not_at_all(ap, monkeypatch):
         checkin.join(30)
     after = tag()
     assert after["pending"] == 0 and after["hash"] != before["hash"] and after["lastseen"] == 1_800_000_000
+
+
+# Request bodies: limits before work, a clear 4xx for what cannot be parsed ------------------------
+
+
+def raw_request(ap: ApEmulator, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Status and body of one request written byte for byte on a socket (what httpx would not send)."""
+    import socket
+
+    with socket.create_connection((ap.host, ap.port), timeout=30) as s:
+        s.sendall(head + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := s.recv(65536):  # the emulator closes after an error answer
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def form(parts: list[bytes], boundary: bytes = b"b0undary", close: bool = True) -> bytes:
+    out = b"".join(b"--" + boundary + b"\r\n" + p + b"\r\n" for p in parts)
+    return out + (b"--" + boundary + b"--\r\n" if close else b"")
+
+
+MAC_PART = b'Content-Disposition: form-data; name="mac"\r\n\r\n' + MAC.encode()
+
+
+def upload_head(length: int, ctype: bytes = b"multipart/form-data; boundary=b0undary") -> bytes:
+    return (b"POST /imgupload HTTP/1.1\r\nHost: ap\r\nContent-Type: " + ctype
+            + b"\r\nContent-Length: " + str(length).encode())
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(ap):
+    from drivers.shelf_label.ap_emulator import MAX_BODY
+
+    # Only the head is sent: the 413 comes without waiting for the megabyte announced.
+    status, text = raw_request(ap, upload_head(MAX_BODY + 1))
+    assert (status, text) == (413, f"body of {MAX_BODY + 1} bytes is over the limit of {MAX_BODY}".encode())
+    assert ap.uploads == []
+
+
+def test_a_whole_upload_of_the_limit_is_accepted_over_a_socket(ap):
+    from drivers.shelf_label.ap_emulator import MAX_BODY
+
+    file_part = b'Content-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    pad = b'Content-Disposition: form-data; name="pad"\r\n\r\n'
+    room = MAX_BODY - len(form([MAC_PART, pad, file_part + jpeg()]))
+    body = form([MAC_PART, pad + b"x" * room, file_part + jpeg()])
+    assert len(body) == MAX_BODY
+    status, text = raw_request(ap, upload_head(len(body)) + b"\r\nConnection: close", body)
+    assert (status, text) == (200, b"Ok, saved")
+    assert ap.last_upload(MAC).data == jpeg() and ap.last_upload(MAC).error is None
+
+
+@pytest.mark.parametrize("head, reason", [
+    (upload_head(0).replace(b"Content-Length: 0", b"Content-Length: 12x"),
+     b"Content-Length must be a number of bytes, got '12x'"),
+    (upload_head(0).replace(b"Content-Length: 0", b"Content-Length: -5"),
+     b"Content-Length must be a number of bytes, got '-5'"),
+])
+def test_a_bad_content_length_is_400(ap, head, reason):
+    assert raw_request(ap, head) == (400, reason)
+
+
+def test_a_chunked_body_is_411(ap):
+    head = b"POST /imgupload HTTP/1.1\r\nHost: ap\r\nTransfer-Encoding: chunked\r\nContent-Type: multipart/form-data"
+    assert raw_request(ap, head, b"0\r\n\r\n")[0] == 411
+
+
+FILE_PART = b'Content-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\nJPEG'
+
+
+@pytest.mark.parametrize("ctype, body, reason", [
+    (b"multipart/form-data", form([MAC_PART]), "Content-Type must be multipart/form-data with a boundary"),
+    (b"multipart/form-data; boundary=b0undary", form([MAC_PART, FILE_PART], close=False),
+     "it ends before its closing boundary"),
+    (b"multipart/form-data; boundary=b0undary", form([MAC_PART], boundary=b"other"), "malformed multipart body"),
+    (b"multipart/form-data; boundary=b0undary", form([b"Content-Disposition: attachment\r\n\r\nx"]),
+     "a part has no Content-Disposition: form-data; name=..."),
+    (b"multipart/form-data; boundary=b0undary", form([b"X-Nothing: here\r\n\r\nx"]),
+     "a part has no Content-Disposition: form-data; name=..."),
+    (b"multipart/form-data; boundary=b0undary", form([MAC_PART] * 17), "more than 16 parts"),
+    (b"multipart/form-data; boundary=b0undary",
+     form([b"".join(b"X-H%d: v\r\n" % i for i in range(40)) + MAC_PART]), "malformed multipart body"),
+    (b"multipart/form-data; boundary=b0undary", b"\x00\xff garbage \r\n\r\n", "malformed multipart body"),
+])
+def test_a_malformed_multipart_upload_is_400_with_the_reason(ap, ctype, body, reason):
+    status, text = raw_request(ap, upload_head(len(body), ctype), body)
+    assert status == 400 and reason in text.decode(), text
+    assert ap.uploads == []
+    # ... and the emulator still serves the next client.
+    r = httpx.post(ap.url + "/imgupload", data={"mac": MAC}, files={"file": ("a.jpg", jpeg(), "image/jpeg")})
+    assert r.text == "Ok, saved"
+
+
+def test_multipart_parts_keep_their_order_names_and_bytes():
+    from drivers.shelf_label.ap_emulator import _multipart
+
+    binary = bytes(range(256)) + b"\r\n--b0undar"  # a near-boundary inside the data
+    body = form([MAC_PART, b'Content-Disposition: form-data; name="file"; filename="x y.jpg"\r\n'
+                 b"Content-Type: image/jpeg\r\n\r\n" + binary,
+                 b'Content-Disposition: form-data; name="alias"\r\n\r\n'])
+    assert _multipart('multipart/form-data; boundary="b0undary"', body) == [
+        ("mac", None, MAC.encode()), ("file", "x y.jpg", binary), ("alias", None, b"")]
