@@ -54,7 +54,10 @@ class Ticket(BaseModel):
 
 
 @router.post("/v1/tickets", status_code=201, response_model=Ticket, response_model_by_alias=True,
-             response_model_exclude_none=True)
+             response_model_exclude_none=True,
+             responses={403: {"description": "a role without a feed, or not the mirror's own screen"},
+                        404: {"description": "no such mirror"},
+                        429: {"description": "the client holds TICKETS_PER_CLIENT unspent tickets"}})
 async def issue(body: TicketRequest, request: Request, client: ClientConfig = Depends(require())) -> Ticket:
     """A ticket for this client to open the live feed or its mirror's stream once."""
     if body.purpose == Purpose.EVENTS:
