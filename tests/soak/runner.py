@@ -26,6 +26,7 @@ from soak.checks import Checks
 from soak.day import Day
 from soak.faults import DEVICE_FAULTS, DRAIN_WITHIN, HUB_HOLD_MIN, agent_kill, broker_restart, hub_down
 from soak.identity import second_pc, stale_event
+from soak.intruder import intruder, no_secret_in_logs
 from soak.invariants import FeedLog, LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
 from soak.ledger import Ledger
 from soak.rig import ROOT_RUN, Rig, Timers, wait_for
@@ -57,7 +58,8 @@ def schedule(minutes: float) -> list[tuple[str, Callable[[Day, float], None], fl
              ("hub down", hub_down, min(max(total * 0.1, HUB_HOLD_MIN), 150.0)),
              ("agent SIGKILL", agent_kill, min(max(total * 0.01, 2.0), 10.0)),
              ("second PC with the same store id", second_pc, min(max(total * 0.05, 25.0), 90.0)),
-             ("an old PC's stale event", stale_event, 0.0)]
+             ("an old PC's stale event", stale_event, 0.0),
+             ("an intruder on the store's Wi-Fi", intruder, min(max(total * 0.03, 15.0), 60.0))]
     return plan
 
 
@@ -143,6 +145,7 @@ def _end_of_day(day: Day, resources: ResourceWatch) -> None:
     slips(day)
     hub_ledger(day, final=True)
     resources.judge()
+    no_secret_in_logs(day)
 
 
 def _say(quiet: bool, text: str) -> None:
