@@ -380,3 +380,18 @@ def test_acks_within_a_minute_share_one_row_and_retention_counts_from_its_first(
     assert rows == [(second["seq"], T0.isoformat()), (third["seq"], (T0 + timedelta(seconds=61)).isoformat())]
     assert report.sales == 2 and report.swept_to == second["seq"]  # the third's ack is a day old only at 1 d 61 s
     assert left == [(third["seq"],)]
+
+
+def test_the_privacy_section_has_defaults_and_errors_with_lines():
+    from edge_agent.config import parse
+    from edge_agent.errors import ConfigError
+
+    base = "store:\n  id: store-001\n  name: Demo\n"
+    assert parse(base).privacy == PrivacyConfig(retention_days=30, access_log_days=180, sweep_interval=3600)
+    assert parse(base + "privacy:\n  # retention_days: 7\n").privacy == PrivacyConfig()  # every key commented out
+    assert parse(base + "privacy:\n  retention_days: 0.5\n").privacy.retention_days == 0.5
+    with pytest.raises(ConfigError) as err:
+        parse(base + "privacy:\n  retention_days: -1\n  keep_forever: true\n", "devices.yaml")
+    problems = "\n".join(err.value.problems)
+    assert "devices.yaml:5:" in problems and "retention_days" in problems
+    assert "devices.yaml:6:" in problems and "keep_forever" in problems
