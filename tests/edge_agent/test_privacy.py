@@ -395,3 +395,29 @@ def test_the_privacy_section_has_defaults_and_errors_with_lines():
     problems = "\n".join(err.value.problems)
     assert "devices.yaml:5:" in problems and "retention_days" in problems
     assert "devices.yaml:6:" in problems and "keep_forever" in problems
+
+
+def test_printed_documents_naming_members_go_after_printings_own_retention(tmp_path):
+    async def main():
+        store = await _store(tmp_path)
+        clock = Clock(T0)
+        privacy = _privacy(store, clock)
+        try:
+            for job, state, finished in (("old-done", "done", T0 - timedelta(days=8)),
+                                         ("new-done", "done", T0 - timedelta(days=6)),
+                                         ("old-failed", "failed", T0 - timedelta(days=31)),
+                                         ("new-failed", "failed", T0 - timedelta(days=8)),
+                                         ("queued", "queued", None)):
+                await store.write(lambda tx: tx.execute(
+                    "INSERT INTO print_jobs (id, device, kind, data, state, created_at, finished_at) "
+                    "VALUES (?, 'printer-1', 'sale_receipt', ?, ?, ?, ?)",
+                    (job, json.dumps({"member_id": "M-1001"}), state, (T0 - timedelta(days=40)).isoformat(),
+                     finished.isoformat() if finished else None)))
+            report = await privacy.sweep()
+            left = await store.read(lambda c: [r[0] for r in c.execute("SELECT id FROM print_jobs ORDER BY seq")])
+            return report, left
+        finally:
+            await store.stop()
+
+    report, left = run(main())
+    assert report.print_jobs_deleted == 2 and left == ["new-done", "new-failed", "queued"]
