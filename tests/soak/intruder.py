@@ -145,7 +145,7 @@ def intruder(day: Day, hold: float) -> None:
     fds_before = _fds(pid) or 0
     log_before = rig.agent.log().count("\n")
     sales_before = len(day.ledger.sales)
-    attack = Intruder(rig.agent.url, getattr(rig, "ca_file", None))
+    attack = Intruder(rig.agent.url, rig.ca_file)
     started = time.monotonic()
     attack.start()
     slowest = 0.0

@@ -507,7 +507,7 @@ class FeedLog(threading.Thread):
         with self.path.open("a") as out:
             while not self.day.stop.is_set():
                 try:
-                    with connect(f"ws://127.0.0.1:{self.day.rig.agent.port}/v1/events", open_timeout=10,
+                    with connect(f"{self.day.rig.agent.ws_url}/v1/events", open_timeout=10, ssl=self.day.rig.tls.context(),
                                  additional_headers={"Authorization": f"Bearer {TOKENS['pad-1']}"}) as ws:
                         while not self.day.stop.is_set():
                             try:

@@ -5,7 +5,9 @@ on the same port), the reference hub ``edge-hub run --http`` with its console
 and a console token (SQLite in the run dir), an OpenEPaperLink access-point
 emulator with a tag per label, an asyncio thread holding two ESC/POS printer
 emulators and a heartbeat emulator, two pty scanners, and ``edge-agent run``
-with the demo catalog, awaited by its sd_notify READY=1. Two kiosks
+with the demo catalog on HTTPS and WSS (``api.tls`` with a CA and server
+certificate of the run's own, ``tls/``; every client trusts that CA and
+nothing else), awaited by its sd_notify READY=1. Two kiosks
 (kiosk-1, kiosk-2) each have a scanner and a receipt printer; pad-1 is the
 associates' PAD. Every timer that matters runs short so a day fits the run,
 the store-identity ones too (the hub's ``--duplicate-clear``, the agent's
@@ -43,7 +45,7 @@ from drivers.scanner.emulator import SerialScannerEmulator
 from drivers.shelf_label.ap_emulator import ApEmulator
 from edge_agent.config import parse
 from edge_agent.errors import ConfigError
-from support.agent import AgentProcess, free_port
+from support.agent import AgentProcess, free_port, make_tls
 from support.hubprocess import HubProcess
 from support.mosquitto import Mosquitto
 
@@ -122,12 +124,20 @@ class Rig:
         self.scanners = {k: SerialScannerEmulator(run_dir / "dev" / f"scanner-{k}") for k in KIOSKS}
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="soak-emulators", daemon=True)
+        # The store's API on HTTPS, as a store runs it: the run's own CA, which every client trusts.
+        self.tls = make_tls(self._tls_dir())
+        self.ca_file: Path = self.tls.ca.cert
         self.agent: AgentProcess | None = None
         self.second: AgentProcess | None = None  # the identity fault's second PC, while it exists
         self.incarnation = 0
         self.idle_refused: str | None = None
 
     # Start and stop ------------------------------------------------------------------
+
+    def _tls_dir(self) -> Path:
+        path = self.run_dir / "tls"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def start(self) -> "Rig":
         """Everything up, the agent last; returns once the agent is READY and online at the broker."""
@@ -147,7 +157,7 @@ class Rig:
             # Refused: a violation (the runner reports it); left out so that the rest of the day still runs.
             self.idle_refused = why
             self.timers = dataclasses.replace(self.timers, idle_timeout=None)
-        self.agent = AgentProcess(self.run_dir / "agent", self.config())
+        self.agent = AgentProcess(self.run_dir / "agent", self.config(), tls=self.tls)
         self.agent.data_dir.mkdir(parents=True, exist_ok=True)
         self.agent.import_catalog()
         self.agent.start(timeout=120)
@@ -231,7 +241,7 @@ class Rig:
         config = copy.deepcopy(self.agent.config)
         config["api"]["listen"] = f"127.0.0.1:{free_port()}"
         config["devices"] = []
-        self.second = AgentProcess(self.run_dir / "second-pc", config)
+        self.second = AgentProcess(self.run_dir / "second-pc", config, tls=self.tls)
         self.second.data_dir.mkdir(parents=True, exist_ok=True)
         self.second.import_catalog()
         return self.second
@@ -260,7 +270,7 @@ class Rig:
         agent = agent or self.agent
         assert agent is not None
         headers = {"Authorization": f"Bearer {TOKENS[name]}"} if name else {}
-        return httpx.Client(base_url=agent.url, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=agent.url, headers=headers, timeout=timeout, verify=self.tls.context())
 
     def console(self, timeout: float = 15.0) -> httpx.Client:
         """An HTTP client of the hub's console API."""
