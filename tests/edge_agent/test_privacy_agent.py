@@ -22,7 +22,7 @@ import pytest
 
 from edge_agent.store import codec, keys
 from support.agent import AgentProcess
-from support.flows import card, feed, hub_event, ret, sale
+from support.flows import card, feed, hub_event, order, ret, sale
 from support.hubclient import HubClient
 from support.storepcs import STORE, HubChain, wait_for
 
@@ -102,6 +102,23 @@ def test_a_members_sale_reaches_the_hub_whole_then_leaves_the_store_and_reads_ar
         assert back["points_reversed"] == sold["points_earned"] // 2
         [returned] = wait_for("the return at the hub", lambda: _hub_events(chain, "retail.return.accepted"))
         assert returned["data"]["sale_id"] == sold["id"] and returned["data"]["member_pseudonym"] == alias
+
+        # A pickup order from the hub: its code is kept as a hash, checked at hand-over, then gone with the member.
+        hub.send("orders", [hub_event("retail.order.created", order("WEB-9", code="482913"))])
+        with agent.client("associate") as staff:
+            wait_for("the order in the store", lambda: staff.get("/v1/orders/WEB-9").status_code == 200)
+            [(code,)] = _db(agent, "SELECT pickup_code FROM orders WHERE order_id = 'WEB-9'")
+            assert code == keys.code_hash(key, "WEB-9", "482913")
+            for status in ("picking", "ready"):
+                staff.post("/v1/orders/WEB-9/status", json={"status": status}).raise_for_status()
+            wrong = staff.post("/v1/orders/WEB-9/status", json={"status": "collected", "pickup_code": "482914"})
+            assert wrong.status_code == 403, wrong.text
+            right = staff.post("/v1/orders/WEB-9/status", json={"status": "collected", "pickup_code": "482913"})
+            assert right.status_code == 200 and right.json()["status"] == "collected", right.text
+            swept_order = wait_for("the collected order swept", lambda: (
+                o := staff.get("/v1/orders/WEB-9").json())["member_id"] is None and o)
+        assert swept_order["member_pseudonym"] == alias
+        assert _db(agent, "SELECT pickup_code, member_id FROM orders WHERE order_id = 'WEB-9'") == [("", None)]
     finally:
         hub.close()
 
