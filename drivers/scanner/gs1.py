@@ -1,76 +1,73 @@
-"""GS1 element strings: application identifiers (AIs), check digits, dates. No I/O.
+"""GS1 element strings, check digits and GTIN keys, on biip. No I/O.
 
-References are to the GS1 General Specifications: section 3 for the AIs
-(one subsection each), 7.9 for the check digit, 7.11 for character set 82,
-7.12 for the century of a YYMMDD date. An FNC1 that ends a variable-length
-field reaches us as GS (0x1D), the ASCII character scanners send for it.
-Section numbers move between releases; the titles do not.
+biip (a maintained GS1 library) knows every application identifier (AI)
+of the GS1 General Specifications with its format, which AIs end with an
+FNC1, the date rules (day 00 = last day of the month, the century by the
+sliding window of section 7.12), the decimals of 310n/392n/393n, and the
+check digits of GTINs, SSCCs and GLNs. What stays here is the store's side:
+the names a scan's fields have on the live feed (``FIELDS``), the reasons a
+bad scan gives (naming the AI and its title, not a regular expression),
+refusing a wrong check digit where biip only notes it, and the GTIN lookup
+key. An FNC1 that ends a variable-length field reaches us as GS (0x1D), the
+ASCII character scanners send for it.
 """
 
 from __future__ import annotations
 
-import calendar
-import datetime
-import enum
 import re
 from dataclasses import dataclass
 
-GS = "\x1d"  # what a scanner sends for an FNC1 that ends a variable-length field
+from biip import ParseError
+from biip.checksums import gs1_standard_check_digit
+from biip.gs1_application_identifiers import GS1ApplicationIdentifier
+from biip.gs1_element_strings import GS1ElementString
 
-# GS1 AI encodable character set 82 (General Specifications 7.11).
-CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+GS = "\x1d"  # what a scanner sends for an FNC1 that ends a variable-length field
 
 
 class Gs1Error(ValueError):
     """An element string that breaks the GS1 rules; the message is the reason."""
 
 
-class Fmt(str, enum.Enum):
-    """How an AI's data is checked and turned into a field value."""
-
-    DIGITS = "digits"        # N..: digits only
-    CHECKED = "checked"      # N18/N14 whose last digit is a GS1 check digit (7.9)
-    TEXT = "text"            # X..: character set 82
-    DATE = "date"            # N6 YYMMDD, day 00 = last day of the month (the date AIs in 3)
-    DECIMAL = "decimal"      # N6/N..15 with the AI's last digit giving the decimals (310n, 392n)
-    CURRENCY = "currency"    # ISO 4217 numeric code (3 digits), then a decimal (393n)
-
-
 @dataclass(frozen=True, slots=True)
-class Ai:
-    """One row of the AI table: its title, the field it fills, its format and length."""
+class Field:
+    """The name an AI's value has in ``Scan.fields``."""
 
-    title: str
-    field: str
-    fmt: Fmt
-    length: int            # the fixed length, or the maximum when variable
-    fixed: bool = False
-    decimals: bool = False  # a 4-digit AI "xxxn" whose last digit n is the number of decimals
+    name: str
+    currency: bool = False  # 391n/393n: an ISO 4217 numeric code before the amount goes in "currency"
 
 
-# The AIs a store sees on goods, keyed by AI, or by the first three digits for
-# the "n" families (310n, 320n, 392n, 393n). GS1 keeps AIs prefix-free, so a
-# 2-, 3- or 4-digit lookup is never ambiguous. Add rows here, not code.
-AIS: dict[str, Ai] = {
-    "00": Ai("SSCC", "sscc", Fmt.CHECKED, 18, fixed=True),
-    "01": Ai("GTIN", "gtin", Fmt.CHECKED, 14, fixed=True),
-    "02": Ai("CONTENT", "content", Fmt.CHECKED, 14, fixed=True),
-    "10": Ai("BATCH/LOT", "batch", Fmt.TEXT, 20),
-    "11": Ai("PROD DATE", "prod_date", Fmt.DATE, 6, fixed=True),
-    "13": Ai("PACK DATE", "pack_date", Fmt.DATE, 6, fixed=True),
-    "15": Ai("BEST BEFORE", "best_before", Fmt.DATE, 6, fixed=True),
-    "17": Ai("USE BY", "expiry", Fmt.DATE, 6, fixed=True),
-    "20": Ai("VARIANT", "variant", Fmt.DIGITS, 2, fixed=True),
-    "21": Ai("SERIAL", "serial", Fmt.TEXT, 20),
-    "30": Ai("VAR. COUNT", "var_count", Fmt.DIGITS, 8),
-    "37": Ai("COUNT", "count", Fmt.DIGITS, 8),
-    "310": Ai("NET WEIGHT (kg)", "net_weight_kg", Fmt.DECIMAL, 6, fixed=True, decimals=True),
-    "320": Ai("NET WEIGHT (lb)", "net_weight_lb", Fmt.DECIMAL, 6, fixed=True, decimals=True),
-    "392": Ai("PRICE", "price", Fmt.DECIMAL, 15, decimals=True),
-    "393": Ai("PRICE", "price", Fmt.CURRENCY, 18, decimals=True),
-    "400": Ai("ORDER NUMBER", "order_number", Fmt.TEXT, 30),
-    "8200": Ai("PRODUCT URL", "product_url", Fmt.TEXT, 70),
+# Names for the AIs a till cares about, keyed by AI or by its first three
+# digits for the "n" families (310n: n decimals). Every other AI biip knows
+# is kept under its own number ("7240": "..."), so nothing scanned is lost.
+FIELDS: dict[str, Field] = {
+    "00": Field("sscc"),
+    "01": Field("gtin"),
+    "02": Field("content"),
+    "10": Field("batch"),
+    "11": Field("prod_date"),
+    "12": Field("due_date"),
+    "13": Field("pack_date"),
+    "15": Field("best_before"),
+    "16": Field("sell_by"),
+    "17": Field("expiry"),
+    "20": Field("variant"),
+    "21": Field("serial"),
+    "30": Field("var_count"),
+    "37": Field("count"),
+    "310": Field("net_weight_kg"),
+    "320": Field("net_weight_lb"),
+    "392": Field("price"),
+    "393": Field("price", currency=True),
+    "400": Field("order_number"),
+    "7003": Field("expiry_time"),
+    "8200": Field("product_url"),
 }
+
+# GS1 AI encodable character set 82 (General Specifications 7.11), for the reason a text field is refused.
+CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+# One component of an AI's data format: N6, N..15, X..20.
+_ONE_FORMAT = re.compile(r"([NX])(\.\.)?([0-9]+)")
 
 # "(01)09501101530003(17)140704": the human-readable form, AI in parentheses (3.1).
 _HRI_AI = re.compile(r"\(([0-9]{2,4})\)")
@@ -80,9 +77,7 @@ def gtin_check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit for ``digits`` (everything before the check digit)."""
     if not digits or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"expected digits, got {digits[:40]!r}")
-    # 7.9: weights 3 and 1 alternate from the rightmost digit leftwards.
-    total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(digits)))
-    return (10 - total % 10) % 10
+    return gs1_standard_check_digit(digits)
 
 
 def check_digit_problem(digits: str, name: str) -> str | None:
@@ -108,138 +103,116 @@ def is_element_string(text: str) -> bool:
     return GS in text or _HRI_AI.match(text) is not None
 
 
-def lookup(text: str, at: int) -> tuple[str, Ai] | None:
-    """The AI that starts ``text`` at ``at`` and its table row, or None if unknown."""
-    for n in (2, 3, 4):
-        row = AIS.get(text[at:at + n])
-        if row is None:
-            continue
-        ai = text[at:at + n + 1] if row.decimals else text[at:at + n]
-        if row.decimals and (len(ai) != n + 1 or ai[-1] not in "0123456789"):
-            raise Gs1Error(f"AI {ai[:n]}n needs its last digit n, the number of decimals")
-        return ai, row
-    return None
-
-
-def split_raw(text: str) -> list[tuple[str, str]]:
-    """(AI, data) pairs of an element string as scanners send it, GS after variable fields."""
-    pairs: list[tuple[str, str]] = []
-    at = 0
-    while at < len(text):
-        if text[at] == GS:  # a leading FNC1, or one after a fixed-length field: both allowed
-            at += 1
-            continue
-        found = lookup(text, at)
-        if found is None:
-            raise Gs1Error(f"unknown GS1 AI at position {at}: {text[at:at + 4]!r}")
-        ai, row = found
-        at += len(ai)
-        if row.fixed:
-            data = text[at:at + row.length]
-            at += len(data)
-        else:
-            end = text.find(GS, at)
-            end = len(text) if end < 0 else end
-            data = text[at:end]
-            at = end
-        pairs.append((ai, data))
-    return pairs
-
-
-def split_hri(text: str) -> list[tuple[str, str]]:
-    """(AI, data) pairs of the human-readable "(01)...(10)..." form."""
-    marks = list(_HRI_AI.finditer(text))
-    if not marks or marks[0].start() != 0:
-        raise Gs1Error("GS1 data in parentheses must start with '(AI)'")
-    pairs = []
-    for mark, following in zip(marks, [*marks[1:], None]):
-        end = following.start() if following else len(text)
-        found = lookup(mark.group(1), 0)
-        if found is None or found[0] != mark.group(1):
-            raise Gs1Error(f"unknown GS1 AI ({mark.group(1)})")
-        pairs.append((found[0], text[mark.end():end]))
-    return pairs
-
-
-def interpret(pairs: list[tuple[str, str]], *, today: datetime.date | None = None) -> dict[str, str]:
-    """Check each AI's data and turn the pairs into named fields; Gs1Error on the first problem."""
-    if not pairs:
+def parse(text: str) -> dict[str, str]:
+    """The named fields of an element string, raw (GS after variable fields) or "(AI)..."; Gs1Error if bad."""
+    elements = _split_hri(text) if text.startswith("(") else _split_raw(text)
+    if not elements:
         raise Gs1Error("GS1 data has no AI")
     fields: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for ai, data in pairs:
-        found = lookup(ai, 0)
-        if found is None:
-            raise Gs1Error(f"unknown GS1 AI {ai}")
-        row = found[1]
+    seen: set[str] = set()
+    for element in elements:
+        ai = element.ai.ai
         if ai in seen:
             raise Gs1Error(f"AI {ai} appears twice")
-        seen[ai] = data
-        fields[row.field] = _value(ai, row, data, today or datetime.date.today())
-        if row.fmt is Fmt.CURRENCY:
-            fields["currency"] = data[:3]  # ISO 4217 numeric, e.g. 978 for EUR
+        seen.add(ai)
+        field = FIELDS.get(ai) or FIELDS.get(ai[:3]) or Field(ai)
+        fields[field.name] = _value(element)
+        if field.currency:
+            fields["currency"] = element.pattern_groups[0]  # ISO 4217 numeric, e.g. 978 for EUR
     return fields
 
 
-def _value(ai: str, row: Ai, data: str, today: datetime.date) -> str:
-    where = f"AI {ai} ({row.title})"
-    if row.fixed and len(data) != row.length:
-        raise Gs1Error(f"{where} needs {row.length} characters, got {len(data)}")
+def _split_raw(text: str) -> list[GS1ElementString]:
+    """Element strings as scanners send them: GS after variable-length fields, allowed after any."""
+    out: list[GS1ElementString] = []
+    at = 0
+    while at < len(text):
+        if text[at] == GS:  # a leading FNC1, or one after a fixed-length field: both allowed (7.8.6)
+            at += 1
+            continue
+        rest = text[at:]
+        ai = _ai(rest)
+        if ai is None:
+            raise Gs1Error(f"unknown GS1 AI at position {at}: {rest[:4]!r}")
+        try:
+            element = GS1ElementString.extract(rest)
+        except ParseError as err:
+            raise Gs1Error(_reason(ai, rest[len(ai.ai):].split(GS, 1)[0])) from err
+        out.append(_checked(element))
+        at += len(element)
+    return out
+
+
+def _split_hri(text: str) -> list[GS1ElementString]:
+    """Element strings of the human-readable "(01)...(10)..." form."""
+    marks = list(_HRI_AI.finditer(text))
+    if not marks or marks[0].start() != 0:
+        raise Gs1Error("GS1 data in parentheses must start with '(AI)'")
+    out = []
+    for mark, following in zip(marks, [*marks[1:], None]):
+        number, data = mark.group(1), text[mark.end():following.start() if following else len(text)]
+        ai = _ai(number)
+        if ai is None or ai.ai != number:
+            raise Gs1Error(f"unknown GS1 AI ({number})")
+        try:
+            element = GS1ElementString.parse(number + data)
+        except ParseError as err:
+            raise Gs1Error(_reason(ai, data)) from err
+        out.append(_checked(element))
+    return out
+
+
+def _ai(text: str) -> GS1ApplicationIdentifier | None:
+    try:
+        return GS1ApplicationIdentifier.extract(text)
+    except ParseError:
+        return None
+
+
+def _where(ai: GS1ApplicationIdentifier) -> str:
+    return f"AI {ai.ai} ({ai.data_title})"
+
+
+def _reason(ai: GS1ApplicationIdentifier, data: str) -> str:
+    """What is wrong with ``data`` for ``ai``, in words a store can act on, from biip's format ("N2+X..20")."""
+    where, fmt = _where(ai), ai.format.split("+", 1)[1]
     if not data:
-        raise Gs1Error(f"{where} is empty")
-    if len(data) > row.length:
-        raise Gs1Error(f"{where} is longer than {row.length} characters")
-    if row.fmt is Fmt.TEXT:
-        bad = next((c for c in data if c not in CSET82), None)
-        if bad is not None:
-            raise Gs1Error(f"{where} has {bad!r}, which GS1 does not allow")
-        return data
-    if not (data.isascii() and data.isdigit()):
-        raise Gs1Error(f"{where} must be digits, got {data[:20]!r}")
-    if row.fmt is Fmt.CHECKED:
-        problem = check_digit_problem(data, where)
-        if problem:
-            raise Gs1Error(problem)
-        return data
-    if row.fmt is Fmt.DATE:
-        return _date(data, where, today)
-    if row.fmt is Fmt.DECIMAL:
-        return _decimal(data, int(ai[-1]), where)
-    if row.fmt is Fmt.CURRENCY:
-        if len(data) < 4:
-            raise Gs1Error(f"{where} needs a 3-digit currency and an amount")
-        return _decimal(data[3:], int(ai[-1]), where)
-    return data
+        return f"{where} is empty"
+    m = _ONE_FORMAT.fullmatch(fmt)
+    if m is None:  # several components (393n: currency, then amount)
+        return f"{where} {data[:20]!r} does not fit its format {fmt}"
+    kind, variable, n = m.group(1), bool(m.group(2)), int(m.group(3))
+    if kind == "N" and not (data.isascii() and data.isdigit()):
+        return f"{where} must be digits, got {data[:20]!r}"
+    if not variable and len(data) != n:
+        return f"{where} needs {n} characters, got {len(data)}"
+    if len(data) > n:
+        return f"{where} is longer than {n} characters"
+    bad = next((c for c in data if c not in CSET82), None)
+    if kind == "X" and bad is not None:
+        return f"{where} has {bad!r}, which GS1 does not allow"
+    if "YYMMDD" in ai.description:  # month 13, or a day the month does not have (230229)
+        return f"{where} {data!r} is not a date (YYMMDD)"
+    return f"{where} {data[:20]!r} does not fit its format {fmt}"
 
 
-def _decimal(digits: str, places: int, where: str) -> str:
-    # Measures and amounts (310n, 392n ...): the AI's last digit n says where the decimal point goes.
-    if places > len(digits):
-        raise Gs1Error(f"{where} has {places} decimals but only {len(digits)} digits")
-    whole = digits[:len(digits) - places].lstrip("0") or "0"
-    return f"{whole}.{digits[len(digits) - places:]}" if places else whole
+def _checked(element: GS1ElementString) -> GS1ElementString:
+    """The element, unless biip found a wrong check digit in it (it notes, we refuse)."""
+    problem = element.gtin_error or element.sscc_error or element.gln_error
+    if problem:
+        raise Gs1Error(check_digit_problem(element.value, _where(element.ai)) or f"{_where(element.ai)}: {problem}")
+    return element
 
 
-def _date(yymmdd: str, where: str, today: datetime.date) -> str:
-    yy, mm, dd = int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:])
-    if not 1 <= mm <= 12:
-        raise Gs1Error(f"{where} month {yymmdd[2:4]} is not 01-12")
-    year = century_year(yy, today.year)
-    last = calendar.monthrange(year, mm)[1]
-    # Each date AI's section: day 00 means "the last day of the month".
-    if dd == 0:
-        dd = last
-    elif dd > last:
-        raise Gs1Error(f"{where} day {yymmdd[4:]} is past the end of {year}-{mm:02d}")
-    return f"{year:04d}-{mm:02d}-{dd:02d}"
-
-
-def century_year(yy: int, current_year: int) -> int:
-    """The four-digit year for a two-digit one, by GS1's sliding window (7.12)."""
-    century, now = divmod(current_year, 100)
-    diff = yy - now
-    if 51 <= diff <= 99:
-        century -= 1
-    elif -99 <= diff <= -50:
-        century += 1
-    return century * 100 + yy
+def _value(element: GS1ElementString) -> str:
+    """An element's value as the feed shows it: ISO dates, plain decimals, else the data as sent."""
+    if element.datetime is not None:
+        return element.datetime.isoformat(timespec="minutes")
+    if element.date is not None:
+        return element.date.isoformat()
+    if element.decimal is not None:
+        places, digits = int(element.ai.ai[3]), element.pattern_groups[-1]
+        if places > len(digits):
+            raise Gs1Error(f"{_where(element.ai)} has {places} decimals but only {len(digits)} digits")
+        return f"{element.decimal:f}"
+    return element.value

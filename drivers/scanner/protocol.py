@@ -22,6 +22,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from biip.upc import Upc
+
 from drivers.scanner import gs1
 from drivers.scanner.gs1 import gtin_check_digit
 
@@ -212,10 +214,11 @@ def expand_upce(upce: str) -> str:
         raise ValueError(f"UPC-E must be 8 digits, got {upce[:20]!r}")
     if upce[0] not in "01":
         raise ValueError(f"UPC-E number system must be 0 or 1, got {upce[0]}")
-    upca = _upce_body(upce[:7]) + upce[7]
-    problem = gs1.check_digit_problem(upca, "UPC-E")
-    if problem:
-        raise ValueError(problem)
+    # biip expands by the zero-suppression rules and, given 7 digits, works out the check digit,
+    # so that a wrong one is refused with the reason in the till's words.
+    upca = Upc.parse(upce[:7]).as_upc_a()
+    if upce[7] != upca[-1]:
+        raise ValueError(f"UPC-E check digit is {upce[7]}, expected {upca[-1]}")
     return upca
 
 
@@ -231,19 +234,6 @@ def shown(text: str | bytes, limit: int = 80) -> str:
 def _escape(c: str) -> str:
     n = ord(c)
     return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
-
-
-def _upce_body(ns_and_six: str) -> str:
-    """Number system + 6 UPC-E digits -> the first 11 digits of the UPC-A (zero suppression rules)."""
-    ns, d = ns_and_six[0], ns_and_six[1:]
-    last = d[5]
-    if last in "012":
-        return ns + d[0:2] + last + "0000" + d[2:5]
-    if last == "3":
-        return ns + d[0:3] + "00000" + d[3:5]
-    if last == "4":
-        return ns + d[0:4] + "00000" + d[4]
-    return ns + d[0:5] + "0000" + last
 
 
 def _inferred(payload: str, forms: Sequence[ChainForm]) -> Scan | str:
@@ -352,8 +342,7 @@ def _gtin(digits: str, symbology: Symbology | None) -> Scan | str:
 def _gs1(payload: str, symbology: Symbology) -> Scan | str:
     """A GS1 element string in either form; the GTIN (AI 01), if any, is the key."""
     try:
-        pairs = gs1.split_hri(payload) if payload.startswith("(") else gs1.split_raw(payload)
-        fields = gs1.interpret(pairs)
+        fields = gs1.parse(payload)
     except gs1.Gs1Error as err:
         return str(err)
     if "gtin" in fields:

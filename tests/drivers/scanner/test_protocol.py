@@ -251,22 +251,63 @@ def test_gs1_ai_table(text, fields):
         ("(02)09501101530004", "AI 02 (CONTENT) check digit is 4, expected 3"),
         ("(00)106141411234567890", "AI 00 (SSCC) check digit is 0, expected 7"),
         ("(01)0950110153000", "AI 01 (GTIN) needs 14 characters, got 13"),
-        ("(17)141304", "AI 17 (USE BY) month 13 is not 01-12"),
-        ("(17)140231", "AI 17 (USE BY) day 31 is past the end of 2014-02"),
-        ("(17)230229", "AI 17 (USE BY) day 29 is past the end of 2023-02"),
-        ("(17)1407AA", "AI 17 (USE BY) must be digits, got '1407AA'"),
+        ("(17)141304", "AI 17 (USE BY or EXPIRY) '141304' is not a date (YYMMDD)"),
+        ("(17)140231", "AI 17 (USE BY or EXPIRY) '140231' is not a date (YYMMDD)"),
+        ("(17)230229", "AI 17 (USE BY or EXPIRY) '230229' is not a date (YYMMDD)"),
+        ("(17)1407AA", "AI 17 (USE BY or EXPIRY) must be digits, got '1407AA'"),
+        ("(17)14070", "AI 17 (USE BY or EXPIRY) needs 6 characters, got 5"),
         ("(10)" + "A" * 21, "AI 10 (BATCH/LOT) is longer than 20 characters"),
         ("(10)AB~", "AI 10 (BATCH/LOT) has '~', which GS1 does not allow"),
         ("(10)", "AI 10 (BATCH/LOT) is empty"),
-        ("(99)1", "unknown GS1 AI (99)"),
-        ("(393)9781250", "AI 393n needs its last digit n, the number of decimals"),
+        ("(23)1", "unknown GS1 AI (23)"),
+        # 393n without its n (the number of decimals) is no AI; nor is 3107 (310n has n 0-6).
+        ("(393)9781250", "unknown GS1 AI (393)"),
+        ("(3107)123456", "unknown GS1 AI (3107)"),
         ("(10)A(10)B", "AI 10 appears twice"),
-        ("0109501101530003" + GS + "99X", "unknown GS1 AI at position 17: '99X'"),
-        ("(3107)123456", "AI 3107 (NET WEIGHT (kg)) has 7 decimals but only 6 digits"),
+        ("0109501101530003" + GS + "23X", "unknown GS1 AI at position 17: '23X'"),
+        ("(3929)1", "AI 3929 (PRICE) has 9 decimals but only 1 digits"),
+        ("(3932)97", "AI 3932 (PRICE) '97' does not fit its format N3+N..15"),
+        ("(414)5790000000001", "AI 414 (LOC No.) check digit is 1, expected 5"),
+        ("(01)09501101530003" + "(21)" + "S" * 21, "AI 21 (SERIAL) is longer than 20 characters"),
     ],
 )
 def test_gs1_rejects(text, reason):
     assert bad(text).reason == reason
+
+
+def test_gs1_fresh_food_label_weight_price_expiry_batch():
+    # A scale-printed GS1-128 on a meat tray: GTIN, use-by, net weight 1.250 kg, price 14.99, lot;
+    # FNC1 (GS) only after the variable-length price, none after the fixed-length fields.
+    text = "]C1" + "0109501101530003" + "17261215" + "3103001250" + "3922" + "1499" + GS + "10LOT42"
+    scan = good(text, aim=True)
+    assert (scan.code, scan.symbology, scan.kind) == ("9501101530003", Symbology.GS1_128, CodeKind.PRODUCT)
+    assert scan.fields == {"gtin": "09501101530003", "expiry": "2026-12-15", "net_weight_kg": "1.250",
+                           "price": "14.99", "batch": "LOT42"}
+
+
+def test_gs1_pharmacy_datamatrix_expiry_batch_serial():
+    text = "]d2" + "0103453120000011" + "17290531" + "10ABC123" + GS + "21XYZ789"
+    scan = good(text, aim=True)
+    assert (scan.code, scan.symbology) == ("3453120000011", Symbology.GS1_DATAMATRIX)
+    assert scan.fields == {"gtin": "03453120000011", "expiry": "2029-05-31", "batch": "ABC123", "serial": "XYZ789"}
+
+
+def test_gs1_ais_the_old_table_did_not_know_are_parsed():
+    # Every AI of the GS1 General Specifications is known now; those without a name in FIELDS keep
+    # their number: country of origin (422), gross weight (330n), production date and time (8008),
+    # company internal (91), a GLN (414, check digit checked).
+    text = ("(01)09501101530003(7003)2612071530(16)261210(422)528(3302)004250(8008)26120715(91)INT-7"
+            "(414)5790000000005(3932)9781250")
+    assert good(text).fields == {
+        "gtin": "09501101530003", "expiry_time": "2026-12-07T15:30", "sell_by": "2026-12-10", "422": "528",
+        "3302": "42.50", "8008": "2026-12-07T15:00", "91": "INT-7", "414": "5790000000005",
+        "price": "12.50", "currency": "978"}
+
+
+def test_gs1_raw_form_of_new_ais_with_separators():
+    text = GS + "0109501101530003" + "7003" + "2612071530" + GS + "3102000750" + "7240" + "HAM-1" + GS + "17261231"
+    assert good(text).fields == {"gtin": "09501101530003", "expiry_time": "2026-12-07T15:30",
+                                 "net_weight_kg": "7.50", "7240": "HAM-1", "expiry": "2026-12-31"}
 
 
 def test_gs1_day_00_is_the_last_day_of_the_month():
@@ -275,17 +316,12 @@ def test_gs1_day_00_is_the_last_day_of_the_month():
     assert good("(01)09501101530003(17)251100").fields["expiry"] == "2025-11-30"
 
 
-@pytest.mark.parametrize(
-    "yy, now, year", [(14, 2024, 2014), (74, 2024, 2074), (75, 2024, 1975), (0, 2099, 2100), (99, 2001, 1999)]
-)
-def test_gs1_century_sliding_window(yy, now, year):
-    assert gs1.century_year(yy, now) == year
-
-
-def test_gs1_dates_use_the_given_today():
-    pairs = gs1.split_hri("(17)750101")
-    assert gs1.interpret(pairs, today=datetime.date(2024, 6, 1)) == {"expiry": "1975-01-01"}
-    assert gs1.interpret(pairs, today=datetime.date(2030, 6, 1)) == {"expiry": "2075-01-01"}
+def test_gs1_century_is_the_sliding_window_around_this_year():
+    # GS1 General Specifications 7.12: a YY up to 50 years ahead is this century's, further is the last.
+    now = datetime.datetime.now(datetime.timezone.utc).year  # biip's "today" is UTC
+    ahead, behind = (now + 50) % 100, (now + 51) % 100
+    assert good(f"(17){ahead:02d}0101").fields["expiry"] == f"{now + 50}-01-01"
+    assert good(f"(17){behind:02d}0101").fields["expiry"] == f"{now + 51 - 100}-01-01"
 
 
 def test_gtin_key():
