@@ -134,12 +134,17 @@ def _split_raw(text: str) -> list[GS1ElementString]:
         ai = _ai(rest)
         if ai is None:
             raise Gs1Error(f"unknown GS1 AI at position {at}: {rest[:4]!r}")
+        data = rest[len(ai.ai):].split(GS, 1)[0]
         try:
             element = GS1ElementString.extract(rest)
         except ParseError as err:
-            raise Gs1Error(_reason(ai, rest[len(ai.ai):].split(GS, 1)[0])) from err
-        out.append(_checked(element))
+            raise Gs1Error(_reason(ai, data)) from err
         at += len(element)
+        # biip stops a variable-length field at its maximum or at a character it may not hold; GS1 wants
+        # an FNC1 there (or the end), so what follows would be misread as the next AI: say what is wrong.
+        if ".." in ai.format and at < len(text) and text[at] != GS:
+            raise Gs1Error(_reason(ai, data))
+        out.append(_checked(element))
     return out
 
 

@@ -269,6 +269,9 @@ def test_gs1_ai_table(text, fields):
         ("(3932)97", "AI 3932 (PRICE) '97' does not fit its format N3+N..15"),
         ("(414)5790000000001", "AI 414 (LOC No.) check digit is 1, expected 5"),
         ("(01)09501101530003" + "(21)" + "S" * 21, "AI 21 (SERIAL) is longer than 20 characters"),
+        # The raw form: a variable-length field runs to the next GS, not to its maximum.
+        (GS + "0109501101530003" + "21" + "S" * 21 + GS + "17261231", "AI 21 (SERIAL) is longer than 20 characters"),
+        (GS + "0109501101530003" + "10AB~C" + GS + "17261231", "AI 10 (BATCH/LOT) has '~', which GS1 does not allow"),
     ],
 )
 def test_gs1_rejects(text, reason):
