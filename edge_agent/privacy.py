@@ -216,8 +216,8 @@ class Privacy:
             report.sales += counts[0]
             report.returns += counts[1]
             report.orders += counts[2]
-            report.swept_to = done
-            if done >= bound:
+            moved, report.swept_to = done != report.swept_to, done
+            if done >= bound or not moved:  # not moved: held back by meta.acked_seq
                 break
         placed_before = (now - REPLAY_WINDOW).isoformat()
         while True:
