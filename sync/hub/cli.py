@@ -273,6 +273,41 @@ def cmd_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def format_privacy(store: str, summaries: list[dict[str, Any]]) -> str:
+    """The ``edge-hub privacy STORE`` report: who in the store read members' data, how often, per summary."""
+    if not summaries:
+        return f"store {store}: no access summary yet (nobody read members' data, or the store is older)"
+    table = [("FIRST", "LAST", "CLIENT", "ROLE", "READS", "MEMBERS", "WHAT")]
+    for s in summaries:
+        for c in s.get("clients", []):
+            what = ", ".join(f"{k} {v}" for k, v in sorted(c.get("what", {}).items()))
+            table.append(((s.get("first") or "-")[:19], (s.get("last") or "-")[:19], str(c.get("client")),
+                          str(c.get("role")), str(c.get("reads")), str(c.get("members")), what))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    total = sum(int(s.get("reads") or 0) for s in summaries)
+    return "\n".join([f"store {store}: reads of members' data, as the store summarised them (no member ids)", *lines,
+                      f"{_plural(total, 'read')} in {len(summaries)} {'summary' if len(summaries) == 1 else 'summaries'}"])
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """Print a store's access summaries."""
+    missing = _missing_sqlite(args.db)
+    if missing is not None:
+        print(f"no store has reported yet: no hub database at {missing} (pass --db as `edge-hub run` has it)")
+        return EXIT_OK
+    db = open_db(args.db)
+    try:
+        if db.store(args.store) is None:
+            _err(f"the hub has heard nothing from store {args.store!r}")
+            return EXIT_FAIL
+        text = format_privacy(args.store, db.access_summaries(args.store))
+    finally:
+        db.close()
+    print(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``edge-hub``."""
     env_broker = os.environ.get("EDGE_HUB_URL") or DEFAULT_BROKER
@@ -352,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="close the store's open issues of this code once looked at (they open again if seen again)")
     ident.add_argument("--subject", default=None, help="with --close: only the issue about this stream")
     ident.set_defaults(func=cmd_identity)
+
+    privacy = sub.add_parser("privacy", help="who in a store read members' data, how often (its access summaries)")
+    privacy.add_argument("store", metavar="STORE")
+    privacy.add_argument("--db", default=env_db)
+    privacy.set_defaults(func=cmd_privacy)
     return p
 
 

@@ -36,6 +36,7 @@ a store's contiguous seq is computed by one transaction at a time.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from abc import ABC, abstractmethod
@@ -49,6 +50,7 @@ from typing import Any
 from sync.hub.errors import DBDriverMissing, HubDBError
 from sync.hub.ingest import EventRow, IngestResult, advance, new_gaps
 from sync.hub.schema import SCHEMA, SCHEMA_VERSION
+from sync.topics import ACCESS_SUMMARY
 
 DEFAULT_DB = "sqlite:///hub.db"
 _WALK_CHUNK = 1000
@@ -566,6 +568,12 @@ class HubDB(ABC):
         return [(s, int(q), i, t) for s, q, i, t in self._query(
             "SELECT e.stream, e.seq, e.id, e.type FROM events e JOIN streams s ON s.store = e.store AND "
             "s.stream = e.stream WHERE e.store = ? ORDER BY s.first_at, e.stream, e.seq", (store,))]
+
+    def access_summaries(self, store: str) -> list[dict[str, Any]]:
+        """The data of every ``retail.privacy.access_summary`` a store sent (sync/topics.py AccessSummary),
+        oldest first: how often its clients read members' data, without any member."""
+        rows = self._query("SELECT event FROM events WHERE store = ? AND type = ?", (store, ACCESS_SUMMARY))
+        return sorted((json.loads(r[0])["data"] for r in rows), key=lambda d: (d.get("first") or "", d.get("last") or ""))
 
     def streams(self, store: str) -> list[StreamRow]:
         """Every stream of a store, in the order the hub first saw them."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +91,12 @@ def test_a_members_sale_reaches_the_hub_whole_then_leaves_the_store_and_reads_ar
         assert pad_reads["role"] == "associate" and pad_reads["members"] == 1
         assert pad_reads["what"] == {"GET /v1/members/{member_id}": 1, "feed:member.arrived": 1}
         assert summary["data"]["reads"] == sum(c["reads"] for c in summary["data"]["clients"])
+        # The hub's side: edge-hub privacy STORE lists who read members' data, and no member.
+        report = subprocess.run([sys.executable, "-m", "sync.hub", "privacy", STORE, "--db", chain.db_url],
+                                capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0, report.stderr
+        assert "associate-1" in report.stdout and "feed:member.arrived 1" in report.stdout, report.stdout
+        assert "M-1001" not in report.stdout
         rows = _db(agent, "SELECT client, role, member, what FROM access_log WHERE client = 'associate-1' ORDER BY id")
         assert sorted(rows) == [("associate-1", "associate", alias, "GET /v1/members/{member_id}"),
                                 ("associate-1", "associate", alias, "feed:member.arrived")]
