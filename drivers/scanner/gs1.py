@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from biip import ParseError
 from biip.checksums import gs1_standard_check_digit
 from biip.gs1_application_identifiers import GS1ApplicationIdentifier
+from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_element_strings import GS1ElementString
 
 GS = "\x1d"  # what a scanner sends for an FNC1 that ends a variable-length field
@@ -108,6 +109,28 @@ def parse(text: str) -> dict[str, str]:
     elements = _split_hri(text) if text.startswith("(") else _split_raw(text)
     if not elements:
         raise Gs1Error("GS1 data has no AI")
+    return _fields(elements)
+
+
+def is_digital_link(text: str) -> bool:
+    """True when ``text`` could be a GS1 Digital Link URI: an http(s) URL."""
+    return text[:8].lower().startswith(("https://", "http://"))
+
+
+def parse_digital_link(url: str) -> dict[str, str] | None:
+    """The named fields of a GS1 Digital Link URI ("https://id.gs1.org/01/09506000134352/10/AB?17=261231"),
+    None for a URL that is not one, Gs1Error for one whose data breaks the GS1 rules."""
+    try:
+        link = GS1DigitalLinkURI.parse(url)
+    except (ParseError, ValueError):  # ValueError: urllib on a malformed host ("http://[")
+        return None  # an ordinary web address: no GS1 primary key in its path
+    for element in link.element_strings:
+        _checked(element)
+    return _fields(link.element_strings)
+
+
+def _fields(elements: list[GS1ElementString]) -> dict[str, str]:
+    """Checked elements as ``Scan.fields``: FIELDS' names, else the AI number."""
     fields: dict[str, str] = {}
     seen: set[str] = set()
     for element in elements:

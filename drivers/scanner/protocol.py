@@ -3,6 +3,9 @@
 A scan is the text of one code, its suffix (CR, LF, Enter) already removed by
 the framer or key decoder, optionally led by an AIM symbology identifier
 (ISO/IEC 15424): "]" + code character + modifier, e.g. "]E0" for EAN-13.
+GS1 data comes as element strings (GS1-128, GS1 DataMatrix, ...) or as a
+GS1 Digital Link URI in a QR code ("https://id.gs1.org/01/<GTIN>/10/<lot>"),
+both read by biip through ``gs1``; any other URL stays a plain code.
 
 Besides GS1 codes the chain prints its own, all plain ASCII (``CHAIN_FORMS``):
 
@@ -253,6 +256,11 @@ def _inferred(payload: str, forms: Sequence[ChainForm]) -> Scan | str:
         found = _gs1(payload, Symbology.GS1_128)
         if isinstance(found, Scan):
             return found
+    if gs1.is_digital_link(payload):
+        # A GS1 Digital Link is printed as a QR code (or a DataMatrix): QR is the likelier guess.
+        link = _digital_link(payload, Symbology.QR)
+        if link is not None:
+            return link
     symbology = Symbology.CODE128 if payload.isascii() else Symbology.UNKNOWN
     return Scan(payload, symbology, CodeKind.OTHER)
 
@@ -269,6 +277,10 @@ def _by_aim(ident: str, code: AimCode, payload: str, forms: Sequence[ChainForm])
     chain = _chain(payload, forms, code.symbology)
     if chain is not None:
         return chain
+    if gs1.is_digital_link(payload):
+        link = _digital_link(payload, code.symbology)
+        if link is not None:
+            return link
     return Scan(payload, code.symbology, CodeKind.OTHER)
 
 
@@ -348,6 +360,20 @@ def _gs1(payload: str, symbology: Symbology) -> Scan | str:
     if "gtin" in fields:
         return Scan(gs1.gtin_key(fields["gtin"]), symbology, CodeKind.PRODUCT, fields)
     return Scan(payload, symbology, CodeKind.OTHER, fields)
+
+
+def _digital_link(url: str, symbology: Symbology) -> Scan | str | None:
+    """A GS1 Digital Link URI (a product's QR code: https://id.gs1.org/01/<GTIN>/...), a reason if
+    its data is bad, None for any other web address (which stays a plain code)."""
+    try:
+        fields = gs1.parse_digital_link(url)
+    except gs1.Gs1Error as err:
+        return str(err)
+    if fields is None:
+        return None
+    if "gtin" in fields:
+        return Scan(gs1.gtin_key(fields["gtin"]), symbology, CodeKind.PRODUCT, fields)
+    return Scan(url, symbology, CodeKind.OTHER, fields)
 
 
 def _chain(payload: str, forms: Sequence[ChainForm], symbology: Symbology | None) -> Scan | str | None:

@@ -313,6 +313,29 @@ def test_gs1_raw_form_of_new_ais_with_separators():
                                  "net_weight_kg": "7.50", "7240": "HAM-1", "expiry": "2026-12-31"}
 
 
+@pytest.mark.parametrize(
+    "text, aim, code, symbology, fields",
+    [
+        ("https://id.gs1.org/01/09506000134352/10/ABC123?17=261231", False, "9506000134352", Symbology.QR,
+         {"gtin": "09506000134352", "batch": "ABC123", "expiry": "2026-12-31"}),
+        ("]Q1https://brand.example/shop/01/09501101530003/21/SN1?3103=001250&utm=x", True, "9501101530003",
+         Symbology.QR, {"gtin": "09501101530003", "serial": "SN1", "net_weight_kg": "1.250"}),
+        ("]d1HTTPS://ID.GS1.ORG/01/09506000134352", True, "9506000134352", Symbology.DATAMATRIX,
+         {"gtin": "09506000134352"}),
+    ],
+)
+def test_gs1_digital_link_in_a_qr_code_is_the_product(text, aim, code, symbology, fields):
+    scan = good(text, aim=aim)
+    assert (scan.code, scan.symbology, scan.kind, scan.fields) == (code, symbology, CodeKind.PRODUCT, fields)
+
+
+def test_an_ordinary_url_stays_a_plain_code_and_a_bad_digital_link_is_refused():
+    assert good("]Q1https://example.com/x", aim=True).kind is CodeKind.OTHER
+    assert good("https://example.com/01/ABC").kind is CodeKind.OTHER
+    assert good("http://[::1").kind is CodeKind.OTHER
+    assert bad("https://id.gs1.org/01/09506000134353").reason == "AI 01 (GTIN) check digit is 3, expected 2"
+
+
 def test_gs1_day_00_is_the_last_day_of_the_month():
     assert good("(01)09501101530003(17)240200").fields["expiry"] == "2024-02-29"
     assert good("(01)09501101530003(17)250200").fields["expiry"] == "2025-02-28"
