@@ -183,7 +183,7 @@ class HubLink:
             return
         broker = parse_broker_url(self.config.hub.url)
         self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive,
-                                   clean_start=self.drain_only, properties=self._connect_properties())
+                                   clean_start=False, properties=self._connect_properties())
         self._client.loop_start()
         self._tasks = [
             asyncio.create_task(self._drain(), name="hub-drain"),
@@ -218,10 +218,14 @@ class HubLink:
         hub = self.config.hub
         login = hub.username or self.config.store.id
         # The client id is the login, as the shipped hub broker enforces (systemd/mosquitto/edge-hub.conf.example,
-        # use_username_as_clientid): no other store's login can take this store's session. A broker that does
-        # not enforce it keeps the drain apart from the live agent by the suffix; one that does makes them share.
-        client_id = f"{login}-drain" if self.drain_only else login
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        # use_username_as_clientid): no other store's login can take this store's session. `edge-agent drain`
+        # uses it too, as a guest in the store's session (whatever the broker enforces, so that a drain beside
+        # a live agent behaves alike everywhere): the two hold the session by turns (hub.takeover_backoff), the
+        # drain keeps the session as it found it (no clean start, the same expiry) and acknowledges only the
+        # acks of its own database's streams (manual_ack, _on_message), so every other downlink message stays
+        # in the session and the broker gives it to the agent when it takes the session back.
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=login, protocol=mqtt.MQTTv5,
+                             manual_ack=self.drain_only)
         client.reconnect_delay_set(int(self.settings.reconnect_min_s), int(self.settings.reconnect_max_s))
         if not self.drain_only:
             client.will_set(self.topics.status, json.dumps({"state": "offline"}), qos=1, retain=True)
@@ -256,7 +260,8 @@ class HubLink:
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0 if self.drain_only else SESSION_EXPIRY_S
+        # The drain too: a session it ended would take the live agent's queued downlink with it.
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
         return props
 
     # paho thread: hand everything to the event loop.
@@ -302,7 +307,22 @@ class HubLink:
         self._loop.call_soon_threadsafe(self._disconnected, str(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.drain_only:
+            if not self._drain_takes(msg):
+                return  # the live agent's: left unacknowledged, the broker gives it to the agent again
+            client.ack(msg.mid, msg.qos)
         self._loop.call_soon_threadsafe(self._inbox.put_nowait, (msg.topic, msg.payload))
+
+    def _drain_takes(self, msg: mqtt.MQTTMessage) -> bool:
+        """A drain's own message: an ack naming one of this database's streams (paho thread; ``streams``
+        is replaced whole, never changed in place)."""
+        if msg.topic != self.topics.downlink["ack"]:
+            return False
+        try:
+            stream = json.loads(msg.payload).get("stream")
+        except (ValueError, AttributeError):
+            return False
+        return isinstance(stream, (str, type(None))) and self.store.streams.get(stream or LEGACY) is not None
 
     # Event loop side ------------------------------------------------------------
 

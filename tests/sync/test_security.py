@@ -506,7 +506,8 @@ def test_the_hub_user_keeps_its_own_client_ids(broker, peers):
 def test_a_dead_pcs_disk_drains_beside_its_live_agent_on_the_shipped_broker(make_agent, tmp_path, broker, pki,
                                                                             peers):
     """The drain and the live agent share the store's one session by turns: every event reaches the hub,
-    and the live agent is back online after its takeover backoff."""
+    the live agent is back online after its takeover backoff, and every downlink message the hub sent while
+    the drain held the session still reaches the live agent (the drain takes only its own acks)."""
     from support.hubprocess import HubProcess
     from support.storepcs import sell
     from sync.hub.db import open_db
@@ -531,11 +532,37 @@ def test_a_dead_pcs_disk_drains_beside_its_live_agent_on_the_shipped_broker(make
         new = pc("new-pc")
         live = sell(new, 3)
         watcher.subscribe("edge/store-a/status", retained=False)
-        done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "drain", "--config", str(new.config_path),
-                               "--data-dir", str(old.data_dir), "--timeout", "120"],
-                              capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr
-        assert "5 event(s) to send" in done.stdout and "every event is at the hub" in done.stdout
+        commander = peers("hub", client_id="commander").connected()
+        commander.subscribe("edge/store-a/cmd/res", retained=False)
+        drain = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "drain", "--config",
+                                  str(new.config_path), "--data-dir", str(old.data_dir), "--timeout", "120"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Commands from the hub all through the drain, whoever holds the session when each arrives.
+        sent: list[str] = []
+        while drain.poll() is None or len(sent) < 5:
+            cmd_id = f"during-drain-{len(sent)}"
+            assert not commander.publish("hub/store-a/cmd", json.dumps(
+                {"id": cmd_id, "device": "agent", "action": "status"})).is_failure
+            sent.append(cmd_id)
+            if drain.poll() is None:
+                try:
+                    drain.wait(0.3)  # a command every 0.3 s while the drain runs
+                except subprocess.TimeoutExpired:
+                    pass
+            assert len(sent) < 1000, "the drain did not end"
+        out, err = drain.communicate(timeout=60)
+        assert drain.returncode == 0, err
+        assert "5 event(s) to send" in out and "every event is at the hub" in out
+        answered: set[str] = set()
+        deadline = time.monotonic() + 60
+        while set(sent) - answered:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never answered: {sorted(set(sent) - answered)} of {len(sent)}"
+            try:
+                msg = commander.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            answered.add(json.loads(msg.payload)["id"])
         # The live agent took its session back and says so; its own sales reach the hub too.
         watcher.expect("edge/store-a/status", lambda s: s["state"] == "online", new, timeout=60)
         deadline = time.monotonic() + 60
