@@ -253,6 +253,8 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
         return GuardedProtocol
     handshaking: set[asyncio.Task[None]] = set()
 
+    _small_tls_buffers()
+
     class TlsGate(_TlsGate):
         context = tls
         timeout = header_timeout
@@ -300,6 +302,21 @@ def _handshake_failure(err: BaseException) -> tuple[str, str]:
     if isinstance(err, (TimeoutError, asyncio.TimeoutError)) or "longer than" in str(err):
         return "slow", "no TLS handshake within api.header_timeout"
     return "other", f"TLS handshake failed: {reason or type(err).__name__}"
+
+
+# asyncio gives each TLS connection a read buffer of SSLProtocol.max_size, 256 KiB, from the moment it is
+# accepted, handshake or not: at the connection cap that is 128 MiB that anyone on the Wi-Fi can make the
+# agent hold (the soak's intruder grew it by 72 MB). A TLS record carries at most 16 KiB, so 32 KiB reads
+# cost the API nothing measurable (bench/bench_checkout.py --https) and bound the whole to 16 MiB.
+TLS_READ_BUFFER = 32 * 1024
+
+
+def _small_tls_buffers() -> None:
+    """Set asyncio's TLS read buffer to ``TLS_READ_BUFFER`` for the process (the agent's only asyncio
+    TLS server is the API; its other TLS clients read small replies)."""
+    import asyncio.sslproto
+
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 class _TlsGate(asyncio.Protocol):

@@ -416,3 +416,36 @@ def test_the_demo_ca_and_certificate_are_valid_for_its_address(tmp_path: Path, n
     moved = demo.ensure_tls(tmp_path / "tls", HostPort(host="127.0.0.2", port=8080))
     assert tls.findings(moved.api_tls(), HostPort(host="127.0.0.2", port=8080)) == []
     assert moved.ca.read_bytes() == ca_before
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:"))) / 1024
+
+
+def test_a_full_house_of_tls_connections_costs_little_memory(tmp_path: Path, certs: AgentTls) -> None:
+    """512 TLS connections (the default cap), each through its handshake and then silent, from eight
+    addresses: the agent's memory grows by a bounded amount. asyncio's own 256 KiB read buffer per
+    connection made it 128 MiB (limits.TLS_READ_BUFFER)."""
+    config = config_dict(free_port(), [])
+    config["api"]["listen"] = f"0.0.0.0:{config['api']['listen'].rsplit(':', 1)[1]}"
+    config["api"].update(header_timeout=60)
+    agent = AgentProcess(tmp_path, config, tls=certs)
+    held: list[ssl.SSLSocket] = []
+    ctx = certs.context()
+    try:
+        agent.start()
+        assert agent.proc is not None
+        with agent.client() as c:  # the first TLS connection allocates what every later one shares
+            assert c.get("/v1/health").status_code == 200
+        before = _rss_mb(agent.proc.pid)
+        for n in range(512):
+            raw = socket.create_connection(("127.0.0.1", agent.port), timeout=30,
+                                           source_address=(f"127.0.0.{10 + n // 64}", 0))
+            held.append(ctx.wrap_socket(raw, server_hostname="127.0.0.1"))
+        grown = _rss_mb(agent.proc.pid) - before
+        assert grown < 48, f"RSS grew {grown:.0f} MB for 512 idle TLS connections"
+    finally:
+        for s in held:
+            s.close()
+        agent.close()
