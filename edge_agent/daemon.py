@@ -30,28 +30,46 @@ log = logging.getLogger("edge_agent")
 MAX_LOOP_LAG = 5.0
 # uvicorn's share of the 10 s SIGTERM budget; the agent's stop gets the rest.
 GRACEFUL_HTTP_SECONDS = 3
-# A browser's live feed passes its bearer token as ?token= (it cannot set headers on a WebSocket), and
-# uvicorn logs every WebSocket it accepts, and at debug every request, with the query string.
-_TOKEN_IN_URL = re.compile(r"([?&](?:token|access_token)=)[^&\s\"']*")
+# Credentials a log line could carry: a token or ticket in a URL's query string (a careless client's
+# ?token=, which the API refuses, is still in the request line uvicorn logs), and at debug the WebSocket
+# handshake's headers, which the websockets library logs one by one through uvicorn's logger
+# (``authorization: Bearer ...``, ``sec-websocket-protocol: bearer, ...``).
+_SECRETS = (
+    (re.compile(r"([?&](?:token|access_token|ticket)=)[^&\s\"']*"), r"\1***"),
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=,]\s*[\"']?(?:bearer|basic)\s+)[^\s\"',]+"), r"\1***"),
+    (re.compile(r"(?i)(sec-websocket-protocol[\"']?\s*[:=,]\s*[\"']?bearer\s*,\s*)[^\s\"',]+"), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential ``_SECRETS`` knows blanked."""
+    for pattern, blank in _SECRETS:
+        text = pattern.sub(blank, text)
+    return text
 
 
 class RedactTokens(logging.Filter):
-    """Blanks the value of ``token=`` in a URL's query string before a log line is written."""
+    """Blanks credentials (``_SECRETS``) in a log record's message before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "token=" in a for a in record.args):
-            record.args = tuple(_TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is the handler's to report
+            return True
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
         return True
 
 
 def _redact_uvicorn_logs() -> None:
-    """Keep tokens out of uvicorn's lines (called after uvicorn.Config, which sets its loggers up)."""
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+    """Keep credentials out of every line: uvicorn's loggers (uvicorn.Config sets up handlers of their own)
+    and every handler of the root logger, which all the agent's other loggers reach."""
+    handlers = [h for name in ("uvicorn", "uvicorn.error", "uvicorn.access") for h in logging.getLogger(name).handlers]
+    for target in [*handlers, *logging.getLogger().handlers,
+                   logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")]:
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())
 
 
 class _Server(uvicorn.Server):
