@@ -399,7 +399,7 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
                   f"{base}/v1/sessions/{kiosk} (what {d.id}'s \"Add to basket\" put there)\n"
                   for d in cfg.devices if (kiosk := getattr(d, "kiosk", None)))
         + f"  Live feed     {ws}/v1/events (token in the Authorization header, or a one-use ticket: README, "
-        f"Live feed); scanner-1 scans a demo code every {_scan_every():g} s\n"
+        f"Local API); scanner-1 scans a demo code every {_scan_every():g} s\n"
         + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
         + f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
         f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
