@@ -6,6 +6,12 @@ points at, a hub (a local Mosquitto on a free port and the reference hub,
 run`` linked to that hub, waits for its sd_notify READY=1, prints where to
 look, and on Ctrl-C (or SIGTERM) stops everything in order and exits 0.
 
+Without Mosquitto (or with ``EDGE_DEMO_BROKER=none``) there is no hub: the
+agent runs alone on the config's ``hub.url`` (or ``EDGE_HUB_URL``), sells,
+and keeps its events in the outbox until a hub is reachable; the banner says
+so and how to get Mosquitto. A maintained broker is what stores run, so the
+demo starts no broker of its own.
+
 No two parts want one port: the hub's console takes 127.0.0.1:8090 unless
 the API (``EDGE_API_LISTEN``), an emulator or another program has it, and
 then a free port (``EDGE_DEMO_HUB_HTTP`` names one); an API port that an
@@ -42,7 +48,6 @@ from edge_agent.config_types import HostPort
 from edge_agent.demo_tls import DemoTls, ensure_tls
 from edge_agent.errors import ConfigError
 from edge_agent.store import Store
-from sync.embedded_broker.process import EmbeddedBrokerProcess
 from sync.localbroker import LocalMosquitto, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +171,24 @@ async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, tim
 
 
 HUB_HTTP_DEFAULT = HostPort(host="127.0.0.1", port=8090)
+GET_MOSQUITTO = "sudo scripts/system-packages.sh run (or sudo apt install mosquitto), then make run again"
+
+
+def why_no_hub(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the demo runs the agent alone, or None when it starts Mosquitto and the reference hub.
+
+    ``EDGE_DEMO_BROKER``: ``mosquitto`` (the default: Mosquitto when it is
+    installed, else the agent alone) or ``none`` (the agent alone even so).
+    SystemExit for any other value."""
+    choice = environ.get("EDGE_DEMO_BROKER", "") or "mosquitto"
+    if choice not in ("mosquitto", "none"):
+        raise SystemExit(f"EDGE_DEMO_BROKER={choice!r} is not mosquitto (the default) or none (the agent alone, "
+                         "without a hub)")
+    if choice == "none":
+        return "EDGE_DEMO_BROKER=none"
+    if mosquitto_binary() is None:
+        return "mosquitto is not installed"
+    return None
 
 
 def _port_free(where: HostPort) -> bool:
@@ -277,6 +300,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     try:
         cfg = config.load(config_path)
         hub_http = plan_ports(cfg)
+        no_hub = why_no_hub()
     except ConfigError as err:
         print("\n".join(err.problems), file=sys.stderr)
         return 2
@@ -303,7 +327,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         loop.add_signal_handler(sig, lambda name=name: (stopped_by.append(name), stop.set()))
 
     emulators: list[Emulator] = []
-    broker: LocalMosquitto | EmbeddedBrokerProcess | None = None
+    broker: LocalMosquitto | None = None
     hub: asyncio.subprocess.Process | None = None
     proc: asyncio.subprocess.Process | None = None
     sockdir = tempfile.mkdtemp(prefix="edge-demo-")
@@ -315,25 +339,23 @@ async def main(config_path: Path, data_dir: Path) -> int:
     try:
         # The emulators first: a port another program holds stops the demo before anything else started.
         await _emulators(cfg, workdir, data_dir, emulators)
-        if mosquitto_binary() is None or os.environ.get("EDGE_DEMO_BROKER") == "embedded":
-            # No Mosquitto (a laptop without root): the embedded broker, in memory.
-            why = ("EDGE_DEMO_BROKER=embedded" if mosquitto_binary() is not None
-                   else "mosquitto is not installed (apt-get install mosquitto)")
-            print(f"{why}: using the embedded broker (in memory: a broker restart forgets sessions)", file=sys.stderr)
-            broker = EmbeddedBrokerProcess(data_dir / "broker").start()
-        else:
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+        if no_hub is None:
             broker = LocalMosquitto(data_dir / "broker").start()
-        hub_url = broker.url
-        hub = await _start_hub(hub_url, data_dir, hub_http)
+            hub = await _start_hub(broker.url, data_dir, hub_http)
+            env["EDGE_HUB_URL"] = broker.url
+        else:
+            # The agent alone, on the config's hub.url (or EDGE_HUB_URL): it sells and queues.
+            print(f"make run: {no_hub}: running the agent alone, without a hub", file=sys.stderr, flush=True)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent.cli", "run", "--config", str(agent_config),
-            "--data-dir", str(data_dir.resolve()),
-            env={**os.environ, "NOTIFY_SOCKET": notify_path, "EDGE_HUB_URL": hub_url},
+            "--data-dir", str(data_dir.resolve()), env=env,
             cwd=workdir,
             start_new_session=True,  # Ctrl-C reaches us; we stop the agent in order
         )
         await _wait_ready(sock, proc, 60, stop)
-        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http, trust), flush=True)
+        hub_url = broker.url if broker is not None else None
+        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http, trust, no_hub), flush=True)
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -343,7 +365,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         else:
             # The agent logs the SIGTERM it is sent next: say who sent it and why.
             print(f"\n{stopped_by[0] if stopped_by else 'Stop'}: stopping the demo store: the agent (sent SIGTERM, "
-                  "as systemd stops it), then the hub and the broker", flush=True)
+                  f"as systemd stops it){', then the hub and the broker' if broker is not None else ''}", flush=True)
         stopper.cancel()
     except SystemExit as err:
         print(f"make run: {err}", file=sys.stderr)
@@ -368,20 +390,16 @@ async def main(config_path: Path, data_dir: Path) -> int:
 
 
 def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[Emulator],
-           hub_url: str, hub_http: HostPort, trust: Path | None = None) -> str:
+           hub_url: str | None, hub_http: HostPort, trust: Path | None = None, no_hub: str | None = None) -> str:
     """What ``make run`` prints once the store is up: where to look and what to try.
 
-    ``trust`` is the CA file that issued the API's certificate (the demo's own), when known."""
+    ``trust`` is the CA file that issued the API's certificate (the demo's own), when known;
+    ``no_hub`` says why there is no hub (``why_no_hub``), and then ``hub_url`` is None."""
     secure = cfg.api.tls is not None
     base = f"{'https' if secure else 'http'}://{cfg.api.listen}"
     ws = f"{'wss' if secure else 'ws'}://{cfg.api.listen}"
     curl = f"curl --cacert {trust}" if trust is not None else "curl"
     cafile = f" --cafile {trust}" if trust is not None else ""
-    hub_cli = f".venv/bin/edge-hub publish %s --broker {hub_url} --store {cfg.store.id}"
-    # A remote action to try: redraw the shelf labels if the store has some, else reopen its first device.
-    labels = next((d.id for d in cfg.devices if d.kind.startswith("shelf_label.")), None)
-    first = cfg.devices[0].id if cfg.devices else "DEVICE"
-    command = f"--device {labels} --action refresh_labels" if labels else f"--device {first} --action reopen"
     return (
         f"\nDemo store {cfg.store.id} is up ({products} products, {len(cfg.devices)} devices, data in {data_dir}).\n"
         + (f"  API docs      {base}/docs\n" if cfg.api.docs else "  API docs      off (api.docs: true serves /docs)\n")
@@ -401,7 +419,22 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
         + f"  Live feed     {ws}/v1/events (token in the Authorization header, or a one-use ticket: README, "
         f"Local API); scanner-1 scans a demo code every {_scan_every():g} s\n"
         + f"  Store console {base}/console (token {DEMO_TOKENS['console']})\n"
-        + f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
+        + (_hub_lines(cfg, data_dir, hub_url, hub_http) if hub_url is not None
+           else _no_hub_lines(cfg, no_hub or "no hub"))
+        + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
+        "Press Ctrl-C to stop."
+    )
+
+
+def _hub_lines(cfg: config.AgentConfig, data_dir: Path, hub_url: str, hub_http: HostPort) -> str:
+    """The banner's lines about the demo hub: its console, its database and what to publish from it."""
+    hub_cli = f".venv/bin/edge-hub publish %s --broker {hub_url} --store {cfg.store.id}"
+    # A remote action to try: redraw the shelf labels if the store has some, else reopen its first device.
+    labels = next((d.id for d in cfg.devices if d.kind.startswith("shelf_label.")), None)
+    first = cfg.devices[0].id if cfg.devices else "DEVICE"
+    command = f"--device {labels} --action refresh_labels" if labels else f"--device {first} --action reopen"
+    return (
+        f"  Hub console   http://{hub_http}/ (token {DEMO_TOKENS['console']})\n"
         f"  Hub           broker {hub_url}, database {data_dir}/hub.db\n"
         f"  Hub stores    .venv/bin/edge-hub stores --db sqlite:///{data_dir}/hub.db\n"
         f"  Remote cmd    .venv/bin/edge-hub cmd --broker {hub_url} --db sqlite:///{data_dir}/hub.db "
@@ -410,8 +443,20 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
         f"  Pickup order  {hub_cli % 'order demo/order.json'} (its pick ticket prints on printer-1)\n"
         f"  Member card   {hub_cli % 'member demo/member.json'} (M-0042, 2000 points; scanner-1's demo scans "
         "attach her to kiosk-1)\n"
-        + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
-        "Press Ctrl-C to stop."
+    )
+
+
+def _no_hub_lines(cfg: config.AgentConfig, why: str) -> str:
+    """The banner's lines when the agent runs alone: what that means and how to get a hub."""
+    if why == "mosquitto is not installed":
+        get = f"install Mosquitto: {GET_MOSQUITTO}"
+    else:
+        get = "make run without EDGE_DEMO_BROKER=none"
+    return (
+        f"  Hub           none ({why}): the store sells as usual and keeps every event in its outbox; "
+        f"/v1/health says \"hub\": \"offline\" and the outbox_depth\n"
+        f"  Get a hub     {get}; it starts Mosquitto and the reference hub, and the outbox drains to it "
+        f"(it drains to any hub reachable at {cfg.hub.url}, the config's hub.url)\n"
     )
 
 

@@ -8,6 +8,7 @@ import os
 import selectors
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -37,20 +38,39 @@ def _read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
     return seen.decode()
 
 
-@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
-def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
-    """``make run``: with Mosquitto, and with the embedded broker a machine without it gets."""
-    port, hb_port = free_port(), free_port()
-    config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{hb_port}")
-    config = config.replace("127.0.0.1:9100", f"127.0.0.1:{free_port()}")
-    (tmp_path / "devices.yaml").write_text(config)
-    env = {**os.environ, "EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2",
-           "EDGE_DEMO_BROKER": broker, "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"}
-    proc = subprocess.Popen(
+def _demo_config(tmp_path) -> None:
+    """The demo's devices.yaml in ``tmp_path``, its emulators on free ports."""
+    config = (ROOT / "devices.yaml").read_text().replace("127.0.0.1:9601", f"127.0.0.1:{free_port()}")
+    (tmp_path / "devices.yaml").write_text(config.replace("127.0.0.1:9100", f"127.0.0.1:{free_port()}"))
+
+
+def _start_demo(tmp_path, **environ: str) -> subprocess.Popen:
+    """``make run`` on the config in ``tmp_path`` with its data in ``tmp_path/data``."""
+    return subprocess.Popen(
         [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
          "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **environ},
     )
+
+
+def _ctrl_c(proc: subprocess.Popen) -> str:
+    """Ctrl-C at the launcher, so that it stops what it started; all it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=30)[0].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
+    """``make run`` with Mosquitto: the broker, the reference hub and the agent."""
+    port = free_port()
+    _demo_config(tmp_path)
+    env = {"EDGE_API_LISTEN": f"127.0.0.1:{port}", "EDGE_DEMO_SCAN_EVERY": "0.2",
+           "EDGE_DEMO_BROKER": "mosquitto", "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"}
+    proc = _start_demo(tmp_path, **env)
     try:
         banner = _read_until(proc, "Press Ctrl-C", 60)
         # HTTPS and WSS, with the demo's own CA next to the config, which the banner names.
@@ -115,23 +135,99 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path, broker):
             member = api.get("/v1/members/M-0042",
                                headers={"Authorization": "Bearer demo-associate"}).json()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=20)[0].decode()
     finally:
-        if proc.poll() is None:
-            # Ctrl-C, so that the launcher stops the agent, hub and broker it started.
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        out = _ctrl_c(proc)
     assert proc.returncode == 0, out
     assert "demo store stopped" in out
     assert "edge-hub: stopped" in out
     # What happened, in order: Ctrl-C at the launcher, which stopped the agent with SIGTERM.
-    said = out.index("Ctrl-C: stopping the demo store: the agent (sent SIGTERM")
+    said = out.index("Ctrl-C: stopping the demo store: the agent (sent SIGTERM, as systemd stops it), then the hub")
     assert said < out.index("asked to stop (SIGTERM): finishing in-flight work")
     assert "received SIG" not in out
+
+
+def test_demo_store_without_a_broker_sells_queues_and_drains_at_the_next_run_with_one(tmp_path):
+    """``make run`` without Mosquitto runs the agent alone: it sells, keeps the sale's event in the
+    outbox and says how to get a hub; the next ``make run`` with Mosquitto drains the outbox to its hub."""
+    port = free_port()
+    _demo_config(tmp_path)
+    # A hub.url where nothing listens, so that a broker on this machine's 1883 cannot take the sale.
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    proc = _start_demo(tmp_path, EDGE_API_LISTEN=f"127.0.0.1:{port}", EDGE_DEMO_BROKER="none", EDGE_HUB_URL=nowhere,
+                       EDGE_DEMO_HUB_HTTP=f"127.0.0.1:{free_port()}")
+    ca = tmp_path / ".run" / "tls" / "ca.crt"
+    try:
+        banner = _read_until(proc, "Press Ctrl-C", 60)
+        assert "make run: EDGE_DEMO_BROKER=none: running the agent alone, without a hub" in banner
+        assert '  Hub           none (EDGE_DEMO_BROKER=none): the store sells as usual and keeps every event in its ' \
+               'outbox; /v1/health says "hub": "offline"' in banner
+        assert "  Get a hub     make run without EDGE_DEMO_BROKER=none; it starts Mosquitto and the reference hub, " \
+               f"and the outbox drains to it (it drains to any hub reachable at {nowhere}, the config's hub.url)" \
+               in banner
+        # Nothing that needs a hub is offered.
+        assert "edge-hub" not in banner and "Hub console" not in banner and "--broker" not in banner
+        api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
+                           timeout=30)
+        before = api.get("/v1/health").json()
+        assert before["hub"] == "offline" and before["store"] == "store-001", before
+        sold = api.post("/v1/sales", headers={"Authorization": "Bearer demo-kiosk"},
+                        json={"client_sale_id": "5d7c3a8e-1f2b-4c6d-8e9f-0a1b2c3d4e5f", "payment": {"method": "cash"},
+                              "lines": [{"code": "6901234567892", "qty": 1}]})
+        assert sold.status_code == 201, sold.text
+        after = api.get("/v1/health").json()
+        assert after["hub"] == "offline" and after["outbox_depth"] > before["outbox_depth"], after
+    finally:
+        out = _ctrl_c(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "demo store stopped" in out
+    assert "Ctrl-C: stopping the demo store: the agent (sent SIGTERM, as systemd stops it)\n" in out
+
+    # The next make run finds Mosquitto: its hub takes the queued sale and the outbox empties.
+    proc = _start_demo(tmp_path, EDGE_API_LISTEN=f"127.0.0.1:{port}", EDGE_DEMO_BROKER="mosquitto",
+                       EDGE_DEMO_HUB_HTTP=f"127.0.0.1:{free_port()}")
+    try:
+        _read_until(proc, "Press Ctrl-C", 60)
+        api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
+                           timeout=30)
+        deadline = time.monotonic() + 30
+        while (health := api.get("/v1/health").json())["hub"] != "online" or health["outbox_depth"] != 0:
+            assert time.monotonic() < deadline, health
+            time.sleep(0.05)
+    finally:
+        out = _ctrl_c(proc)
+    assert proc.returncode == 0, out
+    hub = sqlite3.connect(tmp_path / "data" / "hub.db")
+    try:
+        sales = [json.loads(e)["data"]["client_sale_id"]
+                 for (e,) in hub.execute("SELECT event FROM events WHERE type = 'retail.sale.completed'")]
+    finally:
+        hub.close()
+    assert sales == ["5d7c3a8e-1f2b-4c6d-8e9f-0a1b2c3d4e5f"]
+
+
+def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch):
+    """Without the mosquitto binary the banner names the commands that install it."""
+    from edge_agent import config, demo
+
+    monkeypatch.delenv("EDGE_DEMO_BROKER", raising=False)
+    monkeypatch.setattr(demo, "mosquitto_binary", lambda: None)  # this machine has it: a machine without it
+    why = demo.why_no_hub()
+    assert why == "mosquitto is not installed"
+    cfg = config.load(ROOT / "devices.yaml")
+    text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, None, why)
+    assert "  Hub           none (mosquitto is not installed): the store sells as usual" in text
+    assert "  Get a hub     install Mosquitto: sudo scripts/system-packages.sh run (or sudo apt install mosquitto), " \
+           "then make run again; it starts Mosquitto and the reference hub, and the outbox drains to it" in text
+    assert "edge-hub" not in text
+
+
+def test_the_demo_refuses_a_broker_it_does_not_know():
+    """EDGE_DEMO_BROKER=embedded (the broker make run once had) is an error that names the choices."""
+    from edge_agent.demo import why_no_hub
+
+    with pytest.raises(SystemExit, match="EDGE_DEMO_BROKER='embedded' is not mosquitto \\(the default\\) or none"):
+        why_no_hub({"EDGE_DEMO_BROKER": "embedded"})
+    assert why_no_hub({"EDGE_DEMO_BROKER": "none"}) == "EDGE_DEMO_BROKER=none"
 
 
 def test_the_hub_console_never_takes_the_api_port(monkeypatch):
