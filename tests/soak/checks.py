@@ -36,8 +36,9 @@ FAULT = "fault shows at hub console and /v1/health, then clears"
 IDENTITY = "second PC and stale event seen, then cleared"
 RESOURCES = "agent RSS, open files, log volume flat"
 HOSTILE = "an intruder on the Wi-Fi stops no checkout"
+PRIVACY = "a member leaves the store after retention, not before"
 ANSWERS = "every call and scan answered, no 5xx or crash"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, RESOURCES, ANSWERS)
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, PRIVACY, RESOURCES, ANSWERS)
 
 # row -> (floor, per minute of the day): the fewest checks a row may make (see require_minimums).
 MINIMUMS: dict[str, tuple[int, float]] = {
@@ -50,6 +51,7 @@ MINIMUMS: dict[str, tuple[int, float]] = {
     FAULT: (25, 0.0),        # 4 device faults x 4 signals, broker 3, hub down 4, agent kill 2
     IDENTITY: (14, 0.0),     # agent kill 2, second PC 9, stale event 5 (console alerts included)
     HOSTILE: (7, 0.0),       # the intruder: sales, health, 413s, files, log lines, files given back; no token in a log
+    PRIVACY: (10, 10.0),     # each swept sale once, each unacknowledged one per look, the sweep's lateness per look
     RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
     ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
 }

@@ -102,6 +102,8 @@ class Timers:
     idle_timeout: float | None = None  # sessions.idle_timeout; None: the key is left out
     paper_check: float = 0.5
     heartbeat: float = 1.0
+    privacy_retention: float = 60.0  # privacy.retention_days, in seconds
+    privacy_sweep: float = 5.0       # privacy.sweep_interval
 
 
 class Rig:
@@ -228,6 +230,8 @@ class Rig:
             "hub": {"url": self.broker.url, "trouble_hold": TROUBLE_HOLD, "takeover_backoff": TAKEOVER_BACKOFF},
             "api": {"listen": f"127.0.0.1:{free_port()}", "clients": clients},
             "loyalty": {"card_ttl": t.card_ttl},
+            # A member leaves the store's sales a short retention after the hub has them (soak/privacy.py).
+            "privacy": {"retention_days": t.privacy_retention / 86400, "sweep_interval": t.privacy_sweep},
             "devices": devices,
         }
         if t.idle_timeout is not None:

@@ -29,6 +29,7 @@ from soak.identity import second_pc, stale_event
 from soak.intruder import intruder, no_secret_in_logs
 from soak.invariants import FeedLog, LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
 from soak.ledger import Ledger
+from soak.privacy import PrivacyWatch
 from soak.rig import ROOT_RUN, Rig, Timers, wait_for
 
 
@@ -67,7 +68,8 @@ def timers(minutes: float, idle: bool) -> Timers:
     """Short timers, shorter still for a short day."""
     short = minutes < 5
     return Timers(sweep_interval=10.0 if short else 30.0, compliance_grace=5.0, label_poll=0.5,
-                  card_ttl=45.0 if short else 120.0, idle_timeout=(8.0 if short else 20.0) if idle else None)
+                  card_ttl=45.0 if short else 120.0, idle_timeout=(8.0 if short else 20.0) if idle else None,
+                  privacy_retention=30.0 if short else 120.0, privacy_sweep=5.0)
 
 
 def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: bool = False,
@@ -89,7 +91,7 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         ledger.started = time.monotonic()
         checks.started = ledger.started
         day.feed = FeedLog(day)
-        watchers = [LabelWatch(day), ResourceWatch(day), day.feed]
+        watchers = [LabelWatch(day), ResourceWatch(day), day.feed, PrivacyWatch(day)]
         threads = [*actors(day), *watchers]
         for t in threads:
             t.start()
@@ -107,7 +109,7 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         day.stop.set()
         for t in threads:
             t.join(60)
-        _end_of_day(day, watchers[1])
+        _end_of_day(day, watchers[1], watchers[3])
         checks.require_minimums(minutes)
     finally:
         day.stop.set()
@@ -119,7 +121,7 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
     return Result(not checks.violations, text, run_dir, len(checks.violations))
 
 
-def _end_of_day(day: Day, resources: ResourceWatch) -> None:
+def _end_of_day(day: Day, resources: ResourceWatch, privacy: PrivacyWatch) -> None:
     """Drain, then every end-of-day check."""
     drains(day, "the end of the day", DRAIN_WITHIN)
     pad = day.rig.client("pad-1")
@@ -145,6 +147,7 @@ def _end_of_day(day: Day, resources: ResourceWatch) -> None:
     slips(day)
     hub_ledger(day, final=True)
     resources.judge()
+    privacy.judge()
     no_secret_in_logs(day)
 
 

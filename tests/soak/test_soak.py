@@ -278,3 +278,63 @@ def test_the_stores_table_is_read_by_its_headers():
     line = store_line(table, STORE)
     assert (line["CONFLICTS"], line["OPEN GAPS"], line["IDENTITY"], line["STREAMS"]) == ("1", "0", "1 open", "3")
     assert store_line(table, "store-none") is None
+
+
+# The privacy watch's readings ----------------------------------------------------------------------
+
+def _privacy_day(tmp_path, swept: int, acked: int, sales: list[tuple[int, str, dict]], oldest_ack_s: float | None):
+    """A store database as the agent keeps it (meta, sales, acks) and a day whose ledger sold ``sales``
+    (seq, sale id, the stored event), each posted with member M-S001."""
+    from datetime import timedelta
+
+    from edge_agent.store import codec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    conn = sqlite3.connect(data / "store.db")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
+    conn.execute("CREATE TABLE sales (seq INTEGER PRIMARY KEY, sale_id BLOB, body BLOB)")
+    conn.execute("CREATE TABLE acks (seq INTEGER PRIMARY KEY, at TEXT)")
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", [("privacy_swept_seq", swept), ("acked_seq", acked)])
+    ledger = Ledger()
+    for seq, sale_id, event in sales:
+        conn.execute("INSERT INTO sales VALUES (?, ?, ?)", (seq, codec.uuid_bytes(sale_id), codec.pack({"event": event})))
+        ledger.add_sale(Sale(sale_id, "kiosk-1", {"member_id": "M-S001"}, {}, {}, None, 0.0, 1))
+    if oldest_ack_s is not None:
+        at = datetime.now(timezone.utc) - timedelta(seconds=oldest_ack_s)
+        conn.execute("INSERT INTO acks VALUES (?, ?)", (swept + 1, at.isoformat()))
+    conn.commit()
+    conn.close()
+    rig = SimpleNamespace(agent=SimpleNamespace(data_dir=data), timers=Timers(privacy_retention=30, privacy_sweep=5))
+    return SimpleNamespace(rig=rig, ledger=ledger, checks=Checks(tmp_path, 0.0, quiet=True), stop=None)
+
+
+S1, S2, S3 = ("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002",
+              "00000000-0000-4000-8000-000000000003")
+
+
+def test_the_privacy_watch_passes_a_store_that_keeps_its_word(tmp_path):
+    from soak.privacy import PrivacyWatch
+
+    day = _privacy_day(tmp_path, swept=1, acked=2, oldest_ack_s=10, sales=[
+        (1, S1, {"member_id": None, "member_pseudonym": "p1-ab"}),   # swept
+        (2, S2, {"member_id": "M-S001"}),                             # acknowledged, retention not past yet
+        (3, S3, {"member_id": "M-S001"})])                            # not acknowledged: untouched
+    watch = PrivacyWatch(day)
+    watch.look()
+    assert day.checks.violations == [] and day.checks.counts[rows.PRIVACY] == 3
+    assert watch.swept_members == {S1}
+
+
+@pytest.mark.parametrize("case", ["member left in a swept sale", "unacknowledged sale swept", "sweep late"])
+def test_the_privacy_watch_sees_each_broken_promise(tmp_path, case):
+    from soak.privacy import PrivacyWatch
+
+    swept_event = {"member_id": "M-S001"} if case == "member left in a swept sale" else \
+        {"member_id": None, "member_pseudonym": "p1-ab"}
+    unacked = {"member_id": None, "member_pseudonym": "p1-cd"} if case == "unacknowledged sale swept" else \
+        {"member_id": "M-S001"}
+    day = _privacy_day(tmp_path, swept=1, acked=1, oldest_ack_s=200 if case == "sweep late" else 10,
+                       sales=[(1, S1, swept_event), (2, S2, unacked)])
+    PrivacyWatch(day).look()
+    assert [v.invariant for v in day.checks.violations] == [rows.PRIVACY], case
