@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from edge_agent.bus import EventBus
+    from edge_core.bus import Bus
 
 
 class DeviceState(str, enum.Enum):
@@ -69,7 +69,7 @@ class DriverContext:
     """What the supervisor hands a driver: its id, the bus, a logger, counters."""
 
     device_id: str
-    bus: "EventBus"
+    bus: "Bus"
     log: logging.Logger
     counters: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)

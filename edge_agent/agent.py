@@ -4,6 +4,7 @@ stopped together. The API's lifespan owns one Agent (edge_agent/api/app.py)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from drivers.mirror.recorder import TryOnRecorder
 from drivers.printer.spool import SPOOL
 from drivers.registry import drivers
 from edge_agent import __version__
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, Role
 from edge_agent.feed import Feed
 from edge_agent.health import OpenAlerts, assess
@@ -23,7 +24,9 @@ from edge_agent.privacy import Privacy
 from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
+from edge_agent.store.outbox import Priority
 from edge_agent.supervisor import Backoff, Supervisor
+from edge_core.bus import utcnow
 from sync.downlink import Downlink
 from sync.link import HubLink, LinkSettings
 
@@ -58,7 +61,8 @@ class Agent:
                                  loyalty=config.loyalty)
         self.members = MemberService(self.store, self.bus, config.loyalty.card_ttl, forget=self.feed.forget_member)
         self.labels = LabelService(config, self.store, self.bus, self.supervisor)
-        self.tryon = TryOnRecorder(self.store, self.bus)
+        # The try-on recorder knows the outbox only as this callable (drivers/mirror/recorder.py).
+        self.tryon = TryOnRecorder(functools.partial(self.store.emit, priority=Priority.TELEMETRY), self.bus)
         # Retention of personal data and the access log of who read it (edge_agent/privacy.py).
         self.privacy = Privacy(self.store, config.privacy, config.store.id)
         self.feed.on_read = self.privacy.access.record

@@ -4,31 +4,27 @@ Publishing never blocks and never fails: each subscriber has a bounded queue,
 and a subscriber that falls behind loses its oldest events (counted in
 ``dropped``) instead of slowing the publisher. The bus lives on the event
 loop; publish from other threads with ``loop.call_soon_threadsafe``.
+
+This is the one implementation of ``edge_core.bus.Bus``; drivers and sync
+know the bus only through that interface.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-
-def utcnow() -> datetime:
-    """Aware UTC now; the one clock the agent reads for timestamps."""
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True, slots=True)
-class BusEvent:
-    """One event on the bus: a dotted type such as ``device.state`` and its data."""
-
-    type: str
-    data: dict[str, Any]
-    id: int = 0
-    time: datetime = field(default_factory=utcnow)
+# moved to edge_core.bus; re-exported for edge_agent/ (api/routers/members, catalog, health, labels/alerts,
+# labels/bindings, labels/health, labels/planner, labels/service, labels/views, members, orders, printing, privacy,
+# returns, sales, sessions, stock, store/db), sync/link.py, sync/downlink.py, bench/bench_hub_scale.py,
+# bench/bench_outbox.py, tests/edge_agent/ (labels/test_drift, test_health, test_members, test_printing)
+from edge_core.bus import utcnow as utcnow
+# moved to edge_core.bus; re-exported for edge_agent/ (feed, health, members, scans, sessions, labels/service),
+# tests/edge_agent/test_privacy.py, tests/edge_agent/test_sessions.py, tests/support/labelrig.py
+from edge_core.bus import BusEvent as BusEvent
+# moved to edge_core.bus; re-exported for edge_agent/ (feed, health, members, scans, sessions)
+from edge_core.bus import Consumer as Consumer
 
 
 class Subscription:
@@ -82,42 +78,3 @@ class EventBus:
             if sub.matches(event_type):
                 sub.offer(event)
         return event
-
-
-class Consumer:
-    """A task that handles the bus events of ``prefixes``, one at a time, from ``start`` to ``stop``.
-
-    Subclasses set ``prefixes`` and implement ``handle``; an exception from
-    ``handle`` is the subclass's to catch (it would end the task).
-    """
-
-    prefixes: tuple[str, ...] = ()
-    maxsize: int = 10_000
-
-    def __init__(self, bus: EventBus):
-        self.bus = bus
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Subscribe now (events from here on are seen) and start handling."""
-        sub = self.bus.subscribe(*self.prefixes, maxsize=self.maxsize)
-        self._task = asyncio.create_task(self._consume(sub), name=type(self).__name__)
-
-    async def stop(self) -> None:
-        """Stop handling; events still queued are dropped."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _consume(self, sub: Subscription) -> None:
-        try:
-            async for event in sub:
-                await self.handle(event)
-        finally:
-            sub.close()
-
-    async def handle(self, event: BusEvent) -> None:
-        """Handle one event."""
-        raise NotImplementedError

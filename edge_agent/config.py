@@ -37,13 +37,10 @@ from pydantic import (
 
 from drivers.base import DeviceConfig
 from drivers.registry import drivers
-from edge_agent.config_types import HostPort
 from edge_agent.config_yaml import (
-    CLIENT_NAME_PATTERN,
     CURRENCY_PATTERN,
     HEX64,
     STORE_ID_PATTERN,
-    KeyedError,
     compose,
     describe,
     line_of,
@@ -51,7 +48,8 @@ from edge_agent.config_yaml import (
     shown_value,
     yaml_problem,
 )
-from edge_agent.errors import ConfigError
+from edge_core.config_types import CLIENT_NAME_PATTERN, HostPort, KeyedError
+from edge_core.errors import ConfigError
 
 ENV_OVERRIDES = ("EDGE_HUB_URL", "EDGE_API_LISTEN", "EDGE_STORE_ID")
 _ENV_KEYS: dict[str, tuple[str, str]] = {

@@ -12,19 +12,11 @@ import yaml
 from pydantic import BaseModel
 
 from drivers.base import DEVICE_ID_PATTERN
+from edge_core.config_types import CLIENT_NAME_PATTERN
 
 STORE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
-CLIENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-class KeyedError(ValueError):
-    """A model-level ValueError about one key below the model (``loc``), so it gets that key's line."""
-
-    def __init__(self, message: str, *loc: str | int):
-        super().__init__(message)
-        self.loc = loc
 
 
 def redact_url(url: str) -> str:

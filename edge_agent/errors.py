@@ -1,33 +1,26 @@
-"""One error tree for the agent.
+"""The agent's branch of the one error tree: the local store's errors.
 
-    EdgeError                      anything the agent raises on purpose
-    ├── ConfigError                devices.yaml or the environment is wrong
-    ├── StoreError                 the local SQLite store failed
-    │   └── StoreClosed            a write was submitted after stop()
-    ├── DeviceError                a device failed; the supervisor retries it
-    │   ├── DeviceMissing          not there (unplugged, no such port, refused)
-    │   ├── DeviceTimeout          there, but did not answer in time
-    │   └── DeviceProtocolError    answered, but with bytes that make no sense
-    └── TransportClosed            (a DeviceError too) the link dropped mid-use
+The root of the tree, the config and device errors, is edge_core/errors.py
+(drivers raise those without importing the agent); its docstring draws the
+whole tree:
 
-Third-party exceptions (OSError, serial.SerialException, usb.core.USBError,
-sqlite3.Error) are mapped onto this tree at the boundary where they occur,
-always with ``raise ... from err``.
+    EdgeError                      (edge_core.errors)
+    └── StoreError                 the local SQLite store failed
+        └── StoreClosed            a write was submitted after stop()
+
+sqlite3.Error is mapped onto StoreError at the store's boundary, always with
+``raise ... from err``.
 """
 
 from __future__ import annotations
 
+from edge_core.errors import EdgeError
 
-class EdgeError(Exception):
-    """Base of every error the agent raises on purpose."""
-
-
-class ConfigError(EdgeError):
-    """The configuration is invalid; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
+# moved to edge_core.errors; re-exported for edge_agent/cli.py, edge_agent/demo.py, tests/soak/rig.py,
+# tests/edge_agent/test_privacy.py, tests/edge_agent/test_strict_input.py
+from edge_core.errors import ConfigError as ConfigError
+# moved to edge_core.errors; re-exported for edge_agent/api/routers/mirror.py, edge_agent/labels/pusher.py
+from edge_core.errors import DeviceError as DeviceError
 
 
 class StoreError(EdgeError):
@@ -36,23 +29,3 @@ class StoreError(EdgeError):
 
 class StoreClosed(StoreError):
     """The store is stopped and accepts no more writes."""
-
-
-class DeviceError(EdgeError):
-    """A device failed; the supervisor marks it and retries with backoff."""
-
-
-class DeviceMissing(DeviceError):
-    """The device is not there: unplugged, no such port, connection refused."""
-
-
-class DeviceTimeout(DeviceError):
-    """The device is there but did not answer in time."""
-
-
-class DeviceProtocolError(DeviceError):
-    """The device answered with bytes that do not parse."""
-
-
-class TransportClosed(DeviceError):
-    """The link to the device dropped while in use."""

@@ -27,8 +27,9 @@ from datetime import datetime
 from typing import Any
 
 from drivers.base import DeviceConfig, DeviceState, Driver, DriverContext
-from edge_agent.bus import EventBus, utcnow
-from edge_agent.errors import DeviceError, DeviceMissing, DeviceTimeout, TransportClosed
+from edge_agent.bus import EventBus
+from edge_core.bus import utcnow
+from edge_core.errors import DeviceError, DeviceMissing, DeviceTimeout, TransportClosed
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from drivers.base import DeviceConfig, Driver, DriverContext, Reporting
 from drivers.heartbeat import protocol
 from drivers.transport import FakeTransport, Transport
 from drivers.transport.tcp import TcpTransport
-from edge_agent.config_types import HostPort
-from edge_agent.errors import DeviceTimeout
+from edge_core.config_types import HostPort
+from edge_core.errors import DeviceTimeout
 
 
 class HeartbeatConfig(DeviceConfig):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.errors import DeviceProtocolError
+from edge_core.errors import DeviceProtocolError
 
 PING = b"PING\n"
 # Longest reply a device may send, newline included: "PONG " and a 64-bit counter.

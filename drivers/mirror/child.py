@@ -18,7 +18,7 @@ from collections import deque
 
 from ar_mirror import control
 from ar_mirror.control import Error, Look, Ready, Stats
-from edge_agent.errors import DeviceProtocolError
+from edge_core.errors import DeviceProtocolError
 
 # Seconds the process gets to exit after SIGTERM before SIGKILL.
 TERM_GRACE = 2.0

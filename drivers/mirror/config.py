@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from drivers.base import DeviceConfig
-from edge_agent.config_yaml import CLIENT_NAME_PATTERN
+from edge_core.config_types import CLIENT_NAME_PATTERN
 
 
 class MirrorConfig(DeviceConfig):

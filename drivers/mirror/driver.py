@@ -24,7 +24,7 @@ from drivers.base import Driver, DriverContext, Reporting
 from drivers.mirror.child import MirrorProcess
 from drivers.mirror.config import MirrorConfig
 from drivers.mirror.session import Basket, BasketLine, Channel, Ordered, SessionTracker
-from edge_agent.errors import DeviceError, DeviceMissing, DeviceProtocolError, DeviceTimeout
+from edge_core.errors import DeviceError, DeviceMissing, DeviceProtocolError, DeviceTimeout
 
 # Bus events: a try-on session ended (its ``retail.tryon.session`` data), the basket changed.
 SESSION_ENDED = "mirror.session.ended"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from edge_agent.bus import utcnow
+from edge_core.bus import utcnow
 
 Channel = Literal["store", "online"]
 

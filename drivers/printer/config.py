@@ -19,8 +19,7 @@ from drivers.transport import Transport
 from drivers.transport.serial import SerialTransport
 from drivers.transport.tcp import TcpTransport
 from drivers.transport.usb import UsbTransport
-from edge_agent.config_types import HostPort
-from edge_agent.config_yaml import CLIENT_NAME_PATTERN, KeyedError
+from edge_core.config_types import CLIENT_NAME_PATTERN, HostPort, KeyedError
 
 # Raw printing on a network printer: "port 9100" (HP JetDirect, Epson, Star, Xprinter).
 DEFAULT_TCP_PORT = 9100

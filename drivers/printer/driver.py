@@ -39,7 +39,7 @@ from drivers.printer.profiles import get_profile
 from drivers.printer.spool import SPOOL, Job, Spool
 from drivers.transport import Transport
 from drivers.transport.serial import SerialTransport
-from edge_agent.errors import DeviceError, DeviceProtocolError, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceError, DeviceProtocolError, DeviceTimeout, TransportClosed
 
 # Seconds between status queries while idle: a printer that ran out of paper
 # or was opened is noticed before the next customer's receipt needs it.

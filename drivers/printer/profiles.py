@@ -19,7 +19,7 @@ import yaml
 from escpos.capabilities import Profile as EscposProfile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge_agent.errors import ConfigError
+from edge_core.errors import ConfigError
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 

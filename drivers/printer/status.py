@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.errors import DeviceProtocolError
+from edge_core.errors import DeviceProtocolError
 
 DLE_EOT = b"\x10\x04"
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from drivers.scanner.keymap import Keymap, KeyDecoder
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 EV_KEY = 1  # linux/input-event-codes.h; the same as evdev.ecodes.EV_KEY
 RULES = "systemd/99-edge-agent.rules"

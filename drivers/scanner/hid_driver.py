@@ -21,7 +21,7 @@ from drivers.base import Driver, DriverContext, Reporting
 from drivers.scanner.driver import ScannerConfig, ScanSink
 from drivers.scanner.hid import HidScannerReader
 from drivers.scanner.keymap import Keymap, available
-from edge_agent.errors import DeviceMissing
+from edge_core.errors import DeviceMissing
 
 
 class HidScannerConfig(ScannerConfig):

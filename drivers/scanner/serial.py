@@ -22,7 +22,7 @@ from drivers.scanner.framing import Framer
 from drivers.scanner.protocol import BadScan
 from drivers.transport import Transport
 from drivers.transport.serial import SerialTransport
-from edge_agent.errors import DeviceMissing
+from edge_core.errors import DeviceMissing
 
 SUFFIXES: dict[str, bytes | None] = {"cr": b"\r", "crlf": b"\r\n", "lf": b"\n", "none": None}
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.base import DeviceConfig
 from drivers.shelf_label.models import get_model
 from drivers.shelf_label.oepl import normalize_mac
-from edge_agent.config_yaml import KeyedError
+from edge_core.config_types import KeyedError
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # edge_agent.catalog.CatalogItem.sku
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # files.FileLabels keys

@@ -26,8 +26,8 @@ from drivers.base import Driver, DriverContext, Reporting
 from drivers.shelf_label.config import FilesConfig, LabelDeviceConfig, OeplConfig, check_key
 from drivers.shelf_label.files import FileLabels
 from drivers.shelf_label.oepl import ApInfo, OeplClient, TagInfo, normalize_mac
-from edge_agent.bus import utcnow
-from edge_agent.errors import DeviceError, DeviceMissing
+from edge_core.bus import utcnow
+from edge_core.errors import DeviceError, DeviceMissing
 
 REFRESH = "refresh_labels"
 

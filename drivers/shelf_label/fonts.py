@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-from edge_agent.errors import EdgeError
+from edge_core.errors import EdgeError
 
 FONT_PACKAGE = "fonts-wqy-microhei"
 # Where distributions put the file: Debian/Ubuntu first, then Fedora and Arch.

@@ -66,7 +66,7 @@ from typing import Any, Literal
 import httpx
 from PIL import Image
 
-from edge_agent.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
 
 log = logging.getLogger(__name__)
 

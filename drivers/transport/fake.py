@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from drivers.transport.base import Transport
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 Replies = dict[bytes, bytes] | Callable[[bytes], bytes | None]
 

@@ -15,7 +15,7 @@ from typing import Any
 import serial
 
 from drivers.transport.base import Transport
-from edge_agent.errors import DeviceMissing, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceTimeout, TransportClosed
 
 _PARITY = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from drivers.transport.base import Transport
-from edge_agent.errors import DeviceMissing, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceTimeout, TransportClosed
 
 # Seconds close() waits for unsent bytes to drain before resetting the link.
 _CLOSE_GRACE = 1.0

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.transport.base import Transport
-from edge_agent.errors import DeviceMissing, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceTimeout, TransportClosed
 
 # A chunk per bulk OUT transfer: small enough that each finishes well within
 # the write timeout on a full-speed printer, large enough to keep it busy.

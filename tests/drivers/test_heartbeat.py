@@ -14,7 +14,7 @@ from drivers.heartbeat.emulator import HeartbeatEmulator
 from drivers.transport.fake import FakeTransport
 from drivers.transport.tcp import TcpTransport
 from edge_agent.bus import EventBus
-from edge_agent.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
 
 
 def run(coro, timeout: float = 60.0):

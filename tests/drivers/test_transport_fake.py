@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from drivers.transport.fake import FakeTransport
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 
 def run(coro, timeout: float = 60.0):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from drivers.transport.serial import SerialTransport
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
 

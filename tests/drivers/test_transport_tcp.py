@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from drivers.transport.tcp import TcpTransport
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 
 def run(coro, timeout: float = 60.0):

@@ -27,7 +27,7 @@ from drivers.printer.driver import EscPosPrinter
 from drivers.printer.parser import EscPosParser, split_documents
 from drivers.transport.usb import WRITE_CHUNK, UsbTransport
 from edge_agent.bus import EventBus
-from edge_agent.errors import DeviceMissing, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceTimeout, TransportClosed
 
 
 def run(coro, timeout: float = 60.0):  # generous: a busy machine is no failure

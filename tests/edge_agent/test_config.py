@@ -28,8 +28,8 @@ import pytest
 
 from drivers.registry import drivers as registered_drivers
 from edge_agent import config
-from edge_agent.config_types import HostPort
-from edge_agent.errors import ConfigError
+from edge_core.config_types import HostPort
+from edge_core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "config"

@@ -17,7 +17,7 @@ from drivers.heartbeat import protocol
 from drivers.heartbeat.driver import HeartbeatConfig, HeartbeatSensor
 from drivers.transport.fake import FakeTransport
 from edge_agent.bus import EventBus
-from edge_agent.errors import DeviceMissing
+from edge_core.errors import DeviceMissing
 from edge_agent.supervisor import Backoff, DeviceSnapshot, Supervisor
 
 FAST = Backoff(initial=0.01, cap=0.05)

@@ -17,7 +17,7 @@ from drivers.base import DeviceState, DriverContext  # noqa: E402
 from drivers.mirror.driver import SESSION_ENDED, MirrorCamera, StallWatch  # noqa: E402
 from drivers.registry import drivers  # noqa: E402
 from edge_agent.bus import EventBus  # noqa: E402
-from edge_agent.errors import DeviceError, DeviceMissing  # noqa: E402
+from edge_core.errors import DeviceError, DeviceMissing  # noqa: E402
 from edge_agent.supervisor import Backoff, Supervisor  # noqa: E402
 
 

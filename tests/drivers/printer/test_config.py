@@ -9,7 +9,7 @@ from drivers.transport.serial import SerialTransport
 from drivers.transport.tcp import TcpTransport
 from drivers.transport.usb import UsbTransport
 from edge_agent.config import parse
-from edge_agent.errors import ConfigError
+from edge_core.errors import ConfigError
 
 HEAD = """store: {id: store-1, name: S}
 devices:

@@ -20,7 +20,7 @@ from drivers.printer.emulator import PrinterEmulator, Text
 from drivers.printer.layout import qr_matrix
 from drivers.printer.profiles import escpos_profile, get_profile
 from drivers.transport.serial import SerialTransport
-from edge_agent.errors import DeviceProtocolError
+from edge_core.errors import DeviceProtocolError
 
 REPO = Path(__file__).resolve().parents[3]
 SALE_ID = "550e8400-e29b-41d4-a716-446655440000"

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.printer import status as st
 from drivers.printer.status import PrinterStatus
-from edge_agent.errors import DeviceProtocolError
+from edge_core.errors import DeviceProtocolError
 
 HEALTHY = bytes((0x12, 0x12, 0x12, 0x12))  # the fixed bits alone: all is well
 

@@ -31,7 +31,7 @@ from drivers.scanner.hid import HidScannerReader, key_name
 from drivers.scanner.hid_emulator import HidScannerEmulator, evemu_events, key_code
 from drivers.scanner.keymap import Keymap
 from drivers.scanner.protocol import CodeKind, Symbology, parse
-from edge_agent.errors import DeviceMissing, TransportClosed
+from edge_core.errors import DeviceMissing, TransportClosed
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "scanner"
 NODE = "/dev/input/event7"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.config import parse
-from edge_agent.errors import ConfigError
+from edge_core.errors import ConfigError
 
 HEAD = """\
 store:

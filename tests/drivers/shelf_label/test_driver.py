@@ -20,7 +20,7 @@ from drivers.shelf_label.models import get_model
 from drivers.shelf_label.oepl import TagNotFound, encode_jpeg
 from drivers.shelf_label.render import LabelContent, render
 from edge_agent.bus import EventBus
-from edge_agent.errors import DeviceError, DeviceMissing, DeviceProtocolError, DeviceTimeout
+from edge_core.errors import DeviceError, DeviceMissing, DeviceProtocolError, DeviceTimeout
 
 MAC = "0000021D4E83B4A1"
 

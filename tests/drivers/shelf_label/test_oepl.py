@@ -22,7 +22,7 @@ from drivers.shelf_label.oepl import (
     ApHttpError, ApNotReady, OeplClient, TagNotFound, normalize_mac, parse_db_page, parse_tag,
 )
 from drivers.shelf_label.render import LabelContent, PromoContent, render
-from edge_agent.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
+from edge_core.errors import DeviceMissing, DeviceProtocolError, DeviceTimeout, TransportClosed
 
 MAC = "0000021D4E83B4A1"
 SEEN = 1_750_000_000
