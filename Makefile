@@ -27,7 +27,8 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge_agent drivers sync ar_mirror bench tests
+	$(VENV)/bin/ruff check edge_core edge_agent drivers sync ar_mirror bench tests
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: $(STAMP)
 	$(PY) bench/harness.py
