@@ -452,11 +452,12 @@ def _no_hub_lines(cfg: config.AgentConfig, why: str) -> str:
         get = f"install Mosquitto: {GET_MOSQUITTO}"
     else:
         get = "make run without EDGE_DEMO_BROKER=none"
+    # The agent keeps trying the config's hub.url: a hub there (not merely a broker) would drain it too.
     return (
-        f"  Hub           none ({why}): the store sells as usual and keeps every event in its outbox; "
-        f"/v1/health says \"hub\": \"offline\" and the outbox_depth\n"
-        f"  Get a hub     {get}; it starts Mosquitto and the reference hub, and the outbox drains to it "
-        f"(it drains to any hub reachable at {cfg.hub.url}, the config's hub.url)\n"
+        f"  Hub           none ({why}): the store sells as usual and keeps every event in its outbox until a hub "
+        "takes it (/v1/health: hub offline, outbox_depth)\n"
+        f"  Get a hub     {get}; it starts Mosquitto and the reference hub, and the outbox drains to them "
+        f"(meanwhile the agent tries {cfg.hub.url}, the config's hub.url)\n"
     )
 
 

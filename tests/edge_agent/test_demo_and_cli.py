@@ -159,11 +159,10 @@ def test_demo_store_without_a_broker_sells_queues_and_drains_at_the_next_run_wit
     try:
         banner = _read_until(proc, "Press Ctrl-C", 60)
         assert "make run: EDGE_DEMO_BROKER=none: running the agent alone, without a hub" in banner
-        assert '  Hub           none (EDGE_DEMO_BROKER=none): the store sells as usual and keeps every event in its ' \
-               'outbox; /v1/health says "hub": "offline"' in banner
+        assert "  Hub           none (EDGE_DEMO_BROKER=none): the store sells as usual and keeps every event in its " \
+               "outbox until a hub takes it (/v1/health: hub offline, outbox_depth)" in banner
         assert "  Get a hub     make run without EDGE_DEMO_BROKER=none; it starts Mosquitto and the reference hub, " \
-               f"and the outbox drains to it (it drains to any hub reachable at {nowhere}, the config's hub.url)" \
-               in banner
+               f"and the outbox drains to them (meanwhile the agent tries {nowhere}, the config's hub.url)" in banner
         # Nothing that needs a hub is offered.
         assert "edge-hub" not in banner and "Hub console" not in banner and "--broker" not in banner
         api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
@@ -205,6 +204,40 @@ def test_demo_store_without_a_broker_sells_queues_and_drains_at_the_next_run_wit
     assert sales == ["5d7c3a8e-1f2b-4c6d-8e9f-0a1b2c3d4e5f"]
 
 
+def test_demo_store_on_a_machine_without_mosquitto_says_how_to_get_it(tmp_path):
+    """``make run`` where no mosquitto binary exists: the PATH without it, and /usr/sbin (where
+    Debian puts it) hidden by an empty tmpfs in a mount namespace of the demo's own."""
+    hide = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /usr/sbin && exec "$@"', "sh"]
+    probe = subprocess.run([*hide, "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot hide /usr/sbin here (a mount namespace needs root): {probe.stderr.strip()}")
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if not os.path.exists(os.path.join(d, "mosquitto")))
+    port = free_port()
+    _demo_config(tmp_path)
+    environ = {**os.environ, "PATH": path, "EDGE_API_LISTEN": f"127.0.0.1:{port}",
+               "EDGE_HUB_URL": f"mqtt://127.0.0.1:{free_port()}", "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"}
+    environ.pop("EDGE_DEMO_BROKER", None)
+    proc = subprocess.Popen(
+        [*hide, sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
+         "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environ,
+    )
+    try:
+        banner = _read_until(proc, "Press Ctrl-C", 60)
+        assert "make run: mosquitto is not installed: running the agent alone, without a hub" in banner
+        assert "  Get a hub     install Mosquitto: sudo scripts/system-packages.sh run (or sudo apt install " \
+               "mosquitto), then make run again" in banner
+        ca = tmp_path / ".run" / "tls" / "ca.crt"
+        health = httpx.get(f"https://127.0.0.1:{port}/v1/health", verify=ssl.create_default_context(cafile=ca),
+                           timeout=30).json()
+        assert health["hub"] == "offline", health
+    finally:
+        out = _ctrl_c(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "demo store stopped" in out
+
+
 def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch):
     """Without the mosquitto binary the banner names the commands that install it."""
     from edge_agent import config, demo
@@ -217,7 +250,7 @@ def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch
     text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, None, why)
     assert "  Hub           none (mosquitto is not installed): the store sells as usual" in text
     assert "  Get a hub     install Mosquitto: sudo scripts/system-packages.sh run (or sudo apt install mosquitto), " \
-           "then make run again; it starts Mosquitto and the reference hub, and the outbox drains to it" in text
+           "then make run again; it starts Mosquitto and the reference hub, and the outbox drains to them" in text
     assert "edge-hub" not in text
 
 
