@@ -448,3 +448,30 @@ def test_a_redeeming_sale_racing_the_idle_expiry_is_either_the_sale_or_the_expir
     assert sorted(ends) == sorted(sessions_ended), "each session ends exactly once, by the sale or by the expiry"
     with agent.client("associate") as pad:
         assert pad.get("/v1/members/M-RACE").json()["points"] == 10_000 - 100 * outcomes.count(201)
+
+
+def test_staff_reading_a_customers_session_is_an_access_and_the_kiosks_own_screen_is_not(idle_store):
+    """GET /v1/sessions/{station} by an associate lands in the access log (client, role, the member's
+    pseudonym); the kiosk showing the customer her own session does not (edge_agent/privacy.py)."""
+    import contextlib
+    import sqlite3
+
+    from edge_agent.store import keys
+
+    agent, _, scanner = idle_store
+    alias = keys.pseudonym((agent.data_dir / keys.KEY_FILE).read_bytes(), "M-SEEN")
+
+    def reads() -> list[tuple]:
+        with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT client, role, what FROM access_log WHERE member = ? ORDER BY id",
+                                (alias,)).fetchall()
+
+    with feed(agent, "kiosk") as kiosk, agent.client("kiosk") as own, agent.client("associate") as staff:
+        scanner.scan("RM1:M-SEEN")
+        kiosk.expect("member.attached", lambda d: d["member_id"] == "M-SEEN")
+        assert own.get("/v1/sessions/kiosk-1").json()["member_id"] == "M-SEEN"
+        assert staff.get("/v1/sessions/kiosk-1").json()["member_id"] == "M-SEEN"
+        got = poll(reads, lambda rows: ("associate-1", "associate", "GET /v1/sessions/{station}") in rows,
+                   what="the associate's read in the access log")
+        own.delete("/v1/sessions/kiosk-1")
+    assert not [r for r in got if r[1] == "kiosk" and r[2].startswith("GET /v1/sessions")], got

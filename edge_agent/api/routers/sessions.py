@@ -60,7 +60,13 @@ async def get_session(
     _own(client, station, "reads")
     _kiosk(request, station)
     agent = request.app.state.agent
-    return await sessions.priced(agent.store, agent.sessions.get(station))
+    session = await sessions.priced(agent.store, agent.sessions.get(station))
+    if client.role != Role.KIOSK:
+        # Staff looking at a customer's session read her data (edge_agent/privacy.py); the kiosk showing
+        # the customer her own session does not.
+        agent.privacy.access.record(client.name, client.role, session.get("member_id"),
+                                    "GET /v1/sessions/{station}")
+    return session
 
 
 @router.delete("/v1/sessions/{station}")
