@@ -31,8 +31,9 @@ fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
-  # The demo store runs without them: an embedded broker stands in for
-  # Mosquitto, and shelf labels without their font show as device errors.
+  # The demo store runs without them: without Mosquitto the agent runs
+  # alone (no hub; its outbox keeps the events), and shelf labels without
+  # their font show as device errors.
   [ "${1:-}" = run ] && exit 0
   exit 1
 fi
