@@ -457,7 +457,7 @@ def _no_hub_lines(cfg: config.AgentConfig, why: str) -> str:
         f"  Hub           none ({why}): the store sells as usual and keeps every event in its outbox until a hub "
         "takes it (/v1/health: hub offline, outbox_depth)\n"
         f"  Get a hub     {get}; it starts Mosquitto and the reference hub, and the outbox drains to them "
-        f"(meanwhile the agent tries {cfg.hub.url}, the config's hub.url)\n"
+        f"(meanwhile the agent tries hub.url, {cfg.hub.url})\n"
     )
 
 

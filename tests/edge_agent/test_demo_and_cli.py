@@ -162,7 +162,7 @@ def test_demo_store_without_a_broker_sells_queues_and_drains_at_the_next_run_wit
         assert "  Hub           none (EDGE_DEMO_BROKER=none): the store sells as usual and keeps every event in its " \
                "outbox until a hub takes it (/v1/health: hub offline, outbox_depth)" in banner
         assert "  Get a hub     make run without EDGE_DEMO_BROKER=none; it starts Mosquitto and the reference hub, " \
-               f"and the outbox drains to them (meanwhile the agent tries {nowhere}, the config's hub.url)" in banner
+               f"and the outbox drains to them (meanwhile the agent tries hub.url, {nowhere})" in banner
         # Nothing that needs a hub is offered.
         assert "edge-hub" not in banner and "Hub console" not in banner and "--broker" not in banner
         api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
