@@ -25,7 +25,8 @@ from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
 from edge_agent.store.outbox import Priority
-from edge_agent.supervisor import Backoff, Supervisor
+from edge_agent.supervisor import Supervisor
+from edge_core.backoff import Backoff
 from edge_core.bus import utcnow
 from sync.downlink import Downlink
 from sync.link import HubLink, LinkSettings

@@ -19,7 +19,7 @@ from edge_core.errors import EdgeError
 # moved to edge_core.errors; re-exported for edge_agent/cli.py, edge_agent/demo.py, tests/soak/rig.py,
 # tests/edge_agent/test_privacy.py, tests/edge_agent/test_strict_input.py
 from edge_core.errors import ConfigError as ConfigError
-# moved to edge_core.errors; re-exported for edge_agent/api/routers/mirror.py, edge_agent/labels/pusher.py
+# moved to edge_core.errors; re-exported for edge_agent/api/routers/mirror.py
 from edge_core.errors import DeviceError as DeviceError
 
 

@@ -3,7 +3,7 @@
 Each owner loops: ``starting`` -> open -> ``online`` (health checks every
 ``check_interval`` and the driver's ``run``) -> on a DeviceError, ``offline``
 (not there) or ``error`` (there, but failing) -> wait a capped, jittered
-exponential backoff -> open again. Retries of a failing device stay in
+exponential backoff (edge_core/backoff.py) -> open again. Retries of a failing device stay in
 ``offline``/``error`` (``since`` is when the failure began); the backoff starts
 over once the device is back online. A ``run()`` that returns ends the
 session like an unplug; any other exception is a driver bug and shows as
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import Any
 
 from drivers.base import DeviceConfig, DeviceState, Driver, DriverContext
 from edge_agent.bus import EventBus
+from edge_core.backoff import Backoff  # also imported from here by bench/bench_print.py, tests/support/labelrig.py
 from edge_core.bus import utcnow
 from edge_core.errors import DeviceError, DeviceMissing, DeviceTimeout, TransportClosed
 
@@ -58,22 +58,6 @@ class DeviceSnapshot:
             "last_error": self.last_error,
             "counters": dict(self.counters),
         }
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with jitter: ``initial * 2**n``, never above ``cap`` seconds."""
-
-    initial: float = 0.5
-    cap: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based), jittered by +-``jitter``."""
-        base = min(self.cap, self.initial * (2 ** min(max(attempt, 0), 30)))
-        # Jitter spreads the retries of many devices that failed together (a
-        # power cut); the cap still holds, so at the cap jitter only shortens.
-        return max(0.0, min(self.cap, base * (1 + random.uniform(-self.jitter, self.jitter))))
 
 
 class DeviceOwner:

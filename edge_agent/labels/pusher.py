@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,10 +23,11 @@ from typing import TYPE_CHECKING
 from drivers.shelf_label.driver import LabelDriver, TagState
 from drivers.shelf_label.models import UnknownLabelModel, get_model
 from drivers.shelf_label.oepl import TagNotFound
-from edge_agent.errors import DeviceError
 from edge_agent.labels.plan import Desired
 from edge_agent.labels.renderer import Renderer
-from edge_agent.logonce import LogOnce
+from edge_core.backoff import Backoff
+from edge_core.errors import DeviceError
+from edge_core.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService
@@ -67,7 +67,8 @@ class DevicePusher:
         cfg = driver.config
         self.concurrency = cfg.concurrency
         self.retries = cfg.retries
-        self.backoff_cap = max(0.5, min(30.0, cfg.poll_interval))
+        # 0.25 s doubling up to poll_interval (within 0.5-30 s), jittered (edge_core/backoff.py).
+        self.backoff = Backoff(initial=0.25, cap=max(0.5, min(30.0, cfg.poll_interval)))
         self.pending: dict[str, Job] = {}
         self.inflight: set[str] = set()
         self.failures = 0  # pushes in a row that failed after their retries
@@ -123,15 +124,11 @@ class DevicePusher:
                 return self.pending.pop(mac)
         return None
 
-    def _delay(self, attempt: int) -> float:
-        base = min(self.backoff_cap, 0.25 * 2 ** min(attempt, 10))
-        return base * random.uniform(0.8, 1.0)
-
     async def _worker(self) -> None:
         while True:
             await self.online.wait()
             if self.failures:
-                await asyncio.sleep(self._delay(self.failures))
+                await asyncio.sleep(self.backoff.delay(self.failures))
             job = self._take()
             if job is None:
                 self._wake.clear()
@@ -195,7 +192,7 @@ class DevicePusher:
                 return
             except DeviceError as err:
                 if attempt < self.retries:
-                    await asyncio.sleep(self._delay(attempt))
+                    await asyncio.sleep(self.backoff.delay(attempt))
                     continue
                 self.failures += 1
                 self._log_once.warning(("push", self.device), "labels: %s: pushes fail: %s", self.device, err)

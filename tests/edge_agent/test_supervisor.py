@@ -17,8 +17,9 @@ from drivers.heartbeat import protocol
 from drivers.heartbeat.driver import HeartbeatConfig, HeartbeatSensor
 from drivers.transport.fake import FakeTransport
 from edge_agent.bus import EventBus
+from edge_agent.supervisor import DeviceSnapshot, Supervisor
+from edge_core.backoff import Backoff
 from edge_core.errors import DeviceMissing
-from edge_agent.supervisor import Backoff, DeviceSnapshot, Supervisor
 
 FAST = Backoff(initial=0.01, cap=0.05)
 SLOW = Backoff(initial=60, cap=60, jitter=0)  # a retry that will not come during a test
@@ -362,23 +363,6 @@ def test_failure_logged_once_while_failing_and_once_on_recovery(caplog):
 
 
 # Backoff -------------------------------------------------------------------
-
-
-def test_backoff_grows_and_is_capped_without_jitter():
-    b = Backoff(initial=0.5, cap=10, jitter=0)
-    assert [b.delay(n) for n in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
-    assert b.delay(10_000) == 10
-    assert b.delay(-1) == 0.5
-
-
-def test_backoff_jitter_stays_in_bounds_and_under_the_cap():
-    b = Backoff(initial=1, cap=8, jitter=0.25)
-    for attempt in range(8):
-        base = min(8, 2 ** attempt)
-        for _ in range(200):
-            d = b.delay(attempt)
-            assert base * 0.75 <= d <= min(8, base * 1.25)
-    assert len({b.delay(1) for _ in range(50)}) > 1  # jitter actually spreads retries
 
 
 def test_supervisor_backoff_grows_while_failing_and_restarts_after_recovery():

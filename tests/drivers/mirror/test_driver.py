@@ -18,7 +18,8 @@ from drivers.mirror.driver import SESSION_ENDED, MirrorCamera, StallWatch  # noq
 from drivers.registry import drivers  # noqa: E402
 from edge_agent.bus import EventBus  # noqa: E402
 from edge_core.errors import DeviceError, DeviceMissing  # noqa: E402
-from edge_agent.supervisor import Backoff, Supervisor  # noqa: E402
+from edge_agent.supervisor import Supervisor  # noqa: E402
+from edge_core.backoff import Backoff  # noqa: E402
 
 
 def run(coro, timeout: float = 180.0):

@@ -29,7 +29,8 @@ from edge_agent.config import AgentConfig, StoreConfig
 from edge_agent.printing import PrintSpool
 from edge_agent.store import Store
 from edge_agent.store import outbox
-from edge_agent.supervisor import Backoff, DeviceOwner
+from edge_agent.supervisor import DeviceOwner
+from edge_core.backoff import Backoff
 
 SALE_ID = "0190a5e4-7c3b-7d2e-9f10-3a4b5c6d7e8f"
 URL = f"https://receipts.example.com/store-test/{SALE_ID}"
