@@ -3,7 +3,8 @@
 It owns the device errors at the root of the one error tree (``errors``), the
 small config value types and validation helpers a driver's ``Config`` uses
 (``config_types``), the bus interface a driver publishes on and a consumer
-reads from (``bus``: a Protocol, not the agent's bus), and ``logonce``.
+reads from (``bus``: a Protocol, not the agent's bus), ``logonce``, and the
+one retry delay (``backoff``).
 
 Anything of ours may import it: drivers/, sync/, edge_agent/, ar_mirror/.
 It imports nothing of ours, only the standard library and pydantic; the

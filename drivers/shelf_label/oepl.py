@@ -45,7 +45,7 @@ commit cdd1cfa9 (2026-08-18), ESP32_AP-Flasher/:
   buildversion, sha, psramsize, flashsize, rollback, ap_version, hasC6, ...;
   small and cheap, so it is the health check.
 
-Failures map onto edge_agent.errors here and nowhere else: no answer in time
+Failures map onto edge_core.errors here and nowhere else: no answer in time
 -> DeviceTimeout, refused or unreachable -> DeviceMissing, connection dropped
 -> TransportClosed, an HTTP error status or a body that does not parse ->
 DeviceProtocolError (``ApHttpError`` carries the status).
