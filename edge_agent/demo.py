@@ -341,7 +341,12 @@ async def main(config_path: Path, data_dir: Path) -> int:
         await _emulators(cfg, workdir, data_dir, emulators)
         env = {**os.environ, "NOTIFY_SOCKET": notify_path}
         if no_hub is None:
-            broker = LocalMosquitto(data_dir / "broker").start()
+            broker = LocalMosquitto(data_dir / "broker")  # kept first: stopped by its PID below even if it hangs
+            try:
+                broker.start()
+            except RuntimeError as err:
+                raise SystemExit(f"{err.args[0].rstrip()}\n(its config: {broker.conf_path}; "
+                                 "EDGE_DEMO_BROKER=none make run runs the store without a hub)") from err
             hub = await _start_hub(broker.url, data_dir, hub_http)
             env["EDGE_HUB_URL"] = broker.url
         else:

@@ -34,10 +34,15 @@ def wait_listening(proc: subprocess.Popen, port: int, timeout: float, log: Calla
             return
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {proc.returncode}:\n{log()}") from None
+                raise RuntimeError(f"mosquitto exited with {proc.returncode}{_said(log())}") from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not listen on {port}:\n{log()}") from None
+                raise RuntimeError(f"mosquitto did not listen on {port} within {timeout:g} s{_said(log())}") from None
             time.sleep(0.02)
+
+
+def _said(log: str) -> str:
+    """The broker's log, to follow an error message."""
+    return f"; its log:\n{log.rstrip()}" if log.strip() else " (its log is empty)"
 
 
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:

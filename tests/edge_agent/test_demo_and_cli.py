@@ -238,6 +238,25 @@ def test_demo_store_on_a_machine_without_mosquitto_says_how_to_get_it(tmp_path):
     assert "Traceback" not in out and "demo store stopped" in out
 
 
+def test_a_mosquitto_that_will_not_start_stops_the_demo_saying_so(tmp_path):
+    """A broken mosquitto first on the PATH: make run says it exited and how to run without a hub, exit 1."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "mosquitto").write_text("#!/bin/sh\nexit 3\n")
+    (bindir / "mosquitto").chmod(0o755)
+    _demo_config(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_agent.demo", "--config", str(tmp_path / "devices.yaml"),
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "EDGE_DEMO_BROKER": "mosquitto",
+             "EDGE_API_LISTEN": f"127.0.0.1:{free_port()}", "EDGE_DEMO_HUB_HTTP": f"127.0.0.1:{free_port()}"})
+    assert out.returncode == 1, out
+    assert "make run: mosquitto exited with 3 (its log is empty)\n(its config: " in out.stderr
+    assert "EDGE_DEMO_BROKER=none make run runs the store without a hub" in out.stderr
+    assert "Traceback" not in out.stderr and "demo store stopped" in out.stdout
+
+
 def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch):
     """Without the mosquitto binary the banner names the commands that install it."""
     from edge_agent import config, demo
