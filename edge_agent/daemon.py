@@ -180,7 +180,8 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
             # A whole request head within header_timeout, connections capped in all and per address:
             # slow or piled-up sockets cannot take the API from the kiosks (edge_agent/api/limits.py).
             # With api.tls the protocol does the handshake too, within header_timeout and under the caps.
-            http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client, tls_context),
+            http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client, tls_context,
+                                         max_body=api.max_body),
             timeout_keep_alive=5,
             # asyncio accepts up to ``backlog`` sockets in a row before a protocol sees any: the burst
             # must fit in the files the connection cap leaves, or a flood meets EMFILE first.

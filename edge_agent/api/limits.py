@@ -8,7 +8,9 @@ gets before its token is even looked at is bounded here:
   body passes the limit; nothing more of it is read or kept.
 - ``guarded_protocol`` (uvicorn's HTTP protocol, subclassed): a connection
   has ``api.header_timeout`` seconds to send a whole request head, the
-  first one and every later one on a kept-alive connection; one address may
+  first one and every later one on a kept-alive connection, and then its
+  body at ``BODY_MIN_RATE`` at least (the app reads a body before it looks
+  at the token: a body dripped a byte at a time must not hold a slot); one address may
   hold ``api.max_connections_per_client`` connections and all clients
   together ``api.max_connections``; a connection past either is closed as
   it opens, before a byte is parsed. The cap sits well below the process's
@@ -40,6 +42,9 @@ log = logging.getLogger("edge_agent.api.limits")
 # Descriptors kept for the store itself (SQLite, serial ports, printers, the hub, the mirror) beyond
 # what the API's connections may take.
 RESERVED_FILES = 256
+# The slowest a request body may arrive, after its head: 16 KiB/s, so the largest body (api.max_body,
+# 512 KiB by default) has 32 s beyond api.header_timeout, a sale of a few KiB a fraction of a second.
+BODY_MIN_RATE = 16 * 1024
 
 
 class RateLimitedLog:
@@ -167,7 +172,7 @@ def accept_backlog(file_limit: int, cap: int) -> int:
 
 
 def guarded_protocol(header_timeout: float, max_connections: int, per_client: int,
-                     tls: ssl.SSLContext | None = None) -> type:
+                     tls: ssl.SSLContext | None = None, max_body: int = 512 * 1024) -> type:
     """uvicorn's HTTP protocol class (httptools when installed, else h11) with the connection limits;
     with ``tls``, a class that does the TLS handshake first, under the same limits (``_TlsGate``)."""
     try:
@@ -180,6 +185,7 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
     class GuardedProtocol(Base):  # type: ignore[misc, valid-type]
         _peer: str | None = None
         _head_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
 
         def admitted(self, host: str) -> "GuardedProtocol":
             """Already counted (by the TLS gate, at accept): ``connection_made`` checks no cap again."""
@@ -236,7 +242,43 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
 
         def on_headers_complete(self) -> None:
             self._cancel_head_timer()
+            length = self._announced_body()
             super().on_headers_complete()
+            if length and not self.parser.should_upgrade():
+                # The body too comes within a deadline: the head's time, and the time the body takes at
+                # BODY_MIN_RATE (the app reads it before a token is looked at, so a body dripped a byte at a
+                # time would hold the connection's slot for ever).
+                self._body_timer = self.loop.call_later(header_timeout + min(length, max_body) / BODY_MIN_RATE,
+                                                        self._body_timeout)
+
+        def _announced_body(self) -> int:
+            """The body's length as the head announces it (a chunked body counts as ``max_body``); 0 for none."""
+            for name, value in self.headers:
+                if name.lower() == b"content-length":
+                    try:
+                        return max(0, int(value))
+                    except ValueError:
+                        return max_body
+                if name.lower() == b"transfer-encoding":
+                    return max_body
+            return 0
+
+        def on_message_complete(self) -> None:
+            self._cancel_body_timer()
+            super().on_message_complete()
+
+        def _cancel_body_timer(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def _body_timeout(self) -> None:
+            self._body_timer = None
+            if not self.transport.is_closing():
+                _limited.warning(("body", self._peer), "api: closed a connection from %s: its request body did "
+                                 "not arrive in time (api.header_timeout, then %d bytes/s)", self._peer,
+                                 BODY_MIN_RATE)
+                self.transport.abort()
 
         def handle_websocket_upgrade(self, *args: Any) -> None:
             self._cancel_head_timer()
@@ -245,6 +287,7 @@ def guarded_protocol(header_timeout: float, max_connections: int, per_client: in
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            self._cancel_body_timer()
             self._forget_peer()
             super().connection_lost(exc)
 

@@ -99,6 +99,54 @@ def test_oversized_bodies_are_refused_before_they_are_read(agent):
     assert "Traceback" not in log
 
 
+def test_a_body_dripped_a_byte_at_a_time_is_cut_off_and_gives_its_slot_back(agent):
+    """The head is quick, the body comes a byte a second: closed after api.header_timeout (3 s) and the
+    body's time at 16 KiB/s, without a token ever being looked at; the address's slots come back."""
+    from edge_agent.api.limits import BODY_MIN_RATE
+
+    def dripper() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", agent.port), timeout=30, source_address=(ATTACKER, 0))
+        s.sendall(b"POST /v1/sales HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 2000\r\n\r\n{")
+        return s
+
+    drips = [dripper() for _ in range(64)]  # every slot the attacker's address may hold
+    t = time.monotonic()
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(1):
+            for s in drips:
+                try:
+                    s.sendall(b" ")
+                except OSError:
+                    pass
+
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
+    try:
+        for s in drips:
+            try:
+                assert s.recv(1) == b""  # closed, no answer
+            except ConnectionResetError:
+                pass
+        took = time.monotonic() - t
+        assert 3 <= took < 3 + 2000 / BODY_MIN_RATE + 25, took
+    finally:
+        stop.set()
+        dripping.join(10)
+        for s in drips:
+            s.close()
+    # The slots came back: the same address gets a whole request answered.
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=30, source_address=(ATTACKER, 0)) as s:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    checkout(agent)
+    log = agent.log()
+    assert log.count("its request body did not arrive in time") == 1, log[-2000:]  # once a minute per address
+    assert "Traceback" not in log
+
+
 def test_a_slow_head_is_cut_off_and_a_flood_of_sockets_cannot_stop_checkout(agent):
     # One connection that never finishes its request head: closed after api.header_timeout.
     slow = socket.create_connection(("127.0.0.1", agent.port), timeout=30)
