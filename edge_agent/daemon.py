@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import time
+from urllib.parse import unquote_plus
 from collections.abc import Generator
 from pathlib import Path
 
@@ -34,15 +35,24 @@ GRACEFUL_HTTP_SECONDS = 3
 # ?token=, which the API refuses, is still in the request line uvicorn logs), and at debug the WebSocket
 # handshake's headers, which the websockets library logs one by one through uvicorn's logger
 # (``authorization: Bearer ...``, ``sec-websocket-protocol: bearer, ...``).
+_SECRET_PARAMS = frozenset({"token", "access_token", "ticket"})
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
 _SECRETS = (
-    (re.compile(r"([?&](?:token|access_token|ticket)=)[^&\s\"']*"), r"\1***"),
     (re.compile(r"(?i)(authorization[\"']?\s*[:=,]\s*[\"']?(?:bearer|basic)\s+)[^\s\"',]+"), r"\1***"),
     (re.compile(r"(?i)(sec-websocket-protocol[\"']?\s*[:=,]\s*[\"']?bearer\s*,\s*)[^\s\"',]+"), r"\1***"),
 )
 
 
+def _blank_param(match: re.Match[str]) -> str:
+    # By the name as the server decodes it: ?%74oken= is ?token= to Starlette, and in clear in the request line.
+    name = unquote_plus(match.group(2)).strip().lower()
+    return f"{match.group(1)}{match.group(2)}=***" if name in _SECRET_PARAMS else match.group(0)
+
+
 def redact(text: str) -> str:
-    """``text`` with every credential ``_SECRETS`` knows blanked."""
+    """``text`` with every credential blanked: a token or ticket parameter in a URL, a bearer header."""
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_blank_param, text)
     for pattern, blank in _SECRETS:
         text = pattern.sub(blank, text)
     return text

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_agent import catalog
+from edge_agent.store import keys
 from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
 from edge_agent.errors import StoreClosed, StoreError
 from edge_agent.store import Store, Tx
@@ -150,7 +151,9 @@ class MemberService(Consumer):
         try:
             await self.arrived(member_id, "scan", device=data.get("device"), station=data.get("station"))
         except (StoreError, StoreClosed) as err:
-            log.warning("member %s arrived but the store could not be read: %s", member_id, err)
+            # By pseudonym: the journal keeps lines longer than the store keeps a member (edge_agent/privacy.py).
+            who = keys.pseudonym(self.store.secret, member_id) if self.store.secret else "(a member)"
+            log.warning("member %s arrived but the store could not be read: %s", who, err)
 
     async def arrived(self, member_id: str, via: str, **where: Any) -> dict[str, Any]:
         """Tell associates a member is in the store, with the card the store has (``known: false`` if none)."""

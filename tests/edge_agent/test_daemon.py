@@ -111,3 +111,26 @@ def test_access_point_polls_do_not_fill_the_log_at_info(make_agent):
     log = agent.log()
     assert "agent stopped" in log
     assert "HTTP Request" not in log and " httpx:" not in log and " httpcore" not in log, log[-2000:]
+
+
+@pytest.mark.parametrize("line", [
+    '127.0.0.1:5 - "GET /v1/mirror/m/stream?token=SECRET HTTP/1.1" 401',
+    '127.0.0.1:5 - "GET /v1/events?since=3&%74oken=SECRET HTTP/1.1" 403',
+    '127.0.0.1:5 - "GET /v1/events?TOKEN=SECRET&x=1 HTTP/1.1" 403',
+    '127.0.0.1:5 - "GET /v1/events?ticket=SECRET HTTP/1.1" 101',
+    "< authorization: Bearer SECRET",
+    "< sec-websocket-protocol: bearer, SECRET",
+    "{'Authorization': 'Bearer SECRET'}",
+])
+def test_redact_blanks_every_credential_a_log_line_could_carry(line):
+    from edge_agent.daemon import redact
+
+    clean = redact(line)
+    assert "SECRET" not in clean and "***" in clean
+
+
+def test_redact_leaves_other_parameters_alone():
+    from edge_agent.daemon import redact
+
+    line = '"GET /v1/events?since=3&epoch=abc HTTP/1.1" 101'
+    assert redact(line) == line
