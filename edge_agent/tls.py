@@ -153,6 +153,10 @@ def findings(tls: ApiTlsConfig, listen: HostPort, now: float | None = None) -> l
             out.append(Finding(key, err.message))
     if out:
         return out
+    if tls.client_cert == "optional":
+        out.append(Finding("client_cert", "optional lets a client without a certificate in, as none does: it only "
+                                          "refuses a certificate the CA did not sign; use it while kiosks get "
+                                          "theirs, then required", warning=True))
     key_mode = os.stat(tls.key_file).st_mode
     if key_mode & stat.S_IROTH:
         out.append(Finding("key_file", f"{tls.key_file} is readable by every user of this PC; "

@@ -449,3 +449,12 @@ def test_a_full_house_of_tls_connections_costs_little_memory(tmp_path: Path, cer
         for s in held:
             s.close()
         agent.close()
+
+
+def test_check_warns_that_optional_client_certificates_let_anyone_in(tmp_path: Path, certs: AgentTls) -> None:
+    res, lines = _check(tmp_path, certs.api_tls(client_cert="optional"))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert f"devices.yaml:{lines['client_cert']}: " in out and "optional lets a client without a certificate in" in out
+    res, _ = _check(tmp_path, certs.api_tls(client_cert="required"))
+    assert "optional lets" not in res.stdout + res.stderr
