@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 from common import Row, arguments, cpu_count, durable_tmpdir, failure_row, is_check, median, report, row, spread
 from edge_agent.bus import utcnow
@@ -188,7 +187,7 @@ def _raw_writer(path: Path, gate: threading.Barrier, marks: list[float], windows
 def raw_run(path: Path, writers: int, plan: Plan, payloads: Payloads) -> Run:
     """INSERT + COMMIT per event from ``writers`` threads, one connection each, for ``plan.seconds``."""
     setup = connect(path)
-    migrate(sqlite_utils.Database(setup))
+    migrate(setup)
     setup.close()
     windows = [plan.warmup, plan.seconds]
     counts = [[0] * writers for _ in windows]

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
 
 from edge_agent.bus import utcnow
 from edge_agent.errors import StoreClosed, StoreError
@@ -71,7 +70,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:
-        sqlite_utils.Database(conn).enable_wal()
+        conn.execute("PRAGMA journal_mode = WAL")
         # FULL: in WAL mode the WAL is fsynced at every commit, so a commit
         # that returned survives power loss, not only a process crash.
         conn.execute("PRAGMA synchronous = FULL")
@@ -85,7 +84,6 @@ class Tx:
     def __init__(self, store: "Store", conn: sqlite3.Connection):
         self._store = store
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement in the transaction."""
@@ -323,7 +321,7 @@ class Store:
             key_path = self.path.parent / keys.KEY_FILE
             self.secret = keys.load_or_create(key_path)
             conn = connect(self.path)
-            migrate(sqlite_utils.Database(conn))
+            migrate(conn)
             keys.check(conn, self.secret, key_path)
             self._last_seq = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
             self.streams = Streams.load(conn)

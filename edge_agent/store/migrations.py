@@ -7,8 +7,6 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-import sqlite_utils
-
 from edge_agent.store import codec, keys
 
 Step = list[str] | Callable[[sqlite3.Connection], None]
@@ -321,9 +319,8 @@ MIGRATIONS: list[Step] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(db: sqlite_utils.Database) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
-    conn: sqlite3.Connection = db.conn
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise RuntimeError(

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from edge_agent import catalog, orders, returns, sales
 from edge_agent.config import PrivacyConfig, Role
@@ -285,7 +284,7 @@ def test_schema_11_from_version_10_hashes_codes_and_dates_the_acks(tmp_path):
     conn.execute("UPDATE meta SET value = 5 WHERE key = 'acked_seq'")
     before = datetime.now(timezone.utc)
 
-    assert migrate(sqlite_utils.Database(conn)) == 10
+    assert migrate(conn) == 10
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
 
     key = (tmp_path / keys.KEY_FILE).read_bytes()

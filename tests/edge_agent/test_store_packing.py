@@ -9,7 +9,6 @@ import sqlite3
 import uuid
 
 import pytest
-import sqlite_utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,7 +73,7 @@ def test_schema_4_packs_an_older_store_and_keeps_every_event_and_sale(tmp_path):
     conn.execute("INSERT INTO sales VALUES (?, ?, ?, 'kiosk-1', '2026-11-01T08:00:00+00:00', 1, ?)",
                  (sale_id, key, request_hash, json.dumps(body)))
 
-    assert migrate(sqlite_utils.Database(conn)) == 3
+    assert migrate(conn) == 3
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
     events = outbox.pending(conn)
@@ -119,7 +118,7 @@ def test_a_sale_is_stored_once_and_its_event_is_read_from_the_sale(tmp_path):
 
 def test_an_outbox_row_whose_record_is_gone_is_named(tmp_path):
     conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-    migrate(sqlite_utils.Database(conn))
+    migrate(conn)
     conn.execute("INSERT INTO outbox VALUES (1, ?, 'retail.sale.completed', 't', 0, NULL)", (uuid.uuid4().bytes,))
     with pytest.raises(LookupError, match="outbox event 1 .* lost its record"):
         outbox.pending(conn)
