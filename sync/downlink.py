@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from edge_agent import catalog, members, orders, returns, stock
-from edge_agent.bus import utcnow
-from edge_agent.logonce import LogOnce
 from edge_agent.store.outbox import Priority
+from edge_core.bus import utcnow
+from edge_core.logonce import LogOnce
 from sync import topics
 
 if TYPE_CHECKING:

@@ -46,12 +46,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.bus import EventBus, utcnow
+from edge_core.bus import Bus, utcnow
+from edge_core.logonce import LogOnce
 from edge_agent.store import Store, outbox
 from edge_agent.store.streams import LEGACY, Streams
 from sync import topics
 from sync.brokerurl import parse_broker_url, tcp_no_delay
-from edge_agent.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
@@ -98,7 +98,7 @@ class HubLink:
         self,
         config: "AgentConfig",
         store: Store,
-        bus: EventBus,
+        bus: Bus,
         supervisor: "Supervisor",
         version: str,
         data_dir: Path,

@@ -42,16 +42,25 @@ def _err(msg: str) -> None:
     print(f"edge-hub: {msg}", file=sys.stderr)
 
 
+def _version() -> str:
+    """This installation's version, from the package metadata (the distribution in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edge-agent")
+    except PackageNotFoundError:
+        return "unknown"  # run from a source tree that was never installed
+
+
 def _console(args: argparse.Namespace, svc: Any, fleet: Any) -> Any:
     """The console server of ``run --http`` (prepared: database open, port bound)."""
-    from edge_agent import __version__
     from sync.hub.console.auth import load_tokens
     from sync.hub.console.rules import load_rules
     from sync.hub.console.server import ConsoleServer
 
     tokens = load_tokens(args.console_tokens, os.environ.get("EDGE_HUB_CONSOLE_TOKEN"))
     rules = load_rules(args.alert_rules)
-    console = ConsoleServer(svc, fleet, args.http, tokens, rules, args.db, version=__version__,
+    console = ConsoleServer(svc, fleet, args.http, tokens, rules, args.db, version=_version(),
                             command_timeout_s=args.command_timeout)
     console.prepare()
     return console
