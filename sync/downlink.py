@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from edge_agent import catalog, members, orders, returns, stock
-from edge_agent.store.outbox import Priority
 from edge_core.bus import utcnow
 from edge_core.logonce import LogOnce
 from sync import topics
+from sync.events import Priority
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent

@@ -52,6 +52,7 @@ from edge_agent.store import Store, outbox
 from edge_agent.store.streams import LEGACY, Streams
 from sync import topics
 from sync.brokerurl import parse_broker_url, tcp_no_delay
+from sync.events import OutboxEvent
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
@@ -706,7 +707,7 @@ class HubLink:
         }
 
 
-def _batches(events: list[outbox.OutboxEvent], max_bytes: int, source: str,
+def _batches(events: list[OutboxEvent], max_bytes: int, source: str,
              streams: Streams) -> list[tuple[int, int, bytes]]:
     """(last local seq, count, payload) per batch of at most ``max_bytes`` (one event alone may
     exceed it); a batch holds the events of one stream, each numbered in it."""

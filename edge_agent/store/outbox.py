@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from edge_agent.store import codec
+# The event type is the wire's (sync/events.py); re-exported here, where the store's code looks for it.
+from sync.events import OutboxEvent as OutboxEvent
+from sync.events import Priority as Priority
 
 # Events stored once, in their business record: the outbox row's data is
 # NULL and the event's data is the ``event`` of the record's body, in the
@@ -16,35 +17,16 @@ from edge_agent.store import codec
 RECORDS = {"retail.sale.completed": "sales", "retail.return.accepted": "returns"}
 
 
-class Priority:
-    """Business events are never dropped; telemetry may be, oldest first."""
-
-    BUSINESS = 0
-    TELEMETRY = 1
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    """One event as stored: ``seq`` and ``id`` never change once assigned."""
-
-    seq: int
-    id: str
-    type: str
-    time: str
-    data: dict[str, Any]
-    priority: int = Priority.BUSINESS
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row | tuple) -> "OutboxEvent":
-        """From ``seq, id, type, time, priority, data[, record body]`` as stored."""
-        seq, id_, type_, time, priority, data, *record = row
-        if data is None:
-            if not record or record[0] is None:
-                raise LookupError(f"outbox event {seq} ({type_}) has lost its record in {RECORDS.get(type_)!r}")
-            event = codec.unpack(record[0])["event"]
-        else:
-            event = codec.unpack(data)
-        return cls(seq, codec.uuid_text(id_), type_, time, event, priority)
+def from_row(row: sqlite3.Row | tuple) -> OutboxEvent:
+    """An event from ``seq, id, type, time, priority, data[, record body]`` as stored."""
+    seq, id_, type_, time, priority, data, *record = row
+    if data is None:
+        if not record or record[0] is None:
+            raise LookupError(f"outbox event {seq} ({type_}) has lost its record in {RECORDS.get(type_)!r}")
+        event = codec.unpack(record[0])["event"]
+    else:
+        event = codec.unpack(data)
+    return OutboxEvent(seq, codec.uuid_text(id_), type_, time, event, priority)
 
 
 def _pending_sql() -> str:
@@ -60,7 +42,7 @@ _PENDING = _pending_sql()
 
 def pending(conn: sqlite3.Connection, after_seq: int = 0, limit: int = 1000) -> list[OutboxEvent]:
     """Unacknowledged events with ``seq > after_seq``, in seq order, with their data."""
-    return [OutboxEvent.from_row(r) for r in conn.execute(_PENDING, (after_seq, limit))]
+    return [from_row(r) for r in conn.execute(_PENDING, (after_seq, limit))]
 
 
 def depth(conn: sqlite3.Connection) -> int:
