@@ -53,7 +53,7 @@ from edge_agent.store import Store
 from edge_agent.store import codec
 from edge_agent.store.db import uuid7
 from edge_agent.store.outbox import OutboxEvent
-from edge_agent.supervisor import Supervisor
+from edge_agent.store.link_outbox import StoreOutbox, hub_settings
 from sync.hub.db import open_db
 from sync.link import HubLink, LinkSettings
 from sync.localbroker import LocalMosquitto
@@ -192,7 +192,7 @@ async def _drain(path: Path, broker_url: str, data_dir: Path, n: int, settings: 
     bus = EventBus()
     store = Store(path)
     await store.start()
-    link = HubLink(cfg, store, bus, Supervisor([], {}, bus), "bench", data_dir, settings=settings)
+    link = HubLink(hub_settings(cfg), StoreOutbox(store), bus, "bench", data_dir, settings=settings)
     try:
         cpu0 = time.process_time()
         start = time.perf_counter()

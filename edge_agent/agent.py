@@ -24,6 +24,7 @@ from edge_agent.privacy import Privacy
 from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
+from edge_agent.store.link_outbox import StoreOutbox, hub_settings
 from edge_agent.store.outbox import Priority
 from edge_agent.supervisor import Supervisor
 from edge_core.backoff import Backoff
@@ -69,8 +70,10 @@ class Agent:
         self.feed.on_read = self.privacy.access.record
         self.started_at = utcnow()
         self.downlink = Downlink(self, publish=self._publish)
+        # The link knows the store's outbox, the config and the devices only through these (sync/outbox_port.py).
         self.link: HubLink | None = HubLink(
-            config, self.store, self.bus, self.supervisor, self.version, self.data_dir,
+            hub_settings(config), StoreOutbox(self.store), self.bus, self.version, self.data_dir,
+            devices=lambda: [d.as_dict() for d in self.supervisor.snapshot()],
             on_downlink=self.downlink.handle,
             settings=dataclasses.replace(link_settings, trouble_hold_s=config.hub.trouble_hold,
                                          takeover_backoff_s=config.hub.takeover_backoff),

@@ -170,6 +170,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from edge_agent.errors import StoreError
     from edge_agent.store import Store, outbox
     from edge_agent.store.db import lock_data_dir
+    from edge_agent.store.link_outbox import StoreOutbox, hub_settings
     from sync.link import HubLink
 
     cfg = _load(_config_path(args.config))
@@ -202,7 +203,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
                 print(f"{db}: nothing to send, the hub has every event of this database")
                 return 0
             print(f"{db}: {left} event(s) to send to {cfg.hub.url} as store {cfg.store.id}")
-            link = HubLink(cfg, store, EventBus(), None, __version__, data_dir, drain_only=True)  # type: ignore[arg-type]
+            link = HubLink(hub_settings(cfg), StoreOutbox(store), EventBus(), __version__, data_dir, drain_only=True)
             await link.start()
             deadline = time.monotonic() + args.timeout
             while (left := await store.read(outbox.depth)) > 0:

@@ -6,6 +6,10 @@ seq order with their stored ids, and after a reconnect (or when the hub's ack
 stalls) everything unacknowledged is sent again from the last ack; the hub
 drops what it already has by ``(store, stream, seq)``.
 
+The link knows the outbox only through ``sync.outbox_port.OutboxPort`` (the agent
+passes in an adapter over its store), its connection through ``HubSettings``
+and the devices through a snapshot callable: it imports nothing of the agent.
+
 Streams (edge_agent/store/streams.py): an event goes out as ``seq`` of its
 stream, the run of the database that numbered it; a batch never spans two
 streams, and an ack names its stream. An ack for a stream is applied only
@@ -39,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,15 +52,10 @@ from paho.mqtt.properties import Properties
 
 from edge_core.bus import Bus, utcnow
 from edge_core.logonce import LogOnce
-from edge_agent.store import Store, outbox
-from edge_agent.store.streams import LEGACY, Streams
 from sync import topics
 from sync.brokerurl import parse_broker_url, tcp_no_delay
 from sync.events import OutboxEvent
-
-if TYPE_CHECKING:
-    from edge_agent.config import AgentConfig
-    from edge_agent.supervisor import Supervisor
+from sync.outbox_port import LEGACY_STREAM, DeviceSnapshot, HubSettings, OutboxPort, StreamsView
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +96,22 @@ class HubLink:
 
     def __init__(
         self,
-        config: "AgentConfig",
-        store: Store,
+        hub: HubSettings,
+        outbox: OutboxPort,
         bus: Bus,
-        supervisor: "Supervisor",
         version: str,
         data_dir: Path,
+        devices: DeviceSnapshot | None = None,
         on_downlink: Callable[[str, bytes], Any] | None = None,
         settings: LinkSettings = LinkSettings(),
         assess: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         drain_only: bool = False,
     ):
-        self.config = config
-        self.store = store
+        self.hub = hub
+        self.outbox = outbox
         self.bus = bus
-        self.supervisor = supervisor
+        # Every device's state for the health snapshot (the agent's supervisor); none for a drain.
+        self.devices = devices
         self.version = version
         self.data_dir = data_dir
         self.settings = settings
@@ -119,7 +119,7 @@ class HubLink:
         # PC's) and nothing else, beside the store's live agent: its own client id and a
         # session that ends with it, acks only, no status, no health, no Will.
         self.drain_only = drain_only
-        self.topics = topics.StoreTopics(config.store.id)
+        self.topics = topics.StoreTopics(hub.store_id)
         self.on_downlink = on_downlink
         # The store's own assessment (edge_agent/health.py): status, reasons, labels, printing.
         self.assess = assess
@@ -142,7 +142,7 @@ class HubLink:
         self._behind_said: set[str] = set()
         self._connected_at = 0.0
         self._short_connections = 0
-        self.budget_bytes = int(config.hub.outbox_budget_mb * 1024 * 1024)
+        self.budget_bytes = hub.outbox_budget_bytes
         self.over_budget = False
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,9 +172,9 @@ class HubLink:
     async def start(self) -> None:
         """Create the client and let it connect in the background."""
         self._loop = asyncio.get_running_loop()
-        self._acked = await self.store.read(outbox.acked_seq)
+        self._acked = await self.outbox.acked_seq()
         self._sent = self._acked
-        self.store.add_commit_listener(lambda _seq: self._loop.call_soon_threadsafe(self._wake.set))
+        self.outbox.on_commit(lambda: self._loop.call_soon_threadsafe(self._wake.set))
         try:
             self._client = self._make_client()
         except (OSError, ssl.SSLError, ValueError) as err:
@@ -182,8 +182,8 @@ class HubLink:
             self.last_error = f"cannot set up TLS for the hub: {err}; check hub.ca_file, cert_file and key_file"
             log.error("hub: %s", self.last_error)
             return
-        broker = parse_broker_url(self.config.hub.url)
-        self._client.connect_async(broker.host, broker.port, keepalive=self.config.hub.keepalive,
+        broker = parse_broker_url(self.hub.url)
+        self._client.connect_async(broker.host, broker.port, keepalive=self.hub.keepalive,
                                    clean_start=False, properties=self._connect_properties())
         self._client.loop_start()
         self._tasks = [
@@ -216,8 +216,8 @@ class HubLink:
     # The paho client -----------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        hub = self.config.hub
-        login = hub.username or self.config.store.id
+        hub = self.hub
+        login = hub.username or hub.store_id
         # The client id is the login, as the shipped hub broker enforces (systemd/mosquitto/edge-hub.conf.example,
         # use_username_as_clientid): no other store's login can take this store's session. `edge-agent drain`
         # uses it too, as a guest in the store's session (whatever the broker enforces, so that a drain beside
@@ -249,7 +249,7 @@ class HubLink:
         return client
 
     def _password(self) -> str | None:
-        path = self.config.hub.password_file
+        path = self.hub.password_file
         if path is None:
             return None
         try:
@@ -280,7 +280,7 @@ class HubLink:
         # paho swallows the socket or TLS error itself and tells us only this.
         self._loop.call_soon_threadsafe(
             self._connect_failed,
-            f"cannot connect to {self.config.hub.url} (network down, broker not running, or TLS: check "
+            f"cannot connect to {self.hub.url} (network down, broker not running, or TLS: check "
             "hub.ca_file/cert_file and that the hub's certificate names the host in hub.url)",
         )
 
@@ -323,7 +323,7 @@ class HubLink:
             stream = json.loads(msg.payload).get("stream")
         except (ValueError, AttributeError):
             return False
-        return isinstance(stream, (str, type(None))) and self.store.streams.get(stream or LEGACY) is not None
+        return isinstance(stream, (str, type(None))) and self.outbox.streams.get(stream or LEGACY_STREAM) is not None
 
     # Event loop side ------------------------------------------------------------
 
@@ -340,10 +340,10 @@ class HubLink:
         self._last_progress = self._connected_at = time.monotonic()
         self.ack_progress_at = self.connected_since
         status = {"state": "online", "version": self.version, "since": self.connected_since.isoformat(),
-                  "stream": self.store.stream_id}
+                  "stream": self.outbox.stream_id}
         if not self.drain_only:
             self._client.publish(self.topics.status, json.dumps(status), qos=1, retain=True)
-        log.info("hub: connected to %s", self.config.hub.url)
+        log.info("hub: connected to %s", self.hub.url)
         self.bus.publish("hub.state", {"state": "online"})
         self._wake.set()
         self._health_due.set()
@@ -382,7 +382,7 @@ class HubLink:
     def _taken_over(self, reason: str) -> None:
         self.stats["takeovers"] += 1
         message = (f"the broker gave this store's MQTT session to another client ({reason}): another agent "
-                   f"runs with store.id {self.config.store.id} (a copied devices.yaml?), or someone else has "
+                   f"runs with store.id {self.hub.store_id} (a copied devices.yaml?), or someone else has "
                    "this store's MQTT credentials")
         self._log_once.error(("takeover",), "hub: %s; reconnecting in %.0f s", message,
                              self.settings.takeover_backoff_s)
@@ -411,7 +411,7 @@ class HubLink:
                 async with asyncio.timeout(max(1.0, s.resend_after_s / 4)):
                     await self._wake.wait()
             self._wake.clear()
-            if (self.store.outbox_bytes > self.budget_bytes or self.over_budget) and not self.drain_only:
+            if (self.outbox.bytes > self.budget_bytes or self.over_budget) and not self.drain_only:
                 await self._enforce_budget()
             if not self.connected:
                 continue
@@ -423,13 +423,13 @@ class HubLink:
             while self.connected and self._sent - self._acked < s.window_events:
                 after, generation = self._sent, self._generation
                 limit = min(s.batch_max_events, s.window_events - (self._sent - self._acked))
-                events = await self.store.read(lambda c: outbox.pending(c, after, limit))
+                events = await self.outbox.pending(after, limit)
                 if generation != self._generation:
                     continue  # reconnected meanwhile: start again from the last ack
                 if not events:
                     break
                 for last_seq, count, payload in _batches(events, s.batch_max_bytes, self.topics.source,
-                                                         self.store.streams):
+                                                         self.outbox.streams):
                     if not self.connected or not self._publish_batch(last_seq, count, payload):
                         break
 
@@ -468,17 +468,17 @@ class HubLink:
             return
         if ack.time is not None and ack.time.tzinfo is not None:
             self.clock_offset_s = (ack.time - utcnow()).total_seconds()
-        streams = self.store.streams
-        stream = streams.get(ack.stream or LEGACY)
+        streams = self.outbox.streams
+        stream = streams.get(ack.stream or LEGACY_STREAM)
         if stream is None:
             # Another database's stream: another agent running as this store, or an old
             # disk being drained. Nothing of ours.
             self.stats["foreign_acks"] += 1
             return
-        live = stream.id == self.store.stream_id
+        live = stream.id == self.outbox.stream_id
         # A closed stream ends before this run began, whatever last_seq says: in the run's first
         # write group last_seq already counts events whose stream readers do not know yet.
-        end = streams.end(stream, self.store.last_seq if live else self.store.run_base)
+        end = streams.end(stream, self.outbox.last_seq if live else self.outbox.run_base)
         local = stream.base + ack.seq
         if local > end:
             if live:
@@ -528,7 +528,7 @@ class HubLink:
         log.warning("hub: %s", data["message"])
         if self.drain_only:
             return  # a database being drained takes no new event
-        await self.store.emit("retail.device.alert", data)
+        await self.outbox.emit_alert(data)
         self.bus.publish("alert.raised", data)
 
     def _handle_notice(self, payload: bytes) -> None:
@@ -540,7 +540,7 @@ class HubLink:
         except topics.PayloadError as err:
             self._log_once.warning(("notice", str(err)[:60]), "hub: bad notice ignored: %s", err)
             return
-        mine = self.store.stream_id in notice.streams
+        mine = self.outbox.stream_id in notice.streams
         if notice.state == "raised" and mine:
             if self.duplicate_notice is None:
                 log.error("hub: %s", notice.message or "the hub sees two agents running as this store")
@@ -559,13 +559,12 @@ class HubLink:
         if self.duplicate_notice is not None:
             n = self.duplicate_notice
             out.append(("duplicate_store", n.message or f"the hub sees two agents running as store "
-                        f"{self.config.store.id} (streams {', '.join(n.streams)})"))
+                        f"{self.hub.store_id} (streams {', '.join(n.streams)})"))
         return out
 
     async def _acknowledge(self, seq: int) -> None:
         """Forget the events up to local ``seq``: the hub holds them."""
-        _, freed = await self.store.write(lambda tx: outbox.acknowledge(tx.conn, seq))
-        self.store.outbox_bytes = max(0, self.store.outbox_bytes - freed)
+        await self.outbox.acknowledge(seq)
         self._acked = seq
         self._sent = max(self._sent, seq)
         self._last_progress = time.monotonic()
@@ -575,30 +574,29 @@ class HubLink:
 
     async def _enforce_budget(self) -> None:
         """Past the budget, drop telemetry oldest first; say so once per episode."""
-        excess = self.store.outbox_bytes - self.budget_bytes
+        excess = self.outbox.bytes - self.budget_bytes
         if excess > 0:
-            dropped, freed = await self.store.write(lambda tx: outbox.drop_telemetry(tx.conn, excess))
-            self.store.outbox_bytes -= freed
+            dropped = await self.outbox.drop_telemetry(excess)
             self.stats["telemetry_dropped"] += dropped
             if dropped:
                 self._health_due.set()
                 self._log_once.warning("budget-drop", "hub: outbox over its %g MB budget: dropped %d telemetry "
-                                       "%s, oldest first", self.config.hub.outbox_budget_mb, dropped,
+                                       "%s, oldest first", self.budget_bytes / 2**20, dropped,
                                        "event" if dropped == 1 else "events")
-        over = self.store.outbox_bytes > self.budget_bytes
+        over = self.outbox.bytes > self.budget_bytes
         if over and not self.over_budget:
             data = {"device": "hub-link", "severity": "critical", "code": "outbox_over_budget", "state": "raised",
-                    "message": f"the outbox holds {self.store.outbox_bytes} bytes of business events, over its "
+                    "message": f"the outbox holds {self.outbox.bytes} bytes of business events, over its "
                                f"budget of {self.budget_bytes}; nothing is dropped, the disk fills"}
             log.error("hub: %s", data["message"])
-            await self.store.emit("retail.device.alert", data)
+            await self.outbox.emit_alert(data)
             self.bus.publish("alert.raised", data)
         elif self.over_budget and not over:
             # Drained back under the budget: the alert clears, here and at the hub.
             data = {"device": "hub-link", "severity": "info", "code": "outbox_over_budget", "state": "cleared",
                     "message": f"the outbox is back under its budget of {self.budget_bytes} bytes"}
             log.info("hub: %s", data["message"])
-            await self.store.emit("retail.device.alert", data)
+            await self.outbox.emit_alert(data)
             self.bus.publish("alert.cleared", data)
         if over != self.over_budget:
             self.over_budget = over
@@ -612,7 +610,7 @@ class HubLink:
     def resend_from(self, seq: int, stream: str | None = None) -> int:
         """Send again every event from ``seq`` of ``stream`` (this run's when None) on; a hub that
         lost data asks for it. Returns the local seq it starts from."""
-        s = self.store.streams.get(self.store.stream_id if stream is None else stream)
+        s = self.outbox.streams.get(self.outbox.stream_id if stream is None else stream)
         if s is None:
             if stream is None:
                 raise ValueError("this run has numbered no event yet")
@@ -621,8 +619,8 @@ class HubLink:
         if seq <= self._acked:
             raise ValueError(f"events up to {self._acked} were acknowledged and are no longer kept; "
                              f"resend from {self._acked + 1} or later")
-        if seq > self.store.last_seq + 1:
-            raise ValueError(f"seq {seq} is past the last assigned seq {self.store.last_seq}")
+        if seq > self.outbox.last_seq + 1:
+            raise ValueError(f"seq {seq} is past the last assigned seq {self.outbox.last_seq}")
         self._sent = min(self._sent, seq - 1)
         self._wake.set()
         return seq
@@ -681,22 +679,22 @@ class HubLink:
         assessment: ``status`` and ``reasons``, ``labels`` and ``printing`` as ``GET /v1/health`` has them."""
         if assessment is None:
             assessment = await self._assessment()
-        depth, oldest = await self.store.read(lambda c: (outbox.depth(c), outbox.oldest_time(c)))
+        depth, oldest = await self.outbox.depth()
         now = utcnow()
         age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
         disk = shutil.disk_usage(self.data_dir)
         return {
-            "store": self.config.store.id,
+            "store": self.hub.store_id,
             "version": self.version,
             "time": now.isoformat(),
-            "devices": [d.as_dict() for d in self.supervisor.snapshot()],
+            "devices": self.devices() if self.devices is not None else [],
             "outbox_depth": depth,
             "oldest_unacked_age_s": round(age, 1),
-            "last_seq": self.store.last_seq,
+            "last_seq": self.outbox.last_seq,
             "acked_seq": self._acked,
-            "stream": self.store.stream_id,
+            "stream": self.outbox.stream_id,
             "disk_free_bytes": disk.free,
-            "outbox_bytes": self.store.outbox_bytes,
+            "outbox_bytes": self.outbox.bytes,
             "outbox_budget_bytes": self.budget_bytes,
             "telemetry_dropped": self.stats["telemetry_dropped"],
             "over_budget": self.over_budget,
@@ -708,7 +706,7 @@ class HubLink:
 
 
 def _batches(events: list[OutboxEvent], max_bytes: int, source: str,
-             streams: Streams) -> list[tuple[int, int, bytes]]:
+             streams: StreamsView) -> list[tuple[int, int, bytes]]:
     """(last local seq, count, payload) per batch of at most ``max_bytes`` (one event alone may
     exceed it); a batch holds the events of one stream, each numbered in it."""
     out: list[tuple[int, int, bytes]] = []

@@ -309,10 +309,10 @@ def test_an_unreadable_ca_file_keeps_the_agent_selling_offline(make_agent, tmp_p
 def test_the_health_loop_waits_while_the_hub_is_away():
     """Offline, the snapshot loop sleeps between checks instead of spinning (it took a core)."""
     import asyncio
-    from types import SimpleNamespace
 
     from edge_agent.bus import EventBus
     from sync.link import HubLink, LinkSettings
+    from sync.outbox_port import HubSettings
 
     class Counting(HubLink):
         looks = 0
@@ -326,8 +326,8 @@ def test_the_health_loop_waits_while_the_hub_is_away():
         def connected(self, value: bool) -> None:
             pass
 
-    config = SimpleNamespace(store=SimpleNamespace(id=STORE), hub=SimpleNamespace(outbox_budget_mb=1))
-    link = Counting(config, store=None, bus=EventBus(), supervisor=None, version="t", data_dir=None,
+    hub = HubSettings(store_id=STORE, url="mqtt://127.0.0.1:1", outbox_budget_bytes=2**20)
+    link = Counting(hub, outbox=None, bus=EventBus(), version="t", data_dir=None,
                     settings=LinkSettings(health_check_s=0.2))
 
     async def run_for_a_second() -> None:
@@ -347,6 +347,7 @@ def test_a_health_pass_that_fails_does_not_stop_the_snapshots():
 
     from edge_agent.bus import EventBus
     from sync.link import HubLink, LinkSettings
+    from sync.outbox_port import HubSettings
 
     published: list[dict] = []
     calls = {"assess": 0}
@@ -361,8 +362,8 @@ def test_a_health_pass_that_fails_does_not_stop_the_snapshots():
         async def health_snapshot(self, assessment=None) -> dict:
             return dict(assessment or {})  # the store's figures are not what this test is about
 
-    config = SimpleNamespace(store=SimpleNamespace(id=STORE), hub=SimpleNamespace(outbox_budget_mb=1))
-    link = Connected(config, store=None, bus=EventBus(), supervisor=None, version="t", data_dir=None,
+    hub = HubSettings(store_id=STORE, url="mqtt://127.0.0.1:1", outbox_budget_bytes=2**20)
+    link = Connected(hub, outbox=None, bus=EventBus(), version="t", data_dir=None,
                      settings=LinkSettings(health_check_s=0.05), assess=assess)
     link.connected = True
     link._client = SimpleNamespace(publish=lambda topic, payload, **kw: published.append(
