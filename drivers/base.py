@@ -1,6 +1,13 @@
 """What every driver is: a ``kind``, a pydantic ``Config``, capabilities, and
 four coroutines the supervisor calls (``open``, ``check``, ``run``, ``close``).
 
+A driver also declares what the rest of the system learns from it, so that a
+new kind is its folder plus one line in drivers/registry.py: its remote
+actions (``commands``, shown in every device snapshot as ``actions`` and
+offered by both consoles), its health fields (``health_fields``: the counters
+its snapshot always shows, from 0) and its emulator for ``make run``
+(``demo_emulator``: a ``DemoEmulator`` the demo starts and stops).
+
 A driver never handles its own retries: it raises a ``DeviceError`` and the
 supervisor (edge_agent/supervisor.py) marks the device, backs off and calls
 ``open`` again. A driver's constructor only stores; ``open`` acts.
@@ -13,8 +20,10 @@ import contextlib
 import enum
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +88,43 @@ class DriverContext:
         self.counters[name] = self.counters.get(name, 0) + n
 
 
+# Every device has this remote action: the supervisor closes and reopens it.
+REOPEN = "reopen"
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """Where ``make run`` starts a device's emulator.
+
+    ``workdir`` is the agent's working directory (a relative device path, such
+    as a pty's, resolves from it); ``run_dir`` the demo's data directory (for
+    what an emulator shows: receipts, screens); ``environ`` the demo's
+    environment (its ``EDGE_DEMO_*`` knobs)."""
+
+    workdir: Path
+    run_dir: Path
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+class DemoEmulator(Protocol):
+    """A device's stand-in for ``make run``: its constructor stores, ``start`` and ``stop`` act."""
+
+    # The loopback TCP port it will listen on (the demo keeps other parts off it), or None.
+    tcp_port: int | None
+
+    async def start(self) -> None:
+        """Start serving; OSError when its port or path cannot be had."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop serving; safe to call once whatever ``start`` did."""
+        ...
+
+    def banner(self) -> list[tuple[str, str]]:
+        """Lines for the demo's banner: (label, what to look at)."""
+        ...
+
+
 class Driver(ABC):
     """Base of every device driver; subclasses set the class attributes."""
 
@@ -88,6 +134,8 @@ class Driver(ABC):
     # Remote actions the hub may ask for (hub/{store}/cmd), besides ``reopen``
     # which every device has; ``command`` carries them out.
     commands: ClassVar[frozenset[str]] = frozenset()
+    # The counters (``ctx.count``) its snapshot always shows, from 0 before the first.
+    health_fields: ClassVar[tuple[str, ...]] = ()
     reporting: ClassVar[Reporting] = Reporting.POLL
     # Seconds between health checks while online.
     check_interval: ClassVar[float] = 5.0
@@ -97,6 +145,17 @@ class Driver(ABC):
     # devices people unplug and replug by hand (scanners): a cheap ``open``
     # tried every second brings one back soon after it is plugged in.
     retry_cap: ClassVar[float | None] = None
+
+    @classmethod
+    def actions(cls) -> tuple[str, ...]:
+        """Every remote action of this kind: ``reopen`` first, then ``commands`` in order."""
+        return (REOPEN, *sorted(cls.commands - {REOPEN}))
+
+    @classmethod
+    def demo_emulator(cls, config: DeviceConfig, site: DemoSite) -> DemoEmulator | None:
+        """The emulator ``make run`` starts for this device, or None when it needs none (simulated,
+        or pointed at real hardware). Only stores: the demo calls ``start``."""
+        return None
 
     def __init__(self, config: DeviceConfig, ctx: DriverContext):
         self.config = config

@@ -15,8 +15,16 @@ from drivers.scanner.hid_driver import HidScanner
 from drivers.scanner.serial import SerialScanner
 from drivers.shelf_label.driver import LabelFiles, OeplLabels
 
-_DRIVERS: tuple[type[Driver], ...] = (HeartbeatSensor, SerialScanner, HidScanner, EscPosPrinter, OeplLabels,
-                                        LabelFiles, MirrorCamera)
+# One line per kind.
+_DRIVERS: tuple[type[Driver], ...] = (
+    HeartbeatSensor,
+    SerialScanner,
+    HidScanner,
+    EscPosPrinter,
+    OeplLabels,
+    LabelFiles,
+    MirrorCamera,
+)
 
 
 def drivers() -> dict[str, type[Driver]]:

@@ -39,10 +39,9 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter
 
-from drivers.heartbeat.emulator import HeartbeatEmulator
-from drivers.printer.elements import Element
-from drivers.printer.emulator import PrinterEmulator, describe
-from drivers.scanner.emulator import SerialScannerEmulator
+from drivers.base import DemoEmulator, DemoSite
+from drivers.registry import drivers
+from drivers.scanner.demo import scan_every
 from edge_agent import catalog, config
 from edge_agent.config_types import HostPort
 from edge_agent.demo_tls import DemoTls, ensure_tls
@@ -67,88 +66,38 @@ async def _load_catalog(data_dir: Path, path: Path) -> int:
         await store.stop()
 
 
-# What the demo scanners scan in turn: products of demo/catalog.json, a code
-# the store does not sell, a bad check digit, and a member card.
-DEMO_SCANS = ["6901234567892", "6901234567946", "4006381333931", "6901234567890", "RM1:M-0042", "6901234567915"]
-
-
 def _scan_every() -> float:
     """Seconds between demo scans (``EDGE_DEMO_SCAN_EVERY``, 15 by default)."""
-    return float(os.environ.get("EDGE_DEMO_SCAN_EVERY", "15"))
+    return scan_every(os.environ)
 
 
-class _DemoPrinter:
-    """A printer emulator on loopback whose receipts are written, as text, to ``path``."""
-
-    def __init__(self, host: str, port: int, profile: str, path: Path):
-        self.path = path
-        self.emulator = PrinterEmulator(host, port, profile=profile, on_element=self._write)
-
-    def _write(self, element: Element) -> None:
-        line = describe(element)
-        if line:
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(line + "\n")
-
-    async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self.emulator.start()
-
-    async def stop(self) -> None:
-        await self.emulator.stop()
-
-
-class _DemoScanner:
-    """A pty scanner emulator that scans ``DEMO_SCANS`` in turn, every few seconds."""
-
-    def __init__(self, path: Path):
-        self.emulator = SerialScannerEmulator(path)
-        self.every = _scan_every()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.emulator.plug()
-        self._task = asyncio.create_task(self._scan())
-
-    async def _scan(self) -> None:
-        i = 0
-        while True:
-            await asyncio.sleep(self.every)  # a demo's pace, not synchronisation
-            self.emulator.scan(DEMO_SCANS[i % len(DEMO_SCANS)])
-            i += 1
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self.emulator.close()
-
-
-Emulator = HeartbeatEmulator | _DemoScanner | _DemoPrinter
-
-
-async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path, started: list[Emulator]) -> None:
-    """Start an emulator for each demo device that points at one: a heartbeat or a network
-    printer on loopback, a serial scanner whose port is a relative path (resolved from
-    ``workdir``, the agent's). Each is added to ``started`` once running, so that the
-    caller stops those that did start when a later one cannot (SystemExit saying why)."""
+def _planned(cfg: config.AgentConfig, workdir: Path, data_dir: Path) -> list[tuple[str, DemoEmulator]]:
+    """The emulator each demo device's driver asks for (drivers/base.py ``demo_emulator``), with the
+    device's id; made, not started."""
+    site = DemoSite(workdir=workdir, run_dir=data_dir, environ=dict(os.environ))
+    registry = drivers()
+    out = []
     for dev in cfg.devices:
-        address = getattr(dev, "address", None)
-        port = getattr(dev, "port", None)
-        loopback = address is not None and address.host in ("127.0.0.1", "localhost")
-        if dev.kind == "sensor.heartbeat" and loopback:
-            emu: Emulator = HeartbeatEmulator(address.host, address.port)
-        elif dev.kind == "printer.escpos" and loopback:
-            emu = _DemoPrinter(address.host, address.port, dev.profile, data_dir / f"{dev.id}.txt")
-        elif dev.kind == "scanner.serial" and port is not None and not os.path.isabs(port):
-            emu = _DemoScanner(workdir / port)
-        else:
-            continue
+        emu = registry[dev.kind].demo_emulator(dev, site)
+        if emu is not None:
+            out.append((dev.id, emu))
+    return out
+
+
+async def _emulators(cfg: config.AgentConfig, workdir: Path, data_dir: Path, started: list[DemoEmulator]) -> None:
+    """Start the emulator of each demo device whose driver has one for it (a heartbeat or a network
+    printer on loopback, a serial scanner whose port is a relative path, resolved from ``workdir``,
+    the agent's). Each is added to ``started`` once running, so that the caller stops those that
+    did start when a later one cannot (SystemExit saying why)."""
+    for device_id, emu in _planned(cfg, workdir, data_dir):
         try:
             await emu.start()
         except OSError as err:
-            where = f"on {address}" if address is not None else f"at {port}"
-            raise SystemExit(f"{dev.id}'s emulator cannot listen {where}: {err.strerror or err}; stop what uses it "
-                             f"or give {dev.id} another address in the config") from err
+            dev = next(d for d in cfg.devices if d.id == device_id)
+            address, port = getattr(dev, "address", None), getattr(dev, "port", None)
+            where = f"on {address}" if address is not None else f"at {port}" if port is not None else "here"
+            raise SystemExit(f"{device_id}'s emulator cannot listen {where}: {err.strerror or err}; stop what uses "
+                             f"it or give {device_id} another address in the config") from err
         started.append(emu)
 
 
@@ -211,9 +160,8 @@ def _free_port(host: str) -> int:
 
 def _emulated_ports(cfg: config.AgentConfig) -> dict[int, str]:
     """The loopback TCP ports the demo's emulators will listen on, and whose they are."""
-    return {dev.address.port: f"{dev.id}'s emulator" for dev in cfg.devices
-            if dev.kind in ("sensor.heartbeat", "printer.escpos")
-            and getattr(dev, "address", None) is not None and dev.address.host in ("127.0.0.1", "localhost")}
+    return {emu.tcp_port: f"{device_id}'s emulator" for device_id, emu in _planned(cfg, ROOT, ROOT / ".run" / "demo")
+            if emu.tcp_port is not None}
 
 
 def plan_ports(cfg: config.AgentConfig, environ: Mapping[str, str] = os.environ) -> HostPort:
@@ -326,7 +274,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
         loop.add_signal_handler(sig, lambda name=name: (stopped_by.append(name), stop.set()))
 
-    emulators: list[Emulator] = []
+    emulators: list[DemoEmulator] = []
     broker: LocalMosquitto | None = None
     hub: asyncio.subprocess.Process | None = None
     proc: asyncio.subprocess.Process | None = None
@@ -394,7 +342,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
     return code
 
 
-def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[Emulator],
+def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[DemoEmulator],
            hub_url: str | None, hub_http: HostPort, trust: Path | None = None, no_hub: str | None = None) -> str:
     """What ``make run`` prints once the store is up: where to look and what to try.
 
@@ -414,7 +362,7 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
         f"  Devices       {curl} -H 'Authorization: Bearer {DEMO_TOKENS['associate']}' {base}/v1/devices\n"
         f"  A product     {curl} -H 'Authorization: Bearer {DEMO_TOKENS['kiosk']}' {base}/v1/products/6901234567892\n"
         f"  Device table  .venv/bin/edge-agent devices --url {base}{cafile} --token {DEMO_TOKENS['console']}\n"
-        + "".join(f"  Receipts      tail -f {e.path}\n" for e in emulators if isinstance(e, _DemoPrinter))
+        + "".join(f"  {label:<13} {text}\n" for e in emulators for label, text in e.banner())
         + "".join(f"  Shelf labels  {workdir / d.dir}/*.png\n" for d in cfg.devices if d.kind == "shelf_label.files")
         + (f"  Mirror        {base}/mirror?device=mirror-1#token={DEMO_TOKENS['mirror']}\n"
            if any(d.kind == "mirror.camera" for d in cfg.devices) else "")

@@ -47,6 +47,8 @@ class DeviceSnapshot:
     since: datetime
     last_error: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    # The remote actions its driver declares (``reopen`` first): what the consoles offer.
+    actions: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form used by ``GET /v1/devices`` and the health topic."""
@@ -57,6 +59,7 @@ class DeviceSnapshot:
             "since": self.since.isoformat(),
             "last_error": self.last_error,
             "counters": dict(self.counters),
+            "actions": list(self.actions),
         }
 
 
@@ -73,7 +76,7 @@ class DeviceOwner:
         self.backoff = backoff
         self.lock = asyncio.Lock()
         cfg = driver.config
-        self._snapshot = DeviceSnapshot(cfg.id, cfg.kind, DeviceState.OFFLINE, utcnow())
+        self._snapshot = DeviceSnapshot(cfg.id, cfg.kind, DeviceState.OFFLINE, utcnow(), actions=driver.actions())
         self._task: asyncio.Task[None] | None = None
         self._failing_since: datetime | None = None
         self._attempt = 0
@@ -83,8 +86,9 @@ class DeviceOwner:
 
     @property
     def snapshot(self) -> DeviceSnapshot:
-        """The device's current state, with a copy of its counters."""
-        return replace(self._snapshot, counters=dict(self.driver.ctx.counters))
+        """The device's current state, with a copy of its counters (its declared health fields from 0)."""
+        return replace(self._snapshot, counters={**dict.fromkeys(self.driver.health_fields, 0),
+                                                 **self.driver.ctx.counters})
 
     def start(self) -> None:
         """Start the owner task (once; a second call while it runs does nothing)."""

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import DeviceConfig, Driver, DriverContext, Reporting
+from drivers.base import DemoEmulator, DemoSite, DeviceConfig, Driver, DriverContext, Reporting
 from drivers.heartbeat import protocol
 from drivers.transport import FakeTransport, Transport
 from drivers.transport.tcp import TcpTransport
@@ -33,9 +33,16 @@ class HeartbeatSensor(Driver):
     """Pings a heartbeat device and counts its beats."""
 
     kind = "sensor.heartbeat"
+    health_fields = ("beats",)
     Config = HeartbeatConfig
     capabilities = frozenset({"heartbeat"})
     reporting = Reporting.POLL
+
+    @classmethod
+    def demo_emulator(cls, config: DeviceConfig, site: DemoSite) -> DemoEmulator | None:
+        """The TCP emulator for an address on loopback (drivers/heartbeat/demo.py)."""
+        from drivers.heartbeat.demo import demo_emulator
+        return demo_emulator(getattr(config, "address", None), site)
 
     def __init__(self, config: HeartbeatConfig, ctx: DriverContext, transport: Transport | None = None):
         super().__init__(config, ctx)

@@ -54,6 +54,7 @@ class MirrorCamera(Driver):
     """Runs the mirror process; holds the look, the try-on session and the basket."""
 
     kind = "mirror.camera"
+    health_fields = ("starts", "sessions")
     Config = MirrorConfig
     capabilities = frozenset({"camera", "tryon", "stream"})
     commands = frozenset({"end_session"})

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drivers.base import Driver, DriverContext, Reporting
+from drivers.base import DemoEmulator, DemoSite, DeviceConfig, Driver, DriverContext, Reporting
 from drivers.printer import status as st
 from drivers.printer.config import PrinterConfig
 from drivers.printer.documents import render
@@ -62,6 +62,7 @@ class EscPosPrinter(Driver):
     """Prints the jobs of the durable print queue on an ESC/POS printer, checking its status around each."""
 
     kind = "printer.escpos"
+    health_fields = ("printed", "reprints", "interrupted", "failed", "alerts", "replaced_chars")
     Config = PrinterConfig
     capabilities = frozenset({"print", "status"})
     commands = frozenset({"print_test_page"})
@@ -70,6 +71,14 @@ class EscPosPrinter(Driver):
     # A printer that answered garbage is retried at least this often, so one
     # that is fixed prints again within seconds, not after a 30 s backoff.
     retry_cap = 5.0
+
+    @classmethod
+    def demo_emulator(cls, config: DeviceConfig, site: DemoSite) -> DemoEmulator | None:
+        """The ESC/POS emulator for a TCP printer on loopback (drivers/printer/demo.py)."""
+        from drivers.printer.demo import demo_emulator
+        if not isinstance(config, PrinterConfig):
+            return None
+        return demo_emulator(config, site)
 
     def __init__(self, config: PrinterConfig, ctx: DriverContext, transport: Transport | None = None,
                  spool: Spool | None = None):

@@ -44,6 +44,7 @@ class HidScanner(Driver):
     """Reads codes from a USB HID (keyboard-mode) scanner and hands them to a ScanSink."""
 
     kind = "scanner.hid"
+    health_fields = ("scans", "duplicates", "bad_scans")
     Config = HidScannerConfig
     capabilities = frozenset({"scan"})
     reporting = Reporting.PUSH

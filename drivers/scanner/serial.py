@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import Driver, DriverContext, Reporting
+from drivers.base import DemoEmulator, DemoSite, DeviceConfig, Driver, DriverContext, Reporting
 from drivers.scanner.driver import ScannerConfig, ScanSink
 from drivers.scanner.framing import Framer
 from drivers.scanner.protocol import BadScan
@@ -45,6 +45,7 @@ class SerialScanner(Driver):
     """Reads codes from a serial scanner and hands them to a ScanSink."""
 
     kind = "scanner.serial"
+    health_fields = ("scans", "duplicates", "bad_scans")
     Config = SerialScannerConfig
     capabilities = frozenset({"scan"})
     reporting = Reporting.PUSH
@@ -53,6 +54,14 @@ class SerialScanner(Driver):
     # retried at least this often (Driver.retry_cap).
     check_interval = 1.0
     retry_cap = 1.0
+
+    @classmethod
+    def demo_emulator(cls, config: DeviceConfig, site: DemoSite) -> DemoEmulator | None:
+        """A pty that scans the demo's codes, for a relative ``port`` (drivers/scanner/demo.py)."""
+        from drivers.scanner.demo import demo_emulator
+        if not isinstance(config, SerialScannerConfig):
+            return None
+        return demo_emulator(config.port, site)
 
     def __init__(self, config: SerialScannerConfig, ctx: DriverContext, transport: Transport | None = None):
         super().__init__(config, ctx)

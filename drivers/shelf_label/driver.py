@@ -83,6 +83,7 @@ class LabelDriver(Driver):
     Config: ClassVar[type[LabelDeviceConfig]]
     capabilities = frozenset({"shelf_label"})
     commands = frozenset({REFRESH})
+    health_fields = ("polls", "pushes", "push_errors")
     reporting = Reporting.POLL
     # What ``push`` takes: "image" (a PIL image in the model's palette) or "jpeg" (oepl.encode_jpeg's
     # bytes); the agent makes it where it draws, off the event loop.

@@ -73,7 +73,8 @@ def test_devices_lists_state_and_counters(running_agent):
     d = devices[0]
     assert d["kind"] == "sensor.heartbeat"
     assert d["state"] in ("starting", "online")
-    assert set(d) == {"id", "kind", "state", "since", "last_error", "counters"}
+    assert set(d) == {"id", "kind", "state", "since", "last_error", "counters", "actions"}
+    assert d["actions"] == ["reopen"]  # what its driver declares: a heartbeat has no action of its own
 
 
 def test_product_by_barcode_and_sku(running_agent):

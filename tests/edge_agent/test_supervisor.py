@@ -538,8 +538,9 @@ def test_snapshot_is_frozen_and_counters_are_a_copy():
         await replies.reach(replies.pings + 1)
         assert snap.counters["beats"] == -1  # an old snapshot does not change under its reader
         d = sup.snapshot()[0].as_dict()
-        assert set(d) == {"id", "kind", "state", "since", "last_error", "counters"}
+        assert set(d) == {"id", "kind", "state", "since", "last_error", "counters", "actions"}
         assert d["state"] == "online" and d["counters"]["beats"] > beats
+        assert d["actions"] == ["reopen"]
         json.dumps(d)
         await sup.stop()
 

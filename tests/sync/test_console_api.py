@@ -81,7 +81,11 @@ class Store:
                      if state == "online" else {"state": state}, retain=True)
 
     def health(self, **devices: str) -> None:
-        devs = [{"id": d, "kind": "printer.escpos" if d.startswith("printer") else "sensor.heartbeat",
+        # Kind and actions as the store's drivers declare them (drivers/base.py), by the id's family.
+        kinds = {"printer": ("printer.escpos", ["reopen", "print_test_page"]),
+                 "mirror": ("mirror.camera", ["reopen", "end_session"])}
+        devs = [{"id": d, "kind": kinds.get(d.split("-")[0], ("sensor.heartbeat", ["reopen"]))[0],
+                 "actions": kinds.get(d.split("-")[0], ("sensor.heartbeat", ["reopen"]))[1],
                  "state": s, "since": iso(5), "last_error": None if s == "online" else "refused", "counters": {}}
                 for d, s in devices.items()]
         self.publish(self.topics.health, {"store": self.store, "version": "0.1.0", "time": iso(), "devices": devs,
@@ -252,6 +256,15 @@ def test_a_command_round_trips_fails_or_times_out(console):
     refused = api.post("/api/stores/store-a/commands", json={"device": "heartbeat-1", "action": "print_test_page"})
     assert refused.status_code == 422 and "allowed: reopen" in refused.json()["detail"]
     assert api.post("/api/stores/store-a/commands", json={"device": "ghost", "action": "reopen"}).status_code == 404
+    # The mirror's own action, which the console learns from the snapshot, not from a table of its own.
+    a.health(**{"heartbeat-1": "online", "mirror-1": "online"})
+    wait_for("the mirror's actions", lambda: [d["actions"] for d in api.get("/api/stores/store-a").json()["devices"]
+                                              if d["id"] == "mirror-1"] == [["reopen", "end_session"]])
+    ended = api.post("/api/stores/store-a/commands", json={"device": "mirror-1", "action": "end_session"})
+    assert ended.status_code == 202
+    while (cmd := a.commands.get(timeout=5)[0])["id"] != ended.json()["id"]:
+        pass  # the earlier commands' copies
+    assert (cmd["device"], cmd["action"]) == ("mirror-1", "end_session")
     assert api.post("/api/stores/store-a/commands",
                     json={"device": "agent", "action": "resend_from", "args": {"seq": 0}}).status_code == 422
 

@@ -146,17 +146,32 @@ def test_summaries_read_any_snapshot_without_failing():
 
 
 def test_the_console_offers_only_the_actions_each_device_has():
-    assert actions_for("printer-1", "printer.escpos") == ["reopen", "print_test_page"]
-    assert actions_for("labels-1", "shelf_label.oepl") == ["reopen", "refresh_labels"]
-    assert actions_for("hb", "sensor.heartbeat") == ["reopen"]
+    # What the store's snapshot says the device has (its driver declares them), not a table of the console's.
+    assert actions_for("printer-1", ["reopen", "print_test_page"]) == ["reopen", "print_test_page"]
+    assert actions_for("mirror-1", ["reopen", "end_session", "end_session"]) == ["reopen", "end_session"]
+    assert actions_for("hb", None) == ["reopen"]  # a snapshot that says nothing: what every device has
     assert actions_for("agent", None) == ["status", "set_log_level", "resend_from"]
     with pytest.raises(ActionRefused, match="allowed: reopen$"):
-        check("hb", "sensor.heartbeat", "print_test_page", {})
+        check("hb", "sensor.heartbeat", "print_test_page", {}, ["reopen"])
+    with pytest.raises(ActionRefused, match="allowed: reopen$"):
+        check("printer-1", "printer.escpos", "print_test_page", {}, None)
+    assert check("mirror-1", "mirror.camera", "end_session", {}, ["reopen", "end_session"]) == {}
     with pytest.raises(ActionRefused, match="level"):
         check("agent", None, "set_log_level", {"level": "loud"})
     with pytest.raises(ActionRefused, match="seq"):
         check("agent", None, "resend_from", {"seq": True})
     assert check("agent", None, "resend_from", {"seq": 7}) == {"seq": 7}
+
+
+def test_a_snapshots_actions_are_read_defensively():
+    def acts(raw):
+        return facts.devices({"devices": [{"id": "d", "state": "online", "actions": raw}]})[0]["actions"]
+
+    assert acts(["reopen", "end_session"]) == ["reopen", "end_session"]
+    assert acts(["reopen", "reopen"]) == ["reopen"]
+    for bad in ("reopen", [1], ["x" * 65], [""], ["<script>"], ["a"] * 33, {"reopen": 1}, None):
+        assert acts(bad) is None, bad
+    assert facts.devices({"devices": [{"id": "d", "state": "online"}]})[0]["actions"] is None
 
 
 def test_default_rules_file_is_the_one_documented():

@@ -170,14 +170,15 @@ async def _run(agent: Any, device: str, action: str, args: dict[str, Any]) -> An
 async def console_command(store: str, body: CommandRequest, request: Request) -> dict[str, Any]:
     """Run an action now and answer with its outcome (``ok``, ``error`` or ``timeout``)."""
     agent = _own(request, store)
-    kind = None
+    kind = offered = None
     if body.device != AGENT:
         if body.device not in agent.supervisor.owners:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {body.device!r} in this store")
-        kind = next((d["kind"] for d in devices({"devices": [s.as_dict() for s in agent.supervisor.snapshot()]})
-                     if d["id"] == body.device), None)
+        kind, offered = next(((d["kind"], d["actions"])
+                              for d in devices({"devices": [s.as_dict() for s in agent.supervisor.snapshot()]})
+                              if d["id"] == body.device), (None, None))
     try:
-        args = check(body.device, kind, body.action, body.args)
+        args = check(body.device, kind, body.action, body.args, offered)
     except ActionRefused as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from err
     row: dict[str, Any] = {"id": str(uuid4()), "store": store, "device": body.device, "action": body.action,

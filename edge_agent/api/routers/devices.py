@@ -23,6 +23,7 @@ class Device(BaseModel):
     since: datetime
     last_error: str | None
     counters: dict[str, int]
+    actions: list[str]  # the remote actions its driver declares, ``reopen`` first
 
 
 @router.get(
@@ -31,5 +32,5 @@ class Device(BaseModel):
     dependencies=[Depends(require(Role.ASSOCIATE, Role.CONSOLE, Role.ADMIN))],
 )
 async def list_devices(request: Request) -> list[dict]:
-    """Every configured device: id, kind, state, since, last_error, counters."""
+    """Every configured device: id, kind, state, since, last_error, counters, actions."""
     return [d.as_dict() for d in request.app.state.agent.supervisor.snapshot()]

@@ -115,14 +115,14 @@ async def send_command(store: str, body: CommandRequest, request: Request) -> di
     facts = c.fleet.get(store)
     if facts is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no store {store!r} has reported to this hub")
-    kind = None
+    kind = offered = None
     if body.device != AGENT:
         found = [d for d in devices(facts.health) if d["id"] == body.device]
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {body.device!r} in {store}'s last snapshot")
-        kind = found[0]["kind"]
+        kind, offered = found[0]["kind"], found[0]["actions"]
     try:
-        args = check(body.device, kind, body.action, body.args)
+        args = check(body.device, kind, body.action, body.args, offered)
     except ActionRefused as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from err
     try:

@@ -7,18 +7,20 @@ it here, which tells the pages. A command still unanswered after
 broker drops it then too (MQTT message expiry), so a store that comes back
 later does not carry out an action the console already gave up on.
 
-The actions offered are data (``ACTIONS``); the agent checks again and
-refuses anything its driver does not have, with the list of what it has.
+The actions offered for a device are those the store's snapshot says it
+has (``actions`` of each device, which its driver declares: drivers/base.py);
+a snapshot without them (an agent from before they were sent) gets
+``reopen``, which every device has. The agent checks again and refuses
+anything its driver does not have, with the list of what it has.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,12 +30,8 @@ from sync.hub.db import HubDB, Tx
 from sync.topics import Command
 
 AGENT = "agent"
-# Device kind (fnmatch) -> actions its driver offers besides "reopen", which every device has.
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "*": ("reopen",),
-    "printer.*": ("print_test_page",),
-    "shelf_label.*": ("refresh_labels",),
-}
+# What every device has, and all a snapshot without ``actions`` gets.
+DEVICE_ACTIONS = ("reopen",)
 AGENT_ACTIONS = ("status", "set_log_level", "resend_from")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -42,20 +40,19 @@ class ActionRefused(ValueError):
     """An action the console will not send; the message says what is allowed."""
 
 
-def actions_for(device: str, kind: str | None) -> list[str]:
-    """The actions the console offers for a device of ``kind`` (or for the agent itself)."""
+def actions_for(device: str, offered: Sequence[str] | None) -> list[str]:
+    """The actions the console offers for a device whose snapshot says ``offered`` (None: it says
+    nothing), or for the agent itself."""
     if device == AGENT:
         return list(AGENT_ACTIONS)
-    out: list[str] = []
-    for pattern, acts in ACTIONS.items():
-        if fnmatch.fnmatchcase(kind or "", pattern):
-            out += [a for a in acts if a not in out]
-    return out
+    return list(dict.fromkeys(offered)) if offered is not None else list(DEVICE_ACTIONS)
 
 
-def check(device: str, kind: str | None, action: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments to send, checked; ActionRefused when the action is not offered or an argument is wrong."""
-    allowed = actions_for(device, kind)
+def check(device: str, kind: str | None, action: str, args: dict[str, Any],
+          offered: Sequence[str] | None = None) -> dict[str, Any]:
+    """The arguments to send, checked; ActionRefused when the action is not offered (``offered``: the
+    device's ``actions`` in its store's snapshot) or an argument is wrong."""
+    allowed = actions_for(device, offered)
     if action not in allowed:
         raise ActionRefused(f"{action!r} is not an action for {device} ({kind or 'agent'}); "
                             f"allowed: {', '.join(allowed)}")

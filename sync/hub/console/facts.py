@@ -64,7 +64,8 @@ class StoreFacts:
 
 
 def devices(health: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The snapshot's well-formed devices: ``id, kind, state, since, last_error, counters``."""
+    """The snapshot's well-formed devices: ``id, kind, state, since, last_error, counters, actions``
+    (``actions`` None when the snapshot has no well-formed list of them)."""
     raw = (health or {}).get("devices")
     if not isinstance(raw, list):
         return []
@@ -74,8 +75,23 @@ def devices(health: dict[str, Any] | None) -> list[dict[str, Any]]:
             out.append({"id": d["id"], "kind": d.get("kind") if isinstance(d.get("kind"), str) else None,
                         "state": d["state"], "since": d.get("since") if isinstance(d.get("since"), str) else None,
                         "last_error": d.get("last_error") if isinstance(d.get("last_error"), str) else None,
-                        "counters": d.get("counters") if isinstance(d.get("counters"), dict) else {}})
+                        "counters": d.get("counters") if isinstance(d.get("counters"), dict) else {},
+                        "actions": _actions(d.get("actions"))})
     return out
+
+
+# An action is a name a driver declares (drivers/base.py): short, and few per device.
+_ACTION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+MAX_ACTIONS = 32
+
+
+def _actions(raw: Any) -> list[str] | None:
+    """A device's ``actions`` from the field: a list of at most 32 names of [a-z0-9_], 1-64 long, or None."""
+    if not isinstance(raw, list) or len(raw) > MAX_ACTIONS:
+        return None
+    if not all(isinstance(a, str) and 0 < len(a) <= 64 and set(a) <= _ACTION_CHARS for a in raw):
+        return None
+    return list(dict.fromkeys(raw))
 
 
 def labels(health: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -41,6 +41,10 @@ ERRORS = {
 }
 
 
+# The remote actions each family's driver declares, as the snapshot carries them.
+ACTIONS = {"printer": ["reopen", "print_test_page"], "shelf_label": ["reopen", "refresh_labels"]}
+
+
 def store_id(i: int) -> str:
     """``store-0000`` .. ``store-0999``."""
     return f"store-{i:04d}"
@@ -55,7 +59,8 @@ def snapshot(store: str, devices: int, rng: random.Random, now: datetime, marker
         dev_id = f"{kind.split('.')[0].replace('_', '-')}-{k + 1}"
         since = now - timedelta(seconds=rng.randint(600, 86400))
         devs.append({"id": dev_id, "kind": kind, "state": "online", "since": since.isoformat(), "last_error": None,
-                     "counters": {"ops": rng.randint(0, 5000)}})
+                     "counters": {"ops": rng.randint(0, 5000)},
+                     "actions": ACTIONS.get(kind.split(".")[0], ["reopen"])})
     snap: dict[str, Any] = {
         "store": store, "version": "0.1.0", "time": now.isoformat(), "devices": devs,
         "outbox_depth": marker, "oldest_unacked_age_s": 0.4 if marker else 0.0, "last_seq": 10_000 + marker,

@@ -43,7 +43,7 @@ def meta(mode: str, who: str, version: str, command_timeout_s: float, rules: Rul
 
 def device_list(facts: StoreFacts) -> list[dict[str, Any]]:
     """Every device of the last snapshot, with the actions the console offers for it."""
-    return [{**d, "actions": actions_for(d["id"], d["kind"])} for d in devices(facts.health)]
+    return [{**d, "actions": actions_for(d["id"], d["actions"])} for d in devices(facts.health)]
 
 
 def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, timeline: dict[str, Any],
