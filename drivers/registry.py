@@ -8,6 +8,7 @@ that every kind in devices.yaml resolves.
 from __future__ import annotations
 
 from drivers.base import Driver
+from drivers.display.driver import PoleDisplay
 from drivers.heartbeat.driver import HeartbeatSensor
 from drivers.mirror.driver import MirrorCamera
 from drivers.printer.driver import EscPosPrinter
@@ -24,6 +25,7 @@ _DRIVERS: tuple[type[Driver], ...] = (
     OeplLabels,
     LabelFiles,
     MirrorCamera,
+    PoleDisplay,
 )
 
 

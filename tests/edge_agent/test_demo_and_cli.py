@@ -81,7 +81,7 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         assert "?token=" not in banner  # (the mirror's #token= is a fragment: it never leaves the browser)
         api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
                            timeout=30)
-        assert "Demo store store-001 is up (6 products, 6 devices, data in " in banner
+        assert "Demo store store-001 is up (6 products, 7 devices, data in " in banner
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
         hub_console = env["EDGE_DEMO_HUB_HTTP"]
         assert f"http://{hub_console}/" in banner
@@ -117,6 +117,12 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
             assert time.monotonic() < deadline, "the demo's shelf label was not drawn"
             time.sleep(0.05)  # polling a file another process writes
         assert (tmp_path / ".run" / "dev" / "scanner-1").is_symlink()
+        # The pole display's emulator, started through its driver's declaration, shows kiosk-1's scans.
+        screen = tmp_path / "data" / "pole-1.screen.txt"
+        assert f"Pole display  watch -n1 cat {screen}" in banner
+        while "TOTAL" not in screen.read_text():
+            assert time.monotonic() < deadline + 20, f"the pole display shows no total:\n{screen.read_text()}"
+            time.sleep(0.05)  # polling a file another process writes
         # The sample order and member card, published with the commands the banner gives.
         for what in ("Pickup order", "Member card"):
             (line,) = [ln for ln in banner.splitlines() if ln.startswith(f"  {what}")]

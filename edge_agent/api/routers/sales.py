@@ -49,6 +49,9 @@ def _after_commit(agent: "Agent", changes: list[stock.StockChange | None], stati
     if not write.cancelled() and write.exception() is None:
         sale, replayed, job = write.result()
         if not replayed:
+            # For what shows a station's sale (drivers/display/): no member, no lines, the sale's id and total.
+            agent.bus.publish("sale.completed", {"station": station, "sale_id": sale["id"], "total": sale["total"],
+                                                 "currency": sale["currency"]})
             stock.publish_low(agent.bus, changes, agent.config.stock.low_threshold, announce=False)
             sold = {}
             for line in sale["lines"]:
