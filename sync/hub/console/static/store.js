@@ -5,10 +5,14 @@ import { alertsTable, deviceAlertsTable } from './alerts.js';
 import { labelsWrong, presence } from './fleet.js';
 import { badge, clock, duration, esc, num, plural, serverNow, since } from './util.js';
 
-const ACTION_LABELS = {
-  reopen: 'Reopen', print_test_page: 'Print test page', refresh_labels: 'Refresh labels',
-  status: 'Status', set_log_level: 'Set log level', resend_from: 'Resend from seq',
-};
+// A device's actions are what its store's snapshot lists (each driver declares its own): a button says the
+// name in words ("end_session": "End session"); only where words alone mislead is there a label here.
+const ACTION_LABELS = { resend_from: 'Resend from seq' };
+
+function actionLabel(a) {
+  const words = String(a).replace(/_/g, ' ');
+  return ACTION_LABELS[a] || words.charAt(0).toUpperCase() + words.slice(1);
+}
 
 function card(title, body, bad = false) {
   return `<div class="card${bad ? ' bad-card' : ''}"><h3>${esc(title)}</h3>${body}</div>`;
@@ -52,7 +56,7 @@ function counters(c) {
 
 function actionButtons(device, actions) {
   return actions.map((a) => `<button type="button" data-act="command" data-device="${esc(device)}" data-action="${esc(a)}">`
-    + `${esc(ACTION_LABELS[a] || a)}</button>`).join(' ');
+    + `${esc(actionLabel(a))}</button>`).join(' ');
 }
 
 function devicesTable(devices) {
@@ -101,7 +105,7 @@ export function commandsHTML(commands, storeId) {
       ? `<pre class="result">${esc(JSON.stringify(c.result, null, 1).slice(0, 2000))}</pre>` : '';
     const args = c.args && Object.keys(c.args).length ? ` ${esc(JSON.stringify(c.args))}` : '';
     // A command the hub never saw sent (edge-hub cmd writing to another database) has only its answer.
-    const what = c.action ? `<b>${esc(ACTION_LABELS[c.action] || c.action)}</b> on ${esc(c.device || '?')}${args}`
+    const what = c.action ? `<b>${esc(actionLabel(c.action))}</b> on ${esc(c.device || '?')}${args}`
       : '<b>a command sent outside this hub</b>';
     const at = c.sent_at || c.answered_at;
     return `<div class="command" data-id="${esc(c.id)}" data-state="${esc(c.state)}">${what}`
