@@ -15,6 +15,7 @@ from drivers.registry import drivers
 from edge_agent import __version__
 from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, Role
+from edge_agent.downlink_apply import DownlinkApply
 from edge_agent.feed import Feed
 from edge_agent.health import OpenAlerts, assess
 from edge_agent.labels import LabelService
@@ -69,7 +70,8 @@ class Agent:
         self.privacy = Privacy(self.store, config.privacy, config.store.id)
         self.feed.on_read = self.privacy.access.record
         self.started_at = utcnow()
-        self.downlink = Downlink(self, publish=self._publish)
+        # The downlink parses and validates; DownlinkApply applies what it hands over to the store.
+        self.downlink = Downlink(config.store.id, DownlinkApply(self), publish=self._publish)
         # The link knows the store's outbox, the config and the devices only through these (sync/outbox_port.py).
         self.link: HubLink | None = HubLink(
             hub_settings(config), StoreOutbox(self.store), self.bus, self.version, self.data_dir,
@@ -79,6 +81,7 @@ class Agent:
                                          takeover_backoff_s=config.hub.takeover_backoff),
             assess=lambda: assess(self),
         )
+        self.downlink.link = self.link  # for the hub's resend_from and status commands
 
     @property
     def hub_online(self) -> bool:

@@ -1,8 +1,9 @@
 """Pickup orders (buy online, pick up in store): what the hub sends, and their progress here.
 
-The hub sends ``retail.order.created`` on ``hub/{store}/orders``
-(sync/downlink.py); each new order is stored in ``orders`` with, in the same
-transaction, its pick ticket on the printer that takes them
+The hub sends ``retail.order.created`` on ``hub/{store}/orders`` (parsed
+by sync/downlink.py, applied by edge_agent/downlink_apply.py); each new
+order is stored in ``orders`` with, in the same transaction, its pick
+ticket on the printer that takes them
 (``pick_tickets: true``), and goes on the associates' feed (``order.created``).
 
 Associates move an order ``new -> picking -> ready -> collected``

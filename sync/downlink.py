@@ -1,7 +1,13 @@
 """What the hub sends down: catalog, stock, pickup orders, member cards, return verdicts, commands.
 
-Every payload is validated. A bad one is logged once and answered: a command
-on ``edge/{store}/cmd/res`` with ``ok: false``, anything else with a
+Every payload is parsed and validated here (the models of sync/topics.py)
+and handed to a ``DownlinkHandler``, which the agent implements
+(edge_agent/downlink_apply.py) and passes in: this module applies nothing
+itself and imports nothing of the agent. Commands are checked against the
+allow-list here, on the wire side, before the handler runs one.
+
+A bad payload is logged once and answered: a command on
+``edge/{store}/cmd/res`` with ``ok: false``, anything else with a
 ``retail.device.alert`` event (telemetry) saying what was wrong. Nothing here
 can stop the agent.
 """
@@ -10,18 +16,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from edge_agent import catalog, members, orders, returns, stock
-from edge_core.bus import utcnow
 from edge_core.logonce import LogOnce
 from sync import topics
-from sync.events import Priority
 
 if TYPE_CHECKING:
-    from edge_agent.agent import Agent
+    from sync.link import HubLink
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,54 @@ class CommandError(Exception):
     """A command that cannot be carried out; the message goes back in ``error``."""
 
 
-async def _set_log_level(agent: "Agent", args: dict[str, Any]) -> Any:
+class DownlinkHandler(Protocol):
+    """What the downlink hands validated payloads to; each method raises ``topics.PayloadError`` with the
+    reason for what it refuses (the rest of the payload may have applied)."""
+
+    async def catalog(self, items: list[topics.CatalogItem]) -> int:
+        """Apply ``retail.catalog.updated`` items; returns how many were older than the store's (ignored)."""
+        ...
+
+    async def stock(self, sets: list[topics.StockSet]) -> None:
+        """Apply ``retail.stock.set`` counts."""
+        ...
+
+    async def orders(self, created: list[topics.OrderCreated]) -> None:
+        """Take ``retail.order.created`` pickup orders."""
+        ...
+
+    async def members(self, cards: list[topics.MemberCard], arrived: list[bool]) -> None:
+        """Keep member cards; ``arrived[i]`` is True for a ``retail.member.arrived``."""
+        ...
+
+    async def returns(self, verdicts: list[topics.ReturnVerdict]) -> None:
+        """Apply ``retail.return.verdict`` on pending online returns."""
+        ...
+
+    async def alert(self, data: dict[str, Any]) -> None:
+        """Raise a ``retail.device.alert`` (telemetry) about a bad payload."""
+        ...
+
+    def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
+        """``(kind, its driver's commands)`` of a device of this store, None for an unknown device."""
+        ...
+
+    def reopen(self, device: str) -> None:
+        """Close and open the device again."""
+        ...
+
+    async def device_command(self, device: str, action: str, args: dict[str, Any]) -> Any:
+        """Run an allowed driver command; its result goes back in ``result``."""
+        ...
+
+
+class HasLink(Protocol):
+    """Whatever an agent command runs against: the hub link, when there is one."""
+
+    link: "HubLink | None"
+
+
+async def _set_log_level(agent: HasLink, args: dict[str, Any]) -> Any:
     level = args.get("level")
     if level not in LOG_LEVELS:
         raise CommandError(f"args.level must be one of {', '.join(LOG_LEVELS)}")
@@ -41,7 +91,7 @@ async def _set_log_level(agent: "Agent", args: dict[str, Any]) -> Any:
     return {"level": level}
 
 
-async def _resend_from(agent: "Agent", args: dict[str, Any]) -> Any:
+async def _resend_from(agent: HasLink, args: dict[str, Any]) -> Any:
     seq = args.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise CommandError("args.seq must be a whole number from 1")
@@ -56,13 +106,13 @@ async def _resend_from(agent: "Agent", args: dict[str, Any]) -> Any:
         raise CommandError(str(err)) from err
 
 
-async def _status(agent: "Agent", args: dict[str, Any]) -> Any:
+async def _status(agent: HasLink, args: dict[str, Any]) -> Any:
     return await agent.link.health_snapshot() if agent.link else {}
 
 
 # Commands to the agent itself (device "agent"); device commands are each
 # driver's ``commands`` plus ``reopen`` for every device.
-AGENT_COMMANDS: dict[str, Callable[["Agent", dict[str, Any]], Awaitable[Any]]] = {
+AGENT_COMMANDS: dict[str, Callable[[HasLink, dict[str, Any]], Awaitable[Any]]] = {
     "set_log_level": _set_log_level,
     "resend_from": _resend_from,
     "status": _status,
@@ -70,12 +120,15 @@ AGENT_COMMANDS: dict[str, Callable[["Agent", dict[str, Any]], Awaitable[Any]]] =
 
 
 class Downlink:
-    """Dispatches downlink payloads by kind."""
+    """Parses and validates downlink payloads by kind and hands them to the handler."""
 
-    def __init__(self, agent: "Agent", publish: Callable[[str, bytes], None]):
-        self.agent = agent
+    def __init__(self, store_id: str, handler: DownlinkHandler, publish: Callable[[str, bytes], None],
+                 link: "HubLink | None" = None):
+        self.handler = handler
         self.publish = publish
-        self.topics = topics.StoreTopics(agent.config.store.id)
+        # For the agent's own commands (resend_from, status); the agent sets it once the link exists.
+        self.link = link
+        self.topics = topics.StoreTopics(store_id)
         self.stats = {"accepted": 0, "rejected": 0, "stale": 0}
         self._log_once = LogOnce(log)
 
@@ -106,8 +159,7 @@ class Downlink:
         # for a while only (edge_agent/health.py, ONE_SHOT_FOR_S).
         data = {"device": "hub-link", "severity": "warning", "code": "bad_downlink", "one_shot": True,
                 "topic_kind": kind, "message": reason[:500]}
-        await self.agent.store.emit("retail.device.alert", data, Priority.TELEMETRY)
-        self.agent.bus.publish("alert.raised", data)
+        await self.handler.alert(data)
 
     @staticmethod
     def _data(events: list[topics.CloudEvent], expected: set[str], model: type) -> list[Any]:
@@ -124,77 +176,21 @@ class Downlink:
         return out
 
     async def _catalog(self, events: list[topics.CloudEvent]) -> None:
-        items = self._data(events, {"retail.catalog.updated"}, catalog.CatalogItem)
-        # Prices in another currency than the store's would be charged as if local.
-        currency = self.agent.config.store.currency
-        for item in items:
-            if item.currency != currency:
-                raise topics.PayloadError(f"sku {item.sku}: currency {item.currency}, the store sells in {currency}")
-        applied, stale = await self.agent.store.write(lambda tx: catalog.upsert(tx.conn, items))
-        self.stats["stale"] += stale
-        if applied:
-            self.agent.bus.publish("catalog.updated", {"skus": [i.sku for i in items], "applied": applied})
+        items = self._data(events, {"retail.catalog.updated"}, topics.CatalogItem)
+        self.stats["stale"] += await self.handler.catalog(items)
 
     async def _stock(self, events: list[topics.CloudEvent]) -> None:
-        sets = self._data(events, {"retail.stock.set"}, topics.StockSet)
-
-        def apply(tx: Any) -> list[str]:
-            unknown = []
-            for s in sets:
-                if tx.execute("UPDATE products SET stock_store = ? WHERE sku = ?", (s.qty, s.sku)).rowcount == 0:
-                    unknown.append(s.sku)
-            return unknown
-
-        unknown = await self.agent.store.write(apply)
-        for s in sets:
-            if s.sku not in unknown:
-                self.agent.bus.publish("stock.changed", {"sku": s.sku, "qty": s.qty, "by": "hub"})
-        if unknown:
-            raise topics.PayloadError(f"stock for unknown sku(s) ignored: {', '.join(unknown[:10])}")
+        await self.handler.stock(self._data(events, {"retail.stock.set"}, topics.StockSet))
 
     async def _orders(self, events: list[topics.CloudEvent]) -> None:
-        created = self._data(events, {"retail.order.created"}, topics.OrderCreated)
-        # New orders and their pick tickets commit together (edge_agent/orders.py).
-        new = await self.agent.store.write(lambda tx: orders.receive(tx, created, self.agent.printing))
-        for order, job in new:
-            if job is not None:
-                self.agent.printing.notify(job.device)
-            self.agent.bus.publish("order.created", {**order, "print_job": job.id if job else None})
+        await self.handler.orders(self._data(events, {"retail.order.created"}, topics.OrderCreated))
 
     async def _members(self, events: list[topics.CloudEvent]) -> None:
         cards = self._data(events, {"retail.member.arrived", "retail.member.card"}, topics.MemberCard)
-        now = utcnow()
-        ttl = self.agent.config.loyalty.card_ttl
-        await self.agent.store.write(lambda tx: members.store_cards(tx, cards, ttl, now))
-        self.agent.members.cards_changed()
-        for event, card in zip(events, cards):
-            if event.type == "retail.member.arrived":
-                await self.agent.members.arrived(card.member_id, "hub")
+        await self.handler.members(cards, [e.type == "retail.member.arrived" for e in events])
 
     async def _returns(self, events: list[topics.CloudEvent]) -> None:
-        verdicts = self._data(events, {"retail.return.verdict"}, topics.ReturnVerdict)
-
-        errors: list[str] = []
-
-        def apply(tx: Any) -> list[tuple[topics.ReturnVerdict, dict | None, list]]:
-            done = []
-            errors.clear()
-            for v in verdicts:
-                try:
-                    done.append((v, *returns.apply_verdict(tx, v.return_id, v.verdict == "approved")))
-                except returns.VerdictError as err:
-                    errors.append(str(err))  # the others still apply
-            return done
-
-        threshold = self.agent.config.stock.low_threshold
-        for v, ret, changes in await self.agent.store.write(apply):
-            if ret is not None:
-                self.agent.bus.publish("return.verdict", {"return_id": v.return_id, "verdict": v.verdict,
-                                                          "reason": v.reason, "order_id": ret["order_id"],
-                                                          "lines": ret["lines"], "state": ret["state"]})
-            stock.publish_low(self.agent.bus, changes, threshold)
-        if errors:
-            raise topics.PayloadError("; ".join(errors[:5]))
+        await self.handler.returns(self._data(events, {"retail.return.verdict"}, topics.ReturnVerdict))
 
     async def _command(self, payload: bytes) -> None:
         try:
@@ -225,19 +221,19 @@ class Downlink:
             if handler is None:
                 raise CommandError(f"action {cmd.action!r} is not allowed for the agent; "
                                    f"allowed: {', '.join(sorted(AGENT_COMMANDS))}")
-            return await handler(self.agent, cmd.args)
-        owner = self.agent.supervisor.owners.get(cmd.device)
-        if owner is None:
+            return await handler(self, cmd.args)
+        found = self.handler.device_actions(cmd.device)
+        if found is None:
             raise CommandError(f"no device {cmd.device!r} in this store")
-        driver = owner.driver
+        kind, commands = found
         if cmd.action == "reopen":
-            owner.reopen()
+            self.handler.reopen(cmd.device)
             return {"device": cmd.device, "reopening": True}
-        if cmd.action not in driver.commands:
-            allowed = ", ".join(sorted({"reopen", *driver.commands}))
-            raise CommandError(f"action {cmd.action!r} is not allowed for {cmd.device} ({driver.kind}); "
+        if cmd.action not in commands:
+            allowed = ", ".join(sorted({"reopen", *commands}))
+            raise CommandError(f"action {cmd.action!r} is not allowed for {cmd.device} ({kind}); "
                                f"allowed: {allowed}")
-        return await driver.command(cmd.action, cmd.args)
+        return await self.handler.device_command(cmd.device, cmd.action, cmd.args)
 
     def _answer(self, result: topics.CommandResult) -> None:
         self.publish(self.topics.cmd_res, result.wire())

@@ -26,6 +26,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -288,6 +289,55 @@ class CommandResult(BaseModel):
         else:
             body["error"] = self.error
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+# The store keeps counts and versions as SQLite INTEGERs, 64-bit signed: a larger number would fail the
+# write, not the validation.
+_MAX_INT = 2**63 - 1
+
+
+class Promo(BaseModel):
+    """A promotion: a lower price for a while."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price: Decimal = Field(ge=0, le=10_000_000, decimal_places=2)
+    label: str | None = Field(default=None, max_length=80)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+    def active(self, at: datetime) -> bool:
+        """True when ``at`` falls inside the promotion's window."""
+        return (self.starts_at is None or self.starts_at <= at) and (self.ends_at is None or at < self.ends_at)
+
+
+class CatalogItem(BaseModel):
+    """One product as the hub sends it (CONTRACT section 4, retail.catalog.updated)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sku: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    barcodes: list[str] = Field(default_factory=list, max_length=32)
+    name: str = Field(min_length=1, max_length=300)
+    price: Decimal = Field(ge=0, le=10_000_000, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    promo: Promo | None = None
+    rating: float | None = Field(default=None, ge=0, le=5)
+    reviews: int = Field(default=0, ge=0, le=_MAX_INT)
+    stock_online: int = Field(default=0, ge=0, le=_MAX_INT)
+    stock_store: int | None = Field(default=None, ge=-_MAX_INT, le=_MAX_INT,
+                                    description="only from local files, and only for a product the store does not have yet: "
+                                                "a count changes by sales, returns, adjustments and the hub's "
+                                                "retail.stock.set, each an event")
+    version: int = Field(default=0, ge=0, le=_MAX_INT)
+
+    @field_validator("barcodes")
+    @classmethod
+    def _codes(cls, codes: list[str]) -> list[str]:
+        for code in codes:
+            if not (1 <= len(code) <= 64 and code.isprintable() and " " not in code):
+                raise ValueError(f"barcode {code!r} must be 1-64 printable characters without spaces")
+        return codes
 
 
 class StockSet(_Strict):
