@@ -52,7 +52,7 @@ from edge_agent.bus import EventBus
 from edge_agent.store import Store
 from edge_agent.store import codec
 from edge_agent.store.db import uuid7
-from edge_agent.store.outbox import OutboxEvent
+from edge_agent.store import outbox as outbox_rows
 from edge_agent.store.link_outbox import StoreOutbox, hub_settings
 from sync.hub.db import open_db
 from sync.link import HubLink, LinkSettings
@@ -127,7 +127,7 @@ def baseline_payloads(path: Path, count: int) -> list[bytes]:
                             (count,)).fetchall()
     finally:
         conn.close()
-    return [encode_event(SOURCE, OutboxEvent.from_row(r)) for r in rows]
+    return [encode_event(SOURCE, outbox_rows.from_row(r)) for r in rows]
 
 
 # The baseline: a bare paho client ------------------------------------------------
