@@ -47,16 +47,27 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from common import (
+    HubProcess,
+    Row,
+    check_row,
+    cpu_count,
+    cpu_seconds,
+    durable_tmpdir,
+    failure_row,
+    machine,
+    median,
+    percentile,
+    row,
+    sale_data,
+    script_main,
+    spread,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common import (
-    script_main,
-    HubProcess, Row, check_row, cpu_count, cpu_seconds, durable_tmpdir, failure_row, machine,
-    median, percentile, row, sale_data, spread,
-)
-from edge_agent.bus import utcnow
 from edge_agent.store.db import uuid7
 from edge_agent.store.outbox import OutboxEvent
+from edge_core.bus import utcnow
 from sync.localbroker import LocalMosquitto
 from sync.topics import encode_event, hub_topic, join_batch
 

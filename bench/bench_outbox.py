@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from common import Row, arguments, cpu_count, durable_tmpdir, failure_row, is_check, median, report, row, spread
-from edge_agent.bus import utcnow
+
 from edge_agent.store import codec
 from edge_agent.store.db import Store, connect
 from edge_agent.store.migrations import migrate
+from edge_core.bus import utcnow
 
 BENCH = "outbox"
 # An event the outbox stores itself (a sale's event lives in its sales row).

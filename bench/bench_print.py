@@ -42,7 +42,8 @@ from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, StoreConfig
 from edge_agent.printing import PrintSpool
 from edge_agent.store import Store
-from edge_agent.supervisor import Backoff, DeviceOwner
+from edge_agent.supervisor import DeviceOwner
+from edge_core.backoff import Backoff
 
 BENCH = "print"
 PROFILE = "epson-tm-t88"

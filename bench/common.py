@@ -402,8 +402,8 @@ def agent_tls(directory: Path) -> tuple[dict, ssl.SSLContext]:
 
     The same CA and certificate ``make run`` makes (edge_agent/demo_tls.py), for 127.0.0.1
     and localhost, in ``directory``."""
-    from edge_agent.config_types import HostPort
     from edge_agent.demo_tls import ensure_tls
+    from edge_core.config_types import HostPort
 
     made = ensure_tls(directory, HostPort(host="127.0.0.1", port=443))
     section = {"cert_file": str(made.cert), "key_file": str(made.key)}

@@ -15,16 +15,7 @@ import asyncio
 import itertools
 from typing import Any
 
-# moved to edge_core.bus; re-exported for edge_agent/ (api/routers/members, catalog, health, labels/alerts,
-# labels/bindings, labels/health, labels/planner, labels/service, labels/views, members, orders, printing, privacy,
-# returns, sales, sessions, stock, store/db), sync/link.py, sync/downlink.py, bench/bench_hub_scale.py,
-# bench/bench_outbox.py, tests/edge_agent/ (labels/test_drift, test_health, test_members, test_printing)
-from edge_core.bus import utcnow as utcnow
-# moved to edge_core.bus; re-exported for edge_agent/ (feed, health, members, scans, sessions, labels/service),
-# tests/edge_agent/test_privacy.py, tests/edge_agent/test_sessions.py, tests/support/labelrig.py
-from edge_core.bus import BusEvent as BusEvent
-# moved to edge_core.bus; re-exported for edge_agent/ (feed, health, members, scans, sessions)
-from edge_core.bus import Consumer as Consumer
+from edge_core.bus import BusEvent
 
 
 class Subscription:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from edge_agent.bus import utcnow
+from edge_core.bus import utcnow
+
 # The hub's catalog item and its promotion are wire payloads (sync/topics.py); re-exported here.
 from sync.topics import CatalogItem as CatalogItem
 from sync.topics import Promo as Promo

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.errors import ConfigError
+from edge_core.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/edge-agent/devices.yaml"
 DEFAULT_DATA_DIR = "/var/lib/edge-agent"

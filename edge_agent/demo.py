@@ -43,10 +43,10 @@ from drivers.base import DemoEmulator, DemoSite
 from drivers.registry import drivers
 from drivers.scanner.demo import scan_every
 from edge_agent import catalog, config
-from edge_agent.config_types import HostPort
 from edge_agent.demo_tls import DemoTls, ensure_tls
-from edge_agent.errors import ConfigError
 from edge_agent.store import Store
+from edge_core.config_types import HostPort
+from edge_core.errors import ConfigError
 from sync.localbroker import LocalMosquitto, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edge_agent import tls
 from edge_agent.config import ApiTlsConfig
-from edge_agent.config_types import HostPort
+from edge_core.config_types import HostPort
 
 CA_DAYS = 3650
 SERVER_DAYS = 365

@@ -16,12 +16,6 @@ from __future__ import annotations
 
 from edge_core.errors import EdgeError
 
-# moved to edge_core.errors; re-exported for edge_agent/cli.py, edge_agent/demo.py, tests/soak/rig.py,
-# tests/edge_agent/test_privacy.py, tests/edge_agent/test_strict_input.py
-from edge_core.errors import ConfigError as ConfigError
-# moved to edge_core.errors; re-exported for edge_agent/api/routers/mirror.py
-from edge_core.errors import DeviceError as DeviceError
-
 
 class StoreError(EdgeError):
     """The local store could not complete a read or a write."""

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.bus import BusEvent, Consumer, EventBus
+from edge_agent.bus import EventBus
 from edge_agent.config import Role
+from edge_core.bus import BusEvent, Consumer
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
 # other an exact type ("scan" is not "scanner.scan", the driver's raw event).

@@ -40,10 +40,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import DeviceState
-from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.labels.alerts import CODES as _LABEL_CODES
-from edge_agent.logonce import LogOnce
 from edge_agent.store import Store, outbox
+from edge_core.bus import BusEvent, Consumer, utcnow
+from edge_core.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent

@@ -30,10 +30,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_agent import catalog
-from edge_agent.store import keys
-from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.errors import StoreClosed, StoreError
-from edge_agent.store import Store, Tx
+from edge_agent.store import Store, Tx, keys
+from edge_core.bus import BusEvent, Consumer, utcnow
 from sync.topics import MemberCard
 
 log = logging.getLogger(__name__)

@@ -54,9 +54,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.printer.spool import Job
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
-from edge_agent.bus import utcnow
 from edge_agent.store import Tx, codec, keys
 from edge_agent.store.db import uuid7
+from edge_core.bus import utcnow
 from sync.topics import OrderCreated
 
 ORDER_STATUS = "retail.order.status"

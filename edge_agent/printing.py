@@ -37,10 +37,11 @@ from drivers.printer.config import PrinterConfig
 from drivers.printer.documents import MODELS, DocumentKind
 from drivers.printer.spool import Job, JobState
 from edge_agent import catalog, loyalty
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig
 from edge_agent.store import Store, Tx
 from edge_agent.store.outbox import Priority
+from edge_core.bus import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -55,12 +55,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from edge_agent import printing
-from edge_agent.bus import utcnow
 from edge_agent.config import PrivacyConfig, Role
 from edge_agent.errors import StoreClosed, StoreError
-from edge_agent.logonce import LogOnce
 from edge_agent.store import Store, Tx, codec, keys
 from edge_agent.store.outbox import Priority
+from edge_core.bus import utcnow
+from edge_core.logonce import LogOnce
 from sync.topics import ACCESS_SUMMARY
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from drivers.printer.documents import sale_id_from_barcode
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, loyalty, sales, stock
-from edge_agent.bus import utcnow
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
+from edge_core.bus import utcnow
 
 RETURN_ACCEPTED = "retail.return.accepted"
 # The chain's receipt code prefix, from the one table of its code formats.

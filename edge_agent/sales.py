@@ -27,10 +27,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from edge_agent import catalog, loyalty, stock
-from edge_agent.bus import utcnow
 from edge_agent.config import LoyaltyConfig
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
+from edge_core.bus import utcnow
 
 MAX_LINES = 10_000
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from drivers.scanner.driver import BAD_SCAN, SCAN
 from edge_agent import catalog
-from edge_agent.bus import BusEvent, Consumer, EventBus
+from edge_agent.bus import EventBus
 from edge_agent.config import LoyaltyConfig
 from edge_agent.errors import StoreError
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
+from edge_core.bus import BusEvent, Consumer
 
 log = logging.getLogger(__name__)
 FEED_SCAN = "scan"

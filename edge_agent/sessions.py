@@ -49,9 +49,10 @@ from enum import Enum
 from typing import Any
 
 from edge_agent import catalog
-from edge_agent.bus import BusEvent, Consumer, EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.config import SessionsConfig
 from edge_agent.store import Store
+from edge_core.bus import BusEvent, Consumer, utcnow
 
 MEMBER_ATTACHED = "member.attached"
 BASKET_CHANGED = "session.basket"

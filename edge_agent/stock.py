@@ -30,9 +30,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from edge_agent import catalog
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
+from edge_core.bus import utcnow
 
 STOCK_ADJUSTED = "retail.stock.adjusted"
 STOCK_LOW = "stock.low"

@@ -27,7 +27,7 @@ from typing import Any
 
 from drivers.base import DeviceConfig, DeviceState, Driver, DriverContext
 from edge_agent.bus import EventBus
-from edge_core.backoff import Backoff  # also imported from here by bench/bench_print.py, tests/support/labelrig.py
+from edge_core.backoff import Backoff
 from edge_core.bus import utcnow
 from edge_core.errors import DeviceError, DeviceMissing, DeviceTimeout, TransportClosed
 

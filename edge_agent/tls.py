@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge_agent.config import ApiTlsConfig
-    from edge_agent.config_types import HostPort
+    from edge_core.config_types import HostPort
 
 # A certificate that ends sooner than this is reported by ``edge-agent check`` (as a warning).
 RENEW_WITHIN_DAYS = 30

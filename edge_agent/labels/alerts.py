@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.store import Store, Tx
 from edge_agent.store.outbox import Priority
+from edge_core.bus import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from drivers.shelf_label.driver import LabelDriver
 from drivers.shelf_label.models import UnknownLabelModel, get_model, model_for_hw_type
-from edge_agent.bus import utcnow
 from edge_agent.labels.table import Label, params, save
 from edge_agent.scans import lookup_scanned
 from edge_agent.store import Store, Tx
+from edge_core.bus import utcnow
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.shelf_label.driver import Snapshot
 from edge_agent import catalog
-from edge_agent.bus import utcnow
 from edge_agent.errors import StoreError
 from edge_agent.labels import watch
 from edge_agent.labels.alerts import Change
 from edge_agent.labels.compliance import assess, checkout_price
 from edge_agent.labels.table import Label
-from edge_agent.logonce import LogOnce
+from edge_core.bus import utcnow
+from edge_core.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 from drivers.shelf_label.models import UnknownLabelModel
 from edge_agent import catalog
-from edge_agent.bus import utcnow
 from edge_agent.errors import StoreError
 from edge_agent.labels.plan import Desired, desire
 from edge_agent.labels.pusher import Job
 from edge_agent.labels.table import Label
-from edge_agent.logonce import LogOnce
+from edge_core.bus import utcnow
+from edge_core.logonce import LogOnce
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService

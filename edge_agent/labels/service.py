@@ -25,7 +25,7 @@ from typing import Any
 from drivers.base import DeviceState
 from drivers.shelf_label.driver import LabelDriver, PushResult, Snapshot, TagState
 from edge_agent import stock
-from edge_agent.bus import BusEvent, EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig
 from edge_agent.labels import bindings, health, watch
 from edge_agent.labels.alerts import Alerts
@@ -34,9 +34,10 @@ from edge_agent.labels.planner import Planner
 from edge_agent.labels.pusher import DevicePusher
 from edge_agent.labels.renderer import Renderer
 from edge_agent.labels.table import Label, Recorder, load
-from edge_agent.logonce import LogOnce
 from edge_agent.store import Store
 from edge_agent.supervisor import Supervisor
+from edge_core.bus import BusEvent, utcnow
+from edge_core.logonce import LogOnce
 
 log = logging.getLogger(__name__)
 

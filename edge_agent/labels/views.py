@@ -10,9 +10,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import catalog
-from edge_agent.bus import utcnow
 from edge_agent.labels.compliance import Entry, assess, checkout_price, entries
 from edge_agent.labels.table import Label
+from edge_core.bus import utcnow
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService

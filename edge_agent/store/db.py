@@ -18,7 +18,6 @@ beside the writer) so that the event loop never blocks on SQLite.
 from __future__ import annotations
 
 import asyncio
-
 import logging
 import os
 import queue
@@ -32,14 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-
-from edge_agent.bus import utcnow
 from edge_agent.errors import StoreClosed, StoreError
 from edge_agent.store import codec, keys
-from edge_agent.store.migrations import migrate
 from edge_agent.store import outbox as outbox_rows
+from edge_agent.store.migrations import migrate
 from edge_agent.store.outbox import OutboxEvent, Priority
 from edge_agent.store.streams import Stream, Streams
+from edge_core.bus import utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -104,7 +104,7 @@ def test_hub_not_acknowledging_waits_for_no_ack_progress_not_for_an_old_backlog(
     from types import SimpleNamespace
 
     from edge_agent import health
-    from edge_agent.bus import utcnow
+    from edge_core.bus import utcnow
 
     async def scenario() -> None:
         store = Store(tmp_path / "store.db")

@@ -7,12 +7,12 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from support.flows import LIPSTICK, card, feed, hub_event, linked_agent, poll, sale, sync_point, uplink
 
 from drivers.scanner.emulator import SerialScannerEmulator
 from edge_agent import members
-from edge_agent.bus import utcnow
 from edge_agent.store import Store
-from support.flows import LIPSTICK, card, feed, hub_event, linked_agent, poll, sale, sync_point, uplink
+from edge_core.bus import utcnow
 from sync.topics import MemberCard
 
 

@@ -18,10 +18,11 @@ from drivers.printer.parser import EscPosParser, split_documents
 from drivers.printer.profiles import get_profile
 from drivers.printer.spool import JobState
 from edge_agent import catalog, sales
-from edge_agent.bus import EventBus, utcnow
+from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, StoreConfig
 from edge_agent.printing import NotRetryable, PrintSpool, UnknownJob
 from edge_agent.store import Store, outbox
+from edge_core.bus import utcnow
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "catalog.json"
 

@@ -326,8 +326,9 @@ def test_a_store_opened_with_another_key_is_refused(tmp_path):
 
 
 def test_the_feed_records_a_read_for_each_client_that_sees_a_member_unmasked():
-    from edge_agent.bus import BusEvent, EventBus
+    from edge_agent.bus import EventBus
     from edge_agent.feed import Feed
+    from edge_core.bus import BusEvent
 
     reads: list[tuple] = []
 
@@ -383,7 +384,7 @@ def test_acks_within_a_minute_share_one_row_and_retention_counts_from_its_first(
 
 def test_the_privacy_section_has_defaults_and_errors_with_lines():
     from edge_agent.config import parse
-    from edge_agent.errors import ConfigError
+    from edge_core.errors import ConfigError
 
     base = "store:\n  id: store-001\n  name: Demo\n"
     assert parse(base).privacy == PrivacyConfig(retention_days=30, access_log_days=180, sweep_interval=3600)

@@ -10,13 +10,14 @@ import time
 from decimal import Decimal
 
 import pytest
-
-from drivers.scanner.emulator import SerialScannerEmulator
-from edge_agent.bus import BusEvent, EventBus
-from edge_agent.catalog import Product
-from edge_agent.sessions import EndReason, Sessions
 from support.agent import AgentProcess, config_dict, free_port
 from support.flows import GLASSES, LIPSTICK, TOTE, card, feed, hub_event, linked_agent, poll, sale, sync_point
+
+from drivers.scanner.emulator import SerialScannerEmulator
+from edge_agent.bus import EventBus
+from edge_agent.catalog import Product
+from edge_agent.sessions import EndReason, Sessions
+from edge_core.bus import BusEvent
 
 BASKET = "/v1/sessions/kiosk-1/basket"
 KIOSK_2 = "test-kiosk-2-token"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from drivers.scanner.emulator import SerialScannerEmulator
 from support.agent import TOKENS, AgentProcess, config_dict, free_port
 from support.flows import LIPSTICK, TOTE, feed, poll, ret, sale
+
+from drivers.scanner.emulator import SerialScannerEmulator
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_a_body_that_is_not_json_says_where(store):
 
 def test_a_member_id_pattern_that_is_no_regex_or_takes_anything_is_a_config_error():
     from edge_agent import config
-    from edge_agent.errors import ConfigError
+    from edge_core.errors import ConfigError
 
     base = "store:\n  id: store-001\n  name: S\nloyalty:\n  member_id_pattern: "
     for pattern, said in (("'M-[0-9'", "not a regular expression"), ("'.*'", "matches an empty member id")):

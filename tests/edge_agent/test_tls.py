@@ -23,12 +23,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from support.agent import TOKENS, AgentProcess, AgentTls, config_dict, free_port, make_tls
+from support.tls import CertAuthority
 from websockets.sync.client import connect as ws_connect
 
 from edge_agent import demo, tls
-from edge_agent.config_types import HostPort
-from support.agent import TOKENS, AgentProcess, AgentTls, config_dict, free_port, make_tls
-from support.tls import CertAuthority
+from edge_core.config_types import HostPort
 
 ATTACKER = "127.0.0.2"
 

@@ -37,6 +37,9 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
+from support.agent import AgentProcess, free_port, make_tls
+from support.hubprocess import HubProcess
+from support.mosquitto import Mosquitto
 
 from drivers.heartbeat.emulator import HeartbeatEmulator
 from drivers.printer.emulator import PrinterEmulator
@@ -44,10 +47,7 @@ from drivers.printer.parser import Receipt
 from drivers.scanner.emulator import SerialScannerEmulator
 from drivers.shelf_label.ap_emulator import ApEmulator
 from edge_agent.config import parse
-from edge_agent.errors import ConfigError
-from support.agent import AgentProcess, free_port, make_tls
-from support.hubprocess import HubProcess
-from support.mosquitto import Mosquitto
+from edge_core.errors import ConfigError
 
 T = TypeVar("T")
 ROOT_RUN = Path(__file__).resolve().parents[2] / ".run" / "soak"

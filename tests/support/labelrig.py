@@ -20,12 +20,14 @@ import yaml
 
 from drivers.registry import drivers
 from edge_agent import catalog
-from edge_agent.bus import BusEvent, EventBus
+from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, parse
 from edge_agent.labels import LabelService
 from edge_agent.labels.table import Label
 from edge_agent.store import Store
-from edge_agent.supervisor import Backoff, Supervisor
+from edge_agent.supervisor import Supervisor
+from edge_core.backoff import Backoff
+from edge_core.bus import BusEvent
 
 
 def oepl_device(url: str, labels: list[dict] | None = None, id: str = "labels-1", **keys: Any) -> dict:

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from edge_agent import members
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute, member_problem
-from edge_agent.bus import utcnow
 from edge_agent.config import ClientConfig, Role
+from edge_core.bus import utcnow
 
 router = APIRouter(tags=["members"], route_class=StrictRoute)
 KIOSK_FIELDS = ("member_id", "known", "tier", "points", "expires_at")

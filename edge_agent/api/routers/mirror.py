@@ -37,7 +37,7 @@ from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, requi
 from edge_agent.api.routers import orders as order_routes
 from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
-from edge_agent.errors import DeviceError
+from edge_core.errors import DeviceError
 
 router = APIRouter(tags=["mirror"], route_class=StrictRoute)
 

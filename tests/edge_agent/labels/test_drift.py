@@ -12,14 +12,14 @@ from datetime import datetime
 
 import pytest
 from PIL import Image
+from support.labelrig import LabelRig, files_device, item, oepl_device
 
 from drivers.shelf_label.ap_emulator import ApEmulator
 from drivers.shelf_label.driver import Snapshot
 from drivers.shelf_label.files import FileLabels
 from drivers.shelf_label.models import get_model
 from drivers.shelf_label.oepl import OeplClient
-from edge_agent.bus import utcnow
-from support.labelrig import LabelRig, files_device, item, oepl_device
+from edge_core.bus import utcnow
 
 MAC = "0000021D4E83B401"
 KEY = "shelf-1"
