@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.printer.spool import Job
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
+from edge_agent.errors import Conflict, Invalid, NotFound, TooMany
 from edge_agent.store import Tx, codec, keys
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -71,29 +72,24 @@ PICKUP_PREFIX = PICKUP_FORM.prefix
 Status = Literal["new", "picking", "ready", "collected"]
 
 
-class OrderError(Exception):
-    """A status change that cannot be made; ``status`` is the HTTP status that says why."""
-
-    status = 409
-    retry_after: int | None = None
+class OrderError(Conflict):
+    """An order or a status change the store's state does not allow."""
 
 
-class OrderNotFound(OrderError):
-    status = 404
+class OrderNotFound(NotFound, OrderError):
+    """No order by that number in this store."""
 
 
-class CodeRequired(OrderError):
-    status = 422
+class CodeRequired(Invalid, OrderError):
+    """``collected`` without the customer's pickup code."""
 
 
-class CodeLocked(OrderError):
-    status = 429
+class CodeLocked(TooMany, OrderError):
+    """Too many wrong pickup codes: the order takes none until ``retry_after`` seconds have passed."""
 
 
-class OrderRejected(OrderError):
+class OrderRejected(Invalid, OrderError):
     """An order that cannot be priced: an unknown product, several currencies."""
-
-    status = 422
 
 
 class StatusIn(BaseModel):

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from drivers.printer.documents import sale_id_from_barcode
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, loyalty, sales, stock
+from edge_agent.errors import Conflict, Invalid, NotFound
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -52,18 +53,16 @@ RETURN_ACCEPTED = "retail.return.accepted"
 RECEIPT_PREFIX = next(f.prefix for f in CHAIN_FORMS if f.kind is CodeKind.RECEIPT)
 
 
-class ReturnError(Exception):
-    """A return that cannot be taken; ``status`` is the HTTP status that says why."""
-
-    status = 422
+class ReturnError(Invalid):
+    """A return that cannot be taken as asked."""
 
 
-class ReturnNotFound(ReturnError):
-    status = 404
+class ReturnNotFound(NotFound, ReturnError):
+    """The sale or order it returns is not in this store."""
 
 
-class ReturnConflict(ReturnError):
-    status = 409
+class ReturnConflict(Conflict, ReturnError):
+    """An idempotency key reused, or an order that was never collected."""
 
 
 class ReturnLineIn(BaseModel):

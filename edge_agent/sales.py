@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from edge_agent import catalog, loyalty, stock
 from edge_agent.config import LoyaltyConfig
+from edge_agent.errors import Conflict, Invalid
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -35,11 +36,11 @@ from edge_core.bus import utcnow
 MAX_LINES = 10_000
 
 
-class SaleConflict(Exception):
+class SaleConflict(Conflict):
     """The client_sale_id was used before with a different body."""
 
 
-class SaleRejected(Exception):
+class SaleRejected(Invalid):
     """The sale cannot be priced: unknown code, mixed currencies, bad points."""
 
 

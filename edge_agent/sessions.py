@@ -51,6 +51,7 @@ from typing import Any
 from edge_agent import catalog
 from edge_agent.bus import EventBus
 from edge_agent.config import SessionsConfig
+from edge_agent.errors import Conflict, Invalid
 from edge_agent.store import Store
 from edge_core.bus import BusEvent, Consumer, utcnow
 
@@ -70,13 +71,15 @@ class EndReason(str, Enum):
     IDLE = "idle"
 
 
-class BasketError(Exception):
-    """A basket change that cannot be made; ``status`` is the HTTP status that says why."""
+class BasketError(Conflict):
+    """A basket change that cannot be made: beyond the store's stock or the basket's size."""
 
-    status = 409
+    status = 409  # read by api/routers/mirror.py, which still answers this error itself
 
 
-class UnknownProduct(BasketError):
+class UnknownProduct(Invalid, BasketError):
+    """No product by that code in the catalog."""
+
     status = 422
 
 

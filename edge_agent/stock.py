@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from edge_agent import catalog
 from edge_agent.bus import EventBus
+from edge_agent.errors import Conflict, NotFound
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -44,11 +45,11 @@ MAX_QTY = 10_000_000
 Reason = Literal["count", "received", "damaged", "lost", "found", "other"]
 
 
-class AdjustmentConflict(Exception):
+class AdjustmentConflict(Conflict):
     """The client_adjustment_id was used before with a different body."""
 
 
-class UnknownProduct(LookupError):
+class UnknownProduct(NotFound, LookupError):
     """No product with that barcode or SKU."""
 
 

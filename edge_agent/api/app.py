@@ -17,11 +17,11 @@ from edge_agent.api.routers import (devices, events, health, labels, metrics, mi
                                     sessions)
 from edge_agent.api.routers import members, orders, returns, stock
 from edge_agent.api.routers import tickets
+from edge_agent.api import errors
 from edge_agent.api.strict import StrictRoute
 from edge_agent.api.limits import BodyLimit
 from edge_agent.api.timing import RequestMetrics
 from edge_agent.config import AgentConfig
-from edge_agent.errors import StoreError
 from edge_agent.metrics import Metrics
 
 
@@ -80,10 +80,8 @@ def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) 
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _readable(exc)
 
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        # Nothing was kept: the client may retry with the same client_sale_id.
-        return JSONResponse({"detail": f"not saved, retry: {exc}"}, status_code=503, headers={"Retry-After": "1"})
+    # The domain's errors and the store's failures become HTTP answers in one place (edge_agent/api/errors.py).
+    errors.install(app)
 
     # Plain ASGI: a BaseHTTPMiddleware here cost about a fifth of a checkout's CPU (edge_agent/api/timing.py).
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)

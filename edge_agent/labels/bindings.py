@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from drivers.shelf_label.driver import LabelDriver
 from drivers.shelf_label.models import UnknownLabelModel, get_model, model_for_hw_type
+from edge_agent.errors import Conflict, DomainError, Invalid, NotFound
 from edge_agent.labels.table import Label, params, save
 from edge_agent.scans import lookup_scanned
 from edge_agent.store import Store, Tx
@@ -28,12 +29,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class BindError(Exception):
-    """A binding the API refuses; ``status`` is the HTTP status to answer with."""
+class BindError(DomainError):
+    """A binding or an unbinding the store refuses."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+
+class BindInvalid(Invalid, BindError):
+    """A label, device or model the request names wrongly or ambiguously."""
+
+
+class BindConflict(Conflict, BindError):
+    """This store has no shelf-label device to bind to."""
+
+
+class BindNotFound(NotFound, BindError):
+    """No such product, or no such bound label."""
 
 
 async def apply_config(store: Store, devices: dict[str, LabelDriver], configured: set[str]) -> None:
@@ -81,21 +90,21 @@ def _device_for(svc: "LabelService", mac_text: str, device: str | None) -> tuple
     if device is not None:
         driver = svc.devices.get(device)
         if driver is None:
-            raise BindError(422, f"no shelf-label device {device!r}; label devices: {', '.join(sorted(svc.devices))}")
+            raise BindInvalid(f"no shelf-label device {device!r}; label devices: {', '.join(sorted(svc.devices))}")
         candidates = [driver]
     else:
         candidates = list(svc.devices.values())
     if not candidates:
-        raise BindError(409, "this store has no shelf-label device in devices.yaml")
+        raise BindConflict("this store has no shelf-label device in devices.yaml")
     ids: dict[str, str] = {}
     for driver in candidates:
         try:
             ids[driver.config.id] = driver.label_id(mac_text)
         except ValueError as err:
             if len(candidates) == 1:
-                raise BindError(422, f"label: {err}") from err
+                raise BindInvalid(f"label: {err}") from err
     if not ids:
-        raise BindError(422, f"label: {mac_text!r} is not a label id any label device takes")
+        raise BindInvalid(f"label: {mac_text!r} is not a label id any label device takes")
     if len(ids) == 1:
         dev_id, mac = next(iter(ids.items()))
         return svc.devices[dev_id], mac
@@ -105,7 +114,7 @@ def _device_for(svc: "LabelService", mac_text: str, device: str | None) -> tuple
         state = svc.tag_states.get(mac)
         if (label is not None and label.device == dev_id) or (state is not None and state.known):
             return svc.devices[dev_id], mac
-    raise BindError(422, f"several label devices could hold {mac_text}; name one in \"device\": "
+    raise BindInvalid(f"several label devices could hold {mac_text}; name one in \"device\": "
                          f"{', '.join(sorted(ids))}")
 
 
@@ -114,7 +123,7 @@ def _model_for(svc: "LabelService", driver: LabelDriver, mac: str, model: str | 
         try:
             return get_model(model).name
         except UnknownLabelModel as err:
-            raise BindError(422, f"model: {err}") from err
+            raise BindInvalid(f"model: {err}") from err
     old = svc.labels.get(mac)
     default = old.model if old is not None and old.device == driver.config.id else driver.config.model
     state = svc.tag_states.get(mac)
@@ -122,7 +131,7 @@ def _model_for(svc: "LabelService", driver: LabelDriver, mac: str, model: str | 
     if hw is not None and get_model(default).hw_type not in (None, hw):
         found = model_for_hw_type(hw)
         if found is None:
-            raise BindError(422, f"the tag reports hwType 0x{hw:02X}, which no label model has; give \"model\"")
+            raise BindInvalid(f"the tag reports hwType 0x{hw:02X}, which no label model has; give \"model\"")
         return found.name
     return default
 
@@ -133,7 +142,7 @@ async def bind(svc: "LabelService", mac_text: str, code: str, device: str | None
     driver, mac = _device_for(svc, mac_text, device)
     product = await svc.store.read(lambda c: lookup_scanned(c, code))
     if product is None:
-        raise BindError(404, f"no product with barcode or SKU {code!r}")
+        raise BindNotFound(f"no product with barcode or SKU {code!r}")
     model_name = _model_for(svc, driver, mac, model)
     now = utcnow()
     old = svc.labels.get(mac)
@@ -165,7 +174,7 @@ async def unbind(svc: "LabelService", mac_text: str) -> Label:
     if label is None:
         label = svc.labels.get(mac_text)
     if label is None:
-        raise BindError(404, f"no label {mac_text!r} is bound")
+        raise BindNotFound(f"no label {mac_text!r} is bound")
     if label.sku is not None:
         label.sku, label.source, label.bound_at = None, "api", utcnow()
         row = params(label)

@@ -16,7 +16,7 @@ from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 from edge_agent.labels import views
-from edge_agent.labels.bindings import BindError, bind, unbind
+from edge_agent.labels.bindings import bind, unbind
 
 router = APIRouter(tags=["labels"], route_class=StrictRoute)
 
@@ -83,10 +83,7 @@ async def get_label(request: Request, mac: str = Path(min_length=1, max_length=6
 async def bind_label(request: Request, response: Response, body: BindIn) -> dict[str, Any]:
     """Bind a label to a product; 201 for a label seen for the first time, 200 for a re-bind."""
     svc = _service(request)
-    try:
-        label, new = await bind(svc, body.label, body.code, body.device, body.model)
-    except BindError as err:
-        raise HTTPException(err.status, str(err)) from err
+    label, new = await bind(svc, body.label, body.code, body.device, body.model)
     response.status_code = 201 if new else 200
     return (await views.listing(svc, macs=[label.mac]))[0]
 
@@ -95,10 +92,7 @@ async def bind_label(request: Request, response: Response, body: BindIn) -> dict
 async def unbind_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
     """Unbind a label: it shows "not in use" and stays listed until bound again."""
     svc = _service(request)
-    try:
-        label = await unbind(svc, mac)
-    except BindError as err:
-        raise HTTPException(err.status, str(err)) from err
+    label = await unbind(svc, mac)
     return (await views.listing(svc, macs=[label.mac]))[0]
 
 

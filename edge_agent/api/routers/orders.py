@@ -62,11 +62,7 @@ async def set_status(
 ) -> dict:
     """Move an order on: new -> picking -> ready -> collected (with the customer's pickup code)."""
     agent = request.app.state.agent
-    try:
-        outcome = await agent.store.write(lambda tx: orders.set_status(tx, order_id, body, client.name))
-    except orders.OrderError as err:
-        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
-        raise HTTPException(err.status, str(err), headers=headers) from err
+    outcome = await agent.store.write(lambda tx: orders.set_status(tx, order_id, body, client.name))
     if outcome.wrong_code:
         attempts = outcome.order["wrong_attempts"]
         locked = outcome.order["locked_until"]
@@ -92,10 +88,7 @@ async def place(request: Request, response: Response, body: orders.OrderIn, at: 
     def write(tx: Tx) -> orders.Placed:
         return orders.place(tx, body, at, agent.printing)
 
-    try:
-        placed = await agent.store.write(write)
-    except orders.OrderError as err:
-        raise HTTPException(err.status, str(err)) from err
+    placed = await agent.store.write(write)
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:

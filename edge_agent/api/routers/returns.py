@@ -15,7 +15,7 @@ may not have known: that is a read in the access log (edge_agent/privacy.py).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from drivers.printer.spool import Job
 from edge_agent import returns, stock
@@ -45,10 +45,7 @@ async def create_return(
         job = None if replayed else agent.printing.queue_return_slip(tx, client.name, ret)
         return ret, replayed, job
 
-    try:
-        ret, replayed, job = await agent.store.write(take)
-    except returns.ReturnError as err:
-        raise HTTPException(err.status, str(err)) from err
+    ret, replayed, job = await agent.store.write(take)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     if ret.get("member_id"):

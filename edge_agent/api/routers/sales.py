@@ -23,7 +23,7 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from drivers.printer.spool import Job
 from edge_agent import sales, stock
@@ -92,12 +92,7 @@ async def create_sale(
     # this handler resumes, and also when the handler was cancelled meanwhile (a client that hung up).
     write.add_done_callback(functools.partial(_after_commit, agent, changes, client.name,
                                               session.id if session is not None else None))
-    try:
-        sale, replayed, job = await asyncio.shield(write)
-    except sales.SaleConflict as err:
-        raise HTTPException(409, str(err)) from err
-    except sales.SaleRejected as err:
-        raise HTTPException(422, str(err)) from err
+    sale, replayed, job = await asyncio.shield(write)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     if job is not None:

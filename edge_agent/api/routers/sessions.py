@@ -106,10 +106,7 @@ async def add_to_basket(
         source = mirror.id
     _kiosk(request, station)
     agent = request.app.state.agent
-    try:
-        session = await sessions.add_item(agent.sessions, agent.store, station, body, source)
-    except sessions.BasketError as err:
-        raise HTTPException(err.status, str(err)) from err
+    session = await sessions.add_item(agent.sessions, agent.store, station, body, source)
     if client.role == Role.MIRROR:
         # A public screen: what it put there itself, never who is signed in at the kiosk or what else they buy.
         return {"station": station, "basket": sessions.Session(station, basket=session.lines_from(source)).basket_dict()}

@@ -8,7 +8,7 @@ With ``client_adjustment_id`` a retry returns the same adjustment
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from edge_agent import stock
 from edge_agent.api.auth import require
@@ -28,12 +28,7 @@ async def adjust_stock(
     """Add or remove units (``delta``), or set the count (``counted``), with a reason."""
     agent = request.app.state.agent
     store_id = agent.config.store.id
-    try:
-        view, replayed, moved = await agent.store.write(lambda tx: stock.adjust(tx, body, client.name, store_id))
-    except stock.AdjustmentConflict as err:
-        raise HTTPException(409, str(err)) from err
-    except stock.UnknownProduct as err:
-        raise HTTPException(404, str(err)) from err
+    view, replayed, moved = await agent.store.write(lambda tx: stock.adjust(tx, body, client.name, store_id))
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     stock.publish_low(agent.bus, [moved], agent.config.stock.low_threshold)
