@@ -1,0 +1,11 @@
+"""The store's flows, one function each: its transaction and its after-commit effects.
+
+A router parses the request, calls one of these and returns what it gives;
+a flow raises the domain's errors (edge_agent/errors.py), which the API maps
+to HTTP in one place (edge_agent/api/errors.py). What happens once a flow's
+write is on disk (bus events, the printer woken, stock counts to the shelf
+labels and low-stock alerts, a kiosk session ended) happens here, next to
+the write, and nowhere else.
+
+- checkout.py   ``POST /v1/sales``
+"""
