@@ -34,6 +34,7 @@ from edge_agent.bus import EventBus
 from edge_agent.errors import StoreClosed, StoreError
 from edge_agent.store import Store, Tx, keys
 from edge_core.bus import BusEvent, Consumer, utcnow
+from edge_core.tasks import cancel_and_wait
 from sync.topics import MemberCard
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,7 @@ class MemberService(Consumer):
     async def stop(self) -> None:
         """Stop both tasks."""
         task, self._purger = self._purger, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await super().stop()
 
     async def handle(self, event: BusEvent) -> None:

@@ -61,6 +61,7 @@ from edge_agent.store import Store, Tx, codec, keys
 from edge_agent.store.outbox import Priority
 from edge_core.bus import utcnow
 from edge_core.logonce import LogOnce
+from edge_core.tasks import cancel_and_wait
 from sync.topics import ACCESS_SUMMARY
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,7 @@ class AccessLog:
     async def stop(self) -> None:
         """Write what is buffered and stop."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         with contextlib.suppress(StoreError, StoreClosed):
             await self.flush()
 
@@ -182,10 +180,7 @@ class Privacy:
     async def stop(self) -> None:
         """Stop the sweep (between two of its writes) and write the buffered reads."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.access.stop()
 
     async def _run(self) -> None:

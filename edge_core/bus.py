@@ -11,11 +11,12 @@ one clock the agent reads for timestamps. A driver gets its bus in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
+
+from edge_core.tasks import cancel_and_wait
 
 
 def utcnow() -> datetime:
@@ -81,10 +82,7 @@ class Consumer:
     async def stop(self) -> None:
         """Stop handling; events still queued are dropped."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _consume(self, sub: BusSubscription) -> None:
         try:

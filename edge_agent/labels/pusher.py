@@ -14,7 +14,6 @@ recorded as showing what it showed before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from edge_agent.labels.renderer import Renderer
 from edge_core.backoff import Backoff
 from edge_core.errors import DeviceError
 from edge_core.logonce import LogOnce
+from edge_core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from edge_agent.labels.service import LabelService
@@ -86,11 +86,7 @@ class DevicePusher:
 
     async def stop(self) -> None:
         """Cancel the workers; what is queued is planned again at the next start."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     def set_online(self, online: bool) -> None:

@@ -17,7 +17,6 @@ thread (planner.py), drawing in a worker process (renderer.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zoneinfo
 from typing import Any
@@ -38,6 +37,7 @@ from edge_agent.store import Store
 from edge_agent.supervisor import Supervisor
 from edge_core.bus import BusEvent, utcnow
 from edge_core.logonce import LogOnce
+from edge_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,7 @@ class LabelService:
         if not self.started:
             return
         self.started = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         self.planner.close()
         await asyncio.gather(*(p.stop() for p in self.pushers.values()))
