@@ -109,7 +109,8 @@ async def _wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process, tim
         if stop.is_set():
             raise SystemExit("stopped before the agent was ready")
         if proc.returncode is not None:
-            raise SystemExit(f"the agent exited with {proc.returncode} during start-up; see its log above")
+            raise SystemExit(f"the agent exited with {proc.returncode} during start-up; see its log above (its "
+                             "port taken? EDGE_API_LISTEN=127.0.0.1:8081 make run picks another)")
         try:
             data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.5)
         except asyncio.TimeoutError:
@@ -408,7 +409,8 @@ def _no_hub_lines(cfg: config.AgentConfig, why: str) -> str:
     # The agent keeps trying the config's hub.url: a hub there (not merely a broker) would drain it too.
     return (
         f"  Hub           none ({why}): the store sells as usual and keeps every event in its outbox until a hub "
-        "takes it (/v1/health: hub offline, outbox_depth)\n"
+        "takes it (/v1/health: hub offline and outbox_depth; if a broker without a hub answers at hub.url, "
+        "hub online and, 30 s after an event waits, degraded with hub_not_acknowledging)\n"
         f"  Get a hub     {get}; it starts Mosquitto and the reference hub, and the outbox drains to them "
         f"(meanwhile the agent tries hub.url, {cfg.hub.url})\n"
     )

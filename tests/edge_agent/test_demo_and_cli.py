@@ -166,7 +166,9 @@ def test_demo_store_without_a_broker_sells_queues_and_drains_at_the_next_run_wit
         banner = _read_until(proc, "Press Ctrl-C", 60)
         assert "make run: EDGE_DEMO_BROKER=none: running the agent alone, without a hub" in banner
         assert "  Hub           none (EDGE_DEMO_BROKER=none): the store sells as usual and keeps every event in its " \
-               "outbox until a hub takes it (/v1/health: hub offline, outbox_depth)" in banner
+               "outbox until a hub takes it (/v1/health: hub offline and outbox_depth; if a broker without a hub " \
+               "answers at hub.url, hub online and, 30 s after an event waits, degraded with hub_not_acknowledging)" \
+               in banner
         assert "  Get a hub     make run without EDGE_DEMO_BROKER=none; it starts Mosquitto and the reference hub, " \
                f"and the outbox drains to them (meanwhile the agent tries hub.url, {nowhere})" in banner
         # Nothing that needs a hub is offered.

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from edge_agent.api.limits import RateLimitedLog
 from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, tickets
 from edge_agent.api.strict import StrictRoute
 from edge_agent.feed import ROLE_VIEW, Feed, message
@@ -120,7 +122,14 @@ async def _drain_incoming(ws: WebSocket) -> None:
             return
 
 
+_refusals = RateLimitedLog(logging.getLogger("edge_agent.api.events"))
+
+
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+    # uvicorn has logged the handshake as "[accepted]" (a close code needs an accepted socket): say what happened,
+    # once a minute per code.
+    peer = ws.client.host if ws.client else "?"
+    _refusals.warning(("feed", code), "feed: refused a connection from %s (close %d): %s", peer, code, reason)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         await ws.send_text(json.dumps({"type": "error", "detail": reason}))
         await ws.close(code, reason[:120])
