@@ -198,6 +198,7 @@ class LabelWatch(threading.Thread):
                     w.stock_reported = None
                 elif w.stock_reported != w.stock:  # one violation per stale count
                     w.stock_reported = w.stock
+                    ids.update(self.evidence(spot, shown, desired))  # both pictures, the agent's view of the label
                     d.checks.fail(rows.LABELS, f"'in store' count differs from the store's stock for {stable:.0f} s",
                                   product.get("stock_store"), "other pixels", **ids)
 
