@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.printer.spool import Job
 from drivers.scanner.protocol import CHAIN_FORMS, CodeKind
 from edge_agent import catalog, stock
-from edge_agent.errors import Conflict, Invalid, NotFound, TooMany
+from edge_agent.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from edge_agent.store import Tx, codec, keys
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -86,6 +86,10 @@ class CodeRequired(Invalid, OrderError):
 
 class CodeLocked(TooMany, OrderError):
     """Too many wrong pickup codes: the order takes none until ``retry_after`` seconds have passed."""
+
+
+class WrongCode(Forbidden, OrderError):
+    """A wrong pickup code, counted on disk before it is refused."""
 
 
 class OrderRejected(Invalid, OrderError):

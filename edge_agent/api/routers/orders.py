@@ -13,11 +13,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from edge_agent import orders, stock
+from edge_agent import orders
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
-from edge_agent.store import Tx
+from edge_agent.usecases import orders as flows
 
 router = APIRouter(tags=["orders"], route_class=StrictRoute)
 _ASSOCIATE = require(Role.ASSOCIATE)
@@ -48,7 +48,7 @@ async def get_order(order_id: OrderId, request: Request, client: ClientConfig = 
     """One pickup order; 404 if the hub sent none by that number."""
     order = await request.app.state.agent.store.read(lambda conn: orders.get(conn, order_id))
     if order is None:
-        raise HTTPException(404, f"no pickup order {order_id!r} in this store")
+        raise orders.OrderNotFound(f"no pickup order {order_id!r} in this store")
     _read(request, client, order, "GET /v1/orders/{order_id}")
     return order
 
@@ -61,40 +61,20 @@ async def set_status(
     client: ClientConfig = Depends(_ASSOCIATE),
 ) -> dict:
     """Move an order on: new -> picking -> ready -> collected (with the customer's pickup code)."""
-    agent = request.app.state.agent
-    outcome = await agent.store.write(lambda tx: orders.set_status(tx, order_id, body, client.name))
-    if outcome.wrong_code:
-        attempts = outcome.order["wrong_attempts"]
-        locked = outcome.order["locked_until"]
-        then = (f"the order now takes no code until {locked}" if locked else
-                f"after {orders.MAX_CODE_ATTEMPTS} wrong codes it takes none for "
-                f"{int(orders.LOCK.total_seconds() // 60)} min")
-        raise HTTPException(403, f"wrong pickup code for order {order_id} (wrong attempt {attempts} of "
-                                 f"{orders.MAX_CODE_ATTEMPTS}); {then}")
-    if outcome.event is not None:
-        agent.bus.publish("order.status", {**outcome.event, "member_id": outcome.order["member_id"]})
+    outcome = await flows.move_order(request.app.state.agent, order_id, body, client.name)
     _read(request, client, outcome.order, "POST /v1/orders/{order_id}/status")
-    stock.publish_low(agent.bus, outcome.changes, agent.config.stock.low_threshold)
     return {**outcome.order, "changed": outcome.changed}
 
 
 async def place(request: Request, response: Response, body: orders.OrderIn, at: orders.Placement) -> orders.Placed:
-    """Place an order durably (one write), then tell the associates and wake the pick-ticket printer.
+    """Place an order (edge_agent/usecases/orders.py) and name it in the answer's headers.
 
     Shared by ``POST /v1/orders`` and the mirror's ``POST /v1/mirror/{device}/order``.
     """
-    agent = request.app.state.agent
-
-    def write(tx: Tx) -> orders.Placed:
-        return orders.place(tx, body, at, agent.printing)
-
-    placed = await agent.store.write(write)
+    placed = await flows.place_order(request.app.state.agent, body, at)
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    else:
-        agent.bus.publish("order.created", {**(placed.feed or {}), "print_job": placed.job.id if placed.job else None})
     if placed.job is not None:
-        agent.printing.notify(placed.job.device)
         response.headers["Print-Job"] = placed.job.id
     return placed
 
