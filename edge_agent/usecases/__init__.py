@@ -8,4 +8,7 @@ labels and low-stock alerts, a kiosk session ended) happens here, next to
 the write, and nowhere else.
 
 - checkout.py   ``POST /v1/sales``
+- returns.py    ``POST /v1/returns``
+- orders.py     ``POST /v1/orders`` (and the mirror's order), ``POST /v1/orders/{id}/status``
+- stock.py      ``POST /v1/stock/adjustments`` (a count or a change)
 """

@@ -3,7 +3,7 @@
 201 once the new count and its ``retail.stock.adjusted`` event are on disk.
 With ``client_adjustment_id`` a retry returns the same adjustment
 (``Idempotent-Replayed: true``); the same key with another body is 409.
-404 for an unknown barcode or SKU.
+404 for an unknown barcode or SKU. The flow is edge_agent/usecases/stock.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from edge_agent import stock
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
+from edge_agent.usecases import stock as flows
 
 router = APIRouter(tags=["stock"], route_class=StrictRoute)
 
@@ -26,10 +27,7 @@ async def adjust_stock(
     client: ClientConfig = Depends(require(Role.ASSOCIATE, Role.ADMIN)),
 ) -> dict:
     """Add or remove units (``delta``), or set the count (``counted``), with a reason."""
-    agent = request.app.state.agent
-    store_id = agent.config.store.id
-    view, replayed, moved = await agent.store.write(lambda tx: stock.adjust(tx, body, client.name, store_id))
+    view, replayed = await flows.adjust_stock(request.app.state.agent, body, client.name)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    stock.publish_low(agent.bus, [moved], agent.config.stock.low_threshold)
     return view
