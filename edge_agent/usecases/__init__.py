@@ -11,4 +11,10 @@ the write, and nowhere else.
 - returns.py    ``POST /v1/returns``
 - orders.py     ``POST /v1/orders`` (and the mirror's order), ``POST /v1/orders/{id}/status``
 - stock.py      ``POST /v1/stock/adjustments`` (a count or a change)
+
+Two flows are one function where their state lives: the basket,
+edge_agent/sessions.py ``add_item`` (no write: a session is in memory and
+publishes ``basket.changed`` itself), and the label bind,
+edge_agent/labels/bindings.py ``bind`` and ``unbind`` (the write, then the
+label pushed at once by its LabelService).
 """

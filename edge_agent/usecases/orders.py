@@ -23,9 +23,14 @@ if TYPE_CHECKING:
 async def place_order(agent: "Agent", body: orders.OrderIn, at: orders.Placement) -> orders.Placed:
     """Place an order durably, then tell the associates and wake the pick-ticket printer; a replay tells nobody.
 
-    Raises orders.OrderError (409: beyond online stock, a reused client_order_id), orders.OrderRejected (422) or
-    StoreError.
+    Raises orders.OrderError (409: beyond online stock, a reused client_order_id), orders.OrderRejected (422: an
+    unknown product, a kiosk's order for a member not attached to its session) or StoreError.
     """
+    if at.origin == "kiosk" and body.member_id is not None:
+        # As with points: a kiosk orders for the member whose card was scanned at it, or for nobody.
+        if body.member_id != agent.sessions.get(at.station).member_id:
+            raise orders.OrderRejected(f"member {body.member_id} is not attached to this kiosk's session; "
+                                       "scan the member's card at the kiosk first, or order without member_id")
 
     def write(tx: Tx) -> orders.Placed:
         return orders.place(tx, body, at, agent.printing)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from edge_agent import orders
 from edge_agent.api.auth import require
@@ -94,13 +94,6 @@ async def place_order(
     return the same order (``Idempotent-Replayed: true``).
     """
     member_problem(request, body.member_id)
-    agent = request.app.state.agent
-    if client.role == Role.KIOSK and body.member_id is not None:
-        # As with points: a kiosk orders for the member whose card was scanned at it, or for nobody.
-        attached = agent.sessions.get(client.name).member_id
-        if body.member_id != attached:
-            raise HTTPException(422, f"member {body.member_id} is not attached to this kiosk's session; "
-                                     "scan the member's card at the kiosk first, or order without member_id")
-    store = agent.config.store
+    store = request.app.state.agent.config.store
     at = orders.Placement(client.role.value, client.name, store.id, store.name)
     return (await place(request, response, body, at)).order
