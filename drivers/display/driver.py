@@ -5,7 +5,7 @@ It reads the agent's bus (edge_core.bus.Bus) and nothing else:
 - ``scan`` (the feed's event, edge_agent/scans.py): a product scanned at its
   station goes on line 1 with the price the checkout charges now (the promo
   price while one runs), and the running total on line 2;
-- ``sale.completed`` (edge_agent/api/routers/sales.py, after the sale is on
+- ``sale.completed`` (edge_agent/usecases/checkout.py, after the sale is on
   disk): "Thank you" and the sale's total, until ``thank_you_s`` seconds
   later the screen clears and the total starts again from zero;
 - ``session.ended`` other than by a sale (idle, a new customer): blank, total
