@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,13 +52,20 @@ def mosquitto(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def postgres_server() -> Iterator:
     """One throwaway PostgreSQL server for the whole run, stopped by its PID."""
     from support.postgres import Postgres
 
-    server = Postgres(tmp_path_factory.mktemp("postgres")).start()
-    yield server
-    server.stop()
+    # Not under pytest's basetemp: the server runs as the postgres user, which must traverse every parent,
+    # and each pytest session that starts on this machine (another run, CI beside a developer's) sets
+    # /tmp/pytest-of-<user> back to 0700; the server lost its data directory mid-run that way.
+    workdir = Path(tempfile.mkdtemp(prefix="edge-agent-pg-", dir="/tmp"))
+    server = Postgres(workdir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
