@@ -1,4 +1,4 @@
-"""Strict input at the store's edge (issue 16, finding 7), against real agent processes over real HTTP.
+"""Strict input at the store's edge, against real agent processes over real HTTP.
 
 Integers are integers, a JSON key twice is refused, member ids match the
 chain's pattern (from the API and from a member QR on a real, emulated
