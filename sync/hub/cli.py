@@ -16,6 +16,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sync.hub.broker import DEFAULT_BROKER, parse_broker_url
@@ -255,8 +256,8 @@ def format_identity(store: str, streams: list[StreamRow], issues: list[IdentityI
     return "\n".join(out)
 
 
-def cmd_identity(args: argparse.Namespace) -> int:
-    """Print one store's streams, identity issues and the events kept aside as conflicts."""
+def _store_report(args: argparse.Namespace, report: Callable[[Any], str]) -> int:
+    """Print ``report(db)`` for ``args.store``; a missing SQLite file or a store never heard from says so."""
     missing = _missing_sqlite(args.db)
     if missing is not None:
         print(f"no store has reported yet: no hub database at {missing} (pass --db as `edge-hub run` has it)")
@@ -266,20 +267,35 @@ def cmd_identity(args: argparse.Namespace) -> int:
         if db.store(args.store) is None:
             _err(f"the hub has heard nothing from store {args.store!r}")
             return EXIT_FAIL
-        if args.close:
-            with db.transaction() as tx:
-                closed = tx.close_identity(args.store, args.close, args.subject)
-            if not closed:
-                _err(f"store {args.store} has no open {args.close} issue"
-                     + (f" about {args.subject}" if args.subject else ""))
-                return EXIT_FAIL
-            print(f"closed {closed} {args.close} {'issue' if closed == 1 else 'issues'} of store {args.store}")
-        text = format_identity(args.store, db.streams(args.store), db.identity_issues(args.store),
-                               db.conflicts(args.store))
+        text = report(db)
     finally:
         db.close()
     print(text)
     return EXIT_OK
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Print one store's streams, identity issues and the events kept aside as conflicts."""
+    def report(db: Any) -> str:
+        if args.close:
+            with db.transaction() as tx:
+                closed = tx.close_identity(args.store, args.close, args.subject)
+            if not closed:
+                raise _Refused(f"store {args.store} has no open {args.close} issue"
+                               + (f" about {args.subject}" if args.subject else ""))
+            print(f"closed {closed} {args.close} {'issue' if closed == 1 else 'issues'} of store {args.store}")
+        return format_identity(args.store, db.streams(args.store), db.identity_issues(args.store),
+                               db.conflicts(args.store))
+
+    try:
+        return _store_report(args, report)
+    except _Refused as err:
+        _err(str(err))
+        return EXIT_FAIL
+
+
+class _Refused(Exception):
+    """What a command cannot do, said on stderr with exit 1."""
 
 
 def format_privacy(store: str, summaries: list[dict[str, Any]]) -> str:
@@ -301,20 +317,7 @@ def format_privacy(store: str, summaries: list[dict[str, Any]]) -> str:
 
 def cmd_privacy(args: argparse.Namespace) -> int:
     """Print a store's access summaries."""
-    missing = _missing_sqlite(args.db)
-    if missing is not None:
-        print(f"no store has reported yet: no hub database at {missing} (pass --db as `edge-hub run` has it)")
-        return EXIT_OK
-    db = open_db(args.db)
-    try:
-        if db.store(args.store) is None:
-            _err(f"the hub has heard nothing from store {args.store!r}")
-            return EXIT_FAIL
-        text = format_privacy(args.store, db.access_summaries(args.store))
-    finally:
-        db.close()
-    print(text)
-    return EXIT_OK
+    return _store_report(args, lambda db: format_privacy(args.store, db.access_summaries(args.store)))
 
 
 def build_parser() -> argparse.ArgumentParser:
