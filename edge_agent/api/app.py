@@ -16,7 +16,7 @@ from edge_agent.agent import Agent
 from edge_agent.api.routers import (devices, events, health, labels, metrics, mirror, printing, products, sales,
                                     sessions)
 from edge_agent.api.routers import members, orders, returns, stock
-from edge_agent.api.routers import tickets
+from edge_agent.api.routers import assist, pad, pairing, tickets, wristband
 from edge_agent.api import errors
 from edge_agent.api.strict import StrictRoute
 from edge_agent.api.limits import BodyLimit
@@ -68,7 +68,7 @@ def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) 
     from edge_agent.api.routers import console  # the store's own health console, /console
 
     routers = (health, devices, products, sales, printing, labels, sessions, events, metrics, mirror, console,
-               returns, orders, stock, members, tickets)  # returns..members: store flows (issue 7)
+               returns, orders, stock, members, tickets, pairing, assist, wristband, pad)
     for module in routers:
         lax = [r.path for r in module.router.routes if isinstance(r, APIRoute) and not isinstance(r, StrictRoute)]
         if lax:  # a router made without route_class=StrictRoute would take duplicate JSON keys

@@ -314,6 +314,33 @@ MIGRATIONS: list[Step] = [
     ],
     # 11: personal data: acknowledgement times, the access log, hashed pickup codes.
     _personal_data,
+    # 12: associates' devices (PADs, wristbands) paired with a one-time code instead of a typed token
+    # (edge_agent/pairing.py): only SHA-256s of codes and tokens are kept, a revoked device keeps its row.
+    # And a shelf label's zone (an aisle or area), so a wrong label reaches the associates of that zone.
+    [
+        """CREATE TABLE paired_clients (
+            name         TEXT PRIMARY KEY,
+            role         TEXT NOT NULL CHECK (role IN ('associate')),
+            token_sha256 TEXT NOT NULL UNIQUE,
+            zones        TEXT NOT NULL DEFAULT '[]',
+            paired_at    TEXT NOT NULL,
+            paired_by    TEXT NOT NULL,
+            last_seen    TEXT,
+            revoked_at   TEXT,
+            revoked_by   TEXT
+        ) STRICT""",
+        """CREATE TABLE pairing_codes (
+            code_sha256 TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            role        TEXT NOT NULL CHECK (role IN ('associate')),
+            zones       TEXT NOT NULL DEFAULT '[]',
+            created_at  TEXT NOT NULL,
+            created_by  TEXT NOT NULL,
+            expires_at  TEXT NOT NULL,
+            used_at     TEXT
+        ) STRICT""",
+        "ALTER TABLE labels ADD COLUMN zone TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -259,7 +259,9 @@ def test_events_from_before_streams_are_the_legacy_stream(tmp_path):
     db.execute("DROP TABLE streams")
     for statement in ("DROP TABLE acks", "DROP TABLE access_log", "DROP INDEX orders_status_seq",  # from 11 on
                       "ALTER TABLE orders DROP COLUMN status_seq", "ALTER TABLE orders DROP COLUMN member_pseudonym",
-                      "DELETE FROM meta WHERE key LIKE 'privacy_%'"):
+                      "DELETE FROM meta WHERE key LIKE 'privacy_%'",
+                      "DROP TABLE paired_clients", "DROP TABLE pairing_codes",  # from 12 on
+                      "ALTER TABLE labels DROP COLUMN zone"):
         db.execute(statement)
     db.commit()
     db.close()
