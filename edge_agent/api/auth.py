@@ -79,6 +79,7 @@ class Purpose(str, Enum):
 
     EVENTS = "events"  # WS /v1/events
     STREAM = "stream"  # GET /v1/mirror/{device}/stream
+    WRISTBAND = "wristband"  # WS /v1/wristband
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ the client that asked (edge_agent/api/auth.py ``Tickets``).
 |---|---|---|
 | ``events`` | the roles with a feed: kiosk, associate, console, admin | ``WS /v1/events?ticket=...`` |
 | ``stream`` (with ``device``) | the mirror's own screen | ``GET /v1/mirror/{device}/stream?ticket=...`` |
+| ``wristband`` | associate, admin | ``WS /v1/wristband?ticket=...`` |
 
 429 when the client already holds ``TICKETS_PER_CLIENT`` unspent tickets.
 """
@@ -31,13 +32,17 @@ from edge_agent.feed import ROLE_VIEW
 
 router = APIRouter(tags=["tickets"], route_class=StrictRoute)
 
+# Who may open the wristband stream: the staff who answer a kiosk's call.
+WRISTBAND_ROLES = frozenset({Role.ASSOCIATE, Role.ADMIN})
+
 
 class TicketRequest(BaseModel):
     """Body of ``POST /v1/tickets``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    purpose: Purpose = Field(alias="for", description="events: the live feed; stream: a mirror's picture")
+    purpose: Purpose = Field(alias="for", description="events: the live feed; stream: a mirror's picture; "
+                                                       "wristband: the associate's compact stream")
     device: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)] | None = Field(
         default=None, description="the mirror, for 'stream' only")
 
@@ -55,17 +60,21 @@ class Ticket(BaseModel):
 
 @router.post("/v1/tickets", status_code=201, response_model=Ticket, response_model_by_alias=True,
              response_model_exclude_none=True,
-             responses={403: {"description": "a role without a feed, or not the mirror's own screen"},
+             responses={403: {"description": "a role without a feed or wristband stream, or not the mirror's "
+                                              "own screen"},
                         404: {"description": "no such mirror"},
                         429: {"description": "the client holds TICKETS_PER_CLIENT unspent tickets"}})
 async def issue(body: TicketRequest, request: Request, client: ClientConfig = Depends(require())) -> Ticket:
-    """A ticket for this client to open the live feed or its mirror's stream once."""
-    if body.purpose == Purpose.EVENTS:
+    """A ticket for this client to open the live feed, the wristband stream or its mirror's stream once."""
+    if body.purpose in (Purpose.EVENTS, Purpose.WRISTBAND):
         if body.device is not None:
             raise HTTPException(422, "device: only a 'stream' ticket names a device")
-        if client.role not in ROLE_VIEW:
+        if body.purpose == Purpose.EVENTS and client.role not in ROLE_VIEW:
             allowed = ", ".join(sorted(r.value for r in ROLE_VIEW))
             raise HTTPException(403, f"role {client.role.value!r} has no feed; allowed: {allowed}")
+        if body.purpose == Purpose.WRISTBAND and client.role not in WRISTBAND_ROLES:
+            allowed = ", ".join(sorted(r.value for r in WRISTBAND_ROLES))
+            raise HTTPException(403, f"role {client.role.value!r} has no wristband stream; allowed: {allowed}")
     else:
         if body.device is None:
             raise HTTPException(422, "device: a 'stream' ticket names the mirror whose picture it opens")
