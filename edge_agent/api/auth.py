@@ -1,7 +1,12 @@
-"""Bearer tokens checked against ``token_sha256`` of devices.yaml, with roles; one-use tickets for URLs.
+"""Bearer tokens checked against ``token_sha256`` of devices.yaml and of paired devices, with roles; one-use
+tickets for URLs.
 
-401 when the token is missing or unknown, 403 when its client's role may not
-make the call. The token itself never sits in the file, only its SHA-256.
+401 when the token is missing or unknown (or its device was unpaired), 403
+when its client's role may not make the call. The token itself never sits in
+the file, only its SHA-256. A paired PAD or wristband (edge_agent/pairing.py)
+is a client of role associate like one of devices.yaml, with its ``zones``;
+every client this module hands out is an ``ApiClient`` (devices.yaml's have
+no zones).
 
 A token never goes in a URL: URLs end up in access logs, proxies and browser
 history. A browser that must name its credential in one (an ``<img>`` cannot
@@ -27,6 +32,7 @@ from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge_agent.config import ClientConfig, Role
+from edge_agent.pairing import ApiClient, Pairing
 
 # Long enough to open a connection on a slow Wi-Fi, short enough to be worthless in a log.
 TICKET_TTL_S = 30.0
@@ -40,10 +46,40 @@ _bearer = HTTPBearer(auto_error=False, description="a client token from devices.
 ALL_ROLES = frozenset(Role)
 
 
-def client_for(request: HTTPConnection, token: str) -> ClientConfig | None:
-    """The client whose token hashes to ``token_sha256``, if any."""
+# Why a token that names no client is refused, for a device that was paired and is no more.
+UNPAIRED = "this device was unpaired: pair it again with a new code"
+
+
+def _config_clients(conn: HTTPConnection) -> dict[str, ApiClient]:
+    """devices.yaml's clients by token digest, as ApiClients (made once from ``app.state.clients``)."""
+    state = conn.app.state
+    source = state.clients
+    cached = getattr(state, "api_clients", None)
+    if cached is None or cached[0] is not source:
+        cached = state.api_clients = (source, {h: ApiClient(**c.model_dump()) for h, c in source.items()})
+    return cached[1]
+
+
+def pairing_of(conn: HTTPConnection) -> Pairing | None:
+    """The paired devices (edge_agent/api/routers/pairing.py loads them at start), if loaded."""
+    return getattr(conn.app.state, "pairing", None)
+
+
+def client_for(request: HTTPConnection, token: str) -> ApiClient | None:
+    """The client whose token hashes to ``token_sha256``: one of devices.yaml, or a paired device not unpaired."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    return request.app.state.clients.get(digest)
+    found = _config_clients(request).get(digest)
+    if found is None and (pairing := pairing_of(request)) is not None:
+        found = pairing.client(digest)
+    return found
+
+
+def refusal(conn: HTTPConnection, token: str) -> str:
+    """Why ``token`` names no client: ``UNPAIRED`` for a device that was unpaired, else "unknown token"."""
+    pairing = pairing_of(conn)
+    if pairing is not None and pairing.unpaired(hashlib.sha256(token.encode()).hexdigest()) is not None:
+        return UNPAIRED
+    return "unknown token"
 
 
 def require(*roles: Role):
@@ -52,7 +88,7 @@ def require(*roles: Role):
 
     async def check(
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)
-    ) -> ClientConfig:
+    ) -> ApiClient:
         if creds is None or creds.scheme.lower() != "bearer":
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -61,9 +97,8 @@ def require(*roles: Role):
             )
         client = client_for(request, creds.credentials)
         if client is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, refusal(request, creds.credentials),
+                                headers={"WWW-Authenticate": "Bearer"})
         if client.role not in allowed:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -129,6 +164,13 @@ class Tickets:
         if found.expires <= self._clock() or found.purpose != purpose or found.device != device:
             return None
         return found.client
+
+    def revoke(self, name: str) -> int:
+        """Drop every unspent ticket of the client ``name`` (a device unpaired); how many there were."""
+        dropped = [d for d, t in self._by_hash.items() if t.client.name == name]
+        for d in dropped:
+            self._release(self._by_hash.pop(d).client.name)
+        return len(dropped)
 
     def outstanding(self, name: str) -> int:
         """Unspent, unexpired tickets of the client ``name``."""
