@@ -293,6 +293,17 @@ class SessionsConfig(_Model):
                     "which its session ends: the member is detached and the basket emptied")
 
 
+class AssistConfig(_Model):
+    """The ``assist:`` section: a kiosk's call for help (edge_agent/assist.py)."""
+
+    remind_s: float = Field(
+        default=30, ge=0.1, le=3600,
+        description="seconds between two reminders of an untaken help request to every wristband")
+    alert_after_s: float = Field(
+        default=120, ge=0.1, le=86_400,
+        description="seconds a help request may stay untaken before it raises the assist_unanswered alert")
+
+
 class PrivacyConfig(_Model):
     """The ``privacy:`` section: how long personal data stays in the store (edge_agent/privacy.py)."""
 
@@ -319,6 +330,7 @@ class AgentConfig(_Model):
     sessions: SessionsConfig = SessionsConfig()
     health: HealthConfig = HealthConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    assist: AssistConfig = AssistConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -468,7 +480,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy", "assist"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:
