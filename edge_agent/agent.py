@@ -13,6 +13,7 @@ from drivers.mirror.recorder import TryOnRecorder
 from drivers.printer.spool import SPOOL
 from drivers.registry import drivers
 from edge_agent import __version__
+from edge_agent.assist import Desk
 from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, Role
 from edge_agent.downlink_apply import DownlinkApply
@@ -28,6 +29,7 @@ from edge_agent.store import Store
 from edge_agent.store.link_outbox import StoreOutbox, hub_settings
 from edge_agent.store.outbox import Priority
 from edge_agent.supervisor import Supervisor
+from edge_agent.wristband import Bands
 from edge_core.backoff import Backoff
 from edge_core.bus import utcnow
 from sync.downlink import Downlink
@@ -58,6 +60,10 @@ class Agent:
                                      extras={SPOOL: self.printing})
         self.feed = Feed(self.bus)
         self.alerts = OpenAlerts(self.bus, self.store)
+        # A kiosk's calls for help (in memory) and the associates' wristbands they reach.
+        self.assist = Desk(self.bus, config.assist.remind_s, config.assist.alert_after_s)
+        self.bands = Bands(self.bus, self.assist)
+        self.feed.closers.append(self.bands.close_client)  # an unpaired device loses its bands too
         self.sessions = Sessions(self.bus, config.sessions.idle_timeout)
         self.scans = ScanService(self.store, self.bus, self.sessions,
                                  kiosks=frozenset(c.name for c in config.api.clients if c.role == Role.KIOSK),
@@ -100,6 +106,8 @@ class Agent:
         # Listening before the devices come up, so their first events are seen.
         await self.feed.start()
         await self.alerts.start()  # before the labels and printers raise anything
+        await self.bands.start()
+        await self.assist.start()
         await self.sessions.start()  # a scan at a kiosk is activity in its session
         await self.scans.start()
         await self.members.start()
@@ -123,6 +131,8 @@ class Agent:
         await self.members.stop()
         await self.scans.stop()
         await self.sessions.stop()
+        await self.assist.stop()
+        await self.bands.stop()
         await self.alerts.stop()
         await self.feed.stop()
         await self.privacy.stop()  # the last reads written before the store closes

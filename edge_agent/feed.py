@@ -8,6 +8,8 @@ otherwise its hello says ``missed`` and it should reload what it shows.
 
 A slow client never slows the agent: when its queue is full it is marked
 lagging and its connection is closed, with the id to resume from.
+``close_client`` closes a client's connections, its wristbands' too (a
+paired device revoked): they end with 4401.
 
 Personal data is masked by role (``ROLE_MASK``): the console sees member ids
 only as their last four characters, and no pickup code of a scanned pickup
@@ -34,7 +36,10 @@ from edge_core.bus import BusEvent, Consumer
 
 # Bus event types that reach the feed: a name ending in "." is a prefix, any
 # other an exact type ("scan" is not "scanner.scan", the driver's raw event).
-FEED_PREFIXES = ("scan", "member.", "session.", "order.", "return.", "stock.low", "device.", "alert.")
+FEED_PREFIXES = ("scan", "member.", "session.", "order.", "return.", "stock.low", "device.", "alert.",
+                 "assist.requested", "assist.taken", "assist.closed")
+# A kiosk's calls for help (edge_agent/assist.py): staff see them all, a kiosk its own station's.
+ASSIST_EVENTS = ("assist.requested", "assist.taken", "assist.closed")
 
 
 def matches(event_type: str, patterns: tuple[str, ...]) -> bool:
@@ -54,10 +59,11 @@ def _anything(event: BusEvent, client: str) -> bool:
 
 # Which events each role sees. A kiosk sees only what happens at its own
 # station (its scanner's scans, the member attached to its session, its
-# session's basket, the end of its session, on which its screen resets);
-# staff and consoles see the whole store. The mirror has no feed.
+# session's basket, the end of its session, on which its screen resets, and
+# its calls for help: who took them); staff and consoles see the whole store.
+# The mirror has no feed.
 ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
-    Role.KIOSK: (("scan", "member.attached", "session.basket", "session.ended"), _own_station),
+    Role.KIOSK: (("scan", "member.attached", "session.basket", "session.ended", *ASSIST_EVENTS), _own_station),
     Role.ASSOCIATE: (FEED_PREFIXES, _anything),
     Role.CONSOLE: (("scan", "order.", "stock.low", "device.", "alert."), _anything),
     Role.ADMIN: (FEED_PREFIXES, _anything),
@@ -136,6 +142,7 @@ class FeedClient:
         self.on_read = on_read
         self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize)
         self.lagging = asyncio.Event()
+        self.revoked = asyncio.Event()  # the client was unpaired: its connection is closed (4401)
         self.sent_id = 0
 
     def wants(self, event: BusEvent) -> bool:
@@ -167,6 +174,8 @@ class Feed(Consumer):
         self.client_queue = client_queue
         self.clients: set[FeedClient] = set()
         self.on_read: OnRead | None = None  # the access log's, set by the agent
+        # Other connections a client's credential opened (its wristbands), closed with its feed connections.
+        self.closers: list[Callable[[str], int]] = []
 
     async def handle(self, event: BusEvent) -> None:
         """Keep a feed event in the ring and offer it to every client."""
@@ -198,6 +207,14 @@ class Feed(Consumer):
     def disconnect(self, client: FeedClient) -> None:
         """Forget a client."""
         self.clients.discard(client)
+
+    def close_client(self, name: str) -> int:
+        """Close every connection of the client ``name`` (feed and wristband; it was unpaired): its
+        connections end with close code 4401. How many there were."""
+        mine = [c for c in self.clients if c.name == name]
+        for client in mine:
+            client.revoked.set()
+        return len(mine) + sum(close(name) for close in self.closers)
 
     def forget_member(self, member_id: str) -> None:
         """Drop a member's arrivals from the history (their card expired): a resume no longer shows them."""

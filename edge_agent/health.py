@@ -23,7 +23,8 @@ error, shelf labels that show another price than the checkout past their
 grace (their ``price`` alerts), failed print jobs, a printer that needs
 someone (paper out, cover open), a store that cannot write or whose data
 dir has less than ``health.min_free_mb`` free (``disk_low``), the hub out of
-reach or silent for over ``HUB_GRACE_S``. For the snapshot it also lists the
+reach or silent for over ``HUB_GRACE_S``, a kiosk's call for help untaken
+past ``assist.alert_after_s`` (``assist_unanswered``, the kiosk its subject). For the snapshot it also lists the
 open alerts, worst first, at most ``SNAPSHOT_ALERTS``: the hub judges its
 device-alert rules by them.
 """
@@ -57,7 +58,7 @@ LABEL_CODES = frozenset(_LABEL_CODES.values())
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
                           "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
-                          "duplicate_store", "outbox_unreadable", "disk_low"})
+                          "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered"})
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
@@ -271,5 +272,10 @@ async def assess(agent: "Agent") -> dict[str, Any]:
         if a["device"] in agent.printing.printers and a["severity"] == "error":
             reasons.append(_reason("printer_attention", str(a["message"] or f"{a['device']}: {a['code']}"),
                                    a["device"]))
+    for request in agent.assist.unanswered():
+        reasons.append(_reason("assist_unanswered", f"{request.station} has asked for help since "
+                               f"{request.created_at.isoformat(timespec='seconds')} and nobody has taken it "
+                               f"({agent.assist.on_duty} associate(s) on duty); GET /v1/assist lists the calls",
+                               request.station))
     return {"status": "degraded" if reasons else "ok", "reasons": reasons, "labels": labels, "printing": printing,
             "open_alerts": agent.alerts.for_hub(), "open_alerts_total": len(agent.alerts.list())}

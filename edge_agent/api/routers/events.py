@@ -9,8 +9,10 @@ a hello with the feed's ``epoch`` and the last event id; then one JSON
 message per event: ``{"id", "type", "time", "data"}``. Reconnect with
 ``?since=<last id seen>&epoch=<epoch>`` to get what was missed.
 
-Close codes: 4401 unknown or missing token or ticket (or a token in the URL), 4403 a role without a feed,
-4408 the client read too slowly (reconnect with ``since``).
+Close codes: 4401 unknown or missing token or ticket (or a token in the URL), or the device's access revoked
+(``Feed.close_client``), 4403 a role without a feed, 4408 the client read too slowly (reconnect with ``since``).
+An associate connected here is on duty for a kiosk's call for help (edge_agent/assist.py). ``admit`` is the
+authentication the wristband stream shares.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Iterable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from edge_agent.api.limits import RateLimitedLog
 from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, tickets
 from edge_agent.api.strict import StrictRoute
+from edge_agent.config import ClientConfig, Role
 from edge_agent.feed import ROLE_VIEW, Feed, message
 
 router = APIRouter(tags=["events"], route_class=StrictRoute)
@@ -53,45 +57,64 @@ def _int_or_none(text: str | None) -> int | None:
         return -1  # not an id we gave out: the client missed events
 
 
-@router.websocket("/v1/events")
-async def events(ws: WebSocket) -> None:
-    """The live feed, filtered by the client's role."""
+async def admit(ws: WebSocket, purpose: Purpose, roles: Iterable[Role], what: str) -> ClientConfig | None:
+    """Authenticate a WebSocket as the feed does and accept it; the client, or None once refused and closed.
+
+    A token in the header or the subprotocols, or a one-use ticket for ``purpose``
+    (spent before the connection is accepted and uvicorn logs its URL); 4401
+    without one, 4403 for a role not among ``roles``.
+    """
     if "token" in ws.query_params:
         await ws.accept()
-        await _refuse(ws, CLOSE_UNAUTHORIZED, TOKEN_IN_URL)
-        return
+        await _refuse(ws, CLOSE_UNAUTHORIZED, TOKEN_IN_URL, what)
+        return None
     token, subprotocol = _token(ws)
     ticket = ws.query_params.get("ticket")
-    # A ticket is spent here, before the connection is accepted and uvicorn logs its URL.
     if token is not None:
         client = client_for(ws, token)
     elif ticket:
-        client = tickets(ws).redeem(ticket, Purpose.EVENTS)
+        client = tickets(ws).redeem(ticket, purpose)
     else:
         client = None
     await ws.accept(subprotocol)
     if client is None:
-        what = "unknown token" if token else "unknown, spent or expired ticket" if ticket else "no credential"
-        await _refuse(ws, CLOSE_UNAUTHORIZED, f"{what}: send 'Authorization: Bearer <token>', or ?ticket= from "
-                                              'POST /v1/tickets {"for": "events"}')
+        why = "unknown token" if token else "unknown, spent or expired ticket" if ticket else "no credential"
+        await _refuse(ws, CLOSE_UNAUTHORIZED, f"{why}: send 'Authorization: Bearer <token>', or ?ticket= from "
+                                              f'POST /v1/tickets {{"for": "{purpose.value}"}}', what)
+        return None
+    allowed = frozenset(roles)
+    if client.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        await _refuse(ws, CLOSE_FORBIDDEN, f"role {client.role.value!r} has no {what}; allowed: {names}", what)
+        return None
+    return client
+
+
+@router.websocket("/v1/events")
+async def events(ws: WebSocket) -> None:
+    """The live feed, filtered by the client's role."""
+    client = await admit(ws, Purpose.EVENTS, ROLE_VIEW, "feed")
+    if client is None:
         return
-    if client.role not in ROLE_VIEW:
-        allowed = ", ".join(sorted(r.value for r in ROLE_VIEW))
-        await _refuse(ws, CLOSE_FORBIDDEN, f"role {client.role.value!r} has no feed; allowed: {allowed}")
-        return
-    feed: Feed = ws.app.state.agent.feed
+    agent = ws.app.state.agent
+    feed: Feed = agent.feed
     since = _int_or_none(ws.query_params.get("since"))
     conn, hello = feed.connect(client.role, client.name, since, ws.query_params.get("epoch"))
+    on_duty = client.role == Role.ASSOCIATE  # an associate watching the feed sees a kiosk's call for help
+    if on_duty:
+        agent.assist.join(client.name)
     receiver = asyncio.create_task(_drain_incoming(ws))
     try:
         await ws.send_text(json.dumps(hello.as_dict()))
         while True:
             getter = asyncio.create_task(conn.queue.get())
             lag = asyncio.create_task(conn.lagging.wait())
-            done, _ = await asyncio.wait({getter, lag, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            revoked = asyncio.create_task(conn.revoked.wait())
+            done, _ = await asyncio.wait({getter, lag, revoked, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
             lag.cancel()
+            revoked.cancel()
             if getter in done:
                 event = getter.result()
                 await ws.send_text(json.dumps(message(event), default=str))
@@ -99,6 +122,9 @@ async def events(ws: WebSocket) -> None:
                 continue
             if receiver in done:
                 return  # the client went away
+            if conn.revoked.is_set():
+                await ws.close(CLOSE_UNAUTHORIZED, "this device's access was revoked")
+                return
             while not conn.queue.empty():  # send what was queued before the queue overflowed
                 event = conn.queue.get_nowait()
                 await ws.send_text(json.dumps(message(event), default=str))
@@ -109,6 +135,8 @@ async def events(ws: WebSocket) -> None:
         return  # closed under us
     finally:
         feed.disconnect(conn)
+        if on_duty:
+            agent.assist.leave(client.name)
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await receiver
@@ -125,11 +153,11 @@ async def _drain_incoming(ws: WebSocket) -> None:
 _refusals = RateLimitedLog(logging.getLogger("edge_agent.api.events"))
 
 
-async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+async def _refuse(ws: WebSocket, code: int, reason: str, what: str = "feed") -> None:
     # uvicorn has logged the handshake as "[accepted]" (a close code needs an accepted socket): say what happened,
     # once a minute per code.
     peer = ws.client.host if ws.client else "?"
-    _refusals.warning(("feed", code), "feed: refused a connection from %s (close %d): %s", peer, code, reason)
+    _refusals.warning((what, code), "%s: refused a connection from %s (close %d): %s", what, peer, code, reason)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         await ws.send_text(json.dumps({"type": "error", "detail": reason}))
         await ws.close(code, reason[:120])
