@@ -14,13 +14,18 @@ comes off the amount to pay; ``total`` is what was paid in money, and a sale
 with points also carries ``subtotal`` (the lines) and ``points_value`` (only
 then: every byte of a sale counts offline). Points earned follow the
 ``loyalty:`` rule on the money paid.
+
+``lookup`` reads a sale back for a return: each line with what earlier
+returns took (``returned``) and what is left (``returnable``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import uuid
+from collections import Counter
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -28,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from edge_agent import catalog, loyalty, stock
 from edge_agent.config import LoyaltyConfig
-from edge_agent.errors import Conflict, Invalid
+from edge_agent.errors import Conflict, Invalid, NotFound
 from edge_agent.store import Tx, codec
 from edge_agent.store.db import uuid7
 from edge_core.bus import utcnow
@@ -42,6 +47,10 @@ class SaleConflict(Conflict):
 
 class SaleRejected(Invalid):
     """The sale cannot be priced: unknown code, mixed currencies, bad points."""
+
+
+class SaleNotFound(NotFound):
+    """No sale of this store by that id or receipt barcode."""
 
 
 class SaleLineIn(BaseModel):
@@ -236,3 +245,33 @@ def _redeem(tx: Tx, sale: SaleIn, total: Decimal, currency: str, rule: LoyaltyCo
                            f"{_money(total)}; redeem at most {most} points")
     loyalty.use(tx.conn, member, points)
     return value
+
+
+def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -> dict[str, Any]:
+    """The sale ``sale_id`` for a return: its lines with ``returned`` and ``returnable``; SaleNotFound if none.
+
+    ``ref`` is what the client named (for the message) when it was no sale id at all (``sale_id`` None).
+    Returned units are those of every return of the sale not rejected, as
+    ``POST /v1/returns`` counts them; a SKU sold on two lines fills the first first.
+    """
+    if sale_id is None:
+        raise SaleNotFound(f"{ref[:80]!r} is neither a sale id nor a receipt barcode (40 digits or RS1:<id>)")
+    row = conn.execute("SELECT seq, body FROM sales WHERE sale_id = ?", (sale_id.bytes,)).fetchone()
+    if row is None:
+        raise SaleNotFound(f"no sale {sale_id} in this store")
+    seq, stored = row[0], codec.unpack(row[1])
+    event = stored["event"]
+    back: Counter[str] = Counter()
+    for (body,) in conn.execute("SELECT body FROM returns WHERE sale_seq = ? AND state != 'rejected'", (seq,)):
+        for line in codec.unpack(body)["event"]["lines"]:
+            back[line["sku"]] += line["qty"]
+    lines = []
+    for line, name in zip(event["lines"], stored["names"], strict=True):
+        returned = min(line["qty"], back[line["sku"]])
+        back[line["sku"]] -= returned
+        lines.append({"sku": line["sku"], "name": name, "qty": line["qty"], "unit_price": line["unit_price"],
+                      "amount": _money(Decimal(line["unit_price"]) * line["qty"]), "returned": returned,
+                      "returnable": line["qty"] - returned})
+    return {"sale_id": event["sale_id"], "time": stored["created_at"], "total": event["total"],
+            "currency": event["currency"], "payment": {"method": event["payment"]["method"]},
+            "member_id": event.get("member_id"), "lines": lines}
