@@ -1,4 +1,5 @@
-"""``edge-agent``: run the daemon, check a config, list devices, hash a token, drain an old store database."""
+"""``edge-agent``: run the daemon, check a config, list devices, pair a PAD, hash a token, drain an old store
+database."""
 
 from __future__ import annotations
 
@@ -105,6 +106,55 @@ def cmd_devices(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def print_qr(text: str, out=None) -> None:
+    """``text`` as a QR code drawn with half blocks in the terminal, dark on light whatever its colours."""
+    import qrcode
+
+    code = qrcode.QRCode(border=2)
+    code.add_data(text)
+    code.print_ascii(out=out or sys.stdout, invert=True)
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    """Ask a running agent for a pairing code for a PAD or wristband; print it, its URL and its QR."""
+    token = os.environ.get("EDGE_TOKEN")
+    if not token:
+        print("edge-agent pair: set EDGE_TOKEN to an admin or console token (not on the command line, where "
+              "other users' ps shows it)", file=sys.stderr)
+        return 2
+    zones = [z.strip() for z in (args.zones or "").split(",") if z.strip()]
+    body = json.dumps({"name": args.name, "zones": zones}).encode()
+    req = urllib.request.Request(args.url.rstrip("/") + "/v1/pairing", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    context = None
+    if args.url.startswith("https://"):
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as err:
+            print(f"edge-agent pair: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
+                  file=sys.stderr)
+            return 2
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+            made = json.load(resp)
+    except urllib.error.HTTPError as err:
+        print(f"edge-agent pair: {args.url} answered {err.code}: {err.read().decode(errors='replace')}",
+              file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as err:
+        print(f"edge-agent pair: cannot reach {args.url}: {getattr(err, 'reason', err)}", file=sys.stderr)
+        return 1
+    zones_text = ", ".join(made["zones"]) or "every zone"
+    print(f"Device  {made['name']} (associate; zones: {zones_text})")
+    print(f"Code    {made['code']} (one use, for {made['expires_in'] // 60} min, until {made['expires_at'][:19]} UTC)")
+    print(f"URL     {made['pair_url']}")
+    print_qr(made["pair_url"])
+    print("Scan the QR with the device's camera, or open /pad on it and type the code.")
     return 0
 
 
@@ -247,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PEM CA that issued the agent's certificate, for an https:// URL "
                         "(default: $EDGE_CAFILE, else the system's CAs)")
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("pair", help="a pairing code for an associate's PAD or wristband, from a running agent")
+    p.add_argument("--url", default=os.environ.get("EDGE_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--name", required=True, help="the device's name: 1..32 of a-z, 0-9, '-' (e.g. pad-anna)")
+    p.add_argument("--zones", help="the zones it serves, comma-separated (default: every zone)")
+    p.add_argument("--cafile", default=os.environ.get("EDGE_CAFILE") or None,
+                   help="PEM CA that issued the agent's certificate, for an https:// URL "
+                        "(default: $EDGE_CAFILE, else the system's CAs)")
+    p.set_defaults(func=cmd_pair)
 
     p = sub.add_parser("hash-token", help="print a token's SHA-256 for devices.yaml")
     p.add_argument("token", nargs="?", help="the token (prompted for when omitted)")

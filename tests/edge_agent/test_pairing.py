@@ -1,0 +1,394 @@
+"""Pairing an associate's PAD or wristband: codes, tokens, revocation, the limits on wrong codes.
+
+The rules with a real store (SQLite) and injected clocks: a code's shape and
+its expiry, one code out per name, names that are taken, ``last_seen``
+written at most once a minute, wrong codes per address and for the whole
+store. Then a real agent at debug log level over real sockets: pair, use the
+token (the API, the feed, tickets), a code good once, 5 wrong codes and 429,
+revoke and 401 at once, a restart that keeps both, neither a code nor a
+token in the log, and ``edge-agent pair`` against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from support.agent import TOKENS, AgentProcess, config_dict, free_port
+from support.flows import poll
+
+from edge_agent import pairing
+from edge_agent.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
+from edge_agent.store import Store
+
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
+
+
+class Clock:
+    """A wall clock and a monotonic one that the test moves together."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self.mono = 1000.0
+
+    def wall(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _with_service(tmp_path: Path, test, clock: Clock | None = None, **kwargs):
+    store = Store(tmp_path / "store.db")
+    await store.start()
+    clock = clock or Clock()
+    service = pairing.Pairing(store, ["kiosk-1", "admin-1"], "Asia/Shanghai", clock=clock.wall,
+                              monotonic=clock.monotonic, **kwargs)
+    try:
+        await service.load()
+        return await test(service, clock, store)
+    finally:
+        await store.stop()
+
+
+# The rules, with a real store ---------------------------------------------------------------------------
+
+
+def test_a_code_is_eight_unmistakable_characters_kept_only_as_its_sha256(tmp_path):
+    async def test(service, clock, store):
+        made = await service.code("pad-anna", ["cosmetics", "cosmetics", "shoes"], "admin-1")
+        assert re.fullmatch(r"[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}", made.code)
+        assert not set(made.code) & set("01OIL")
+        assert made.zones == ("cosmetics", "shoes") and made.ttl == 600
+        assert made.expires_at == T0 + timedelta(minutes=10)
+        rows = await store.read(lambda c: c.execute("SELECT code_sha256, name FROM pairing_codes").fetchall())
+        assert rows == [(pairing.digest(pairing.normalize(made.code)), "pad-anna")]
+        return made.code
+
+    code = run(_with_service(tmp_path, test))
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("store.db"))
+    assert pairing.normalize(code).encode() not in on_disk and code.encode() not in on_disk
+
+
+def test_a_code_pairs_once_case_spaces_and_dash_ignored_and_the_token_is_kept_hashed(tmp_path):
+    async def test(service, clock, store):
+        made = await service.code("pad-anna", ["cosmetics"], "admin-1")
+        typed = " " + made.code.lower().replace("-", " ") + " "
+        done = await service.pair(typed, "10.0.0.5")
+        assert done.client.name == "pad-anna" and done.client.zones == ("cosmetics",) and done.client.paired
+        assert done.client.role.value == "associate" and len(done.token) >= 43
+        assert service.client(pairing.digest(done.token)) == done.client
+        with pytest.raises(pairing.PairingRefused, match="this pairing code was already used"):
+            await service.pair(made.code, "10.0.0.5")
+        stored = await store.read(lambda c: c.execute("SELECT token_sha256, paired_by FROM paired_clients").fetchone())
+        assert stored == (pairing.digest(done.token), "admin-1")
+
+    run(_with_service(tmp_path, test))
+
+
+def test_an_expired_code_names_when_it_expired_in_the_store_time(tmp_path):
+    async def test(service, clock, store):
+        made = await service.code("pad-anna", [], "admin-1")
+        clock.advance(599)
+        kept = await service.code("pad-ben", [], "admin-1")
+        clock.advance(1)
+        with pytest.raises(Forbidden, match=r"this pairing code expired at 17:40; ask for a new one"):
+            await service.pair(made.code, "10.0.0.5")  # 09:40 UTC is 17:40 in Asia/Shanghai
+        assert (await service.pair(kept.code, "10.0.0.5")).client.name == "pad-ben"
+
+    run(_with_service(tmp_path, test))
+
+
+def test_names_that_are_taken_and_one_code_out_per_name(tmp_path):
+    async def test(service, clock, store):
+        with pytest.raises(Conflict, match="client of devices.yaml"):
+            await service.code("kiosk-1", [], "admin-1")
+        with pytest.raises(Invalid):
+            await service.code("-pad", [], "admin-1")
+        first = await service.code("pad-anna", [], "admin-1")
+        second = await service.code("pad-anna", ["shoes"], "admin-1")
+        with pytest.raises(Forbidden, match="unknown pairing code"):
+            await service.pair(first.code, "10.0.0.5")  # replaced by the second
+        done = await service.pair(second.code, "10.0.0.5")
+        with pytest.raises(Conflict, match="unpair it first"):
+            await service.code("pad-anna", [], "admin-1")
+        revoked = await service.revoke("pad-anna", "console-1")
+        assert revoked["revoked_by"] == "console-1" and revoked["zones"] == ["shoes"]
+        assert service.client(pairing.digest(done.token)) is None
+        assert service.unpaired(pairing.digest(done.token)) == "pad-anna"
+        again = await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")
+        assert service.client(pairing.digest(again.token)).name == "pad-anna"
+        assert service.client(pairing.digest(done.token)) is None  # the old token stays refused
+        with pytest.raises(NotFound):
+            await service.revoke("pad-nobody", "admin-1")
+        assert [d["name"] for d in await service.devices()] == ["pad-anna"]
+
+    run(_with_service(tmp_path, test))
+
+
+def test_last_seen_is_written_at_most_once_a_minute(tmp_path):
+    async def seen(store):
+        return await store.read(lambda c: c.execute("SELECT last_seen FROM paired_clients").fetchone()[0])
+
+    async def settle(store):
+        await store.write(lambda tx: None)  # the writer commits in order: last_seen's write went before
+
+    async def test(service, clock, store):
+        done = await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")
+        h = pairing.digest(done.token)
+        clock.advance(30)
+        service.client(h)
+        await settle(store)
+        assert await seen(store) == T0.isoformat()  # paired 30 s ago: not yet
+        clock.advance(30)
+        service.client(h)
+        await settle(store)
+        assert await seen(store) == (T0 + timedelta(seconds=60)).isoformat()
+        clock.advance(59)
+        service.client(h)
+        await settle(store)
+        assert await seen(store) == (T0 + timedelta(seconds=60)).isoformat()
+
+    run(_with_service(tmp_path, test))
+
+
+def test_five_wrong_codes_lock_an_address_for_15_minutes():
+    clock = Clock()
+    attempts = pairing.Attempts(clock=clock.monotonic)
+    for _ in range(5):
+        attempts.check("10.0.0.5")
+        attempts.wrong("10.0.0.5")
+    with pytest.raises(TooMany) as locked:
+        attempts.check("10.0.0.5")
+    assert locked.value.retry_after == 900 and "5 wrong pairing codes" in str(locked.value)
+    attempts.check("10.0.0.6")  # another address is not locked
+    clock.advance(899)
+    with pytest.raises(TooMany):
+        attempts.check("10.0.0.5")
+    clock.advance(1)
+    attempts.check("10.0.0.5")
+    attempts.wrong("10.0.0.5")
+    attempts.right("10.0.0.5")  # a good code starts the count again
+    for _ in range(4):
+        attempts.wrong("10.0.0.5")
+    attempts.check("10.0.0.5")
+
+
+def test_addresses_that_rotate_are_held_by_the_store_wide_cap():
+    clock = Clock()
+    attempts = pairing.Attempts(clock=clock.monotonic)
+    for i in range(60):
+        attempts.check(f"10.1.{i // 250}.{i % 250}")
+        attempts.wrong(f"10.1.{i // 250}.{i % 250}")
+        clock.advance(0.5)  # 60 wrong codes in 30 s
+    with pytest.raises(TooMany) as capped:
+        attempts.check("10.9.9.9")
+    assert capped.value.retry_after == 30 and "this minute" in str(capped.value)
+    clock.advance(30)
+    attempts.check("10.9.9.9")
+
+
+def test_remembered_addresses_are_bounded():
+    attempts = pairing.Attempts(kept=100, per_minute=10_000)
+    for i in range(1000):
+        attempts.wrong(f"10.2.{i // 250}.{i % 250}")
+    assert len(attempts._wrong) == 100
+
+
+# A real agent ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    """One agent logging at debug: uvicorn logs every request line and WebSocket handshake."""
+    agent = AgentProcess(tmp_path_factory.mktemp("pairing"), config_dict(free_port()), env={"EDGE_LOG_LEVEL": "debug"})
+    agent.start()
+    yield agent
+    agent.close()
+
+
+def _code(agent: AgentProcess, name: str, role: str = "admin", **body) -> dict:
+    with agent.client(role) as http:
+        answer = http.post("/v1/pairing", json={"name": name, **body})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _pair(agent: AgentProcess, code: str, source: str = "127.0.0.1") -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=agent.url, timeout=30, transport=transport) as http:
+        return http.post("/v1/pair", json={"code": code})
+
+
+def _as(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_pair_then_use_the_token_on_the_api_the_feed_and_tickets(agent):
+    made = _code(agent, "pad-anna", zones=["cosmetics"])
+    assert made["name"] == "pad-anna" and made["zones"] == ["cosmetics"] and made["expires_in"] == 600
+    assert made["pair_url"] == f"http://127.0.0.1:{agent.port}/pad#pair={made['code']}"
+    assert made["qr_svg"].startswith("<svg") and "<path" in made["qr_svg"]
+
+    answer = _pair(agent, made["code"])
+    assert answer.status_code == 201, answer.text
+    paired = answer.json()
+    assert paired["name"] == "pad-anna" and paired["role"] == "associate" and paired["zones"] == ["cosmetics"]
+    assert paired["store"] == {"id": "store-test", "name": "Test Store"}
+    token = paired["token"]
+
+    with httpx.Client(base_url=agent.url, timeout=30, headers=_as(token)) as http:
+        assert http.get("/v1/orders").status_code == 200
+        assert http.get("/v1/paired").status_code == 403  # an associate may not see the paired devices
+        assert http.post("/v1/pairing", json={"name": "pad-evil"}).status_code == 403
+        for purpose in ("events", "wristband"):
+            ticket = http.post("/v1/tickets", json={"for": purpose})
+            assert ticket.status_code == 201 and ticket.json()["for"] == purpose
+        feed_ticket = http.post("/v1/tickets", json={"for": "events"}).json()["ticket"]
+    with connect(f"{agent.ws_url}/v1/events", additional_headers=_as(token), open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+    with connect(f"{agent.ws_url}/v1/events?ticket={feed_ticket}", open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+
+    again = _pair(agent, made["code"])
+    assert again.status_code == 403 and again.json()["detail"] == "this pairing code was already used; ask for a new one"
+
+    with agent.client("console") as http:
+        listed = {d["name"]: d for d in http.get("/v1/paired").json()}
+    assert listed["pad-anna"]["paired_by"] == "admin-1" and listed["pad-anna"]["revoked_at"] is None
+    assert listed["pad-anna"]["last_seen"] and "token" not in json.dumps(listed)
+
+
+def test_who_may_make_codes_and_which_names(agent):
+    with agent.client("associate") as http:
+        assert http.post("/v1/pairing", json={"name": "pad-x"}).status_code == 403
+    with agent.client("kiosk") as http:
+        assert http.get("/v1/paired").status_code == 403
+    with agent.client() as http:
+        assert http.post("/v1/pairing", json={"name": "pad-x"}).status_code == 401
+    with agent.client("console") as http:
+        assert http.post("/v1/pairing", json={"name": "kiosk-1"}).status_code == 409
+        assert http.post("/v1/pairing", json={"name": "Pad X"}).status_code == 422
+        assert http.post("/v1/pairing", json={"name": "p" * 33}).status_code == 422
+        assert http.post("/v1/pairing", json={"name": "pad-x", "zones": ["x" * 33]}).status_code == 422
+        assert http.post("/v1/pairing", json={"name": "pad-x", "zones": ["z"] * 33}).status_code == 422
+        assert http.post("/v1/pairing", json={"name": "pad-x", "token": "mine"}).status_code == 422
+        assert http.delete("/v1/paired/pad-nobody").status_code == 404
+    assert _pair(agent, "x" * 33).status_code == 422
+
+
+def test_a_forged_host_header_never_reaches_the_pair_url(agent):
+    with agent.client("admin") as http:
+        made = http.post("/v1/pairing", json={"name": "pad-host"}, headers={"Host": "evil.example/phish?"}).json()
+        assert made["pair_url"] == f"http://127.0.0.1:{agent.port}/pad#pair={made['code']}"
+        made = http.post("/v1/pairing", json={"name": "pad-host"}, headers={"Host": "store-7.lan:8443"}).json()
+        assert made["pair_url"] == f"http://store-7.lan:8443/pad#pair={made['code']}"
+
+
+def test_revoke_refuses_the_token_at_once_and_its_tickets(agent):
+    token = _pair(agent, _code(agent, "pad-gone")["code"]).json()["token"]
+    with httpx.Client(base_url=agent.url, timeout=30, headers=_as(token)) as http:
+        assert http.get("/v1/orders").status_code == 200
+        unspent = http.post("/v1/tickets", json={"for": "events"}).json()["ticket"]
+        with agent.client("console") as console:
+            gone = console.delete("/v1/paired/pad-gone")
+            assert gone.status_code == 200 and gone.json()["revoked_by"] == "console-1"
+        refused = http.get("/v1/orders")
+        assert refused.status_code == 401 and refused.json()["detail"].startswith("this device was unpaired")
+        assert http.post("/v1/tickets", json={"for": "events"}).status_code == 401
+    for url, kwargs in ((f"{agent.ws_url}/v1/events?ticket={unspent}", {}),
+                        (f"{agent.ws_url}/v1/events", {"additional_headers": _as(token)})):
+        with connect(url, open_timeout=30, **kwargs) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "error"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    with agent.client("admin") as http:
+        assert http.delete("/v1/paired/pad-gone").status_code == 200  # again: unchanged
+        assert [d["revoked_by"] for d in http.get("/v1/paired").json() if d["name"] == "pad-gone"] == ["console-1"]
+
+
+def test_five_wrong_codes_from_an_address_then_429_and_others_still_pair(agent):
+    made = _code(agent, "pad-late")
+    wrong = [_pair(agent, "ABCD-EFGH", source="127.0.0.2") for _ in range(5)]
+    assert [r.status_code for r in wrong] == [403] * 5
+    assert wrong[0].json()["detail"] == "unknown pairing code; check it, or ask for a new one"
+    locked = _pair(agent, made["code"], source="127.0.0.2")  # even the right code, from there
+    assert locked.status_code == 429 and locked.headers["Retry-After"] == "900"
+    assert _pair(agent, made["code"]).status_code == 201  # from another address
+
+
+def test_neither_a_code_nor_a_token_reaches_the_log(agent):
+    made = _code(agent, "pad-log")
+    token = _pair(agent, made["code"]).json()["token"]
+    with httpx.Client(base_url=agent.url, timeout=30, headers=_as(token)) as http:
+        assert http.get("/v1/orders").status_code == 200
+    with connect(f"{agent.ws_url}/v1/events", additional_headers=_as(token), open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+    _pair(agent, made["code"])  # refused: logged as such
+    poll(agent.log, lambda log: "pad-log paired from" in log and log.count("POST /v1/pair HTTP") >= 2,
+         what="the pairing logged")
+    log = agent.log()
+    for secret in (made["code"], pairing.normalize(made["code"]), token):
+        assert secret not in log
+
+
+def test_edge_agent_pair_prints_the_code_the_url_and_a_qr(agent):
+    env = {**os.environ, "EDGE_TOKEN": TOKENS["console"]}
+    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", agent.url, "--name", "pad-cli",
+                           "--zones", "shoes,bags"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    code = re.search(r"Code\s+([2-9A-Z]{4}-[2-9A-Z]{4})", done.stdout).group(1)
+    assert f"http://127.0.0.1:{agent.port}/pad#pair={code}" in done.stdout
+    assert "pad-cli" in done.stdout and "shoes, bags" in done.stdout
+    assert "█" in done.stdout or "▀" in done.stdout
+    assert _pair(agent, code).json()["zones"] == ["shoes", "bags"]
+
+    taken = subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", agent.url, "--name", "pad-cli"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert taken.returncode == 1 and "409" in taken.stderr and "unpair it first" in taken.stderr
+    no_token = subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", agent.url, "--name", "x"],
+                              capture_output=True, text=True, env={k: v for k, v in env.items() if k != "EDGE_TOKEN"},
+                              timeout=60)
+    assert no_token.returncode == 2 and "EDGE_TOKEN" in no_token.stderr
+
+
+def test_a_restart_keeps_paired_devices_and_unpaired_ones(tmp_path):
+    agent = AgentProcess(tmp_path, config_dict(free_port()))
+    agent.start()
+    try:
+        kept = _pair(agent, _code(agent, "pad-kept")["code"]).json()["token"]
+        dropped = _pair(agent, _code(agent, "pad-dropped")["code"]).json()["token"]
+        with agent.client("admin") as http:
+            assert http.delete("/v1/paired/pad-dropped").status_code == 200
+        assert agent.stop() == 0
+        agent.start()
+        with httpx.Client(base_url=agent.url, timeout=30) as http:
+            assert http.get("/v1/orders", headers=_as(kept)).status_code == 200
+            refused = http.get("/v1/orders", headers=_as(dropped))
+            assert refused.status_code == 401 and "unpaired" in refused.json()["detail"]
+        with sqlite3.connect(agent.data_dir / "store.db") as db:
+            hashes = {r[0] for r in db.execute("SELECT token_sha256 FROM paired_clients")}
+        assert hashes == {pairing.digest(kept), pairing.digest(dropped)}
+    finally:
+        agent.close()
