@@ -10,9 +10,11 @@ customer: the session of the one before ends first (``new_customer``).
 The session's basket holds lines of (sku, qty, source), merged by sku and
 source: the source is who put the line there (the kiosk itself, an
 associate's client, or a try-on mirror's device id, whose ``kiosk:`` is this
-kiosk). Each change is a ``session.basket`` event, which the kiosk hears on
-its feed. The basket holds no prices: the kiosk's checkout
-(``POST /v1/sales``) prices it.
+kiosk). The basket's flows (a line added, the basket cleared, "new customer")
+are edge_agent/usecases/basket.py: each change is a ``session.basket``
+event, which the kiosk hears on its feed. The basket holds no prices: the
+kiosk's checkout (``POST /v1/sales``) prices it; ``PricedSession`` is the
+session with the catalog's current prices, as the kiosk's screen shows it.
 
 A session holds one customer, so it ends, and ``session.ended`` (``station,
 session_id, reason, left, items``) goes to the kiosk and to staff:
@@ -30,6 +32,13 @@ session_id, reason, left, items``) goes to the kiosk and to staff:
 
 Once a session has ended, its member is no longer the kiosk's: no points of
 theirs are redeemed there and the kiosk does not see their card.
+
+This module owns the sessions' state and the events only it can time:
+``member.attached`` and ``session.ended`` (``Sessions.end``, the one place
+that ends a session, whether a timer, a card, a sale or the button ends it).
+The values it hands out are frozen (``Session``, ``Ended``,
+``PricedSession``), each with ``as_dict()`` for the wire. Its refusals are
+the domain's errors (edge_agent/errors.py), with no HTTP status.
 
 Sessions live in memory only: after a restart the customer scans their card
 again, and a basket that was lost is put together again at the kiosk.
@@ -51,8 +60,7 @@ from typing import Any
 from edge_agent import catalog
 from edge_agent.bus import EventBus
 from edge_agent.config import SessionsConfig
-from edge_agent.errors import Conflict, Invalid
-from edge_agent.store import Store
+from edge_agent.errors import Conflict, Invalid, NotFound
 from edge_core.bus import BusEvent, Consumer, utcnow
 
 MEMBER_ATTACHED = "member.attached"
@@ -74,13 +82,13 @@ class EndReason(str, Enum):
 class BasketError(Conflict):
     """A basket change that cannot be made: beyond the store's stock or the basket's size."""
 
-    status = 409  # read by api/routers/mirror.py, which still answers this error itself
-
 
 class UnknownProduct(Invalid, BasketError):
     """No product by that code in the catalog."""
 
-    status = 422
+
+class NoKiosk(NotFound):
+    """The station named is no kiosk of this store: only a kiosk has a session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +126,70 @@ class Session:
         return tuple(line for line in self.basket if line.source == source)
 
     def basket_dict(self) -> dict[str, Any]:
+        """The basket as the API and the feed show it: ``lines`` and ``items``."""
         return lines_dict(self.basket)
 
     def as_dict(self) -> dict[str, Any]:
+        """The session as ``GET /v1/sessions/{station}`` shows it, before prices."""
         return {"station": self.station, "session_id": self.id, "member_id": self.member_id,
                 "attached_at": self.attached_at.isoformat() if self.attached_at else None,
                 "basket": self.basket_dict()}
+
+    def basket_event(self, change: Mapping[str, Any]) -> dict[str, Any]:
+        """The data of ``session.basket`` after ``change`` (``change`` and what it names): the whole basket."""
+        return {"station": self.station, "session_id": self.id, **change, **self.basket_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A session that ended: what ``session.ended`` says, and ``DELETE /v1/sessions/{station}`` answers."""
+
+    station: str
+    session_id: str | None
+    reason: EndReason
+    left: tuple[BasketLine, ...]  # what the customer leaves behind: the goods to put back
+
+    def as_dict(self) -> dict[str, Any]:
+        """``station, session_id, reason``, ``left`` with ``sku, name, qty, source``, and ``items``."""
+        return {"station": self.station, "session_id": self.session_id, "reason": self.reason.value,
+                "left": [{"sku": ln.sku, "name": ln.name, "qty": ln.qty, "source": ln.source} for ln in self.left],
+                "items": sum(ln.qty for ln in self.left)}
+
+
+@dataclass(frozen=True, slots=True)
+class LinePrice:
+    """A basket line's product as the catalog has it now: what the checkout would charge, and the store's count."""
+
+    unit_price: str
+    currency: str
+    stock_store: int
+
+
+@dataclass(frozen=True, slots=True)
+class PricedSession:
+    """A session with each basket line's current price (None for a product gone from the catalog)."""
+
+    session: Session
+    prices: tuple[LinePrice | None, ...] = ()  # one per basket line, in its order
+
+    def as_dict(self) -> dict[str, Any]:
+        """The session, each line with ``unit_price``, ``currency`` and ``stock_store`` (null when unknown)."""
+        out = self.session.as_dict()
+        for line, price in zip(out["basket"]["lines"], self.prices, strict=True):
+            line["unit_price"] = price.unit_price if price else None
+            line["currency"] = price.currency if price else None
+            line["stock_store"] = price.stock_store if price else None
+        return out
+
+
+def priced(session: Session, products: Mapping[str, catalog.Product], now: datetime) -> PricedSession:
+    """``session`` with its lines priced from ``products`` (by SKU) as the checkout would price them at ``now``."""
+    prices = []
+    for line in session.basket:
+        product = products.get(line.sku)
+        prices.append(None if product is None else
+                      LinePrice(catalog.money(product.unit_price(now)), product.currency, product.stock_store))
+    return PricedSession(session, tuple(prices))
 
 
 def lines_dict(lines: Iterable[BasketLine]) -> dict[str, Any]:
@@ -197,7 +263,10 @@ class Sessions(Consumer):
         return session
 
     def add(self, station: str, product: catalog.Product, qty: int, source: str) -> Session:
-        """Put ``qty`` of ``product`` in the station's basket; BasketError beyond store stock or ``MAX_LINES``."""
+        """Put ``qty`` of ``product`` in the station's basket; BasketError beyond store stock or ``MAX_LINES``.
+
+        The basket's flow (edge_agent/usecases/basket.py) tells the bus.
+        """
         session = self._current(station)
         wanted = session.qty(product.sku) + qty
         if wanted > product.stock_store:
@@ -213,20 +282,17 @@ class Sessions(Consumer):
             if len(lines) >= MAX_LINES:
                 raise BasketError(f"the basket at {station} holds at most {MAX_LINES} lines; check it out first")
             lines.append(BasketLine(product.sku, product.name, qty, source, now))
-        session = self._put(dataclasses.replace(session, basket=tuple(lines)))
-        self._changed(session, {"change": "added", "sku": product.sku, "qty": qty, "source": source})
-        return session
+        return self._put(dataclasses.replace(session, basket=tuple(lines)))
 
     def clear_basket(self, station: str) -> Session:
-        """Empty the station's basket (the customer starts over; the member stays); an empty one stays quiet."""
+        """Empty the station's basket (the customer starts over; the member stays); activity if it has a session.
+
+        The basket's flow (edge_agent/usecases/basket.py) tells the bus.
+        """
         session = self._by_station.get(station)
         if session is None:
             return self.get(station)
-        changed = bool(session.basket)
-        session = self._put(dataclasses.replace(session, basket=()))
-        if changed:
-            self._changed(session, {"change": "cleared"})
-        return session
+        return self._put(dataclasses.replace(session, basket=()))
 
     def begin_checkout(self, station: str) -> Session:
         """A sale at the kiosk starts: the session it is for (started now if there was none), pinned until
@@ -259,17 +325,16 @@ class Sessions(Consumer):
             self._put(session)  # refused or a replay: the customer is still there
 
     def end(self, station: str, reason: EndReason, *, session_id: str | None = None,
-            sold: Mapping[str, int] | None = None) -> dict[str, Any] | None:
-        """End the station's session (only if it is ``session_id``, when given) and tell the kiosk and staff;
-        the ``session.ended`` data, or None when there was no such session to end."""
+            sold: Mapping[str, int] | None = None) -> Ended | None:
+        """End the station's session (only if it is ``session_id``, when given) and tell the kiosk and staff
+        (``session.ended``); what ended, or None when there was no such session to end."""
         session = self._by_station.get(station)
         if session is None or (session_id is not None and session.id != session_id):
             return None
         self._drop(station)
-        data = {"station": station, "session_id": session.id, "reason": reason.value,
-                **_left(unsold(session.basket, sold or {}))}
-        self.bus.publish(SESSION_ENDED, data)
-        return data
+        ended = Ended(station, session.id, reason, tuple(unsold(session.basket, sold or {})))
+        self.bus.publish(SESSION_ENDED, ended.as_dict())
+        return ended
 
     def expire_idle(self) -> list[str]:
         """End every session idle for ``idle_timeout`` seconds without a checkout in flight; their stations."""
@@ -321,36 +386,3 @@ class Sessions(Consumer):
         else:
             self.end(station, EndReason.IDLE)
 
-    def _changed(self, session: Session, what: dict[str, Any]) -> None:
-        self.bus.publish(BASKET_CHANGED, {"station": session.station, "session_id": session.id, **what,
-                                          **session.basket_dict()})
-
-
-def _left(lines: list[BasketLine]) -> dict[str, Any]:
-    """The lines a session's end dropped: ``left`` with ``sku, name, qty, source``, and ``items``."""
-    return {"left": [{"sku": ln.sku, "name": ln.name, "qty": ln.qty, "source": ln.source} for ln in lines],
-            "items": sum(ln.qty for ln in lines)}
-
-
-async def add_item(sessions: Sessions, store: Store, station: str, item: catalog.ItemIn, source: str) -> Session:
-    """Look ``item`` up in the catalog and put it in the station's basket; UnknownProduct if there is none."""
-    product = await store.read(lambda conn: catalog.find(conn, item))
-    if product is None:
-        what, key = ("SKU", "sku") if item.sku is not None else ("barcode or SKU", "code")
-        raise UnknownProduct(f"no product with {what} {item.ref!r} in this store's catalog; check the {key}")
-    return sessions.add(station, product, item.qty, source)
-
-
-async def priced(store: Store, session: Session) -> dict[str, Any]:
-    """The session as ``GET /v1/sessions/{station}`` shows it: each line with the catalog's current unit price."""
-    out = session.as_dict()
-    if not session.basket:
-        return out
-    products = await store.read(lambda conn: catalog.products(conn, [line.sku for line in session.basket]))
-    now = utcnow()
-    for line in out["basket"]["lines"]:
-        product = products.get(line["sku"])
-        line["unit_price"] = catalog.money(product.unit_price(now)) if product else None
-        line["currency"] = product.currency if product else None
-        line["stock_store"] = product.stock_store if product else None
-    return out

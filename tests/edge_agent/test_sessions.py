@@ -141,12 +141,12 @@ def test_a_sale_never_ends_the_next_customers_session(kiosks):
     sessions, clock, sub = kiosks
     sessions.attach_member("kiosk-1", "M-1", via="scan:scanner-1")
     paying = sessions.begin_checkout("kiosk-1")
-    assert sessions.end("kiosk-1", EndReason.NEW_CUSTOMER)["reason"] == "new_customer"  # pressed while paying
+    assert sessions.end("kiosk-1", EndReason.NEW_CUSTOMER).reason == EndReason.NEW_CUSTOMER  # pressed while paying
     sessions.attach_member("kiosk-1", "M-2", via="scan:scanner-1")
     sessions.end_checkout("kiosk-1", paying.id, {"LIP": 1})  # the first customer's sale lands
     assert sessions.get("kiosk-1").member_id == "M-2"
     assert [e["reason"] for e in ended(drain(sub))] == ["new_customer"]
-    assert sessions.end("kiosk-1", EndReason.NEW_CUSTOMER)["session_id"] != paying.id
+    assert sessions.end("kiosk-1", EndReason.NEW_CUSTOMER).session_id != paying.id
     assert sessions.end("kiosk-1", EndReason.NEW_CUSTOMER) is None  # idempotent: nothing left to end
 
 

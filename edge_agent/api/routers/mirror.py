@@ -32,11 +32,12 @@ from ar_mirror import products as tryon
 from ar_mirror.stream import CONTENT_TYPE
 from drivers.base import DEVICE_ID_PATTERN, DeviceState
 from drivers.mirror.driver import MirrorCamera
-from edge_agent import catalog, orders, sessions
+from edge_agent import catalog, orders
 from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, require, tickets
 from edge_agent.api.routers import orders as order_routes
 from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
+from edge_agent.usecases import basket
 from edge_core.errors import DeviceError
 
 router = APIRouter(tags=["mirror"], route_class=StrictRoute)
@@ -257,12 +258,8 @@ async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId,
     if offer is None:
         raise HTTPException(422, f"{body.sku!r} is not a try-on product this store has or can order")
     if body.channel == "store" and driver.cfg.kiosk is not None:
-        agent = request.app.state.agent
-        try:
-            await sessions.add_item(agent.sessions, agent.store, driver.cfg.kiosk,
-                                    catalog.ItemIn(sku=body.sku, qty=body.qty), driver.cfg.id)
-        except sessions.BasketError as err:
-            raise HTTPException(err.status, str(err)) from err
+        await basket.add_line(request.app.state.agent, driver.cfg.kiosk,
+                              catalog.ItemIn(sku=body.sku, qty=body.qty), driver.cfg.id)
         driver.sent_to_kiosk(body.sku, body.qty)
         return _basket(request, driver, client)
     stock = offer.stock_store if body.channel == "store" else offer.stock_online

@@ -4,6 +4,11 @@
 ends the session (edge_agent/sessions.py), so the next customer finds no
 member, no points and no basket of the one before.
 
+Each route checks who may address which station, then calls one flow of
+edge_agent/usecases/basket.py and returns what it gives; the flows' errors
+(no kiosk 404, an unknown product 422, more than the store has 409) are
+mapped in edge_agent/api/errors.py.
+
 A kiosk reads, changes and ends only its own session. Associates and admins may
 change any kiosk's basket (helping a customer). A mirror's screen may put
 lines into the basket of the kiosk its ``mirror.camera`` device names with
@@ -23,6 +28,7 @@ from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.catalog import ItemIn
 from edge_agent.config import ClientConfig, Role
+from edge_agent.usecases import basket
 
 router = APIRouter(tags=["sessions"], route_class=StrictRoute)
 Station = Annotated[str, Path(min_length=1, max_length=64)]
@@ -32,13 +38,6 @@ def _own(client: ClientConfig, station: str, what: str) -> None:
     """403 for a kiosk that is not ``station``."""
     if client.role == Role.KIOSK and station != client.name:
         raise HTTPException(403, f"a kiosk {what} only its own session ({client.name!r})")
-
-
-def _kiosk(request: Request, station: str) -> None:
-    """404 unless ``station`` is a kiosk client of this store (a session is a kiosk's)."""
-    clients = request.app.state.agent.config.api.clients
-    if not any(c.name == station and c.role == Role.KIOSK for c in clients):
-        raise HTTPException(404, f"no kiosk {station!r} in this store (an api client with role kiosk)")
 
 
 def mirror_for(request: Request, client: ClientConfig, station: str) -> MirrorConfig | None:
@@ -58,15 +57,14 @@ async def get_session(
 ) -> dict:
     """The station's session: member and basket, each line with its name and the catalog's current unit price."""
     _own(client, station, "reads")
-    _kiosk(request, station)
     agent = request.app.state.agent
-    session = await sessions.priced(agent.store, agent.sessions.get(station))
+    session = await basket.view(agent, station)
     if client.role != Role.KIOSK:
         # Staff looking at a customer's session read her data (edge_agent/privacy.py); the kiosk showing
         # the customer her own session does not.
-        agent.privacy.access.record(client.name, client.role, session.get("member_id"),
+        agent.privacy.access.record(client.name, client.role, session.session.member_id,
                                     "GET /v1/sessions/{station}")
-    return session
+    return session.as_dict()
 
 
 @router.delete("/v1/sessions/{station}")
@@ -81,11 +79,7 @@ async def end_session(
     items``), or null when there was no session to end.
     """
     _own(client, station, "ends")
-    _kiosk(request, station)
-    agent = request.app.state.agent
-    ended = agent.sessions.end(station, sessions.EndReason.NEW_CUSTOMER)
-    return {"station": station, "ended": ended,
-            "session": await sessions.priced(agent.store, agent.sessions.get(station))}
+    return (await basket.end_session(request.app.state.agent, station)).as_dict()
 
 
 @router.post("/v1/sessions/{station}/basket", status_code=201)
@@ -104,13 +98,11 @@ async def add_to_basket(
             raise HTTPException(403, f"only the screen of a mirror whose devices.yaml kiosk is {station!r} "
                                      "may add to its basket")
         source = mirror.id
-    _kiosk(request, station)
-    agent = request.app.state.agent
-    session = await sessions.add_item(agent.sessions, agent.store, station, body, source)
+    session = await basket.add_line(request.app.state.agent, station, body, source)
     if client.role == Role.MIRROR:
         # A public screen: what it put there itself, never who is signed in at the kiosk or what else they buy.
-        return {"station": station, "basket": sessions.Session(station, basket=session.lines_from(source)).basket_dict()}
-    return await sessions.priced(agent.store, session)
+        return {"station": station, "basket": sessions.lines_dict(session.session.lines_from(source))}
+    return session.as_dict()
 
 
 @router.delete("/v1/sessions/{station}/basket")
@@ -121,6 +113,4 @@ async def clear_basket(
 ) -> dict:
     """Empty the kiosk's basket (the customer starts over); the member stays attached."""
     _own(client, station, "changes")
-    _kiosk(request, station)
-    agent = request.app.state.agent
-    return await sessions.priced(agent.store, agent.sessions.clear_basket(station))
+    return (await basket.clear(request.app.state.agent, station)).as_dict()
