@@ -6,7 +6,7 @@
       model: m2-2.9-bwr                # the default label model
       labels:                          # bulk bindings, applied at every start
         - {mac: 0000021D4E83B4A1, sku: LIP-RED-01}
-        - {mac: 00:00:02:1D:4E:83:B4:A2, sku: TOTE-CANVAS, model: m2-4.2-bwr}
+        - {mac: 00:00:02:1D:4E:83:B4:A2, sku: TOTE-CANVAS, model: m2-4.2-bwr, zone: bags}
 
     - id: labels-paper
       kind: shelf_label.files          # PNG files in a folder (print them, show them on a screen)
@@ -16,7 +16,9 @@
 
 A label's id is its tag MAC, 16 upper-case hex digits as the access point
 prints it (a 12-digit MAC is padded with zeros, as the AP does), or for the
-file back end a ``key`` (the file name without ``.png``).
+file back end a ``key`` (the file name without ``.png``). A label may name
+the ``zone`` of its shelf (an aisle or an area, "cosmetics"): its alerts carry
+it, so that they reach the associates of that zone.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # edge_agent.catalog.Catalog
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # files.FileLabels keys
 DEFAULT_MODEL = "m2-2.9-bwr"  # the common 2.9" shelf-edge label
 MAX_LABELS = 100_000
+ZONE_PATTERN = re.compile(r"^[A-Za-z0-9 _-]{1,32}$")
+ZONE_RULE = "1-32 of A-Z a-z 0-9 space _ -, not only spaces"
 
 
 def check_model(name: str | None) -> str | None:
@@ -43,6 +47,13 @@ def check_model(name: str | None) -> str | None:
     if name is not None:
         get_model(name)  # UnknownLabelModel is a ValueError naming every model
     return name
+
+
+def check_zone(zone: str | None) -> str | None:
+    """``zone`` if it can name a label's zone (None: no zone); ValueError saying what a zone is if not."""
+    if zone is not None and (not isinstance(zone, str) or not ZONE_PATTERN.match(zone) or not zone.strip()):
+        raise ValueError(f"{zone!r} is not a zone: {ZONE_RULE}, e.g. cosmetics or aisle-3")
+    return zone
 
 
 def check_key(key: str) -> str:
@@ -57,11 +68,17 @@ class _Binding(BaseModel):
 
     sku: str = Field(pattern=SKU_PATTERN, description="the product the label shows")
     model: str | None = Field(default=None, description="label model; default: the device's model")
+    zone: str | None = Field(default=None, description=f"the shelf's zone ({ZONE_RULE}); its alerts carry it")
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str | None) -> str | None:
         return check_model(value)
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return check_zone(value)
 
 
 class OeplBinding(_Binding):

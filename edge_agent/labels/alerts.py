@@ -8,6 +8,8 @@ is the device id). Raising inserts a ``label_alerts`` row and appends a
 ``retail.device.alert`` outbox event (telemetry) in the same transaction,
 then publishes ``alert.raised`` on the bus (the live feed shows it);
 clearing deletes the row, with ``state: "cleared"`` and ``alert.cleared``.
+Every alert whose subject is a label carries the label's ``zone`` (null when
+it has none), so that the wristbands can send it to that zone's associates.
 
 A whole store going wrong at once (an access point down during a chain-wide
 price change) must not bury the hub in ten thousand alerts: past ``burst``
@@ -116,6 +118,8 @@ class Alerts:
     def _event(c: Change, since: datetime) -> dict[str, Any]:
         data = dict(c.data or {})
         device = data.pop("device", c.subject)
+        if c.kind != "device":  # a label's alert: its zone, null when none
+            data.setdefault("zone", None)
         return {"device": device, "severity": "warning" if c.raise_ else "info", "code": CODES[c.kind],
                 "state": "raised" if c.raise_ else "cleared", "subject": c.subject,
                 "since": since.isoformat(), **data}

@@ -19,22 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from drivers.shelf_label.config import LabelDeviceConfig
 from drivers.shelf_label.driver import Snapshot
 from edge_agent import catalog
 from edge_agent.errors import StoreError
 from edge_agent.labels import watch
-from edge_agent.labels.alerts import Change
+from edge_agent.labels.alerts import Alerts, Change
 from edge_agent.labels.compliance import assess, checkout_price
 from edge_agent.labels.table import Label
 from edge_core.bus import utcnow
 from edge_core.logonce import LogOnce
-
-if TYPE_CHECKING:
-    from edge_agent.labels.service import LabelService
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +44,33 @@ def _money(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+class Labels(Protocol):
+    """What the monitor needs of the label service (service.py): its labels to read, where to record
+    since when one is wrong, and the devices' counters."""
+
+    def all_labels(self) -> list[Label]: ...
+    def label(self, mac: str) -> Label | None: ...
+    def device_labels(self, device_id: str) -> list[Label]: ...
+    async def products(self, skus: Iterable[str | None]) -> dict[str, catalog.Product]: ...
+    def mark_wrong(self, mac: str, at: datetime) -> datetime | None: ...
+    def mark_right(self, mac: str) -> None: ...
+    def queued(self) -> int: ...
+    def set_counters(self, device_id: str, counters: dict[str, int]) -> None: ...
+
+
+def alert_data(label: Label, **data: Any) -> dict[str, Any]:
+    """What every alert about ``label`` says of it: its device, id, product and zone (None when it has none),
+    so that the wristbands can send a wrong label to the associates of its zone."""
+    return {"device": label.device, "mac": label.mac, "sku": label.sku, "zone": label.zone, **data}
+
+
 class Monitor:
     """Compliance, alerts and counters of the label service."""
 
-    def __init__(self, service: "LabelService"):
-        self.svc = service
+    def __init__(self, labels: Labels, alerts: Alerts, configs: Mapping[str, LabelDeviceConfig]):
+        self.labels = labels
+        self.alerts = alerts
+        self.configs = dict(configs)
         self.wrong: dict[str, datetime] = {}  # mac -> since when not compliant
         self.reasons: dict[str, str] = {}
         self._dirty: set[str] = set()
@@ -62,13 +82,13 @@ class Monitor:
 
     def interval(self) -> float:
         """Seconds between full passes."""
-        graces = [d.config.compliance_grace for d in self.svc.devices.values()] or [DEFAULT_GRACE]
+        graces = [c.compliance_grace for c in self.configs.values()] or [DEFAULT_GRACE]
         return max(0.2, min(30.0, min(graces) / 4))
 
     def grace(self, device: str) -> float:
         """The compliance grace time of ``device``'s labels."""
-        driver = self.svc.devices.get(device)
-        return driver.config.compliance_grace if driver is not None else DEFAULT_GRACE
+        config = self.configs.get(device)
+        return config.compliance_grace if config is not None else DEFAULT_GRACE
 
     def dirty(self, macs: Iterable[str]) -> None:
         """Assess these labels at the next pass, soon."""
@@ -79,10 +99,10 @@ class Monitor:
         """Labels, how many are not compliant and since when the oldest is not, how many wait to
         be pushed, and the label alerts that are up."""
         oldest = min(self.wrong.values(), default=None)
-        return {"labels": len(self.svc.labels), "non_compliant": len(self.wrong),
+        return {"labels": len(self.labels.all_labels()), "non_compliant": len(self.wrong),
                 "oldest_non_compliant_since": oldest.isoformat() if oldest else None,
-                "queued": sum(p.busy for p in self.svc.pushers.values()),
-                "alerts": len(self.svc.alerts.active)}
+                "queued": self.labels.queued(),
+                "alerts": len(self.alerts.active)}
 
     async def run(self) -> None:
         """Pass after pass, until cancelled."""
@@ -113,11 +133,9 @@ class Monitor:
 
     def found_wrong(self, label: Label, at: datetime) -> datetime:
         """``label`` was found not compliant at ``at`` (by whoever looked first): since when it is."""
-        if label.wrong_since is None:
-            label.wrong_since = at
-            self.svc.recorder.mark(label)
-        self.wrong[label.mac] = label.wrong_since
-        return label.wrong_since
+        since = self.labels.mark_wrong(label.mac, at) or at
+        self.wrong[label.mac] = since
+        return since
 
     async def check(self, full: bool = True) -> None:
         """One pass: assess, keep ``wrong_since``, raise and clear alerts, update counters."""
@@ -125,12 +143,15 @@ class Monitor:
             await self._check(full)
 
     async def _check(self, full: bool) -> None:
-        svc = self.svc
-        macs, self._dirty = (set(svc.labels) if full else self._dirty), set()
+        service = self.labels
+        if full:
+            self._dirty = set()
+            labels = service.all_labels()
+        else:
+            macs, self._dirty = self._dirty, set()
+            labels = [lb for lb in map(service.label, macs) if lb is not None]
         changes, self._changes = self._changes, []
-        labels = [svc.labels[m] for m in macs if m in svc.labels]
-        skus = {lb.sku for lb in labels if lb.sku}
-        products = await svc.store.read(lambda c: catalog.products(c, skus)) if skus else {}
+        products = await service.products(lb.sku for lb in labels)
         now = utcnow()
         for label in labels:
             checkout = checkout_price(products.get(label.sku) if label.sku else None, now)
@@ -138,29 +159,25 @@ class Monitor:
             if reason is None:
                 self.wrong.pop(label.mac, None)
                 self.reasons.pop(label.mac, None)
-                if label.wrong_since is not None:
-                    label.wrong_since = None
-                    svc.recorder.mark(label)
-                if svc.alerts.is_up(label.mac, "price"):
-                    changes.append(Change(label.mac, "price", False, None, {
-                        "device": label.device, "mac": label.mac, "sku": label.sku,
-                        "shown_price": _money(label.shown_price), "checkout_price": _money(checkout),
-                        "message": f"label {label.mac} ({label.sku}) shows the checkout's price again"}))
+                service.mark_right(label.mac)
+                if self.alerts.is_up(label.mac, "price"):
+                    changes.append(Change(label.mac, "price", False, None, alert_data(
+                        label, shown_price=_money(label.shown_price), checkout_price=_money(checkout),
+                        message=f"label {label.mac} ({label.sku}) shows the checkout's price again")))
                 continue
-            self.found_wrong(label, now)
+            since = self.found_wrong(label, now)
             self.reasons[label.mac] = reason
-            if now - label.wrong_since >= timedelta(seconds=self.grace(label.device)):
-                changes.append(Change(label.mac, "price", True, label.wrong_since, {
-                    "device": label.device, "mac": label.mac, "sku": label.sku,
-                    "shown_price": _money(label.shown_price if label.confirmed_at else None),
-                    "checkout_price": _money(checkout),
-                    "message": f"label {label.mac} ({label.sku}) does not show the checkout's price: {reason}"}))
+            if now - since >= timedelta(seconds=self.grace(label.device)):
+                changes.append(Change(label.mac, "price", True, since, alert_data(
+                    label, shown_price=_money(label.shown_price if label.confirmed_at else None),
+                    checkout_price=_money(checkout),
+                    message=f"label {label.mac} ({label.sku}) does not show the checkout's price: {reason}")))
         if full:
-            for mac in [m for m in self.wrong if m not in svc.labels]:
+            for mac in [m for m in self.wrong if service.label(m) is None]:
                 self.wrong.pop(mac, None)
                 self.reasons.pop(mac, None)
         try:
-            await svc.alerts.apply(changes)
+            await self.alerts.apply(changes)
         except StoreError:
             self._changes[:0] = changes  # raised or cleared at the next pass
             raise
@@ -169,28 +186,26 @@ class Monitor:
 
     def tags_seen(self, snapshot: Snapshot, now: datetime) -> None:
         """Stale tags and low batteries of one poll, as alert changes for the next pass."""
-        driver = self.svc.devices.get(snapshot.device)
-        cfg = driver.config if driver is not None else None
+        cfg = self.configs.get(snapshot.device)
         stale_after = getattr(cfg, "stale_after", None)
         low_mv = getattr(cfg, "low_battery_mv", None)
         if stale_after is None and low_mv is None:
             return
-        alerts = self.svc.alerts
-        for label in self.svc.device_labels(snapshot.device):
+        alerts = self.alerts
+        for label in self.labels.device_labels(snapshot.device):
             state = snapshot.tags.get(label.mac)
-            common = {"device": label.device, "mac": label.mac, "sku": label.sku}
             if stale_after is not None and state is not None:
                 stale = label.sku is not None and watch.is_stale(label, state, now, stale_after)
                 seen = state.last_seen.isoformat() if state.last_seen else None
-                self._changes.append(Change(label.mac, "stale", stale, state.last_seen or label.bound_at, {
-                    **common, "last_seen": seen,
-                    "message": f"label {label.mac} ({label.sku}) not heard from since {seen or 'it was bound'}"}))
+                self._changes.append(Change(label.mac, "stale", stale, state.last_seen or label.bound_at, alert_data(
+                    label, last_seen=seen,
+                    message=f"label {label.mac} ({label.sku}) not heard from since {seen or 'it was bound'}")))
             if low_mv is not None and state is not None:
                 low = watch.battery_low(state, low_mv, alerts.is_up(label.mac, "battery"))
                 if low is not None:
-                    self._changes.append(Change(label.mac, "battery", low, now, {
-                        **common, "battery_mv": state.battery_mv,
-                        "message": f"label {label.mac} ({label.sku}) battery at {state.battery_mv} mV"}))
+                    self._changes.append(Change(label.mac, "battery", low, now, alert_data(
+                        label, battery_mv=state.battery_mv,
+                        message=f"label {label.mac} ({label.sku}) battery at {state.battery_mv} mV")))
         self._wake.set()
 
     def device_state(self, device: str, state: str | None, error: str | None) -> None:
@@ -202,10 +217,10 @@ class Monitor:
         self._wake.set()
 
     def _count(self) -> None:
-        alerts = self.svc.alerts.active
+        alerts = self.alerts.active
         counts = {dev_id: dict.fromkeys(("labels", "labels_non_compliant", "labels_stale", "labels_low_battery"), 0)
-                  for dev_id in self.svc.devices}
-        for label in self.svc.labels.values():
+                  for dev_id in self.configs}
+        for label in self.labels.all_labels():
             c = counts.get(label.device)
             if c is None:
                 continue
@@ -214,4 +229,4 @@ class Monitor:
             c["labels_stale"] += (label.mac, "stale") in alerts
             c["labels_low_battery"] += (label.mac, "battery") in alerts
         for dev_id, c in counts.items():
-            self.svc.devices[dev_id].ctx.counters.update(c)
+            self.labels.set_counters(dev_id, c)

@@ -17,29 +17,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from datetime import datetime, tzinfo
+from typing import Protocol
 
+from drivers.shelf_label.config import LabelDeviceConfig
 from drivers.shelf_label.models import UnknownLabelModel
 from edge_agent import catalog
 from edge_agent.errors import StoreError
 from edge_agent.labels.plan import Desired, desire
-from edge_agent.labels.pusher import Job
 from edge_agent.labels.table import Label
 from edge_core.bus import utcnow
 from edge_core.logonce import LogOnce
 
-if TYPE_CHECKING:
-    from edge_agent.labels.service import LabelService
-
 log = logging.getLogger(__name__)
+
+
+class Labels(Protocol):
+    """What the planner needs of the label service (service.py): its labels to read, and where to
+    report what each should show."""
+
+    def all_labels(self) -> list[Label]: ...
+    def label(self, mac: str) -> Label | None: ...
+    def unfit_notes(self) -> dict[str, str]: ...
+    async def products(self, skus: Iterable[str | None]) -> dict[str, catalog.Product]: ...
+    def set_desired(self, mac: str, d: Desired, now: datetime) -> Label | None: ...
+    def push_failed(self, mac: str, error: str) -> None: ...
+    def queue(self, mac: str, d: Desired, force: bool, urgent: bool) -> bool: ...
+    def assess_soon(self, macs: Iterable[str]) -> None: ...
+    def count(self, device_id: str, name: str, n: int = 1) -> None: ...
 
 
 class Planner:
     """Plans the labels of one LabelService."""
 
-    def __init__(self, service: "LabelService"):
-        self.svc = service
+    def __init__(self, labels: Labels, configs: Mapping[str, LabelDeviceConfig], tz: tzinfo):
+        self.labels = labels
+        self.configs = dict(configs)
+        self.tz = tz
         self.changes_at: dict[str, datetime] = {}  # sku -> when its label changes by itself
         self.plans = 0
         self._lock = asyncio.Lock()
@@ -53,7 +68,7 @@ class Planner:
 
     def stock_delay(self) -> float:
         """Seconds a store count change waits for more (the shortest of the label devices')."""
-        return min((d.config.stock_delay for d in self.svc.devices.values()), default=2.0)
+        return min((c.stock_delay for c in self.configs.values()), default=2.0)
 
     def request(self, skus: set[str] | None, macs: set[str] | None = None) -> None:
         """Plan the labels of ``skus`` (all when None) and ``macs`` soon."""
@@ -107,70 +122,57 @@ class Planner:
         """Work out what the labels of ``skus`` (every label when None; only ``macs`` if given) should
         show, and queue those whose content changed (all of them with ``force``; ``urgent`` first);
         returns how many were queued."""
-        svc = self.svc
+        labels = self.labels
         async with self._lock:
             now = utcnow()
-            targets = [(lb.mac, lb.sku, lb.model, lb.device) for lb in svc.labels.values()
+            targets = [(lb.mac, lb.sku, lb.model, lb.device) for lb in labels.all_labels()
                        if (skus is None or lb.sku in skus) and (macs is None or lb.mac in macs)]
             if not targets:
                 return 0
-            wanted = {sku for _, sku, _, _ in targets if sku}
-            products = await svc.store.read(lambda c: catalog.products(c, wanted))
-            desired = await asyncio.to_thread(self._desire_all, targets, products, now)
+            products = await labels.products(sku for _, sku, _, _ in targets)
+            desired = await asyncio.to_thread(self._desire_all, targets, products, now, labels.unfit_notes())
             queued = 0
             for mac, sku, _, _ in targets:
-                label, d = svc.labels.get(mac), desired.get(mac)
+                label, d = labels.label(mac), desired.get(mac)
                 if label is None or label.sku != sku or d is None:
                     continue  # re-bound meanwhile; its own plan follows
                 if isinstance(d, str):
-                    svc.push_failed(mac, d)
+                    labels.push_failed(mac, d)
                     continue
-                self.set_desired(label, d, now)
+                labels.set_desired(mac, d, now)
                 if sku is not None:
                     if d.changes_at is not None:
                         self.changes_at[sku] = d.changes_at
                     else:
                         self.changes_at.pop(sku, None)
-                pusher = svc.pushers.get(label.device)
                 again = force or self._unconfirmed_too_long(label, now)
-                if pusher is not None and (again or label.pushed_hash != d.hash):
-                    pusher.submit(Job(mac, d, again), urgent)
+                if (again or label.pushed_hash != d.hash) and labels.queue(mac, d, again, urgent):
                     queued += 1
             self.plans += 1
             self._reschedule.set()
-            svc.monitor.dirty(mac for mac, *_ in targets)
+            labels.assess_soon(mac for mac, *_ in targets)
             return queued
-
-    def set_desired(self, label: Label, d: Desired, now: datetime) -> None:
-        """Record what ``label`` should show, if that changed."""
-        new = (d.hash, d.price, d.note, d.checkout)
-        if new != (label.desired_hash, label.desired_price, label.desired_note, label.checkout_price):
-            label.desired_hash, label.desired_price, label.desired_note, label.checkout_price = new
-            label.planned_at = now
-            self.svc.recorder.mark(label)
 
     def _unconfirmed_too_long(self, label: Label, now: datetime) -> bool:
         """A push its tag has not confirmed within ``stale_after`` (the AP may have lost it): push again."""
-        driver = self.svc.devices.get(label.device)
-        limit = getattr(driver.config, "stale_after", None) if driver is not None else None
+        limit = getattr(self.configs.get(label.device), "stale_after", None)
         return (limit is not None and label.outstanding and label.pushed_at is not None
                 and (now - label.pushed_at).total_seconds() > limit)
 
     def _desire_all(self, targets: list[tuple[str, str | None, str, str]], products: dict[str, catalog.Product],
-                    now: datetime) -> dict[str, Desired | str]:
+                    now: datetime, unfit: dict[str, str]) -> dict[str, Desired | str]:
         """Runs in a thread: each label's Desired, or why it cannot have one."""
-        svc = self.svc
         out: dict[str, Desired | str] = {}
         cache: dict[tuple[str | None, str, str | None], Desired | str] = {}
         for mac, sku, model, device in targets:
-            driver = svc.devices.get(device)
-            template = driver.config.url_template if driver is not None else None
+            config = self.configs.get(device)
+            template = config.url_template if config is not None else None
             url = template.format(sku=sku) if template and sku else None
             key = (sku, model, url)
             if key not in cache:
                 try:
-                    cache[key] = desire(sku, products.get(sku) if sku else None, model, now, url=url, tz=svc.tz,
-                                        unfit=svc.unfit_hashes)
+                    cache[key] = desire(sku, products.get(sku) if sku else None, model, now, url=url, tz=self.tz,
+                                        unfit=unfit)
                 except UnknownLabelModel as err:
                     cache[key] = f"{err}; bind the label again with a known model"
             out[mac] = cache[key]
@@ -178,7 +180,7 @@ class Planner:
 
     async def scheduler(self) -> None:
         """Plan again when a promotion starts or ends, and sweep every label every ``sweep_interval``."""
-        sweep = min((d.config.sweep_interval for d in self.svc.devices.values()), default=300.0)
+        sweep = min((c.sweep_interval for c in self.configs.values()), default=300.0)
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + sweep
         while True:
@@ -191,8 +193,8 @@ class Planner:
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + sweep
                 self.request(None)
-                for driver in self.svc.devices.values():  # GET /v1/devices shows that sweeps happen
-                    driver.ctx.count("sweeps")
+                for device_id in self.configs:  # GET /v1/devices shows that sweeps happen
+                    self.labels.count(device_id, "sweeps")
             wait = next_sweep - loop.time()
             if self.changes_at:
                 wait = min(wait, (min(self.changes_at.values()) - now).total_seconds())

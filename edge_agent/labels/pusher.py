@@ -17,20 +17,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from drivers.shelf_label.driver import LabelDriver, TagState
+from drivers.shelf_label.driver import LabelDriver, PushResult, TagState
 from drivers.shelf_label.models import UnknownLabelModel, get_model
 from drivers.shelf_label.oepl import TagNotFound
 from edge_agent.labels.plan import Desired
 from edge_agent.labels.renderer import Renderer
+from edge_agent.labels.table import Label
 from edge_core.backoff import Backoff
 from edge_core.errors import DeviceError
 from edge_core.logonce import LogOnce
 from edge_core.tasks import cancel_and_wait
-
-if TYPE_CHECKING:
-    from edge_agent.labels.service import LabelService
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +52,21 @@ def facts(d: Desired) -> dict[str, str]:
     return out
 
 
+class Outcomes(Protocol):
+    """What the push workers read of the label service (service.py), and how they report to it."""
+
+    def label(self, mac: str) -> Label | None: ...
+    def tag_state(self, mac: str) -> TagState | None: ...
+    def pushed(self, mac: str, d: Desired, result: PushResult, token: str | None,
+               planned: str | None = None) -> None: ...
+    def push_failed(self, mac: str, error: str) -> None: ...
+    def unfit(self, wanted: Desired, drawn: Desired) -> None: ...
+
+
 class DevicePusher:
     """The push workers of one label device."""
 
-    def __init__(self, service: "LabelService", driver: LabelDriver, renderer: Renderer,
+    def __init__(self, service: Outcomes, driver: LabelDriver, renderer: Renderer,
                  online: Callable[[], bool]):
         self.service = service
         self.driver = driver
@@ -145,13 +154,13 @@ class DevicePusher:
 
     async def _run(self, job: Job) -> None:
         svc = self.service
-        label = svc.labels.get(job.mac)
+        label = svc.label(job.mac)
         if label is None or label.device != self.device:
             return  # unbound or moved meanwhile
         desired = job.desired
         if not job.force and label.pushed_hash == desired.hash:
             return  # pushed before: confirmed, or waiting for the tag
-        state: TagState | None = svc.tag_states.get(job.mac)
+        state: TagState | None = svc.tag_state(job.mac)
         try:
             model = get_model(desired.model)
         except UnknownLabelModel as err:

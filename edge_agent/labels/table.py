@@ -1,8 +1,8 @@
 """The ``labels`` table: one row per label, kept in memory by the label service
 and written back in batches (``Recorder``).
 
-Per label: its binding (device, SKU, model, whether devices.yaml or the API
-made it), what it should show (``desired_*``, the last plan, and the
+Per label: its binding (device, SKU, model, zone, whether devices.yaml or the
+API made it), what it should show (``desired_*``, the last plan, and the
 checkout's price then), the last upload its back end accepted (``pushed_*``),
 what the back end confirmed it shows (``shown_*``, ``confirmed_at``), the
 last error, and since when it has not shown the checkout's price
@@ -58,6 +58,7 @@ class Label:
     last_error: str | None = None
     error_at: datetime | None = None
     wrong_since: datetime | None = None
+    zone: str | None = None  # the shelf's area ("cosmetics"): its alerts go to that zone's associates
 
     @property
     def outstanding(self) -> bool:

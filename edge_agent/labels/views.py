@@ -1,7 +1,8 @@
 """What the API shows of labels: the service's labels (its newest knowledge; the
 store has them a batch later), the catalog's live prices, the last poll's tag
 health. Built in the event loop in slices, so a store with ten thousand
-labels does not hold up the API for the length of a listing."""
+labels does not hold up the API for the length of a listing. Everything is
+read through the service's methods; nothing here changes a label."""
 
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ SLICE = 500
 
 
 async def _products(svc: "LabelService", labels: list[Label]) -> dict[str, catalog.Product]:
-    skus = {lb.sku for lb in labels if lb.sku}
-    return await svc.store.read(lambda c: catalog.products(c, skus)) if skus else {}
+    return await svc.products(lb.sku for lb in labels)
 
 
 def view(svc: "LabelService", label: Label, products: dict[str, catalog.Product]) -> dict[str, Any]:
@@ -33,11 +33,11 @@ def view(svc: "LabelService", label: Label, products: dict[str, catalog.Product]
     note = svc.device_note(label.device) if reason else None
     if note:
         reason = f"{reason} ({note})"
-    state = svc.tag_states.get(label.mac)
+    state = svc.tag_state(label.mac)
     confirmed = label.confirmed_at is not None
     return {
         "mac": label.mac, "device": label.device, "sku": label.sku, "model": label.model, "source": label.source,
-        "bound_at": label.bound_at.isoformat(),
+        "zone": label.zone, "bound_at": label.bound_at.isoformat(),
         # What the back end confirmed the label shows (a notice has no price).
         "price": str(label.shown_price) if confirmed and label.shown_price is not None else None,
         "content_hash": label.shown_hash if confirmed else None,
@@ -63,15 +63,16 @@ def view(svc: "LabelService", label: Label, products: dict[str, catalog.Product]
         "rssi": state.rssi if state else None,
         "pending": state.pending if state else None,
         "known_to_device": state.known if state else None,
-        "alerts": sorted(k for (s, k) in svc.alerts.active if s == label.mac),
+        "alerts": svc.label_alerts(label.mac),
     }
 
 
 async def listing(svc: "LabelService", *, device: str | None = None, sku: str | None = None,
                   macs: list[str] | None = None) -> list[dict[str, Any]]:
     """Labels as the API lists them, by MAC."""
-    await svc.monitor.settle()
-    chosen = [svc.labels[m] for m in macs if m in svc.labels] if macs is not None else list(svc.labels.values())
+    await svc.settle()
+    chosen = ([lb for lb in map(svc.label, macs) if lb is not None] if macs is not None
+              else svc.all_labels())
     chosen = sorted((lb for lb in chosen if (device is None or lb.device == device) and (sku is None or lb.sku == sku)),
                     key=lambda lb: lb.mac)
     products = await _products(svc, chosen)
@@ -85,8 +86,8 @@ async def listing(svc: "LabelService", *, device: str | None = None, sku: str | 
 
 async def compliance(svc: "LabelService") -> list[Entry]:
     """Every label that does not show what the checkout charges now, the longest-wrong first."""
-    await svc.monitor.settle()
-    labels = list(svc.labels.values())
+    await svc.settle()
+    labels = svc.all_labels()
     products = await _products(svc, labels)
     now = utcnow()
     notes = {dev: svc.device_note(dev) for dev in {lb.device for lb in labels}}
@@ -97,7 +98,9 @@ async def compliance(svc: "LabelService") -> list[Entry]:
         out += entries(labels[i:i + SLICE], products, now, notes)
     # A label wrong since a moment ago (the catalog changed, the monitor has not looked yet) is
     # recorded as wrong from now, so that the monitor and the next call say the same "since".
-    out = [e if svc.labels[e.mac].wrong_since is not None else replace(e, since=svc.monitor.found_wrong(
-        svc.labels[e.mac], now)) for e in out]
+    for i, e in enumerate(out):
+        label = svc.label(e.mac)
+        if label is not None and label.wrong_since is None:
+            out[i] = replace(e, since=svc.found_wrong(label, now))
     out.sort(key=lambda e: (e.since, e.mac))
     return out

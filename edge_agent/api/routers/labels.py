@@ -1,22 +1,25 @@
-"""Shelf labels: bind a label to a product, list labels, and which ones show a wrong price.
+"""Shelf labels: bind a label to a product, list labels, which ones show a wrong price, push one again.
 
 An associate binds a label at the shelf by scanning the label's barcode (its
 MAC) and then the product's: ``POST /v1/labels/bind``. The label is pushed at
-once, ahead of any bulk update in progress.
+once, ahead of any bulk update in progress. ``POST /v1/labels/{mac}/push``
+pushes a label again, changed or not. The flows are edge_agent/usecases/labels.py;
+this router parses, calls and returns, and their errors are mapped to HTTP
+in edge_agent/api/errors.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
-from edge_agent.labels import views
-from edge_agent.labels.bindings import bind, unbind
+from edge_agent.labels import bindings, views
+from edge_agent.usecases import labels as flows
 
 router = APIRouter(tags=["labels"], route_class=StrictRoute)
 
@@ -35,6 +38,9 @@ class BindIn(BaseModel):
                                description="the label device; needed only when several could hold the label")
     model: str | None = Field(default=None, max_length=64, description="label model; default: the device's, "
                                                                        "or the one of the tag's hardware type")
+    zone: str | None = Field(default=None, max_length=32,
+                             description="the shelf's zone (1-32 of letters, digits, space, - and _); null for "
+                                         "none; left out: the zone the label had")
 
 
 class ComplianceEntry(BaseModel):
@@ -73,17 +79,16 @@ async def compliance(request: Request) -> list[dict[str, Any]]:
 async def get_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
     """One label."""
     svc = _service(request)
-    found = await views.listing(svc, macs=sorted(_ids(svc, mac)))
-    if not found:
-        raise HTTPException(404, f"no label {mac!r}")
-    return found[0]
+    label = bindings.find(svc, mac)
+    return (await views.listing(svc, macs=[label.mac]))[0]
 
 
 @router.post("/v1/labels/bind", dependencies=[_WRITE])
 async def bind_label(request: Request, response: Response, body: BindIn) -> dict[str, Any]:
     """Bind a label to a product; 201 for a label seen for the first time, 200 for a re-bind."""
     svc = _service(request)
-    label, new = await bind(svc, body.label, body.code, body.device, body.model)
+    zone = body.zone if "zone" in body.model_fields_set else flows.KEEP
+    label, new = await flows.bind(svc, body.label, body.code, device=body.device, model=body.model, zone=zone)
     response.status_code = 201 if new else 200
     return (await views.listing(svc, macs=[label.mac]))[0]
 
@@ -92,16 +97,14 @@ async def bind_label(request: Request, response: Response, body: BindIn) -> dict
 async def unbind_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
     """Unbind a label: it shows "not in use" and stays listed until bound again."""
     svc = _service(request)
-    label = await unbind(svc, mac)
+    label = await flows.unbind(svc, mac)
     return (await views.listing(svc, macs=[label.mac]))[0]
 
 
-def _ids(svc: Any, text: str) -> set[str]:
-    """Every id ``text`` may name a label by: as given, and as each label device writes it."""
-    ids = {text}
-    for driver in svc.devices.values():
-        try:
-            ids.add(driver.label_id(text))
-        except ValueError:
-            pass
-    return ids
+@router.post("/v1/labels/{mac}/push", status_code=202, dependencies=[_WRITE])
+async def push_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
+    """Draw and push a label again now, even if it should already show the right thing (a blank or wrong
+    label at the shelf); 202 with the label, queued at its device."""
+    svc = _service(request)
+    label = await flows.repush(svc, mac)
+    return (await views.listing(svc, macs=[label.mac]))[0]

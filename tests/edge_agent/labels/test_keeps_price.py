@@ -90,7 +90,7 @@ def test_a_file_label_keeps_its_price_through_sweeps_refreshes_and_stock_changes
             plans = svc.planner.plans
             await rig.until(lambda: svc.planner.plans >= plans + 2, 30, "two more sweeps")
             await shows(22, "after more sweeps")
-            assert not svc.unfit_hashes and not svc.monitor.wrong
+            assert not svc.unfit_notes() and not svc.monitor.wrong
             assert png.stat().st_mode & 0o777 == 0o644
 
     run(scenario())
@@ -122,7 +122,7 @@ def test_an_ap_label_keeps_its_price_through_sweeps_refreshes_and_stock_changes(
                 assert rig.label(MAC).desired_note is None and rig.label(MAC).shown_price == Decimal("12.80")
             plans = svc.planner.plans
             await rig.until(lambda: svc.planner.plans >= plans + 2, 30, "two more sweeps")
-            assert shown(24) and not svc.unfit_hashes
+            assert shown(24) and not svc.unfit_notes()
             await rig.until(lambda: not svc.monitor.wrong, 30, "compliant")
 
     try:

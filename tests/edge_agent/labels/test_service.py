@@ -67,7 +67,7 @@ def test_a_bound_label_shows_the_checkout_price_and_is_confirmed(tmp_path, ap):
             assert shown == render(expected("MILK", "12.80"), MODEL).convert("RGB").tobytes()
             assert rig.service.monitor.summary()["non_compliant"] == 0
             # Saved: the table holds what memory holds.
-            await rig.service.recorder.flush()
+            await rig.service.flush()
             rows = await rig.store.read(lambda c: c.execute("SELECT shown_price, confirmed_at FROM labels").fetchall())
             assert rows[0][0] == "12.80" and rows[0][1] is not None
 
@@ -172,7 +172,8 @@ def test_a_price_the_label_must_not_show_becomes_a_notice_and_is_not_compliant(t
             # Up: A's and D's. (On a busy machine another label may take longer than the 0.5 s grace to
             # be drawn and raise an alert of its own, cleared once it is; that is not what this checks.)
             await rig.until(lambda: {s for s, k in rig.service.alerts.active if k == "price"} == {A, D})
-            assert {A, D} <= {a["mac"] for a in rig.raised("label_price_mismatch")}
+            # The bus events reach the rig's collector a moment after the alerts are up.
+            await rig.until(lambda: {A, D} <= {a["mac"] for a in rig.raised("label_price_mismatch")})
 
     run(scenario())
 
@@ -254,7 +255,7 @@ def test_labels_survive_a_restart_and_nothing_unchanged_is_pushed_again(tmp_path
 
 def test_file_bindings_are_reapplied_at_start_and_api_bindings_kept(tmp_path, ap):
     async def scenario():
-        from edge_agent.labels.bindings import bind
+        from edge_agent.usecases.labels import bind
 
         async with LabelRig(tmp_path, [oepl_device(ap.url, [{"mac": A, "sku": "MILK"}])],
                             [item("MILK", "12.80"), item("TEA", "5.00")]) as rig:

@@ -1,0 +1,150 @@
+"""Shelf labels: bind a label to a product, unbind it, push it again.
+
+An associate at the shelf scans a label's barcode (its MAC), then the
+product's; the PAD calls ``bind``. Each flow is one function: its write (the
+label's row in ``labels``), then, once the row is on disk, its effects: the
+label handed to its LabelService, which owns it in memory from then on
+(edge_agent/labels/service.py), the label planned and queued at once, ahead
+of any bulk update in progress, and ``label.bound`` or ``label.unbound`` on
+the bus. The effects happen when the write completes even if the caller was
+cancelled meanwhile (a client that hung up): memory never stays behind the
+store, where the service's next batch would write the old binding back.
+
+``repush`` writes nothing: it draws and pushes the label again now, even if
+the agent believes it already shows the right thing (an associate at the
+shelf sees a blank or wrong label). The label's push queue keeps one job per
+label, so asking a hundred times pushes it once or twice, not a hundred.
+
+The rules (which device and model, what a re-bound label keeps, what a zone
+is) and the errors are edge_agent/labels/bindings.py's: BindNotFound (no such
+product or label), BindInvalid (a label id, device, model or zone that cannot
+be), BindConflict (no label device in this store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from edge_agent.labels import bindings
+from edge_agent.labels.table import Label, params, save
+from edge_agent.scans import lookup_scanned
+from edge_agent.store import Tx
+from edge_core.bus import utcnow
+
+if TYPE_CHECKING:
+    from edge_agent.labels.service import LabelService
+
+BOUND = "label.bound"
+UNBOUND = "label.unbound"
+
+
+class _Keep:
+    """The zone a bind leaves as it was (the request named none)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+class Bound(NamedTuple):
+    """A label as bound, and whether the store had never seen it before."""
+
+    label: Label
+    new: bool
+
+
+async def bind(labels: "LabelService", label: str, code: str, *, device: str | None = None,
+               model: str | None = None, zone: str | None = KEEP) -> Bound:
+    """Bind label ``label`` (its MAC or file key) to the product with barcode or SKU ``code``, in ``zone``
+    (None: no zone; KEEP: the zone it had), then push it at once.
+
+    Raises bindings.BindInvalid, BindNotFound (no such product), BindConflict (no label device) or StoreError.
+    """
+    target = bindings.resolve(labels, label, device, model)
+    if zone is not KEEP:
+        zone = bindings.check_zone_text(zone)
+    product = await labels.store.read(lambda c: lookup_scanned(c, code))
+    if product is None:
+        raise bindings.BindNotFound(f"no product with barcode or SKU {code!r}")
+    now = utcnow()
+    old = labels.label(target.mac)
+    if zone is KEEP:
+        zone = old.zone if old is not None else None
+    row = params(bindings.rebound(old, target, product.sku, zone, now))
+
+    def effects() -> asyncio.Task[int]:
+        # Built again from the label as it is now: a push that returned during the write stays recorded.
+        bound = bindings.rebound(labels.label(target.mac), target, product.sku, zone, now)
+        labels.put(bound)
+        labels.bus.publish(BOUND, _event(bound, new=old is None))
+        return labels.push_soon({bound.mac})
+
+    await _commit(labels, lambda tx: save(tx.conn, [row]), effects)
+    return Bound(bindings.find(labels, target.mac), old is None)
+
+
+async def unbind(labels: "LabelService", label: str) -> Label:
+    """Bind a label to nothing: it shows "not in use" and stays listed until bound again.
+
+    Raises bindings.BindNotFound (no such label) or StoreError.
+    """
+    found = bindings.find(labels, label)
+    if found.sku is None:
+        return found  # bound to nothing already
+    now = utcnow()
+    row = params(bindings.unbound(found, now))
+
+    def effects() -> asyncio.Task[int]:
+        current = labels.label(found.mac) or found
+        gone = bindings.unbound(current, now)
+        labels.put(gone)
+        labels.bus.publish(UNBOUND, _event(gone, was=current.sku))
+        return labels.push_soon({gone.mac})
+
+    await _commit(labels, lambda tx: save(tx.conn, [row]), effects)
+    return bindings.find(labels, found.mac)
+
+
+async def repush(labels: "LabelService", label: str) -> Label:
+    """Draw and push label ``label`` again now, ahead of any bulk update, changed or not.
+
+    Raises bindings.BindNotFound (no such label).
+    """
+    found = bindings.find(labels, label)
+    await _settled(labels.push_soon({found.mac}, force=True))
+    return bindings.find(labels, found.mac)
+
+
+def _event(label: Label, **extra: Any) -> dict[str, Any]:
+    """A binding's bus event: the label, its device, product and zone (no personal data)."""
+    return {"mac": label.mac, "device": label.device, "sku": label.sku, "zone": label.zone, "model": label.model,
+            "source": label.source, **extra}
+
+
+async def _commit(labels: "LabelService", write: Callable[[Tx], None],
+                  effects: Callable[[], asyncio.Task[int]]) -> None:
+    """Run ``write``; once it is on disk, ``effects`` (whether or not the caller is still there); then wait
+    for the label's plan, which queues it at its device."""
+    planned: list[asyncio.Task[int]] = []
+
+    def after_commit(done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            planned.append(effects())
+
+    done: asyncio.Future[None] = asyncio.ensure_future(labels.store.write(write))
+    # Registered before anyone awaits the write, so it runs before the caller resumes, and also when the
+    # caller was cancelled meanwhile.
+    done.add_done_callback(after_commit)
+    await asyncio.shield(done)
+    for task in planned:
+        await _settled(task)
+
+
+async def _settled(task: asyncio.Task[int]) -> None:
+    """Wait for the service's plan of a label. Its failure (the store unreadable for a moment) is the
+    service's to log and the next sweep's to mend: the binding itself is on disk."""
+    await asyncio.wait([task])
