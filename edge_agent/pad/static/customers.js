@@ -14,7 +14,7 @@ function stock(n, where) {
 }
 
 function where(card) {
-  if (card.via === 'hub') return 'Coming (the app)';
+  if (card.via === 'hub') return 'Checked in with the app';
   if (card.station) return `At ${card.station}`;
   if (card.via === 'scan') return 'Scanned at the entrance';
   return '';

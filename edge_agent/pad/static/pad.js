@@ -18,10 +18,14 @@ const SCREENS = { customers, help, pickup, returns, product, stock };
 let tab = 'customers';
 let stopFeed = null;
 
-// The code after #pair= is taken before anything else runs, and the address bar forgets it at once.
-const fragment = new URLSearchParams(location.hash.slice(1));
-const codeFromUrl = fragment.get('pair');
-if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+// The code after #pair= is taken before anything else runs, and the address bar forgets it at once
+// (also when the link is opened again in a tab that already shows the app: only the fragment changes).
+function takeCode() {
+  const code = new URLSearchParams(location.hash.slice(1)).get('pair');
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  return code;
+}
+const codeFromUrl = takeCode();
 
 function device() {
   try { return JSON.parse(localStorage.getItem(DEVICE) || 'null'); } catch { return null; }
@@ -143,6 +147,10 @@ function setup() {
   setInterval(() => { customers.tick(); help.tick(); pickup.tick(); }, 30000);
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/pad/sw.js', { scope: '/pad' }).catch(() => {});
 
+  window.addEventListener('hashchange', () => {
+    const code = takeCode();
+    if (code) { showPairing(); pair(code); }
+  });
   if (codeFromUrl) { showPairing(); pair(codeFromUrl); } else if (token()) showApp(); else showPairing();
 }
 

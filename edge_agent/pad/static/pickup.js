@@ -12,13 +12,17 @@ const STATUS = { new: 'new', picking: 'picking', ready: 'ready', collected: 'col
 let orders = [];
 const typed = new Map();  // order_id -> the code being typed (survives a redraw)
 
+/** The end of an order number, as associates read it out (a placed order's number is a 36-character UUID). */
+function short(id) { return id.length > 12 ? `…${id.slice(-8)}` : id; }
+
 function said(err, order) {
   if (err instanceof ApiError && err.status === 429) {
     const mins = err.retryAfter ? Math.ceil(err.retryAfter / 60) : 15;
     return `Locked after too many wrong codes: try again in ${mins} min, or check the order confirmation.`;
   }
-  if (err instanceof ApiError && err.status === 403) return `Wrong code for ${order.order_id}: ${err.message}`;
-  return err.message;
+  const words = err.message.replaceAll(order.order_id, short(order.order_id));
+  if (err instanceof ApiError && err.status === 403) return `Not handed over: ${words}`;
+  return words;
 }
 
 async function move(order, status, code) {
@@ -26,9 +30,9 @@ async function move(order, status, code) {
   const moved = await post(`/v1/orders/${encodeURIComponent(order.order_id)}/status`, body);
   if (status === 'collected') {
     typed.delete(order.order_id);
-    say('pickup-msg', `${order.order_id} handed over.`, 'ok');
+    say('pickup-msg', `Order ${short(order.order_id)} handed over.`, 'ok');
   } else {
-    say('pickup-msg', `${order.order_id}: ${moved.status}.`, 'ok');
+    say('pickup-msg', `Order ${short(order.order_id)}: ${moved.status}.`, 'ok');
   }
   await load();
 }
@@ -58,9 +62,10 @@ function handover(order) {
 function card(order) {
   const li = el('li', { class: `card order ${order.status}`, 'data-order': order.order_id },
     el('div', { class: 'row' },
-      el('strong', { class: 'id' }, order.order_id),
+      el('strong', { class: 'id' }, `Order ${short(order.order_id)}`),
       el('span', { class: `state ${order.status}` }, STATUS[order.status] || order.status),
       el('span', { class: 'when' }, ago(order.received_at))),
+    order.order_id.length > 12 ? el('p', { class: 'ref' }, order.order_id) : null,
     order.ready_by ? el('p', { class: 'small' }, `Ready by ${clock(order.ready_by)}`) : null,
     el('ul', { class: 'lines' }, (order.lines || []).map((l) => el('li', {},
       el('span', { class: 'qty' }, `${l.qty} ×`), el('span', { class: 'name' }, l.name || l.sku),

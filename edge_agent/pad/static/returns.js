@@ -56,7 +56,8 @@ async function find(code) {
     return;
   }
   chosen = {};
-  $('sale-head').textContent = `Sale of ${new Date(sale.time).toLocaleString()} · ${money(sale.total, sale.currency)}` +
+  const when = new Date(sale.time).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+  $('sale-head').textContent = `Sale of ${when} · ${money(sale.total, sale.currency)}` +
     ` · paid by ${sale.payment?.method || '–'}` + (sale.member_id ? ` · member ${sale.member_id}` : '');
   const method = sale.payment?.method;
   $('refund-method').value = METHODS.includes(method) ? method : 'card';

@@ -22,6 +22,8 @@ export function say(id, text, kind = '') {
   const node = $(id);
   node.textContent = text || '';
   node.className = `msg ${kind}`.trim();
+  // An answer to what the thumb just did must be seen: bring it up above the tab bar if it is below it.
+  if (text && kind) node.scrollIntoView({ block: 'nearest' });
 }
 
 export function money(amount, currency = '') {

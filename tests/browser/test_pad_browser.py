@@ -1,0 +1,433 @@
+"""The associate's PAD (/pad) in a real headless Chromium on a phone-sized screen (390x844, touch)
+against a real agent over HTTPS and WSS: pairing from the QR's URL, a member arriving from the hub,
+a pickup order handed over with the customer's code, a return with its printed slip, a product check
+with a label re-push, a help request taken, a count and a label bound, a ring scanner's keystrokes,
+and the vendored decoder reading a QR code with its WebAssembly from the agent under the page's CSP.
+
+The agent runs with a real Mosquitto (the hub's downlink brings the member card, as in a store), an
+ESC/POS printer emulator (the kiosk's receipts and the PAD's return slips) and file shelf labels.
+
+With ``EDGE_DOCS_SCREENSHOTS=1`` each screen's picture is written to docs/pad/ (what docs show);
+otherwise to the test's temp dir. Every wait is on a condition (Playwright's expect, or poll).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from support.agent import ROOT, TOKENS, AgentProcess, config_dict, free_port, make_tls
+from support.flows import GLASSES, LIPSTICK, NUDE, TOTE, card, hub_event, poll, sale, sync_point
+from support.hubclient import HubClient
+from support.mosquitto import Mosquitto
+from support.printer import EmulatorThread
+
+from browser.console_env import CHROMIUM
+
+pytestmark = pytest.mark.slow
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+DOCS = ROOT / "docs" / "pad"
+WAIT_S = 60  # any one wait on the agent through its API; milliseconds when the machine is idle
+
+
+@dataclass
+class Store:
+    agent: AgentProcess
+    hub: HubClient
+    printer: EmulatorThread
+    labels: Path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    tmp = tmp_path_factory.mktemp("pad")
+    broker = Mosquitto(tmp / "mosquitto").start()
+    printer = EmulatorThread(profile="epson-tm-t88").start()
+    made: list = [printer]
+    try:
+        devices = [{"id": "printer-1", "kind": "printer.escpos", "connection": "tcp",
+                    "address": f"127.0.0.1:{printer.port}", "profile": "epson-tm-t88", "station": "kiosk-1",
+                    "return_slips": True},
+                   {"id": "labels-1", "kind": "shelf_label.files", "dir": str(tmp / "labels"),
+                    "labels": [{"key": "shelf-a1", "sku": "LIP-RED-01"}]}]
+        (tmp / "agent").mkdir()
+        agent = AgentProcess(tmp / "agent", config_dict(free_port(), devices, hub_url=broker.url),
+                             tls=make_tls(tmp / "ca"))
+        made.append(agent)
+        agent.import_catalog()
+        agent.start()
+        hub = HubClient(broker.port, agent.config["store"]["id"])
+        made.append(hub)
+        hub.expect("status", lambda s: s["state"] == "online")
+        with agent.client("associate") as c:
+            poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds), WAIT_S,
+                 what="printer and labels online")
+        yield Store(agent, hub, printer, tmp / "labels")
+    finally:
+        for part in reversed(made):
+            part.close()
+        broker.stop()
+
+
+def spki_pin(key: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): Chromium trusts exactly this key's certificate, as a PAD
+    that trusts the store's CA would (tests/browser/conftest.py does the same for its agent)."""
+    der = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def chromium(store: Store) -> Iterator[Browser]:
+    expect.set_options(timeout=30_000)
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=[f"--ignore-certificate-errors-spki-list={spki_pin(store.agent.tls.server.key)}"])
+        yield b
+        b.close()
+
+
+class Watched:
+    """A phone's browser context, watched: a page error, a CSP violation or a secret in a URL fails the test."""
+
+    def __init__(self, browser: Browser):
+        self.context: BrowserContext = browser.new_context(**PHONE)
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+
+    def page(self) -> Page:
+        tab = self.context.new_page()
+        tab.on("pageerror", lambda e: self.errors.append(str(e)))
+        tab.on("console", lambda m: self.errors.append(m.text) if "Content Security Policy" in m.text else None)
+        tab.on("request", lambda r: self.urls.append(r.url))
+        tab.on("websocket", lambda ws: self.urls.append(ws.url))
+        return tab
+
+    def check(self, secrets: list[str]) -> None:
+        assert not self.errors, f"errors on the page: {self.errors}"
+        secrets = [*secrets, *TOKENS.values()]
+        leaked = [u for u in self.urls if "token=" in u or "pair=" in u or any(s and s in u for s in secrets)]
+        assert not leaked, leaked
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def new_code(agent: AgentProcess, name: str) -> dict:
+    with agent.client("admin") as admin:
+        r = admin.post("/v1/pairing", json={"name": name, "zones": ["cosmetics"]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def phone(store: Store, chromium: Browser) -> Iterator[tuple[Watched, str]]:
+    """One PAD, paired once from its QR's URL, for the tests that use it: (the context, the PAD's name)."""
+    watched = Watched(chromium)
+    code = new_code(store.agent, "pad-anna")
+    tab = watched.page()
+    tab.goto(code["pair_url"])
+    expect(tab.locator("#where")).to_have_text("pad-anna · Test Store")
+    tab.close()
+    yield watched, "pad-anna"
+    token = watched.context.storage_state()["origins"][0]["localStorage"]
+    watched.check([e["value"] for e in token])
+    watched.close()
+
+
+@pytest.fixture
+def pad(phone: tuple[Watched, str]) -> Iterator[Page]:
+    watched, _ = phone
+    tab = watched.page()
+    yield tab
+    tab.close()
+
+
+@pytest.fixture
+def shot(tmp_path: Path):
+    """A phone-sized picture of the page: into docs/pad/ with EDGE_DOCS_SCREENSHOTS=1, else the temp dir."""
+    def take(page: Page, name: str) -> Path:
+        folder = DOCS if os.environ.get("EDGE_DOCS_SCREENSHOTS") == "1" else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        page.wait_for_function("() => document.fonts.ready.then(() => true)")
+        path = folder / name
+        page.screenshot(path=str(path))
+        return path
+    return take
+
+
+def opened(pad: Page, store: Store, tab: str) -> Page:
+    pad.goto(f"{store.agent.url}/pad")
+    expect(pad.locator("#live")).to_have_text("live")  # the feed over WSS, with a ticket
+    pad.get_by_role("tab", name=re.compile(f"^{tab}")).click()
+    return pad
+
+
+# -- the shell ---------------------------------------------------------------------------------------------
+
+def test_the_shell_and_its_files_are_served_with_strict_headers(store: Store):
+    with store.agent.client() as anon:  # no token: the shell holds no data
+        shell = anon.get("/pad")
+        script = anon.get("/pad/static/pad.js")
+        wasm = anon.get("/pad/static/vendor/barcode-detector/zxing_reader.wasm")
+        worker = anon.get("/pad/sw.js")
+        manifest = anon.get("/pad/static/manifest.webmanifest")
+        missing = [anon.get(p).status_code for p in ("/pad/static/nope.js", "/pad/static/../routers/pad.py",
+                                                     "/pad/static/%2e%2e/__init__.py", "/pad/static/vendor")]
+    assert shell.status_code == 200 and shell.headers["content-type"].startswith("text/html")
+    csp = shell.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert shell.headers["cache-control"] == "no-store" and shell.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in shell.text and "onclick=" not in shell.text  # no inline script anywhere
+    assert script.headers["content-type"].startswith("text/javascript") and script.headers["content-security-policy"] == csp
+    assert wasm.headers["content-type"] == "application/wasm"
+    assert hashlib.sha256(wasm.content).hexdigest() == "2ebda08a93eea3efcd8399cda6b276e6a0b1de4fec60b4d8988a047de4c6d1ba"
+    assert worker.headers["service-worker-allowed"] == "/pad"
+    assert manifest.json()["start_url"] == "/pad" and manifest.headers["content-type"] == "application/manifest+json"
+    assert missing == [404, 404, 404, 404]
+
+
+# -- pairing -----------------------------------------------------------------------------------------------
+
+def test_pairing_from_the_qr_url_keeps_only_the_token_and_a_401_returns_to_pairing(
+        store: Store, chromium: Browser, shot):
+    watched = Watched(chromium)
+    try:
+        tab = watched.page()
+        tab.goto(f"{store.agent.url}/pad")
+        expect(tab.locator("#pairing")).to_be_visible()
+        shot(tab, "pad-pairing.png")
+
+        code = new_code(store.agent, "pad-ben")
+        assert code["pair_url"] == f"{store.agent.url}/pad#pair={code['code']}"
+        tab.goto(code["pair_url"])
+        expect(tab.locator("#where")).to_have_text("pad-ben · Test Store")
+        expect(tab.locator("#live")).to_have_text("live")
+        assert "#" not in tab.url and code["code"] not in tab.url  # the code left the address bar
+        kept = {e["name"]: e["value"] for e in watched.context.storage_state()["origins"][0]["localStorage"]}
+        assert set(kept) == {"pad-token", "pad-device"}
+        assert set(json.loads(kept["pad-device"])) == {"name", "store"}
+        token = kept["pad-token"]
+        with store.agent.client() as anon:
+            assert anon.get("/v1/orders", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+        # The same code again (typed, in lower case, on a second phone) is refused in words.
+        other = chromium.new_context(**PHONE)
+        try:
+            again = other.new_page()
+            again.goto(f"{store.agent.url}/pad")
+            again.fill("#pair-code", code["code"].lower())
+            again.get_by_role("button", name="Pair", exact=True).click()
+            expect(again.locator("#pair-msg")).to_contain_text("already used")
+        finally:
+            other.close()
+
+        # Unpaired at the console: the next call is a 401 and the PAD is back at pairing, saying why.
+        with store.agent.client("admin") as admin:
+            assert admin.delete("/v1/paired/pad-ben").status_code == 200
+        tab.reload()
+        expect(tab.locator("#pairing-why")).to_contain_text("no longer paired")
+        expect(tab.locator("#app")).to_be_hidden()
+        origins = watched.context.storage_state()["origins"]
+        assert not origins or not origins[0]["localStorage"]  # the dead token is forgotten
+        shot(tab, "pad-unpaired.png")
+        watched.check([token])
+    finally:
+        watched.close()
+
+
+# -- customers ---------------------------------------------------------------------------------------------
+
+def test_a_member_arrival_appears_live_and_goes_when_the_card_expires(store: Store, pad: Page, shot):
+    opened(pad, store, "Members")
+    store.hub.send("members", [hub_event("retail.member.arrived",
+                                         card("M-PAD1", points=1250, tags=["lipstick-fan", "vip-event"]))])
+    member = pad.locator('[data-member="M-PAD1"]')
+    expect(member).to_be_visible()
+    expect(member.locator(".tier")).to_have_text(re.compile("gold", re.I))
+    expect(member).to_contain_text("1250 points")
+    expect(member.locator(".tags")).to_contain_text("vip-event")
+    expect(member.locator(".interests")).to_contain_text("Nude")
+    expect(member.locator(".interests")).to_contain_text("store 12")
+    shot(pad, "pad-customers.png")
+
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+    store.hub.send("members", [hub_event("retail.member.arrived", card("M-PAD2", points=10, expires_at=soon))])
+    expect(pad.locator('[data-member="M-PAD2"]')).to_be_visible()
+    expect(pad.locator('[data-member="M-PAD2"]')).to_have_count(0)  # member.expired takes the card away
+    sync_point(store.hub, "members-done")
+
+    pad.reload()  # GET /v1/members on load: the card still held is there, the expired one is not
+    expect(pad.locator('[data-member="M-PAD1"]')).to_be_visible()
+    expect(pad.locator('[data-member="M-PAD2"]')).to_have_count(0)
+
+
+# -- pickup ------------------------------------------------------------------------------------------------
+
+def test_a_pickup_order_goes_to_collection_with_the_customers_code(store: Store, pad: Page, shot):
+    opened(pad, store, "Pickup")
+    with store.agent.client("admin") as admin:
+        placed = admin.post("/v1/orders", json={"client_order_id": str(uuid.uuid4()),
+                                                "lines": [{"code": GLASSES, "qty": 1}, {"code": TOTE, "qty": 2}]})
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    item = pad.locator(f'[data-order="{order["order_id"]}"]')
+    expect(item).to_be_visible()  # order.created on the feed
+    expect(item).to_contain_text("Round Frame Glasses")
+    item.get_by_role("button", name="Start picking").click()
+    item.get_by_role("button", name="Ready for pickup").click()
+    expect(item.locator(".state")).to_have_text("ready")
+
+    wrong = "000000" if order["pickup_code"] != "000000" else "111111"
+    item.locator(".code-field").fill(wrong)
+    item.get_by_role("button", name="Hand over").click()
+    expect(pad.locator("#pickup-msg")).to_contain_text("Not handed over: wrong pickup code")
+    expect(pad.locator("#pickup-msg")).to_contain_text("wrong attempt 1 of 5")
+    shot(pad, "pad-pickup.png")
+
+    item.locator(".code-field").fill(order["pickup_qr"])  # the pickup QR as a scanner types it
+    item.get_by_role("button", name="Hand over").click()
+    expect(pad.locator("#pickup-msg")).to_have_text(f"Order …{order['order_id'][-8:]} handed over.")
+    expect(item).to_have_count(0)
+    with store.agent.client("associate") as c:
+        assert c.get(f"/v1/orders/{order['order_id']}").json()["status"] == "collected"
+
+
+# -- returns -----------------------------------------------------------------------------------------------
+
+def test_a_return_from_the_receipt_with_its_slip_printed(store: Store, pad: Page, shot):
+    with store.agent.client("kiosk") as kiosk:  # kiosk-1 has a printer: its receipt prints there
+        sold = kiosk.post("/v1/sales", json=sale((LIPSTICK, 2), (NUDE, 1)))
+    assert sold.status_code == 201, sold.text
+    assert sold.headers.get("Print-Job")
+    sale_id = sold.json()["sale_id"]
+
+    opened(pad, store, "Returns")
+    pad.fill("#receipt-code", f"RS1:{sale_id}")
+    pad.get_by_role("button", name="Find the sale").click()
+    lip = pad.locator('#sale-lines [data-sku="LIP-RED-01"]')
+    expect(lip).to_contain_text("2 × 159.00")
+    plus = lip.get_by_role("button", name=re.compile("^One more"))
+    plus.click()
+    expect(lip.locator("output")).to_have_text("1")
+    plus.click()
+    expect(plus).to_be_disabled()  # no more than was sold
+    lip.get_by_role("button", name=re.compile("^One less")).click()
+    expect(pad.locator("#refund-total")).to_have_text("Refund about CNY 159.00")
+    pad.select_option("#refund-method", "cash")
+    shot(pad, "pad-return.png")
+    pad.get_by_role("button", name="Refund", exact=True).click()
+    expect(pad.locator("#refunded")).to_contain_text("Refund CNY 159.00 by cash")
+    expect(pad.locator("#slip")).to_have_text("Slip printed on printer-1.")
+    shot(pad, "pad-return-done.png")
+
+    pad.fill("#receipt-code", sale_id)  # the same sale again: one lipstick is left to return
+    pad.get_by_role("button", name="Find the sale").click()
+    expect(lip).to_contain_text("1 returned already")
+
+
+# -- product check and labels ------------------------------------------------------------------------------
+
+def test_a_product_check_shows_the_checkout_price_and_re_pushes_its_label(store: Store, pad: Page, shot):
+    opened(pad, store, "Product")
+    pad.fill("#product-code", LIPSTICK)
+    pad.get_by_role("button", name="Check").click()
+    expect(pad.locator("#product .big-text")).to_have_text("CNY 159.00")  # the promotion, as the checkout charges
+    expect(pad.locator("#product .promo")).to_have_text("Double 11")
+    expect(pad.locator("#product")).to_contain_text("1280 reviews")
+    label = pad.locator('[data-label="shelf-a1"]')
+    expect(label).to_contain_text("right price")
+    with store.agent.client("associate") as c:
+        before = c.get("/v1/labels/shelf-a1").json()["pushed_at"]
+    label.get_by_role("button", name="Re-push label").click()
+    expect(pad.locator("#product-msg")).to_contain_text("Label shelf-a1 pushed again")
+    shot(pad, "pad-product.png")
+    with store.agent.client("associate") as c:
+        poll(lambda: c.get("/v1/labels/shelf-a1").json()["pushed_at"], lambda at: at != before, WAIT_S,
+             what="the label pushed again")
+
+
+def test_a_count_is_saved_and_a_label_bound_from_the_count_screen(store: Store, pad: Page, shot):
+    opened(pad, store, "Count")
+    pad.fill("#stock-code", TOTE)
+    pad.get_by_role("button", name="Find").click()
+    expect(pad.locator("#stock-name")).to_contain_text("Canvas Tote")
+    pad.fill("#counted", "37")
+    pad.get_by_role("button", name="One more").click()
+    pad.get_by_role("button", name="Save the count").click()
+    expect(pad.locator("#stock-msg")).to_contain_text("Counted 38 of")
+    pad.fill("#label-id", "shelf-b2")
+    pad.get_by_role("button", name="Bind the label").click()
+    expect(pad.locator("#stock-msg")).to_contain_text("Label shelf-b2 now shows")
+    shot(pad, "pad-count.png")
+    with store.agent.client("associate") as c:
+        assert c.get(f"/v1/products/{TOTE}").json()["stock_store"] == 38
+        assert c.get("/v1/labels/shelf-b2").json()["sku"] == "TOTE-CANVAS"
+
+
+# -- help requests -----------------------------------------------------------------------------------------
+
+def test_a_help_request_is_taken_and_the_kiosk_is_told_who_comes(store: Store, pad: Page, phone, shot):
+    opened(pad, store, "Help")
+    with store.agent.client("kiosk") as kiosk:
+        asked = kiosk.post("/v1/assist", json={"reason": "age_check", "note": "Wine at kiosk 1"})
+    assert asked.status_code in (200, 201), asked.text
+    request = asked.json()
+    item = pad.locator(f'[data-assist="{request["assist_id"]}"]')
+    expect(item).to_contain_text("Age check")
+    expect(item).to_contain_text("Wine at kiosk 1")
+    expect(pad.locator('[data-tab="help"] .badge')).to_have_text("1")
+    shot(pad, "pad-help.png")
+    item.get_by_role("button", name="Take").click()
+    expect(item.locator(".state")).to_have_text("you are going")
+    with store.agent.client("kiosk") as kiosk:
+        seen = kiosk.get(f"/v1/assist/{request['assist_id']}").json()
+    assert seen["state"] == "taken" and seen["taken_by"] == phone[1]
+    item.get_by_role("button", name="Done").click()
+    expect(item).to_have_count(0)
+
+
+# -- scanning ----------------------------------------------------------------------------------------------
+
+def test_a_ring_scanners_keystrokes_open_the_product(store: Store, pad: Page):
+    opened(pad, store, "Members")
+    pad.locator("#top").click()  # no field has the focus: the burst is a scan, not typing
+    pad.keyboard.type(NUDE, delay=5)
+    pad.keyboard.press("Enter")
+    expect(pad.get_by_role("tab", name="Product")).to_have_attribute("aria-selected", "true")
+    expect(pad.locator("#product")).to_contain_text("Nude")
+
+
+def test_the_vendored_decoder_reads_a_qr_code_with_its_wasm_from_the_agent(store: Store, pad: Page):
+    import qrcode
+
+    picture = io.BytesIO()
+    qrcode.make("RP1:ORDER-1:123456").save(picture, format="PNG")
+    opened(pad, store, "Members")
+    wasm: list[str] = []
+    pad.on("request", lambda r: wasm.append(r.url) if r.url.endswith(".wasm") else None)
+    got = pad.evaluate("""async (b64) => {
+        const { getDetector } = await import('/pad/static/scan.js');
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+        const found = await (await getDetector()).detect(bitmap);
+        return found.map((c) => [c.format, c.rawValue]);
+    }""", base64.b64encode(picture.getvalue()).decode())
+    assert got == [["qr_code", "RP1:ORDER-1:123456"]]
+    assert wasm == [f"{store.agent.url}/pad/static/vendor/barcode-detector/zxing_reader.wasm"]
