@@ -22,28 +22,38 @@ own ``api.tls``, a demo CA and a certificate for the listen address and
 localhost are made in ``.run/tls/`` next to the config (edge_agent/demo_tls.py,
 kept while valid) and the agent runs a copy of the config with ``api.tls``
 added, written to the data dir. The banner names the CA file to trust.
+
+The banner also carries a fresh pairing code for an associate's PAD,
+``pad-demo-<n>`` (edge_agent/pairing.py; written to the store before the
+agent starts), with its URL and a QR drawn in the terminal, and says how a
+phone on the same Wi-Fi reaches the store: the API must listen on every
+address (``EDGE_API_LISTEN=0.0.0.0:8443``), and then the URL and the demo's
+certificate name this PC's LAN address.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import qrcode
 import yaml
 from pydantic import TypeAdapter
 
 from drivers.base import DemoEmulator, DemoSite
 from drivers.registry import drivers
 from drivers.scanner.demo import scan_every
-from edge_agent import catalog, config
-from edge_agent.demo_tls import DemoTls, ensure_tls
+from edge_agent import catalog, config, pairing
+from edge_agent.demo_tls import EVERY_ADDRESS, DemoTls, ensure_tls, lan_address
 from edge_agent.store import Store
 from edge_core.config_types import HostPort
 from edge_core.errors import ConfigError
@@ -64,6 +74,48 @@ async def _load_catalog(data_dir: Path, path: Path) -> int:
         return await store.read(lambda conn: conn.execute("SELECT count(*) FROM products").fetchone()[0])
     finally:
         await store.stop()
+
+
+async def _pairing_code(data_dir: Path, cfg: config.AgentConfig) -> pairing.Code:
+    """A fresh pairing code for the next ``pad-demo-<n>`` (no paired device has that name), in the store."""
+    clients = [c.name for c in cfg.api.clients]
+    store = Store(data_dir / "store.db")
+    await store.start()
+    try:
+        def write(tx) -> pairing.Code:
+            name = pairing.free_name(tx.conn, "pad-demo-", clients)
+            return pairing.new_code(tx, name, [], "make run", clients)
+
+        return await store.write(write)
+    finally:
+        await store.stop()
+
+
+@dataclass(frozen=True)
+class PadPairing:
+    """What the banner says about pairing a PAD: the code, its URL, and the LAN address when the API is on it."""
+
+    code: pairing.Code
+    url: str
+    lan: str | None
+
+
+def pad_pairing(cfg: config.AgentConfig, code: pairing.Code, lan: str | None) -> PadPairing:
+    """The code's URL: on the LAN address when the API listens on every address (and one is known)."""
+    listen = cfg.api.listen
+    every = listen.host in EVERY_ADDRESS
+    host = f"{lan}:{listen.port}" if every and lan else f"127.0.0.1:{listen.port}" if every else str(listen)
+    scheme = "https" if cfg.api.tls is not None else "http"
+    return PadPairing(code, f"{scheme}://{host}/pad#pair={code.code}", lan if every else None)
+
+
+def terminal_qr(text: str) -> str:
+    """``text`` as a QR code in half blocks, dark on light whatever the terminal's colours."""
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(text)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
 
 
 def _scan_every() -> float:
@@ -261,14 +313,16 @@ async def main(config_path: Path, data_dir: Path) -> int:
     # The agent runs in the config's folder, so relative device paths there name the emulators'.
     workdir = config_path.resolve().parent
     agent_config, trust = config_path.resolve(), None
+    lan = lan_address() if cfg.api.listen.host in EVERY_ADDRESS else None
     if cfg.api.tls is None:
         try:
-            made = ensure_tls(workdir / ".run" / "tls", cfg.api.listen)
+            made = ensure_tls(workdir / ".run" / "tls", cfg.api.listen, lan)
         except SystemExit as err:
             print(f"make run: {err}", file=sys.stderr)
             return 1
         agent_config, trust = _with_tls(config_path, made, data_dir), made.ca
         cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tls": made.api_tls()})})
+    pad = pad_pairing(cfg, await _pairing_code(data_dir, cfg), lan)
     stop = asyncio.Event()
     stopped_by: list[str] = []
     loop = asyncio.get_running_loop()
@@ -309,7 +363,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         )
         await _wait_ready(sock, proc, 60, stop)
         hub_url = broker.url if broker is not None else None
-        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http, trust, no_hub), flush=True)
+        print(banner(cfg, n, data_dir, workdir, emulators, hub_url, hub_http, trust, no_hub, pad), flush=True)
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -344,11 +398,13 @@ async def main(config_path: Path, data_dir: Path) -> int:
 
 
 def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path, emulators: list[DemoEmulator],
-           hub_url: str | None, hub_http: HostPort, trust: Path | None = None, no_hub: str | None = None) -> str:
+           hub_url: str | None, hub_http: HostPort, trust: Path | None = None, no_hub: str | None = None,
+           pad: PadPairing | None = None) -> str:
     """What ``make run`` prints once the store is up: where to look and what to try.
 
     ``trust`` is the CA file that issued the API's certificate (the demo's own), when known;
-    ``no_hub`` says why there is no hub (``why_no_hub``), and then ``hub_url`` is None."""
+    ``no_hub`` says why there is no hub (``why_no_hub``), and then ``hub_url`` is None;
+    ``pad`` is a pairing code for a PAD, with its URL."""
     secure = cfg.api.tls is not None
     base = f"{'https' if secure else 'http'}://{cfg.api.listen}"
     ws = f"{'wss' if secure else 'ws'}://{cfg.api.listen}"
@@ -376,8 +432,28 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
         + (_hub_lines(cfg, data_dir, hub_url, hub_http) if hub_url is not None
            else _no_hub_lines(cfg, no_hub or "no hub"))
         + "  Tokens        " + ", ".join(f"{r}: {t}" for r, t in DEMO_TOKENS.items()) + "\n"
-        "Press Ctrl-C to stop."
+        + (_pad_lines(cfg, pad, trust) if pad is not None else "")
+        + "Press Ctrl-C to stop."
     )
+
+
+def _pad_lines(cfg: config.AgentConfig, pad: PadPairing, trust: Path | None) -> str:
+    """The banner's lines on pairing a PAD: the code and its QR, and how a phone reaches the store."""
+    code = pad.code
+    until = code.expires_at.astimezone().strftime("%H:%M")
+    lines = (f"  Pair a PAD    {code.name}: code {code.code} (one use, until {until}; edge-agent pair makes another)\n"
+             f"                {pad.url} (a phone's camera opens it; or type the code at /pad)\n"
+             + terminal_qr(pad.url))
+    port = cfg.api.listen.port
+    if cfg.api.listen.host not in EVERY_ADDRESS:
+        return lines + (f"  From a phone  the API listens on {cfg.api.listen.host} only; for a phone on this Wi-Fi: "
+                        f"EDGE_API_LISTEN=0.0.0.0:{port} make run (the demo's tokens are public: a network you "
+                        "trust)\n")
+    where = f"https://{pad.lan}:{port}/pad" if pad.lan else f"https://THIS-PC'S-ADDRESS:{port}/pad"
+    ca = trust or "the CA of api.tls"
+    return lines + (f"  From a phone  on this Wi-Fi: {where}; a camera needs HTTPS, and the phone warns about the "
+                    f"demo's certificate until {ca} is installed on it as a CA certificate (the demo's tokens are "
+                    "public: a network you trust)\n")
 
 
 def _hub_lines(cfg: config.AgentConfig, data_dir: Path, hub_url: str, hub_http: HostPort) -> str:

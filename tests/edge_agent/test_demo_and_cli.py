@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -94,6 +95,14 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         assert health["store"] == "store-001"
         product = api.get("/v1/products/6901234567892", headers={"Authorization": "Bearer demo-kiosk"})
         assert product.status_code == 200
+        # The banner's pairing code pairs a PAD once, over HTTPS; its URL and QR are the API's own.
+        code = re.search(r"  Pair a PAD    pad-demo-1: code ([2-9A-Z]{4}-[2-9A-Z]{4}) \(one use, until", banner)
+        assert code is not None, banner
+        assert f"https://127.0.0.1:{port}/pad#pair={code.group(1)}" in banner and "▀" in banner
+        assert f"EDGE_API_LISTEN=0.0.0.0:{port} make run" in banner
+        paired = api.post("/v1/pair", json={"code": code.group(1)})
+        assert paired.status_code == 201 and paired.json()["name"] == "pad-demo-1", paired.text
+        assert api.get("/v1/orders", headers={"Authorization": f"Bearer {paired.json()['token']}"}).status_code == 200
         # The demo's scanner (a pty emulator next to the config) scans into the live feed.
         with connect(f"wss://127.0.0.1:{port}/v1/events", ssl=ssl.create_default_context(cafile=ca),
                      additional_headers={"Authorization": "Bearer demo-associate"}, open_timeout=10) as ws:
@@ -279,6 +288,57 @@ def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch
     assert "  Get a hub     install Mosquitto: sudo scripts/system-packages.sh run (or sudo apt install mosquitto), " \
            "then make run again; it starts Mosquitto and the reference hub, and the outbox drains to them" in text
     assert "edge-hub" not in text
+
+
+def test_the_banner_pairs_a_pad_and_says_how_a_phone_reaches_the_store(monkeypatch):
+    """A fresh code for pad-demo-<n>, its URL and a terminal QR; on loopback, how to listen for a phone; on
+    every address, the URL on the LAN address, the camera's need for HTTPS and the CA to install."""
+    from datetime import datetime, timezone
+
+    from edge_agent import config, demo, pairing
+
+    monkeypatch.delenv("EDGE_API_LISTEN", raising=False)
+    cfg = config.load(ROOT / "devices.yaml")
+    code = pairing.Code("K7QP-M3XD", "pad-demo-2", (), datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc), 600)
+    pad = demo.pad_pairing(cfg, code, None)
+    assert pad.url == "http://127.0.0.1:8080/pad#pair=K7QP-M3XD"
+    ca = ROOT / ".run" / "tls" / "ca.crt"
+    text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, ca, "none", pad)
+    assert "  Pair a PAD    pad-demo-2: code K7QP-M3XD (one use, until " in text
+    assert "                http://127.0.0.1:8080/pad#pair=K7QP-M3XD (a phone's camera opens it" in text
+    qr = [ln for ln in text.splitlines() if ln.startswith(("█", "▀"))]
+    assert len(qr) > 10 and len({len(ln) for ln in qr}) == 1  # a square of half blocks
+    assert "  From a phone  the API listens on 127.0.0.1 only; for a phone on this Wi-Fi: " \
+           "EDGE_API_LISTEN=0.0.0.0:8080 make run" in text
+    assert text.endswith("Press Ctrl-C to stop.")
+
+    monkeypatch.setenv("EDGE_API_LISTEN", "0.0.0.0:8443")
+    tls = config.ApiTlsConfig(cert_file=ROOT / "devices.yaml", key_file=ROOT / "devices.yaml")
+    cfg = config.load(ROOT / "devices.yaml")
+    cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tls": tls})})
+    pad = demo.pad_pairing(cfg, code, "192.168.1.23")
+    assert pad.url == "https://192.168.1.23:8443/pad#pair=K7QP-M3XD"
+    text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, ca, "none", pad)
+    assert f"  From a phone  on this Wi-Fi: https://192.168.1.23:8443/pad; a camera needs HTTPS, and the phone warns " \
+           f"about the demo's certificate until {ca} is installed on it as a CA certificate" in text
+    assert demo.pad_pairing(cfg, code, None).url == "https://127.0.0.1:8443/pad#pair=K7QP-M3XD"
+
+
+def test_the_demo_certificate_names_the_lan_address_when_the_api_listens_on_every_address(tmp_path):
+    """A phone on the Wi-Fi checks the certificate against the LAN address: named, and made again when it moves."""
+    from edge_agent import tls
+    from edge_agent.demo_tls import ensure_tls
+    from edge_core.config_types import HostPort
+
+    every = HostPort(host="0.0.0.0", port=8443)
+    made = ensure_tls(tmp_path, every, "192.168.1.23")
+    cert = tls.decode_cert(made.cert)
+    assert tls.san_covers(cert, "192.168.1.23") and tls.san_covers(cert, "127.0.0.1")
+    ensure_tls(tmp_path, every, "10.0.0.7")
+    moved = tls.decode_cert(made.cert)
+    assert tls.san_covers(moved, "10.0.0.7") and not tls.san_covers(moved, "192.168.1.23")
+    ensure_tls(tmp_path, HostPort(host="127.0.0.1", port=8443), "10.0.0.7")  # loopback: no LAN name needed
+    assert tls.decode_cert(made.cert) == moved
 
 
 def test_the_demo_refuses_a_broker_it_does_not_know():
