@@ -12,9 +12,17 @@ which kiosks and associates read, check out and clear. "Order online"
 (``POST .../order``) places a pickup order for this store from online stock
 (edge_agent/orders.py). The try-on session records both.
 
+The routes check who may use which mirror (the mirror's own screen, staff),
+then call one flow of edge_agent/usecases/tryon.py, which holds the rules
+(what is offered, one product of each kind and the layers' order, the
+stock a basket may take, try-on products only on an order); their errors
+are mapped in edge_agent/api/errors.py.
+
 The stream is relayed byte for byte from the mirror process's socket: the
 agent never decodes, keeps or logs a frame, and tells the browser not to
-store one (``Cache-Control: no-store``).
+store one (``Cache-Control: no-store``). The relay stays here: it is
+transport (a socket's bytes into a streaming response, and 503 while the
+mirror has no socket), with no rule of the store's in it.
 """
 
 from __future__ import annotations
@@ -28,24 +36,20 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-from ar_mirror import products as tryon
+from ar_mirror.products import Offer
 from ar_mirror.stream import CONTENT_TYPE
 from drivers.base import DEVICE_ID_PATTERN, DeviceState
 from drivers.mirror.driver import MirrorCamera
-from edge_agent import catalog, orders
+from edge_agent import orders
 from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, require, tickets
-from edge_agent.api.routers import orders as order_routes
 from edge_agent.api.strict import StrictRoute, member_problem
 from edge_agent.config import ClientConfig, Role
-from edge_agent.usecases import basket
-from edge_core.errors import DeviceError
+from edge_agent.usecases import tryon
 
 router = APIRouter(tags=["mirror"], route_class=StrictRoute)
 
 PRIVACY = ("Your picture stays in this mirror: it is not recorded, stored or sent anywhere, "
            "and it is gone the moment you step away.")
-# Makeup first, glasses on top of it.
-LAYER_ORDER = ("blush", "eyeshadow", "lipstick", "glasses")
 _STATIC = {"mirror.js": "text/javascript; charset=utf-8", "mirror.css": "text/css; charset=utf-8"}
 # The page may talk to this agent only: nothing it shows can be sent elsewhere.
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
@@ -107,16 +111,6 @@ def _mirror(request: Request, device: str, client: ClientConfig, *, own: bool = 
     return driver
 
 
-async def _offers(request: Request, driver: MirrorCamera) -> dict[str, tryon.Offer]:
-    """The mirror's try-on products that the store has or can order, by SKU."""
-    try:
-        tryons = driver.tryons()
-    except DeviceError as err:
-        raise HTTPException(503, f"the mirror's try-on products cannot be read: {err}") from err
-    items = await request.app.state.agent.store.read(lambda conn: catalog.products(conn, list(tryons)))
-    return {offer.sku: offer for offer in tryon.offers(tryons, items)}
-
-
 @router.get("/v1/mirror")
 async def list_mirrors(request: Request, client: ClientConfig = _USE) -> list[dict]:
     """The mirrors this client may use, with their state."""
@@ -142,7 +136,8 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
         "face": bool(stats and stats.face), "fps": stats.fps if stats else 0.0,
         "look": {"skus": [layer.sku for layer in driver.look.layers], "compare": driver.look.compare,
                  "compare_side": driver.look.compare_side},
-        "session": driver.sessions.summary(), "basket": _basket(request, driver, client), "kiosk": driver.cfg.kiosk,
+        "session": driver.sessions.summary(), "basket": tryon.basket(request.app.state.agent, driver, client),
+        "kiosk": driver.cfg.kiosk,
         "privacy": PRIVACY,
         # Whether the caller is this mirror's own screen, the one client the stream goes to: the page
         # tells staff it was opened with the wrong token instead of showing a picture that cannot load.
@@ -150,44 +145,18 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
     }
 
 
-def _basket(request: Request, driver: MirrorCamera, client: ClientConfig) -> dict:
-    """The mirror's own basket; with ``kiosk:``, also what it put in that kiosk's basket that is still there.
-
-    ``lines`` is only ever the mirror's own (what a kiosk checks out from
-    here), so a line in the kiosk's session is never sold twice. The
-    ``kiosk`` part is part of that kiosk's session: another kiosk does not
-    see it.
-    """
-    out = driver.basket.as_dict()
-    kiosk = driver.cfg.kiosk
-    if kiosk is not None and (client.role != Role.KIOSK or client.name == kiosk):
-        session = request.app.state.agent.sessions.get(kiosk)
-        mine = [{"sku": ln.sku, "name": ln.name, "qty": ln.qty} for ln in session.lines_from(driver.cfg.id)]
-        out["kiosk"] = {"station": kiosk, "lines": mine}
-    return out
-
-
-@router.get("/v1/mirror/{device}/products", response_model=list[tryon.Offer])
-async def list_products(request: Request, device: DeviceId, client: ClientConfig = _USE) -> list[tryon.Offer]:
+@router.get("/v1/mirror/{device}/products", response_model=list[Offer])
+async def list_products(request: Request, device: DeviceId, client: ClientConfig = _USE) -> list[Offer]:
     """Try-on products the store has in stock or can order online, with price and stock."""
-    return list((await _offers(request, _mirror(request, device, client))).values())
+    driver = _mirror(request, device, client)
+    return list((await tryon.offers(request.app.state.agent, driver)).values())
 
 
 @router.put("/v1/mirror/{device}/look")
 async def put_look(body: LookRequest, request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
     """Try these products on, one of each kind; ``compare`` shows part of the picture without them."""
     driver = _mirror(request, device, client)
-    offers = await _offers(request, driver)
-    unknown = [sku for sku in body.skus if sku not in offers]
-    if unknown:
-        raise HTTPException(422, f"not a try-on product this store has or can order: {', '.join(unknown)}")
-    kinds = [offers[sku].kind for sku in body.skus]
-    doubled = sorted({k for k in kinds if kinds.count(k) > 1})
-    if doubled:
-        raise HTTPException(422, f"one product of each kind at a time; more than one {', '.join(doubled)}")
-    tryons = driver.tryons()
-    layers = sorted((tryons[sku].layer(sku) for sku in body.skus), key=lambda layer: LAYER_ORDER.index(layer.kind))
-    look = driver.set_look(layers, body.compare, body.compare_side)
+    look = await tryon.set_look(request.app.state.agent, driver, body.skus, body.compare, body.compare_side)
     return {"skus": [layer.sku for layer in look.layers], "compare": look.compare, "compare_side": look.compare_side}
 
 
@@ -246,7 +215,7 @@ async def stream(request: Request, device: DeviceId,
 @router.get("/v1/mirror/{device}/basket")
 async def get_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
     """What the customer put in the basket at this mirror (and, with ``kiosk:``, in that kiosk's from here)."""
-    return _basket(request, _mirror(request, device, client), client)
+    return tryon.basket(request.app.state.agent, _mirror(request, device, client), client)
 
 
 @router.post("/v1/mirror/{device}/basket", status_code=201)
@@ -254,32 +223,17 @@ async def add_to_basket(body: BasketRequest, request: Request, device: DeviceId,
     """Add a product to take in the store (``store``: to the kiosk's basket when the mirror has ``kiosk:``)
     or to order online (``online``, a wish kept in the mirror's basket); 409 beyond the stock."""
     driver = _mirror(request, device, client)
-    offer = (await _offers(request, driver)).get(body.sku)
-    if offer is None:
-        raise HTTPException(422, f"{body.sku!r} is not a try-on product this store has or can order")
-    if body.channel == "store" and driver.cfg.kiosk is not None:
-        await basket.add_line(request.app.state.agent, driver.cfg.kiosk,
-                              catalog.ItemIn(sku=body.sku, qty=body.qty), driver.cfg.id)
-        driver.sent_to_kiosk(body.sku, body.qty)
-        return _basket(request, driver, client)
-    stock = offer.stock_store if body.channel == "store" else offer.stock_online
-    wanted = driver.basket.qty(body.sku, body.channel) + body.qty
-    if wanted > stock:
-        where = "in the store" if body.channel == "store" else "online"
-        raise HTTPException(409, f"only {stock} of {body.sku} {where}; the basket would hold {wanted}")
-    try:
-        driver.add_to_basket(body.sku, body.qty, body.channel)
-    except ValueError as err:
-        raise HTTPException(409, str(err)) from err
-    return _basket(request, driver, client)
+    agent = request.app.state.agent
+    await tryon.add_to_basket(agent, driver, body.sku, body.qty, body.channel)
+    return tryon.basket(agent, driver, client)
 
 
 @router.delete("/v1/mirror/{device}/basket")
 async def clear_basket(request: Request, device: DeviceId, client: ClientConfig = _BASKET) -> dict:
     """Empty the mirror's own basket (checked out at a kiosk, or the customer starts over)."""
     driver = _mirror(request, device, client)
-    driver.clear_basket()
-    return _basket(request, driver, client)
+    driver.clear_basket()  # the driver owns the mirror's basket and says so (mirror.basket)
+    return tryon.basket(request.app.state.agent, driver, client)
 
 
 @router.post("/v1/mirror/{device}/order", status_code=201)
@@ -297,22 +251,11 @@ async def place_order(body: orders.OrderIn, request: Request, response: Response
         raise HTTPException(422, "the mirror's screen orders without member_id; a member's order is placed at "
                                  "the kiosk after scanning their card, or by an associate")
     member_problem(request, body.member_id)
-    try:
-        tryons = driver.tryons()
-    except DeviceError as err:
-        raise HTTPException(503, f"the mirror's try-on products cannot be read: {err}") from err
-    # Checked against the products file, not what is in stock: a retry of the
-    # order that took the last unit must still find it (stock is place()'s 409).
-    found = await request.app.state.agent.store.read(lambda conn: [catalog.find(conn, i) for i in body.lines])
-    others = [item.ref for item, product in zip(body.lines, found, strict=True)
-              if product is None or product.sku not in tryons]
-    if others:
-        raise HTTPException(422, f"not a try-on product of this mirror: {', '.join(others)}")
-    store = request.app.state.agent.config.store
-    at = orders.Placement("mirror", client.name, store.id, store.name, device=device)
-    placed = await order_routes.place(request, response, body, at)
-    if not placed.replayed:
-        driver.ordered(placed.order["order_id"], [(ln["sku"], ln["qty"]) for ln in placed.order["lines"]])
+    placed = await tryon.order_online(request.app.state.agent, driver, body, client)
+    if placed.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if placed.job is not None:
+        response.headers["Print-Job"] = placed.job.id
     return placed.order
 
 

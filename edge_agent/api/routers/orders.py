@@ -66,19 +66,6 @@ async def set_status(
     return {**outcome.order, "changed": outcome.changed}
 
 
-async def place(request: Request, response: Response, body: orders.OrderIn, at: orders.Placement) -> orders.Placed:
-    """Place an order (edge_agent/usecases/orders.py) and name it in the answer's headers.
-
-    Shared by ``POST /v1/orders`` and the mirror's ``POST /v1/mirror/{device}/order``.
-    """
-    placed = await flows.place_order(request.app.state.agent, body, at)
-    if placed.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    if placed.job is not None:
-        response.headers["Print-Job"] = placed.job.id
-    return placed
-
-
 @router.post("/v1/orders", status_code=201)
 async def place_order(
     body: orders.OrderIn,
@@ -96,4 +83,9 @@ async def place_order(
     member_problem(request, body.member_id)
     store = request.app.state.agent.config.store
     at = orders.Placement(client.role.value, client.name, store.id, store.name)
-    return (await place(request, response, body, at)).order
+    placed = await flows.place_order(request.app.state.agent, body, at)
+    if placed.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if placed.job is not None:
+        response.headers["Print-Job"] = placed.job.id
+    return placed.order
