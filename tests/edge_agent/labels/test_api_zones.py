@@ -1,0 +1,103 @@
+"""Zones and re-push through the local API of a real agent process, with an emulated access point over
+HTTP: ``"zone"`` in ``POST /v1/labels/bind`` and in ``GET /v1/labels``, and ``POST /v1/labels/{mac}/push``
+sending the label's picture to the access point again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from drivers.shelf_label.ap_emulator import ApEmulator
+from support.agent import config_dict, free_port
+
+A, B = "0000021D4E83B401", "0000021D4E83B402"
+
+
+@pytest.fixture
+def ap() -> Iterator[ApEmulator]:
+    emulator = ApEmulator(auto_checkin=True)
+    for mac in (A, B):
+        emulator.add_tag(mac, 0x01, last_seen=int(time.time()))
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def agent(make_agent, ap):
+    """An agent with the demo catalog and one access point; no hub, no label bound yet."""
+    device = {"id": "labels-1", "kind": "shelf_label.oepl", "url": ap.url, "poll_interval": 0.2, "timeout": 1,
+              "upload_timeout": 1, "retries": 1, "compliance_grace": 2}
+    agent = make_agent(config=config_dict(free_port(), devices=[device]))
+    agent.import_catalog()
+    agent.start()
+    return agent
+
+
+def until(get: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 20.0) -> Any:
+    """Poll ``get()`` until ``ok`` holds for its value; the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, value
+        time.sleep(0.05)
+
+
+def uploads(ap: ApEmulator, mac: str) -> list:
+    with ap.lock:
+        return [u for u in ap.uploads if u.mac == mac and not u.error]
+
+
+def test_a_zone_is_set_kept_cleared_and_shown(agent, ap):
+    with agent.client("associate") as pad, agent.client("console") as console:
+        r = pad.post("/v1/labels/bind", json={"label": A, "code": "6901234567892", "zone": "cosmetics"})
+        assert r.status_code == 201, r.text
+        assert (r.json()["mac"], r.json()["zone"]) == (A, "cosmetics")
+        assert pad.post("/v1/labels/bind", json={"label": B, "code": "TOTE01"}).json()["zone"] is None
+        assert console.get(f"/v1/labels/{A}").json()["zone"] == "cosmetics"
+        assert {lb["mac"]: lb["zone"] for lb in console.get("/v1/labels").json()} == {A: "cosmetics", B: None}
+        # Bound again without "zone": the zone stays; with "zone": null it goes.
+        r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01"})
+        assert (r.status_code, r.json()["sku"], r.json()["zone"]) == (200, "TOTE-CANVAS", "cosmetics")
+        r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": None})
+        assert (r.status_code, r.json()["zone"]) == (200, None)
+        r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "Aisle 3_b-2"})
+        assert r.json()["zone"] == "Aisle 3_b-2"
+        # Refused, and nothing changed.
+        for bad in ("eye/wear", "", "   ", "x" * 33, "化妆品", 7, ["a"]):
+            r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": bad})
+            assert r.status_code == 422, (bad, r.text)
+        r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "a/b"})
+        assert "zone" in r.json()["detail"] and "1-32" in r.json()["detail"]
+        assert console.get(f"/v1/labels/{A}").json()["zone"] == "Aisle 3_b-2"
+
+
+def test_a_label_is_pushed_again_on_request(agent, ap):
+    with agent.client("associate") as pad, agent.client("console") as console:
+        assert pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "bags"}).status_code == 201
+        before = until(lambda: console.get(f"/v1/labels/{A}").json(), lambda v: v["compliant"])
+        [first] = uploads(ap, A)
+        # The agent believes the label shows the right picture; an associate at the shelf sees it blank.
+        r = pad.post(f"/v1/labels/{A.lower()}/push")
+        assert r.status_code == 202, r.text
+        assert (r.json()["mac"], r.json()["sku"], r.json()["zone"]) == (A, "TOTE-CANVAS", "bags")
+        until(lambda: len(uploads(ap, A)) == 2, lambda n: n)
+        assert uploads(ap, A)[1].data == first.data  # the same picture, sent again
+        until(lambda: console.get(f"/v1/labels/{A}").json(),
+              lambda v: v["compliant"] and v["pushed_at"] > before["pushed_at"])
+        assert uploads(ap, B) == []
+
+        assert pad.post("/v1/labels/0000000000000099/push").status_code == 404
+        assert pad.post("/v1/labels/nonsense/push").status_code == 404
+        assert pad.post("/v1/labels/" + "x" * 65 + "/push").status_code == 422
+    for role, allowed in (("kiosk", False), ("mirror", False), ("console", False), ("admin", True)):
+        with agent.client(role) as c:
+            status = c.post(f"/v1/labels/{A}/push").status_code
+            assert (status == 202) is allowed, (role, status)
+    with agent.client() as anonymous:
+        assert anonymous.post(f"/v1/labels/{A}/push").status_code == 401
