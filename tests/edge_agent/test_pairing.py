@@ -305,14 +305,28 @@ def test_a_forged_host_header_never_reaches_the_pair_url(agent):
         assert made["pair_url"] == f"http://store-7.lan:8443/pad#pair={made['code']}"
 
 
-def test_revoke_refuses_the_token_at_once_and_its_tickets(agent):
-    token = _pair(agent, _code(agent, "pad-gone")["code"]).json()["token"]
+def _closed_with(ws) -> int:
+    """The close code of a connection the agent closes, after whatever it still sends."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def test_revoke_refuses_the_token_at_once_closes_its_streams_and_drops_its_tickets(agent):
+    token = _pair(agent, _code(agent, "pad-gone", zones=["shoes"])["code"]).json()["token"]
     with httpx.Client(base_url=agent.url, timeout=30, headers=_as(token)) as http:
         assert http.get("/v1/orders").status_code == 200
         unspent = http.post("/v1/tickets", json={"for": "events"}).json()["ticket"]
-        with agent.client("console") as console:
-            gone = console.delete("/v1/paired/pad-gone")
-            assert gone.status_code == 200 and gone.json()["revoked_by"] == "console-1"
+        with connect(f"{agent.ws_url}/v1/events", additional_headers=_as(token), open_timeout=30) as feed, \
+                connect(f"{agent.ws_url}/v1/wristband", additional_headers=_as(token), open_timeout=30) as band:
+            assert json.loads(feed.recv(timeout=30))["type"] == "hello"
+            assert json.loads(band.recv(timeout=30)) == {"type": "hello", "name": "pad-gone", "zones": ["shoes"]}
+            with agent.client("console") as console:
+                gone = console.delete("/v1/paired/pad-gone")
+                assert gone.status_code == 200 and gone.json()["revoked_by"] == "console-1"
+            assert _closed_with(feed) == 4401 and _closed_with(band) == 4401
         refused = http.get("/v1/orders")
         assert refused.status_code == 401 and refused.json()["detail"].startswith("this device was unpaired")
         assert http.post("/v1/tickets", json={"for": "events"}).status_code == 401
