@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from support.agent import ROOT, TOKENS, AgentProcess, config_dict, free_port, make_tls
 from support.flows import GLASSES, LIPSTICK, NUDE, TOTE, card, hub_event, poll, sale, sync_point
@@ -92,15 +92,27 @@ def spki_pin(key: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def chromium(store: Store) -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """Playwright for this module only (its sync API keeps an event loop running while it is open)."""
     expect.set_options(timeout=30_000)
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=[f"--ignore-certificate-errors-spki-list={spki_pin(store.agent.tls.server.key)}"])
-        yield b
-        b.close()
+        yield p
+
+
+def launch(playwright: Playwright, store: Store, *args: str) -> Browser:
+    """Headless Chromium that trusts the agent's certificate by its key alone."""
+    pin = spki_pin(store.agent.tls.server.key)
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=[f"--ignore-certificate-errors-spki-list={pin}", *args])
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright: Playwright, store: Store) -> Iterator[Browser]:
+    b = launch(playwright, store)
+    yield b
+    b.close()
 
 
 class Watched:
@@ -309,6 +321,38 @@ def test_a_pickup_order_goes_to_collection_with_the_customers_code(store: Store,
         assert c.get(f"/v1/orders/{order['order_id']}").json()["status"] == "collected"
 
 
+def place_ready_order(agent: AgentProcess, *lines: tuple[str, int]) -> dict:
+    """A pickup order placed here and moved to ready through the API."""
+    with agent.client("admin") as admin:
+        placed = admin.post("/v1/orders", json={"client_order_id": str(uuid.uuid4()),
+                                                "lines": [{"code": c, "qty": q} for c, q in lines]})
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    with agent.client("associate") as c:
+        for status in ("picking", "ready"):
+            moved = c.post(f"/v1/orders/{order['order_id']}/status", json={"status": status})
+            assert moved.status_code == 200, moved.text
+    return order
+
+
+def test_an_order_locked_by_wrong_codes_is_said_plainly(store: Store, pad: Page):
+    order = place_ready_order(store.agent, (NUDE, 1))
+    wrong = "000000" if order["pickup_code"] != "000000" else "111111"
+    with store.agent.client("associate") as c:  # someone else tried four wrong codes already
+        for _ in range(4):
+            r = c.post(f"/v1/orders/{order['order_id']}/status", json={"status": "collected", "pickup_code": wrong})
+            assert r.status_code == 403, r.text
+    opened(pad, store, "Pickup")
+    item = pad.locator(f'[data-order="{order["order_id"]}"]')
+    item.locator(".code-field").fill(wrong)
+    item.get_by_role("button", name="Hand over").click()
+    expect(pad.locator("#pickup-msg")).to_contain_text("wrong attempt 5 of 5")
+    item.locator(".code-field").fill(order["pickup_code"])  # even the right code now waits out the lock
+    item.get_by_role("button", name="Hand over").click()
+    expect(pad.locator("#pickup-msg")).to_have_text(
+        "Locked after too many wrong codes: try again in 15 min, or check the order confirmation.")
+
+
 # -- returns -----------------------------------------------------------------------------------------------
 
 def test_a_return_from_the_receipt_with_its_slip_printed(store: Store, pad: Page, shot):
@@ -431,3 +475,73 @@ def test_the_vendored_decoder_reads_a_qr_code_with_its_wasm_from_the_agent(store
     }""", base64.b64encode(picture.getvalue()).decode())
     assert got == [["qr_code", "RP1:ORDER-1:123456"]]
     assert wasm == [f"{store.agent.url}/pad/static/vendor/barcode-detector/zxing_reader.wasm"]
+
+
+def y4m(path: Path, text: str, frames: int = 10) -> Path:
+    """A Y4M video of a QR code holding ``text``: what Chromium's fake camera shows (it loops the file)."""
+    import qrcode
+    from PIL import Image
+
+    picture = Image.new("L", (640, 480), 255)
+    code = qrcode.make(text, border=2).get_image().convert("L").resize((400, 400), Image.NEAREST)
+    picture.paste(code, (120, 40))
+    chroma = bytes([128]) * (320 * 240)
+    with path.open("wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            f.write(b"FRAME\n" + picture.tobytes() + chroma + chroma)
+    return path
+
+
+def test_the_camera_reads_the_customers_pickup_qr_and_hands_the_order_over(
+        store: Store, playwright: Playwright, tmp_path: Path, shot):
+    order = place_ready_order(store.agent, (TOTE, 1))
+    video = y4m(tmp_path / "pickup-qr.y4m", order["pickup_qr"])
+    browser = launch(playwright, store, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}")
+    try:
+        context = browser.new_context(**PHONE, permissions=["camera"])
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(new_code(store.agent, "pad-cam")["pair_url"])
+        expect(tab.locator("#where")).to_have_text("pad-cam · Test Store")
+        tab.get_by_role("tab", name=re.compile("^Pickup")).click()
+        item = tab.locator(f'[data-order="{order["order_id"]}"]')
+        item.get_by_role("button", name="Scan").click()
+        expect(tab.locator("#pickup-msg")).to_have_text(f"Order …{order['order_id'][-8:]} handed over.")
+        expect(tab.locator("#camera")).to_be_hidden()  # the camera is let go once the code is read
+        assert tab.evaluate("document.getElementById('camera-video').srcObject") is None
+        assert not errors, errors
+        context.close()
+    finally:
+        browser.close()
+    with store.agent.client("associate") as c:
+        assert c.get(f"/v1/orders/{order['order_id']}").json()["status"] == "collected"
+
+
+def test_the_app_opens_offline_from_its_service_worker_which_keeps_no_api_answer(
+        store: Store, phone: tuple[Watched, str], pad: Page):
+    watched, _ = phone
+    opened(pad, store, "Members")
+    pad.wait_for_function("() => navigator.serviceWorker.ready.then(() => true)")  # installed: the shell is cached
+    pad.reload()  # now under the worker's control
+    expect(pad.locator("#live")).to_have_text("live")
+    assert pad.evaluate("!!navigator.serviceWorker.controller")
+    cached = pad.evaluate("""async () => {
+        const out = [];
+        for (const key of await caches.keys()) {
+            for (const req of await (await caches.open(key)).keys()) out.push(new URL(req.url).pathname);
+        }
+        return out;
+    }""")
+    assert "/pad" in cached and "/pad/static/pad.js" in cached
+    assert all(p == "/pad" or p.startswith("/pad/static/") for p in cached), cached  # never an API answer
+    watched.context.set_offline(True)
+    try:
+        pad.reload()
+        expect(pad.locator("#tabs")).to_be_visible()  # the shell, from the cache
+        expect(pad.locator("#live")).not_to_have_text("live")
+    finally:
+        watched.context.set_offline(False)
+    expect(pad.locator("#live")).to_have_text("live")  # and back on its own when the Wi-Fi returns

@@ -45,7 +45,7 @@ function showPairing(why = '') {
   $('pairing-why').hidden = !why;
   $('pairing-why').textContent = why;
   $('where').textContent = 'Store PAD';
-  setLive('offline');
+  setLive('not paired');
   customers.clear();
 }
 

@@ -63,9 +63,10 @@ function card(order) {
   const li = el('li', { class: `card order ${order.status}`, 'data-order': order.order_id },
     el('div', { class: 'row' },
       el('strong', { class: 'id' }, `Order ${short(order.order_id)}`),
-      el('span', { class: `state ${order.status}` }, STATUS[order.status] || order.status),
-      el('span', { class: 'when' }, ago(order.received_at))),
-    order.order_id.length > 12 ? el('p', { class: 'ref' }, order.order_id) : null,
+      el('span', { class: `state ${order.status}` }, STATUS[order.status] || order.status)),
+    el('p', { class: 'ref' }, [order.order_id.length > 12 ? order.order_id : null, `received ${ago(order.received_at)}`,
+                               order.origin ? `from ${order.origin === 'hub' ? 'online' : order.origin}` : null]
+      .filter(Boolean).join(' · ')),
     order.ready_by ? el('p', { class: 'small' }, `Ready by ${clock(order.ready_by)}`) : null,
     el('ul', { class: 'lines' }, (order.lines || []).map((l) => el('li', {},
       el('span', { class: 'qty' }, `${l.qty} ×`), el('span', { class: 'name' }, l.name || l.sku),
