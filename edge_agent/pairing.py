@@ -129,7 +129,7 @@ class Paired:
 
 def check_name(name: str, config_names: Iterable[str]) -> None:
     """BadName or NameTaken (a devices.yaml client's) unless ``name`` can be given to a device."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BadName(f"name {name[:40]!r}: use 1 to 32 of a-z, 0-9 and '-' (not first), e.g. pad-anna")
     if name in set(config_names):
         raise NameTaken(f"{name!r} is a client of devices.yaml; choose another name for the device")

@@ -123,8 +123,9 @@ def test_names_that_are_taken_and_one_code_out_per_name(tmp_path):
     async def test(service, clock, store):
         with pytest.raises(Conflict, match="client of devices.yaml"):
             await service.code("kiosk-1", [], "admin-1")
-        with pytest.raises(Invalid):
-            await service.code("-pad", [], "admin-1")
+        for bad in ("-pad", "pad\n", "Pad", "p" * 33):
+            with pytest.raises(Invalid):
+                await service.code(bad, [], "admin-1")
         first = await service.code("pad-anna", [], "admin-1")
         second = await service.code("pad-anna", ["shoes"], "admin-1")
         with pytest.raises(Forbidden, match="unknown pairing code"):
@@ -231,6 +232,7 @@ def _code(agent: AgentProcess, name: str, role: str = "admin", **body) -> dict:
     with agent.client(role) as http:
         answer = http.post("/v1/pairing", json={"name": name, **body})
     assert answer.status_code == 201, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
     return answer.json()
 
 
@@ -252,6 +254,7 @@ def test_pair_then_use_the_token_on_the_api_the_feed_and_tickets(agent):
 
     answer = _pair(agent, made["code"])
     assert answer.status_code == 201, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
     paired = answer.json()
     assert paired["name"] == "pad-anna" and paired["role"] == "associate" and paired["zones"] == ["cosmetics"]
     assert paired["store"] == {"id": "store-test", "name": "Test Store"}

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import qrcode
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from qrcode.image.svg import SvgPathImage
 
@@ -54,6 +54,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 router = APIRouter(tags=["pairing"], route_class=StrictRoute, lifespan=lifespan)
 
+# A code or a token in an answer: no cache of any browser or proxy keeps it.
+NO_STORE = "no-store"
 Zone = Annotated[str, StringConstraints(pattern=pairing.ZONE_PATTERN)]
 # Host[:port] as a Host header may name it; anything else is not put in a URL.
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -143,9 +145,10 @@ def qr_svg(text: str) -> str:
 
 @router.post("/v1/pairing", status_code=201, response_model=PairingCode,
              responses={409: {"description": "a devices.yaml client's name, or a paired device not unpaired"}})
-async def new_code(body: PairingIn, request: Request,
+async def new_code(body: PairingIn, request: Request, response: Response,
                    client=Depends(require(Role.ADMIN, Role.CONSOLE))) -> PairingCode:
     """A one-use code for ten minutes that pairs the device ``name``."""
+    response.headers["Cache-Control"] = NO_STORE
     made = await _service(request).code(body.name, body.zones, client.name)
     url = pair_url(request, made.code)
     return PairingCode(code=made.code, name=made.name, zones=list(made.zones),
@@ -155,8 +158,9 @@ async def new_code(body: PairingIn, request: Request,
 @router.post("/v1/pair", status_code=201, response_model=PairedOut,
              responses={403: {"description": "an unknown, used or expired code"},
                         429: {"description": "too many wrong codes (Retry-After)"}})
-async def pair(body: PairIn, request: Request) -> PairedOut:
+async def pair(body: PairIn, request: Request, response: Response) -> PairedOut:
     """Spend a pairing code: the device's token, shown this once."""
+    response.headers["Cache-Control"] = NO_STORE
     address = request.client.host if request.client else "?"
     done = await _service(request).pair(body.code, address)
     store = request.app.state.agent.config.store
