@@ -85,3 +85,46 @@ def test_a_slow_client_is_cut_off_without_slowing_anyone():
     slow, got = asyncio.run(main())
     assert slow.lagging.is_set() and slow.queue.qsize() == 3
     assert [code for _, code in got] == [str(i) for i in range(10)]
+
+
+def test_a_kiosk_hears_its_own_calls_for_help_and_staff_hear_them_all():
+    async def main():
+        bus = EventBus()
+        feed = Feed(bus)
+        await feed.start()
+        kiosk, _ = feed.connect(Role.KIOSK, "kiosk-1", None, None)
+        associate, _ = feed.connect(Role.ASSOCIATE, "pad-1", None, None)
+        console, _ = feed.connect(Role.CONSOLE, "console-1", None, None)
+        bus.publish("assist.requested", {"station": "kiosk-2", "assist_id": "B"})
+        bus.publish("assist.requested", {"station": "kiosk-1", "assist_id": "A"})
+        bus.publish("assist.reminder", {"station": "kiosk-1", "assist_id": "A"})  # for the wristbands only
+        bus.publish("assist.taken", {"station": "kiosk-1", "assist_id": "A", "taken_by": "pad-1"})
+        bus.publish("assist.closed", {"station": "kiosk-1", "assist_id": "A"})
+        await _settle(feed, bus, 4)
+        await feed.stop()
+        return [[(e.type, e.data["assist_id"]) for e in _events(c)] for c in (kiosk, associate, console)]
+
+    kiosk, associate, console = asyncio.run(main())
+    assert kiosk == [("assist.requested", "A"), ("assist.taken", "A"), ("assist.closed", "A")]
+    assert associate == [("assist.requested", "B"), *kiosk]
+    assert console == []
+
+
+def _events(client) -> list:
+    out = []
+    while not client.queue.empty():
+        out.append(client.queue.get_nowait())
+    return out
+
+
+def test_close_client_ends_that_clients_connections_and_its_wristbands():
+    bus = EventBus()
+    feed = Feed(bus)
+    closed: list[str] = []
+    feed.closers.append(lambda name: closed.append(name) or 1)
+    pad, _ = feed.connect(Role.ASSOCIATE, "pad-anna", None, None)
+    pad_again, _ = feed.connect(Role.ASSOCIATE, "pad-anna", None, None)
+    other, _ = feed.connect(Role.ASSOCIATE, "pad-ben", None, None)
+    assert feed.close_client("pad-anna") == 3  # two feed connections and one band
+    assert pad.revoked.is_set() and pad_again.revoked.is_set() and not other.revoked.is_set()
+    assert closed == ["pad-anna"]
