@@ -300,6 +300,15 @@ def test_who_may_make_codes_and_which_names(agent):
     assert _pair(agent, "x" * 33).status_code == 422
 
 
+def test_a_wristband_ticket_is_for_associates_and_admins(agent):
+    for role, status in (("associate", 201), ("admin", 201), ("console", 403), ("kiosk", 403), ("mirror", 403)):
+        with agent.client(role) as http:
+            answer = http.post("/v1/tickets", json={"for": "wristband"})
+        assert answer.status_code == status, (role, answer.text)
+    with agent.client("associate") as http:
+        assert http.post("/v1/tickets", json={"for": "wristband", "device": "band-1"}).status_code == 422
+
+
 def test_a_forged_host_header_never_reaches_the_pair_url(agent):
     with agent.client("admin") as http:
         made = http.post("/v1/pairing", json={"name": "pad-host"}, headers={"Host": "evil.example/phish?"}).json()
