@@ -1,7 +1,9 @@
 """Shelf labels: the agent keeps every label showing the price the checkout charges.
 
-    service.py      LabelService: bus events, planning, push queues, what the drivers report
-    bindings.py     which product each label shows: devices.yaml's bulk bindings and the API's
+    service.py      LabelService: the one owner of each label's state; bus events, planning, push
+                    queues, what the drivers report
+    bindings.py     which product (and zone) each label shows: devices.yaml's bulk bindings, and the
+                    rules and errors of the API's (the flows: edge_agent/usecases/labels.py)
     plan.py         what a label should show (content and its hash, or a notice) (pure)
     pusher.py       one device's push queue: render, push with bounded concurrency, retry
     watch.py        what a poll tells: confirmations, drift, tag health (pure)

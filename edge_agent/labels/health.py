@@ -7,7 +7,8 @@ within 0.2 to 30 s), which also catches what only the clock changes. A label
 that stops being compliant gets ``wrong_since``; one that stays wrong past
 its device's ``compliance_grace`` raises one ``price`` alert, cleared when
 it is compliant again. Tag health (stale, low battery) comes from each poll;
-a label device offline or in error raises a ``device`` alert.
+a label device offline or in error raises a ``device`` alert. Every alert
+about a label says its device, id, product and zone (``alert_data``).
 
 ``summary`` is what ``GET /v1/health`` shows; each device's counters get
 ``labels``, ``labels_non_compliant``, ``labels_stale`` and
