@@ -199,5 +199,5 @@ def find(svc: Labels, mac_text: str) -> Label:
     """The label ``mac_text`` names; BindNotFound if there is none."""
     label = svc.find(mac_text)
     if label is None:
-        raise BindNotFound(f"no label {mac_text!r} is bound")
+        raise BindNotFound(f"no label {mac_text!r} in this store")
     return label
