@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import catalog
+from edge_agent.labels import bindings
 from edge_agent.labels.compliance import Entry, assess, checkout_price, entries
 from edge_agent.labels.table import Label
 from edge_core.bus import utcnow
@@ -82,6 +83,13 @@ async def listing(svc: "LabelService", *, device: str | None = None, sku: str | 
             await asyncio.sleep(0)
         out += [view(svc, lb, products) for lb in chosen[i:i + SLICE]]
     return out
+
+
+async def one(svc: "LabelService", text: str) -> dict[str, Any]:
+    """The label ``text`` names (its MAC in any spelling a label device takes, or a file key), as
+    ``GET /v1/labels/{mac}`` shows it; bindings.BindNotFound if there is none."""
+    label = bindings.find(svc, text)
+    return (await listing(svc, macs=[label.mac]))[0]
 
 
 async def compliance(svc: "LabelService") -> list[Entry]:

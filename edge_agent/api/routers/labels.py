@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
-from edge_agent.labels import bindings, views
+from edge_agent.labels import views
 from edge_agent.usecases import labels as flows
 
 router = APIRouter(tags=["labels"], route_class=StrictRoute)
@@ -78,9 +78,7 @@ async def compliance(request: Request) -> list[dict[str, Any]]:
 @router.get("/v1/labels/{mac}", dependencies=[_READ])
 async def get_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
     """One label."""
-    svc = _service(request)
-    label = bindings.find(svc, mac)
-    return (await views.listing(svc, macs=[label.mac]))[0]
+    return await views.one(_service(request), mac)
 
 
 @router.post("/v1/labels/bind", dependencies=[_WRITE])
@@ -90,7 +88,7 @@ async def bind_label(request: Request, response: Response, body: BindIn) -> dict
     zone = body.zone if "zone" in body.model_fields_set else flows.KEEP
     label, new = await flows.bind(svc, body.label, body.code, device=body.device, model=body.model, zone=zone)
     response.status_code = 201 if new else 200
-    return (await views.listing(svc, macs=[label.mac]))[0]
+    return await views.one(svc, label.mac)
 
 
 @router.delete("/v1/labels/{mac}", dependencies=[_WRITE])
@@ -98,7 +96,7 @@ async def unbind_label(request: Request, mac: str = Path(min_length=1, max_lengt
     """Unbind a label: it shows "not in use" and stays listed until bound again."""
     svc = _service(request)
     label = await flows.unbind(svc, mac)
-    return (await views.listing(svc, macs=[label.mac]))[0]
+    return await views.one(svc, label.mac)
 
 
 @router.post("/v1/labels/{mac}/push", status_code=202, dependencies=[_WRITE])
@@ -107,4 +105,4 @@ async def push_label(request: Request, mac: str = Path(min_length=1, max_length=
     label at the shelf); 202 with the label, queued at its device."""
     svc = _service(request)
     label = await flows.repush(svc, mac)
-    return (await views.listing(svc, macs=[label.mac]))[0]
+    return await views.one(svc, label.mac)
