@@ -4,7 +4,10 @@ Every payload is parsed and validated here (the models of sync/topics.py)
 and handed to a ``DownlinkHandler``, which the agent implements
 (edge_agent/downlink_apply.py) and passes in: this module applies nothing
 itself and imports nothing of the agent. Commands are checked against the
-allow-list here, on the wire side, before the handler runs one.
+allow-list here, on the wire side, before the handler runs one: the same
+checks as the consoles' (sync/console/commands.py), and ``Downlink.run`` is
+the one dispatch of a command, for the hub's and for the agent's own
+``/console``.
 
 A bad payload is logged once and answered: a command on
 ``edge/{store}/cmd/res`` with ``ok: false``, anything else with a
@@ -22,17 +25,19 @@ from pydantic import ValidationError
 
 from edge_core.logonce import LogOnce
 from sync import topics
+from sync.console.commands import AGENT, REOPEN, ActionRefused, check
 
 if TYPE_CHECKING:
     from sync.link import HubLink
 
 log = logging.getLogger(__name__)
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
 class CommandError(Exception):
     """A command that cannot be carried out; the message goes back in ``error``."""
+
+
+class UnknownDevice(ActionRefused):
+    """A command for a device this store does not have."""
 
 
 class DownlinkHandler(Protocol):
@@ -82,26 +87,19 @@ class HasLink(Protocol):
     link: "HubLink | None"
 
 
+# The agent's own commands take their arguments checked (``check``, sync/console/commands.py).
 async def _set_log_level(agent: HasLink, args: dict[str, Any]) -> Any:
-    level = args.get("level")
-    if level not in LOG_LEVELS:
-        raise CommandError(f"args.level must be one of {', '.join(LOG_LEVELS)}")
+    level = args["level"]
     for name in ("edge_agent", "drivers", "sync"):
         logging.getLogger(name).setLevel(level.upper())
     return {"level": level}
 
 
 async def _resend_from(agent: HasLink, args: dict[str, Any]) -> Any:
-    seq = args.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise CommandError("args.seq must be a whole number from 1")
     if agent.link is None:
         raise CommandError("this agent has no hub link")
     try:
-        stream = args.get("stream")
-        if stream is not None and not isinstance(stream, str):
-            raise CommandError("args.stream must be a stream id (the stream of the events to send again)")
-        return {"from": agent.link.resend_from(seq, stream)}
+        return {"from": agent.link.resend_from(args["seq"], args.get("stream"))}
     except ValueError as err:
         raise CommandError(str(err)) from err
 
@@ -110,8 +108,8 @@ async def _status(agent: HasLink, args: dict[str, Any]) -> Any:
     return await agent.link.health_snapshot() if agent.link else {}
 
 
-# Commands to the agent itself (device "agent"); device commands are each
-# driver's ``commands`` plus ``reopen`` for every device.
+# Commands to the agent itself (device "agent"), one per name of commands.AGENT_ACTIONS;
+# device commands are each driver's ``commands`` plus ``reopen`` for every device.
 AGENT_COMMANDS: dict[str, Callable[[HasLink, dict[str, Any]], Awaitable[Any]]] = {
     "set_log_level": _set_log_level,
     "resend_from": _resend_from,
@@ -205,7 +203,7 @@ class Downlink:
             self._answer(topics.CommandResult(id=cmd_id, ok=False, error=f"bad command: {err}"))
             return
         try:
-            result = await self._run(cmd)
+            result = await self.run(cmd.device, cmd.action, cmd.args)
         except CommandError as err:
             self._answer(topics.CommandResult(id=cmd.id, ok=False, error=str(err)))
         except Exception as err:  # noqa: BLE001 - answered, logged, never fatal
@@ -214,26 +212,30 @@ class Downlink:
         else:
             self._answer(topics.CommandResult(id=cmd.id, ok=True, result=result))
 
-    async def _run(self, cmd: topics.Command) -> Any:
-        """Carry out an allowed command; CommandError for anything else."""
-        if cmd.device == "agent":
-            handler = AGENT_COMMANDS.get(cmd.action)
-            if handler is None:
-                raise CommandError(f"action {cmd.action!r} is not allowed for the agent; "
-                                   f"allowed: {', '.join(sorted(AGENT_COMMANDS))}")
-            return await handler(self, cmd.args)
-        found = self.handler.device_actions(cmd.device)
+    def check(self, device: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The command's arguments, checked against the allow-list (sync/console/commands.py) with the
+        actions its driver has; UnknownDevice for a device not in this store, ActionRefused otherwise."""
+        if device == AGENT:
+            return check(device, None, action, args)
+        found = self.handler.device_actions(device)
         if found is None:
-            raise CommandError(f"no device {cmd.device!r} in this store")
+            raise UnknownDevice(f"no device {device!r} in this store")
         kind, commands = found
-        if cmd.action == "reopen":
-            self.handler.reopen(cmd.device)
-            return {"device": cmd.device, "reopening": True}
-        if cmd.action not in commands:
-            allowed = ", ".join(sorted({"reopen", *commands}))
-            raise CommandError(f"action {cmd.action!r} is not allowed for {cmd.device} ({kind}); "
-                               f"allowed: {allowed}")
-        return await self.handler.device_command(cmd.device, cmd.action, cmd.args)
+        return check(device, kind, action, args, (REOPEN, *sorted(commands - {REOPEN})))
+
+    async def run(self, device: str, action: str, args: dict[str, Any]) -> Any:
+        """Carry out a command once ``check`` allows it; its result. CommandError (its message the
+        answer's ``error``) when refused or when it cannot be carried out; a driver's own errors pass."""
+        try:
+            args = self.check(device, action, args)
+        except ActionRefused as err:
+            raise CommandError(str(err)) from err
+        if device == AGENT:
+            return await AGENT_COMMANDS[action](self, args)
+        if action == REOPEN:
+            self.handler.reopen(device)
+            return {"device": device, "reopening": True}
+        return await self.handler.device_command(device, action, args)
 
     def _answer(self, result: topics.CommandResult) -> None:
         self.publish(self.topics.cmd_res, result.wire())

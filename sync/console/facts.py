@@ -9,6 +9,9 @@ not from the snapshot: a stream conflict, a database restored or copied,
 two agents running as the store (sync/hub/db.py).
 ``summarize`` is what the fleet view shows of a store; it depends only on
 its inputs, so the hub caches it until the store's next message.
+``alert_device`` names a store's alert the one way both sides key it (the
+snapshot's open alerts here, the hub's ``device_alerts`` rows in
+sync/hub/observe.py).
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-
-from sync.hub.observe import alert_device
 
 # What each identity code means, in the words of a chain's IT person (titles, the store page).
 IDENTITY_PROBLEMS = {
@@ -144,6 +145,24 @@ def printing(health: dict[str, Any] | None) -> dict[str, Any] | None:
     oldest = raw.get("oldest_waiting_since")
     out["oldest_waiting_since"] = oldest if isinstance(oldest, str) else None
     return out
+
+
+def _text(v: Any, limit: int, default: str | None = None) -> str | None:
+    return v[:limit] if isinstance(v, str) and v else default
+
+
+def alert_device(data: dict[str, Any]) -> str:
+    """The ``device`` of a store's alert as the hub keys it: ``device/subject`` when the alert is about
+    one of the device's parts (a shelf label of an access point), so that each label's alert is its own.
+
+    The hub's ``device_alerts`` key is (store, device, code): with the device alone, six labels of
+    one access point would share one row, and the first label put right would mark all six cleared.
+    """
+    device = _text(data.get("device"), 64, "?")
+    subject = _text(data.get("subject"), 64)
+    if subject is None or subject == device:
+        return device
+    return f"{device}/{subject}"[:64] if len(device) + len(subject) < 64 else f"{device[:30]}/{subject[-33:]}"
 
 
 def open_alerts(health: dict[str, Any] | None) -> tuple[dict[str, Any], ...] | None:

@@ -16,7 +16,9 @@ from the hub's own database, so they are judged even while the store is held.
 ``store_reason`` raises the reasons the store itself gives for ``degraded``
 (its hub link in trouble, ...), read from its last snapshot.
 
-The same engine runs on the agent (``/console``) over its own store.
+The same engine runs on the agent (``/console``) over its own store. A rules
+file that cannot be used is a ``RulesError`` saying ``FILE: what``; the hub
+reports it as its ConsoleConfigError (sync/hub/console/rules.py).
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sync.hub.console.facts import (StoreFacts, devices, identity_problem, labels, number, parse_time, printing,
-                                    reasons, store_alerts)
-from sync.hub.errors import ConsoleConfigError
+from sync.console.facts import (StoreFacts, devices, identity_problem, labels, number, parse_time, printing,
+                                reasons, store_alerts)
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 Severity = Literal["info", "warning", "critical"]
 # (subject, since or None, detail, values for the title)
 Found = tuple[str, datetime | None, str, dict[str, Any]]
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be read or does not validate; the message starts with the file's path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,19 +346,19 @@ class RuleSet(BaseModel):
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
-    """The rules of a YAML file (the shipped rules.yaml by default); ConsoleConfigError says what is wrong."""
+    """The rules of a YAML file (the shipped rules.yaml by default); RulesError says what is wrong."""
     path = Path(path) if path else DEFAULT_RULES
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
-        raise ConsoleConfigError(f"{path}: cannot read the alert rules: {err.strerror or err}") from err
+        raise RulesError(f"{path}: cannot read the alert rules: {err.strerror or err}") from err
     except yaml.YAMLError as err:
-        raise ConsoleConfigError(f"{path}: not YAML: {err}") from err
+        raise RulesError(f"{path}: not YAML: {err}") from err
     try:
         return RuleSet.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in err.errors())
-        raise ConsoleConfigError(f"{path}: {problems}") from err
+        raise RulesError(f"{path}: {problems}") from err
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sync.hub.console.commands import AGENT, LOG_LEVELS, actions_for
-from sync.hub.console.facts import StoreFacts, devices
-from sync.hub.console.rules import Condition, RuleSet
+from sync.console.commands import AGENT, LOG_LEVELS, actions_for
+from sync.console.facts import StoreFacts, devices
+from sync.console.rules import Condition, RuleSet
 
 
 def iso_now(now: datetime) -> str:

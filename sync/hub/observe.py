@@ -12,6 +12,8 @@ answers) to a listener, the console's in-memory fleet, in one call per group:
 the worker thread pays a dict update per message, never an HTTP client.
 Everything here reads payloads defensively: a store's snapshot is data from
 the field, and a field missing or of the wrong type is skipped, not fatal.
+How a snapshot becomes timeline rows and how an alert is keyed are shared
+with the agent's console (sync/console/timeline.py, facts.py).
 """
 
 from __future__ import annotations
@@ -20,33 +22,17 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
+from sync.console.facts import alert_device
+from sync.console.timeline import StateRow, device_rows, utc_iso
 from sync.hub.db import Tx, now_iso
 from sync.hub.ingest import EventRow
 
 log = logging.getLogger("sync.hub")
 
 ALERT_EVENT = "retail.device.alert"
-# "busy" is online and doing a job (a receipt, a label push): as a timeline
-# state it would add two rows per print job and say nothing about health.
-_TIMELINE_STATE = {"busy": "online"}
-
 Op = Callable[[Tx], Any]
-
-
-def utc_iso(text: Any) -> str | None:
-    """An ISO-8601 time from a store as the hub writes times (UTC, ms), or None if it is not one."""
-    if not isinstance(text, str):
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)  # the agent always sends aware times; assume UTC otherwise
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(slots=True)
@@ -60,37 +46,6 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.status or self.health or self.commands or self.device_alerts)
-
-
-@dataclass(frozen=True, slots=True)
-class StateRow:
-    """One state a device entered."""
-
-    store: str
-    device: str
-    since: str
-    state: str
-    kind: str | None
-    last_error: str | None
-
-
-def device_rows(store: str, snap: dict[str, Any]) -> list[StateRow]:
-    """Every well-formed device of a snapshot as a timeline row (busy counted as online)."""
-    devices = snap.get("devices")
-    if not isinstance(devices, list):
-        return []
-    rows = []
-    for d in devices:
-        if not isinstance(d, dict) or not isinstance(d.get("id"), str) or not isinstance(d.get("state"), str):
-            continue
-        since = utc_iso(d.get("since"))
-        if since is None:
-            continue
-        kind, err = d.get("kind"), d.get("last_error")
-        rows.append(StateRow(store, d["id"][:64], since, _TIMELINE_STATE.get(d["state"], d["state"])[:16],
-                             kind[:64] if isinstance(kind, str) else None,
-                             err[:500] if isinstance(err, str) else None))
-    return rows
 
 
 def alert_rows(rows: Sequence[EventRow]) -> list[tuple[int, dict[str, Any], str | None]]:
@@ -110,20 +65,6 @@ def alert_rows(rows: Sequence[EventRow]) -> list[tuple[int, dict[str, Any], str 
 
 def _text(v: Any, limit: int, default: str | None = None) -> str | None:
     return v[:limit] if isinstance(v, str) and v else default
-
-
-def alert_device(data: dict[str, Any]) -> str:
-    """The ``device`` column of an alert: ``device/subject`` when the alert is about one of the
-    device's parts (a shelf label of an access point), so that each label's alert is its own row.
-
-    The table's key is (store, device, code): with the device alone, six labels of one access
-    point would share one row, and the first label put right would mark all six cleared.
-    """
-    device = _text(data.get("device"), 64, "?")
-    subject = _text(data.get("subject"), 64)
-    if subject is None or subject == device:
-        return device
-    return f"{device}/{subject}"[:64] if len(device) + len(subject) < 64 else f"{device[:30]}/{subject[-33:]}"
 
 
 class Observer:

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sync.console.facts import StoreFacts
+from sync.console.rules import RuleEngine, RuleSet
 from sync.hub.console import alerts, history
 from sync.hub.console.alerts import CauseStillThere
-from sync.hub.console.rules import RuleEngine, RuleSet
-from sync.hub.console.facts import StoreFacts
 from sync.hub.db import open_db
 from sync.hub.ingest import EventRow
 from sync.hub.observe import Changes, Observer

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sync.console.facts import StoreFacts, summarize
+from sync.console.rules import RuleEngine, RuleSet, load_rules
+from sync.console.views import store_detail
 from sync.hub.console import alerts, history
 from sync.hub.console.alerts import CauseStillThere
-from sync.hub.console.facts import StoreFacts, summarize
 from sync.hub.console.fleet import Fleet
-from sync.hub.console.rules import RuleEngine, RuleSet, load_rules
-from sync.hub.console.views import store_detail
 from sync.hub.db import open_db
 from sync.hub.ingest import EventRow
 from sync.hub.observe import Changes

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync.hub.console import facts
-from sync.hub.console.commands import ActionRefused, actions_for, check
-from sync.hub.console.facts import StoreFacts, summarize
-from sync.hub.console.rules import DEFAULT_RULES, RuleEngine, RuleSet, load_rules
+from sync.console import facts
+from sync.console.commands import ActionRefused, actions_for, check
+from sync.console.facts import StoreFacts, summarize
+from sync.console.rules import DEFAULT_RULES, RuleEngine, RuleSet
+from sync.hub.console.rules import load_rules
 from sync.hub.errors import ConsoleConfigError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -205,7 +206,7 @@ def test_the_summary_carries_the_stores_own_status_and_reasons():
 
 
 def test_each_labels_alert_is_its_own_row_at_the_hub():
-    from sync.hub.observe import alert_device
+    from sync.console.facts import alert_device
 
     assert alert_device({"device": "labels-1", "subject": "0000021D4E83B401"}) == "labels-1/0000021D4E83B401"
     assert alert_device({"device": "backroom"}) == alert_device({"device": "backroom", "subject": "backroom"}) \

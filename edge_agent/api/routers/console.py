@@ -1,14 +1,16 @@
-"""``/console``: the hub's health console page, limited to this store, for the store's own staff.
+"""``/console``: the health console page, limited to this store, for the store's own staff.
 
-The same front end as ``edge-hub run --http`` (sync/hub/console/static/),
-fed by this agent: its devices and health snapshot, the hub's alert rules
-applied to this store (shown, not raised: the hub keeps alerts), every
-alert the store raised and has not cleared (``agent.alerts``,
-edge_agent/health.py: one per device, code and subject, as the hub keeps
-them), and a timeline built from the feed's
-ring of ``device.state`` events (this run of the agent, as far back as the
-ring holds). Remote actions run here directly, with the same allow-list as
-the hub's commands. Live updates come from ``WS /v1/events``.
+The same front end as ``edge-hub run --http`` (sync/console/static/, shared
+with the reference hub through sync/console/ only: a store PC needs nothing
+of the hub's package), fed by this agent: its devices and health snapshot,
+the shipped alert rules applied to this store (shown, not raised: the hub
+keeps alerts), every alert the store raised and has not cleared
+(``agent.alerts``, edge_agent/health.py: one per device, code and subject,
+as the hub keeps them), and a timeline built from the feed's ring of
+``device.state`` events (this run of the agent, as far back as the ring
+holds). Remote actions run here directly, through the downlink's one check
+and dispatch of a command (``Downlink.check`` and ``run``, sync/downlink.py),
+as a hub's command would. Live updates come from ``WS /v1/events``.
 
 Roles: console and admin. The page shell needs no token (it holds no data).
 """
@@ -17,30 +19,28 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
-from sync.downlink import AGENT_COMMANDS, CommandError
-from sync.hub.console.app import PAGE_HEADERS, STATIC, page
-from sync.hub.console.commands import AGENT, ActionRefused, check
-from sync.hub.console.facts import StoreFacts, devices, summarize
-from sync.hub.console.history import segments
-from sync.hub.console.rules import RuleEngine, load_rules
-from sync.hub.console.views import condition_alert, iso_now, meta, store_detail
-from sync.hub.observe import device_rows
+from edge_agent.errors import Invalid, NotFound
+from sync.console.commands import ActionRefused
+from sync.console.facts import StoreFacts, summarize
+from sync.console.page import PAGE_HEADERS, page, static_file
+from sync.console.rules import RuleEngine, load_rules
+from sync.console.timeline import changes, device_rows, segments
+from sync.console.views import condition_alert, iso_now, meta, store_detail
+from sync.downlink import CommandError, UnknownDevice
 
 router = APIRouter(tags=["console"], route_class=StrictRoute)
 staff = require(Role.CONSOLE, Role.ADMIN)
 COMMAND_TIMEOUT_S = 30.0
-_FILES = {p.name: p for p in STATIC.iterdir() if p.is_file()}
 
 
 class CommandRequest(BaseModel):
@@ -72,9 +72,9 @@ async def console_page(request: Request) -> HTMLResponse:
 @router.get("/console/static/{name}", include_in_schema=False)
 async def console_static(name: str) -> FileResponse:
     """The page's JS and CSS (only the files that ship: no path ever reaches the file system)."""
-    path: Path | None = _FILES.get(name)
+    path = static_file(name)
     if path is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+        raise NotFound("no such file")
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
@@ -109,15 +109,7 @@ def _timeline(agent: Any, facts: StoreFacts, now: datetime) -> dict[str, Any]:
     rows = [r for e in agent.feed.ring if e.type == "device.state"
             for r in device_rows(facts.store, {"devices": [e.data]})]
     rows += device_rows(facts.store, facts.health or {})
-    unique: list[tuple] = []
-    for r in sorted(rows, key=lambda r: (r.device, r.since)):
-        row = (r.device, r.since, r.state, r.kind, r.last_error)
-        prev = unique[-1] if unique and unique[-1][0] == r.device else None
-        if prev is not None and prev[1] == r.since:
-            unique[-1] = row  # two states in one millisecond: the later news wins
-        elif prev is None or prev[2] != r.state:  # busy -> online counts as no change
-            unique.append(row)
-    return {"from": start, "to": iso_now(now), "devices": segments(unique, start)}
+    return {"from": start, "to": iso_now(now), "devices": segments(changes(rows), start)}
 
 
 @router.get("/console/api/meta")
@@ -139,7 +131,7 @@ async def console_fleet(request: Request) -> dict[str, Any]:
 def _own(request: Request, store: str) -> Any:
     agent = request.app.state.agent
     if store != agent.config.store.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this agent is store {agent.config.store.id}, not {store}")
+        raise NotFound(f"this agent is store {agent.config.store.id}, not {store}")
     return agent
 
 
@@ -153,38 +145,21 @@ async def console_store(store: str, request: Request) -> dict[str, Any]:
                         commands=list(reversed(_state(request).console_commands)))
 
 
-async def _run(agent: Any, device: str, action: str, args: dict[str, Any]) -> Any:
-    """The same dispatch as a hub command (sync/downlink.py), run here."""
-    if device == AGENT:
-        return await AGENT_COMMANDS[action](agent, args)
-    owner = agent.supervisor.owners[device]
-    if action == "reopen":
-        owner.reopen()
-        return {"device": device, "reopening": True}
-    if action not in owner.driver.commands:
-        raise CommandError(f"{device} ({owner.driver.kind}) has no action {action!r}")
-    return await owner.driver.command(action, args)
-
-
 @router.post("/console/api/stores/{store}/commands", dependencies=[Depends(staff)])
 async def console_command(store: str, body: CommandRequest, request: Request) -> dict[str, Any]:
     """Run an action now and answer with its outcome (``ok``, ``error`` or ``timeout``)."""
     agent = _own(request, store)
-    kind = offered = None
-    if body.device != AGENT:
-        if body.device not in agent.supervisor.owners:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {body.device!r} in this store")
-        kind, offered = next(((d["kind"], d["actions"])
-                              for d in devices({"devices": [s.as_dict() for s in agent.supervisor.snapshot()]})
-                              if d["id"] == body.device), (None, None))
     try:
-        args = check(body.device, kind, body.action, body.args, offered)
+        args = agent.downlink.check(body.device, body.action, body.args)
+    except UnknownDevice as err:
+        raise NotFound(str(err)) from err
     except ActionRefused as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from err
+        raise Invalid(str(err)) from err
     row: dict[str, Any] = {"id": str(uuid4()), "store": store, "device": body.device, "action": body.action,
                            "args": args, "sent_at": iso_now(datetime.now(timezone.utc)), "timeout_s": COMMAND_TIMEOUT_S}
     try:
-        result = await asyncio.wait_for(_run(agent, body.device, body.action, args), COMMAND_TIMEOUT_S)
+        # The one dispatch of a command, the hub's too (sync/downlink.py): it checks again, as on the wire.
+        result = await asyncio.wait_for(agent.downlink.run(body.device, body.action, args), COMMAND_TIMEOUT_S)
         row.update(state="ok", result=result)
     except TimeoutError:
         row.update(state="timeout", error=f"no answer within {COMMAND_TIMEOUT_S:g} s")

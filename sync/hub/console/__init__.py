@@ -1,11 +1,13 @@
-"""The remote health console: a web page on ``edge-hub run --http`` and, for one store, on the agent.
+"""The reference hub's health console: a web page on ``edge-hub run --http`` over every store.
 
-``facts`` reads a store's status and health snapshot defensively into what
-the page shows (``summarize``) and what the rules judge; ``rules`` holds the
-alert rules as data and evaluates them; ``fleet`` is the in-memory picture of
-every store that the hub worker keeps current; ``alerts`` and ``history`` are
-the console's tables; ``commands`` sends remote actions and times them out;
-``app`` and ``api`` are the FastAPI app, ``stream`` its live updates (SSE),
-``server`` runs it in a thread beside the MQTT worker. ``static/`` is the one
-front end, served by the hub at ``/`` and by the agent at ``/console``.
+What the page shows and the rules judge is shared with the agent's
+``/console`` and lives in sync/console/ (facts, rules, views, the command
+allow-list, timeline bars, the page and its static front end). Here is what
+only the hub has: ``fleet``, the in-memory picture of every store that the
+hub worker keeps current; ``alerts`` and ``history``, the console's tables in
+the hub's database; ``evaluator``, which raises and clears alerts from the
+rules; ``commands``, which sends remote actions and times them out;
+``rules``, the rules file read at start-up; ``app`` and ``api``, the FastAPI
+app, ``stream`` its live updates (SSE), ``server`` running it in a thread
+beside the MQTT worker; ``simulate``, a fleet of simulated stores.
 """

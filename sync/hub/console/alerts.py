@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sync.hub.console.rules import Condition, Evaluation, RuleSet
+from sync.console.rules import Condition, Evaluation, RuleSet
 from sync.hub.db import HubDB, Tx
 
 COLUMNS = ("id", "store", "rule", "subject", "severity", "title", "detail", "since", "raised_at", "state",

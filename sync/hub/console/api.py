@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 
 from sync.hub.console import alerts, history
 from sync.hub.console.alerts import CauseStillThere
-from sync.hub.console.commands import AGENT, ActionRefused, check
-from sync.hub.console.facts import devices
-from sync.hub.console.views import iso_now, meta, store_detail
+from sync.console.commands import AGENT, ActionRefused, check
+from sync.console.facts import devices
+from sync.console.views import iso_now, meta, store_detail
 from sync.hub.console.auth import staff
 
 router = APIRouter(prefix="/api", tags=["console"])

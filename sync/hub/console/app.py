@@ -1,16 +1,13 @@
 """The hub console's FastAPI app: the page, its static files, the API (api.py) and ``/metrics``.
 
-The page is one HTML shell shared with the agent's ``/console``: the server
-fills in where the API lives and which mode it is in; the same JS draws a
-fleet of a thousand stores here and a single store on the agent.
+The page is one HTML shell shared with the agent's ``/console`` (sync/console/page.py):
+the server fills in where the API lives and which mode it is in; the same JS
+draws a fleet of a thousand stores here and a single store on the agent.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import Depends, FastAPI
@@ -19,38 +16,15 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from sync.console.page import PAGE_HEADERS, STATIC, page
 from sync.hub.console import api, metrics
 from sync.hub.console.auth import Tokens, staff
 from sync.hub.console.commands import CommandDesk
 from sync.hub.console.dbthread import DBThread
 from sync.hub.console.evaluator import Evaluator
 from sync.hub.console.fleet import Fleet
-from sync.hub.console.rules import RuleSet
+from sync.console.rules import RuleSet
 from sync.hub.console.stream import Broadcaster
-
-STATIC = Path(__file__).with_name("static")
-
-
-# The page loads only its own scripts and talks only to its own origin (the agent's
-# live feed is a same-origin WebSocket); the timeline's bars are inline styles.
-# No framing: the buttons acknowledge alerts and send commands (clickjacking).
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                               "connect-src 'self'; frame-ancestors 'none'",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-@lru_cache(maxsize=4)
-def page(mode: str, api_base: str, static_base: str, title: str) -> str:
-    """The console's HTML shell for one mode (``hub`` or ``store``)."""
-    text = (STATIC / "index.html").read_text(encoding="utf-8")
-    for key, value in (("MODE", mode), ("API", api_base), ("STATIC", static_base), ("TITLE", title)):
-        text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
-    return text
-
 
 @dataclass
 class Console:

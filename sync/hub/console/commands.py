@@ -1,4 +1,4 @@
-"""Remote actions from the console: what may be sent to which device, and the wait for the answer.
+"""Remote actions from the hub's console: sent, recorded, and waited for.
 
 A command goes out on ``hub/{store}/cmd`` and is answered on
 ``edge/{store}/cmd/res``; the worker records the answer and the fleet hands
@@ -7,11 +7,10 @@ it here, which tells the pages. A command still unanswered after
 broker drops it then too (MQTT message expiry), so a store that comes back
 later does not carry out an action the console already gave up on.
 
-The actions offered for a device are those the store's snapshot says it
-has (``actions`` of each device, which its driver declares: drivers/base.py);
-a snapshot without them (an agent from before they were sent) gets
-``reopen``, which every device has. The agent checks again and refuses
-anything its driver does not have, with the list of what it has.
+What may be sent to which device, and with which arguments, is checked
+before a command gets here, by the allow-list the agent checks again on
+receipt (sync/console/commands.py): the agent refuses anything its driver
+does not have, with the list of what it has.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,42 +27,6 @@ from sync.hub.console import history
 from sync.hub.console.alerts import iso
 from sync.hub.db import HubDB, Tx
 from sync.topics import Command
-
-AGENT = "agent"
-# What every device has, and all a snapshot without ``actions`` gets.
-DEVICE_ACTIONS = ("reopen",)
-AGENT_ACTIONS = ("status", "set_log_level", "resend_from")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ActionRefused(ValueError):
-    """An action the console will not send; the message says what is allowed."""
-
-
-def actions_for(device: str, offered: Sequence[str] | None) -> list[str]:
-    """The actions the console offers for a device whose snapshot says ``offered`` (None: it says
-    nothing), or for the agent itself."""
-    if device == AGENT:
-        return list(AGENT_ACTIONS)
-    return list(dict.fromkeys(offered)) if offered is not None else list(DEVICE_ACTIONS)
-
-
-def check(device: str, kind: str | None, action: str, args: dict[str, Any],
-          offered: Sequence[str] | None = None) -> dict[str, Any]:
-    """The arguments to send, checked; ActionRefused when the action is not offered (``offered``: the
-    device's ``actions`` in its store's snapshot) or an argument is wrong."""
-    allowed = actions_for(device, offered)
-    if action not in allowed:
-        raise ActionRefused(f"{action!r} is not an action for {device} ({kind or 'agent'}); "
-                            f"allowed: {', '.join(allowed)}")
-    if action == "set_log_level" and args.get("level") not in LOG_LEVELS:
-        raise ActionRefused(f"set_log_level needs args.level, one of {', '.join(LOG_LEVELS)}")
-    if action == "resend_from":
-        seq = args.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise ActionRefused("resend_from needs args.seq, a whole number from 1")
-    return args
-
 
 DBRead = Callable[[Callable[[HubDB], Any]], Awaitable[Any]]
 DBWrite = Callable[[Callable[[Tx], Any]], Awaitable[Any]]

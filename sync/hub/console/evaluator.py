@@ -19,7 +19,7 @@ from typing import Any, Callable
 from sync.hub.console import alerts, history
 from sync.hub.console.dbthread import DBThread
 from sync.hub.console.fleet import Fleet
-from sync.hub.console.rules import RuleEngine, RuleSet
+from sync.console.rules import RuleEngine, RuleSet
 from sync.hub.errors import HubDBError
 
 log = logging.getLogger("sync.hub.console")

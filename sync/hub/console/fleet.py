@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sync.hub.console.facts import StoreFacts, summarize
+from sync.console.facts import StoreFacts, summarize
 from sync.hub.db import HubDB, now_iso
 from sync.hub.observe import Changes
 

@@ -4,7 +4,7 @@ and pruning.
 The worker writes ``device_states`` and ``device_alerts`` (sync/hub/observe.py),
 ``identity``, ``conflicts`` and ``commands`` (sync/hub/db.py); this module
 only reads them, marks commands that got no answer, and deletes what is too
-old to show.
+old to show. The timeline's bars are drawn as on the agent (sync/console/timeline.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from sync.console.timeline import segments
 from sync.hub.console.alerts import iso
 from sync.hub.db import HubDB, Tx
 
@@ -38,23 +39,6 @@ def timeline(db: HubDB, store: str, now: datetime, hours: float = 24) -> dict[st
         "(SELECT max(since) FROM device_states e WHERE e.store = d.store AND e.device = d.device AND e.since < ?)",
         (store, start))
     return {"from": start, "to": iso(now), "devices": segments(sorted(before) + list(inside), start)}
-
-
-def segments(rows: list[tuple], start: str) -> dict[str, list[dict[str, Any]]]:
-    """Timeline bars from ``(device, since, state, kind, last_error)`` rows sorted by device and since.
-
-    A segment lasts until the next row of its device (``until`` None for the
-    last); a state entered before ``start`` is cut to begin there.
-    """
-    by_device: dict[str, list[tuple]] = {}
-    for r in rows:
-        by_device.setdefault(r[0], []).append(r)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for device, rs in sorted(by_device.items()):
-        out[device] = [{"state": state, "kind": kind, "since": max(since, start),
-                        "until": rs[i + 1][1] if i + 1 < len(rs) else None, "last_error": err}
-                       for i, (_, since, state, kind, err) in enumerate(rs)]
-    return out
 
 
 def raised_device_alerts(db: HubDB) -> dict[str, tuple[dict[str, Any], ...]]:

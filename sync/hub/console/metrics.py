@@ -18,8 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from sync.hub.console.facts import STATES, devices, labels, number, parse_time, printing
-from sync.hub.console.facts import reasons as summary_reasons
+from sync.console.facts import STATES, devices, labels, number, parse_time, printing
+from sync.console.facts import reasons as summary_reasons
 
 
 class HubCollector:

@@ -25,7 +25,7 @@ from sync.hub.console.commands import CommandDesk
 from sync.hub.console.dbthread import DBThread
 from sync.hub.console.evaluator import Evaluator
 from sync.hub.console.fleet import Fleet, FleetChange
-from sync.hub.console.rules import RuleSet
+from sync.console.rules import RuleSet
 from sync.hub.console.stream import Broadcaster
 from sync.hub.errors import ConsoleConfigError
 
