@@ -109,13 +109,17 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_qr(text: str, out=None) -> None:
-    """``text`` as a QR code drawn with half blocks in the terminal, dark on light whatever its colours."""
+def terminal_qr(text: str) -> str:
+    """``text`` as a QR code in half blocks for a terminal (light modules drawn: for light text on dark)."""
+    import io
+
     import qrcode
 
-    code = qrcode.QRCode(border=2)
+    code = qrcode.QRCode(border=1)
     code.add_data(text)
-    code.print_ascii(out=out or sys.stdout, invert=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    return out.getvalue()
 
 
 def cmd_pair(args: argparse.Namespace) -> int:
@@ -153,7 +157,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     print(f"Device  {made['name']} (associate; zones: {zones_text})")
     print(f"Code    {made['code']} (one use, for {made['expires_in'] // 60} min, until {made['expires_at'][:19]} UTC)")
     print(f"URL     {made['pair_url']}")
-    print_qr(made["pair_url"])
+    print(terminal_qr(made["pair_url"]), end="")
     print("Scan the QR with the device's camera, or open /pad on it and type the code.")
     return 0
 

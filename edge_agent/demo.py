@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import signal
 import socket
@@ -45,7 +44,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import qrcode
 import yaml
 from pydantic import TypeAdapter
 
@@ -53,6 +51,7 @@ from drivers.base import DemoEmulator, DemoSite
 from drivers.registry import drivers
 from drivers.scanner.demo import scan_every
 from edge_agent import catalog, config, pairing
+from edge_agent.cli import terminal_qr
 from edge_agent.demo_tls import EVERY_ADDRESS, DemoTls, ensure_tls, lan_address
 from edge_agent.store import Store
 from edge_core.config_types import HostPort
@@ -107,15 +106,6 @@ def pad_pairing(cfg: config.AgentConfig, code: pairing.Code, lan: str | None) ->
     host = f"{lan}:{listen.port}" if every and lan else f"127.0.0.1:{listen.port}" if every else str(listen)
     scheme = "https" if cfg.api.tls is not None else "http"
     return PadPairing(code, f"{scheme}://{host}/pad#pair={code.code}", lan if every else None)
-
-
-def terminal_qr(text: str) -> str:
-    """``text`` as a QR code in half blocks, dark on light whatever the terminal's colours."""
-    qr = qrcode.QRCode(border=1)
-    qr.add_data(text)
-    out = io.StringIO()
-    qr.print_ascii(out=out, invert=True)
-    return out.getvalue()
 
 
 def _scan_every() -> float:

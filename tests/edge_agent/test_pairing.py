@@ -21,7 +21,9 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -52,6 +54,31 @@ class Clock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
         self.mono += seconds
+
+
+def _decoded(modules: np.ndarray) -> str:
+    """What a QR code reader reads from ``modules`` (0 dark, 255 light), scaled up with a quiet zone."""
+    image = cv2.resize(np.pad(modules, 4, constant_values=255), None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
+    return cv2.QRCodeDetector().detectAndDecode(image)[0]
+
+
+def read_svg_qr(svg: str) -> str:
+    """The text of an SVG QR code made of one path of unit squares (qrcode's SvgPathImage)."""
+    size = int(float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1)))
+    modules = np.full((size, size), 255, np.uint8)
+    for x, y in re.findall(r"M(\d+),(\d+)H", svg):
+        modules[int(y), int(x)] = 0
+    return _decoded(modules)
+
+
+def read_terminal_qr(lines: list[str]) -> str:
+    """The text of a QR code drawn in half blocks, as a terminal with light text on dark shows it."""
+    modules = np.zeros((2 * len(lines), max(map(len, lines))), np.uint8)
+    for y, line in enumerate(lines):
+        for x, char in enumerate(line):
+            modules[2 * y, x] = 255 if char in "█▀" else 0
+            modules[2 * y + 1, x] = 255 if char in "█▄" else 0
+    return _decoded(modules)
 
 
 def run(coro):
@@ -250,7 +277,7 @@ def test_pair_then_use_the_token_on_the_api_the_feed_and_tickets(agent):
     made = _code(agent, "pad-anna", zones=["cosmetics"])
     assert made["name"] == "pad-anna" and made["zones"] == ["cosmetics"] and made["expires_in"] == 600
     assert made["pair_url"] == f"http://127.0.0.1:{agent.port}/pad#pair={made['code']}"
-    assert made["qr_svg"].startswith("<svg") and "<path" in made["qr_svg"]
+    assert made["qr_svg"].startswith("<svg") and read_svg_qr(made["qr_svg"]) == made["pair_url"]
 
     answer = _pair(agent, made["code"])
     assert answer.status_code == 201, answer.text
@@ -387,7 +414,8 @@ def test_edge_agent_pair_prints_the_code_the_url_and_a_qr(agent):
     code = re.search(r"Code\s+([2-9A-Z]{4}-[2-9A-Z]{4})", done.stdout).group(1)
     assert f"http://127.0.0.1:{agent.port}/pad#pair={code}" in done.stdout
     assert "pad-cli" in done.stdout and "shoes, bags" in done.stdout
-    assert "█" in done.stdout or "▀" in done.stdout
+    qr = [ln for ln in done.stdout.splitlines() if ln.startswith(("█", "▀"))]
+    assert read_terminal_qr(qr) == f"http://127.0.0.1:{agent.port}/pad#pair={code}"
     assert _pair(agent, code).json()["zones"] == ["shoes", "bags"]
 
     taken = subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", agent.url, "--name", "pad-cli"],
