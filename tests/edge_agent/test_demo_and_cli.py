@@ -294,9 +294,8 @@ def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch
 
 def _read_terminal_qr(lines: list[str]) -> str:
     """The text of a QR code drawn in half blocks, as a terminal with light text on dark shows it."""
-    import numpy as np
-
     cv2 = pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR code back")
+    np = pytest.importorskip("numpy")
     modules = np.zeros((2 * len(lines), max(map(len, lines))), np.uint8)
     for y, line in enumerate(lines):
         for x, char in enumerate(line):

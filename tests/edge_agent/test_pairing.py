@@ -22,7 +22,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -55,15 +54,22 @@ class Clock:
         self.mono += seconds
 
 
-def _decoded(modules: np.ndarray) -> str:
+def _reader():
+    """OpenCV and numpy, the mirror extra's, which read the QR codes back (skipped without them)."""
+    return pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR codes back"), \
+        pytest.importorskip("numpy")
+
+
+def _decoded(modules) -> str:
     """What a QR code reader reads from ``modules`` (0 dark, 255 light), scaled up with a quiet zone."""
-    cv2 = pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR codes back")
+    cv2, np = _reader()
     image = cv2.resize(np.pad(modules, 4, constant_values=255), None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
     return cv2.QRCodeDetector().detectAndDecode(image)[0]
 
 
 def read_svg_qr(svg: str) -> str:
     """The text of an SVG QR code made of one path of unit squares (qrcode's SvgPathImage)."""
+    np = _reader()[1]
     size = int(float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1)))
     modules = np.full((size, size), 255, np.uint8)
     for x, y in re.findall(r"M(\d+),(\d+)H", svg):
@@ -73,6 +79,7 @@ def read_svg_qr(svg: str) -> str:
 
 def read_terminal_qr(lines: list[str]) -> str:
     """The text of a QR code drawn in half blocks, as a terminal with light text on dark shows it."""
+    np = _reader()[1]
     modules = np.zeros((2 * len(lines), max(map(len, lines))), np.uint8)
     for y, line in enumerate(lines):
         for x, char in enumerate(line):
