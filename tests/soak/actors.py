@@ -2,7 +2,8 @@
 
 - ``Kiosk``: a customer at a time: a member QR on the kiosk's pty scanner,
   product scans, the session basket, points, ``POST /v1/sales``; sometimes
-  "new customer" or a customer who walks away (idle timeout). After each
+  "new customer" or a customer who walks away (idle timeout), and now and
+  then a call for help first (soak/assist.py: the associate's wristband takes it). After each
   customer it tries to use her member and points again: that must fail.
 - ``Associate``: stock counts and adjustments, returns of store sales and of
   collected online orders, pickup orders through to collection, orders
@@ -34,6 +35,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from soak import assist
 from soak import checks as rows
 from soak.day import BARCODES, CATALOG, SKUS, Day
 from soak.ledger import Sale
@@ -48,6 +50,7 @@ ATTACH_WITHIN = 15.0  # seconds a member QR has to show in the session, per scan
 # A scan this soon after its scanner was plugged back in or the agent restarted may be lost (the
 # driver reopens its port with a backoff capped at 30 s): that is the store's day, not a bug.
 SCAN_SETTLE = 30.0
+HELP_ODDS = 0.15  # a customer who calls for help before shopping (soak/assist.py)
 
 
 class Unanswered(Exception):
@@ -114,6 +117,8 @@ class Kiosk(Actor):
 
     def step(self) -> None:
         d = self.day
+        if self.rng.random() < HELP_ODDS:
+            assist.ask(d, self.http, self.station, self.rng, call)
         member = self.rng.choice(KIOSK_MEMBERS[self.station]) if self.rng.random() < 0.7 else None
         if member and not self._attach(member):
             member = None

@@ -37,8 +37,9 @@ IDENTITY = "second PC and stale event seen, then cleared"
 RESOURCES = "agent RSS, open files, log volume flat"
 HOSTILE = "an intruder on the Wi-Fi stops no checkout"
 PRIVACY = "a member leaves the store after retention, not before"
+HELP = "a kiosk's call for help reaches a band, is taken or cancelled"
 ANSWERS = "every call and scan answered, no 5xx or crash"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, PRIVACY, RESOURCES, ANSWERS)
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, PRIVACY, HELP, RESOURCES, ANSWERS)
 
 # row -> (floor, per minute of the day): the fewest checks a row may make (see require_minimums).
 MINIMUMS: dict[str, tuple[int, float]] = {
@@ -52,6 +53,7 @@ MINIMUMS: dict[str, tuple[int, float]] = {
     IDENTITY: (14, 0.0),     # agent kill 2, second PC 9, stale event 5 (console alerts included)
     HOSTILE: (7, 0.0),       # the intruder: sales, health, 413s, files, log lines, files given back; no token in a log
     PRIVACY: (10, 10.0),     # each swept sale once, each unacknowledged one per look, the sweep's lateness per look
+    HELP: (6, 2.0),          # each call's delivery and outcome, the off-duty alert's 4, none open at the end
     RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
     ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
 }

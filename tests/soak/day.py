@@ -73,6 +73,7 @@ class Day:
     # is in flight when it pauses the downlink (the second PC: see identity.second_pc).
     downlink: threading.Lock = field(default_factory=threading.Lock)
     injected: list[dict] = field(default_factory=list)  # the stale events the soak published (identity.stale_event)
+    help: Any = None  # assist.HelpLog: the day's calls for help
 
     def rng(self, name: str) -> random.Random:
         """A random generator of its own for one actor, from the day's seed."""

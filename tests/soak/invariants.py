@@ -16,7 +16,7 @@
 - ``receipts``: each sale's receipt, read back from its kiosk's printer
   emulator, has its lines, promotions and total, and is printed once (a copy
   after an agent's SIGKILL must say REPRINT).
-- ``FeedLog``: the associates' live feed in ``feed.jsonl``, to look a lost scan up.
+- ``FeedLog``: the store's live feed (as the admin sees it) in ``feed.jsonl``, to look a lost scan up.
 - ``ResourceWatch``: RSS, open files and log volume of each agent
   incarnation stay flat after warm-up; no traceback in the log.
 """
@@ -494,8 +494,9 @@ class ResourceWatch(threading.Thread):
 # The live feed -----------------------------------------------------------------------------
 
 class FeedLog(threading.Thread):
-    """The associates' live feed, every event written to ``feed.jsonl`` in the run dir (reconnecting
-    across agent restarts), and the scans kept, so that a scan that led nowhere can be looked up."""
+    """The store's live feed, every event written to ``feed.jsonl`` in the run dir (reconnecting across
+    agent restarts), and the scans kept, so that a scan that led nowhere can be looked up. It reads as the
+    admin: an associate on the feed is on duty for calls for help, and the day has a window with nobody."""
 
     def __init__(self, day: Day):
         super().__init__(name="soak-feed", daemon=True)
@@ -509,7 +510,7 @@ class FeedLog(threading.Thread):
             while not self.day.stop.is_set():
                 try:
                     with connect(f"{self.day.rig.agent.ws_url}/v1/events", open_timeout=10, ssl=self.day.rig.tls.context(),
-                                 additional_headers={"Authorization": f"Bearer {TOKENS['pad-1']}"}) as ws:
+                                 additional_headers={"Authorization": f"Bearer {TOKENS['admin']}"}) as ws:
                         while not self.day.stop.is_set():
                             try:
                                 text = ws.recv(timeout=1)

@@ -48,6 +48,7 @@ class Ledger:
     kills: list[float] = field(default_factory=list)                   # monotonic times of agent SIGKILLs
     actions: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
+    figures: dict[str, str] = field(default_factory=dict)  # measured, for the report (help delivery p99, ...)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def elapsed(self) -> float:

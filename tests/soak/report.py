@@ -1,4 +1,4 @@
-"""The end of the day: one table of invariants (checks, violations), what the actors did, the faults.
+"""The end of the day: one table of invariants (checks, violations), what the actors did, the faults, figures.
 
 ``table()`` is what ``make soak`` prints and the 90-second test shows when it
 fails; ``write()`` puts the same, with every violation in full, in
@@ -31,6 +31,8 @@ def table(checks: Checks, ledger: Ledger, seconds: float, seed: int, setup: list
     out += [f"  {n:>6}  {what}" for what, n in sorted(ledger.actions.items())]
     out += ["", "Faults injected and cleared:"]
     out += [f"  {n:>6}  {what}" for what, n in sorted(ledger.faults.items())]
+    if ledger.figures:
+        out += ["", "Figures:"] + [f"  {value:>6}  {what}" for what, value in ledger.figures.items()]
     if checks.notes:
         out += ["", "Notes:"] + ["  " + n.replace("\n", "\n    ") for n in checks.notes[:30]]
     return "\n".join(out)
@@ -44,6 +46,7 @@ def write(run_dir: Path, checks: Checks, ledger: Ledger, seconds: float, seed: i
         "invariants": [{"invariant": r, "checks": checks.counts[r], "violations": len(checks.violated(r))}
                        for r in ROWS],
         "violations": [asdict(v) for v in checks.violations],
-        "actions": dict(ledger.actions), "faults": dict(ledger.faults), "notes": checks.notes,
+        "actions": dict(ledger.actions), "faults": dict(ledger.faults), "figures": dict(ledger.figures),
+        "notes": checks.notes,
     }, indent=2, default=str))
     return path

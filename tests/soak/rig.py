@@ -9,7 +9,8 @@ with the demo catalog on HTTPS and WSS (``api.tls`` with a CA and server
 certificate of the run's own, ``tls/``; every client trusts that CA and
 nothing else), awaited by its sd_notify READY=1. Two kiosks
 (kiosk-1, kiosk-2) each have a scanner and a receipt printer; pad-1 is the
-associates' PAD. Every timer that matters runs short so a day fits the run,
+associates' PAD, band-1 an associate's wristband, kiosk-3 a kiosk without
+devices that calls for help while nobody is on duty (soak/assist.py). Every timer that matters runs short so a day fits the run,
 the store-identity ones too (the hub's ``--duplicate-clear``, the agent's
 ``hub.trouble_hold`` and ``hub.takeover_backoff``: ``DUPLICATE_CLEAR``,
 ``TROUBLE_HOLD``, ``TAKEOVER_BACKOFF``), so that a second PC's alert clears
@@ -54,10 +55,12 @@ ROOT_RUN = Path(__file__).resolve().parents[2] / ".run" / "soak"
 STORE = "store-soak"
 KIOSKS = ("kiosk-1", "kiosk-2")
 # One token per api client; the agent's config holds only their hashes.
+# band-1 is an associate's wristband; kiosk-3, a kiosk without devices, calls for help while nobody is on duty.
 TOKENS = {"kiosk-1": "soak-kiosk-1", "kiosk-2": "soak-kiosk-2", "pad-1": "soak-associate",
-          "console-1": "soak-console", "admin": "soak-admin", "mirror-1": "soak-mirror"}
+          "console-1": "soak-console", "admin": "soak-admin", "mirror-1": "soak-mirror", "band-1": "soak-band",
+          "kiosk-3": "soak-kiosk-3"}
 ROLES = {"kiosk-1": "kiosk", "kiosk-2": "kiosk", "pad-1": "associate", "console-1": "console", "admin": "admin",
-         "mirror-1": "mirror"}
+         "mirror-1": "mirror", "band-1": "associate", "kiosk-3": "kiosk"}
 HUB_CONSOLE_TOKEN = "soak-hub-console"
 URL_TEMPLATE = "https://shop.example.com/p/{sku}"
 FILE_MODEL = "m2-2.9-bwr"
@@ -104,6 +107,8 @@ class Timers:
     heartbeat: float = 1.0
     privacy_retention: float = 60.0  # privacy.retention_days, in seconds
     privacy_sweep: float = 5.0       # privacy.sweep_interval
+    assist_remind: float = 2.0       # assist.remind_s
+    assist_alert: float = 4.0        # assist.alert_after_s
 
 
 class Rig:
@@ -232,6 +237,7 @@ class Rig:
             "loyalty": {"card_ttl": t.card_ttl},
             # A member leaves the store's sales a short retention after the hub has them (soak/privacy.py).
             "privacy": {"retention_days": t.privacy_retention / 86400, "sweep_interval": t.privacy_sweep},
+            "assist": {"remind_s": t.assist_remind, "alert_after_s": t.assist_alert},
             "devices": devices,
         }
         if t.idle_timeout is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from soak import assist
 from soak import checks as rows
 from soak import report
 from soak.actors import actors
@@ -92,7 +93,9 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         checks.started = ledger.started
         day.feed = FeedLog(day)
         watchers = [LabelWatch(day), ResourceWatch(day), day.feed, PrivacyWatch(day)]
-        threads = [*actors(day), *watchers]
+        band = assist.Band(day)
+        # Nobody on duty once, about half-way through the day.
+        threads = [*actors(day), *watchers, band, assist.OffDuty(day, band, total * 0.45)]
         for t in threads:
             t.start()
         plan = schedule(minutes)
@@ -145,6 +148,7 @@ def _end_of_day(day: Day, resources: ResourceWatch, privacy: PrivacyWatch) -> No
             f"===== document {n} (ended by {doc.end})\n{doc.text}\n" for n, doc in enumerate(docs, 1)))
     receipts(day)
     slips(day)
+    assist.judge(day)
     hub_ledger(day, final=True)
     resources.judge()
     privacy.judge()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,7 @@ from edge_agent.labels.plan import desire, draw
 from soak import checks as rows
 from soak.actors import Actor, Kiosk, call
 from soak.checks import MINIMUMS, ROWS, Checks, minimum
-from soak.day import CATALOG, Day
+from soak.day import CATALOG, Day, Outages
 from soak.faults import _after
 from soak.identity import store_line, whole
 from soak.invariants import PRICE_BLOCKS, LabelWatch, _crop, _layout, hub_ledger, missing_seqs, receipts
@@ -338,3 +339,37 @@ def test_the_privacy_watch_sees_each_broken_promise(tmp_path, case):
                        sales=[(1, S1, swept_event), (2, S2, unacked)])
     PrivacyWatch(day).look()
     assert [v.invariant for v in day.checks.violations] == [rows.PRIVACY], case
+
+
+def test_the_help_judge_wants_each_call_delivered_in_time_and_answered(tmp_path):
+    from soak.assist import Call, judge_calls, log
+
+    day = SimpleNamespace(ledger=Ledger(), checks=Checks(tmp_path, 0.0, quiet=True), outages=Outages(), help=None)
+    now = time.monotonic()
+    calls = log(day)
+    calls.asked(Call("fast", "kiosk-1", now, 1, 1, seen=now + 0.12, outcome="done"))
+    calls.asked(Call("late", "kiosk-1", now, 1, 1, seen=now + 1.5, outcome="taken"))
+    calls.asked(Call("lost", "kiosk-2", now, 1, 1, seen=None, outcome="cancelled"))
+    calls.asked(Call("nobody", "kiosk-2", now, 0, 1, seen=None, outcome="cancelled"))  # sent to the counter
+    calls.asked(Call("left open", "kiosk-2", now, 1, 1, seen=now + 0.2, outcome="open"))
+    calls.seen("early", now + 0.05)  # the band heard it before the kiosk wrote it down
+    calls.asked(Call("early", "kiosk-1", now, 1, 1, outcome="done"))
+    judge_calls(day)
+    bad = {(v.ids.get("assist_id"), v.what) for v in day.checks.violated(rows.HELP)}
+    assert bad == {("late", "a call while the band was on duty reached it"),
+                   ("lost", "a call while the band was on duty reached it"),
+                   ("left open", "a call is taken or cancelled")}
+    assert day.ledger.figures["help delivery max (ms)"] == "1500"
+    assert day.ledger.figures["help calls delivered to the band"] == "4"
+
+
+def test_a_call_forgotten_by_a_restart_is_a_note(tmp_path):
+    from soak.assist import Call, judge_calls, log
+
+    day = SimpleNamespace(ledger=Ledger(), checks=Checks(tmp_path, 0.0, quiet=True), outages=Outages(), help=None)
+    asked = time.monotonic()
+    day.outages.begin("agent")
+    day.outages.end("agent")
+    log(day).asked(Call("gone", "kiosk-1", asked, 1, 1, outcome="forgotten"))
+    judge_calls(day)
+    assert not day.checks.violations and day.checks.notes
