@@ -99,11 +99,11 @@ export async function scanWithCamera(what = 'the code') {
 }
 
 /**
- * A ring scanner types the code and Enter, a few ms a key. Keys that come that fast while no field has the
- * focus are gathered and handed to onScan(code) at Enter; slower typing is left alone. A focused scan field
+ * A ring scanner types the code and Enter, a few ms a key (Bluetooth adds some jitter; a person types 100 ms
+ * or more apart). Keys that come that fast while no field has the focus are gathered and handed to onScan(code) at Enter; slower typing is left alone. A focused scan field
  * needs nothing of this: the burst lands in it and Enter submits its form.
  */
-export function listenForRingScanner(onScan, { gapMs = 60, minLength = 3 } = {}) {
+export function listenForRingScanner(onScan, { gapMs = 80, minLength = 3 } = {}) {
   let buf = '';
   let last = 0;
   document.addEventListener('keydown', (e) => {
