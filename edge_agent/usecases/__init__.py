@@ -11,10 +11,8 @@ the write, and nowhere else.
 - returns.py    ``POST /v1/returns``
 - orders.py     ``POST /v1/orders`` (and the mirror's order), ``POST /v1/orders/{id}/status``
 - stock.py      ``POST /v1/stock/adjustments`` (a count or a change)
-
-Two flows are one function where their state lives: the basket,
-edge_agent/sessions.py ``add_item`` (no write: a session is in memory and
-publishes ``basket.changed`` itself), and the label bind,
-edge_agent/labels/bindings.py ``bind`` and ``unbind`` (the write, then the
-label pushed at once by its LabelService).
+- basket.py     ``/v1/sessions/{station}`` and its basket: a line added, cleared, "new customer"
+                (and the mirror's kiosk basket); a session lives in memory (edge_agent/sessions.py)
+- tryon.py      the mirror's products, look, basket and order (``/v1/mirror/{device}/...``)
+- labels.py     ``POST /v1/labels/bind``, ``DELETE /v1/labels/{mac}``, ``POST /v1/labels/{mac}/push``
 """

@@ -11,13 +11,15 @@ from edge_agent import orders, returns, sales, sessions, stock
 from edge_agent.api.errors import answer, status_of
 from edge_agent.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooMany, Unavailable
 from edge_agent.labels.bindings import BindConflict, BindError, BindInvalid, BindNotFound
+from edge_agent.usecases import tryon
 
 STATUS = [
     (sales.SaleConflict, 409), (sales.SaleRejected, 422),
     (returns.ReturnError, 422), (returns.ReturnNotFound, 404), (returns.ReturnConflict, 409),
     (orders.OrderError, 409), (orders.OrderNotFound, 404), (orders.CodeRequired, 422), (orders.CodeLocked, 429),
     (orders.OrderRejected, 422), (orders.WrongCode, 403),
-    (sessions.BasketError, 409), (sessions.UnknownProduct, 422),
+    (sessions.BasketError, 409), (sessions.UnknownProduct, 422), (sessions.NoKiosk, 404),
+    (tryon.NotTryOn, 422), (tryon.MirrorBasketError, 409), (tryon.TryOnUnavailable, 503),
     (stock.AdjustmentConflict, 409), (stock.UnknownProduct, 404),
     (BindInvalid, 422), (BindConflict, 409), (BindNotFound, 404),
     (NotFound, 404), (Conflict, 409), (Invalid, 422), (Forbidden, 403), (Unavailable, 503), (TooMany, 429),
@@ -40,12 +42,6 @@ def test_a_flow_error_stays_catchable_by_its_flow_base() -> None:
     assert issubclass(returns.ReturnNotFound, returns.ReturnError)
     assert issubclass(BindNotFound, BindError) and issubclass(sessions.UnknownProduct, sessions.BasketError)
     assert issubclass(stock.UnknownProduct, LookupError)
-
-
-def test_the_mirror_router_reads_the_same_status_from_a_basket_error() -> None:
-    # api/routers/mirror.py still answers BasketError itself, from err.status: it must agree with the mapping.
-    for cls in (sessions.BasketError, sessions.UnknownProduct):
-        assert cls("x").status == status_of(cls("x"))
 
 
 def test_too_many_says_when_to_retry_when_it_knows() -> None:
