@@ -181,6 +181,18 @@ def test_names_that_are_taken_and_one_code_out_per_name(tmp_path):
     run(_with_service(tmp_path, test))
 
 
+def test_the_demo_names_the_next_pad_no_device_has(tmp_path):
+    async def test(service, clock, store):
+        name = lambda: store.read(lambda c: pairing.free_name(c, "pad-demo-", ["pad-demo-2"]))  # noqa: E731
+        assert await name() == "pad-demo-1"
+        await service.pair((await service.code("pad-demo-1", [], "make run")).code, "10.0.0.5")
+        assert await name() == "pad-demo-3"  # pad-demo-2 is a client of devices.yaml
+        await service.revoke("pad-demo-1", "admin-1")
+        assert await name() == "pad-demo-1"
+
+    run(_with_service(tmp_path, test))
+
+
 def test_last_seen_is_written_at_most_once_a_minute(tmp_path):
     async def seen(store):
         return await store.read(lambda c: c.execute("SELECT last_seen FROM paired_clients").fetchone()[0])
