@@ -609,3 +609,25 @@ def test_the_app_opens_offline_from_its_service_worker_which_keeps_no_api_answer
     finally:
         watched.context.set_offline(False)
     expect(pad.locator("#live")).to_have_text("live")  # and back on its own when the Wi-Fi returns
+
+
+def test_wrong_pairing_codes_are_said_and_then_limited(store: Store, chromium: Browser):
+    """Last in this module: it locks pairing from this address for 15 minutes."""
+    context = chromium.new_context(**PHONE)
+    try:
+        tab = context.new_page()
+        tab.goto(f"{store.agent.url}/pad")
+        statuses = []
+        for _ in range(8):
+            tab.fill("#pair-code", "ABCD-EFGH")
+            with tab.expect_response(lambda r: r.url.endswith("/v1/pair")) as answer:
+                tab.get_by_role("button", name="Pair", exact=True).click()
+            statuses.append(answer.value.status)
+            if statuses[-1] == 429:
+                break
+        assert statuses[0] == 403 and statuses[-1] == 429, statuses
+        expect(tab.locator("#pair-msg")).to_have_text(
+            re.compile(r"^Too many wrong codes from this PAD: wait \d+ min, then try again\.$"))
+        expect(tab.locator("#app")).to_be_hidden()
+    finally:
+        context.close()

@@ -5,8 +5,9 @@
 import { get } from './api.js';
 import { $, ago, el, money } from './ui.js';
 
-const cards = new Map();  // member_id -> {card, at}
+const cards = new Map();  // member_id -> {card, at, rank}: at when the feed said so (null: loaded), rank to sort by
 const MAX = 60;
+let arrivals = 0;
 
 function stock(n, where) {
   if (n === null || n === undefined) return el('span', { class: 'stock none' }, `${where} –`);
@@ -22,14 +23,14 @@ function where(card) {
 
 function render() {
   const list = $('customers');
-  const shown = [...cards.values()].sort((a, b) => b.at - a.at).slice(0, MAX);
+  const shown = [...cards.values()].sort((a, b) => b.rank - a.rank).slice(0, MAX);
   $('customers-empty').hidden = shown.length > 0;
   list.replaceChildren(...shown.map(({ card, at }) => el('li', { class: 'card member', 'data-member': card.member_id },
     el('div', { class: 'row' },
       el('strong', { class: 'id' }, card.member_id),
       card.tier ? el('span', { class: `tier tier-${String(card.tier).toLowerCase()}` }, card.tier)
         : el('span', { class: 'tier' }, card.known ? 'member' : 'no card here'),
-      el('span', { class: 'when' }, ago(new Date(at).toISOString()))),
+      at ? el('span', { class: 'when' }, ago(new Date(at).toISOString())) : null),
     el('div', { class: 'row small' },
       el('span', {}, where(card)),
       card.points !== null && card.points !== undefined ? el('span', { class: 'points' }, `${card.points} points`) : null),
@@ -50,8 +51,9 @@ function render() {
 export async function load() {
   const list = await get('/v1/members?limit=100');
   cards.clear();
-  const now = Date.now();
-  list.forEach((card, i) => cards.set(card.member_id, { card, at: now - i }));
+  // The list is the latest first, and says not when each arrived: no time is shown for these.
+  list.forEach((card, i) => cards.set(card.member_id, { card, at: null, rank: -i }));
+  arrivals = 0;
   render();
 }
 
@@ -61,7 +63,8 @@ export function onEvent(msg) {
     const before = cards.get(msg.data.member_id)?.card || {};
     const card = { ...before, ...msg.data };
     // A scan of a member the hub never sent a card for carries no stock_online: keep what we knew.
-    cards.set(card.member_id, { card, at: Date.parse(msg.time) || Date.now() });
+    arrivals += 1;
+    cards.set(card.member_id, { card, at: Date.parse(msg.time) || Date.now(), rank: arrivals });
     render();
     return true;
   }
