@@ -266,6 +266,19 @@ def test_pairing_from_the_qr_url_keeps_only_the_token_and_a_401_returns_to_pairi
         watched.close()
 
 
+def test_a_used_pairing_link_opened_on_a_paired_pad_leaves_it_paired(store: Store, pad: Page):
+    code = new_code(store.agent, "pad-eve")
+    with store.agent.client() as anon:  # someone else's PAD took it first
+        assert anon.post("/v1/pair", json={"code": code["code"]}).status_code == 201
+    opened(pad, store, "Members")
+    pad.goto(code["pair_url"])  # only the fragment changes: the app takes the code from it
+    expect(pad.locator("#banner")).to_contain_text("That pairing code was not taken")
+    expect(pad.locator("#banner")).to_contain_text("stays paired as pad-anna")
+    expect(pad.locator("#where")).to_have_text("pad-anna · Test Store")
+    expect(pad.locator("#live")).to_have_text("live")
+    assert "#" not in pad.url
+
+
 # -- customers ---------------------------------------------------------------------------------------------
 
 def test_a_member_arrival_appears_live_and_goes_when_the_card_expires(store: Store, pad: Page, shot):

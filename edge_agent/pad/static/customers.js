@@ -76,6 +76,6 @@ export function onEvent(msg) {
   return false;
 }
 
-export function clear() { cards.clear(); render(); }
+export function clear() { cards.clear(); arrivals = 0; render(); }
 
 export function tick() { if (cards.size) render(); }

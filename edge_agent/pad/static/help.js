@@ -85,4 +85,6 @@ export function onEvent(msg) {
   return true;
 }
 
+export function clear() { requests.clear(); render(); say('help-msg', ''); }
+
 export function tick() { if (requests.size) render(); }

@@ -37,6 +37,12 @@ function setLive(state) {
   live.className = state === 'live' ? 'on' : 'off';
 }
 
+/** A message for the whole app, above every screen (empty: none). */
+function banner(text) {
+  $('banner').textContent = text || '';
+  $('banner').hidden = !text;
+}
+
 function showPairing(why = '') {
   if (stopFeed) { stopFeed(); stopFeed = null; }
   $('app').hidden = true;
@@ -46,7 +52,8 @@ function showPairing(why = '') {
   $('pairing-why').textContent = why;
   $('where').textContent = 'Store PAD';
   setLive('not paired');
-  customers.clear();
+  banner('');
+  for (const screen of Object.values(SCREENS)) screen.clear();  // nothing of the store stays on the screen
 }
 
 function select(name) {
@@ -59,7 +66,7 @@ function select(name) {
 async function reloadAll() {
   const results = await Promise.allSettled([customers.load(), help.load(), pickup.load()]);
   const failed = results.find((r) => r.status === 'rejected' && !(r.reason instanceof ApiError && r.reason.status === 401));
-  if (failed) say('pickup-msg', failed.reason.message, 'error');
+  banner(failed ? `Not everything could be loaded: ${failed.reason.message}` : '');
 }
 
 function showApp() {
@@ -94,12 +101,18 @@ async function pair(code) {
     localStorage.setItem(DEVICE, JSON.stringify({ name: data.name, store: data.store?.name || data.store?.id || '' }));
     $('pair-code').value = '';
     say('pair-msg', '');
+    if (stopFeed) { stopFeed(); stopFeed = null; }  // the feed again, as the new name
+    banner('');
     showApp();
   } catch (err) {
     const words = err instanceof ApiError && err.status === 429
       ? `Too many wrong codes from this PAD: wait ${err.retryAfter ? Math.ceil(err.retryAfter / 60) + ' min' : 'a while'}, then try again.`
       : err.message;
-    say('pair-msg', words, 'error');
+    if (token() && $('pairing').hidden) {  // a link opened on a PAD that is paired already: it stays paired
+      banner(`That pairing code was not taken (${words}). This PAD stays paired as ${device()?.name || 'before'}.`);
+    } else {
+      say('pair-msg', words, 'error');
+    }
   }
 }
 
@@ -149,9 +162,10 @@ function setup() {
 
   window.addEventListener('hashchange', () => {
     const code = takeCode();
-    if (code) { showPairing(); pair(code); }
+    if (code) pair(code);
   });
-  if (codeFromUrl) { showPairing(); pair(codeFromUrl); } else if (token()) showApp(); else showPairing();
+  if (token()) showApp(); else showPairing();
+  if (codeFromUrl) pair(codeFromUrl);
 }
 
 setup();

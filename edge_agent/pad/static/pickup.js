@@ -110,4 +110,6 @@ export function onEvent(msg) {
   return true;
 }
 
+export function clear() { orders = []; typed.clear(); render(); say('pickup-msg', ''); }
+
 export function tick() { if (orders.length && !document.activeElement?.closest?.('[data-order]')) render(); }

@@ -88,6 +88,16 @@ async function check(code) {
   await loadLabels(current.sku);
 }
 
+export function clear() {
+  current = null;
+  $('product-code').value = '';
+  $('product').hidden = true;
+  $('product').replaceChildren();
+  $('labels-title').hidden = true;
+  $('labels').replaceChildren();
+  say('product-msg', '');
+}
+
 export function setup() {
   $('product-form').addEventListener('submit', (e) => { e.preventDefault(); check($('product-code').value); });
 }

@@ -105,6 +105,14 @@ async function refund() {
   if (job) followSlip(job);
 }
 
+export function clear() {
+  reset();
+  $('receipt-code').value = '';
+  $('refunded').hidden = true;
+  $('refunded').replaceChildren();
+  say('returns-msg', '');
+}
+
 export function setup() {
   $('receipt-form').addEventListener('submit', (e) => { e.preventDefault(); find($('receipt-code').value); });
   const button = $('refund');

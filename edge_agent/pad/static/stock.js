@@ -41,6 +41,14 @@ function step(by) {
   countKey = null;
 }
 
+export function clear() {
+  item = null;
+  $('stock-code').value = '';
+  $('label-id').value = '';
+  $('stock-item').hidden = true;
+  say('stock-msg', '');
+}
+
 export function setup() {
   $('stock-form').addEventListener('submit', (e) => { e.preventDefault(); find($('stock-code').value); });
   $('count-minus').addEventListener('click', () => step(-1));
