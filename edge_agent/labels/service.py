@@ -202,6 +202,18 @@ class LabelService:
         pusher = self._pushers.get(device_id)
         return frozenset(pusher.inflight) if pusher is not None else frozenset()
 
+    def summary(self) -> dict[str, Any] | None:
+        """What ``GET /v1/health`` shows of the labels (None when the service did not start): the monitor's
+        summary, plus ``past_grace`` (labels wrong past their grace: their price alerts) and since when the
+        oldest of them is."""
+        if not self.started:
+            return None
+        out = self.monitor.summary()
+        price = [since for (_, kind), since in self.alerts.active.items() if kind == "price"]
+        out["past_grace"] = len(price)
+        out["oldest_past_grace_since"] = min(price).isoformat() if price else None
+        return out
+
     def unfit_notes(self) -> dict[str, str]:
         """Content hashes whose price did not fit their model, and why (a copy, for a thread to read)."""
         return dict(self._unfit)

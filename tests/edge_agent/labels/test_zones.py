@@ -94,6 +94,8 @@ def test_every_label_alert_carries_the_labels_zone(tmp_path, ap):
             await rig.set_items(item("MILK", "9.90", version=2), item("TEA", "4.00", version=2))
             await rig.until(lambda: {a["mac"] for a in rig.raised("label_price_mismatch")} >= {A, B},
                             what="price alerts")
+            summary = rig.service.summary()
+            assert summary["labels"] == 2 and summary["past_grace"] == 2 and summary["oldest_past_grace_since"]
             raised = {a["mac"]: a for a in rig.raised("label_price_mismatch")}
             assert (raised[A]["zone"], raised[B]["zone"]) == ("dairy", None)
             sent = {a["mac"]: a for a in await rig.outbox_alerts() if a.get("code") == "label_price_mismatch"}
