@@ -395,8 +395,11 @@ def test_limits_and_roles(agent):
         assert _closed(ws)[0] == 1009
     with _ws(agent, "/v1/wristband", "pad-ben") as ws:
         _until(ws, lambda m: m["type"] == "hello")
-        for _ in range(40):
-            ws.send(json.dumps({"ack": "n-1"}))
+        try:
+            for _ in range(40):
+                ws.send(json.dumps({"ack": "n-1"}))
+        except ConnectionClosed:
+            pass  # closed while the flood was still being sent
         assert _closed(ws)[0] == 4429
 
 
