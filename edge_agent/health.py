@@ -219,14 +219,8 @@ async def _link_reasons(agent: "Agent", link: Any) -> list[dict[str, Any]]:
 
 
 def label_figures(agent: "Agent") -> dict[str, Any] | None:
-    """The label monitor's summary plus ``past_grace``: labels wrong past their grace (their price alerts)."""
-    if not agent.labels.started:
-        return None
-    summary = agent.labels.monitor.summary()
-    price = [since for (_, kind), since in agent.labels.alerts.active.items() if kind == "price"]
-    summary["past_grace"] = len(price)
-    summary["oldest_past_grace_since"] = min(price).isoformat() if price else None
-    return summary
+    """The labels' summary with ``past_grace`` (labels wrong past their grace), as the label service gives it."""
+    return agent.labels.summary()
 
 
 async def _disk_reasons(agent: "Agent") -> list[dict[str, Any]]:
