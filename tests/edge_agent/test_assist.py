@@ -443,3 +443,54 @@ def test_a_slow_band_is_closed_without_slowing_the_store(tmp_path: Path):
 
     slow, got = asyncio.run(main())
     assert slow.lagging.is_set() and slow.queue.qsize() == 3 and got == 10
+
+
+def test_a_label_wrong_past_its_grace_buzzes_the_bands_of_its_zone_and_clears_when_fixed(tmp_path: Path):
+    """The real label service, store and driver against an emulated access point: its price alerts (with
+    the label's zone) reach the bands of that zone, and the bands without zones; the fix clears them."""
+    from drivers.shelf_label.ap_emulator import ApEmulator, Fault
+    from support.labelrig import LabelRig, item, oepl_device
+
+    dairy_mac, tea_mac = "0000021D4E83B401", "0000021D4E83B402"
+    ap = ApEmulator(auto_checkin=True)
+    now = int(time.time())
+    for mac in (dairy_mac, tea_mac):
+        ap.add_tag(mac, 0x01, last_seen=now, next_checkin=now + 600)
+    ap.start()
+
+    def labels_of(band) -> list[tuple[str, str | None]]:
+        out = []
+        while not band.queue.empty():
+            m = band.queue.get_nowait()
+            out.append((m["type"], m.get("ref", {}).get("mac") if m["type"] == "notify" else m["line"]))
+        return out
+
+    async def scenario():
+        labels = [{"mac": dairy_mac, "sku": "MILK", "zone": "dairy"}, {"mac": tea_mac, "sku": "TEA"}]
+        async with LabelRig(tmp_path, [oepl_device(ap.url, labels)], [item("MILK", "12.80"), item("TEA", "5.00")]) as rig:
+            bands = Bands(rig.bus, Desk(rig.bus))
+            await bands.start()
+            dairy, _ = bands.connect("pad-anna", ["dairy"])
+            frozen, _ = bands.connect("pad-ben", ["frozen"])
+            everywhere, _ = bands.connect("pad-cleo", [])
+            await rig.until(lambda: all(rig.label(m).confirmed_at for m in (dairy_mac, tea_mac)), what="confirmed")
+            ap.fault = Fault.ERROR_500  # the labels cannot take the new prices: wrong past the grace
+            await rig.set_items(item("MILK", "9.90", version=2), item("TEA", "4.00", version=2))
+            await rig.until(lambda: everywhere.queue.qsize() >= 2, what="two label notices")
+            wrong = (labels_of(dairy), labels_of(frozen), labels_of(everywhere))
+            ap.fault = Fault.NONE
+            await rig.until(lambda: everywhere.queue.qsize() >= 2, what="two clears", timeout=40)
+            fixed = (labels_of(dairy), labels_of(frozen), labels_of(everywhere))
+            await bands.stop()
+            return wrong, fixed
+
+    try:
+        (dairy, frozen, everywhere), (dairy_fixed, frozen_fixed, everywhere_fixed) = asyncio.run(
+            asyncio.wait_for(scenario(), 90))
+    finally:
+        ap.stop()
+    assert sorted(everywhere) == [("notify", dairy_mac), ("notify", tea_mac)]
+    assert sorted(dairy) == sorted(everywhere)  # its zone, and the label without one
+    assert frozen == [("notify", tea_mac)]  # not dairy's
+    assert everywhere_fixed == [("clear", "Label fixed")] * 2 and dairy_fixed == everywhere_fixed
+    assert frozen_fixed == [("clear", "Label fixed")]
