@@ -20,6 +20,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from drivers.shelf_label.ap_emulator import ApEmulator, Fault
 from support.agent import ROOT, TOKENS, AgentProcess, config_dict, free_port, make_tls
 from support.flows import GLASSES, LIPSTICK, NUDE, TOTE, card, hub_event, poll, sale, sync_point
 from support.hubclient import HubClient
@@ -42,6 +44,7 @@ pytestmark = pytest.mark.slow
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 DOCS = ROOT / "docs" / "pad"
 WAIT_S = 60  # any one wait on the agent through its API; milliseconds when the machine is idle
+BLUSH_TAG = "0000021D4E83B4F1"  # the access point's tag showing BLUSH-PEACH
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Store:
     agent: AgentProcess
     hub: HubClient
     printer: EmulatorThread
-    labels: Path
+    ap: ApEmulator
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +60,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     tmp = tmp_path_factory.mktemp("pad")
     broker = Mosquitto(tmp / "mosquitto").start()
     printer = EmulatorThread(profile="epson-tm-t88").start()
+    ap = ApEmulator(auto_checkin=True)  # an OpenEPaperLink access point over HTTP, with one tag
+    ap.add_tag(BLUSH_TAG, 0x01, last_seen=int(time.time()))
+    ap.start()
     made: list = [printer]
     try:
         devices = [{"id": "printer-1", "kind": "printer.escpos", "connection": "tcp",
                     "address": f"127.0.0.1:{printer.port}", "profile": "epson-tm-t88", "station": "kiosk-1",
                     "return_slips": True},
                    {"id": "labels-1", "kind": "shelf_label.files", "dir": str(tmp / "labels"),
-                    "labels": [{"key": "shelf-a1", "sku": "LIP-RED-01"}]}]
+                    "labels": [{"key": "shelf-a1", "sku": "LIP-RED-01"}]},
+                   {"id": "labels-ap", "kind": "shelf_label.oepl", "url": ap.url, "poll_interval": 0.2, "timeout": 1,
+                    "upload_timeout": 1, "retries": 1, "compliance_grace": 2,
+                    "labels": [{"mac": BLUSH_TAG, "sku": "BLUSH-PEACH"}]}]
         (tmp / "agent").mkdir()
         agent = AgentProcess(tmp / "agent", config_dict(free_port(), devices, hub_url=broker.url),
                              tls=make_tls(tmp / "ca"))
@@ -76,10 +85,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         with agent.client("associate") as c:
             poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds), WAIT_S,
                  what="printer and labels online")
-        yield Store(agent, hub, printer, tmp / "labels")
+        yield Store(agent, hub, printer, ap)
     finally:
         for part in reversed(made):
             part.close()
+        ap.stop()
         broker.stop()
 
 
@@ -420,6 +430,40 @@ def test_a_product_check_shows_the_checkout_price_and_re_pushes_its_label(store:
     with store.agent.client("associate") as c:
         poll(lambda: c.get("/v1/labels/shelf-a1").json()["pushed_at"], lambda at: at != before, WAIT_S,
              what="the label pushed again")
+
+
+def blush_price(price: str, version: int) -> dict:
+    """The hub's catalog update of BLUSH-PEACH with a new price."""
+    return hub_event("retail.catalog.updated", {
+        "sku": "BLUSH-PEACH", "barcodes": ["6901234567922"], "name": "蜜桃腮红 Peach Blush", "price": price,
+        "currency": "CNY", "rating": 4.6, "reviews": 402, "stock_online": 300, "version": version})
+
+
+def test_a_label_showing_a_wrong_price_is_said_and_re_pushed(store: Store, pad: Page, shot):
+    with store.agent.client("associate") as c:
+        poll(lambda: c.get(f"/v1/labels/{BLUSH_TAG}").json(), lambda lb: lb["compliant"] and lb["price"] == "129.00",
+             WAIT_S, what="the access point's label showing 129.00")
+        store.ap.fault = Fault.ERROR_500  # the access point fails: the price change cannot reach the label
+        try:
+            store.hub.send("catalog", [blush_price("119.00", 2)])
+            poll(lambda: c.get(f"/v1/labels/{BLUSH_TAG}").json(), lambda lb: not lb["compliant"], WAIT_S,
+                 what="the label wrong")
+            opened(pad, store, "Product")
+            pad.fill("#product-code", "6901234567922")
+            pad.get_by_role("button", name="Check").click()
+            label = pad.locator(f'[data-label="{BLUSH_TAG}"]')
+            expect(label.locator(".state")).to_have_text("wrong")
+            expect(label).to_contain_text("Shows 129.00 · checkout 119.00")
+            expect(pad.locator("#product .big-text")).to_have_text("CNY 119.00")
+            label.scroll_into_view_if_needed()
+            shot(pad, "pad-label-wrong.png")
+        finally:
+            store.ap.fault = Fault.NONE
+        label.get_by_role("button", name="Re-push label").click()
+        expect(pad.locator("#product-msg")).to_contain_text(f"Label {BLUSH_TAG} pushed again")
+        expect(label.locator(".state")).to_have_text("right price")  # looked at again until it is right
+        expect(label).to_contain_text("Shows 119.00 · checkout 119.00")
+        assert c.get(f"/v1/labels/{BLUSH_TAG}").json()["compliant"] is True
 
 
 def test_a_count_is_saved_and_a_label_bound_from_the_count_screen(store: Store, pad: Page, shot):

@@ -54,10 +54,22 @@ function labelCard(l) {
   push.addEventListener('click', busy(push, async () => {
     await post(`/v1/labels/${encodeURIComponent(l.mac)}/push`);
     say('product-msg', `Label ${l.mac} pushed again: it shows the new picture within a minute.`, 'ok');
-    setTimeout(() => current && loadLabels(current.sku), 1500);
+    follow(l.mac, current?.sku);
   }, (err) => say('product-msg', `Not pushed: ${err.message}`, 'error')));
   li.append(push);
   return li;
+}
+
+/** After a re-push: the label looked at again for about half a minute, until it shows the checkout's price. */
+async function follow(mac, sku) {
+  for (let wait = 1000, i = 0; i < 10; i += 1, wait = Math.min(wait * 1.5, 5000)) {
+    await new Promise((r) => setTimeout(r, wait));
+    if (!current || current.sku !== sku) return;  // another product is shown now
+    let label;
+    try { label = await get(`/v1/labels/${encodeURIComponent(mac)}`); } catch { return; }
+    if (label.compliant && !label.pending) break;
+  }
+  if (current && current.sku === sku) await loadLabels(sku);
 }
 
 async function loadLabels(sku) {
