@@ -18,7 +18,7 @@ from the hub's own database, so they are judged even while the store is held.
 
 The same engine runs on the agent (``/console``) over its own store. A rules
 file that cannot be used is a ``RulesError`` saying ``FILE: what``; the hub
-reports it as its ConsoleConfigError (sync/hub/console/rules.py).
+reports it as its ConsoleConfigError (its loader, sync/hub/console/rules.py).
 """
 
 from __future__ import annotations

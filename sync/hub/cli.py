@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="NAME:SHA256 lines, the console's tokens ($EDGE_HUB_CONSOLE_TOKENS; or one plain token "
                           "in $EDGE_HUB_CONSOLE_TOKEN)")
     run.add_argument("--alert-rules", default=os.environ.get("EDGE_HUB_ALERT_RULES") or None, metavar="FILE",
-                     help="alert rules YAML (default: the shipped sync/hub/console/rules.yaml; $EDGE_HUB_ALERT_RULES)")
+                     help="alert rules YAML (default: the shipped sync/console/rules.yaml; $EDGE_HUB_ALERT_RULES)")
     run.add_argument("--command-timeout", type=float, default=30.0, metavar="S",
                      help="seconds a console command waits for the store's answer (default 30)")
     run.set_defaults(func=cmd_run)

@@ -95,7 +95,7 @@ def identity_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityE
         (tmp / "tokens").write_text(f"store-it:{hashlib.sha256(TOKEN.encode()).hexdigest()}\n")
         http = free_port()
         hub = HubProcess(broker.url, f"sqlite:///{tmp}/hub.db", tmp / "hub.log")
-        # The shipped rules (sync/hub/console/rules.yaml): what a chain runs.
+        # The shipped rules (sync/console/rules.yaml): what a chain runs.
         hub.args += ["--http", f"127.0.0.1:{http}", "--console-tokens", str(tmp / "tokens")]
         made.append(hub.start())
         store = PlainStore(broker.port, STORE)

@@ -31,7 +31,7 @@ TOKEN = "health-console-token"
 MACS = ("0000021D4E83C401", "0000021D4E83C402", "0000021D4E83C403")
 SKUS = ("LIP-RED-01", "LIP-NUDE-02", "TOTE-CANVAS")
 WITHIN = 60.0  # what a store's staff and the soak expect: a fault shows within a minute
-# The shipped rules' ids and kinds (sync/hub/console/rules.yaml), on short timers.
+# The shipped rules' ids and kinds (sync/console/rules.yaml), on short timers.
 RULES = """
 evaluate_every_s: 0.5
 stale_after_s: 120

@@ -1,6 +1,6 @@
 """The hub console takes its token in the ``Authorization`` header only: a token in a URL opens nothing.
 
-The page reads the live stream with fetch and the header (sync/hub/console/static/api.js
+The page reads the live stream with fetch and the header (sync/console/static/api.js
 ``liveHub``), so no URL of the hub's console ever carries a token; this holds the server to it.
 """
 
