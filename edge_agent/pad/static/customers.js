@@ -6,7 +6,8 @@ import { get } from './api.js';
 import { $, ago, el, money } from './ui.js';
 
 const cards = new Map();  // member_id -> {card, at, rank}: at when the feed said so (null: loaded), rank to sort by
-const MAX = 60;
+const MAX = 60;  // cards shown
+const KEEP = 200;  // cards held
 let arrivals = 0;
 
 function stock(n, where) {
@@ -65,6 +66,10 @@ export function onEvent(msg) {
     // A scan of a member the hub never sent a card for carries no stock_online: keep what we knew.
     arrivals += 1;
     cards.set(card.member_id, { card, at: Date.parse(msg.time) || Date.now(), rank: arrivals });
+    if (cards.size > KEEP) {  // a busy day: the earliest arrivals go first (their cards expire anyway)
+      const oldest = [...cards.entries()].sort((a, b) => a[1].rank - b[1].rank)[0][0];
+      cards.delete(oldest);
+    }
     render();
     return true;
   }
