@@ -248,6 +248,14 @@ class LabelService:
 
     # What changes a label ----------------------------------------------------
 
+    def hold(self, mac: str) -> None:
+        """A flow is writing ``mac``'s binding: its old row is not written back until ``release``."""
+        self._recorder.hold(mac)
+
+    def release(self, mac: str) -> None:
+        """The flow's write of ``mac`` is over (and ``put`` done, if it succeeded)."""
+        self._recorder.release(mac)
+
     def put(self, label: Label) -> None:
         """Add or replace a label (a binding written to the store) and write it back with the next batch."""
         self._labels[label.mac] = label

@@ -126,6 +126,12 @@ class Recorder:
 
     The service changes its in-memory labels and marks them; the rows are
     copied when the write is queued, so a later change waits for the next one.
+
+    A label whose binding is being written by a flow is held: its row, still
+    the old binding in memory, is not copied until the flow's write is on
+    disk and the label in memory is the new one (``hold``, ``release``);
+    writes commit in the order they are queued, so an older row can never
+    land after the flow's.
     """
 
     def __init__(self, store: Store, labels: dict[str, Label]):
@@ -136,6 +142,7 @@ class Recorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._held: dict[str, int] = {}
         self.failures = 0
 
     def mark(self, label: Label) -> None:
@@ -143,6 +150,20 @@ class Recorder:
         self._dirty.add(label.mac)
         self._idle.clear()
         self._wake.set()
+
+    def hold(self, mac: str) -> None:
+        """Write no row of ``mac`` until it is released (as often as it was held)."""
+        self._held[mac] = self._held.get(mac, 0) + 1
+
+    def release(self, mac: str) -> None:
+        """Undo one ``hold``; a row marked meanwhile goes with the next batch."""
+        n = self._held.get(mac, 0) - 1
+        if n > 0:
+            self._held[mac] = n
+            return
+        self._held.pop(mac, None)
+        if mac in self._dirty:
+            self._wake.set()
 
     def start(self) -> None:
         """Start the writing task."""
@@ -172,6 +193,9 @@ class Recorder:
             await self._wake.wait()
             self._wake.clear()
             macs, self._dirty = self._dirty, set()
+            if self._held:
+                self._dirty = {m for m in macs if m in self._held}  # written once released
+                macs -= self._dirty
             rows = [params(self.labels[m]) for m in macs if m in self.labels]
             try:
                 if rows:

@@ -83,7 +83,7 @@ async def bind(labels: "LabelService", label: str, code: str, *, device: str | N
         labels.bus.publish(BOUND, _event(bound, new=old is None))
         return labels.push_soon({bound.mac})
 
-    await _commit(labels, lambda tx: save(tx.conn, [row]), effects)
+    await _commit(labels, target.mac, lambda tx: save(tx.conn, [row]), effects)
     return Bound(bindings.find(labels, target.mac), old is None)
 
 
@@ -105,7 +105,7 @@ async def unbind(labels: "LabelService", label: str) -> Label:
         labels.bus.publish(UNBOUND, _event(gone, was=current.sku))
         return labels.push_soon({gone.mac})
 
-    await _commit(labels, lambda tx: save(tx.conn, [row]), effects)
+    await _commit(labels, found.mac, lambda tx: save(tx.conn, [row]), effects)
     return bindings.find(labels, found.mac)
 
 
@@ -125,16 +125,21 @@ def _event(label: Label, **extra: Any) -> dict[str, Any]:
             "source": label.source, **extra}
 
 
-async def _commit(labels: "LabelService", write: Callable[[Tx], None],
+async def _commit(labels: "LabelService", mac: str, write: Callable[[Tx], None],
                   effects: Callable[[], asyncio.Task[int]]) -> None:
-    """Run ``write``; once it is on disk, ``effects`` (whether or not the caller is still there); then wait
-    for the label's plan, which queues it at its device."""
+    """Run ``write`` of label ``mac``'s row; once it is on disk, ``effects`` (whether or not the caller is still
+    there); then wait for the label's plan, which queues it at its device. Meanwhile the service writes no row
+    of the label (its old binding, in memory until ``effects``, would land after this one)."""
     planned: list[asyncio.Task[int]] = []
 
     def after_commit(done: asyncio.Future[None]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            planned.append(effects())
+        try:
+            if not done.cancelled() and done.exception() is None:
+                planned.append(effects())
+        finally:
+            labels.release(mac)
 
+    labels.hold(mac)
     done: asyncio.Future[None] = asyncio.ensure_future(labels.store.write(write))
     # Registered before anyone awaits the write, so it runs before the caller resumes, and also when the
     # caller was cancelled meanwhile.
