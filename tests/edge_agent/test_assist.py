@@ -494,3 +494,18 @@ def test_a_label_wrong_past_its_grace_buzzes_the_bands_of_its_zone_and_clears_wh
     assert frozen == [("notify", tea_mac)]  # not dairy's
     assert everywhere_fixed == [("clear", "Label fixed")] * 2 and dairy_fixed == everywhere_fixed
     assert frozen_fixed == [("clear", "Label fixed")]
+
+
+def test_the_assist_timers_are_bounded_in_devices_yaml():
+    from edge_agent.config import parse
+    from edge_core.errors import ConfigError
+
+    head = "store:\n  id: store-001\n  name: Demo Store\n"
+    config = parse(head + "assist:\n  remind_s: 0.2\n  alert_after_s: 600\n", "devices.yaml", environ={})
+    assert (config.assist.remind_s, config.assist.alert_after_s) == (0.2, 600)
+    assert parse(head + "assist:\n", "devices.yaml", environ={}).assist.remind_s == 30  # all defaults
+    for key, bad in (("remind_s", "0"), ("remind_s", "7200"), ("alert_after_s", "-1"), ("often", "1")):
+        with pytest.raises(ConfigError) as err:
+            parse(head + f"assist:\n  {key}: {bad}\n", "devices.yaml", environ={})
+        [problem] = err.value.problems
+        assert problem.startswith("devices.yaml:5: ") and key in problem, problem
