@@ -38,8 +38,10 @@ SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # edge_agent.catalog.Catalog
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # files.FileLabels keys
 DEFAULT_MODEL = "m2-2.9-bwr"  # the common 2.9" shelf-edge label
 MAX_LABELS = 100_000
-ZONE_PATTERN = re.compile(r"^[A-Za-z0-9 _-]{1,32}$")
-ZONE_RULE = "1-32 of A-Z a-z 0-9 space _ -, not only spaces"
+# A subset of what a paired device's zones may be (edge_agent/pairing.py), so that any label's zone can be
+# an associate's.
+ZONE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,31}$")
+ZONE_RULE = "1-32 of A-Z a-z 0-9 space _ -, starting with a letter or digit"
 
 
 def check_model(name: str | None) -> str | None:
@@ -51,14 +53,14 @@ def check_model(name: str | None) -> str | None:
 
 def check_zone(zone: str | None) -> str | None:
     """``zone`` if it can name a label's zone (None: no zone); ValueError saying what a zone is if not."""
-    if zone is not None and (not isinstance(zone, str) or not ZONE_PATTERN.match(zone) or not zone.strip()):
+    if zone is not None and (not isinstance(zone, str) or not ZONE_PATTERN.fullmatch(zone)):
         raise ValueError(f"{zone!r} is not a zone: {ZONE_RULE}, e.g. cosmetics or aisle-3")
     return zone
 
 
 def check_key(key: str) -> str:
     """A file back end key: what FileLabels accepts as a file name."""
-    if not KEY_PATTERN.match(key) or ".." in key:
+    if not KEY_PATTERN.fullmatch(key) or ".." in key:  # fullmatch: "$" alone lets a final newline through
         raise ValueError(f"{key!r} is not a label key: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
     return key
 

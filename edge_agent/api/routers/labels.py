@@ -39,8 +39,8 @@ class BindIn(BaseModel):
     model: str | None = Field(default=None, max_length=64, description="label model; default: the device's, "
                                                                        "or the one of the tag's hardware type")
     zone: str | None = Field(default=None, max_length=32,
-                             description="the shelf's zone (1-32 of letters, digits, space, - and _); null for "
-                                         "none; left out: the zone the label had")
+                             description="the shelf's zone (1-32 of letters, digits, space, - and _, starting with "
+                                         "a letter or digit); null for none; left out: the zone the label had")
 
 
 class ComplianceEntry(BaseModel):

@@ -69,7 +69,7 @@ def test_a_zone_is_set_kept_cleared_and_shown(agent, ap):
         r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "Aisle 3_b-2"})
         assert r.json()["zone"] == "Aisle 3_b-2"
         # Refused, and nothing changed.
-        for bad in ("eye/wear", "", "   ", "x" * 33, "化妆品", 7, ["a"]):
+        for bad in ("eye/wear", "", "   ", "-bags", "x" * 33, "化妆品", 7, ["a"]):
             r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": bad})
             assert r.status_code == 422, (bad, r.text)
         r = pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "a/b"})

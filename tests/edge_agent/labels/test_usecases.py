@@ -92,7 +92,7 @@ def test_bind_refuses_with_the_domain_errors(tmp_path, ap):
                 await flows.bind(rig.service, A, "MILK", model="m9")
             with pytest.raises(Invalid, match="labels-1"):
                 await flows.bind(rig.service, A, "MILK", device="nope")
-            for zone in ("", "a/b", "x" * 33, "   ", "生鲜"):
+            for zone in ("", "a/b", "x" * 33, "   ", " dairy", "_x", "生鲜", "dairy\n"):
                 with pytest.raises(Invalid, match="zone"):
                     await flows.bind(rig.service, A, "MILK", zone=zone)
             # Nothing refused was written.
@@ -197,5 +197,17 @@ def test_a_bind_whose_caller_hangs_up_during_the_write_still_takes_effect(tmp_pa
             del store.write
             await rig.service.flush()
             assert (await stored(rig, A)).sku == "MILK"
+
+    run(scenario())
+
+
+def test_a_file_key_with_a_newline_is_not_a_label(tmp_path):
+    async def scenario():
+        async with LabelRig(tmp_path, [files_device(tmp_path / "labels")], [item("MILK", "12.80")]) as rig:
+            for key in ("shelf-1\n", "../x", "a" * 65):
+                with pytest.raises(Invalid, match="label"):
+                    await flows.bind(rig.service, key, "MILK")
+            assert (await flows.bind(rig.service, "shelf-1", "MILK")).new
+            assert [p.name for p in (tmp_path / "labels").iterdir() if p.suffix == ".png"] in ([], ["shelf-1.png"])
 
     run(scenario())

@@ -52,7 +52,7 @@ def test_zones_in_devices_yaml_are_checked_at_their_line():
       - {key: shelf-3, sku: LIP-RED-01}
 """, "devices.yaml", environ={})
     assert [b.zone for b in cfg.devices[0].labels] == ["cosmetics", "Aisle 3_b-2", None]
-    for bad in ('"eye/wear"', '""', '"   "', "x" * 33, "化妆品", "[a, b]"):
+    for bad in ('"eye/wear"', '""', '"   "', '" eyewear"', '"-x"', '"a.b"', "x" * 33, "化妆品", "[a, b]"):
         with pytest.raises(ConfigError) as err:
             parse(HEAD + "      - {key: shelf-1, sku: LIP-RED-01}\n"
                          f"      - {{key: shelf-2, sku: LIP-RED-01, zone: {bad}}}\n", "devices.yaml", environ={})
