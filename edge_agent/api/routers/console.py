@@ -10,7 +10,9 @@ as the hub keeps them), and a timeline built from the feed's ring of
 ``device.state`` events (this run of the agent, as far back as the ring
 holds). Remote actions run here directly, through the downlink's one check
 and dispatch of a command (``Downlink.check`` and ``run``, sync/downlink.py),
-as a hub's command would. Live updates come from ``WS /v1/events``.
+as a hub's command would. Live updates come from ``WS /v1/events``. Its meta
+says ``pairing``: the page's "Devices for associates" view pairs and unpairs
+this store's PADs and wristbands through the pairing router's own calls.
 
 Roles: console and admin. The page shell needs no token (it holds no data).
 """
@@ -116,8 +118,10 @@ def _timeline(agent: Any, facts: StoreFacts, now: datetime) -> dict[str, Any]:
 async def console_meta(request: Request, client: ClientConfig = Depends(staff)) -> dict[str, Any]:
     """Who is asking and what the page may do."""
     agent = request.app.state.agent
-    return meta("store", client.name, agent.version, COMMAND_TIMEOUT_S, _state(request).console_engine.rules,
-                store=agent.config.store.id)
+    # "pairing": this page may pair the store's associates' devices (POST /v1/pairing, GET and DELETE /v1/paired,
+    # edge_agent/api/routers/pairing.py, same roles); the hub's meta has no such key: it cannot pair a store's device.
+    return {**meta("store", client.name, agent.version, COMMAND_TIMEOUT_S, _state(request).console_engine.rules,
+                   store=agent.config.store.id), "pairing": True}
 
 
 @router.get("/console/api/fleet", dependencies=[Depends(staff)])

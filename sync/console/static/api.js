@@ -13,9 +13,17 @@ export const clearToken = () => sessionStorage.removeItem(KEY);
 /** The server refused the token: the page asks for another. */
 export class Unauthorized extends Error {}
 
-/** A JSON call to the console API; throws Unauthorized on 401 and Error(detail) on any other failure. */
-export async function call(path, options = {}) {
-  const res = await fetch(cfg.api + path, {
+/**
+ * A JSON call to the console API; throws Unauthorized on 401 and Error(detail) on any other failure
+ * (with `status`, and `body`: the answer as sent, e.g. a 422's list of `errors`).
+ */
+export const call = (path, options = {}) => request(cfg.api + path, options);
+
+/** A JSON call to the agent's own local API (`/v1/...`, same origin, same token): the agent's console only. */
+export const callAgent = (path, options = {}) => request(path, options);
+
+async function request(url, options) {
+  const res = await fetch(url, {
     ...options,
     headers: { Authorization: `Bearer ${token()}`, 'Content-Type': 'application/json', ...(options.headers || {}) },
   });
@@ -25,6 +33,7 @@ export async function call(path, options = {}) {
     const detail = typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail ?? body);
     const err = new Error(detail || `HTTP ${res.status}`);
     err.status = res.status;
+    err.body = body;
     throw err;
   }
   return body;

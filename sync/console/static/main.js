@@ -1,8 +1,9 @@
-// The console page: sign-in, routes (#/, #/alerts, #/store/ID), live updates, buttons.
+// The console page: sign-in, routes (#/, #/alerts, #/store/ID, and #/associates on the agent), live updates, buttons.
 // Mode "hub": every store, SSE from the hub; mode "store": the agent's own store, its WebSocket feed.
 
 import * as api from './api.js';
 import { alertsTable, setRules } from './alerts.js';
+import { installAssociates, renderAssociates } from './associates.js';
 import { alertsByStore, applyFilter, patchStores, renderFleet } from './fleet.js';
 import { commandsHTML, renderStore, tickCommands } from './store.js';
 import { esc, setServerNow, tick } from './util.js';
@@ -61,6 +62,7 @@ function parseRoute() {
   const h = location.hash.replace(/^#\/?/, '');
   if (h.startsWith('store/')) return { view: 'store', store: decodeURIComponent(h.slice(6)) };
   if (h === 'alerts') return { view: 'alerts' };
+  if (h === 'associates' && state.meta.pairing) return { view: 'associates' }; // only an agent pairs its devices
   return isHub() ? { view: 'fleet' } : { view: 'store', store: state.meta.store };
 }
 
@@ -111,6 +113,8 @@ async function route() {
       requestAnimationFrame(() => performance.mark('fleet-rendered'));
     } else if (state.route.view === 'alerts') {
       renderAlertsView();
+    } else if (state.route.view === 'associates') {
+      await renderAssociates(view);
     } else {
       await loadStore(state.route.store);
       requestAnimationFrame(() => performance.mark('store-rendered'));
@@ -238,6 +242,13 @@ async function boot() {
   $('who').textContent = state.meta.who;
   $('logout').hidden = false;
   if (!isHub()) document.querySelector('[data-nav="fleet"]').textContent = state.meta.store;
+  if (state.meta.pairing) {
+    $('nav-associates').hidden = false;
+    installAssociates({
+      onError: showError,
+      onUnauthorized: () => { api.clearToken(); showLogin('Your token is no longer accepted.'); },
+    });
+  }
   await loadFleet();
   window.addEventListener('hashchange', route);
   await route();
