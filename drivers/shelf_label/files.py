@@ -53,7 +53,7 @@ class FileLabels:
 
     def path(self, key: str) -> Path:
         """Where the label ``key`` lives; ValueError for a key that is not a safe file name."""
-        if not _KEY.match(key) or ".." in key:
+        if not _KEY.fullmatch(key) or ".." in key:
             raise ValueError(f"label key {key!r} must be 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
         return self.directory / f"{key}.png"
 
@@ -114,7 +114,7 @@ class FileLabels:
         """Keys of every label file in the directory, sorted."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.stem for p in self.directory.glob("*.png") if _KEY.match(p.stem))
+        return sorted(p.stem for p in self.directory.glob("*.png") if _KEY.fullmatch(p.stem))
 
     def remove(self, key: str) -> bool:
         """Delete the label ``key``; False if there was none."""
