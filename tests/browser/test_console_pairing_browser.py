@@ -189,3 +189,15 @@ def test_a_code_left_unused_runs_out_on_the_page(agent: AgentProcess, page: Page
     expect(left).to_have_text(re.compile(r"^Expired at \d\d:\d\d: make a new code\.$"))
     expect(page.locator("#pair-card")).to_have_class(re.compile(r"\bexpired\b"))
     expect(page.locator("#pair-qr")).to_have_count(0)
+
+
+def test_only_the_agent_offers_pairing(agent: AgentProcess):
+    from sync.console.page import page as shell
+    from sync.console.rules import load_rules
+    from sync.console.views import meta
+
+    with agent.client("console") as c:
+        assert c.get("/console/api/meta").json()["pairing"] is True
+    assert "pairing" not in meta("hub", "store-it", "1.0", 30, load_rules())  # what the hub's page is told
+    # The link is in the shared shell, hidden until the meta says so.
+    assert '<a href="#/associates" data-nav="associates" id="nav-associates" hidden>' in shell("hub", "/api", "/static", "hub")

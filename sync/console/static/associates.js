@@ -24,7 +24,7 @@ const st = {
   loading: false,
   nextPoll: 0,
 };
-let hooks = { onError: () => {}, onUnauthorized: () => {} };
+let hooks = null; // set once by installAssociates
 
 const $ = (id) => document.getElementById(id);
 
@@ -232,9 +232,11 @@ export async function renderAssociates(root) {
   await refresh();
 }
 
-/** Once, at boot on the agent: the form, the buttons and a one-second tick (countdown, list refresh). */
+/** At boot on the agent (a second sign-in adds nothing): the form, the buttons, a one-second tick (countdown, list). */
 export function installAssociates(callbacks) {
+  const first = hooks === null;
   hooks = callbacks;
+  if (!first) return;
   document.addEventListener('submit', (e) => {
     if (e.target.id !== 'pair-form') return;
     e.preventDefault();
