@@ -111,7 +111,7 @@ export function pairedHTML(devices) {
     + `<td><b>${esc(d.name)}</b></td><td>${zonesText(d.zones)}</td>`
     + `<td><span title="${esc(clock(d.paired_at))}">${since(d.paired_at)} ago</span>`
     + `${d.paired_by ? ` <span class="muted small">by ${esc(d.paired_by)}</span>` : ''}</td>`
-    + `<td class="last-seen">${d.last_seen && !d.revoked_at ? `${since(d.last_seen)} ago` : '<span class="muted">–</span>'}</td>`
+    + `<td class="last-seen">${d.last_seen ? `${since(d.last_seen)} ago` : '<span class="muted">–</span>'}</td>`
     + `<td class="actions">${stateCell(d)}</td></tr>`).join('');
   const more = off.length > UNPAIRED_SHOWN ? `<p class="muted small">… and ${off.length - UNPAIRED_SHOWN} unpaired earlier.</p>` : '';
   return `<table class="grid" id="paired-table"><thead><tr><th>Device</th><th>Zones</th><th>Paired</th><th>Last seen</th>`
