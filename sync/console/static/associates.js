@@ -150,8 +150,8 @@ function failed(err) {
 // The agent's 422 names the field (edge_agent/api/app.py: {"errors": [{"loc": "name", ...}]}); said here in words.
 const FIELD_WORDS = {
   name: 'The name may hold only a–z, 0–9 and "-" (not first), up to 32 characters: for example pad-anna.',
-  zones: 'Each zone is up to 32 letters, digits, spaces, "_", "." or "-" (not first), at most 32 zones, '
-    + 'separated by commas.',
+  zones: 'Each zone is up to 32 letters, digits, spaces, "_" or "-" (a letter or digit first), as a shelf label\'s '
+    + 'zone; at most 32 zones, separated by commas.',
 };
 
 /** Why a code was not made, in words. */
@@ -220,7 +220,7 @@ export async function renderAssociates(root) {
         <span class="hint">what the device will be called: a–z, 0–9 and "-"</span>
         <label for="pair-zones">Zones <span class="muted">(optional)</span></label>
         <input id="pair-zones" maxlength="1100" placeholder="cosmetics, fragrance" spellcheck="false">
-        <span class="hint">separated by commas; none: the device serves every zone</span>
+        <span class="hint">zones as the shelf labels name them, by commas; none: every zone</span>
         <button type="submit">Make a pairing code</button>
         <p id="pair-error" class="error" role="alert"></p>
       </form>
