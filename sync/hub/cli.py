@@ -404,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("store", metavar="STORE")
     privacy.add_argument("--db", default=env_db)
     privacy.set_defaults(func=cmd_privacy)
+
+    from sync.hub.fleet import desired, enroll  # fleet operations: enrollment codes, desired configuration
+    enroll.add_commands(sub, env_db, broker_opt)
+    desired.add_commands(sub, env_db, broker_opt)
     return p
 
 
