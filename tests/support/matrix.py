@@ -54,7 +54,19 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/console/api/stores/{store}"): {"console", "admin"},
     ("POST", "/console/api/stores/{store}/commands"): {"console", "admin"},
     ("GET", "/metrics"): {"console", "admin"},
+    ("GET", "/v1/sales/{sale}"): {"associate", "admin"},
+    ("POST", "/v1/labels/{mac}/push"): {"associate", "admin"},
+    ("POST", "/v1/pairing"): {"console", "admin"},
+    ("GET", "/v1/paired"): {"console", "admin"},
+    ("DELETE", "/v1/paired/{name}"): {"console", "admin"},
+    ("POST", "/v1/assist"): {"kiosk"},
+    ("GET", "/v1/assist"): {"associate", "admin"},
+    ("GET", "/v1/assist/{assist_id}"): {"kiosk", "associate", "admin"},  # a kiosk: only its own (404 else)
+    ("POST", "/v1/assist/{assist_id}/take"): {"associate"},
+    ("POST", "/v1/assist/{assist_id}/done"): {"associate", "kiosk"},  # the associate who took it, or the kiosk
+    ("DELETE", "/v1/assist/{assist_id}"): {"kiosk"},  # the kiosk that asked cancels
 }
-PUBLIC = {("GET", "/v1/health")}
+PUBLIC = {("GET", "/v1/health"), ("POST", "/v1/pair")}
 PARAMS = {"code": "TOTE01", "order_id": "NOPE", "member_id": "M-NOPE", "station": "kiosk-1", "job_id": "nope",
-          "mac": "0000021D4E83B401", "device": "mirror-9", "store": "store-test"}
+          "mac": "0000021D4E83B401", "device": "mirror-9", "store": "store-test",
+          "sale": "nope", "name": "pad-nope", "assist_id": "nope"}

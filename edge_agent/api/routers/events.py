@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from edge_agent.api.limits import RateLimitedLog
-from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, tickets
+from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, refusal, tickets
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
 from edge_agent.feed import ROLE_VIEW, Feed, message
@@ -78,7 +78,7 @@ async def admit(ws: WebSocket, purpose: Purpose, roles: Iterable[Role], what: st
         client = None
     await ws.accept(subprotocol)
     if client is None:
-        why = "unknown token" if token else "unknown, spent or expired ticket" if ticket else "no credential"
+        why = refusal(ws, token) if token else "unknown, spent or expired ticket" if ticket else "no credential"
         await _refuse(ws, CLOSE_UNAUTHORIZED, f"{why}: send 'Authorization: Bearer <token>', or ?ticket= from "
                                               f'POST /v1/tickets {{"for": "{purpose.value}"}}', what)
         return None
