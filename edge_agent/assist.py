@@ -60,7 +60,7 @@ MAX_KEPT = 1000
 DEFAULTS = AssistConfig()
 
 
-class Reason(str, Enum):
+class HelpReason(str, Enum):
     """Why a kiosk calls for help."""
 
     AGE_CHECK = "age_check"
@@ -78,8 +78,8 @@ class State(str, Enum):
     CANCELLED = "cancelled"
 
 
-REASON_TEXT = {Reason.AGE_CHECK: "Age check", Reason.ITEM_WONT_SCAN: "Item won't scan",
-               Reason.PAYMENT_PROBLEM: "Payment problem", Reason.OTHER: "Help needed"}
+REASON_TEXT = {HelpReason.AGE_CHECK: "Age check", HelpReason.ITEM_WONT_SCAN: "Item won't scan",
+               HelpReason.PAYMENT_PROBLEM: "Payment problem", HelpReason.OTHER: "Help needed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class Request:
 
     id: str
     station: str
-    reason: Reason
+    reason: HelpReason
     note: str | None
     created_at: datetime
     asked: float
@@ -161,7 +161,7 @@ class Desk:
         """``request`` as shown, with who is on duty now."""
         return request.as_dict(self.on_duty)
 
-    def ask(self, station: str, reason: Reason, note: str | None) -> tuple[Request, bool]:
+    def ask(self, station: str, reason: HelpReason, note: str | None) -> tuple[Request, bool]:
         """The kiosk's call for help: (its request, True) if new; (the one it has, False) if it has one."""
         self._forget()
         for request in self._requests.values():

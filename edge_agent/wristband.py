@@ -181,7 +181,7 @@ class Bands(Consumer):
         assist_id = data["assist_id"]
         notice_id = self._by_assist.get(assist_id) or self._new_id()
         self._by_assist[assist_id] = notice_id
-        reason = assist.REASON_TEXT.get(assist.Reason(data["reason"]), "Help needed")
+        reason = assist.REASON_TEXT.get(assist.HelpReason(data["reason"]), "Help needed")
         line = f"{reason}: {data['note']}" if data.get("note") else reason
         if data.get("reminders"):
             line = f"Still waiting · {line}"

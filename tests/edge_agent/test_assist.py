@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from support.agent import AgentProcess, config_dict, free_port
 
-from edge_agent.assist import FORGET_AFTER_S, Desk, Reason, State
+from edge_agent.assist import FORGET_AFTER_S, Desk, HelpReason, State
 from edge_agent.bus import EventBus
 from edge_agent.config import Role
 from edge_agent.errors import Conflict, Forbidden, NotFound
@@ -69,8 +69,8 @@ def test_one_live_call_per_kiosk_taken_once_closed_by_the_taker_or_the_kiosk():
     bus, clock = EventBus(), Clock()
     seen = bus.subscribe("assist.", "alert.")
     desk = Desk(bus, remind_s=30, alert_after_s=120, clock=clock)
-    call, new = desk.ask("kiosk-1", Reason.AGE_CHECK, "wine")
-    again, second = desk.ask("kiosk-1", Reason.OTHER, None)
+    call, new = desk.ask("kiosk-1", HelpReason.AGE_CHECK, "wine")
+    again, second = desk.ask("kiosk-1", HelpReason.OTHER, None)
     assert new and not second and again == call and call.state == State.OPEN
     assert desk.view(call)["on_duty"] == 0  # nobody connected: the kiosk sends the customer to the counter
     desk.join("pad-anna")
@@ -87,14 +87,14 @@ def test_one_live_call_per_kiosk_taken_once_closed_by_the_taker_or_the_kiosk():
         desk.done(call.id, "pad-ben", Role.ASSOCIATE)
     with pytest.raises(NotFound):
         desk.get(call.id, "kiosk-2", Role.KIOSK)  # another kiosk's call does not exist for it
-    assert desk.ask("kiosk-1", Reason.OTHER, None)[1] is False  # taken is still live
+    assert desk.ask("kiosk-1", HelpReason.OTHER, None)[1] is False  # taken is still live
     done = desk.done(call.id, "pad-anna", Role.ASSOCIATE)
     assert done.state == State.DONE and done.closed_by == "pad-anna"
     assert desk.done(call.id, "kiosk-1", Role.KIOSK).state == State.DONE  # done again: nothing changes
     with pytest.raises(Conflict):
         desk.cancel(call.id, "kiosk-1")
 
-    second_call, new = desk.ask("kiosk-1", Reason.ITEM_WONT_SCAN, None)
+    second_call, new = desk.ask("kiosk-1", HelpReason.ITEM_WONT_SCAN, None)
     assert new and second_call.id != call.id
     with pytest.raises(Conflict, match="take it first"):
         desk.done(second_call.id, "pad-ben", Role.ASSOCIATE)
@@ -114,7 +114,7 @@ def test_reminders_until_taken_then_the_alert_which_the_take_clears():
     bus, clock = EventBus(), Clock()
     seen = bus.subscribe("assist.", "alert.")
     desk = Desk(bus, remind_s=30, alert_after_s=120, clock=clock)
-    call, _ = desk.ask("kiosk-1", Reason.PAYMENT_PROBLEM, None)
+    call, _ = desk.ask("kiosk-1", HelpReason.PAYMENT_PROBLEM, None)
     _drain(seen)
     clock.now += 29.9
     desk.tick()
@@ -143,9 +143,9 @@ def test_reminders_until_taken_then_the_alert_which_the_take_clears():
 def test_calls_taken_or_closed_an_hour_ago_are_forgotten():
     bus, clock = EventBus(), Clock()
     desk = Desk(bus, clock=clock)
-    taken, _ = desk.ask("kiosk-1", Reason.OTHER, None)
+    taken, _ = desk.ask("kiosk-1", HelpReason.OTHER, None)
     desk.take(taken.id, "pad-anna")
-    closed, _ = desk.ask("kiosk-2", Reason.OTHER, None)
+    closed, _ = desk.ask("kiosk-2", HelpReason.OTHER, None)
     desk.cancel(closed.id, "kiosk-2")
     clock.now += FORGET_AFTER_S - 1
     desk.tick()
@@ -155,7 +155,7 @@ def test_calls_taken_or_closed_an_hour_ago_are_forgotten():
     for call in (taken, closed):
         with pytest.raises(NotFound):
             desk.get(call.id, "admin", Role.ADMIN)
-    assert desk.ask("kiosk-1", Reason.OTHER, None)[1]  # the kiosk may ask again
+    assert desk.ask("kiosk-1", HelpReason.OTHER, None)[1]  # the kiosk may ask again
 
 
 def test_bands_hear_each_kind_with_its_own_vibration_labels_by_zone_members_masked():
@@ -176,7 +176,7 @@ def test_bands_hear_each_kind_with_its_own_vibration_labels_by_zone_members_mask
         bus.publish("alert.raised", {**wrong, "subject": "MAC-2", "zone": "cosmetics"})
         bus.publish("alert.raised", {**wrong, "subject": "MAC-3"})  # no zone: every band
         bus.publish("alert.raised", {"device": "printer-1", "code": "paper_out", "state": "raised"})  # not for bands
-        call, _ = desk.ask("kiosk-1", Reason.AGE_CHECK, "x" * 80)
+        call, _ = desk.ask("kiosk-1", HelpReason.AGE_CHECK, "x" * 80)
         bus.publish("alert.cleared", {**wrong, "subject": "MAC-2", "zone": "cosmetics", "state": "cleared"})
         async with asyncio.timeout(5):
             while everywhere.queue.qsize() < 7:

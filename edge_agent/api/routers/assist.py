@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
-from edge_agent.assist import NOTE_MAX, Desk, Reason
+from edge_agent.assist import NOTE_MAX, Desk, HelpReason
 from edge_agent.config import ClientConfig, Role
 
 router = APIRouter(tags=["assist"], route_class=StrictRoute)
@@ -37,7 +37,7 @@ class AssistIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Reason = Field(description="age_check, item_wont_scan, payment_problem or other")
+    reason: HelpReason = Field(description="age_check, item_wont_scan, payment_problem or other")
     note: str | None = Field(default=None, max_length=NOTE_MAX, pattern=NOTE_PATTERN,
                              description=f"shown to the associates, at most {NOTE_MAX} characters")
 
