@@ -319,6 +319,15 @@ class PrivacyConfig(_Model):
         description="seconds between two sweeps (retention, access log, the access summary to the hub)")
 
 
+class FleetConfig(_Model):
+    """The ``fleet:`` section: how the agent takes a devices.yaml the hub sends (edge_agent/config_apply.py)."""
+
+    rollback_after_s: float = Field(
+        default=300, ge=1, le=86_400,
+        description="seconds after a version from the hub is applied during which a device it added or changed "
+                    "that is not online sends the agent back to the last good version")
+
+
 class AgentConfig(_Model):
     """The whole devices.yaml, validated."""
 
@@ -331,6 +340,7 @@ class AgentConfig(_Model):
     health: HealthConfig = HealthConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     assist: AssistConfig = AssistConfig()
+    fleet: FleetConfig = FleetConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -480,7 +490,7 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy", "assist"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy", "assist", "fleet"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:
