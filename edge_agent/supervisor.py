@@ -271,7 +271,14 @@ DriverFactory = Callable[[DeviceConfig, DriverContext], Driver]
 
 
 class Supervisor:
-    """Owns every configured device; ``start()`` returns at once, devices come up on their own."""
+    """Owns every configured device; ``start()`` returns at once, devices come up on their own.
+
+    ``add``, ``remove`` and ``replace`` change the set of devices while the
+    agent runs (a new devices.yaml from the hub, edge_agent/config_apply.py):
+    only the device named is touched. A device removed or replaced is stopped
+    as at the agent's own stop, so what it had in flight ends as it does then
+    (a print job cut short is queued again by the durable print queue).
+    """
 
     def __init__(
         self,
@@ -283,24 +290,63 @@ class Supervisor:
         extras: dict[str, Any] | None = None,
     ):
         self.bus = bus
+        self.registry = registry
+        self.backoff = backoff
+        self.factory = factory
+        # ``extras``: services of the agent some drivers use, by name (the
+        # print queue for printers); every driver sees the same ones.
+        self.extras = dict(extras or {})
         self.owners: dict[str, DeviceOwner] = {}
+        self.configs: dict[str, DeviceConfig] = {}
+        self._started = False
         for cfg in devices:
-            if not cfg.enabled:
-                continue
-            # ``extras``: services of the agent some drivers use, by name (the
-            # print queue for printers); every driver sees the same ones.
-            ctx = DriverContext(cfg.id, bus, logging.getLogger(f"edge_agent.device.{cfg.id}"),
-                                extras=dict(extras or {}))
-            driver = factory(cfg, ctx) if factory else registry[cfg.kind](cfg, ctx)
-            self.owners[cfg.id] = DeviceOwner(driver, bus, backoff)
+            if cfg.enabled:
+                self._own(cfg)
+
+    def _own(self, cfg: DeviceConfig) -> DeviceOwner:
+        ctx = DriverContext(cfg.id, self.bus, logging.getLogger(f"edge_agent.device.{cfg.id}"),
+                            extras=dict(self.extras))
+        driver = self.factory(cfg, ctx) if self.factory else self.registry[cfg.kind](cfg, ctx)
+        owner = self.owners[cfg.id] = DeviceOwner(driver, self.bus, self.backoff)
+        self.configs[cfg.id] = cfg
+        return owner
+
+    async def add(self, cfg: DeviceConfig) -> None:
+        """Own a new device and start it (a disabled one is left out); ValueError if its id is taken."""
+        if cfg.id in self.owners:
+            raise ValueError(f"device {cfg.id!r} is already supervised")
+        if not cfg.enabled:
+            return
+        owner = self._own(cfg)
+        if self._started:
+            owner.start()
+
+    async def remove(self, device_id: str) -> None:
+        """Stop a device and forget it (nothing for an unknown id)."""
+        owner = self.owners.pop(device_id, None)
+        self.configs.pop(device_id, None)
+        if owner is not None:
+            await owner.stop()
+            # Its last word: it is no longer in snapshot() (device.state said its states until now).
+            self.bus.publish("device.removed", {"id": device_id, "kind": owner.snapshot.kind})
+
+    async def replace(self, cfg: DeviceConfig) -> None:
+        """Stop a device and start it again with a new config (its driver made anew)."""
+        old = self.owners.pop(cfg.id, None)
+        self.configs.pop(cfg.id, None)
+        if old is not None:
+            await old.stop()
+        await self.add(cfg)
 
     async def start(self) -> None:
         """Start one owner task per device."""
+        self._started = True
         for owner in self.owners.values():
             owner.start()
 
     async def stop(self) -> None:
         """Stop every device, in parallel."""
+        self._started = False
         await asyncio.gather(*(o.stop() for o in self.owners.values()))
 
     def snapshot(self) -> list[DeviceSnapshot]:

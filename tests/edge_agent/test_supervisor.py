@@ -545,3 +545,57 @@ def test_snapshot_is_frozen_and_counters_are_a_copy():
         await sup.stop()
 
     run(main())
+
+
+# Changing the devices while running (a new devices.yaml from the hub) -------
+
+
+def test_add_remove_and_replace_touch_only_the_device_named():
+    async def main():
+        keep, gone, changed, new = (FakeTransport("tcp", replies=Pinged()) for _ in range(4))
+        changed2 = FakeTransport("tcp", replies=Pinged())
+        made: dict[str, list[FakeTransport]] = {"keep": [keep], "gone": [gone], "changed": [changed, changed2],
+                                                "new": [new]}
+        bus = EventBus()
+        w = Watcher(bus)
+        sup = Supervisor([heartbeat("keep"), heartbeat("gone"), heartbeat("changed")], {}, bus, FAST,
+                         factory=lambda cfg, ctx: HeartbeatSensor(cfg, ctx, made[cfg.id].pop(0)))
+        await sup.start()
+        for d in ("keep", "gone", "changed"):
+            await w.until(d, "online")
+        since = {s.id: s.since for s in sup.snapshot()}
+        seen_before = len(w.seen)
+        removed = bus.subscribe("device.removed")
+
+        await sup.remove("gone")
+        assert (await removed.get()).data == {"id": "gone", "kind": "sensor.heartbeat"}
+        await sup.replace(heartbeat("changed", interval=0.02))
+        await sup.add(heartbeat("new"))
+        await w.until("changed", "online")
+        await w.until("new", "online")
+        with pytest.raises(ValueError, match="already supervised"):
+            await sup.add(heartbeat("keep"))
+
+        snaps = {s.id: s for s in sup.snapshot()}
+        assert set(snaps) == {"keep", "changed", "new"} and set(sup.configs) == set(snaps)
+        assert sup.configs["changed"].interval == 0.02
+        assert snaps["keep"].since == since["keep"] and keep.opens == 1  # untouched
+        assert changed.opens == 1 and changed2.opens == 1 and snaps["changed"].since > since["changed"]
+        assert "keep" not in [d["id"] for d in w.seen[seen_before:]]  # no state change at all on the one left alone
+        await sup.remove("nobody")  # nothing to do
+        await sup.stop()
+
+    run(main())
+
+
+def test_a_device_added_before_start_waits_for_it():
+    async def main():
+        t = FakeTransport("tcp", replies=Pinged())
+        sup, w = supervisor({"hb-1": hb_builder(t)}, [])
+        await sup.add(heartbeat("hb-1"))
+        assert t.opens == 0 and sup.snapshot()[0].state == DeviceState.OFFLINE
+        await sup.start()
+        await w.until("hb-1", "online")
+        await sup.stop()
+
+    run(main())
