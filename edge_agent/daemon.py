@@ -82,6 +82,9 @@ def _redact_uvicorn_logs() -> None:
             target.addFilter(RedactTokens())
 
 
+WS_MAX_MESSAGE = 64 * 1024
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its signal capture (which re-raises SIGTERM after
     shutdown and so turns a clean stop into exit -15), plus READY=1."""
@@ -193,6 +196,9 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
             http=limits.guarded_protocol(api.header_timeout, cap, api.max_connections_per_client, tls_context,
                                          max_body=api.max_body),
             timeout_keep_alive=5,
+            # A WebSocket message larger than this is refused (close 1009) before it is read into memory:
+            # clients of the feed and the wristband stream send a few bytes (an ack), never more.
+            ws_max_size=WS_MAX_MESSAGE,
             # asyncio accepts up to ``backlog`` sockets in a row before a protocol sees any: the burst
             # must fit in the files the connection cap leaves, or a flood meets EMFILE first.
             backlog=limits.accept_backlog(files, cap),

@@ -216,3 +216,21 @@ def test_a_slow_head_is_cut_off_and_a_flood_of_sockets_cannot_stop_checkout(agen
     assert "Too many open files" not in log
     assert log.count("api: closed a connection from 127.0.0.2") <= 3, log[-3000:]
     assert len(log.encode()) < 200_000
+
+
+def test_a_huge_websocket_message_is_refused_before_it_is_read(agent):
+    # uvicorn's default would read 16 MiB into memory before any handler sees it; the agent's cap is 64 KiB.
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = agent.url.replace("http://", "ws://") + "/v1/events"
+    with connect(url, additional_headers={"Authorization": f"Bearer {TOKENS['associate']}"},
+                 max_size=None, open_timeout=30) as ws:
+        hello = ws.recv(timeout=30)
+        assert '"hello"' in hello
+        ws.send("x" * (1024 * 1024))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    checkout(agent)  # and the kiosk is served as before
