@@ -62,9 +62,27 @@ def _console(args: argparse.Namespace, svc: Any, fleet: Any) -> Any:
     tokens = load_tokens(args.console_tokens, os.environ.get("EDGE_HUB_CONSOLE_TOKEN"))
     rules = load_rules(args.alert_rules)
     console = ConsoleServer(svc, fleet, args.http, tokens, rules, args.db, version=_version(),
-                            command_timeout_s=args.command_timeout)
+                            command_timeout_s=args.command_timeout, enrollment=_enrollment(args))
     console.prepare()
     return console
+
+
+def _enrollment(args: argparse.Namespace) -> Any:
+    """What ``POST /enroll`` needs with ``--enroll-ca``; None without it. ConsoleConfigError when it is wrong."""
+    if not args.enroll_ca:
+        if args.enroll_broker:
+            raise ConsoleConfigError("--enroll-broker needs --enroll-ca DIR (the CA that signs enrolled stores)")
+        return None
+    from sync.hub.fleet.enroll_api import Enrollment
+    from sync.hub.fleet.enroll_ca import load_ca
+
+    if not args.enroll_broker or not args.enroll_broker.startswith("mqtts://"):
+        raise ConsoleConfigError("--enroll-ca needs --enroll-broker mqtts://HOST:PORT, the broker's listener for "
+                                 "enrolled stores as they reach it (certificates travel only over TLS)")
+    try:
+        return Enrollment(load_ca(Path(args.enroll_ca)), args.enroll_broker)
+    except ValueError as err:
+        raise ConsoleConfigError(str(err)) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -75,6 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fleet = console = None
+    if (args.enroll_ca or args.enroll_broker) and not args.http:
+        _err("--enroll-ca serves POST /enroll on the hub's HTTP server: add --http HOST:PORT")
+        return EXIT_USAGE
     if args.http:
         from sync.hub.console.fleet import Fleet
 
@@ -351,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="alert rules YAML (default: the shipped sync/console/rules.yaml; $EDGE_HUB_ALERT_RULES)")
     run.add_argument("--command-timeout", type=float, default=30.0, metavar="S",
                      help="seconds a console command waits for the store's answer (default 30)")
+    run.add_argument("--enroll-ca", default=os.environ.get("EDGE_HUB_ENROLL_CA") or None, metavar="DIR",
+                     help="with --http: serve POST /enroll, signing store PCs' certificates with the CA in DIR "
+                          "(edge-hub ca init; $EDGE_HUB_ENROLL_CA)")
+    run.add_argument("--enroll-broker", default=os.environ.get("EDGE_HUB_ENROLL_BROKER") or None,
+                     metavar="mqtts://HOST:PORT",
+                     help="the broker's listener for enrolled stores, as given to them ($EDGE_HUB_ENROLL_BROKER)")
     run.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="publish catalog, stock, an order or a member card")

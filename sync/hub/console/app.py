@@ -25,6 +25,7 @@ from sync.hub.console.evaluator import Evaluator
 from sync.hub.console.fleet import Fleet
 from sync.console.rules import RuleSet
 from sync.hub.console.stream import Broadcaster
+from sync.hub.fleet import enroll_api
 
 @dataclass
 class Console:
@@ -40,6 +41,7 @@ class Console:
     tokens: Tokens
     stats: Callable[[], Any]
     connected: Callable[[], bool]
+    enrollment: Any = None  # sync.hub.fleet.enroll_api.Enrollment with --enroll-ca: POST /enroll is mounted
 
     def metric_parts(self) -> dict[str, Any]:
         """What /metrics reads."""
@@ -58,6 +60,7 @@ def create_app(console: Console) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    enroll_api.mount(app, console.enrollment)  # /api/enrollments (staff), and POST /enroll for store PCs
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -49,7 +49,7 @@ class ConsoleServer:
     """Console HTTP server, alert evaluator and command desk for one hub process."""
 
     def __init__(self, service: "HubService", fleet: Fleet, listen: str, tokens: Tokens, rules: RuleSet,
-                 db_url: str, *, version: str, command_timeout_s: float = 30.0):
+                 db_url: str, *, version: str, command_timeout_s: float = 30.0, enrollment: Any = None):
         self.service = service
         self.fleet = fleet
         self.host, self.port = parse_listen(listen)
@@ -59,7 +59,8 @@ class ConsoleServer:
         self.desk = CommandDesk(self.db.read, self.db.write, service.send_command, command_timeout_s,
                                 lambda row: self.broadcaster.publish(commands=(row,)))
         self.console = Console(version, fleet, self.db, rules, self.evaluator, self.desk, self.broadcaster, tokens,
-                               stats=lambda: service.stats, connected=lambda: service.connected)
+                               stats=lambda: service.stats, connected=lambda: service.connected,
+                               enrollment=enrollment)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
