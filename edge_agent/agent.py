@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from pathlib import Path
 
 from drivers.base import Driver
@@ -16,6 +17,7 @@ from edge_agent import __version__
 from edge_agent.assist import Desk
 from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, Role
+from edge_agent.config_apply import ConfigApply
 from edge_agent.downlink_apply import DownlinkApply
 from edge_agent.feed import Feed
 from edge_agent.health import OpenAlerts, assess
@@ -37,6 +39,9 @@ from sync.link import HubLink, LinkSettings
 
 log = logging.getLogger(__name__)
 
+# Where ``edge-agent run`` reads devices.yaml when neither --config nor EDGE_CONFIG says (edge_agent/cli.py).
+DEFAULT_CONFIG = "/etc/edge-agent/devices.yaml"
+
 
 class Agent:
     """Everything the daemon runs, for one store."""
@@ -50,9 +55,12 @@ class Agent:
         registry: dict[str, type[Driver]] | None = None,
         backoff: Backoff = Backoff(),
         link_settings: LinkSettings = LinkSettings(),
+        config_path: Path | None = None,
     ):
         self.config = config
         self.data_dir = Path(data_dir)
+        # The status the process should exit with once stopped; set by a config that needs a restart.
+        self.exit_status: int | None = None
         self.bus = EventBus()
         self.store = Store(self.data_dir / "store.db")
         self.printing = PrintSpool(self.store, self.bus, config)
@@ -88,6 +96,9 @@ class Agent:
             assess=lambda: assess(self),
         )
         self.downlink.link = self.link  # for the hub's resend_from and status commands
+        # devices.yaml from the hub: checked, written, applied live or by a restart, rolled back by itself.
+        # The file is the one ``edge-agent run`` read: --config, else EDGE_CONFIG, else the default.
+        self.configs = ConfigApply(self, config_path or Path(os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG))
 
     @property
     def hub_online(self) -> bool:
@@ -114,6 +125,7 @@ class Agent:
         await self.labels.start()  # before the label devices: it attaches to their drivers
         await self.tryon.start()
         await self.supervisor.start()
+        await self.configs.start()  # before the link: a version waiting for this restart is in force now
         if self.link is not None:
             await self.link.start()
         log.info(
@@ -123,6 +135,7 @@ class Agent:
 
     async def stop(self) -> None:
         """Leave the hub, stop devices (they may still write), then drain and close the store."""
+        await self.configs.stop()  # a version being applied finishes; no rollback starts now
         if self.link is not None:
             await self.link.stop()
         await self.labels.stop()  # no push left in flight when the label devices close
@@ -138,3 +151,10 @@ class Agent:
         await self.privacy.stop()  # the last reads written before the store closes
         await self.store.stop()
         log.info("store %s: agent stopped", self.config.store.id)
+        if self.exit_status is not None:
+            # Everything above is done (sales on disk, the hub told, devices closed): leave with the status
+            # that has systemd start the agent again (Restart=on-failure). uvicorn's lifespan would swallow
+            # a SystemExit here, so the process ends itself.
+            log.warning("exiting with status %d to be started again on the new configuration", self.exit_status)
+            logging.shutdown()
+            os._exit(self.exit_status)

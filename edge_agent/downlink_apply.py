@@ -6,7 +6,8 @@
 transaction followed by its after-commit effects (bus events, print
 notifications, low-stock warnings). A refusal is a ``topics.PayloadError``
 with the reason; the downlink answers it with a ``retail.device.alert``.
-Device commands arrive here already allow-listed by the downlink.
+Device commands arrive here already allow-listed by the downlink. A devices.yaml
+from the hub goes to the agent's ``ConfigApply`` (edge_agent/config_apply.py).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class DownlinkApply:
         """A bad payload: a telemetry ``retail.device.alert`` in the outbox and ``alert.raised`` on the bus."""
         await self.agent.store.emit("retail.device.alert", data, Priority.TELEMETRY)
         self.agent.bus.publish("alert.raised", data)
+
+    async def config(self, desired: topics.DesiredConfig) -> None:
+        """A version of devices.yaml from the hub: checked, applied, answered on ``config/res``."""
+        await self.agent.configs.apply(desired)
 
     def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
         """``(kind, the driver's own commands)`` of a device of this store, or None."""

@@ -24,7 +24,9 @@ grace (their ``price`` alerts), failed print jobs, a printer that needs
 someone (paper out, cover open), a store that cannot write or whose data
 dir has less than ``health.min_free_mb`` free (``disk_low``), the hub out of
 reach or silent for over ``HUB_GRACE_S``, a kiosk's call for help untaken
-past ``assist.alert_after_s`` (``assist_unanswered``, the kiosk its subject). For the snapshot it also lists the
+past ``assist.alert_after_s`` (``assist_unanswered``, the kiosk its subject). A config file edited
+here after the hub's version was applied is ``config_drift``, a warning that leaves the status ``ok``;
+``config`` says the version in force (edge_agent/config_apply.py). For the snapshot it also lists the
 open alerts, worst first, at most ``SNAPSHOT_ALERTS``: the hub judges its
 device-alert rules by them.
 """
@@ -58,7 +60,9 @@ LABEL_CODES = frozenset(_LABEL_CODES.values())
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
                           "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
-                          "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered"})
+                          "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered", "config_drift"})
+# Reasons that are said but leave the status ``ok``: someone should look, nothing is failing.
+WARNING_CODES = frozenset({"config_drift"})
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
@@ -271,5 +275,11 @@ async def assess(agent: "Agent") -> dict[str, Any]:
                                f"{request.created_at.isoformat(timespec='seconds')} and nobody has taken it "
                                f"({agent.assist.on_duty} associate(s) on duty); GET /v1/assist lists the calls",
                                request.station))
-    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "labels": labels, "printing": printing,
-            "open_alerts": agent.alerts.for_hub(), "open_alerts_total": len(agent.alerts.list())}
+    config = agent.configs.status()
+    if config["drift"]:
+        reasons.append(_reason("config_drift", f"the config file was changed here after hub version "
+                               f"{config['version']} was applied; the agent runs version {config['version']} until "
+                               "it restarts: push the change from the hub, or undo it", "config"))
+    degraded = any(r["code"] not in WARNING_CODES for r in reasons)
+    return {"status": "degraded" if degraded else "ok", "reasons": reasons, "labels": labels, "printing": printing,
+            "open_alerts": agent.alerts.for_hub(), "open_alerts_total": len(agent.alerts.list()), "config": config}

@@ -68,6 +68,10 @@ class DownlinkHandler(Protocol):
         """Raise a ``retail.device.alert`` (telemetry) about a bad payload."""
         ...
 
+    async def config(self, desired: topics.DesiredConfig) -> None:
+        """Check and apply a version of devices.yaml the hub sent (its answer goes on ``config/res``)."""
+        ...
+
     def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
         """``(kind, its driver's commands)`` of a device of this store, None for an unknown device."""
         ...
@@ -135,6 +139,9 @@ class Downlink:
         if kind == "cmd":
             await self._command(payload)
             return
+        if kind == "config":
+            await self._config(payload)
+            return
         handler = {"catalog": self._catalog, "stock": self._stock, "orders": self._orders,
                    "members": self._members, "returns": self._returns}.get(kind)
         if handler is None:
@@ -189,6 +196,24 @@ class Downlink:
 
     async def _returns(self, events: list[topics.CloudEvent]) -> None:
         await self.handler.returns(self._data(events, {"retail.return.verdict"}, topics.ReturnVerdict))
+
+    async def _config(self, payload: bytes) -> None:
+        if not payload:
+            return  # a retained config cleared at the hub: nothing to apply
+        # The YAML is escaped inside JSON: allow for that before parsing anything.
+        if len(payload) > 2 * topics.MAX_CONFIG_BYTES + 4096:
+            await self._reject("config", f"payload of {len(payload)} bytes is over the limit for a "
+                               f"{topics.MAX_CONFIG_BYTES} byte devices.yaml")
+            return
+        try:
+            desired = topics.validate(topics.DesiredConfig, topics.decode_json(payload))
+            if not desired.matches():
+                raise topics.PayloadError(f"version {desired.version}: sha256 is not the hash of the YAML sent")
+        except topics.PayloadError as err:
+            await self._reject("config", str(err))
+            return
+        await self.handler.config(desired)
+        self.stats["accepted"] += 1
 
     async def _command(self, payload: bytes) -> None:
         try:

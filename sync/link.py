@@ -602,10 +602,12 @@ class HubLink:
             self.over_budget = over
             self._health_due.set()
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Publish one uplink message at QoS 1 (command results); dropped while offline."""
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo | None:
+        """Publish one uplink message at QoS 1 (command and config results); dropped while offline (None).
+        The answer's ``wait_for_publish`` says when the broker has it."""
         if self._client is not None and self.connected:
-            self._client.publish(topic, payload, qos=1)
+            return self._client.publish(topic, payload, qos=1)
+        return None
 
     def resend_from(self, seq: int, stream: str | None = None) -> int:
         """Send again every event from ``seq`` of ``stream`` (this run's when None) on; a hub that

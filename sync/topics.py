@@ -12,6 +12,19 @@ Uplink (agent to hub): ``edge/{store}/status`` (retained, Will),
 return), ``hub/{store}/notice`` (an extension: what the hub noticed about the
 store's identity, such as two agents running as one store), ``hub/{store}/cmd``.
 
+Desired configuration (an extension of the contract; edge_agent/config_apply.py
+at the store, sync/hub/fleet/desired.py at the hub): the hub sends a store's
+devices.yaml on ``hub/{store}/config``, QoS 1, retained (a store that
+reconnects gets the latest), as ``DesiredConfig``: ``{"version": int,
+"sha256": hex of the YAML's UTF-8 bytes, "yaml": text (at most 256 KiB),
+"by": who}``. The store answers on ``edge/{store}/config/res``, QoS 1, with a
+``ConfigResult``: ``{"version", "ok", "state": "applied" | "refused" |
+"rolled_back" | "restart_required", "errors": ["FILE:LINE: ..."], "reason",
+"in_force": {"version", "sha256"}, "at"}``, and again each time it connects.
+The health snapshot carries ``config: {"version", "sha256", "drift",
+"state"}`` (``ConfigHealth``): the version in force, and whether the file
+on disk still is that version.
+
 Streams (an extension of the contract, edge_agent/store/streams.py): every
 event carries ``stream``, the id of the run of the store database that
 numbered it, and its ``seq`` counts within that stream. The first event of a
@@ -22,6 +35,7 @@ without ``stream`` belong to the legacy stream of agents from before streams.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -35,7 +49,7 @@ from sync.events import OutboxEvent
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
-DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "notice", "cmd")
+DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "notice", "cmd", "config")
 # A stream id: a UUID as the agent makes them; letters, digits and dashes.
 STREAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 _STORE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -58,6 +72,7 @@ class StoreTopics:
         self.events = f"{up}/events"
         self.health = f"{up}/health"
         self.cmd_res = f"{up}/cmd/res"
+        self.config_res = f"{up}/config/res"
         self.downlink = {kind: f"{down}/{kind}" for kind in DOWNLINK_KINDS}
         self.all_catalog = "hub/all/catalog"
 
@@ -85,6 +100,7 @@ def hub_events_subscription(group: str = "hub") -> str:
 HUB_STATUS_FILTER = "edge/+/status"
 HUB_HEALTH_FILTER = "edge/+/health"
 HUB_CMD_RES_FILTER = "edge/+/cmd/res"
+HUB_CONFIG_RES_FILTER = "edge/+/config/res"
 
 
 def store_of(topic: str) -> str | None:
@@ -420,3 +436,77 @@ class AccessSummary(_Strict):
     last: datetime
     reads: int = Field(ge=1)
     clients: list[AccessCount] = Field(min_length=1, max_length=10_000)
+
+
+# Desired configuration (see the module's docstring) ------------------------------
+
+# The largest devices.yaml the hub may send, in bytes of UTF-8.
+MAX_CONFIG_BYTES = 256 * 1024
+CONFIG_STATES = ("applied", "refused", "rolled_back", "restart_required")
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+def config_sha256(text: str) -> str:
+    """The SHA-256 of a devices.yaml's UTF-8 bytes, in hex: what ``sha256`` names everywhere."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class DesiredConfig(_Strict):
+    """``hub/{store}/config``: version ``version`` of the store's devices.yaml."""
+
+    version: int = Field(ge=1, le=_MAX_INT)
+    sha256: str = Field(pattern=_HEX64)
+    yaml: str = Field(max_length=MAX_CONFIG_BYTES)
+    by: str = Field(default="", max_length=128)
+
+    @field_validator("yaml")
+    @classmethod
+    def _size(cls, text: str) -> str:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as err:
+            raise ValueError("the YAML is not valid text (a lone surrogate)") from err
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"the YAML is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")
+        return text
+
+    def matches(self) -> bool:
+        """True when ``sha256`` is the hash of ``yaml``: the text arrived whole."""
+        return config_sha256(self.yaml) == self.sha256
+
+
+class ConfigVersion(_Strict):
+    """A version of a store's devices.yaml and its hash; version 0 is the store's own file, never sent."""
+
+    version: int = Field(ge=0, le=_MAX_INT)
+    sha256: str = Field(pattern=_HEX64)
+
+
+class ConfigResult(_Strict):
+    """``edge/{store}/config/res``: what became of version ``version``; ``in_force`` is what runs now."""
+
+    version: int = Field(ge=0, le=_MAX_INT)
+    ok: bool
+    state: Literal["applied", "refused", "rolled_back", "restart_required"]
+    errors: list[str] = Field(default_factory=list, max_length=100)
+    reason: str | None = Field(default=None, max_length=2000)
+    in_force: ConfigVersion
+    at: datetime
+
+    @field_validator("errors")
+    @classmethod
+    def _short(cls, errors: list[str]) -> list[str]:
+        return [e[:1000] for e in errors]
+
+    def wire(self) -> bytes:
+        """The JSON payload."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class ConfigHealth(_Strict):
+    """The health snapshot's ``config``: the version in force and whether the file on disk drifted from it."""
+
+    version: int = Field(ge=0, le=_MAX_INT)
+    sha256: str | None = Field(default=None, pattern=_HEX64)
+    drift: bool = False
+    state: str = Field(default="applied", max_length=32)
