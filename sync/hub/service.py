@@ -28,7 +28,10 @@ one store may be stored by two workers in either order; the per-store row
 lock in db.py and the contiguous walk put them back in order, and a hole
 that one worker sees only until the other commits is not worth a warning:
 gaps are logged once, when still open after ``gap_grace`` seconds.
-Status, health and command results are plain (not shared) subscriptions:
+Config results (``edge/{store}/config/res``: what a store made of a version
+of its devices.yaml) are recorded by sync/hub/fleet/desired.py, and a health
+snapshot's ``config`` (the version in force, drift) is checked and kept with
+the snapshot. Status, health, command and config results are plain (not shared) subscriptions:
 retained messages are never delivered to shared subscriptions, and every
 worker writing the same row is harmless.
 
@@ -60,13 +63,17 @@ from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.errors import BatchRejected, HubDBError
 from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
 from sync.hub.observe import Observer
+from sync.hub.fleet import desired
 from sync.topics import (
     HUB_CMD_RES_FILTER,
+    HUB_CONFIG_RES_FILTER,
     HUB_HEALTH_FILTER,
     HUB_STATUS_FILTER,
     Ack,
     Command,
     CommandResult,
+    ConfigHealth,
+    ConfigResult,
     Notice,
     PayloadError,
     Status,
@@ -323,7 +330,8 @@ class HubService:
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters()])
 
     def _filters(self) -> list[str]:
-        return [hub_events_subscription(self.group), HUB_STATUS_FILTER, HUB_HEALTH_FILTER, HUB_CMD_RES_FILTER]
+        return [hub_events_subscription(self.group), HUB_STATUS_FILTER, HUB_HEALTH_FILTER, HUB_CMD_RES_FILTER,
+                HUB_CONFIG_RES_FILTER]
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._throttle(("connect_fail",)):
@@ -568,6 +576,9 @@ class HubService:
                 self._plan_health(store, msg.payload, plan)
             elif msg.topic == topics.cmd_res:
                 self._plan_cmd_res(store, msg.payload, plan)
+            elif msg.topic == topics.config_res:
+                res = validate(ConfigResult, self._small(msg.payload))
+                plan.ops.append((store, len(plan.ops), lambda tx: desired.record_result(tx, store, res)))
             else:
                 raise BatchRejected("topic", f"unexpected topic {msg.topic}")
         except BatchRejected as err:
@@ -604,6 +615,14 @@ class HubService:
         snap = self._small(payload)
         if not isinstance(snap, dict):
             raise BatchRejected("payload", "health snapshot is not a JSON object")
+        if snap.get("config") is not None:
+            try:
+                validate(ConfigHealth, snap["config"])
+            except PayloadError as err:
+                # The devices' states still count: only the unreadable config part is left out.
+                if self._throttle((store, "health-config")):
+                    log.warning("%s: health snapshot's config left out: %s", store, err)
+                snap["config"] = None
         text = json.dumps(snap, separators=(",", ":"), ensure_ascii=False)
         plan.ops.append((store, len(plan.ops), lambda tx: tx.set_health(store, text)))
         if (states := self.observer.health(store, snap)) is not None:
