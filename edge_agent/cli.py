@@ -1,5 +1,5 @@
 """``edge-agent``: run the daemon, check a config, list devices, pair a PAD, hash a token, drain an old store
-database."""
+database, enroll a new store PC."""
 
 from __future__ import annotations
 
@@ -277,6 +277,35 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return asyncio.run(_drain())
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enroll this PC with a one-time code from the hub: keys, certificates, devices.yaml (edge_agent/enroll.py)."""
+    from edge_agent.enroll import EnrollFailed, enroll
+
+    code = args.code or os.environ.get("EDGE_ENROLL_CODE")
+    if not code:
+        print("edge-agent enroll: give --code CODE (or $EDGE_ENROLL_CODE), as `edge-hub enroll-code` printed it",
+              file=sys.stderr)
+        return 2
+    config_path = _config_path(args.config)
+    data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
+    try:
+        done = enroll(args.hub, code, config_path, data_dir, cafile=args.cafile, store=args.store, force=args.force,
+                      hostname=args.hostname, addresses=args.address)
+    except EnrollFailed as err:
+        print(f"edge-agent enroll: {err}", file=sys.stderr)
+        if err.code_used:
+            print("edge-agent enroll: the hub used the code up; ask for a new one once this is fixed", file=sys.stderr)
+        return 1
+    print(f"Enrolled as store {done.store}: MQTT by certificate at {done.broker}")
+    print(f"  Config      {done.config}")
+    for name, path in done.files.items():
+        print(f"  {name:<11} {path}{' (0600, made on this PC; it never left it)' if name.endswith('_key') else ''}")
+    print(f"  Data        {data_dir}")
+    print("Next: systemctl enable --now edge-agent")
+    print(f"  (or by hand: edge-agent run --config {done.config} --data-dir {data_dir})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``edge-agent``."""
     parser = argparse.ArgumentParser(prog="edge-agent", description="Store-edge agent")
@@ -324,6 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="the data directory holding the store.db to drain")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.set_defaults(func=cmd_drain)
+
+    p = sub.add_parser("enroll", help="set up this store PC from a one-time code the hub issued")
+    p.add_argument("--hub", required=True, help="the hub's address, https://HOST[:PORT] (http:// only on this PC)")
+    p.add_argument("--code", help="the one-time code from `edge-hub enroll-code` (default: $EDGE_ENROLL_CODE)")
+    p.add_argument("--store", help="the store id the code is for: refused if the code is for another store")
+    p.add_argument("--config", help=f"where devices.yaml goes (default: $EDGE_CONFIG or {DEFAULT_CONFIG}); "
+                                    "credentials go in tls/ beside it")
+    p.add_argument("--data-dir", help=f"where the store will live (default: $EDGE_DATA_DIR or {DEFAULT_DATA_DIR})")
+    p.add_argument("--cafile", default=os.environ.get("EDGE_HUB_CAFILE") or None,
+                   help="PEM CA of the hub's HTTPS certificate (default: $EDGE_HUB_CAFILE, else the system's CAs)")
+    p.add_argument("--hostname", help="the name kiosks dial this PC by (default: its host name)")
+    p.add_argument("--address", action="append", default=[], metavar="IP",
+                   help="an address of this PC for the API certificate (repeatable; 127.0.0.1 and the one facing "
+                        "the hub are always named)")
+    p.add_argument("--force", action="store_true", help="replace a config and credentials that exist")
+    p.set_defaults(func=cmd_enroll)
     return parser
 
 

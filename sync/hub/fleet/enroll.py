@@ -231,8 +231,8 @@ def cmd_enroll_code(args: argparse.Namespace) -> int:
     print(f"Store   {issued.store}")
     print(f"Code    {issued.code} (one use, until {_shown(issued.expires_at)}; shown only now)")
     print("On the store PC:")
-    print(f"  sudo edge-agent enroll --hub {hub} --code {issued.code} --config /etc/edge-agent/devices.yaml "
-          "--data-dir /var/lib/edge-agent")
+    print(f"  sudo edge-agent enroll --hub {hub} --code {issued.code} --store {issued.store} "
+          "--config /etc/edge-agent/devices.yaml --data-dir /var/lib/edge-agent")
     if not args.hub:
         print("  (HUB: where `edge-hub run --http` is reachable; pass --hub URL to print it here)")
     return 0

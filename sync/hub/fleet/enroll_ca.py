@@ -5,7 +5,8 @@ certificate signing requests (CSRs). This module checks each one before it
 signs anything and builds the certificate itself; nothing of a CSR but its
 public key is copied into a certificate:
 
-- the MQTT client certificate: CN = the store id (Mosquitto's
+- the MQTT client certificate: CN = the store id, whatever the request
+  says if it says nothing, refused if it names another store (Mosquitto's
   ``use_identity_as_username true`` makes it the login, so the shipped ACL
   patterns ``edge/%u/#`` and ``hub/%u/#`` apply as they are), clientAuth;
 - the local API's server certificate: SANs from the host name and addresses
@@ -175,8 +176,10 @@ class Signed:
 def sign_pair(ca: EnrollmentCA, store: str, mqtt_csr: x509.CertificateSigningRequest,
               api_csr: x509.CertificateSigningRequest, names: list[x509.GeneralName], now: datetime) -> Signed:
     """Sign the MQTT client and API server certificates; CSRRefused if the MQTT request is not for ``store``."""
+    # A PC that does not know its store id yet sends no CN; one that names a store must name this code's.
+    names_cn = mqtt_csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = _cn(mqtt_csr)
-    if cn != store:
+    if names_cn and cn != store:
         raise CSRRefused(f"mqtt_csr: its CN is {cn!r}, not the store this code is for ({store!r})")
     if mqtt_csr.public_key() == api_csr.public_key():
         raise CSRRefused("mqtt_csr and api_csr have one key; each certificate needs its own")
