@@ -1,0 +1,257 @@
+"""Desired configuration end to end: the hub pushes a devices.yaml, the store checks it, applies it live,
+refuses it, rolls it back by itself or restarts for it, and the hub sees each outcome.
+
+Everything is real: Mosquitto, the reference hub ``edge-hub run`` on a SQLite
+file, ``edge-agent run`` as a process, ``edge-hub config push`` as the CLI's
+own ``main``, a printer emulator (support/printer.py) on a loopback port.
+Waits are on the hub's database or the agent's API, each with a deadline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from support.agent import AgentProcess, config_dict, free_port
+from support.hubprocess import HubProcess
+from support.printer import EmulatorThread, printer_device
+from support.storepcs import wait_for
+from sync.hub import cli as hub_cli
+from sync.hub.db import open_db
+from sync.hub.fleet import desired
+from sync.topics import config_sha256
+
+STORE = "store-cfg"
+HEARTBEAT = {"id": "heartbeat-1", "kind": "sensor.heartbeat", "interval": 0.5}
+
+
+def as_yaml(cfg: dict) -> str:
+    """A devices.yaml as support/agent.py writes it (so a restart writes the same bytes)."""
+    return yaml.safe_dump(cfg, allow_unicode=True)
+
+
+class Rig:
+    """One store's agent (knowing its file through EDGE_CONFIG), the reference hub and their broker."""
+
+    def __init__(self, tmp_path: Path, broker, devices: list[dict] | None = None):
+        self.tmp = tmp_path
+        self.broker = broker
+        self.db_url = f"sqlite:///{tmp_path / 'hub.db'}"
+        self.hub = HubProcess(broker.url, self.db_url, tmp_path / "hub.log").start()
+        self.config = config_dict(free_port(), devices if devices is not None else [dict(HEARTBEAT)],
+                                  store_id=STORE, hub_url=broker.url)
+        self.workdir = tmp_path / "agent"
+        self.workdir.mkdir()
+        self.agent = self.new_agent(self.config)
+        self.agent.import_catalog()
+        self.agent.start()
+        wait_for("the hub has the store's first health snapshot", lambda: self.snapshot() is not None, 60)
+
+    def new_agent(self, config: dict) -> AgentProcess:
+        return AgentProcess(self.workdir, config, env={"EDGE_CONFIG": str(self.workdir / "devices.yaml")})
+
+    def push(self, cfg: dict | str, by: str = "test") -> None:
+        """``edge-hub config push STORE FILE --by BY`` with the CLI's own parser."""
+        path = self.tmp / f"push-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(cfg if isinstance(cfg, str) else as_yaml(cfg))
+        assert hub_cli.main(["config", "push", STORE, str(path), "--by", by, "--db", self.db_url,
+                             "--broker", self.broker.url]) == 0
+
+    def status(self) -> desired.ConfigStatus | None:
+        db = open_db(self.db_url)
+        try:
+            rows = desired.statuses(db, STORE)
+        finally:
+            db.close()
+        return rows[0] if rows else None
+
+    def result(self, version: int, timeout: float = 60.0) -> dict:
+        """The store's word on ``version``, once the hub has it."""
+        def read() -> dict | None:
+            with sqlite3.connect(self.tmp / "hub.db") as conn:
+                row = conn.execute("SELECT state, errors, reason, in_force_version FROM config_results "
+                                   "WHERE store = ? AND version = ?", (STORE, version)).fetchone()
+            return None if row is None else {"state": row[0], "errors": json.loads(row[1]), "reason": row[2],
+                                             "in_force": row[3]}
+        return wait_for(f"the store's answer on version {version}", read, timeout)
+
+    def snapshot(self) -> dict | None:
+        """The store's last health snapshot at the hub."""
+        db = open_db(self.db_url)
+        try:
+            row = db.status_health(STORE)
+        finally:
+            db.close()
+        return json.loads(row["health"]) if row and row["health"] else None
+
+    def devices(self) -> dict[str, dict]:
+        with self.agent.client("console") as c:
+            return {d["id"]: d for d in c.get("/v1/devices").json()}
+
+    def sale_ids_at_hub(self) -> Counter:
+        with sqlite3.connect(self.tmp / "hub.db") as conn:
+            rows = conn.execute("SELECT event FROM events WHERE store = ? AND type = 'retail.sale.completed'",
+                                (STORE,)).fetchall()
+        return Counter(json.loads(e)["data"]["client_sale_id"] for (e,) in rows)
+
+    def close(self) -> None:
+        self.agent.close()
+        self.hub.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, mosquitto) -> Iterator[Rig]:
+    r = Rig(tmp_path, mosquitto)
+    yield r
+    r.close()
+
+
+class Kiosk:
+    """A kiosk selling in a loop from a thread until stopped; every sale must get its 201."""
+
+    def __init__(self, agent: AgentProcess):
+        self.agent = agent
+        self.sold: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self.agent.client("kiosk", timeout=30) as c:
+            while not self._stop.is_set():
+                key = str(uuid.uuid4())
+                r = c.post("/v1/sales", json={"client_sale_id": key, "lines": [{"code": "TOTE01", "qty": 1}],
+                                              "payment": {"method": "cash"}})
+                (self.sold if r.status_code == 201 else self.errors).append(key if r.status_code == 201 else r.text)
+
+    def __enter__(self) -> "Kiosk":
+        self._thread.start()
+        wait_for("a first sale", lambda: self.sold or self.errors, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_a_printer_added_by_the_hub_starts_live_with_nothing_else_touched_and_a_local_edit_is_drift(rig):
+    before = rig.devices()["heartbeat-1"]
+    assert before["state"] == "online"
+    with EmulatorThread(profile="generic-80-gb18030") as printer:
+        new = copy.deepcopy(rig.config)
+        new["devices"].append(printer_device(printer.port, id="printer-1", station="kiosk-1"))
+        with Kiosk(rig.agent) as kiosk:
+            rig.push(new, by="ops")
+            assert rig.result(1)["state"] == "applied"
+            wait_for("printer-1 online", lambda: rig.devices().get("printer-1", {}).get("state") == "online", 30)
+            n = len(kiosk.sold)
+            wait_for("more sales after the change", lambda: len(kiosk.sold) > n + 5, 30)
+        assert not kiosk.errors, kiosk.errors[:3]
+        # Nothing but the new device restarted: the heartbeat's state never moved.
+        after = rig.devices()["heartbeat-1"]
+        assert (after["state"], after["since"]) == ("online", before["since"])
+        # The file is the hub's version, byte for byte; the one before is kept as the last good.
+        assert rig.agent.config_path.read_text() == as_yaml(new)
+        assert (rig.workdir / "data" / "config" / "last-good.yaml").read_text() == as_yaml(rig.config)
+        # Every sale made through the change is at the hub exactly once.
+        wait_for("every sale at the hub", lambda: set(rig.sale_ids_at_hub()) >= set(kiosk.sold), 60)
+        assert set(rig.sale_ids_at_hub().values()) == {1}
+        # The new printer prints this kiosk's receipts.
+        with rig.agent.client("kiosk") as c:
+            r = c.post("/v1/sales", json={"client_sale_id": str(uuid.uuid4()), "lines": [{"code": "TOTE01", "qty": 1}],
+                                          "payment": {"method": "cash"}})
+            assert r.status_code == 201
+        printer.wait_for(lambda emu: len(emu.receipts()) >= 1, 20)
+
+        # The same text again as version 2: applied with nothing to do, no device restarted.
+        assert rig.status().desired == 1
+        printed = wait_for("receipts counted", lambda: rig.devices()["printer-1"]["counters"]["printed"], 20)
+        rig.push(new)
+        assert rig.result(2)["state"] == "applied"
+        # A restarted device has a new driver, whose counters start at 0.
+        assert rig.devices()["printer-1"]["counters"]["printed"] >= printed
+        assert rig.devices()["heartbeat-1"]["since"] == before["since"]
+
+        snap = wait_for("the snapshot says version 2", lambda: (s := rig.snapshot()) and s["config"]["version"] == 2
+                        and s, 30)
+        assert snap["config"] == {"version": 2, "sha256": config_sha256(as_yaml(new)), "drift": False,
+                                  "state": "applied"}
+        # A local edit: drift at the hub (a warning: the store stays ok).
+        with rig.agent.config_path.open("a") as f:
+            f.write("# changed by hand\n")
+        snap = wait_for("drift at the hub", lambda: (s := rig.snapshot()) and s["config"]["drift"] and s, 30)
+        [reason] = [r for r in snap["reasons"] if r["code"] == "config_drift"]
+        assert "version 2" in reason["message"]
+        st = rig.status()
+        assert (st.desired, st.in_force, st.state, st.drift) == (2, 2, "applied", True)
+        assert "yes" in desired.format_statuses([st]).splitlines()[1]
+
+
+def test_a_broken_config_is_refused_with_its_lines_and_one_that_breaks_a_device_is_rolled_back(rig, tmp_path):
+    original = rig.agent.config_path.read_text()
+    broken = copy.deepcopy(rig.config)
+    broken["store"]["colour"] = "red"
+    broken["devices"].append({"id": "thing-1", "kind": "printer.escpso"})
+    rig.push(broken)
+    refused = rig.result(1)
+    assert refused["state"] == "refused" and refused["in_force"] == 0
+    text = as_yaml(broken)
+    kind_line = next(i for i, line in enumerate(text.splitlines(), 1) if "printer.escpso" in line)
+    assert any(e.startswith(f"devices.yaml (hub version 1):{kind_line}: unknown device kind 'printer.escpso'")
+               for e in refused["errors"]), refused["errors"]
+    assert any("unknown key 'colour'" in e and e.startswith("devices.yaml (hub version 1):")
+               for e in refused["errors"]), refused["errors"]
+    assert rig.agent.config_path.read_text() == original  # nothing changed
+    out = desired.format_statuses([rig.status()])
+    assert "refused" in out and "devices.yaml (hub version 1):" in out
+
+    # Passes check, breaks the store: a printer at a port nobody listens on. Rolled back by itself.
+    dead = copy.deepcopy(rig.config)
+    dead["fleet"] = {"rollback_after_s": 2}
+    dead["devices"].append(printer_device(free_port(), id="printer-9", station="kiosk-1"))
+    rig.push(dead)
+    assert rig.result(2)["state"] == "applied"
+    rolled = wait_for("rolled back", lambda: (r := rig.result(2)) and r["state"] == "rolled_back" and r, 60)
+    assert "printer-9" in rolled["reason"] and rolled["in_force"] == 0
+    assert rig.agent.config_path.read_text() == original
+    wait_for("printer-9 gone", lambda: "printer-9" not in rig.devices(), 30)
+    assert rig.devices()["heartbeat-1"]["state"] == "online"
+    st = rig.status()
+    assert st.rolled_back and st.rolled_back[0][0] == 2
+    assert "version 2 rolled back: printer-9" in desired.format_statuses([st])
+    with rig.agent.client() as c:
+        assert c.get("/v1/health").json()["status"] in ("ok", "degraded")  # answers; no drift after a rollback
+    snap = wait_for("the snapshot says version 0", lambda: (s := rig.snapshot()) and s["config"]["state"] ==
+                    "rolled_back" and s, 30)
+    assert snap["config"]["drift"] is False
+
+
+def test_a_new_listen_address_needs_a_restart_which_comes_back_applied(rig):
+    new = copy.deepcopy(rig.config)
+    new["api"]["listen"] = f"127.0.0.1:{free_port()}"
+    old = rig.agent
+    rig.push(new)
+    assert rig.result(1)["state"] == "restart_required"
+    # The agent stops cleanly with a status systemd's Restart=on-failure starts it again for.
+    assert old.proc.wait(30) == 75
+    assert "exiting with status 75" in old.log()
+    old.close()
+    # The stand-in for systemd: start it again, on the file as it is now.
+    assert rig.agent.config_path.read_text() == as_yaml(new)
+    rig.agent = rig.new_agent(new).start()
+    wait_for("version 1 applied", lambda: rig.result(1)["state"] == "applied", 60)
+    with httpx.Client(base_url=rig.agent.url, timeout=10) as c:
+        assert c.get("/v1/health").status_code == 200
+    snap = wait_for("the snapshot says version 1", lambda: (s := rig.snapshot()) and s["config"]["version"] == 1
+                    and s, 30)
+    assert snap["config"]["drift"] is False and snap["config"]["state"] == "applied"
