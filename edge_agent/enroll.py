@@ -266,6 +266,8 @@ def enroll(hub_url: str, code: str, config_path: Path, data_dir: Path, *, cafile
     check_answer(answer, mqtt_key, api_key, store)
     owner = _agent_owner()
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    if owner is not None:
+        os.chown(tls_dir, 0, owner[1])
     staging = Path(tempfile.mkdtemp(prefix=".enroll-", dir=tls_dir))
     try:
         staged = {name: staging / f for name, f in FILES.items()}
@@ -273,7 +275,10 @@ def enroll(hub_url: str, code: str, config_path: Path, data_dir: Path, *, cafile
                     "api_cert": answer["api_cert_pem"].encode(), "api_ca": answer["api_ca_pem"].encode(),
                     "mqtt_key": _key_pem(mqtt_key), "api_key": _key_pem(api_key)}
         for name, data in contents.items():
-            _write(staged[name], data, 0o600 if name.endswith("_key") else 0o644, owner)
+            # Keys: the agent's own, 0600. The rest root:edge-agent, as docs/install.md installs them.
+            key = name.endswith("_key")
+            _write(staged[name], data, 0o600 if key else 0o644,
+                   owner if key or owner is None else (0, owner[1]))
         problems = _validate(build_config(answer["devices_yaml"], answer["broker"], staged), staging / "devices.yaml")
         if problems:
             raise EnrollFailed("the store's devices.yaml from the hub does not pass `edge-agent check`; nothing was "
@@ -285,7 +290,7 @@ def enroll(hub_url: str, code: str, config_path: Path, data_dir: Path, *, cafile
         text = build_config(answer["devices_yaml"], answer["broker"], final)
         tmp = staging / "devices.yaml"
         tmp.unlink()
-        _write(tmp, text.encode(), 0o640, owner)
+        _write(tmp, text.encode(), 0o640, None if owner is None else (0, owner[1]))
         config_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, config_path)
         dir_fd = os.open(tls_dir, os.O_RDONLY)
