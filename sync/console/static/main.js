@@ -1,9 +1,10 @@
-// The console page: sign-in, routes (#/, #/alerts, #/store/ID, and #/associates on the agent), live updates, buttons.
+// The console page: sign-in, routes (#/, #/alerts, #/store/ID, #/associates on the agent, #/enroll on the hub), live updates, buttons.
 // Mode "hub": every store, SSE from the hub; mode "store": the agent's own store, its WebSocket feed.
 
 import * as api from './api.js';
 import { alertsTable, setRules } from './alerts.js';
 import { installAssociates, renderAssociates } from './associates.js';
+import { installEnroll, leaveEnroll, renderEnroll } from './enroll.js';
 import { alertsByStore, applyFilter, patchStores, renderFleet } from './fleet.js';
 import { commandsHTML, renderStore, tickCommands } from './store.js';
 import { esc, setServerNow, tick } from './util.js';
@@ -63,6 +64,7 @@ function parseRoute() {
   if (h.startsWith('store/')) return { view: 'store', store: decodeURIComponent(h.slice(6)) };
   if (h === 'alerts') return { view: 'alerts' };
   if (h === 'associates' && state.meta.pairing) return { view: 'associates' }; // only an agent pairs its devices
+  if (h === 'enroll' && isHub()) return { view: 'enroll' }; // only the hub enrolls store PCs
   return isHub() ? { view: 'fleet' } : { view: 'store', store: state.meta.store };
 }
 
@@ -104,7 +106,9 @@ function reloadStoreSoon() {
 }
 
 async function route() {
+  const was = state.route?.view;
   state.route = parseRoute();
+  if (was === 'enroll' && state.route.view !== 'enroll') leaveEnroll();
   for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === state.route.view);
   try {
     if (state.route.view === 'fleet') {
@@ -115,6 +119,8 @@ async function route() {
       renderAlertsView();
     } else if (state.route.view === 'associates') {
       await renderAssociates(view);
+    } else if (state.route.view === 'enroll') {
+      await renderEnroll(view);
     } else {
       await loadStore(state.route.store);
       requestAnimationFrame(() => performance.mark('store-rendered'));
@@ -242,6 +248,13 @@ async function boot() {
   $('who').textContent = state.meta.who;
   $('logout').hidden = false;
   if (!isHub()) document.querySelector('[data-nav="fleet"]').textContent = state.meta.store;
+  if (isHub()) {
+    $('nav-enroll').hidden = false;
+    installEnroll({
+      onError: showError,
+      onUnauthorized: () => { api.clearToken(); showLogin('Your token is no longer accepted.'); },
+    });
+  }
   if (state.meta.pairing) {
     $('nav-associates').hidden = false;
     installAssociates({
