@@ -43,6 +43,7 @@ from sync.hub.fleet import enroll
 from sync.hub.fleet.enroll_api import WrongCodes
 from sync.hub.fleet.enroll_ca import CSRRefused, check_names, init_ca, load_ca, parse_csr, sign_pair
 from sync.localbroker import wait_listening
+from edge_agent import enroll as agent_enroll
 
 HUB_PASSWORD = "hub-secret"
 CONSOLE_TOKEN = "enroll-console-token"
@@ -388,8 +389,16 @@ def test_oversized_or_foreign_csr_is_refused() -> None:
         parse_csr(p384, "mqtt_csr")
 
 
-def test_code_rules_with_an_injected_clock(ca, tmp_path: Path) -> None:
-    db = open_db(f"sqlite:///{tmp_path / 'hub.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """A fresh hub database: a SQLite file, or a new database on the throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_code_rules_with_an_injected_clock(ca, db_url: str) -> None:
+    db = open_db(db_url)
     t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
     text = "store: {id: store-9, name: Nine}\n"
     req = lambda code: enroll.EnrollRequest(code, _csr(None), _csr(None), "pc-9", ["127.0.0.1"])  # noqa: E731
@@ -423,3 +432,40 @@ def test_wrong_code_window_with_an_injected_clock() -> None:
     now[0] += 61
     w.check("10.0.0.1")
 
+
+
+# Unit tests: what the PC checks of the hub's answer --------------------------------------------------
+
+def _answer(ca, store: str, mqtt_key, api_key, *, cn: str | None = None) -> dict:
+    signed = sign_pair(ca, store, parse_csr(agent_enroll._csr(mqtt_key, cn), "mqtt_csr"),
+                       parse_csr(agent_enroll._csr(api_key, None), "api_csr"), check_names("pc", ["127.0.0.1"]),
+                       datetime.now(timezone.utc))
+    return {"store": store, "broker": "mqtts://127.0.0.1:8884", "ca_pem": ca.cert_pem, "mqtt_cert_pem": signed.mqtt_pem,
+            "api_cert_pem": signed.api_pem, "api_ca_pem": ca.cert_pem, "devices_yaml": "store: {id: s}\n"}
+
+
+def test_the_pc_checks_the_answer(ca, tmp_path: Path) -> None:
+    mqtt_key, api_key = agent_enroll._new_key(), agent_enroll._new_key()
+    good = _answer(ca, "store-1", mqtt_key, api_key)
+    agent_enroll.check_answer(good, mqtt_key, api_key, "store-1")
+    with pytest.raises(agent_enroll.EnrollFailed, match="for store 'store-1', not 'store-2'"):
+        agent_enroll.check_answer(good, mqtt_key, api_key, "store-2")
+    with pytest.raises(agent_enroll.EnrollFailed, match="MQTT certificate is not for this PC's key"):
+        agent_enroll.check_answer(good, agent_enroll._new_key(), api_key, None)
+    with pytest.raises(agent_enroll.EnrollFailed, match="API certificate is not for this PC's key"):
+        agent_enroll.check_answer(good, mqtt_key, agent_enroll._new_key(), None)
+    init_ca(tmp_path / "other")
+    with pytest.raises(agent_enroll.EnrollFailed, match="not issued by the api_ca_pem"):
+        agent_enroll.check_answer({**good, "api_ca_pem": load_ca(tmp_path / "other").cert_pem}, mqtt_key, api_key,
+                                  None)
+    with pytest.raises(agent_enroll.EnrollFailed, match="CN is \\['store-1'\\], not the store id 'store-9'"):
+        agent_enroll.check_answer({**good, "store": "store-9"}, mqtt_key, api_key, None)
+
+
+def test_hub_urls() -> None:
+    assert agent_enroll.check_hub_url("https://hub.example.net/") == "https://hub.example.net"
+    assert agent_enroll.check_hub_url("http://127.0.0.1:8090") == "http://127.0.0.1:8090"
+    assert agent_enroll.check_hub_url("http://localhost:8090") == "http://localhost:8090"
+    for bad in ("http://hub.example.net", "ftp://hub", "https://u:p@hub", "https://hub/#code"):
+        with pytest.raises(agent_enroll.EnrollFailed):
+            agent_enroll.check_hub_url(bad)
