@@ -9,6 +9,9 @@ not from the snapshot: a stream conflict, a database restored or copied,
 two agents running as the store (sync/hub/db.py).
 ``summarize`` is what the fleet view shows of a store; it depends only on
 its inputs, so the hub caches it until the store's next message.
+``config`` is the store's devices.yaml as its snapshot says: the version in
+force (0: the store's own file, never sent by the hub), its state and whether
+the file drifted from it (a local edit).
 ``alert_device`` names a store's alert the one way both sides key it (the
 snapshot's open alerts here, the hub's ``device_alerts`` rows in
 sync/hub/observe.py).
@@ -122,6 +125,22 @@ _PRINT_KEYS = {"queued": ("queued", "queue_depth", "depth", "pending"), "waiting
                "failed": ("failed", "failed_jobs")}
 
 
+CONFIG_STATES = ("applied", "refused", "rolled_back", "restart_required")
+
+
+def config(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The snapshot's ``config``: ``version`` (int), ``drift`` (bool), ``state``; None when it has none."""
+    raw = (health or {}).get("config")
+    if not isinstance(raw, dict):
+        return None
+    version = raw.get("version")
+    state = raw.get("state")
+    return {"version": version if isinstance(version, int) and not isinstance(version, bool) and version >= 0
+            else None,
+            "drift": raw.get("drift") is True,
+            "state": state if state in CONFIG_STATES else None}
+
+
 def printing(health: dict[str, Any] | None) -> dict[str, Any] | None:
     """Print queue: ``queued, waiting, failed`` summed over the section (and one level of printers), or None."""
     raw = (health or {}).get("printing")
@@ -222,6 +241,8 @@ def summarize(f: StoreFacts) -> dict[str, Any]:
         "presence": f.presence or "unknown",
         "presence_since": f.presence_since,
         "version": f.version or (h or {}).get("version"),
+        # The devices.yaml in force: {"version", "drift", "state"}, or None from an older agent.
+        "config": config(h),
         "health_at": f.health_at,
         "snapshot_time": (h or {}).get("time") if isinstance((h or {}).get("time"), str) else None,
         "devices": {"total": len(devs), **counts},

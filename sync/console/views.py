@@ -3,8 +3,8 @@
 The front end (static/) knows these shapes only: ``meta`` (who, what the
 page may do), the fleet (``summarize`` per store plus live alerts) and a
 store's detail (devices with the actions offered, raw snapshot, timeline,
-alerts, device alerts, commands, and on the hub its identity: issues and
-events kept aside).
+alerts, device alerts, commands, the devices.yaml in force and its drift, and
+on the hub its identity: issues and events kept aside).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, t
     return {
         "now": iso_now(now),
         "summary": summary,
+        # The devices.yaml version in force, its state and drift (facts.config), for the store's page.
+        "config": summary.get("config"),
         "devices": device_list(facts),
         "health": facts.health,
         "timeline": timeline,
