@@ -255,3 +255,84 @@ def test_a_new_listen_address_needs_a_restart_which_comes_back_applied(rig):
     snap = wait_for("the snapshot says version 1", lambda: (s := rig.snapshot()) and s["config"]["version"] == 1
                     and s, 30)
     assert snap["config"]["drift"] is False and snap["config"]["state"] == "applied"
+
+
+# The parts on their own: the wire, the downlink's limits, the diff, the console's facts ----------
+
+
+def test_the_wire_refuses_what_does_not_hold_together():
+    from sync import topics
+
+    text = "store: {id: s-1, name: x}\n"
+    ok = topics.DesiredConfig(version=1, sha256=config_sha256(text), yaml=text, by="ops")
+    assert ok.matches()
+    assert not topics.DesiredConfig(version=1, sha256="0" * 64, yaml=text).matches()
+    for bad in ({"version": 0, "sha256": "0" * 64, "yaml": text}, {"version": 1, "sha256": "XYZ", "yaml": text},
+                {"version": 1, "sha256": "0" * 64, "yaml": "é" * (topics.MAX_CONFIG_BYTES // 2 + 1)},
+                {"version": 1, "sha256": "0" * 64, "yaml": text, "extra": 1}):
+        with pytest.raises(topics.PayloadError):
+            topics.validate(topics.DesiredConfig, bad)
+    res = topics.ConfigResult(version=2, ok=False, state="refused", errors=["x" * 5000],
+                              in_force=topics.ConfigVersion(version=1, sha256="0" * 64), at="2026-01-01T00:00:00Z")
+    assert len(res.errors[0]) == 1000 and json.loads(res.wire())["state"] == "refused"
+    assert topics.StoreTopics("s-1").config_res == "edge/s-1/config/res"
+    assert "hub/s-1/config" in topics.StoreTopics("s-1").subscriptions()
+
+
+def test_the_downlink_hands_over_only_a_whole_config_and_says_why_not():
+    import asyncio
+
+    from sync import topics
+    from sync.downlink import Downlink
+
+    class Handler:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        async def config(self, desired):
+            self.got.append(("config", desired.version))
+
+        async def alert(self, data):
+            self.got.append(("alert", data["message"]))
+
+    text = "store: {id: s-1, name: x}\n"
+    good = json.dumps({"version": 3, "sha256": config_sha256(text), "yaml": text}).encode()
+    torn = json.dumps({"version": 4, "sha256": config_sha256(text + "x"), "yaml": text}).encode()
+    huge = b"{" + b" " * (2 * topics.MAX_CONFIG_BYTES + 5000) + b"}"
+    h = Handler()
+    d = Downlink("s-1", h, publish=lambda t, p: None)
+    for payload in (good, torn, huge, b"", b"not json"):
+        asyncio.run(d.handle("config", payload))
+    assert h.got[0] == ("config", 3)
+    assert "sha256 is not the hash" in h.got[1][1] and "over the limit" in h.got[2][1]
+    assert h.got[3][0] == "alert" and len(h.got) == 4  # the empty payload (a cleared retained one) is nothing
+
+
+def test_the_diff_restarts_only_what_changed_and_asks_a_restart_for_the_rest():
+    from edge_agent import config as config_mod
+    from edge_agent.config_apply import diff
+
+    base = config_dict(8080, [dict(HEARTBEAT), {"id": "hb-2", "kind": "sensor.heartbeat"}], store_id=STORE)
+    old = config_mod.parse(as_yaml(base))
+    new_cfg = copy.deepcopy(base)
+    new_cfg["devices"][1]["interval"] = 2
+    new_cfg["devices"].append({"id": "hb-3", "kind": "sensor.heartbeat"})
+    new_cfg["devices"].pop(0)
+    new_cfg["fleet"] = {"rollback_after_s": 10}
+    d = diff(old, config_mod.parse(as_yaml(new_cfg)))
+    assert ([c.id for c in d.added], d.removed, [c.id for c in d.changed], d.restart) == (["hb-3"], ["heartbeat-1"],
+                                                                                          ["hb-2"], [])
+    new_cfg["api"]["listen"] = "127.0.0.1:9999"
+    assert diff(old, config_mod.parse(as_yaml(new_cfg))).restart == ["api changed"]
+    assert "attached" in diff(old, config_mod.parse(as_yaml(new_cfg)), frozenset({"sensor.heartbeat"})).restart[1]
+
+
+def test_the_consoles_read_the_config_facts_defensively():
+    from sync.console.facts import StoreFacts, config, summarize
+
+    assert config(None) is None and config({"config": "junk"}) is None
+    assert config({"config": {"version": True, "drift": "yes", "state": "<b>"}}) == \
+        {"version": None, "drift": False, "state": None}
+    snap = {"config": {"version": 4, "sha256": "0" * 64, "drift": True, "state": "rolled_back"}}
+    assert summarize(StoreFacts("s-1", health=snap))["config"] == {"version": 4, "drift": True,
+                                                                  "state": "rolled_back"}
