@@ -287,6 +287,23 @@ def test_an_expired_code_is_refused(rig: Rig, tmp_path: Path) -> None:
         in res.stderr, res.stderr
 
 
+def test_a_devices_yaml_that_fails_check_writes_nothing(rig: Rig, tmp_path: Path) -> None:
+    """The hub checks only store.id; the PC runs `edge-agent check`'s engine and refuses a device kind it lacks."""
+    path = rig.devices_yaml("store-e9")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["devices"] = [{"id": "laser-1", "kind": "printer.laser"}]
+    path.write_text(yaml.safe_dump(cfg))
+    res = run_cli("-m", "sync.hub", "enroll-code", "store-e9", "--devices", str(path), "--db", rig.db_url)
+    code = re.search(r"^Code\s+(\S+)", res.stdout, re.M).group(1)
+    pc = tmp_path / "pc"
+    got = rig.enroll(pc, code)
+    assert got.returncode == 1
+    assert "does not pass `edge-agent check`; nothing was written" in got.stderr and "printer.laser" in got.stderr
+    assert "used the code up" in got.stderr
+    assert not (pc / "etc" / "devices.yaml").exists()
+    assert sorted(p.name for p in (pc / "etc" / "tls").iterdir()) == []
+
+
 def test_http_refused_off_this_pc(tmp_path: Path) -> None:
     res = run_cli("-m", "edge_agent.cli", "enroll", "--hub", "http://192.0.2.10:8090", "--code", "X",
                   "--config", str(tmp_path / "devices.yaml"), "--data-dir", str(tmp_path / "data"))
