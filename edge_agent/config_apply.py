@@ -152,6 +152,7 @@ class ConfigApply:
         self._watch: asyncio.Task[None] | None = None
         self._resend: asyncio.Task[None] | None = None
         self._exit: asyncio.Task[None] | None = None
+        self._applying: set[asyncio.Task[Any]] = set()
         self._stat: tuple[int, int, int] | None = None
         self._file_sha: str | None = None
 
@@ -198,11 +199,10 @@ class ConfigApply:
     async def stop(self) -> None:
         """Stop the rollback watch and the resend; a version being applied finishes first."""
         async with self._lock:
-            for task in (self._watch, self._resend):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-            await asyncio.gather(*(t for t in (self._watch, self._resend) if t is not None),
-                                 return_exceptions=True)
+            tasks = [t for t in (self._watch, self._resend, *self._applying) if t is not None]
+            for task in tasks:
+                task.cancel()  # versions not begun yet wait for the next start: the topic is retained
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _resend_on_connect(self) -> None:
         sub = self.agent.bus.subscribe("hub.state")
@@ -237,6 +237,18 @@ class ConfigApply:
 
     # Taking a version ----------------------------------------------------------
 
+    def take(self, desired: topics.DesiredConfig) -> None:
+        """Apply ``desired`` in a task of its own: the downlink (acks, orders) does not wait for devices
+        to stop and start. Versions are applied one at a time, in the order they came."""
+        task = asyncio.create_task(self.apply(desired), name=f"config-apply-{desired.version}")
+        self._applying.add(task)
+        task.add_done_callback(self._applied)
+
+    def _applied(self, task: asyncio.Task[Any]) -> None:
+        self._applying.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("config: applying a version from the hub failed", exc_info=task.exception())
+
     async def apply(self, desired: topics.DesiredConfig) -> topics.ConfigResult | None:
         """Check and apply one version (see the module's docstring); the answer sent, or None when ignored."""
         async with self._lock:
@@ -245,7 +257,8 @@ class ConfigApply:
     async def _apply(self, desired: topics.DesiredConfig) -> topics.ConfigResult | None:
         n = desired.version
         if n <= self.seen or (n == self.version and desired.sha256 == self.sha256):
-            log.debug("config: hub version %d already handled (in force: %d)", n, self.version)
+            # Once per reconnect at most: the retained copy of the latest version comes again.
+            log.info("config: hub version %d already handled (in force: %d); nothing to do", n, self.version)
             return None
         self.seen = n
         name = f"devices.yaml (hub version {n})"

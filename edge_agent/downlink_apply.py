@@ -107,8 +107,9 @@ class DownlinkApply:
         self.agent.bus.publish("alert.raised", data)
 
     async def config(self, desired: topics.DesiredConfig) -> None:
-        """A version of devices.yaml from the hub: checked, applied, answered on ``config/res``."""
-        await self.agent.configs.apply(desired)
+        """A version of devices.yaml from the hub: checked, applied, answered on ``config/res`` (in a task
+        of its own: the downlink goes on meanwhile)."""
+        self.agent.configs.take(desired)
 
     def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
         """``(kind, the driver's own commands)`` of a device of this store, or None."""

@@ -27,6 +27,7 @@ from support.hubprocess import HubProcess
 from support.printer import EmulatorThread, printer_device
 from support.storepcs import wait_for
 from sync.hub import cli as hub_cli
+from sync.hub.broker import parse_broker_url
 from sync.hub.db import open_db
 from sync.hub.fleet import desired
 from sync.topics import config_sha256
@@ -181,6 +182,19 @@ def test_a_printer_added_by_the_hub_starts_live_with_nothing_else_touched_and_a_
         # A restarted device has a new driver, whose counters start at 0.
         assert rig.devices()["printer-1"]["counters"]["printed"] >= printed
         assert rig.devices()["heartbeat-1"]["since"] == before["since"]
+
+        # The same version sent again (the retained copy a reconnect brings) does nothing at all.
+        at = rig.result(2)
+        db = open_db(rig.db_url)
+        try:
+            version, text = desired.version_yaml(db, STORE)
+        finally:
+            db.close()
+        again = desired.DesiredConfig(version=version, sha256=config_sha256(text), yaml=text, by="test")
+        desired.publish_retained(parse_broker_url(rig.broker.url), f"hub/{STORE}/config",
+                                 again.model_dump_json().encode())
+        wait_for("the resend seen", lambda: "hub version 2 already handled" in rig.agent.log(), 30)
+        assert rig.result(2) == at and rig.devices()["printer-1"]["counters"]["printed"] >= printed
 
         snap = wait_for("the snapshot says version 2", lambda: (s := rig.snapshot()) and s["config"]["version"] == 2
                         and s, 30)
