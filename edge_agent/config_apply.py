@@ -22,8 +22,9 @@ The hub sends version N of the store's devices.yaml on ``hub/{store}/config``
    SIGTERM and exits with ``EXIT_RESTART`` for systemd's ``Restart=on-failure``
    to start it again; the next start reports ``applied``.
 5. For ``fleet.rollback_after_s`` after a live apply, the devices it added
-   or changed are watched: one not online (or busy) at the end sends the
-   agent back to the last good version the same way, reported as
+   or changed are watched: one not online (or busy) at the end, or one that
+   makes the store's health degraded then (a health reason naming it, such
+   as a new printer out of paper), sends the agent back to the last good version the same way, reported as
    ``rolled_back`` with why.
 
 Drift: ``status()`` (the health snapshot's ``config``) compares the file's
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.base import DeviceConfig, DeviceState
 from drivers.printer.config import PrinterConfig
 from edge_agent import config as config_mod
+from edge_agent import health
 from edge_agent.config import AgentConfig
 from edge_agent.config_yaml import compose, line_of
 from edge_core.bus import utcnow
@@ -357,12 +359,17 @@ class ConfigApply:
             if self.version != version:
                 return
             snaps = {s.id: s for s in self.agent.supervisor.snapshot()}
-            bad = [snaps[i] for i in watched if i in snaps and snaps[i].state not in _WELL]
+            bad = [f"{s.id} ({s.kind}) is {s.state.value}" + (f": {s.last_error}" if s.last_error else "")
+                   for s in (snaps[i] for i in watched if i in snaps) if s.state not in _WELL]
+            # Online, but making the store degraded (a new printer out of paper, its cover open).
+            assessment = await health.assess(self.agent)
+            bad += [f"{r['subject']}: {r['code']}: {r['message']}" for r in assessment["reasons"]
+                    if r["subject"] in watched and r["code"] not in health.WARNING_CODES
+                    and not r["code"].startswith("device_")]
             if not bad:
                 log.info("config: hub version %d healthy after %g s", version, window)
                 return
-            why = "; ".join(f"{s.id} ({s.kind}) is {s.state.value}" + (f": {s.last_error}" if s.last_error else "")
-                            for s in bad)
+            why = "; ".join(bad)
             await self._rollback(version, f"{why}, {window:g} s after version {version} was applied")
 
     async def _rollback(self, version: int, why: str) -> None:
