@@ -350,3 +350,41 @@ def test_the_consoles_read_the_config_facts_defensively():
     snap = {"config": {"version": 4, "sha256": "0" * 64, "drift": True, "state": "rolled_back"}}
     assert summarize(StoreFacts("s-1", health=snap))["config"] == {"version": 4, "drift": True,
                                                                   "state": "rolled_back"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub_db(request, tmp_path):
+    url = f"sqlite:///{tmp_path}/hub.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = open_db(url)
+    yield db
+    db.close()
+
+
+def test_the_hub_keeps_versions_and_the_stores_word_on_either_database(hub_db):
+    from datetime import datetime, timezone
+
+    from sync import topics
+
+    assert desired.store_version(hub_db, "s-1", "a: 1\n", "ops").version == 1
+    assert desired.store_version(hub_db, "s-1", "a: 2\n", "ops").version == 2
+    assert desired.store_version(hub_db, "s-2", "b: 1\n", "ops").version == 1
+    assert desired.version_yaml(hub_db, "s-1") == (2, "a: 2\n")
+    assert desired.version_yaml(hub_db, "s-1", 1) == (1, "a: 1\n") and desired.version_yaml(hub_db, "s-1", 9) is None
+    rows = hub_db.query("SELECT sha256, created_by FROM desired_configs WHERE store = 's-1' AND version = 1")
+    assert rows == [(config_sha256("a: 1\n"), "ops")]
+    now = datetime.now(timezone.utc)
+    zero = topics.ConfigVersion(version=0, sha256="0" * 64)
+    for res in (topics.ConfigResult(version=1, ok=False, state="refused", errors=["devices.yaml (hub version 1):3: x"],
+                                    in_force=zero, at=now),
+                topics.ConfigResult(version=2, ok=True, state="applied", in_force=zero, at=now),
+                topics.ConfigResult(version=2, ok=False, state="rolled_back", reason="printer-9 is offline",
+                                    in_force=zero, at=now)):
+        with hub_db.transaction() as tx:
+            desired.record_result(tx, "s-1", res)
+    s1, s2 = desired.statuses(hub_db)
+    assert (s1.store, s1.desired, s1.in_force, s1.state, s1.answered, s1.drift) == ("s-1", 2, 0, "rolled_back", 2, None)
+    assert s1.rolled_back == [(2, "printer-9 is offline")]
+    assert (s2.store, s2.desired, s2.state) == ("s-2", 1, None)
+    assert [r.store for r in desired.statuses(hub_db, "s-2")] == ["s-2"]
+    table = desired.format_statuses([s1, s2])
+    assert "version 2 rolled back: printer-9 is offline" in table
