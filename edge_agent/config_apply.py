@@ -163,8 +163,10 @@ class ConfigApply:
     async def start(self) -> None:
         """Read what was in force; a version written before a restart is in force now if the file is it."""
         if self.path is not None and not await asyncio.to_thread(self._is_ours, self.path):
-            log.warning("config: %s is not the file this agent was started with; versions from the hub will be "
-                        "refused (start it with --config or EDGE_CONFIG naming its file)", self.path)
+            # Said once at start; quietly when there is no such file (a demo or a test started with --config).
+            (log.warning if self.path.exists() else log.info)(
+                "config: %s is not the file this agent was started with; versions from the hub will be refused "
+                "(give the agent its file: EDGE_CONFIG)", self.path)
             self.path = None
         state = self._read_json(self.dir / "state.json") or {}
         file_sha = self.file_sha256()
