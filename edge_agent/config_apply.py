@@ -170,10 +170,13 @@ class ConfigApply:
             self.path = None
         state = self._read_json(self.dir / "state.json") or {}
         file_sha = self.file_sha256()
-        self.version = int(state.get("version", 0))
+        try:
+            self.version, self.seen = int(state.get("version", 0)), int(state.get("seen", 0))
+        except (TypeError, ValueError):
+            log.warning("config: %s is unreadable; taking the file as it is as version 0", self.dir / "state.json")
+            state, self.version, self.seen = {}, 0, 0
         self.sha256 = state.get("sha256") if self.version else file_sha
         self.state = str(state.get("state", "applied"))
-        self.seen = int(state.get("seen", 0))
         pending = state.get("pending")
         if isinstance(state.get("last_result"), dict):
             try:
