@@ -65,10 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.daemon import run
 
     data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
-    cfg = _load(_config_path(args.config))
+    path = _config_path(args.config)
+    cfg = _load(path)
     if cfg is None:
         return 2
-    return run(cfg, data_dir, log_level=args.log_level)
+    return run(cfg, data_dir, log_level=args.log_level, config_path=path)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -126,7 +127,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     """Ask a running agent for a pairing code for a PAD or wristband; print it, its URL and its QR."""
     token = os.environ.get("EDGE_TOKEN")
     if not token:
-        print("edge-agent pair: set EDGE_TOKEN to an admin or console token (not on the command line, where "
+        print("edge-agent pair: set EDGE_TOKEN to an admin token (not on the command line, where "
               "other users' ps shows it)", file=sys.stderr)
         return 2
     zones = [z.strip() for z in (args.zones or "").split(",") if z.strip()]

@@ -158,7 +158,7 @@ def _bind(config: AgentConfig) -> socket.socket:
     return sock
 
 
-async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
+async def _serve(config: AgentConfig, data_dir: Path, log_level: str, config_path: Path | None) -> None:
     sock = _bind(config)
     try:
         lock_data_dir(data_dir)  # held until the process ends: no drain, no second agent on it
@@ -176,7 +176,7 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
             # Never plain HTTP instead: the tokens and member tags would cross the Wi-Fi in clear.
             raise SystemExit(f"{err}; not starting (edge-agent check says more)") from err
     notifier = Notifier()
-    app = create_app(config, data_dir)
+    app = create_app(config, data_dir, config_path=config_path)
     limits.quiet_loop_errors(asyncio.get_running_loop())
     api = config.api
     files = limits.raise_file_limit()
@@ -222,8 +222,9 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str) -> None:
         raise SystemExit(f"the agent did not start (see the error above); API was to listen on {config.api.listen}")
 
 
-def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
-    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+def run(config: AgentConfig, data_dir: Path, log_level: str = "info", config_path: Path | None = None) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop. ``config_path``: the file ``config`` came from (a version
+    from the hub replaces it); a version that needs a restart ends the process with 75 (Agent.stop)."""
     # force: python-escpos calls logging.basicConfig() when it is imported
     # (escpos/capabilities.py), which would make this call do nothing.
     logging.basicConfig(
@@ -236,7 +237,7 @@ def run(config: AgentConfig, data_dir: Path, log_level: str = "info") -> int:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(quiet)
     try:
-        asyncio.run(_serve(config, data_dir, log_level))
+        asyncio.run(_serve(config, data_dir, log_level, config_path))
     except SystemExit as err:
         # uvicorn exits with a bare status code when the lifespan start fails;
         # the cause was logged above it.

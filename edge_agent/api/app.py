@@ -39,12 +39,16 @@ def _readable(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": message, "errors": problems}, status_code=422)
 
 
-def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None) -> FastAPI:
-    """The local API for one store; the Agent starts with the app and stops with it."""
+def create_app(config: AgentConfig, data_dir: Path, agent: Agent | None = None,
+               config_path: Path | None = None) -> FastAPI:
+    """The local API for one store; the Agent starts with the app and stops with it.
+
+    ``config_path``: the file ``config`` was read from, which a version from the hub replaces
+    (edge_agent/config_apply.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_agent = agent or Agent(config, data_dir)
+        the_agent = agent or Agent(config, data_dir, config_path=config_path)
         await the_agent.start()
         app.state.agent = the_agent
         try:
