@@ -1,9 +1,10 @@
 """Pairing an associate's PAD from the agent's own console (/console, "Associates' devices") in a real
-headless Chromium against a real agent: the console makes a code for pad-anna, its QR (read back from a
+headless Chromium against a real agent: the console, signed in as admin (only an admin makes codes), makes a code for pad-anna, its QR (read back from a
 screenshot by OpenCV) is the pairing link, a phone-sized second browser opens that link and is paired, the
 console lists pad-anna with its last seen, and after Unpair (confirmed) the PAD is back at its pairing screen
 on its next call. Refusals (a name taken, a name or zone the agent refuses) are said in words, and the
-code's countdown ends in "expired" on the page's own clock, fast-forwarded (Playwright's clock).
+code's countdown ends in "expired" on the page's own clock, fast-forwarded (Playwright's clock). Signed in
+with a console token, the page says that making a code needs an admin sign-in, and still lists and unpairs.
 
 With ``EDGE_DOCS_SCREENSHOTS=1`` the console's picture is written to docs/console-pairing.png; otherwise
 to the test's temp dir. Every wait is Playwright's expect() on the page.
@@ -53,9 +54,9 @@ def watch(page: Page) -> list[str]:
     return errors
 
 
-def open_devices(page: Page, agent: AgentProcess) -> None:
+def open_devices(page: Page, agent: AgentProcess, role: str = "admin") -> None:
     page.goto(agent.url + "/console")
-    page.fill("#token", TOKENS["console"])
+    page.fill("#token", TOKENS[role])
     page.click("#login button[type=submit]")
     expect(page.locator("#live")).to_have_text("live", timeout=15_000)
     page.click('a[data-nav="associates"]')
@@ -119,7 +120,7 @@ def test_the_console_pairs_a_pad_from_its_qr_and_unpairs_it(agent: AgentProcess,
         row = page.locator('#paired tr[data-name="pad-anna"]')
         expect(row).to_have_attribute("data-state", "paired")
         expect(row).to_contain_text("cosmetics")
-        expect(row).to_contain_text("by console-1")
+        expect(row).to_contain_text("by admin-1")
         expect(row.locator("td.last-seen")).to_have_text(re.compile(r"^\d+ (s|min) ago$"))
 
         # Unpair asks first; Cancel leaves it paired.
@@ -131,7 +132,7 @@ def test_the_console_pairs_a_pad_from_its_qr_and_unpairs_it(agent: AgentProcess,
         row.get_by_role("button", name="Yes, unpair").click()
         expect(row).to_have_attribute("data-state", "unpaired")
         expect(row).to_contain_text("unpaired")
-        expect(row).to_contain_text("by console-1")
+        expect(row).to_contain_text("by admin-1")
         expect(page.locator('#paired tr[data-name="band-li"]')).to_have_attribute("data-state", "paired")
 
         # The PAD's feed was closed by the unpairing; its next call (the reconnect's ticket) is refused,
@@ -140,7 +141,7 @@ def test_the_console_pairs_a_pad_from_its_qr_and_unpairs_it(agent: AgentProcess,
         expect(tab.locator("#app")).to_be_hidden()
         with agent.client("console") as c:
             anna = next(d for d in c.get("/v1/paired").json() if d["name"] == "pad-anna")
-        assert anna["revoked_by"] == "console-1"
+        assert anna["revoked_by"] == "admin-1"
         assert not errors and not phone_errors, (errors, phone_errors)
     finally:
         phone.close()
@@ -189,6 +190,28 @@ def test_a_code_left_unused_runs_out_on_the_page(agent: AgentProcess, page: Page
     expect(left).to_have_text(re.compile(r"^Expired at \d\d:\d\d: make a new code\.$"))
     expect(page.locator("#pair-card")).to_have_class(re.compile(r"\bexpired\b"))
     expect(page.locator("#pair-qr")).to_have_count(0)
+
+
+def test_a_console_sign_in_lists_and_unpairs_but_makes_no_code(agent: AgentProcess, page: Page):
+    with agent.client("admin") as admin, agent.client() as anon:
+        made = admin.post("/v1/pairing", json={"name": "band-ola"})
+        assert anon.post("/v1/pair", json={"code": made.json()["code"]}).status_code == 201
+    open_devices(page, agent, role="console")
+    expect(page.locator("#pair-form")).to_contain_text("making a code needs an admin sign-in")
+    page.fill("#pair-name", "pad-sneak")
+    page.get_by_role("button", name="Make a pairing code").click()
+    note = page.locator("#pair-admin-only")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("Making a pairing code needs an admin sign-in")
+    expect(page.locator("#pair-form")).to_be_hidden()
+    expect(page.locator("#pair-code")).to_have_count(0)
+    row = page.locator('#paired tr[data-name="band-ola"]')
+    row.get_by_role("button", name="Unpair").click()
+    row.get_by_role("button", name="Yes, unpair").click()
+    expect(row).to_have_attribute("data-state", "unpaired")
+    expect(row).to_contain_text("by console-1")
+    with agent.client("admin") as admin:
+        assert "pad-sneak" not in {d["name"] for d in admin.get("/v1/paired").json()}
 
 
 def test_only_the_agent_offers_pairing(agent: AgentProcess):

@@ -336,13 +336,18 @@ def test_who_may_make_codes_and_which_names(agent):
     with agent.client() as http:
         assert http.post("/v1/pairing", json={"name": "pad-x"}).status_code == 401
     with agent.client("console") as http:
+        # A code makes an associate, who sees member ids in full: the console (masked ids) may not make one.
+        refused = http.post("/v1/pairing", json={"name": "pad-x"})
+        assert refused.status_code == 403, refused.text
+        assert http.get("/v1/paired").status_code == 200
+        assert http.delete("/v1/paired/pad-nobody").status_code == 404  # unpairing stays the console's
+    with agent.client("admin") as http:
         assert http.post("/v1/pairing", json={"name": "kiosk-1"}).status_code == 409
         assert http.post("/v1/pairing", json={"name": "Pad X"}).status_code == 422
         assert http.post("/v1/pairing", json={"name": "p" * 33}).status_code == 422
         assert http.post("/v1/pairing", json={"name": "pad-x", "zones": ["x" * 33]}).status_code == 422
         assert http.post("/v1/pairing", json={"name": "pad-x", "zones": ["z"] * 33}).status_code == 422
         assert http.post("/v1/pairing", json={"name": "pad-x", "token": "mine"}).status_code == 422
-        assert http.delete("/v1/paired/pad-nobody").status_code == 404
     assert _pair(agent, "x" * 33).status_code == 422
 
 
@@ -426,7 +431,7 @@ def test_neither_a_code_nor_a_token_reaches_the_log(agent):
 
 
 def test_edge_agent_pair_prints_the_code_the_url_and_a_qr(agent):
-    env = {**os.environ, "EDGE_TOKEN": TOKENS["console"]}
+    env = {**os.environ, "EDGE_TOKEN": TOKENS["admin"]}
     done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", agent.url, "--name", "pad-cli",
                            "--zones", "shoes,bags"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -56,7 +56,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/metrics"): {"console", "admin"},
     ("GET", "/v1/sales/{sale}"): {"associate", "admin"},
     ("POST", "/v1/labels/{mac}/push"): {"associate", "admin"},
-    ("POST", "/v1/pairing"): {"console", "admin"},
+    ("POST", "/v1/pairing"): {"admin"},  # a code makes an associate: not the console's to give
     ("GET", "/v1/paired"): {"console", "admin"},
     ("DELETE", "/v1/paired/{name}"): {"console", "admin"},
     ("POST", "/v1/assist"): {"kiosk"},

@@ -2,13 +2,16 @@
 
 | call | roles | what |
 |---|---|---|
-| ``POST /v1/pairing`` | admin, console | a code for the device ``name`` (with its ``zones``), its ``pair_url`` and QR |
+| ``POST /v1/pairing`` | admin | a code for the device ``name`` (with its ``zones``), its ``pair_url`` and QR |
 | ``POST /v1/pair`` | none | the device sends the code and gets its token, once |
 | ``GET /v1/paired`` | admin, console | every paired device, revoked ones too |
 | ``DELETE /v1/paired/{name}`` | admin, console | unpair: its token is refused at once, its streams closed |
 
 The rules (codes, tokens, limits) are edge_agent/pairing.py's; this router
-parses, calls and answers. Its lifespan loads the paired devices into
+parses, calls and answers. Only an admin makes codes: a code pairs a device
+of role associate, which sees member ids in full, and the console role is
+meant to see them masked; a console may list and unpair (which only takes
+access away). Its lifespan loads the paired devices into
 ``app.state.pairing`` once the agent is up, where edge_agent/api/auth.py
 finds them for every token check.
 
@@ -146,8 +149,8 @@ def qr_svg(text: str) -> str:
 @router.post("/v1/pairing", status_code=201, response_model=PairingCode,
              responses={409: {"description": "a devices.yaml client's name, or a paired device not unpaired"}})
 async def new_code(body: PairingIn, request: Request, response: Response,
-                   client=Depends(require(Role.ADMIN, Role.CONSOLE))) -> PairingCode:
-    """A one-use code for ten minutes that pairs the device ``name``."""
+                   client=Depends(require(Role.ADMIN))) -> PairingCode:
+    """A one-use code for ten minutes that pairs the device ``name`` (admin only: it makes an associate)."""
     response.headers["Cache-Control"] = NO_STORE
     made = await _service(request).code(body.name, body.zones, client.name)
     url = pair_url(request, made.code)

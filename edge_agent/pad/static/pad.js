@@ -137,7 +137,7 @@ function setup() {
     forget();
     localStorage.removeItem(DEVICE);
     showPairing('This PAD is no longer paired with the store (its pairing was removed, or the store was reset). ' +
-                'Ask for a new pairing code at the store console.');
+                'Ask a manager for a new pairing code (store console, signed in as admin).');
   });
   $('pair-form').addEventListener('submit', (e) => { e.preventDefault(); pair($('pair-code').value); });
   $('pair-scan').addEventListener('click', async () => {

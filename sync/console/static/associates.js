@@ -1,6 +1,8 @@
 // The agent's console only (meta.pairing): associates' PADs and wristbands. "Pair a device" asks the agent
 // for a one-time code (POST /v1/pairing) and shows it large, with its QR, its link and the time it has left;
 // the list is GET /v1/paired (revoked ones too); "Unpair" asks once more, then DELETE /v1/paired/NAME.
+// Only an admin makes codes (a code makes an associate, who sees member ids in full): the form says so, and
+// when the agent answers a console sign-in 403 the form gives way to that sentence; list and unpair still work.
 //
 // The code lives in this tab's memory only, until its device pairs or it expires: never in storage, a URL
 // of this page or the console's log. The QR is the agent's SVG, shown as an <img> from a data: URL once
@@ -17,6 +19,7 @@ const UNPAIRED_SHOWN = 20;    // the newest unpaired devices; the older ones are
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 const st = {
+  adminOnly: false,   // the agent refused this sign-in a code (403): it is not an admin's
   devices: null,      // GET /v1/paired, as answered
   code: null,         // { code, name, zones, url, qr, expiresAt (this browser's ms), madeAt (the agent's ms) }
   paired: null,       // the name the code on screen paired, once it did
@@ -167,6 +170,18 @@ export function refusal(err, name) {
   return err.message;
 }
 
+const ADMIN_ONLY = 'Making a pairing code needs an admin sign-in: sign out and sign in with an admin token. '
+  + 'With this sign-in you can see the paired devices and unpair them.';
+
+/** The form, or in its place the sentence that this sign-in may not make codes. */
+function renderForm() {
+  const form = $('pair-form');
+  const note = $('pair-admin-only');
+  if (!form || !note) return;
+  form.style.display = st.adminOnly ? 'none' : '';
+  note.style.display = st.adminOnly ? '' : 'none';
+}
+
 async function makeCode(form) {
   const name = $('pair-name').value.trim().toLowerCase();
   const zones = [...new Set($('pair-zones').value.split(',').map((z) => z.trim()).filter(Boolean))];
@@ -186,6 +201,7 @@ async function makeCode(form) {
     renderCode();
   } catch (err) {
     if (err instanceof Unauthorized) { hooks.onUnauthorized(); return; }
+    if (err.status === 403) { st.adminOnly = true; renderForm(); return; }
     error.textContent = refusal(err, name);
   } finally {
     button.disabled = false;
@@ -222,12 +238,15 @@ export async function renderAssociates(root) {
         <input id="pair-zones" maxlength="1100" placeholder="cosmetics, fragrance" spellcheck="false">
         <span class="hint">zones as the shelf labels name them, by commas; none: every zone</span>
         <button type="submit">Make a pairing code</button>
+        <span class="hint">making a code needs an admin sign-in</span>
         <p id="pair-error" class="error" role="alert"></p>
       </form>
+      <div id="pair-admin-only" class="card" role="status" style="display: none"><h2>Pair a device</h2><p>${ADMIN_ONLY}</p></div>
       <div id="pair-out"></div>
     </div>
     <h2>Paired devices</h2><div id="paired">${pairedHTML(st.devices)}</div>
   </div>`;
+  renderForm();
   renderCode();
   await refresh();
 }
@@ -236,6 +255,7 @@ export async function renderAssociates(root) {
 export function installAssociates(callbacks) {
   const first = hooks === null;
   hooks = callbacks;
+  st.adminOnly = false; // a new sign-in: the agent says again what it may do
   if (!first) return;
   document.addEventListener('submit', (e) => {
     if (e.target.id !== 'pair-form') return;
