@@ -107,7 +107,12 @@ def diff(old: AgentConfig, new: AgentConfig, attached_kinds: frozenset[str] = fr
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """``text`` in ``path``, whole or not at all: a temporary file beside it, fsync, rename, fsync the folder."""
+    """``text`` in ``path``, whole or not at all: a temporary file beside it, fsync, rename, fsync the folder.
+
+    A symlink is followed and its target replaced, the link kept: under systemd, /etc/edge-agent is
+    read-only to the agent, and a store whose config comes from the hub links
+    /etc/edge-agent/devices.yaml to /var/lib/edge-agent/config/devices.yaml (docs/install.md)."""
+    path = path.resolve()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -146,3 +146,21 @@ def test_a_refused_version_changes_nothing_and_names_its_lines(tmp_path):
         assert not (agent.data_dir / "config" / "incoming.yaml").exists()
 
     run(tmp_path, body)
+
+
+def test_a_linked_config_is_replaced_at_its_target_and_stays_a_link(tmp_path):
+    # /etc/edge-agent is read-only to the agent under systemd: the hub's versions land where the link points.
+    from edge_agent.config_apply import _atomic_write
+
+    state = tmp_path / "var" / "config"
+    state.mkdir(parents=True)
+    target = state / "devices.yaml"
+    target.write_text("old\n", encoding="utf-8")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    link = etc / "devices.yaml"
+    link.symlink_to(target)
+    _atomic_write(link, "new\n")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text(encoding="utf-8") == "new\n"
+    assert sorted(p.name for p in etc.iterdir()) == ["devices.yaml"]
