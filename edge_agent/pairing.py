@@ -16,7 +16,10 @@ lookup. ``last_seen`` is written at most once per ``SEEN_EVERY_S`` per device.
 Wrong codes are limited (``Attempts``): ``MAX_WRONG`` per address, then that
 address is refused for ``LOCK_S``; and at most ``STORE_WRONG_PER_MIN`` a
 minute for the whole store, so that an attacker rotating addresses cannot try
-codes quickly either. The limits live in memory: a restart forgets them.
+codes quickly either. A code is counted when it is let in (``Attempts.check``,
+before the store is asked: many sent at once cannot all pass), and given back
+if it was right; a lock is never shortened by a wrong code answered late. The
+limits live in memory: a restart forgets them.
 
 Refusals are the domain's errors (edge_agent/errors.py); nothing here
 knows HTTP.
@@ -178,12 +181,16 @@ class Attempts:
         self._clock = clock
         self._kept = kept
         self._wrong: OrderedDict[str, tuple[int, float]] = OrderedDict()  # address -> (wrong codes, locked until)
-        self._recent: deque[float] = deque()  # times of the store's wrong codes in the last minute
+        self._recent: deque[float] = deque()  # times of the store's codes (wrong, or being checked) this minute
+        self._pending: dict[str, int] = {}  # address -> codes let in and not yet answered
 
-    def check(self, address: str) -> None:
-        """PairingLocked if ``address`` may not try a code now."""
+    def check(self, address: str) -> float:
+        """PairingLocked if ``address`` may not try a code now; else the code is counted (a reservation) at once.
+
+        Returns the reservation's time, for ``right`` or ``release`` to give it back.
+        """
         now = self._clock()
-        _, until = self._wrong.get(address, (0, 0.0))
+        count, until = self._wrong.get(address, (0, 0.0))
         if until > now:
             raise PairingLocked(f"{self.max_wrong} wrong pairing codes from this address; try again in "
                                 f"{math.ceil((until - now) / 60)} min", math.ceil(until - now))
@@ -193,20 +200,50 @@ class Attempts:
             wait = math.ceil(self._recent[0] + 60 - now)
             raise PairingLocked(f"too many wrong pairing codes in this store this minute; try again in {wait} s",
                                 max(1, wait))
+        if count + self._pending.get(address, 0) >= self.max_wrong:
+            raise PairingLocked("too many pairing codes from this address at once; try again in a moment", 1)
+        self._pending[address] = self._pending.get(address, 0) + 1
+        self._recent.append(now)
+        return now
+
+    def _settle(self, address: str) -> bool:
+        """One code of ``address`` answered; False if none was let in by ``check``."""
+        left = self._pending.get(address, 0)
+        if left <= 0:
+            return False
+        if left == 1:
+            del self._pending[address]
+        else:
+            self._pending[address] = left - 1
+        return True
 
     def wrong(self, address: str) -> int:
-        """Count a wrong code from ``address``; how many it has sent in a row."""
+        """Count a wrong code from ``address``; how many it has sent in a row. A lock stays as long as it was."""
         now = self._clock()
-        self._recent.append(now)
-        count, _ = self._wrong.pop(address, (0, 0.0))
+        if not self._settle(address):
+            self._recent.append(now)  # not let in by check(): counted for the store now
+        count, until = self._wrong.pop(address, (0, 0.0))
+        if until > now:
+            self._wrong[address] = (count, until)  # answered after the lock began: it stays
+            return self.max_wrong
         count += 1
         self._wrong[address] = (0, now + self.lock_s) if count >= self.max_wrong else (count, 0.0)
         while len(self._wrong) > self._kept:
             self._wrong.popitem(last=False)
         return count
 
-    def right(self, address: str) -> None:
-        """A good code: the address starts again from zero."""
+    def release(self, address: str, at: float) -> None:
+        """Give back the reservation ``check`` made at ``at``: the code was neither right nor wrong."""
+        if self._settle(address):
+            try:
+                self._recent.remove(at)
+            except ValueError:
+                pass  # already out of the minute
+
+    def right(self, address: str, at: float | None = None) -> None:
+        """A good code: its reservation given back, and the address starts again from zero."""
+        if at is not None:
+            self.release(address, at)
         self._wrong.pop(address, None)
 
 
@@ -263,7 +300,16 @@ class Pairing:
 
     async def pair(self, code: str, address: str) -> Paired:
         """Spend ``code`` and pair its device; PairingLocked, PairingRefused or NameTaken otherwise."""
-        self.attempts.check(address)
+        at = self.attempts.check(address)
+        try:
+            return await self._pair(code, address, at)
+        except PairingRefused:
+            raise  # counted as a wrong code
+        except BaseException:
+            self.attempts.release(address, at)  # neither right nor wrong (a name taken meanwhile, the store)
+            raise
+
+    async def _pair(self, code: str, address: str, at: float) -> Paired:
         plain = normalize(code)
         if len(plain) != CODE_LENGTH or not set(plain) <= set(ALPHABET):
             self._wrong(address, "not a pairing code")
@@ -298,7 +344,7 @@ class Pairing:
         if isinstance(done, str):
             self._wrong(address, done.split(";")[0])
             raise PairingRefused(done)
-        self.attempts.right(address)
+        self.attempts.right(address, at)
         self._by_hash[token_hash] = done
         self._seen[done.name] = self._monotonic()
         log.info("pairing: %s paired from %s (zones: %s)", done.name, address, ", ".join(done.zones) or "all")

@@ -255,6 +255,55 @@ def test_addresses_that_rotate_are_held_by_the_store_wide_cap():
     attempts.check("10.9.9.9")
 
 
+def test_codes_in_flight_count_before_they_are_answered_and_a_late_wrong_one_keeps_the_lock():
+    clock = Clock()
+    attempts = pairing.Attempts(clock=clock.monotonic, per_minute=10**6)
+    for _ in range(5):
+        attempts.check("10.0.0.7")  # five let in together, none answered yet
+    with pytest.raises(TooMany):
+        attempts.check("10.0.0.7")  # a sixth is not let in while they are checked
+    for _ in range(5):
+        attempts.wrong("10.0.0.7")  # the fifth locks the address
+    attempts.wrong("10.0.0.7")  # a wrong code answered after the lock began (never let in here): the lock stays
+    with pytest.raises(TooMany) as locked:
+        attempts.check("10.0.0.7")
+    assert locked.value.retry_after == 900
+    # A right code gives its reservation back, to the address and to the store's minute.
+    store = pairing.Attempts(clock=clock.monotonic, per_minute=2)
+    at = store.check("10.0.0.8")
+    store.check("10.0.0.9")
+    store.right("10.0.0.8", at)
+    store.check("10.0.0.10")
+    with pytest.raises(TooMany, match="this minute"):
+        store.check("10.0.0.11")
+
+
+def test_many_wrong_codes_at_once_from_one_address_are_not_all_tried(tmp_path):
+    async def test(service, clock, store):
+        async def one() -> int:
+            try:
+                await service.pair("ABCD-EFGH", "10.0.0.66")
+            except pairing.PairingLocked:
+                return 429
+            except pairing.PairingRefused:
+                return 403
+            return 201
+
+        answers = await asyncio.gather(*(one() for _ in range(200)))
+        assert answers.count(403) == 5 and answers.count(429) == 195
+        # the right code, even, is refused from there now; the reservations were all answered
+        made = await service.code("pad-anna", [], "admin-1")
+        with pytest.raises(pairing.PairingLocked):
+            await service.pair(made.code, "10.0.0.66")
+        assert service.attempts._pending == {}
+        # the same code sent ten times at once pairs once
+        done = await asyncio.gather(*(service.pair(made.code, f"10.0.1.{i}") for i in range(10)),
+                                    return_exceptions=True)
+        assert len([d for d in done if isinstance(d, pairing.Paired)]) == 1
+
+    run(_with_service(tmp_path, test))
+
+
 def test_remembered_addresses_are_bounded():
     attempts = pairing.Attempts(kept=100, per_minute=10_000)
     for i in range(1000):
@@ -449,6 +498,33 @@ def test_edge_agent_pair_prints_the_code_the_url_and_a_qr(agent):
                               capture_output=True, text=True, env={k: v for k, v in env.items() if k != "EDGE_TOKEN"},
                               timeout=60)
     assert no_token.returncode == 2 and "EDGE_TOKEN" in no_token.stderr
+
+
+def test_wrong_codes_sent_at_once_over_http_are_held_per_address_and_for_the_store(tmp_path):
+    """A burst of concurrent wrong codes on real sockets: 5 tried from one address, the rest 429; then 16
+    other addresses at once: never more than the store's 60 a minute tried in all."""
+    agent = AgentProcess(tmp_path, config_dict(free_port()))
+    agent.start()
+
+    async def burst(n: int, source: str) -> list[int]:
+        transport = httpx.AsyncHTTPTransport(local_address=source)
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=agent.url, transport=transport, limits=limits, timeout=60) as http:
+            answers = await asyncio.gather(*(http.post("/v1/pair", json={"code": "ABCD-EFGH"}) for _ in range(n)))
+        return [a.status_code for a in answers]
+
+    async def many() -> list[list[int]]:
+        return await asyncio.gather(*(burst(8, f"127.0.1.{i}") for i in range(1, 17)))
+
+    try:
+        one = run(burst(60, "127.0.0.9"))
+        assert one.count(403) <= pairing.MAX_WRONG and one.count(403) + one.count(429) == 60, one
+        everyone = [s for answers in run(many()) for s in answers]
+        assert set(everyone) <= {403, 429}
+        assert one.count(403) + everyone.count(403) <= pairing.STORE_WRONG_PER_MIN, everyone.count(403)
+        assert everyone.count(429) >= 128 - (pairing.STORE_WRONG_PER_MIN - one.count(403))
+    finally:
+        agent.close()
 
 
 def test_a_restart_keeps_paired_devices_and_unpaired_ones(tmp_path):
