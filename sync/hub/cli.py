@@ -432,9 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--db", default=env_db)
     privacy.set_defaults(func=cmd_privacy)
 
-    from sync.hub.fleet import desired, enroll  # fleet operations: enrollment codes, desired configuration
+    from sync.hub.fleet import desired, enroll, releases, rollout  # fleet operations (sync/hub/fleet/)
     enroll.add_commands(sub, env_db, broker_opt)
     desired.add_commands(sub, env_db, broker_opt)
+    releases.add_commands(sub, env_db, broker_opt)
+    rollout.add_commands(sub, env_db, broker_opt)
     return p
 
 

@@ -11,7 +11,7 @@ database made before the console gets the new tables on the next start.
 
 from __future__ import annotations
 
-from sync.hub.fleet import desired_schema, enroll_schema
+from sync.hub.fleet import desired_schema, enroll_schema, rollout_schema
 
 # 2: streams. Events, gaps and the ack are per (store, stream); version 1's
 # events and gaps become the legacy stream "" (db.py ``_migrate_v1``).
@@ -98,4 +98,4 @@ SCHEMA = (
         updated_at TEXT NOT NULL)""",
     """CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (active_key)""",
     """CREATE INDEX IF NOT EXISTS alerts_store ON alerts (store, raised_at)""",
-) + enroll_schema.TABLES + desired_schema.TABLES  # fleet operations (sync/hub/fleet/)
+) + enroll_schema.TABLES + desired_schema.TABLES + rollout_schema.TABLES  # fleet operations (sync/hub/fleet/)
