@@ -70,9 +70,19 @@ ROLE_VIEW: dict[Role, tuple[tuple[str, ...], Visible]] = {
 }
 
 
+SHOWN_LAST = 4  # a masked id shows its last four characters...
+HIDDEN_AT_LEAST = 6  # ...only when at least six others stay hidden
+
+
 def masked_id(value: Any) -> Any:
-    """A member id as the console sees it: its last four characters."""
-    return "****" + value[-4:] if isinstance(value, str) else value
+    """A member id as the console sees it: ``****`` and its last four characters, or ``****`` alone for a short id.
+
+    The last four are shown only when at least ``HIDDEN_AT_LEAST`` characters stay hidden: ``M-1001``'s last
+    four would be nearly all of it.
+    """
+    if not isinstance(value, str):
+        return value
+    return "****" + value[-SHOWN_LAST:] if len(value) - SHOWN_LAST >= HIDDEN_AT_LEAST else "****"
 
 
 def _mask_personal(event: BusEvent) -> BusEvent:

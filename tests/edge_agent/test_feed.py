@@ -128,3 +128,13 @@ def test_close_client_ends_that_clients_connections_and_its_wristbands():
     assert feed.close_client("pad-anna") == 3  # two feed connections and one band
     assert pad.revoked.is_set() and pad_again.revoked.is_set() and not other.revoked.is_set()
     assert closed == ["pad-anna"]
+
+
+def test_a_masked_member_id_shows_its_last_four_only_when_six_stay_hidden():
+    from edge_agent.feed import masked_id
+
+    assert masked_id("M-12345678") == "****5678"  # 6 hidden, 4 shown
+    assert masked_id("M-1234567") == "****"  # only 5 would stay hidden: nothing shown
+    for short in ("M-1001", "M-1", "1001", ""):
+        assert masked_id(short) == "****"
+    assert masked_id(None) is None
