@@ -190,6 +190,9 @@ async def _serve(config: AgentConfig, data_dir: Path, log_level: str, config_pat
             access_log=log_level == "debug",
             timeout_graceful_shutdown=GRACEFUL_HTTP_SECONDS,
             lifespan="on",
+            # The agent is no proxy's backend: a client's X-Forwarded-For (even from 127.0.0.1) is not its
+            # address, which the pairing limits and the log use.
+            proxy_headers=False,
             # A whole request head within header_timeout, connections capped in all and per address:
             # slow or piled-up sockets cannot take the API from the kiosks (edge_agent/api/limits.py).
             # With api.tls the protocol does the handshake too, within header_timeout and under the caps.

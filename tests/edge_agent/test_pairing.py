@@ -464,6 +464,23 @@ def test_five_wrong_codes_from_an_address_then_429_and_others_still_pair(agent):
     assert _pair(agent, made["code"]).status_code == 201  # from another address
 
 
+def test_a_forged_forwarded_for_header_changes_neither_the_limit_nor_the_log(tmp_path):
+    """From 127.0.0.1, which a server trusting proxy headers would take as its proxy: its own agent (locked)."""
+    agent = AgentProcess(tmp_path, config_dict(free_port()), env={"EDGE_LOG_LEVEL": "debug"})
+    agent.start()
+    try:
+        with httpx.Client(base_url=agent.url, timeout=30) as http:
+            answers = [http.post("/v1/pair", json={"code": "ABCD-EFGH"},
+                                 headers={"X-Forwarded-For": f"10.66.0.{i}", "Forwarded": f"for=10.66.1.{i}"})
+                       for i in range(6)]
+        assert [a.status_code for a in answers] == [403] * 5 + [429]  # all from 127.0.0.1, whatever they said
+        poll(agent.log, lambda log: log.count('127.0.0.1:') >= 6 and "refused a code from 127.0.0.1" in log,
+             what="the six requests in the access log")
+        assert "10.66." not in agent.log()
+    finally:
+        agent.close()
+
+
 def test_neither_a_code_nor_a_token_reaches_the_log(agent):
     made = _code(agent, "pad-log")
     token = _pair(agent, made["code"]).json()["token"]
