@@ -25,6 +25,21 @@ The health snapshot carries ``config: {"version", "sha256", "drift",
 "state"}`` (``ConfigHealth``): the version in force, and whether the file
 on disk still is that version.
 
+Updates (an extension of the contract; edge_agent/release.py at the store,
+sync/hub/fleet/releases.py and rollout.py at the hub): a release bundle is a
+directory ``releases/<version>/`` of wheels (the agent's and every
+dependency's), ``manifest.json`` (``ReleaseManifest``: version, created_at,
+python, files with their size and sha256, requires) and ``manifest.sig``
+(the raw ed25519 signature of manifest.json's exact bytes, base64). The hub
+names the release a store should run on ``hub/{store}/update``, QoS 1,
+retained, as ``DesiredRelease``: ``{"version", "base_url", "manifest_sha256",
+"rollout", "by"}``; a rollback is the same message naming the earlier
+version. The store answers on ``edge/{store}/update/res``, QoS 1, with an
+``UpdateResult``: ``{"version", "rollout", "state": "downloading" | "refused" |
+"installed" | "waiting_quiet" | "switching" | "healthy" | "rolled_back" |
+"failed", "reason", "running", "at"}``; ``running`` is the version running
+when it was sent.
+
 Streams (an extension of the contract, edge_agent/store/streams.py): every
 event carries ``stream``, the id of the run of the store database that
 numbered it, and its ``seq`` counts within that stream. The first event of a
@@ -49,7 +64,7 @@ from sync.events import OutboxEvent
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
-DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "notice", "cmd", "config")
+DOWNLINK_KINDS = ("ack", "catalog", "stock", "orders", "members", "returns", "notice", "cmd", "config", "update")
 # A stream id: a UUID as the agent makes them; letters, digits and dashes.
 STREAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 _STORE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -73,6 +88,7 @@ class StoreTopics:
         self.health = f"{up}/health"
         self.cmd_res = f"{up}/cmd/res"
         self.config_res = f"{up}/config/res"
+        self.update_res = f"{up}/update/res"
         self.downlink = {kind: f"{down}/{kind}" for kind in DOWNLINK_KINDS}
         self.all_catalog = "hub/all/catalog"
 
@@ -101,6 +117,7 @@ HUB_STATUS_FILTER = "edge/+/status"
 HUB_HEALTH_FILTER = "edge/+/health"
 HUB_CMD_RES_FILTER = "edge/+/cmd/res"
 HUB_CONFIG_RES_FILTER = "edge/+/config/res"
+HUB_UPDATE_RES_FILTER = "edge/+/update/res"
 
 
 def store_of(topic: str) -> str | None:
@@ -510,3 +527,76 @@ class ConfigHealth(_Strict):
     sha256: str | None = Field(default=None, pattern=_HEX64)
     drift: bool = False
     state: str = Field(default="applied", max_length=32)
+
+
+# Updates (see the module's docstring) ------------------------------------------------
+
+# A release version: PEP 440's public form (0.2.0, 1.0rc1, 0.2.0.post1), safe as one path segment.
+VERSION_PATTERN = r"^[0-9]{1,9}(?:\.[0-9]{1,9}){0,4}(?:(?:a|b|rc)[0-9]{1,9})?(?:\.post[0-9]{1,9})?(?:\.dev[0-9]{1,9})?$"
+# A file of a bundle: a wheel's name, one path segment.
+RELEASE_FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}\.whl$"
+# The largest manifest.json and manifest.sig a store reads, in bytes.
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_SIGNATURE_BYTES = 1024
+MAX_RELEASE_FILES = 500
+UPDATE_STATES = ("downloading", "refused", "installed", "waiting_quiet", "switching", "healthy", "rolled_back",
+                 "failed")
+AGENT_DISTRIBUTION = "edge-agent"
+
+
+class ReleaseFile(_Strict):
+    """One wheel of a bundle: its name (a single path segment), size in bytes and SHA-256 in hex."""
+
+    name: str = Field(pattern=RELEASE_FILE_PATTERN)
+    size: int = Field(ge=1, le=2**40)
+    sha256: str = Field(pattern=_HEX64)
+
+
+class ReleaseManifest(_Strict):
+    """``manifest.json`` of a bundle; ``requires`` is what pip installs from the files (``edge-agent==V``)."""
+
+    version: str = Field(pattern=VERSION_PATTERN)
+    created_at: datetime
+    python: str = Field(pattern=r"^3\.[0-9]{1,3}$")
+    files: list[ReleaseFile] = Field(min_length=1, max_length=MAX_RELEASE_FILES)
+    requires: str = Field(max_length=100)
+
+    @field_validator("files")
+    @classmethod
+    def _unique(cls, files: list[ReleaseFile]) -> list[ReleaseFile]:
+        names = [f.name.lower() for f in files]
+        if len(set(names)) != len(names):
+            raise ValueError("a file is named twice")
+        return files
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.requires != f"{AGENT_DISTRIBUTION}=={self.version}":
+            raise ValueError(f"requires must be {AGENT_DISTRIBUTION}=={self.version}")
+
+
+class DesiredRelease(_Strict):
+    """``hub/{store}/update``, retained: the release the store should run, its bundle at ``base_url``
+    (ending in ``/``; https, or http on loopback) and the SHA-256 of its manifest.json."""
+
+    version: str = Field(pattern=VERSION_PATTERN)
+    base_url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s#?]+/$")
+    manifest_sha256: str = Field(pattern=_HEX64)
+    rollout: str = Field(default="", max_length=128)
+    by: str = Field(default="", max_length=128)
+
+
+class UpdateResult(_Strict):
+    """``edge/{store}/update/res``: where the store is with release ``version``; ``running`` is the version
+    running now."""
+
+    version: str = Field(max_length=64)
+    rollout: str = Field(default="", max_length=128)
+    state: Literal["downloading", "refused", "installed", "waiting_quiet", "switching", "healthy", "rolled_back",
+                   "failed"]
+    reason: str | None = Field(default=None, max_length=2000)
+    running: str = Field(default="", max_length=64)
+    at: datetime
+
+    def wire(self) -> bytes:
+        """The JSON payload."""
+        return self.model_dump_json(exclude_none=True).encode()
