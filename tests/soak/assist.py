@@ -4,14 +4,18 @@
   and waits until the call is taken; with nobody on duty (``on_duty: 0``) it
   sends the customer to the counter and cancels, as a kiosk should.
 - ``Band``: band-1, an associate's wristband on ``WS /v1/wristband`` (WSS,
-  reconnecting across agent restarts). A reader thread stamps each notice as
+  reconnecting across agent restarts). It is no devices.yaml client: it pairs
+  with a one-time code the admin asks for (``POST /v1/pairing``, then
+  ``POST /v1/pair``) and uses the token it gets, which outlives the agent's
+  restarts. A reader thread stamps each notice as
   it arrives; its hands acknowledge a call after a moment (which takes it)
   and say ``done`` a little later.
-- ``OffDuty``: once in the day the band goes off duty; kiosk-3 (a kiosk
+- ``OffDuty``: once in the day the band goes off duty and the console unpairs
+  it (its old token then answers 401); kiosk-3 (a kiosk
   client without devices, for this alone) calls for help: the answer must say
   ``on_duty: 0``, ``GET /v1/health`` must name ``assist_unanswered`` within
   ``assist.alert_after_s`` and a margin; the band comes back, gets the open
-  call at once, takes it, and the reason must go.
+  call at once (paired again with a new code), takes it, and the reason must go.
 - ``judge``: at the end of the day, every call made while the band was on
   duty reached it in under ``DELIVERY_S`` (p99 and max go in the report),
   every call was taken or cancelled, and none is left open.
@@ -32,7 +36,6 @@ from websockets.sync.client import ClientConnection, connect
 
 from soak import checks as rows
 from soak.day import Day
-from soak.rig import TOKENS
 
 DELIVERY_S = 1.0  # a call must reach a connected band within this (the feature's promise)
 TAKEN_WITHIN = 15.0  # a kiosk waits this long for the band on duty to take its call
@@ -96,6 +99,13 @@ def log(day: Day) -> HelpLog:
         return day.help
 
 
+def paired_secrets(day: Day) -> dict[str, str]:
+    """The pairing codes and tokens band-1 got in the day, by name: no log may hold one (intruder.py)."""
+    if not hasattr(day, "paired_secrets"):
+        day.paired_secrets = {}
+    return day.paired_secrets
+
+
 def _excused(day: Day, since: float) -> bool:
     """True if the agent was away (killed, restarting) at some time since ``since`` (monotonic)."""
     return day.outages.since_clear("agent") <= time.monotonic() - since + 1.0
@@ -107,7 +117,8 @@ class Band(threading.Thread):
     def __init__(self, day: Day):
         super().__init__(name="soak-band", daemon=True)
         self.day = day
-        self.http = day.rig.client(BAND)
+        self.http = day.rig.client(None)  # its token once paired (pair)
+        self.token: str | None = None
         self.off_duty = threading.Event()
         self.connected = threading.Event()
         self.inbox: queue.Queue[dict] = queue.Queue()
@@ -125,6 +136,9 @@ class Band(threading.Thread):
                     d.stop.wait(0.1)
                     continue
                 try:
+                    if self.token is None and not self.pair():
+                        d.stop.wait(0.5)  # the agent is restarting: pair again
+                        continue
                     self._connection()
                 except (OSError, WebSocketException, ValueError):
                     d.stop.wait(0.5)  # the agent is restarting: connect again
@@ -132,10 +146,33 @@ class Band(threading.Thread):
             self.hands.join(60)
             self.http.close()
 
+    def pair(self) -> bool:
+        """Pair as band-1: the admin asks for a code, the band redeems it for its own token. False if the agent
+        could not be reached (it is restarting); a refusal is a violation."""
+        d = self.day
+        try:
+            with d.rig.client("admin", timeout=10) as admin, d.rig.client(None, timeout=10) as anon:
+                made = admin.post("/v1/pairing", json={"name": BAND})
+                if not d.checks.check(rows.HELP, made.status_code == 201, "the admin gets a pairing code for band-1",
+                                      201, f"{made.status_code}: {made.text[:200]}"):
+                    return False
+                paired = anon.post("/v1/pair", json={"code": made.json()["code"]})
+                if not d.checks.check(rows.HELP, paired.status_code == 201, "band-1 pairs with its code", 201,
+                                      f"{paired.status_code}: {paired.text[:200]}"):
+                    return False
+        except httpx.HTTPError:
+            return False
+        self.token = paired.json()["token"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        n = len(paired_secrets(d)) // 2 + 1
+        paired_secrets(d).update({f"band-1's pairing code {n}": made.json()["code"], f"band-1's token {n}": self.token})
+        d.ledger.did("wristband pairings")
+        return True
+
     def _connection(self) -> None:
         d = self.day
         with connect(f"{d.rig.agent.ws_url}/v1/wristband", open_timeout=10, ssl=d.rig.tls.context(),
-                     additional_headers={"Authorization": f"Bearer {TOKENS[BAND]}"}) as ws:
+                     additional_headers={"Authorization": f"Bearer {self.token}"}) as ws:
             self.ws = ws
             try:
                 while not d.stop.is_set() and not self.off_duty.is_set():
@@ -240,6 +277,24 @@ class OffDuty(threading.Thread):
             return False
         return self.day.checks.check(rows.HELP, holds, what, expected, got, **ids)
 
+    def _unpair(self) -> None:
+        """The console unpairs the band while it is off duty; its token must be refused at once. Coming back,
+        the band pairs again with a new code (Band.run)."""
+        d, since = self.day, time.monotonic()
+        old = self.band.token
+        with d.rig.client("console-1", timeout=10) as console:
+            r = console.delete(f"/v1/paired/{BAND}")
+        if not self._check(r.status_code == 200, "the console unpairs band-1", 200, f"{r.status_code}: {r.text[:200]}",
+                           since):
+            return
+        self.band.token = None
+        with httpx.Client(base_url=d.rig.agent.url, timeout=10, verify=d.rig.tls.context(),
+                          headers={"Authorization": f"Bearer {old}"}) as stale:
+            r = stale.get("/v1/assist")
+        self._check(r.status_code == 401, "band-1's token is refused once it is unpaired", 401,
+                    f"{r.status_code}: {r.text[:200]}", since)
+        d.ledger.did("wristband unpairings")
+
     def _unanswered(self) -> list[dict]:
         try:
             h = self.anon.get("/v1/health").json()
@@ -269,6 +324,7 @@ class OffDuty(threading.Thread):
             if not self._check(answer.get("on_duty") == 0, "a call with the band off duty answers on_duty 0", 0,
                                answer.get("on_duty", answer), asked):
                 return
+            self._unpair()
             assist_id = answer["assist_id"]
             log(d).asked(Call(assist_id, LONELY_KIOSK, asked, 0, d.rig.incarnation, off_duty_check=True))
             started = time.monotonic()

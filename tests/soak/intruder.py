@@ -186,9 +186,10 @@ def intruder(day: Day, hold: float) -> None:
 
 
 def no_secret_in_logs(day: Day) -> None:
-    """At the end of the day: no client token and no console token in any process's log of the run dir
+    """At the end of the day: no client token, no paired device's token or pairing code and no console token in
+    any process's log of the run dir
     (the agents', the hub's, the broker's), whatever the clients sent and however (row ``HOSTILE``)."""
-    secrets = dict(TOKENS) | {"hub console": HUB_CONSOLE_TOKEN}
+    secrets = dict(TOKENS) | {"hub console": HUB_CONSOLE_TOKEN} | dict(getattr(day, "paired_secrets", {}))
     found = []
     for path in sorted(day.rig.run_dir.rglob("*.log")):
         text = path.read_text(errors="replace")

@@ -55,12 +55,12 @@ ROOT_RUN = Path(__file__).resolve().parents[2] / ".run" / "soak"
 STORE = "store-soak"
 KIOSKS = ("kiosk-1", "kiosk-2")
 # One token per api client; the agent's config holds only their hashes.
-# band-1 is an associate's wristband; kiosk-3, a kiosk without devices, calls for help while nobody is on duty.
+# kiosk-3, a kiosk without devices, calls for help while nobody is on duty. band-1, an associate's wristband, is
+# no client here: it pairs with a one-time code (soak/assist.py).
 TOKENS = {"kiosk-1": "soak-kiosk-1", "kiosk-2": "soak-kiosk-2", "pad-1": "soak-associate",
-          "console-1": "soak-console", "admin": "soak-admin", "mirror-1": "soak-mirror", "band-1": "soak-band",
-          "kiosk-3": "soak-kiosk-3"}
+          "console-1": "soak-console", "admin": "soak-admin", "mirror-1": "soak-mirror", "kiosk-3": "soak-kiosk-3"}
 ROLES = {"kiosk-1": "kiosk", "kiosk-2": "kiosk", "pad-1": "associate", "console-1": "console", "admin": "admin",
-         "mirror-1": "mirror", "band-1": "associate", "kiosk-3": "kiosk"}
+         "mirror-1": "mirror", "kiosk-3": "kiosk"}
 HUB_CONSOLE_TOKEN = "soak-hub-console"
 URL_TEMPLATE = "https://shop.example.com/p/{sku}"
 FILE_MODEL = "m2-2.9-bwr"
