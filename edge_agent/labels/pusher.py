@@ -80,6 +80,7 @@ class DevicePusher:
         self.backoff = Backoff(initial=0.25, cap=max(0.5, min(30.0, cfg.poll_interval)))
         self.pending: dict[str, Job] = {}
         self.inflight: set[str] = set()
+        self._forced_inflight: set[str] = set()  # labels being pushed by a forced job
         self.failures = 0  # pushes in a row that failed after their retries
         self.online = asyncio.Event()
         self._wake = asyncio.Event()
@@ -118,6 +119,11 @@ class DevicePusher:
             self.pending[job.mac] = job
         self._wake.set()
 
+    def forced(self, mac: str) -> bool:
+        """Whether a forced push of ``mac`` (a re-push, a refresh) is queued or under way."""
+        job = self.pending.get(mac)
+        return (job is not None and job.force) or mac in self._forced_inflight
+
     @property
     def busy(self) -> int:
         """Labels queued or being pushed."""
@@ -140,6 +146,8 @@ class DevicePusher:
                 await self._wake.wait()
                 continue
             self.inflight.add(job.mac)
+            if job.force:
+                self._forced_inflight.add(job.mac)
             try:
                 await self._run(job)
             except asyncio.CancelledError:
@@ -149,6 +157,7 @@ class DevicePusher:
                 self.service.push_failed(job.mac, f"internal error: {type(err).__name__}: {err}")
             finally:
                 self.inflight.discard(job.mac)
+                self._forced_inflight.discard(job.mac)
                 if job.mac in self.pending:
                     self._wake.set()
 

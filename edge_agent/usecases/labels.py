@@ -12,8 +12,14 @@ store, where the service's next batch would write the old binding back.
 
 ``repush`` writes nothing: it draws and pushes the label again now, even if
 the agent believes it already shows the right thing (an associate at the
-shelf sees a blank or wrong label). The label's push queue keeps one job per
-label, so asking a hundred times pushes it once or twice, not a hundred.
+shelf sees a blank or wrong label). A re-push is not a way to flood the
+access point (``RepushGuard``): a label re-pushed less than
+``REPUSH_COOLDOWN_S`` ago, or whose forced push is still queued or under way,
+is not queued again (``Repushed.repush`` says "cooldown" or
+"already_pushing", with the seconds left); and one client may ask
+``REPUSHES_PER_MIN`` times a minute, then RepushTooMany (with
+``retry_after``). The cooldown and the counts live in memory, per label
+service.
 
 The rules (which device and model, what a re-bound label keeps, what a zone
 is) and the errors are edge_agent/labels/bindings.py's: BindNotFound (no such
@@ -24,9 +30,14 @@ be), BindConflict (no label device in this store).
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from edge_agent.errors import TooMany
 from edge_agent.labels import bindings
 from edge_agent.labels.table import Label, params, save
 from edge_agent.scans import lookup_scanned
@@ -38,6 +49,77 @@ if TYPE_CHECKING:
 
 BOUND = "label.bound"
 UNBOUND = "label.unbound"
+REPUSH_COOLDOWN_S = 30.0  # a label re-pushed is not queued again by a re-push for this long
+REPUSHES_PER_MIN = 30  # re-pushes one client may ask for in a minute
+CLIENTS_KEPT = 1000  # clients whose re-pushes are counted; the oldest go first
+QUEUED, ALREADY_PUSHING, COOLDOWN = "queued", "already_pushing", "cooldown"
+
+
+class RepushTooMany(TooMany):
+    """A client asked for more than ``REPUSHES_PER_MIN`` re-pushes this minute."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Repushed(NamedTuple):
+    """A re-push's answer: the label, whether it was queued (or why not), and when to ask again."""
+
+    label: Label
+    repush: str  # QUEUED, ALREADY_PUSHING or COOLDOWN
+    retry_after: int | None  # seconds until a re-push queues it again (not QUEUED)
+
+
+class RepushGuard:
+    """Per label, when it was last queued by a re-push; per client, its re-pushes of the last minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, cooldown_s: float = REPUSH_COOLDOWN_S,
+                 per_minute: int = REPUSHES_PER_MIN, kept: int = CLIENTS_KEPT):
+        self.clock, self.cooldown_s, self.per_minute, self._kept = clock, cooldown_s, per_minute, kept
+        self._queued_at: dict[str, float] = {}  # mac -> when a re-push last queued it
+        self._calls: OrderedDict[str, deque[float]] = OrderedDict()  # client -> its re-pushes this minute
+
+    def admit(self, client: str) -> None:
+        """Count a re-push of ``client``; RepushTooMany past ``per_minute`` a minute (not counted then)."""
+        now = self.clock()
+        calls = self._calls.pop(client, None) or deque()
+        while calls and calls[0] <= now - 60:
+            calls.popleft()
+        self._calls[client] = calls
+        while len(self._calls) > self._kept:
+            self._calls.popitem(last=False)
+        if len(calls) >= self.per_minute:
+            wait = max(1, math.ceil(calls[0] + 60 - now))
+            raise RepushTooMany(f"more than {self.per_minute} label re-pushes in a minute; try again in {wait} s",
+                                wait)
+        calls.append(now)
+
+    def left(self, mac: str) -> int | None:
+        """Seconds of ``mac``'s cooldown left, or None when a re-push may queue it."""
+        at = self._queued_at.get(mac)
+        if at is None:
+            return None
+        left = at + self.cooldown_s - self.clock()
+        return math.ceil(left) if left > 0 else None
+
+    def queued(self, mac: str) -> None:
+        """A re-push queued ``mac`` now; cooldowns that ran out are forgotten."""
+        now = self.clock()
+        if len(self._queued_at) > 1000:
+            self._queued_at = {m: t for m, t in self._queued_at.items() if t + self.cooldown_s > now}
+        self._queued_at[mac] = now
+
+
+_GUARDS: "weakref.WeakKeyDictionary[LabelService, RepushGuard]" = weakref.WeakKeyDictionary()
+
+
+def repush_guard(labels: "LabelService") -> RepushGuard:
+    """The re-push guard of ``labels`` (made at its first re-push)."""
+    guard = _GUARDS.get(labels)
+    if guard is None:
+        guard = _GUARDS[labels] = RepushGuard()
+    return guard
 
 
 class _Keep:
@@ -109,14 +191,30 @@ async def unbind(labels: "LabelService", label: str) -> Label:
     return bindings.find(labels, found.mac)
 
 
-async def repush(labels: "LabelService", label: str) -> Label:
-    """Draw and push label ``label`` again now, ahead of any bulk update, changed or not.
+async def repush(labels: "LabelService", label: str, client: str = "") -> Label:
+    """``repush_label``'s label alone."""
+    return (await repush_label(labels, label, client)).label
 
-    Raises bindings.BindNotFound (no such label).
+
+async def repush_label(labels: "LabelService", label: str, client: str = "") -> Repushed:
+    """Draw and push label ``label`` again now, ahead of any bulk update, changed or not: unless it was
+    re-pushed less than ``REPUSH_COOLDOWN_S`` ago (COOLDOWN) or its forced push is queued or under way
+    (ALREADY_PUSHING). ``client`` names who asks ("": every caller that does not name itself, together).
+
+    Raises RepushTooMany (past ``REPUSHES_PER_MIN`` a minute for ``client``), bindings.BindNotFound.
     """
+    guard = repush_guard(labels)
+    guard.admit(client)
     found = bindings.find(labels, label)
+    pusher = labels._pushers.get(found.device)  # noqa: SLF001 - the label's device's queue, read only
+    if pusher is not None and pusher.forced(found.mac):
+        return Repushed(found, ALREADY_PUSHING, guard.left(found.mac) or 1)
+    left = guard.left(found.mac)
+    if left is not None:
+        return Repushed(found, COOLDOWN, left)
+    guard.queued(found.mac)  # before the await: a re-push asked meanwhile finds the cooldown
     await _settled(labels.push_soon({found.mac}, force=True))
-    return bindings.find(labels, found.mac)
+    return Repushed(bindings.find(labels, found.mac), QUEUED, None)
 
 
 def _event(label: Label, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 // Product check: a code scanned or typed, GET /v1/products/{code} (the price the checkout charges now,
 // with its promotion, rating, reviews, store and online stock) and GET /v1/labels?sku= (what each shelf
 // label shows, right or wrong), with "Re-push label" (POST /v1/labels/{mac}/push) for one that is wrong.
+// A label re-pushed less than half a minute ago, or still being pushed, is not pushed again: the answer's
+// "repush" ("queued", "already_pushing", "cooldown") and "retry_after" are said in words (repushWords).
 
 import { ApiError, get, post } from './api.js';
 import { $, ago, busy, el, money, say } from './ui.js';
@@ -39,6 +41,19 @@ function renderProduct(p) {
   $('product').hidden = false;
 }
 
+/** What a re-push's answer means for the associate at the shelf. */
+export function repushWords(mac, answer) {
+  const wait = Number(answer?.retry_after) || 0;
+  const again = wait ? ` You can push it again in ${wait} s.` : '';
+  if (answer?.repush === 'cooldown') {
+    return { text: `Label ${mac} was pushed again moments ago: give it a minute to show the new picture.${again}`, tone: 'ok' };
+  }
+  if (answer?.repush === 'already_pushing') {
+    return { text: `Label ${mac} is being pushed already: it shows the new picture within a minute.${again}`, tone: 'ok' };
+  }
+  return { text: `Label ${mac} pushed again: it shows the new picture within a minute.`, tone: 'ok' };
+}
+
 function labelCard(l) {
   const right = l.compliant;
   const li = el('li', { class: `card label ${right ? 'right' : 'wrong'}`, 'data-label': l.mac },
@@ -52,10 +67,12 @@ function labelCard(l) {
       l.last_seen ? `seen ${ago(l.last_seen)}` : null].filter(Boolean).join(' · ')));
   const push = el('button', { type: 'button', class: right ? 'big' : 'primary big' }, 'Re-push label');
   push.addEventListener('click', busy(push, async () => {
-    await post(`/v1/labels/${encodeURIComponent(l.mac)}/push`);
-    say('product-msg', `Label ${l.mac} pushed again: it shows the new picture within a minute.`, 'ok');
+    const words = repushWords(l.mac, await post(`/v1/labels/${encodeURIComponent(l.mac)}/push`));
+    say('product-msg', words.text, words.tone);
     follow(l.mac, current?.sku);
-  }, (err) => say('product-msg', `Not pushed: ${err.message}`, 'error')));
+  }, (err) => say('product-msg', err instanceof ApiError && err.status === 429
+    ? `Not pushed: too many re-pushes from this PAD; try again in ${err.retryAfter || 60} s.`
+    : `Not pushed: ${err.message}`, 'error')));
   li.append(push);
   return li;
 }

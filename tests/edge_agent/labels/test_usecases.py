@@ -155,6 +155,78 @@ def test_repush_sends_the_same_picture_again(tmp_path, ap):
     run(scenario())
 
 
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_hundred_repushes_upload_a_label_at_most_twice(tmp_path, ap):
+    """Each re-push waits until the one before has been pushed, the worst case for the access point: the
+    cooldown, not the queue, holds the uploads."""
+    async def scenario():
+        async with LabelRig(tmp_path, [oepl_device(ap.url, [{"mac": C, "sku": "MILK"}])],
+                            [item("MILK", "12.80")]) as rig:
+            await rig.until(lambda: confirmed(rig, C))
+            clock = Ticks()
+            flows.repush_guard(rig.service).clock = clock
+            pusher = rig.service._pushers["labels-1"]
+            answers = []
+            for i in range(100):
+                answers.append(await flows.repush_label(rig.service, C, client=f"pad-{i % 10}"))
+                await rig.until(lambda: not pusher.forced(C), what="the re-push done")
+                clock.now += 0.1  # 10 s in all
+            assert answers[0].repush == "queued" and answers[0].retry_after is None
+            assert {a.repush for a in answers[1:]} == {"cooldown"}
+            assert answers[1].retry_after == 30 and answers[-1].retry_after == 21
+            assert len(uploads(ap, C)) == 2
+            clock.now += 20  # 30 s after the re-push that queued it
+            assert (await flows.repush_label(rig.service, C, client="pad-0")).repush == "queued"
+            await rig.until(lambda: len(uploads(ap, C)) == 3, what="the label pushed after its cooldown")
+
+    run(scenario(), timeout=120)
+
+
+def test_a_repush_while_a_forced_push_is_queued_queues_nothing(tmp_path, ap):
+    async def scenario():
+        async with LabelRig(tmp_path, [oepl_device(ap.url, [{"mac": C, "sku": "MILK"}])],
+                            [item("MILK", "12.80")]) as rig:
+            await rig.until(lambda: confirmed(rig, C))
+            pusher = rig.service._pushers["labels-1"]
+            pusher.set_online(False)  # the access point is down: the forced push waits in the queue
+            first, again = await asyncio.gather(flows.repush_label(rig.service, C), flows.repush_label(rig.service, C))
+            assert first.repush == "queued" and again.repush in ("cooldown", "already_pushing")
+            flows.repush_guard(rig.service).clock = lambda: time.monotonic() + 60  # cooldown over, still queued
+            later = await flows.repush_label(rig.service, C)
+            assert later.repush == "already_pushing" and later.retry_after == 1
+            pusher.set_online(True)
+            await rig.until(lambda: len(uploads(ap, C)) == 2, what="the one forced push")
+
+    run(scenario())
+
+
+def test_one_client_may_ask_thirty_repushes_a_minute():
+    clock = Ticks()
+    guard = flows.RepushGuard(clock=clock)
+    for _ in range(30):
+        guard.admit("pad-anna")
+        clock.now += 1
+    with pytest.raises(flows.RepushTooMany) as refused:
+        guard.admit("pad-anna")
+    assert refused.value.retry_after == 30 and "30 label re-pushes in a minute" in str(refused.value)
+    guard.admit("pad-ben")  # another client is not held
+    clock.now += 30
+    guard.admit("pad-anna")
+    guard = flows.RepushGuard(clock=clock, kept=5)
+    for i in range(50):
+        guard.admit(f"pad-{i}")
+    assert len(guard._calls) == 5
+
+
 def test_repush_of_a_file_label_rewrites_its_png(tmp_path):
     folder = tmp_path / "labels"
 
