@@ -25,10 +25,16 @@ added, written to the data dir. The banner names the CA file to trust.
 
 The banner also carries a fresh pairing code for an associate's PAD,
 ``pad-demo-<n>`` (edge_agent/pairing.py; written to the store before the
-agent starts), with its URL and a QR drawn in the terminal, and says how a
-phone on the same Wi-Fi reaches the store: the API must listen on every
-address (``EDGE_API_LISTEN=0.0.0.0:8443``), and then the URL and the demo's
-certificate name this PC's LAN address.
+agent starts), valid until a time in the store's zone, with its URL and a QR
+drawn in the terminal and written to ``pair-qr.png`` in the data dir
+(edge_agent/demo_phone.py), and says how a phone on the same Wi-Fi reaches
+the store: the API must listen on every address
+(``EDGE_API_LISTEN=0.0.0.0:8443``), and then the URL and the demo's
+certificate name this PC's LAN address, the demo serves its CA's certificate
+on plain HTTP for the phone to install (the port after the API's, or a free
+one), and the banner gives its SHA-256 fingerprint and how to trust it. The
+commands and pages the banner gives for this PC dial 127.0.0.1, which the
+certificate names, never 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import TypeAdapter
@@ -51,7 +58,7 @@ from drivers.base import DemoEmulator, DemoSite
 from drivers.registry import drivers
 from drivers.scanner.demo import scan_every
 from edge_agent import catalog, config, pairing
-from edge_agent.cli import terminal_qr
+from edge_agent.demo_phone import CaServer, ca_der, fingerprint, terminal_qr, write_qr_png
 from edge_agent.demo_tls import EVERY_ADDRESS, DemoTls, ensure_tls, lan_address
 from edge_agent.store import Store
 from edge_core.config_types import HostPort
@@ -91,12 +98,28 @@ async def _pairing_code(data_dir: Path, cfg: config.AgentConfig) -> pairing.Code
 
 
 @dataclass(frozen=True)
+class PhoneCa:
+    """The demo CA as a phone gets it: the plain-HTTP URL of its certificate and its SHA-256 fingerprint."""
+
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PadPairing:
-    """What the banner says about pairing a PAD: the code, its URL, and the LAN address when the API is on it."""
+    """What the banner says about pairing a PAD: the code, its URL, and the LAN address when the API is on it;
+    ``qr_png``, the QR's image file; ``ca``, where a phone gets the demo CA (on the LAN, when the demo made it)."""
 
     code: pairing.Code
     url: str
     lan: str | None
+    qr_png: Path | None = None
+    ca: PhoneCa | None = None
+
+
+def dial(listen: HostPort) -> HostPort:
+    """Where a client on this PC reaches an API listening at ``listen``: 127.0.0.1 for every address."""
+    return HostPort(host="127.0.0.1", port=listen.port) if listen.host in EVERY_ADDRESS else listen
 
 
 def pad_pairing(cfg: config.AgentConfig, code: pairing.Code, lan: str | None) -> PadPairing:
@@ -286,6 +309,17 @@ def _with_tls(config_path: Path, made: DemoTls, data_dir: Path) -> Path:
     return out
 
 
+async def _ca_server(cfg: config.AgentConfig, trust: Path, hub_http: HostPort) -> CaServer:
+    """The demo CA's certificate on plain HTTP on the API's address: the port after the API's if nothing wants
+    it, else a free one; started."""
+    taken = {cfg.api.listen.port, hub_http.port, *_emulated_ports(cfg)}
+    port = cfg.api.listen.port + 1
+    wanted = HostPort(host=cfg.api.listen.host, port=port)
+    server = CaServer(ca_der(trust), cfg.api.listen.host, port if port not in taken and _port_free(wanted) else 0)
+    await server.start()
+    return server
+
+
 async def main(config_path: Path, data_dir: Path) -> int:
     """Run the demo store until interrupted."""
     try:
@@ -313,6 +347,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         agent_config, trust = _with_tls(config_path, made, data_dir), made.ca
         cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tls": made.api_tls()})})
     pad = pad_pairing(cfg, await _pairing_code(data_dir, cfg), lan)
+    pad = PadPairing(pad.code, pad.url, pad.lan, write_qr_png(pad.url, data_dir / "pair-qr.png"))
     stop = asyncio.Event()
     stopped_by: list[str] = []
     loop = asyncio.get_running_loop()
@@ -320,6 +355,7 @@ async def main(config_path: Path, data_dir: Path) -> int:
         loop.add_signal_handler(sig, lambda name=name: (stopped_by.append(name), stop.set()))
 
     emulators: list[DemoEmulator] = []
+    ca_server: CaServer | None = None
     broker: LocalMosquitto | None = None
     hub: asyncio.subprocess.Process | None = None
     proc: asyncio.subprocess.Process | None = None
@@ -332,6 +368,12 @@ async def main(config_path: Path, data_dir: Path) -> int:
     try:
         # The emulators first: a port another program holds stops the demo before anything else started.
         await _emulators(cfg, workdir, data_dir, emulators)
+        if trust is not None and pad.lan is not None:
+            # A phone must trust the demo's CA before the PAD's camera works: the certificate at a plain URL.
+            ca_server = await _ca_server(cfg, trust, hub_http)
+            pad = PadPairing(pad.code, pad.url, pad.lan, pad.qr_png,
+                             PhoneCa(f"http://{pad.lan}:{ca_server.port}{CaServer.PATH}",
+                                     fingerprint(ca_server.der)))
         env = {**os.environ, "NOTIFY_SOCKET": notify_path}
         if no_hub is None:
             broker = LocalMosquitto(data_dir / "broker")  # kept first: stopped by its PID below even if it hangs
@@ -380,6 +422,8 @@ async def main(config_path: Path, data_dir: Path) -> int:
             broker.stop()
         for emu in emulators:
             await emu.stop()
+        if ca_server is not None:
+            await ca_server.stop()
         sock.close()
         os.unlink(notify_path)
         os.rmdir(sockdir)
@@ -396,8 +440,9 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
     ``no_hub`` says why there is no hub (``why_no_hub``), and then ``hub_url`` is None;
     ``pad`` is a pairing code for a PAD, with its URL."""
     secure = cfg.api.tls is not None
-    base = f"{'https' if secure else 'http'}://{cfg.api.listen}"
-    ws = f"{'wss' if secure else 'ws'}://{cfg.api.listen}"
+    here = dial(cfg.api.listen)  # commands and pages on this PC: an address the certificate names
+    base = f"{'https' if secure else 'http'}://{here}"
+    ws = f"{'wss' if secure else 'ws'}://{here}"
     curl = f"curl --cacert {trust}" if trust is not None else "curl"
     cafile = f" --cafile {trust}" if trust is not None else ""
     return (
@@ -427,23 +472,38 @@ def banner(cfg: config.AgentConfig, products: int, data_dir: Path, workdir: Path
     )
 
 
+ANDROID_CA = "Settings > Security > Encryption & credentials > Install a certificate > CA certificate"
+IOS_CA = ("open the file, install the profile, then Settings > General > About > Certificate Trust Settings, "
+          "turn on full trust")
+
+
 def _pad_lines(cfg: config.AgentConfig, pad: PadPairing, trust: Path | None) -> str:
-    """The banner's lines on pairing a PAD: the code and its QR, and how a phone reaches the store."""
+    """The banner's lines on pairing a PAD: the code, how a phone reaches the store, and the QR."""
     code = pad.code
-    until = code.expires_at.astimezone().strftime("%H:%M")
-    lines = (f"  Pair a PAD    {code.name}: code {code.code} (one use, until {until}; edge-agent pair makes another)\n"
-             f"                {pad.url} (a phone's camera opens it; or type the code at /pad)\n"
-             + terminal_qr(pad.url))
+    zone = cfg.store.timezone
+    until = code.expires_at.astimezone(ZoneInfo(zone)).strftime("%H:%M")
     port = cfg.api.listen.port
-    if cfg.api.listen.host not in EVERY_ADDRESS:
-        return lines + (f"  From a phone  the API listens on {cfg.api.listen.host} only; for a phone on this Wi-Fi: "
-                        f"EDGE_API_LISTEN=0.0.0.0:{port} make run (the demo's tokens are public: a network you "
-                        "trust)\n")
-    where = f"https://{pad.lan}:{port}/pad" if pad.lan else f"https://THIS-PC'S-ADDRESS:{port}/pad"
-    ca = trust or "the CA of api.tls"
-    return lines + (f"  From a phone  on this Wi-Fi: {where}; a camera needs HTTPS, and the phone warns about the "
-                    f"demo's certificate until {ca} is installed on it as a CA certificate (the demo's tokens are "
-                    "public: a network you trust)\n")
+    lan = cfg.api.listen.host in EVERY_ADDRESS
+    opens = "a phone's camera opens it" if lan and pad.lan else "opens in a browser on this PC"
+    lines = (f"  Pair a PAD    {code.name}: code {code.code} (one use, until {until} {zone}; edge-agent pair makes "
+             "another)\n"
+             f"                {pad.url} ({opens}; or type the code at /pad)\n")
+    if not lan:
+        lines += (f"  From a phone  the API listens on {cfg.api.listen.host} only; for a phone on this Wi-Fi: "
+                  f"EDGE_API_LISTEN=0.0.0.0:{port} make run (the demo's tokens are public: a network you trust)\n")
+    else:
+        where = f"https://{pad.lan}:{port}/pad" if pad.lan else f"https://THIS-PC'S-ADDRESS:{port}/pad"
+        lines += (f"  From a phone  on this Wi-Fi: {where} (the demo's tokens are public: a network you trust); "
+                  "a camera needs HTTPS: trust the demo's CA on the phone first\n")
+        if pad.ca is not None:
+            lines += (f"  Phone CA      {pad.ca.url} (open it on the phone; SHA-256 {pad.ca.sha256})\n"
+                      f"                Android: {ANDROID_CA}; iOS: {IOS_CA}\n")
+        else:
+            lines += f"  Phone CA      install {trust or 'the CA of api.tls'} on the phone as a CA certificate\n"
+    lines += terminal_qr(pad.url)
+    if pad.qr_png is not None:
+        lines += f"  QR image      {pad.qr_png}\n"
+    return lines
 
 
 def _hub_lines(cfg: config.AgentConfig, data_dir: Path, hub_url: str, hub_http: HostPort) -> str:

@@ -100,7 +100,9 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         assert code is not None, banner
         url = f"https://127.0.0.1:{port}/pad#pair={code.group(1)}"
         assert url in banner
-        assert _read_terminal_qr([ln for ln in banner.splitlines() if ln.startswith(("█", "▀"))]) == url
+        assert _read_terminal_qr(_qr_lines(banner)) == url
+        assert f"  QR image      {tmp_path / 'data' / 'pair-qr.png'}" in banner
+        assert "until " in banner and " Asia/Shanghai; edge-agent pair makes another" in banner
         assert f"EDGE_API_LISTEN=0.0.0.0:{port} make run" in banner
         paired = api.post("/v1/pair", json={"code": code.group(1)})
         assert paired.status_code == 201 and paired.json()["name"] == "pad-demo-1", paired.text
@@ -292,39 +294,83 @@ def test_the_demo_says_how_to_get_mosquitto_when_it_is_not_installed(monkeypatch
     assert "edge-hub" not in text
 
 
-def _read_terminal_qr(lines: list[str]) -> str:
-    """The text of a QR code drawn in half blocks, as a terminal with light text on dark shows it."""
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+TERMINALS = {"dark": (255, 0), "light": (0, 255)}  # a terminal's own text and ground: light on dark, dark on light
+
+
+def _qr_lines(text: str) -> list[str]:
+    """The lines of a banner that draw its QR code (they set their own colours)."""
+    return [ln for ln in text.splitlines() if ln.startswith("\x1b[")]
+
+
+def _read_terminal_qr(lines: list[str], terminal: str = "dark") -> str:
+    """The text of a QR code drawn in half blocks, as a terminal with the given default colours shows it: an
+    escape sequence's colours where it sets them, the terminal's own elsewhere (around the code too)."""
     cv2 = pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR code back")
     np = pytest.importorskip("numpy")
-    modules = np.zeros((2 * len(lines), max(map(len, lines))), np.uint8)
-    for y, line in enumerate(lines):
-        for x, char in enumerate(line):
-            modules[2 * y, x] = 255 if char in "█▀" else 0
-            modules[2 * y + 1, x] = 255 if char in "█▄" else 0
-    image = cv2.resize(np.pad(modules, 4, constant_values=255), None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
+    text_colour, ground = TERMINALS[terminal]
+    cells: list[list[tuple[int, int]]] = []
+    for line in lines:
+        fg, bg, row, pos = text_colour, ground, [], 0
+        for match in [*_SGR.finditer(line), None]:
+            chunk = line[pos:match.start() if match else len(line)]
+            row += [(fg if ch in "█▀" else bg, fg if ch in "█▄" else bg) for ch in chunk]
+            if match is None:
+                break
+            pos = match.end()
+            for param in (match.group(1) or "0").split(";"):
+                n = int(param or 0)
+                fg = {0: text_colour, 39: text_colour, 30: 0, 37: 255, 97: 255}.get(n, fg)
+                bg = {0: ground, 49: ground, 40: 0, 47: 255, 107: 255}.get(n, bg)
+        cells.append(row)
+    modules = np.full((2 * len(cells), max(map(len, cells))), ground, np.uint8)
+    for y, row in enumerate(cells):
+        for x, (top, bottom) in enumerate(row):
+            modules[2 * y, x], modules[2 * y + 1, x] = top, bottom
+    image = np.pad(modules, 4, constant_values=ground)
+    image = cv2.resize(image, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
     return cv2.QRCodeDetector().detectAndDecode(image)[0]
 
 
+def test_the_terminal_qr_reads_on_light_and_dark_terminals_and_as_a_png(tmp_path):
+    """Black modules on white with their quiet zone, whatever the terminal's colours; the same code as a PNG."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR code back")
+    from edge_agent.demo_phone import terminal_qr, write_qr_png
+
+    url = "https://192.168.1.23:8443/pad#pair=K7QP-M3XD"
+    lines = _qr_lines(terminal_qr(url))
+    assert lines and all(ln.startswith("\x1b[30;107m") and ln.endswith("\x1b[0m") for ln in lines)
+    assert _read_terminal_qr(lines, "dark") == url
+    assert _read_terminal_qr(lines, "light") == url
+    image = cv2.imread(str(write_qr_png(url, tmp_path / "pair-qr.png")))
+    assert cv2.QRCodeDetector().detectAndDecode(image)[0] == url
+
+
 def test_the_banner_pairs_a_pad_and_says_how_a_phone_reaches_the_store(monkeypatch):
-    """A fresh code for pad-demo-<n>, its URL and a terminal QR; on loopback, how to listen for a phone; on
-    every address, the URL on the LAN address, the camera's need for HTTPS and the CA to install."""
+    """A fresh code for pad-demo-<n> until a time in the store's zone, its URL and a terminal QR; on loopback, that
+    the URL opens on this PC and how to listen for a phone, before the QR; on every address, the URL on the LAN
+    address, the CA to trust at a plain URL with its fingerprint and how, and 127.0.0.1 for this PC's commands."""
     from datetime import datetime, timezone
 
     from edge_agent import config, demo, pairing
 
     monkeypatch.delenv("EDGE_API_LISTEN", raising=False)
     cfg = config.load(ROOT / "devices.yaml")
+    assert cfg.store.timezone == "Asia/Shanghai"
     code = pairing.Code("K7QP-M3XD", "pad-demo-2", (), datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc), 600)
     pad = demo.pad_pairing(cfg, code, None)
     assert pad.url == "http://127.0.0.1:8080/pad#pair=K7QP-M3XD"
     ca = ROOT / ".run" / "tls" / "ca.crt"
     text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, ca, "none", pad)
-    assert "  Pair a PAD    pad-demo-2: code K7QP-M3XD (one use, until " in text
-    assert "                http://127.0.0.1:8080/pad#pair=K7QP-M3XD (a phone's camera opens it" in text
-    qr = [ln for ln in text.splitlines() if ln.startswith(("█", "▀"))]
+    assert "  Pair a PAD    pad-demo-2: code K7QP-M3XD (one use, until 17:30 Asia/Shanghai; " in text
+    assert "                http://127.0.0.1:8080/pad#pair=K7QP-M3XD (opens in a browser on this PC; or type" in text
+    qr = _qr_lines(text)
     assert _read_terminal_qr(qr) == pad.url  # what a phone's camera reads off the terminal
-    assert "  From a phone  the API listens on 127.0.0.1 only; for a phone on this Wi-Fi: " \
-           "EDGE_API_LISTEN=0.0.0.0:8080 make run" in text
+    phone = "  From a phone  the API listens on 127.0.0.1 only; for a phone on this Wi-Fi: " \
+            "EDGE_API_LISTEN=0.0.0.0:8080 make run"
+    assert phone in text
+    assert text.index(phone) < text.index(qr[0])  # said before the QR, which only this PC can open
+    assert "Phone CA" not in text
     assert text.endswith("Press Ctrl-C to stop.")
 
     monkeypatch.setenv("EDGE_API_LISTEN", "0.0.0.0:8443")
@@ -333,10 +379,61 @@ def test_the_banner_pairs_a_pad_and_says_how_a_phone_reaches_the_store(monkeypat
     cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tls": tls})})
     pad = demo.pad_pairing(cfg, code, "192.168.1.23")
     assert pad.url == "https://192.168.1.23:8443/pad#pair=K7QP-M3XD"
+    sha = ":".join(["AB"] * 32)
+    pad = demo.PadPairing(pad.code, pad.url, pad.lan, ROOT / ".run" / "demo" / "pair-qr.png",
+                          demo.PhoneCa("http://192.168.1.23:8444/ca.crt", sha))
     text = demo.banner(cfg, 6, ROOT / ".run" / "demo", ROOT, [], None, demo.HUB_HTTP_DEFAULT, ca, "none", pad)
-    assert f"  From a phone  on this Wi-Fi: https://192.168.1.23:8443/pad; a camera needs HTTPS, and the phone warns " \
-           f"about the demo's certificate until {ca} is installed on it as a CA certificate" in text
+    assert "(a phone's camera opens it; or type the code at /pad)" in text
+    assert "  From a phone  on this Wi-Fi: https://192.168.1.23:8443/pad " in text
+    assert f"  Phone CA      http://192.168.1.23:8444/ca.crt (open it on the phone; SHA-256 {sha})" in text
+    assert "Android: Settings > Security > Encryption & credentials > Install a certificate > CA certificate; " \
+           "iOS: open the file, install the profile, then Settings > General > About > Certificate Trust " \
+           "Settings, turn on full trust" in text
+    assert text.index("Phone CA") < text.index(_qr_lines(text)[0])
+    assert f"  QR image      {ROOT / '.run' / 'demo' / 'pair-qr.png'}" in text
+    # This PC's commands and pages dial an address the certificate names, not 0.0.0.0.
+    assert "0.0.0.0:8443" not in text.replace("EDGE_API_LISTEN=0.0.0.0:8443", "")
+    for line in ("API docs      https://127.0.0.1:8443/docs", "/v1/health", "/v1/devices", "/v1/products/",
+                 "devices --url https://127.0.0.1:8443", "Mirror        https://127.0.0.1:8443/mirror",
+                 "Live feed     wss://127.0.0.1:8443/v1/events", "Store console https://127.0.0.1:8443/console"):
+        assert line in text
+    assert "curl --cacert " + str(ca) + " https://127.0.0.1:8443/v1/health" in text
     assert demo.pad_pairing(cfg, code, None).url == "https://127.0.0.1:8443/pad#pair=K7QP-M3XD"
+
+
+def test_the_demo_serves_its_ca_certificate_on_plain_http_and_nothing_else(tmp_path):
+    """GET /ca.crt gives the CA's DER (its fingerprint the banner's); another path, method or a flood of
+    header bytes gets a short 4xx; the key is never served."""
+    import asyncio
+
+    from edge_agent.demo_phone import CaServer, ca_der, fingerprint
+    from edge_agent.demo_tls import ensure_tls
+    from edge_core.config_types import HostPort
+
+    made = ensure_tls(tmp_path, HostPort(host="0.0.0.0", port=8443), "192.168.1.23")
+    der = ca_der(made.ca)
+
+    async def run() -> None:
+        server = CaServer(der, "127.0.0.1", 0)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+                got = await client.get("/ca.crt")
+                assert got.status_code == 200 and got.content == der
+                assert got.headers["content-type"] == "application/x-x509-ca-cert"
+                assert fingerprint(got.content) == fingerprint(der)
+                assert (await client.head("/ca.crt")).content == b""
+                assert (await client.get("/ca.key")).status_code == 404
+                assert (await client.get("/../ca.key")).status_code == 404
+                assert (await client.post("/ca.crt")).status_code == 405
+                assert (await client.get("/ca.crt", headers={"X-Junk": "x" * 8000})).status_code == 431
+        finally:
+            await server.stop()
+
+    asyncio.run(run())
+    openssl = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-fingerprint", "-sha256"],
+                             input=der, capture_output=True, check=True).stdout.decode()
+    assert openssl.strip().split("=", 1)[1] == fingerprint(der)
 
 
 def test_the_demo_certificate_names_the_lan_address_when_the_api_listens_on_every_address(tmp_path):
