@@ -328,6 +328,27 @@ class FleetConfig(_Model):
                     "that is not online sends the agent back to the last good version")
 
 
+class UpdatesConfig(_Model):
+    """The ``updates:`` section: how the agent takes a signed release the hub names (edge_agent/release.py)."""
+
+    public_key_file: Path | None = Field(
+        default=None,
+        description="the ed25519 public key (PEM) release bundles are signed with (edge-hub release keygen); "
+                    "without it every release is refused")
+    releases_dir: Path = Field(
+        default=Path("/opt/edge-agent/releases"),
+        description="where each release is installed, one folder per version with its venv")
+    current_link: Path = Field(
+        default=Path("/opt/edge-agent/current"),
+        description="the symbolic link to the release in force; the unit's ExecStart runs the agent through it")
+    healthy_after_s: float = Field(
+        default=120, ge=0.1, le=86_400,
+        description="seconds the health of a release just switched to must stay ok before it counts as healthy")
+    max_bundle_mb: float = Field(
+        default=500, gt=0, le=100_000,
+        description="the largest bundle (all its wheels) the agent downloads, in MB")
+
+
 class AgentConfig(_Model):
     """The whole devices.yaml, validated."""
 
@@ -341,6 +362,7 @@ class AgentConfig(_Model):
     privacy: PrivacyConfig = PrivacyConfig()
     assist: AssistConfig = AssistConfig()
     fleet: FleetConfig = FleetConfig()
+    updates: UpdatesConfig = UpdatesConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -490,7 +512,8 @@ def parse(text: str, filename: str = "devices.yaml", environ: Mapping[str, str] 
         what = "a list" if isinstance(data, list) else f"just {data!r}"
         raise ConfigError([f"{filename}:{lines.get((), 1)}: the file is {what}, not a mapping; "
                            "write store:, hub:, api: and devices: at the left margin"])
-    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy", "assist", "fleet"):  # a section with every key commented out means the defaults
+    for section in ("store", "hub", "api", "loyalty", "stock", "sessions", "health", "privacy", "assist", "fleet",
+                    "updates"):  # a section with every key commented out means the defaults
         if section in data and data[section] is None:
             data[section] = {}
     if isinstance(data.get("api"), dict) and "clients" in data["api"] and data["api"]["clients"] is None:
