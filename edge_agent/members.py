@@ -15,7 +15,14 @@ A member arrives when the hub says so, or when a member QR (``RM1:``) is
 scanned, at a kiosk or at the entrance (any scanner). Associates (and
 admins) then get ``member.arrived`` on the feed: tier, tags, the points
 available here, and the recent online interests with each product's
-name, price and store stock. A kiosk only hears that its own session got
+name, price and store stock.
+
+A card's points, three ways (edge_agent/loyalty.py ``Balance``): ``points``,
+what may be redeemed here now (the hub's card less what this store used of
+it); ``points_balance``, the balance every document the member gets prints
+(receipts, return slips: that, plus what sales here earned since the card);
+``points_pending``, that last part, which the hub has not put on a card
+yet. A card without a whole number of points has none of them. A kiosk only hears that its own session got
 the member (``member.attached``); the console sees no member events.
 """
 
@@ -29,7 +36,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from edge_agent import catalog
+from edge_agent import catalog, loyalty
 from edge_agent.bus import EventBus
 from edge_agent.errors import StoreClosed, StoreError
 from edge_agent.store import Store, Tx, keys
@@ -66,7 +73,7 @@ def store_cards(tx: Tx, cards: list[MemberCard], ttl: float, now: datetime) -> N
 
 def card_view(conn: sqlite3.Connection, member_id: str, now: datetime) -> dict[str, Any]:
     """The member as associates see them: the card with points available here and interests with stock."""
-    row = conn.execute("SELECT card, used_points, expires_at FROM members WHERE member_id = ? "
+    row = conn.execute("SELECT card, used_points, expires_at, earned_points FROM members WHERE member_id = ? "
                        "AND (expires_at IS NULL OR expires_at > ?)", (member_id, now.isoformat())).fetchone()
     if row is None:
         return {"member_id": member_id, "known": False, "tier": None, "tags": [], "points": None,
@@ -81,8 +88,13 @@ def card_view(conn: sqlite3.Connection, member_id: str, now: datetime) -> dict[s
                           "price": str(p.unit_price(now)) if p else None,
                           "stock_store": p.stock_store if p else None, "stock_online": p.stock_online if p else None})
     points = card.get("points")
+    if not isinstance(points, int) or isinstance(points, bool):
+        return {"member_id": member_id, "known": True, "tier": card.get("tier"), "tags": card.get("tags", []),
+                "points": None, "points_balance": None, "points_pending": None,
+                "interests": interests, "expires_at": row[2]}
+    balance = loyalty.Balance(points, row[1], row[3])
     return {"member_id": member_id, "known": True, "tier": card.get("tier"), "tags": card.get("tags", []),
-            "points": max(0, points - row[1]) if isinstance(points, int) else None,
+            "points": balance.available, "points_balance": balance.total, "points_pending": balance.earned,
             "interests": interests, "expires_at": row[2]}
 
 

@@ -16,7 +16,13 @@ then: every byte of a sale counts offline). Points earned follow the
 ``loyalty:`` rule on the money paid.
 
 ``lookup`` reads a sale back for a return: each line with what earlier
-returns took (``returned``) and what is left (``returnable``).
+returns took (``returned``), what is left (``returnable``) and what
+returning one unit of it now gives back, computed as edge_agent/returns.py
+computes a refund (the share of what was paid in money, after points, and
+of the points redeemed and earned, cumulative over the sale's returns):
+``refund_unit`` (money), ``points_restored_unit`` (redeemed points back to
+the card) and ``points_reversed_unit`` (earned points taken back); null
+when nothing is left to return.
 """
 
 from __future__ import annotations
@@ -247,6 +253,24 @@ def _redeem(tx: Tx, sale: SaleIn, total: Decimal, currency: str, rule: LoyaltyCo
     return value
 
 
+def _one_back(event: dict[str, Any], whole: Decimal, before: Decimal, price: Decimal | None) -> dict[str, Any]:
+    """What returning one unit priced ``price`` gives back now (nulls when ``price`` is None), as returns.py
+    computes it: shares of the sale's money paid and of its points, cumulative from ``before`` of ``whole``."""
+    if price is None:
+        return {"refund_unit": None, "points_restored_unit": None, "points_reversed_unit": None}
+    after = before + price
+    paid = Decimal(event["total"])
+
+    def points(total: int) -> int:
+        return (loyalty.floor_int(loyalty.share(total, after, whole))
+                - loyalty.floor_int(loyalty.share(total, before, whole)))
+
+    refund = loyalty.money(loyalty.share(paid, after, whole)) - loyalty.money(loyalty.share(paid, before, whole))
+    return {"refund_unit": str(refund.quantize(loyalty.CENT)),
+            "points_restored_unit": points(event.get("points_redeemed") or 0),
+            "points_reversed_unit": points(event.get("points_earned") or 0)}
+
+
 def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -> dict[str, Any]:
     """The sale ``sale_id`` for a return: its lines with ``returned`` and ``returnable``; SaleNotFound if none.
 
@@ -265,13 +289,19 @@ def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -
     for (body,) in conn.execute("SELECT body FROM returns WHERE sale_seq = ? AND state != 'rejected'", (seq,)):
         for line in codec.unpack(body)["event"]["lines"]:
             back[line["sku"]] += line["qty"]
+    # As returns.py prices a return: each SKU at its one price, shares of the whole before and with a return.
+    prices = {line["sku"]: Decimal(line["unit_price"]) for line in event["lines"]}
+    whole = sum((prices[line["sku"]] * line["qty"] for line in event["lines"]), Decimal(0))
+    before = sum((prices[sku] * qty for sku, qty in back.items() if sku in prices), Decimal(0))
     lines = []
     for line, name in zip(event["lines"], stored["names"], strict=True):
         returned = min(line["qty"], back[line["sku"]])
         back[line["sku"]] -= returned
+        returnable = line["qty"] - returned
         lines.append({"sku": line["sku"], "name": name, "qty": line["qty"], "unit_price": line["unit_price"],
                       "amount": _money(Decimal(line["unit_price"]) * line["qty"]), "returned": returned,
-                      "returnable": line["qty"] - returned})
+                      "returnable": returnable,
+                      **_one_back(event, whole, before, prices[line["sku"]] if returnable and whole > 0 else None)})
     return {"sale_id": event["sale_id"], "time": stored["created_at"], "total": event["total"],
             "currency": event["currency"], "payment": {"method": event["payment"]["method"]},
             "member_id": event.get("member_id"), "lines": lines}

@@ -82,7 +82,8 @@ def test_demo_store_starts_answers_and_stops_on_ctrl_c(tmp_path):
         assert "?token=" not in banner  # (the mirror's #token= is a fragment: it never leaves the browser)
         api = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
                            timeout=30)
-        assert "Demo store store-001 is up (6 products, 7 devices, data in " in banner
+        products = len(json.loads(DEMO_CATALOG.read_text()))
+        assert f"Demo store store-001 is up ({products} products, 7 devices, data in " in banner
         assert "Hub stores" in banner  # the demo brought up a broker and the reference hub
         hub_console = env["EDGE_DEMO_HUB_HTTP"]
         assert f"http://{hub_console}/" in banner
