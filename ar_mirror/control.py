@@ -21,7 +21,15 @@ MAX_LINE = 64 * 1024
 EXIT_MISSING = 3
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-Kind = Literal["lipstick", "eyeshadow", "blush", "glasses"]
+Kind = Literal["lipstick", "eyeshadow", "blush", "glasses", "top", "outerwear"]
+# Kinds drawn on the body (pose and person mask) rather than on the face.
+BODY_KINDS = frozenset({"top", "outerwear"})
+# The joints a garment picture names in its ``fit``: where each falls on the flat garment.
+JOINTS = ("shoulder_right", "shoulder_left", "hip_right", "hip_left", "elbow_right", "elbow_left",
+          "wrist_right", "wrist_left")
+Joint = Literal["shoulder_right", "shoulder_left", "hip_right", "hip_left", "elbow_right", "elbow_left",
+                "wrist_right", "wrist_left"]
+View = Literal["none", "face", "body"]
 Finish = Literal["matte", "satin", "gloss", "shimmer"]
 
 
@@ -30,7 +38,7 @@ class _Message(BaseModel):
 
 
 class Layer(_Message):
-    """One product drawn on the face: a shade for makeup, a frame for glasses."""
+    """One product drawn on the face (a shade for makeup, a frame for glasses) or the body (a garment)."""
 
     sku: str = Field(min_length=1, max_length=64)
     kind: Kind
@@ -41,6 +49,9 @@ class Layer(_Message):
     # the path of an RGBA PNG with the centres of its two lenses in ``anchors``.
     style: str = Field(default="round", max_length=200)
     anchors: tuple[tuple[float, float], tuple[float, float]] | None = None
+    # Garments only (``style`` is then their RGBA PNG): where the body's joints fall on the flat
+    # picture, in its pixels; shoulders and hips are required, elbows and wrists fit the sleeves.
+    fit: dict[Joint, tuple[float, float]] | None = None
 
     @field_validator("shade")
     @classmethod
@@ -53,6 +64,15 @@ class Layer(_Message):
         """The shade as OpenCV's (blue, green, red)."""
         r, g, b = (int(self.shade[i:i + 2], 16) for i in (1, 3, 5))
         return b, g, r
+
+    @field_validator("fit")
+    @classmethod
+    def _fit(cls, value: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]] | None:
+        if value is not None:
+            missing = [j for j in JOINTS[:4] if j not in value]
+            if missing:
+                raise ValueError(f"a garment's fit needs {', '.join(missing)}")
+        return value
 
 
 class Look(_Message):
@@ -78,7 +98,14 @@ class Ready(_Message):
 
 
 class Stats(_Message):
-    """Counters since start and the face's presence; the agent's stall watch reads ``captured``."""
+    """Counters since start and someone's presence; the agent's stall watch reads ``captured``.
+
+    ``face`` is true while someone is in front of the mirror (a face, or a
+    body in body view); ``view`` is what the mirror draws on ("face": close
+    up, "body": shoulders and hips in the picture); ``shoulder_cm`` the
+    customer's estimated shoulder width in whole centimetres, in body view
+    only, for the size suggestion (a number, never a picture or landmark).
+    """
 
     type: Literal["stats"] = "stats"
     captured: int = 0
@@ -88,6 +115,8 @@ class Stats(_Message):
     fps: float = 0.0
     latency_ms: float = 0.0
     clients: int = 0
+    view: View = "none"
+    shoulder_cm: int | None = None
 
 
 class Error(_Message):

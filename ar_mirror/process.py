@@ -82,16 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         out.send(Error(message=str(err), missing=True))
         return control.EXIT_MISSING
     # The heavy imports after the camera check: a missing camera answers fast.
+    from ar_mirror.mediapipe_body import MediapipeBodyTracker
     from ar_mirror.mediapipe_tracker import MediapipeTracker
     from ar_mirror.pipeline import Pipeline
     from ar_mirror.runner import MirrorRunner, encode_jpeg
     from ar_mirror.stream import FrameHub, StreamServer
 
     tracker = MediapipeTracker()
+    body_tracker = MediapipeBodyTracker()
     hub = FrameHub()
     server = StreamServer(args.stream, hub)
     quality = args.jpeg_quality
-    runner = MirrorRunner(source, Pipeline(tracker), hub.publish, watched=hub.watched,
+    runner = MirrorRunner(source, Pipeline(tracker, body_tracker=body_tracker), hub.publish, watched=hub.watched,
                           encode=lambda image: encode_jpeg(image, quality))
     server.start()
     runner.start()
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.stop()
         source.close()
         tracker.close()
+        body_tracker.close()
     out.send(runner.stats(hub.clients))  # the final counts
     if runner.error is not None:
         err = runner.error

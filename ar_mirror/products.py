@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ar_mirror.control import Finish, Kind, Layer
+from ar_mirror.control import BODY_KINDS, Finish, Joint, Kind, Layer
 
 DEFAULT_FILE = Path(__file__).with_name("products.yaml")
 BUILTIN_STYLES = frozenset({"round", "square", "cat-eye"})
@@ -35,10 +35,13 @@ class TryOn(BaseModel):
     finish: Finish = "matte"
     style: str = "round"
     anchors: tuple[tuple[float, float], tuple[float, float]] | None = None
+    fit: dict[Joint, tuple[float, float]] | None = None
+    # Garments: each size and its shoulder width in cm (seam to seam), smallest first.
+    sizes: dict[str, float] | None = None
 
     def layer(self, sku: str) -> Layer:
         """The layer the mirror process draws for this product."""
-        return Layer(sku=sku, **self.model_dump())
+        return Layer(sku=sku, **self.model_dump(exclude={"sizes"}))
 
 
 class Offer(BaseModel):
@@ -54,6 +57,18 @@ class Offer(BaseModel):
     promo: str | None
     stock_store: int
     stock_online: int
+    sizes: list[str] | None = None  # garments: the sizes it comes in, smallest first
+
+
+def suggest_size(sizes: Mapping[str, float], shoulder_cm: float) -> str | None:
+    """The smallest size whose shoulder width is at least ``shoulder_cm`` (the largest if none is); an estimate."""
+    if not sizes:
+        return None
+    ordered = sorted(sizes.items(), key=lambda item: item[1])
+    for name, width in ordered:
+        if width >= shoulder_cm:
+            return name
+    return ordered[-1][0]
 
 
 def load(path: Path = DEFAULT_FILE) -> dict[str, TryOn]:
@@ -68,7 +83,7 @@ def load(path: Path = DEFAULT_FILE) -> dict[str, TryOn]:
     for sku, entry in raw.items():
         try:
             item = TryOn.model_validate(entry)
-            Layer(sku=str(sku), **item.model_dump())  # the shade's format is checked there
+            Layer(sku=str(sku), **item.model_dump(exclude={"sizes"}))  # the shade's format is checked there
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in err.errors())
             raise ValueError(f"{path}: {sku}: {problems}") from err
@@ -77,7 +92,17 @@ def load(path: Path = DEFAULT_FILE) -> dict[str, TryOn]:
 
 
 def _resolve_style(item: TryOn, base: Path, sku: str, path: Path) -> TryOn:
-    """A glasses image path made absolute (relative to the try-on file), and checked to be there."""
+    """A glasses or garment image path made absolute (relative to the try-on file), and checked to be there."""
+    if item.kind in BODY_KINDS:
+        image = (base / item.style).resolve()
+        if not image.is_file():
+            raise ValueError(f"{path}: {sku}: a garment's style must be its RGBA PNG next to {path.name}; "
+                             f"{item.style!r} is not there")
+        if item.fit is None:
+            raise ValueError(f"{path}: {sku}: a garment needs fit: where shoulders and hips fall on its picture")
+        if not item.sizes:
+            raise ValueError(f"{path}: {sku}: a garment needs sizes: each size's shoulder width in cm")
+        return item.model_copy(update={"style": str(image)})
     if item.kind != "glasses" or item.style in BUILTIN_STYLES:
         return item
     image = (base / item.style).resolve()
@@ -105,5 +130,6 @@ def offers(tryons: Mapping[str, TryOn], products: Mapping[str, Any]) -> list[Off
             sku=sku, name=product.name, kind=tryon.kind, shade=tryon.shade, finish=tryon.finish,
             price=product.unit_price(), currency=product.currency, promo=promo,
             stock_store=max(product.stock_store, 0), stock_online=product.stock_online,
+            sizes=list(tryon.sizes) if tryon.sizes else None,
         ))
     return out

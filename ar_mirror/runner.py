@@ -22,8 +22,9 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from ar_mirror.body import Body
 from ar_mirror.capture import FrameSource
-from ar_mirror.control import Look, Stats
+from ar_mirror.control import Look, Stats, View
 from ar_mirror.landmarks import Landmarks
 from ar_mirror.pipeline import Pipeline, draw_look
 from ar_mirror.stream import part
@@ -42,6 +43,7 @@ class Frame:
     image: np.ndarray
     t: float  # time.monotonic() when it was captured
     face: Landmarks | None = None
+    body: Body | None = None  # in body view only: what garments are drawn on
     look: Look = Look()
 
 
@@ -104,7 +106,8 @@ class MirrorRunner:
         self.error: BaseException | None = None
         self.done = threading.Event()  # set on a failure, or after the last frame of ``limit``
         self.captured = self.processed = self.encoded = 0
-        self.face = False
+        self.face = False  # someone in front of the mirror (a face, or a body)
+        self.view: View = "none"
         self.latencies: deque[float] = deque(maxlen=10_000)  # capture to encoded, seconds
         self._shown: deque[float] = deque(maxlen=31)
         self._stopping = False
@@ -148,9 +151,11 @@ class MirrorRunner:
 
     def _track(self) -> None:
         while (frame := self._to_track.get()) is not None:
-            frame.face = self.pipeline.track(frame.image, frame.t)
             frame.look = self.look
-            self.face = frame.face is not None
+            frame.face = self.pipeline.track(frame.image, frame.t, frame.look)
+            frame.body = self.pipeline.drawn_body()
+            self.face = self.pipeline.present()
+            self.view = self.pipeline.view
             self.processed += 1
             self._to_show.put(frame)
         self._to_show.close()
@@ -158,7 +163,7 @@ class MirrorRunner:
     def _show(self) -> None:
         while (frame := self._to_show.get()) is not None:
             if self.watched():
-                draw_look(frame.image, frame.face, frame.look)
+                draw_look(frame.image, frame.face, frame.look, frame.body)
                 self.publish(self.encode(frame.image))
                 self.encoded += 1
             now = time.monotonic()
@@ -171,5 +176,7 @@ class MirrorRunner:
         shown = list(self._shown)
         fps = (len(shown) - 1) / (shown[-1] - shown[0]) if len(shown) > 1 and shown[-1] > shown[0] else 0.0
         latency = self.latencies[-1] * 1000 if self.latencies else 0.0
+        shoulder = self.pipeline.shoulder_cm if self.view == "body" else None
         return Stats(captured=self.captured, processed=self.processed, encoded=self.encoded, face=self.face,
-                     fps=round(fps, 1), latency_ms=round(latency, 1), clients=clients)
+                     fps=round(fps, 1), latency_ms=round(latency, 1), clients=clients, view=self.view,
+                     shoulder_cm=shoulder)

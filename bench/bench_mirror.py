@@ -126,9 +126,9 @@ def threaded(frames: list[np.ndarray], n: int, look: Look,
     faces = 0
     track = pipeline.track
 
-    def counted(frame: np.ndarray, t: float):
+    def counted(frame: np.ndarray, t: float, look: Look | None = None):
         nonlocal faces
-        face = track(frame, t)
+        face = track(frame, t, look)
         faces += face is not None
         return face
 

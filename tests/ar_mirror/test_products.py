@@ -21,7 +21,7 @@ def product(sku: str, store: int, online: int, promo: dict | None = None) -> Pro
 
 def test_the_packaged_file_covers_demo_catalog_skus():
     tryons = products.load()
-    assert {t.kind for t in tryons.values()} == {"lipstick", "eyeshadow", "blush", "glasses"}
+    assert {t.kind for t in tryons.values()} == {"lipstick", "eyeshadow", "blush", "glasses", "top", "outerwear"}
     demo = {item["sku"] for item in json.loads((REPO / "demo" / "catalog.json").read_text(encoding="utf-8"))}
     assert set(tryons) <= demo
     for item in json.loads((REPO / "demo" / "catalog.json").read_text(encoding="utf-8")):
@@ -67,3 +67,48 @@ def test_a_glasses_image_is_found_next_to_the_file_and_needs_its_anchors(tmp_pat
     path.write_text("GLS-1:\n  kind: glasses\n  style: missing.png\n  anchors: [[10, 20], [60, 20]]\n")
     with pytest.raises(ValueError, match="neither a built-in frame"):
         products.load(path)
+
+
+def test_garments_need_their_picture_fit_and_sizes(tmp_path):
+    (tmp_path / "tee.png").write_bytes(b"png")
+    path = tmp_path / "tryon.yaml"
+    fit = "  fit: {shoulder_right: [1, 1], shoulder_left: [9, 1], hip_right: [2, 9], hip_left: [8, 9]}\n"
+    path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n  sizes: {S: 40}\n")
+    with pytest.raises(ValueError, match="needs fit"):
+        products.load(path)
+    path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n" + fit)
+    with pytest.raises(ValueError, match="needs sizes"):
+        products.load(path)
+    path.write_text("TEE-1:\n  kind: top\n  style: nope.png\n  sizes: {S: 40}\n" + fit)
+    with pytest.raises(ValueError, match="RGBA PNG"):
+        products.load(path)
+    path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n  sizes: {S: 40}\n"
+                    "  fit: {shoulder_right: [1, 1], shoulder_left: [9, 1]}\n")
+    with pytest.raises(ValueError, match="hip_right, hip_left"):
+        products.load(path)
+    path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n  sizes: {S: 40, M: 43}\n" + fit)
+    tee = products.load(path)["TEE-1"]
+    layer = tee.layer("TEE-1")
+    assert layer.style == str(tmp_path / "tee.png") and layer.fit["hip_left"] == (8, 9)
+    offer = products.offers({"TEE-1": tee}, {"TEE-1": product("TEE-1", 1, 0)})[0]
+    assert offer.sizes == ["S", "M"] and offer.kind == "top"
+
+
+def test_the_garment_pictures_match_their_drawing_script():
+    """products.yaml's fit is where make_garments.py put the joints, and each picture is an RGBA PNG."""
+    import cv2
+
+    from ar_mirror.garments.make_garments import ANCHORS, SIZE
+
+    for sku, tryon in products.load().items():
+        if tryon.kind not in ("top", "outerwear"):
+            continue
+        assert tryon.fit == ANCHORS, sku
+        image = cv2.imread(tryon.style, cv2.IMREAD_UNCHANGED)
+        assert image.shape == (SIZE[1], SIZE[0], 4), sku
+
+
+@pytest.mark.parametrize(("shoulder", "size"), [(30, "S"), (41, "S"), (41.5, "M"), (47, "L"), (49, "XL"), (60, "XL")])
+def test_the_suggested_size_is_the_smallest_that_fits_the_shoulders(shoulder, size):
+    assert products.suggest_size({"S": 41, "M": 44, "L": 47, "XL": 50}, shoulder) == size
+    assert products.suggest_size({}, shoulder) is None
