@@ -333,14 +333,27 @@ class _Handshaking(asyncio.Protocol):
         self.lost = True
 
 
+# Alerts a client sends when the server's certificate will not do (OpenSSL names a received alert
+# SSLV3_ALERT_* or TLSV1_ALERT_*): unknown_ca (48), bad_certificate (42), certificate_unknown (46),
+# certificate_expired (45), unsupported_certificate (43). The agent checks a client's certificate itself and
+# then says CERTIFICATE_VERIFY_FAILED, never one of these.
+_CLIENT_REFUSED_OURS = ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+                        "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE")
+
+
 def _handshake_failure(err: BaseException) -> tuple[str, str]:
     """(a log key, why in words) for a handshake that failed: a few kinds, each logged once per interval."""
     reason = getattr(err, "reason", None) or ""
     if reason in ("HTTP_REQUEST", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "UNKNOWN_PROTOCOL",
                   "VERSION_TOO_LOW", "NO_PROTOCOLS_AVAILABLE"):
         return "plain", f"not TLS 1.2 or newer ({reason}): plain HTTP to the HTTPS port? use https:// and wss://"
-    if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED", "TLSV1_ALERT_UNKNOWN_CA",
-                  "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+    if reason in _CLIENT_REFUSED_OURS:
+        # An alert the client sent: it checked the agent's certificate and refused it (a browser or a phone that
+        # was never given the CA, or a certificate that does not name the address it dialled).
+        return "untrusted", (f"the client did not trust this agent's certificate ({reason}): give it the CA that "
+                             "issued api.tls.cert_file, and dial a name the certificate has")
+    if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED",
+                  "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
         return "cert", f"no valid client certificate ({reason}; api.tls.client_cert, api.tls.client_ca_file)"
     if isinstance(err, (TimeoutError, asyncio.TimeoutError)) or "longer than" in str(err):
         return "slow", "no TLS handshake within api.header_timeout"
