@@ -34,12 +34,14 @@ GRACEFUL_HTTP_SECONDS = 3
 # Credentials a log line could carry: a token or ticket in a URL's query string (a careless client's
 # ?token=, which the API refuses, is still in the request line uvicorn logs), and at debug the WebSocket
 # handshake's headers, which the websockets library logs one by one through uvicorn's logger
-# (``authorization: Bearer ...``, ``sec-websocket-protocol: bearer, ...``).
+# (``authorization: Bearer ...``, ``sec-websocket-protocol: ...``). A Sec-WebSocket-Protocol line is blanked
+# whole but for a leading "bearer, ", whatever it holds: a client may split "bearer" and its token over two
+# headers, one line each.
 _SECRET_PARAMS = frozenset({"token", "access_token", "ticket"})
 _QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
 _SECRETS = (
     (re.compile(r"(?i)(authorization[\"']?\s*[:=,]\s*[\"']?(?:bearer|basic)\s+)[^\s\"',]+"), r"\1***"),
-    (re.compile(r"(?i)(sec-websocket-protocol[\"']?\s*[:=,]\s*[\"']?bearer\s*,\s*)[^\s\"',]+"), r"\1***"),
+    (re.compile(r"(?i)(sec-websocket-protocol[\"']?\s*[:=,]\s*(?:b?[\"'])?(?:bearer\s*,\s*)?)[^\r\n\"']*"), r"\1***"),
 )
 
 

@@ -287,6 +287,10 @@ class Pairing:
             self._saw(found.name)
         return found
 
+    def holds(self, token_hash: str) -> bool:
+        """Whether the token that hashes to ``token_hash`` is a paired device's now (no ``last_seen`` written)."""
+        return token_hash in self._by_hash
+
     def unpaired(self, token_hash: str) -> str | None:
         """The name of the device this token was of, if that device was unpaired."""
         return self._revoked.get(token_hash)

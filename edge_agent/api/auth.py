@@ -74,6 +74,15 @@ def client_for(request: HTTPConnection, token: str) -> ApiClient | None:
     return found
 
 
+def still_admitted(conn: HTTPConnection, client: ClientConfig) -> bool:
+    """Whether ``client``, admitted a moment ago, still is: False for a paired device unpaired meanwhile (a
+    connection registered after its unpairing closed the others would otherwise stay open)."""
+    if not getattr(client, "paired", False):
+        return True  # devices.yaml's clients change only with a restart
+    pairing = pairing_of(conn)
+    return pairing is not None and pairing.holds(client.token_sha256)
+
+
 def refusal(conn: HTTPConnection, token: str) -> str:
     """Why ``token`` names no client: ``UNPAIRED`` for a device that was unpaired, else "unknown token"."""
     pairing = pairing_of(conn)

@@ -93,6 +93,36 @@ def test_a_token_in_the_feeds_url_never_reaches_the_log(make_agent):
     assert token not in agent.log()
 
 
+def test_a_token_in_a_second_subprotocol_header_is_refused_and_never_logged(make_agent):
+    """"bearer" and the token in two Sec-WebSocket-Protocol headers: websockets logs each header on a line of
+    its own at debug; the feed refuses the split (4401) and neither line shows the token."""
+    import base64
+    import os
+    import socket
+
+    from support.agent import TOKENS
+    from support.flows import poll
+
+    agent = make_agent(env={"EDGE_LOG_LEVEL": "debug"}).start()
+    token = TOKENS["associate"]
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{agent.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: bearer\r\nSec-WebSocket-Protocol: {token}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        while b"one Sec-WebSocket-Protocol header" not in answer:  # the 101, then the error frame
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 101") and b'"type": "error"' in answer
+    assert b'"type": "hello"' not in answer
+    poll(agent.log, lambda log: "refused a connection" in log and "sec-websocket-protocol: ***" in log.lower(),
+         what="the handshake and the refusal logged")
+    assert token not in agent.log()
+
+
 def test_access_point_polls_do_not_fill_the_log_at_info(make_agent):
     """httpx logs every request at INFO; an agent polling an access point keeps those lines out of its log."""
     from drivers.shelf_label.ap_emulator import ApEmulator
@@ -120,6 +150,10 @@ def test_access_point_polls_do_not_fill_the_log_at_info(make_agent):
     '127.0.0.1:5 - "GET /v1/events?ticket=SECRET HTTP/1.1" 101',
     "< authorization: Bearer SECRET",
     "< sec-websocket-protocol: bearer, SECRET",
+    "< sec-websocket-protocol: SECRET",  # the token alone, in a second header
+    "< Sec-WebSocket-Protocol: bearer,SECRET, chat",
+    "[(b'sec-websocket-protocol', b'bearer, SECRET')]",
+    "{'sec-websocket-protocol': 'SECRET'}",
     "{'Authorization': 'Bearer SECRET'}",
 ])
 def test_redact_blanks_every_credential_a_log_line_could_carry(line):

@@ -454,6 +454,61 @@ def test_revoke_refuses_the_token_at_once_closes_its_streams_and_drops_its_ticke
         assert [d["revoked_by"] for d in http.get("/v1/paired").json() if d["name"] == "pad-gone"] == ["console-1"]
 
 
+def test_a_client_admitted_is_asked_again_after_its_connection_is_registered(tmp_path):
+    """What the feed and the wristband stream ask once their connection is registered (auth.still_admitted):
+    a device unpaired during its handshake, whose connections the unpairing closed before this one was there,
+    is no longer admitted; a devices.yaml client always is."""
+    from types import SimpleNamespace
+
+    from edge_agent.api.auth import still_admitted
+
+    async def test(service, clock, store):
+        conn = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(pairing=service)))
+        done = await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")
+        assert still_admitted(conn, done.client)
+        await service.revoke("pad-anna", "admin-1")
+        assert not still_admitted(conn, done.client)
+        again = await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")
+        assert still_admitted(conn, again.client) and not still_admitted(conn, done.client)  # the old token stays out
+        assert still_admitted(conn, pairing.ApiClient(name="kiosk-1", role="kiosk", token_sha256="0" * 64))
+
+    run(_with_service(tmp_path, test))
+
+
+def test_an_unpairing_during_the_handshake_leaves_no_stream_open(agent):
+    """Unpair while handshakes of the device's feed and wristband arrive before, during and after it: every
+    connection that got in is closed 4401, none stays open."""
+    from websockets.asyncio.client import connect as connect_async
+
+    async def outcome(path: str, token: str) -> str:
+        try:
+            async with connect_async(f"{agent.ws_url}{path}", additional_headers=_as(token), open_timeout=30) as ws:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)  # hello, or an error: then the close
+        except ConnectionClosed as closed:
+            return f"closed {closed.rcvd.code if closed.rcvd else None}"
+        except TimeoutError:
+            return "still open"
+
+    async def unpair(name: str) -> int:
+        async with httpx.AsyncClient(base_url=agent.url, timeout=30, headers=_as(TOKENS["admin"])) as http:
+            return (await http.delete(f"/v1/paired/{name}")).status_code
+
+    async def race(name: str, token: str) -> list[str]:
+        streams: list[asyncio.Task[str]] = []
+        unpairing = asyncio.create_task(unpair(name))
+        while not unpairing.done() or len(streams) < 10:  # handshakes arriving before, during and after it
+            streams.append(asyncio.create_task(outcome(("/v1/events", "/v1/wristband")[len(streams) % 2], token)))
+            await asyncio.sleep(0.002)
+        assert unpairing.result() == 200
+        return await asyncio.gather(*streams)
+
+    for i in range(3):
+        token = _pair(agent, _code(agent, f"pad-race-{i}")["code"]).json()["token"]
+        results = run(race(f"pad-race-{i}", token))
+        assert set(results) == {"closed 4401"}, sorted(results)
+
+
 def test_five_wrong_codes_from_an_address_then_429_and_others_still_pair(agent):
     made = _code(agent, "pad-late")
     wrong = [_pair(agent, "ABCD-EFGH", source="127.0.0.2") for _ in range(5)]

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from edge_agent.api.limits import RateLimitedLog
-from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, refusal, tickets
+from edge_agent.api.auth import TOKEN_IN_URL, Purpose, bearer, client_for, refusal, still_admitted, tickets
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import ClientConfig, Role
 from edge_agent.feed import ROLE_VIEW, Feed, message
@@ -38,6 +38,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
 # Sec-WebSocket-Protocol: bearer, <token>: for clients that can set no header but can name subprotocols.
 BEARER_PROTOCOL = "bearer"
+# The subprotocols in two or more headers (a token alone on a line of its own, logged as such at debug).
+SPLIT_PROTOCOLS = "send the subprotocols in one Sec-WebSocket-Protocol header: 'bearer, <token>'"
+REVOKED = "this device's access was revoked"
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -62,11 +65,18 @@ async def admit(ws: WebSocket, purpose: Purpose, roles: Iterable[Role], what: st
 
     A token in the header or the subprotocols, or a one-use ticket for ``purpose``
     (spent before the connection is accepted and uvicorn logs its URL); 4401
-    without one, 4403 for a role not among ``roles``.
+    without one, or with subprotocols split over two headers, 4403 for a role
+    not among ``roles``. Once the caller has registered the connection, it
+    asks ``still_admitted`` again: an unpairing that came during the
+    handshake closed the device's connections before this one was there.
     """
     if "token" in ws.query_params:
         await ws.accept()
         await _refuse(ws, CLOSE_UNAUTHORIZED, TOKEN_IN_URL, what)
+        return None
+    if len(ws.headers.getlist("sec-websocket-protocol")) > 1:
+        await ws.accept()
+        await _refuse(ws, CLOSE_UNAUTHORIZED, SPLIT_PROTOCOLS, what)
         return None
     token, subprotocol = _token(ws)
     ticket = ws.query_params.get("ticket")
@@ -105,6 +115,9 @@ async def events(ws: WebSocket) -> None:
         agent.assist.join(client.name)
     receiver = asyncio.create_task(_drain_incoming(ws))
     try:
+        if not still_admitted(ws, client):  # unpaired during the handshake, before this connection was there
+            await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
+            return
         await ws.send_text(json.dumps(hello.as_dict()))
         while True:
             getter = asyncio.create_task(conn.queue.get())
@@ -123,7 +136,7 @@ async def events(ws: WebSocket) -> None:
             if receiver in done:
                 return  # the client went away
             if conn.revoked.is_set():
-                await ws.close(CLOSE_UNAUTHORIZED, "this device's access was revoked")
+                await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
                 return
             while not conn.queue.empty():  # send what was queued before the queue overflowed
                 event = conn.queue.get_nowait()

@@ -23,8 +23,8 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from edge_agent.api.auth import Purpose
-from edge_agent.api.routers.events import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, admit
+from edge_agent.api.auth import Purpose, still_admitted
+from edge_agent.api.routers.events import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, REVOKED, admit
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 from edge_agent.wristband import Band, Bands
@@ -67,6 +67,9 @@ async def wristband(ws: WebSocket) -> None:
     band, hello = bands.connect(client.name, getattr(client, "zones", ()) or ())
     receiver = asyncio.create_task(_incoming(ws, bands, band))
     try:
+        if not still_admitted(ws, client):  # unpaired during the handshake, before this connection was there
+            await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
+            return
         await ws.send_text(json.dumps(hello))
         while True:
             getter = asyncio.create_task(band.queue.get())
@@ -86,7 +89,7 @@ async def wristband(ws: WebSocket) -> None:
                     await ws.close(code, reason)
                 return
             if band.revoked.is_set():
-                await ws.close(CLOSE_UNAUTHORIZED, "this device's access was revoked")
+                await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
             else:
                 await ws.close(CLOSE_TOO_SLOW, "too slow: reconnect (open calls for help are sent again)")
             return
