@@ -31,7 +31,12 @@ gaps are logged once, when still open after ``gap_grace`` seconds.
 Config results (``edge/{store}/config/res``: what a store made of a version
 of its devices.yaml) are recorded by sync/hub/fleet/desired.py, and a health
 snapshot's ``config`` (the version in force, drift) is checked and kept with
-the snapshot. Status, health, command and config results are plain (not shared) subscriptions:
+the snapshot. Update results (``edge/{store}/update/res``: where a store is with a release) are
+recorded by sync/hub/fleet/rollout.py, whose engine (``rollout.tick``) this worker runs every
+``rollout_every`` seconds between groups: it moves staged rollouts on, halts and rolls them back, and
+hands the ``hub/{store}/update`` messages it asked for to the broker (retained). Its memory is the
+database, so a restarted hub carries a rollout on, and two workers running it are harmless.
+Status, health, command, config and update results are plain (not shared) subscriptions:
 retained messages are never delivered to shared subscriptions, and every
 worker writing the same row is harmless.
 
@@ -63,12 +68,13 @@ from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.errors import BatchRejected, HubDBError
 from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
 from sync.hub.observe import Observer
-from sync.hub.fleet import desired
+from sync.hub.fleet import desired, rollout
 from sync.topics import (
     HUB_CMD_RES_FILTER,
     HUB_CONFIG_RES_FILTER,
     HUB_HEALTH_FILTER,
     HUB_STATUS_FILTER,
+    HUB_UPDATE_RES_FILTER,
     Ack,
     Command,
     CommandResult,
@@ -77,6 +83,7 @@ from sync.topics import (
     Notice,
     PayloadError,
     Status,
+    UpdateResult,
     decode_json,
     hub_events_subscription,
     hub_topic,
@@ -192,7 +199,7 @@ class HubService:
     def __init__(self, broker: str | BrokerURL, db: str | HubDB, *, group: str = "hub",
                  client_id: str | None = None, session_expiry: int = 24 * 3600,
                  max_group: int = 500, gap_grace: float = 10.0, max_batch_bytes: int = MAX_BATCH_BYTES,
-                 observer: Observer | None = None, duplicate_clear_s: float = 180.0):
+                 observer: Observer | None = None, duplicate_clear_s: float = 180.0, rollout_every: float = 1.0):
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         self._db_arg = db
         self.group = group
@@ -205,6 +212,7 @@ class HubService:
         # (they back off 10 s after each takeover); this long without a turn: cleared.
         self.duplicate_clear_s = duplicate_clear_s
         self._turns = _Turns()
+        self.rollout_every = rollout_every  # seconds between looks of the rollout engine; 0: never
         self.stats = HubStats()
         # Timeline rows and device alerts for the console, and its live changes (observe.py).
         self.observer = observer or Observer()
@@ -331,7 +339,7 @@ class HubService:
 
     def _filters(self) -> list[str]:
         return [hub_events_subscription(self.group), HUB_STATUS_FILTER, HUB_HEALTH_FILTER, HUB_CMD_RES_FILTER,
-                HUB_CONFIG_RES_FILTER]
+                HUB_CONFIG_RES_FILTER, HUB_UPDATE_RES_FILTER]
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._throttle(("connect_fail",)):
@@ -383,8 +391,9 @@ class HubService:
     # Worker thread --------------------------------------------------------------------
 
     def _work(self) -> None:
-        gap_check_every = min(1.0, self.gap_grace)
+        gap_check_every = min(1.0, self.gap_grace, self.rollout_every or 1.0)
         next_gap_check = time.monotonic() + gap_check_every
+        next_rollout = time.monotonic()
         stopping = False
         while not stopping:
             try:
@@ -415,6 +424,9 @@ class HubService:
             if time.monotonic() >= next_gap_check:
                 next_gap_check = time.monotonic() + gap_check_every
                 self._report_gaps()
+            if self.rollout_every and time.monotonic() >= next_rollout and not stopping:
+                next_rollout = time.monotonic() + self.rollout_every
+                self._rollouts()
 
     def _process(self, group: list[_Incoming]) -> None:
         plan = _Plan()
@@ -556,6 +568,23 @@ class HubService:
             if client is not None:
                 self._notice(client, store, Notice(code="duplicate_store", state="cleared", time=now))
 
+    def _rollouts(self) -> None:
+        """One look of the rollout engine, then the update messages it asked for, to the broker."""
+        try:
+            for line in rollout.tick(self.db):  # type: ignore[arg-type]
+                log.log(logging.WARNING if " halted" in line else logging.INFO, "%s", line)
+            rollout.send_pending(self.db, self._publish_retained)  # type: ignore[arg-type]
+        except HubDBError as err:
+            if self._throttle(("rollouts",)):
+                log.warning("rollouts not looked at: %s; trying again", err)
+
+    def _publish_retained(self, topic: str, payload: bytes) -> bool:
+        """QoS 1, retained; True once paho took it on a live connection (it delivers it from there)."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        return client.publish(topic, payload, qos=1, retain=True).rc == mqtt.MQTT_ERR_SUCCESS
+
     # Parsing: each message becomes an operation on the transaction -------------------
 
     def _plan(self, msg: _Incoming, plan: _Plan) -> None:
@@ -579,6 +608,9 @@ class HubService:
             elif msg.topic == topics.config_res:
                 res = validate(ConfigResult, self._small(msg.payload))
                 plan.ops.append((store, len(plan.ops), lambda tx: desired.record_result(tx, store, res)))
+            elif msg.topic == topics.update_res:
+                upd = validate(UpdateResult, self._small(msg.payload))
+                plan.ops.append((store, len(plan.ops), lambda tx: rollout.record_result(tx, store, upd)))
             else:
                 raise BatchRejected("topic", f"unexpected topic {msg.topic}")
         except BatchRejected as err:

@@ -1,0 +1,237 @@
+"""Staged rollouts end to end: the real hub (HubService on SQLite, once on PostgreSQL), real Mosquitto, twenty
+simulated stores (support/simstore.py) answering ``hub/{store}/update`` as agents do; ``edge-hub rollout`` as the
+CLI's own ``main``. Waits are on the hub's database or the stores' state, each with a deadline; the engine's
+timing rules (soak, the offline grace) are also run with an injected clock, without a broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from support.simstore import SimStores, retained_updates
+from support.storepcs import wait_for
+from sync.hub import cli as hub_cli
+from sync.hub.db import HubDB, open_db
+from sync.hub.fleet import rollout
+from sync.hub.service import HubService
+from sync.topics import UpdateResult
+
+STORES = [f"store-{i:02d}" for i in range(1, 21)]
+OLD, NEW = "0.1.0", "0.2.0"
+SHA_OLD = hashlib.sha256(b"manifest 0.1.0").hexdigest()
+SHA_NEW = hashlib.sha256(b"manifest 0.2.0").hexdigest()
+BASE = "http://127.0.0.1:8090/releases/"
+
+
+class Rig:
+    """The hub in this process on ``db_url``, and the twenty stores."""
+
+    def __init__(self, broker, db_url: str, bad_versions: tuple[str, ...] = ()):
+        self.broker, self.db_url = broker, db_url
+        self.client_id = f"hub-{uuid.uuid4().hex[:6]}"
+        self.hub = self.start_hub()
+        self.sims = SimStores(broker.url, STORES, OLD, bad_versions).start()
+        self.db = open_db(db_url)
+        wait_for("the hub knows every store's version", lambda: len(self.db.query(
+            "SELECT store FROM stores WHERE status_version = ? AND health IS NOT NULL", (OLD,))) == len(STORES), 30)
+
+    def start_hub(self) -> HubService:
+        hub = HubService(self.broker.url, self.db_url, client_id=self.client_id, rollout_every=0.2)
+        hub.start()
+        assert hub.wait_ready(20), hub.fatal
+        return hub
+
+    def cli(self, capsys, *argv: str) -> tuple[int, str]:
+        code = hub_cli.main(["rollout", *argv, "--db", self.db_url])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    def start(self, capsys, soak_s: float = 1.0) -> str:
+        code, out = self.cli(capsys, "start", NEW, "--base-url", f"{BASE}{NEW}/", "--manifest-sha256", SHA_NEW,
+                             "--canary", "store-07", "--waves", "1,25%,100%", "--soak-s", str(soak_s),
+                             "--previous-manifest", f"{OLD}={SHA_OLD}", "--by", "alice", "--broker", self.broker.url)
+        assert code == 0, out
+        return out.split()[1]
+
+    def view(self, rid: str) -> rollout.RolloutView:
+        return rollout.views(self.db, rid)[0]
+
+    def close(self) -> None:
+        self.sims.stop()
+        self.hub.stop()
+        self.db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/hub.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def rig_bad(mosquitto, db_url) -> Iterator[Rig]:
+    rig = Rig(mosquitto, db_url, bad_versions=(NEW,))
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
+def rig(mosquitto, tmp_path: Path) -> Iterator[Rig]:
+    rig = Rig(mosquitto, f"sqlite:///{tmp_path}/hub.db")
+    yield rig
+    rig.close()
+
+
+def test_a_release_that_degrades_the_canary_halts_after_it_rolls_it_back_and_touches_no_other_store(rig_bad, capsys):
+    rid = rig_bad.start(capsys)
+    v = wait_for("the rollout halts", lambda: (x := rig_bad.view(rid)).state == rollout.HALTED and x, 60)
+    assert "store-07 degraded" in v.reason and "device_offline" in v.reason and v.rolled_back_at
+    # The canary got the release, then its previous one, retained, naming the rollout.
+    wait_for("the canary runs its previous version", lambda: rig_bad.sims.running["store-07"] == OLD, 30)
+    assert [(ver, r) for ver, r, _ in rig_bad.sims.received["store-07"]] == [(NEW, rid), (OLD, rid)]
+    retained = retained_updates(rig_bad.broker.url)
+    assert list(retained) == ["store-07"]
+    assert retained["store-07"] == {"version": OLD, "base_url": f"{BASE}{OLD}/", "manifest_sha256": SHA_OLD,
+                                    "rollout": rid, "by": "alice"}
+    # The other nineteen never heard of it and run what they ran.
+    others = [s for s in STORES if s != "store-07"]
+    assert all(rig_bad.sims.received[s] == [] for s in others)
+    assert all(rig_bad.sims.running[s] == OLD for s in others)
+    assert {r[0] for r in rig_bad.db.query("SELECT status_version FROM stores WHERE store <> 'store-07'")} == {OLD}
+    assert v.wave == 0 and [s.store for s in v.stores if s.asked] == ["store-07"]
+    assert [(a[1], a[2]) for a in v.actions] == [("alice", "start"), (rollout.ENGINE, "rollback")]
+    # The hub keeps the canary's latest word; the status table says it all.
+    wait_for("the hub has the canary back on its previous version", lambda: rig_bad.db.query(
+        "SELECT version, state, running FROM update_results WHERE store = 'store-07'") == [(OLD, "healthy", OLD)], 30)
+    code, out = rig_bad.cli(capsys, "status", rid)
+    assert code == 0 and f"rollout {rid}: {NEW}, halted (halted by itself: store-07 degraded" in out
+    assert "store-07" in out and "store-08" in out
+    # A halted, rolled-back rollout does not resume; a new one may start for the same stores.
+    code, out = rig_bad.cli(capsys, "resume", rid, "--by", "bob")
+    assert code == 1 and "rolled back" in out
+
+
+def test_a_good_release_goes_through_every_wave_to_all_twenty_stores(rig, capsys):
+    rid = rig.start(capsys)
+    v = wait_for("the rollout is done", lambda: (x := rig.view(rid)).state == rollout.DONE and x, 90)
+    assert all(rig.sims.running[s] == NEW for s in STORES)
+    assert all([ver for ver, _, _ in rig.sims.received[s]] == [NEW] for s in STORES)
+    # Waves of 1, 4 (25% of 20 in all) and 15, the canary first; each started after the one before soaked.
+    sizes = [0, 0, 0]
+    for s in v.stores:
+        sizes[s.wave] += 1
+    assert sizes == [1, 4, 15] and [s.store for s in v.stores if s.wave == 0] == ["store-07"]
+    assert [a[2] for a in v.actions] == ["start", "wave", "wave", "done"]
+    starts = {s.wave: s for s in v.stores}
+    assert starts[0].healthy_at <= v.actions[1][0] and starts[1].healthy_at <= v.actions[2][0]
+    assert set(retained_updates(rig.broker.url)) == set(STORES)
+    body = v.as_dict()
+    assert [(w["wave"], len(w["stores"]), w["healthy"]) for w in body["waves"]] == [(1, 1, 1), (2, 4, 4), (3, 15, 15)]
+    code, out = rig.cli(capsys, "status")
+    assert code == 0 and rid in out and "done" in out
+
+
+def test_a_hub_restarted_mid_rollout_carries_it_on(rig, capsys):
+    rig.sims.held.update(s for s in STORES if s != "store-07")  # wave 2 keeps downloading
+    rid = rig.start(capsys)
+    wait_for("wave 2 asked", lambda: rig.view(rid).wave == 1, 60)
+    wait_for("wave 2 got the update", lambda: sum(1 for s in STORES if rig.sims.received[s]) == 5, 30)
+    rig.hub.stop()
+    rig.sims.release()  # they answer while the hub is away: the broker keeps it for the hub's session
+    rig.hub = rig.start_hub()
+    v = wait_for("the restarted hub finishes the rollout", lambda: (x := rig.view(rid)).state == rollout.DONE and x, 90)
+    assert all(rig.sims.running[s] == NEW for s in STORES)
+    assert all(len(rig.sims.received[s]) == 1 for s in STORES)
+    assert [a[2] for a in v.actions] == ["start", "wave", "wave", "done"]
+
+
+# The engine's rules, with an injected clock ------------------------------------------------
+
+def _stores(db: HubDB, names: list[str], now: datetime) -> None:
+    with db.transaction() as tx:
+        for s in names:
+            tx.set_status(s, "online", OLD, now.isoformat())
+            tx.set_health(s, json.dumps({"status": "ok", "reasons": []}))
+
+
+def _say(db: HubDB, store: str, rid: str, state: str, version: str = NEW, running: str = NEW) -> None:
+    with db.transaction() as tx:
+        rollout.record_result(tx, store, UpdateResult(version=version, rollout=rid, state=state, running=running,
+                                                      at=datetime.now(timezone.utc)))
+
+
+def _collect(db: HubDB) -> dict[str, dict]:
+    """The update messages the engine has to send, as a broker that takes them all would get them."""
+    out: dict[str, dict] = {}
+
+    def take(topic: str, payload: bytes) -> bool:
+        out[topic] = json.loads(payload)
+        return True
+    rollout.send_pending(db, take)
+    return out
+
+
+def test_soak_and_the_offline_grace_follow_the_clock_and_the_operator_is_recorded(tmp_path):
+    db = open_db(f"sqlite:///{tmp_path}/hub.db")
+    now = datetime.now(timezone.utc)
+    _stores(db, ["s-1", "s-2", "s-3"], now)
+    with pytest.raises(rollout.RolloutError, match="--previous-manifest"):
+        rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, by="ops")
+    rid = rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, waves="1,100%", soak_s=60, grace_s=30, by="ops",
+                        previous={OLD: SHA_OLD})
+    with pytest.raises(rollout.RolloutError, match="still running"):
+        rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, previous={OLD: SHA_OLD})
+    assert list(_collect(db)) == ["hub/s-1/update"]
+    assert rollout.send_pending(db, lambda t, p: True) == 0  # sent once
+    _say(db, "s-1", rid, "healthy")
+    rollout.tick(db, now)
+    assert rollout.views(db, rid)[0].wave == 0
+    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=30))
+    assert rollout.views(db, rid)[0].wave == 0  # not soaked yet
+    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=61))
+    assert rollout.views(db, rid)[0].wave == 1
+    rollout.halt(db, rid, "carol")
+    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=600))
+    assert rollout.views(db, rid)[0].state == rollout.HALTED
+    rollout.resume(db, rid, "carol")
+    # s-2 drops off; within the grace nothing happens, after it the rollout halts and rolls back.
+    later = datetime.now(timezone.utc)
+    with db.transaction() as tx:
+        tx.set_status("s-2", "offline", None, later.isoformat())
+    rollout.tick(db, later + timedelta(seconds=20))
+    assert rollout.views(db, rid)[0].state == rollout.RUNNING
+    rollout.tick(db, later + timedelta(seconds=31))
+    v = rollout.views(db, rid)[0]
+    assert v.state == rollout.HALTED and "s-2 offline" in v.reason
+    assert [(a[1], a[2]) for a in v.actions] == [("ops", "start"), (rollout.ENGINE, "wave"), ("carol", "halt"),
+                                                 ("carol", "resume"), (rollout.ENGINE, "rollback")]
+    msgs = _collect(db)
+    assert {t: m["version"] for t, m in msgs.items()} == {f"hub/{s}/update": OLD for s in ("s-1", "s-2", "s-3")}
+    db.close()
+
+
+def test_a_store_that_says_rolled_back_halts_the_rollout_and_bad_input_is_refused(tmp_path):
+    db = open_db(f"sqlite:///{tmp_path}/hub.db")
+    _stores(db, ["s-1", "s-2"], datetime.now(timezone.utc))
+    rid = rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, soak_s=0, by="ops", previous={OLD: SHA_OLD})
+    _say(db, "s-1", rid, "rolled_back", running=OLD)
+    rollout.tick(db)
+    v = rollout.views(db, rid)[0]
+    assert v.state == rollout.HALTED and "s-1 reported rolled_back" in v.reason
+    assert [s.asked for s in v.stores] == [OLD, None]
+    for waves in ("0", "150%", "a", ",".join(["1"] * 30)):
+        with pytest.raises(rollout.RolloutError):
+            rollout.parse_waves(waves)
+    with pytest.raises(rollout.RolloutError, match="valid update message"):
+        rollout.start(db, "../x", f"{BASE}x/", SHA_NEW)
+    with pytest.raises(rollout.RolloutError, match="no version known"):
+        rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, stores="s-1,s-9", previous={OLD: SHA_OLD})
+    assert rollout.plan_waves([f"s-{i}" for i in range(10)], "s-5", ["1", "25%", "100%"]) == [
+        ["s-5"], ["s-0", "s-1"], ["s-2", "s-3", "s-4", "s-6", "s-7", "s-8", "s-9"]]
+    db.close()
