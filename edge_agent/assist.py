@@ -4,7 +4,8 @@ A kiosk (an api client with role ``kiosk``) asks for help with a reason and
 an optional note (``ask``); it has at most one request that is not closed:
 asking again gives back that one. A request is ``open`` until an associate
 takes it (``take``: from the PAD, or by acknowledging it on a wristband),
-then ``taken`` until the associate or the kiosk says ``done``; the kiosk may
+then ``taken`` until the associate or the kiosk says ``done`` (a request
+nobody has taken is not done: the kiosk cancels it); the kiosk may
 ``cancel`` it at any time before. Each step is a bus event carrying the
 request: ``assist.requested``, ``assist.taken``, ``assist.closed`` (the feed
 shows them to staff and to the kiosk that asked, so its screen can say who is
@@ -18,7 +19,9 @@ closed): ``GET /v1/health`` names it while it is up.
 
 Who is on duty: the associates connected right now to the wristband stream
 or the live feed (``join`` / ``leave``, by client name, counted once however
-many connections a name holds). A request made while nobody is on duty is
+many connections a name holds). Associates only: an admin's band is told
+the calls but is not on duty, and its acknowledgement takes nothing
+(edge_agent/wristband.py). A request made while nobody is on duty is
 still kept; ``on_duty: 0`` in the answer tells the kiosk to send the
 customer to the counter.
 
@@ -215,9 +218,10 @@ class Desk:
             return request
         if request.state == State.CANCELLED:
             raise Conflict("this help request was cancelled by the kiosk")
+        if request.state == State.OPEN:
+            raise Conflict("nobody has taken this help request yet: " +
+                           ("cancel it instead (DELETE)" if role == Role.KIOSK else "take it first"))
         if role != Role.KIOSK:
-            if request.state == State.OPEN:
-                raise Conflict("nobody has taken this help request yet: take it first")
             if request.taken_by != client:
                 raise Forbidden(f"only {request.taken_by}, who took it, or the kiosk may close it")
         return self._settle(request, CLOSED, state=State.DONE, closed_by=client, closed_at=utcnow())

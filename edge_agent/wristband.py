@@ -14,9 +14,10 @@ A notice: ``{"type": "notify", "id": "n-17", "kind", "title" (<= 24), "line"
 (<= 60), "vibrate": [ms, ...], "ack": true, "ref": {...}}``; a clear:
 ``{"type": "clear", "id", "line"}``. Each kind has its own vibration, the
 call for help the strongest. A reminder of a request is its notice again,
-under the same id. A band that acknowledges an assist notice takes the
-request (``Desk.take``); if someone was quicker, the band gets a clear
-saying who.
+under the same id. An associate's band that acknowledges an assist notice
+takes the request (``Desk.take``); if someone was quicker, the band gets a
+clear saying who. An admin's band is told everything but is not on duty, and
+its acknowledgement of a call takes nothing (it gets an error saying so).
 
 A slow band never slows anyone: each band has a bounded queue, and one that
 overflows is marked lagging and its connection closed, as the feed does.
@@ -65,9 +66,10 @@ class Notice:
 class Band:
     """One band's connection: who, its zones, a bounded queue of messages, and why it must close."""
 
-    def __init__(self, name: str, zones: Iterable[str], maxsize: int):
+    def __init__(self, name: str, zones: Iterable[str], maxsize: int, on_duty: bool = True):
         self.name = name
         self.zones = frozenset(zones)
+        self.on_duty = on_duty  # an associate's band: counted on duty, its ack takes a call
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
         self.lagging = asyncio.Event()
         self.revoked = asyncio.Event()
@@ -104,11 +106,14 @@ class Bands(Consumer):
 
     # Connections -----------------------------------------------------------------------
 
-    def connect(self, name: str, zones: Iterable[str]) -> tuple[Band, dict[str, Any]]:
-        """A band connects: its hello, and the calls for help nobody has taken yet queued first."""
-        band = Band(name, zones, self.queue)
+    def connect(self, name: str, zones: Iterable[str], on_duty: bool = True) -> tuple[Band, dict[str, Any]]:
+        """A band connects: its hello, and the calls for help nobody has taken yet queued first.
+
+        ``on_duty``: an associate's band (counted on duty, may take a call); an admin's is told only."""
+        band = Band(name, zones, self.queue, on_duty)
         self.bands.add(band)
-        self.desk.join(name)
+        if on_duty:
+            self.desk.join(name)
         for request in self.desk.open_requests():
             band.offer(self._assist_notice(self.desk.view(request)))
         return band, {"type": "hello", "name": name, "zones": sorted(band.zones)}
@@ -117,7 +122,8 @@ class Bands(Consumer):
         """Forget a band."""
         if band in self.bands:
             self.bands.discard(band)
-            self.desk.leave(band.name)
+            if band.on_duty:
+                self.desk.leave(band.name)
 
     def close_client(self, name: str) -> int:
         """Close every band of the client ``name`` (unpaired); how many there were."""
@@ -130,6 +136,10 @@ class Bands(Consumer):
         """A band acknowledged a notice: an assist notice takes its request, or says who was quicker."""
         notice = self._notices.get(notice_id)
         if notice is None or notice.kind != "assist":
+            return
+        if not band.on_duty:
+            band.offer({"type": "error", "id": notice_id,
+                        "detail": "only an associate takes a call for help; this band is not on duty"})
             return
         try:
             self.desk.take(notice.ref["assist_id"], band.name)

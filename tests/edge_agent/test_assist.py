@@ -98,6 +98,8 @@ def test_one_live_call_per_kiosk_taken_once_closed_by_the_taker_or_the_kiosk():
     assert new and second_call.id != call.id
     with pytest.raises(Conflict, match="take it first"):
         desk.done(second_call.id, "pad-ben", Role.ASSOCIATE)
+    with pytest.raises(Conflict, match="nobody has taken this help request yet: cancel it instead"):
+        desk.done(second_call.id, "kiosk-1", Role.KIOSK)  # an open call is not done: the kiosk cancels it
     assert desk.cancel(second_call.id, "kiosk-1").state == State.CANCELLED
     with pytest.raises(Conflict):
         desk.take(second_call.id, "pad-ben")
@@ -404,6 +406,26 @@ def test_limits_and_roles(agent):
         assert _closed(ws)[0] == 4429
 
 
+def test_an_admins_band_is_told_but_is_not_on_duty_and_its_ack_takes_nothing(agent):
+    with (_ws(agent, "/v1/wristband", "admin-1") as boss, _http(agent, "kiosk-1") as kiosk,
+          _http(agent, "pad-anna") as anna_http):
+        assert _until(boss, lambda m: m["type"] == "hello")["name"] == "admin-1"
+        r = kiosk.post("/v1/assist", json={"reason": "other"})
+        assert r.status_code == 201, r.text
+        call = r.json()
+        assert call["on_duty"] == 0  # an admin's band is nobody on duty: the kiosk sends the customer over
+        notice = _until(boss, _notice(call["assist_id"]))
+        boss.send(json.dumps({"ack": notice["id"]}))
+        refused = _until(boss, lambda m: m["type"] == "error")
+        assert refused["id"] == notice["id"] and "only an associate" in refused["detail"]
+        assert kiosk.get(f"/v1/assist/{call['assist_id']}").json()["state"] == "open"
+        # The kiosk may not mark a call nobody took as done: it cancels it.
+        early = kiosk.post(f"/v1/assist/{call['assist_id']}/done")
+        assert early.status_code == 409 and "cancel it instead" in early.json()["detail"]
+        assert anna_http.post(f"/v1/assist/{call['assist_id']}/take").status_code == 200
+        assert kiosk.post(f"/v1/assist/{call['assist_id']}/done").json()["state"] == "done"
+
+
 def test_unpairing_a_band_closes_it_with_4401(agent):
     with _http(agent, "admin-1") as admin:
         made = admin.post("/v1/pairing", json={"name": "band-zed", "zones": ["cosmetics"]})
@@ -418,7 +440,8 @@ def test_unpairing_a_band_closes_it_with_4401(agent):
             assert _until(band, lambda m: m["type"] == "hello") == {"type": "hello", "name": "band-zed",
                                                                      "zones": ["cosmetics"]}
             _until(feed, lambda m: m["type"] == "hello")
-            assert admin.delete("/v1/paired/band-zed").status_code in (200, 204)
+            gone = admin.delete("/v1/paired/band-zed")
+            assert gone.status_code == 200 and gone.json()["revoked_by"] == "admin-1"
             assert _closed(band)[0] == 4401
             assert _closed(feed)[0] == 4401
 

@@ -3,7 +3,8 @@
 Authenticate as for the feed (edge_agent/api/routers/events.py ``admit``):
 ``Authorization: Bearer <token>``, the subprotocols ``["bearer", <token>]``,
 or ``?ticket=`` from ``POST /v1/tickets {"for": "wristband"}``; associates
-and admins. The server says ``{"type": "hello", "name", "zones"}``, then
+and admins (an admin's band is told the calls, but is not on duty and its
+ack takes none). The server says ``{"type": "hello", "name", "zones"}``, then
 ``notify`` and ``clear`` messages (edge_agent/wristband.py says which); the
 band answers ``{"ack": "n-17"}`` (acknowledging a call for help takes it).
 
@@ -64,7 +65,8 @@ async def wristband(ws: WebSocket) -> None:
     if client is None:
         return
     bands: Bands = ws.app.state.agent.bands
-    band, hello = bands.connect(client.name, getattr(client, "zones", ()) or ())
+    # An admin's band is told everything, but only associates are on duty and take calls by acknowledging.
+    band, hello = bands.connect(client.name, getattr(client, "zones", ()) or (), on_duty=client.role == Role.ASSOCIATE)
     receiver = asyncio.create_task(_incoming(ws, bands, band))
     try:
         if not still_admitted(ws, client):  # unpaired during the handshake, before this connection was there
