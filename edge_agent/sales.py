@@ -276,12 +276,19 @@ def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -
 
     ``ref`` is what the client named (for the message) when it was no sale id at all (``sale_id`` None).
     Returned units are those of every return of the sale not rejected, as
-    ``POST /v1/returns`` counts them; a SKU sold on two lines fills the first first.
+    ``POST /v1/returns`` counts them; a SKU sold on two lines fills the first first. A return's id (a
+    return slip's barcode) is SaleNotFound that says so.
     """
     if sale_id is None:
         raise SaleNotFound(f"{ref[:80]!r} is neither a sale id nor a receipt barcode (40 digits or RS1:<id>)")
     row = conn.execute("SELECT seq, body FROM sales WHERE sale_id = ?", (sale_id.bytes,)).fetchone()
     if row is None:
+        # A return slip's barcode carries the return's id as a receipt's carries the sale's: say which it is.
+        slip = conn.execute("SELECT s.sale_id FROM returns r LEFT JOIN sales s ON s.seq = r.sale_seq "
+                            "WHERE r.return_id = ?", (sale_id.bytes,)).fetchone()
+        if slip is not None:
+            of = f" (a return of sale {uuid.UUID(bytes=slip[0])})" if slip[0] is not None else ""
+            raise SaleNotFound(f"this is a return slip{of}, not a sale: scan the barcode on the sale's receipt")
         raise SaleNotFound(f"no sale {sale_id} in this store")
     seq, stored = row[0], codec.unpack(row[1])
     event = stored["event"]

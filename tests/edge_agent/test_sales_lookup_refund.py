@@ -108,3 +108,20 @@ def test_the_card_shows_the_receipts_balance_with_what_the_hub_has_not_confirmed
         door.scan("RM1:M-CARD")
         arrived = pad.expect("member.arrived", lambda d: d["member_id"] == "M-CARD")
     assert (arrived["points_balance"], arrived["points_pending"], arrived["points"]) == (printed, earned, 1000)
+
+
+def test_a_return_slips_barcode_looked_up_as_a_sale_says_it_is_a_return_slip(store):
+    """The slip's CODE128 carries the return's id as 40 digits, as a receipt's carries the sale's."""
+    import uuid
+
+    agent, _, _ = store
+    with agent.client("associate") as c:
+        s = c.post("/v1/sales", json=sale((NUDE, 2))).json()
+        done = c.post("/v1/returns", json=ret((NUDE, 1), sale=s["id"])).json()
+        slip = f"{uuid.UUID(done['id']).int:040d}"
+        got = c.get(f"/v1/sales/{slip}")
+        nothing = c.get(f"/v1/sales/{uuid.uuid4().int:040d}")
+    assert got.status_code == 404
+    assert got.json()["detail"] == (f"this is a return slip (a return of sale {s['id']}), not a sale: scan the "
+                                    "barcode on the sale's receipt")
+    assert nothing.status_code == 404 and nothing.json()["detail"].startswith("no sale ")
