@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -56,6 +57,10 @@ REMINDER = "assist.reminder"  # for the wristbands, not the feed
 ALERT_CODE = "assist_unanswered"
 ALERT_DEVICE = "assist"
 NOTE_MAX = 80
+# Characters a note may not hold: controls, format characters (bidi overrides, zero-width ones) and line and
+# paragraph separators, which would garble or disguise what an associate's wrist shows.
+NOTE_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+NOTE_RULE = "a note is one line of visible text: no control, format or line-separator characters (Cc, Cf, Zl, Zp)"
 # A request taken or closed this long ago is forgotten (the kiosk's screen has long moved on).
 FORGET_AFTER_S = 3600.0
 # Requests kept in all, open ones included: a store has a few dozen kiosks at most.
@@ -70,6 +75,15 @@ class HelpReason(str, Enum):
     ITEM_WONT_SCAN = "item_wont_scan"
     PAYMENT_PROBLEM = "payment_problem"
     OTHER = "other"
+
+
+def note_refusal(note: str) -> str | None:
+    """Why ``note`` cannot be shown on a wrist (``NOTE_RULE`` and the first character refused), or None."""
+    for at, char in enumerate(note):
+        category = unicodedata.category(char)
+        if category in NOTE_REFUSED_CATEGORIES:
+            return f"{NOTE_RULE}; U+{ord(char):04X} ({category}) at {at}"
+    return None
 
 
 class State(str, Enum):

@@ -368,6 +368,15 @@ def test_limits_and_roles(agent):
     with (_http(agent, "kiosk-1") as kiosk, _http(agent, "pad-anna") as pad, _http(agent, "console-1") as console):
         assert kiosk.post("/v1/assist", json={"reason": "other", "note": "x" * 81}).status_code == 422
         assert kiosk.post("/v1/assist", json={"reason": "other", "note": "a\x1b[2Jb"}).status_code == 422
+        # Format characters and separators too: a bidi override, zero-width ones, a line or paragraph separator.
+        for sly in ("pay\u202edne", "age\u200bcheck", "\ufeffwine", "two\u2028lines", "two\u2029paras", "a\x85b"):
+            refused = kiosk.post("/v1/assist", json={"reason": "other", "note": sly})
+            assert refused.status_code == 422, (sly, refused.text)
+            assert "no control, format or line-separator characters (Cc, Cf, Zl, Zp)" in refused.text
+        assert "U+202E (Cf) at 3" in kiosk.post("/v1/assist", json={"reason": "other", "note": "pay\u202e"}).text
+        fine = kiosk.post("/v1/assist", json={"reason": "other", "note": "Älterer Herr · 红酒 2 瓶 🍷"})
+        assert fine.status_code == 201 and fine.json()["note"] == "Älterer Herr · 红酒 2 瓶 🍷"
+        assert kiosk.delete(f"/v1/assist/{fine.json()['assist_id']}").status_code == 200
         assert kiosk.post("/v1/assist", json={"reason": "lost"}).status_code == 422
         assert kiosk.post("/v1/assist", json={"reason": "other", "station": "kiosk-2"}).status_code == 422
         assert pad.post("/v1/assist", json={"reason": "other"}).status_code == 403

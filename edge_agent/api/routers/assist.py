@@ -19,17 +19,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
-from edge_agent.assist import NOTE_MAX, Desk, HelpReason
+from edge_agent.assist import NOTE_MAX, Desk, HelpReason, note_refusal
 from edge_agent.config import ClientConfig, Role
 
 router = APIRouter(tags=["assist"], route_class=StrictRoute)
 AssistId = Annotated[str, Path(min_length=1, max_length=64)]
-# Printable text only: the note is shown on associates' wrists.
-NOTE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 
 class AssistIn(BaseModel):
@@ -38,8 +36,17 @@ class AssistIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: HelpReason = Field(description="age_check, item_wont_scan, payment_problem or other")
-    note: str | None = Field(default=None, max_length=NOTE_MAX, pattern=NOTE_PATTERN,
-                             description=f"shown to the associates, at most {NOTE_MAX} characters")
+    note: str | None = Field(default=None, max_length=NOTE_MAX,
+                             description=f"shown to the associates, at most {NOTE_MAX} characters of visible "
+                                         "text (no Unicode Cc, Cf, Zl, Zp)")
+
+    @field_validator("note")
+    @classmethod
+    def _visible(cls, note: str | None) -> str | None:
+        # Printable text only: the note is shown on associates' wrists (edge_agent/assist.py note_refusal).
+        if note is not None and (why := note_refusal(note)) is not None:
+            raise ValueError(why)
+        return note
 
 
 def _desk(request: Request) -> Desk:
