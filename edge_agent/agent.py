@@ -25,6 +25,7 @@ from edge_agent.labels import LabelService
 from edge_agent.members import MemberService
 from edge_agent.printing import PrintSpool
 from edge_agent.privacy import Privacy
+from edge_agent.release import Releases
 from edge_agent.scans import ScanService
 from edge_agent.sessions import Sessions
 from edge_agent.store import Store
@@ -99,6 +100,8 @@ class Agent:
         # devices.yaml from the hub: checked, written, applied live or by a restart, rolled back by itself.
         # The file is the one ``edge-agent run`` read: --config, else EDGE_CONFIG, else the default.
         self.configs = ConfigApply(self, config_path or Path(os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG))
+        # Releases the hub names: verified, installed beside this one, switched to, rolled back by themselves.
+        self.releases = Releases(self, config.updates)
 
     @property
     def hub_online(self) -> bool:
@@ -111,6 +114,8 @@ class Agent:
 
     async def start(self) -> None:
         """Open the store (migrating it), then bring up every device."""
+        # First: a release on trial counts this start, and one that failed too often goes back at once.
+        await self.releases.boot()
         await self.store.start()
         await self.privacy.start()  # the access log takes reads from the first request on
         await self.printing.start()  # before the printers: jobs cut short last time are queued again
@@ -135,6 +140,7 @@ class Agent:
 
     async def stop(self) -> None:
         """Leave the hub, stop devices (they may still write), then drain and close the store."""
+        await self.releases.stop()  # an update in progress stops; the retained message brings it again
         await self.configs.stop()  # a version being applied finishes; no rollback starts now
         if self.link is not None:
             await self.link.stop()
@@ -155,6 +161,7 @@ class Agent:
             # Everything above is done (sales on disk, the hub told, devices closed): leave with the status
             # that has systemd start the agent again (Restart=on-failure). uvicorn's lifespan would swallow
             # a SystemExit here, so the process ends itself.
-            log.warning("exiting with status %d to be started again on the new configuration", self.exit_status)
+            log.warning("exiting with status %d to be started again (a new configuration or release)",
+                        self.exit_status)
             logging.shutdown()
             os._exit(self.exit_status)

@@ -7,7 +7,8 @@ transaction followed by its after-commit effects (bus events, print
 notifications, low-stock warnings). A refusal is a ``topics.PayloadError``
 with the reason; the downlink answers it with a ``retail.device.alert``.
 Device commands arrive here already allow-listed by the downlink. A devices.yaml
-from the hub goes to the agent's ``ConfigApply`` (edge_agent/config_apply.py).
+from the hub goes to the agent's ``ConfigApply`` (edge_agent/config_apply.py), a
+release the hub names to its ``Releases`` (edge_agent/release.py).
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class DownlinkApply:
         """A version of devices.yaml from the hub: checked, applied, answered on ``config/res`` (in a task
         of its own: the downlink goes on meanwhile)."""
         self.agent.configs.take(desired)
+
+    async def update(self, desired: topics.DesiredRelease) -> None:
+        """A release the hub names: downloaded, verified, installed and switched to in a task of its own."""
+        self.agent.releases.take(desired)
 
     def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
         """``(kind, the driver's own commands)`` of a device of this store, or None."""

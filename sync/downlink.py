@@ -1,4 +1,4 @@
-"""What the hub sends down: catalog, stock, pickup orders, member cards, return verdicts, commands.
+"""What the hub sends down: catalog, stock, pickup orders, member cards, return verdicts, commands, configs, releases.
 
 Every payload is parsed and validated here (the models of sync/topics.py)
 and handed to a ``DownlinkHandler``, which the agent implements
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from sync.link import HubLink
 
 log = logging.getLogger(__name__)
+
+# The largest hub/{store}/update payload: a version, a url of 2 KiB, a hash and two short names.
+MAX_UPDATE_BYTES = 8 * 1024
 
 class CommandError(Exception):
     """A command that cannot be carried out; the message goes back in ``error``."""
@@ -70,6 +73,10 @@ class DownlinkHandler(Protocol):
 
     async def config(self, desired: topics.DesiredConfig) -> None:
         """Check and apply a version of devices.yaml the hub sent (its answer goes on ``config/res``)."""
+        ...
+
+    async def update(self, desired: topics.DesiredRelease) -> None:
+        """The release the hub names for this store: verified, installed, switched to (answers on ``update/res``)."""
         ...
 
     def device_actions(self, device: str) -> tuple[str, frozenset[str]] | None:
@@ -142,6 +149,9 @@ class Downlink:
         if kind == "config":
             await self._config(payload)
             return
+        if kind == "update":
+            await self._update(payload)
+            return
         handler = {"catalog": self._catalog, "stock": self._stock, "orders": self._orders,
                    "members": self._members, "returns": self._returns}.get(kind)
         if handler is None:
@@ -213,6 +223,20 @@ class Downlink:
             await self._reject("config", str(err))
             return
         await self.handler.config(desired)
+        self.stats["accepted"] += 1
+
+    async def _update(self, payload: bytes) -> None:
+        if not payload:
+            return  # a retained release cleared at the hub: nothing to do
+        if len(payload) > MAX_UPDATE_BYTES:
+            await self._reject("update", f"payload of {len(payload)} bytes is over the limit of {MAX_UPDATE_BYTES}")
+            return
+        try:
+            desired = topics.validate(topics.DesiredRelease, topics.decode_json(payload))
+        except topics.PayloadError as err:
+            await self._reject("update", str(err))
+            return
+        await self.handler.update(desired)
         self.stats["accepted"] += 1
 
     async def _command(self, payload: bytes) -> None:

@@ -1,0 +1,518 @@
+"""Self-update at the store: a signed release the hub names, verified, installed beside this one, switched to, and
+rolled back by itself when it is not healthy.
+
+The hub names the release a store should run on ``hub/{store}/update``
+(sync/topics.py ``DesiredRelease``); ``Releases.take`` handles it in a task of
+its own, reporting each step on ``edge/{store}/update/res``:
+
+1. The version running, or the last one handled with the same manifest (a
+   release refused or rolled back), is left alone: the topic is retained.
+2. ``downloading``: manifest.json and manifest.sig from ``base_url`` (https
+   trusting ``hub.ca_file``, or http on loopback only), each read up to its
+   limit and no further; the manifest's SHA-256 must be the one the message
+   names, its ed25519 signature must verify with ``updates.public_key_file``
+   (sync/bundle.py), its version must be the one named. Then each wheel,
+   up to the size the manifest gives it (all of them within
+   ``updates.max_bundle_mb``), its SHA-256 checked. Anything wrong:
+   ``refused`` with why, nothing installed.
+3. ``installed``: ``python -m venv <releases_dir>/<V>/venv`` and
+   ``pip install --no-index --find-links <files> edge-agent==V``: no
+   internet. A failure is ``failed``.
+4. ``waiting_quiet`` while a kiosk basket has lines, a print job is queued
+   or printing, or a devices.yaml version is being applied; checked again
+   every ``QUIET_EVERY_S``.
+5. ``switching``: ``updates.current_link`` (the unit's ExecStart runs
+   ``current/venv/bin/edge-agent``) is pointed at the new release (a new
+   link renamed over the old one), the previous target kept in the state
+   file, and the agent stops as on SIGTERM with ``EXIT_RESTART`` (75) for
+   systemd's ``Restart=on-failure`` to start the new release.
+
+At start (``boot``, the first thing ``Agent.start`` does), a release that
+was switched to counts its starts in the state file. Its health
+(edge_agent/health.py ``assess``) must then stay ok for
+``updates.healthy_after_s`` (``healthy``); not within ``GIVE_UP_FACTOR``
+times that plus ``GIVE_UP_EXTRA_S``, or a third start without becoming
+healthy (it crashed twice), switches the link back to the previous release
+and exits 75 again; the previous release, started, reports ``rolled_back``
+with why and does not take that version again.
+
+What is kept: ``<data dir>/release/state.json`` (the release being tried,
+its previous one and its starts; the last release handled; the last result,
+sent again each time the link comes up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from edge_agent import health
+from edge_agent.config import UpdatesConfig
+from edge_core.bus import utcnow
+from sync import bundle, topics
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
+
+log = logging.getLogger(__name__)
+
+EXIT_RESTART = 75  # as edge_agent/config_apply.py: systemd's Restart=on-failure starts the agent again
+MAX_STARTS = 2  # starts of a new release without becoming healthy before it is rolled back
+QUIET_EVERY_S = 2.0
+HEALTH_EVERY_S = 1.0
+GIVE_UP_FACTOR = 3.0
+GIVE_UP_EXTRA_S = 30.0
+READ_TIMEOUT_S = 30.0
+INSTALL_TIMEOUT_S = 900.0
+PUBLISH_WAIT_S = 5.0
+
+
+class UpdateRefused(Exception):
+    """A release that is not taken; the message says why (``refused``, or ``failed`` when ``failed``)."""
+
+    def __init__(self, reason: str, state: str = "refused"):
+        super().__init__(reason)
+        self.state = state
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Fetcher:
+    """GETs under one base url, each read up to a limit and no further."""
+
+    def __init__(self, base_url: str, ca_file: Path | None):
+        parts = urlsplit(base_url)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            raise UpdateRefused(f"base_url {base_url} is http on another host; a bundle travels over https")
+        if parts.username or parts.password:
+            raise UpdateRefused("base_url holds a user name or password")
+        self.base = base_url
+        self.context = (ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+                        if parts.scheme == "https" else None)
+
+    def _open(self, name: str) -> Any:
+        url = self.base + name  # name: manifest.json, manifest.sig or a file name the manifest's pattern allows
+        try:
+            return urllib.request.urlopen(url, timeout=READ_TIMEOUT_S, context=self.context)  # noqa: S310
+        except urllib.error.HTTPError as err:
+            raise UpdateRefused(f"GET {name}: the hub answered {err.code}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise UpdateRefused(f"GET {name}: {getattr(err, 'reason', err)}", "failed") from err
+
+    def small(self, name: str, limit: int) -> bytes:
+        """The whole of ``name``, refused past ``limit`` bytes."""
+        with self._open(name) as resp:
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise UpdateRefused(f"{name} is {length} bytes, over the limit of {limit}")
+            data = resp.read(limit + 1)
+        if len(data) > limit:
+            raise UpdateRefused(f"{name} is over the limit of {limit} bytes")
+        return data
+
+    def file(self, entry: topics.ReleaseFile, dest: Path) -> None:
+        """``entry`` into ``dest``: exactly its size, its SHA-256, or UpdateRefused."""
+        h, size = hashlib.sha256(), 0
+        with self._open(entry.name) as resp, dest.open("wb") as out:
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != entry.size:
+                raise UpdateRefused(f"{entry.name} is {length} bytes, the manifest says {entry.size}")
+            while chunk := resp.read(min(bundle.CHUNK, entry.size + 1 - size)):
+                size += len(chunk)
+                if size > entry.size:
+                    raise UpdateRefused(f"{entry.name} is longer than the {entry.size} bytes the manifest says")
+                h.update(chunk)
+                out.write(chunk)
+        if size != entry.size:
+            raise UpdateRefused(f"{entry.name} is {size} bytes, the manifest says {entry.size}")
+        if h.hexdigest() != entry.sha256:
+            raise UpdateRefused(f"{entry.name}: its sha256 is not the manifest's (the file was changed)")
+
+
+def link_target(link: Path) -> Path | None:
+    """Where ``link`` points (absolute), None when it is not a symbolic link."""
+    try:
+        target = Path(os.readlink(link))
+    except OSError:
+        return None
+    return target if target.is_absolute() else link.parent / target
+
+
+def point(link: Path, target: Path) -> None:
+    """``link`` -> ``target``, replaced in one rename (a new link beside it, then os.replace)."""
+    tmp = link.with_name(f".{link.name}.new-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    fd = os.open(link.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Releases:
+    """The agent's side of updates (see the module's docstring)."""
+
+    def __init__(self, agent: "Agent", config: UpdatesConfig, *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic,
+                 exit_now: Callable[[int], None] = os._exit):
+        self.agent = agent
+        self.config = config
+        self.dir = agent.data_dir / "release"
+        self._sleep, self._clock, self._exit_now = sleep, clock, exit_now
+        self.state: dict[str, Any] = {}
+        self.last_result: topics.UpdateResult | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._switching = False
+
+    @property
+    def running(self) -> str:
+        return self.agent.version
+
+    # Start and stop ---------------------------------------------------------------
+
+    async def boot(self) -> None:
+        """At start: count a release on trial, roll it back after too many starts, report a rollback landed."""
+        self.state = self._read()
+        if isinstance(self.state.get("last_result"), dict):
+            try:
+                self.last_result = topics.UpdateResult.model_validate(self.state["last_result"])
+            except ValueError:
+                self.last_result = None
+        trial = self.state.get("trial")
+        if isinstance(trial, dict):
+            if trial.get("version") == self.running and not trial.get("rolled_back"):
+                trial["starts"] = int(trial.get("starts", 0)) + 1
+                self._save()
+                if trial["starts"] > MAX_STARTS:
+                    await self._roll_back(f"release {self.running} started {trial['starts'] - 1} times without "
+                                          "becoming healthy", exit_now=True)
+                    return
+                log.info("update: release %s on trial (start %d), healthy after %g s of good health",
+                         self.running, trial["starts"], self.config.healthy_after_s)
+                self._spawn(self._watch_health(trial), "update-health")
+            elif trial.get("previous") == self.running:
+                why = trial.get("reason") or f"the agent started on {self.running} instead of {trial.get('version')}"
+                state = "rolled_back" if trial.get("rolled_back") else "failed"
+                log.warning("update: release %s %s; running %s: %s", trial.get("version"),
+                            state.replace("_", " "), self.running, why)
+                self.state["trial"] = None
+                self._result(str(trial.get("version")), str(trial.get("rollout", "")), state, why)
+            else:
+                log.warning("update: the release on trial was %s, this is %s; forgetting the trial",
+                            trial.get("version"), self.running)
+                self.state["trial"] = None
+                self._save()
+        self._spawn(self._resend_on_connect(), "update-resend")
+
+    async def stop(self) -> None:
+        """Stop the update in progress and the health watch (a retained message brings the update again)."""
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("update: %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _resend_on_connect(self) -> None:
+        sub = self.agent.bus.subscribe("hub.state")
+        try:
+            while True:
+                event = await sub.get()
+                if event.data.get("state") == "online" and self.last_result is not None:
+                    self._publish(self.last_result)
+        finally:
+            sub.close()
+
+    # Taking a release -------------------------------------------------------------
+
+    def take(self, desired: topics.DesiredRelease) -> None:
+        """Handle ``desired`` in a task of its own; one at a time, a newer message replacing one in progress
+        until the switch begins."""
+        if desired.version == self.running:
+            log.info("update: release %s is the one running; nothing to do", desired.version)
+            return
+        handled = self.state.get("handled") or {}
+        if handled.get("version") == desired.version and handled.get("manifest_sha256") == desired.manifest_sha256:
+            log.info("update: release %s was handled already (%s); nothing to do", desired.version,
+                     handled.get("state", "?"))
+            return
+        if self._switching:
+            log.info("update: switching already; release %s waits for the next start", desired.version)
+            return
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = asyncio.create_task(self._update(desired), name=f"update-{desired.version}")
+        self._task.add_done_callback(self._done)
+
+    async def _update(self, desired: topics.DesiredRelease) -> None:
+        v, rollout = desired.version, desired.rollout
+        self.state["handled"] = {"version": v, "manifest_sha256": desired.manifest_sha256, "state": "downloading"}
+        self._result(v, rollout, "downloading")
+        home = self.config.releases_dir / v
+        try:
+            manifest = await asyncio.to_thread(self._download, desired, home)
+            current = self._current()
+            self._result(v, rollout, "downloading", f"{len(manifest.files)} files verified")
+            await asyncio.to_thread(self._install, manifest, home)
+        except UpdateRefused as err:
+            self.state["handled"]["state"] = err.state
+            log.warning("update: release %s %s: %s", v, err.state, err)
+            self._result(v, rollout, err.state, str(err))
+            return
+        self.state["handled"]["state"] = "installed"
+        self._result(v, rollout, "installed")
+        said = ""
+        while why := await self.busy():
+            if why != said:
+                log.info("update: release %s installed, waiting for a quiet moment: %s", v, why)
+                self._result(v, rollout, "waiting_quiet", why)
+                said = why
+            await self._sleep(QUIET_EVERY_S)
+        await self._switch(desired, current, home)
+
+    def _current(self) -> Path:
+        """The release in force (the link's target); UpdateRefused when the agent does not run through the link."""
+        link = self.config.current_link
+        target = link_target(link)
+        if target is None:
+            raise UpdateRefused(f"updates.current_link {link} is not a symbolic link to a release; install the agent "
+                                "as docs/install.md, Updates, says")
+        prefix = Path(sys.prefix).resolve()
+        if not prefix.is_relative_to(target.resolve()):
+            raise UpdateRefused(f"this agent runs from {prefix}, not from {link} ({target}): a switch would not "
+                                "change what runs")
+        return target
+
+    def _download(self, desired: topics.DesiredRelease, home: Path) -> topics.ReleaseManifest:
+        """Download and verify the bundle into ``<home>/files`` (a new folder); UpdateRefused on anything wrong."""
+        if self.config.public_key_file is None:
+            raise UpdateRefused("no updates.public_key_file: this store cannot verify a release")
+        try:
+            key = bundle.load_public(self.config.public_key_file.read_bytes()[:64 * 1024])
+        except (OSError, bundle.BundleError) as err:
+            raise UpdateRefused(f"updates.public_key_file {self.config.public_key_file}: {err}") from err
+        fetch = Fetcher(desired.base_url, self.agent.config.hub.ca_file)
+        data = fetch.small(bundle.MANIFEST, topics.MAX_MANIFEST_BYTES)
+        if hashlib.sha256(data).hexdigest() != desired.manifest_sha256:
+            raise UpdateRefused("manifest.json's sha256 is not the one the hub named")
+        try:
+            bundle.verify(key, data, fetch.small(bundle.SIGNATURE, topics.MAX_SIGNATURE_BYTES))
+            manifest = bundle.parse_manifest(data)
+        except bundle.BundleError as err:
+            raise UpdateRefused(str(err)) from err
+        if manifest.version != desired.version:
+            raise UpdateRefused(f"the manifest is of release {manifest.version}, not {desired.version}")
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if manifest.python != here:
+            raise UpdateRefused(f"the release is built for Python {manifest.python}, this PC runs {here}")
+        total, limit = sum(f.size for f in manifest.files), int(self.config.max_bundle_mb * 1024 * 1024)
+        if total > limit:
+            raise UpdateRefused(f"the bundle is {total} bytes, over updates.max_bundle_mb ({limit} bytes)")
+        if not any(bundle.wheel_of(f.name) == ("edge-agent", manifest.version) for f in manifest.files):
+            raise UpdateRefused(f"the bundle has no wheel of edge-agent {manifest.version}")
+        self._clear(home)
+        files = home / "files"
+        files.mkdir(parents=True)
+        try:
+            for entry in manifest.files:
+                fetch.file(entry, files / entry.name)
+        except BaseException:
+            self._clear(home)
+            raise
+        return manifest
+
+    def _clear(self, home: Path) -> None:
+        """Remove an earlier attempt at ``home``; never the release in force or the one recorded before it."""
+        keep = {p.resolve() for p in (link_target(self.config.current_link),
+                                      Path(str((self.state.get("trial") or {}).get("previous_target") or "/")))
+                if p is not None}
+        if home.resolve() in keep:
+            raise UpdateRefused(f"{home} is a release in use")
+        if home.exists():
+            shutil.rmtree(home)
+
+    def _install(self, manifest: topics.ReleaseManifest, home: Path) -> None:
+        venv = home / "venv"
+
+        def run(*cmd: str) -> None:
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise UpdateRefused(f"{Path(cmd[0]).name} {cmd[2] if len(cmd) > 2 else ''}: {err}", "failed") from err
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+                raise UpdateRefused(f"{' '.join(cmd[1:3])} failed ({done.returncode}): {' | '.join(tail)[:800]}",
+                                    "failed")
+
+        try:
+            run(sys.executable, "-m", "venv", str(venv))
+            run(str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-input",
+                "--disable-pip-version-check", "--find-links", str(home / "files"), manifest.requires)
+            if not (venv / "bin" / "edge-agent").exists():
+                raise UpdateRefused(f"the installed release has no {venv / 'bin' / 'edge-agent'}", "failed")
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+        log.info("update: release %s installed in %s", manifest.version, home)
+
+    async def busy(self) -> str:
+        """Why now is not a quiet moment ("" when it is): a basket with lines, a print job, a config being applied."""
+        why = []
+        sessions = getattr(self.agent.sessions, "_by_station", {})
+        baskets = sorted(s.station for s in list(sessions.values()) if s.basket)
+        if baskets:
+            why.append(f"a basket with lines at {', '.join(baskets)}")
+        counts = await self.agent.printing.counts()
+        jobs = counts.get("queued", 0) + counts.get("printing", 0)
+        if jobs:
+            why.append(f"{jobs} print job{'s' if jobs != 1 else ''} queued or printing")
+        if getattr(self.agent.configs, "_applying", None):
+            why.append("a devices.yaml version is being applied")
+        return "; ".join(why)
+
+    async def _switch(self, desired: topics.DesiredRelease, current: Path, home: Path) -> None:
+        self._switching = True
+        v = desired.version
+        self.state["trial"] = {"version": v, "previous": self.running, "previous_target": str(current),
+                               "starts": 0, "rollout": desired.rollout, "by": desired.by,
+                               "at": utcnow().isoformat()}
+        self.state["handled"]["state"] = "switching"
+        self._save()
+        try:
+            await asyncio.to_thread(point, self.config.current_link, home)
+        except OSError as err:
+            self._switching = False
+            self.state["trial"] = None
+            self.state["handled"]["state"] = "failed"
+            self._result(v, desired.rollout, "failed", f"cannot point {self.config.current_link} at {home}: {err}")
+            return
+        log.warning("update: switched %s from %s to %s; stopping to be started on it", self.config.current_link,
+                    self.running, v)
+        await self._restart(self._result(v, desired.rollout, "switching", f"from {self.running}"))
+
+    # Health of a release on trial ----------------------------------------------------
+
+    async def _watch_health(self, trial: dict[str, Any]) -> None:
+        need = self.config.healthy_after_s
+        give_up = self._clock() + need * GIVE_UP_FACTOR + GIVE_UP_EXTRA_S
+        ok_since: float | None = None
+        last: list[str] = []
+        while True:
+            assessment = await health.assess(self.agent)
+            now = self._clock()
+            if assessment["status"] == "ok" and self.agent.hub_online:
+                ok_since = now if ok_since is None else ok_since
+                if now - ok_since >= need:
+                    break
+            else:
+                ok_since = None
+                last = [f"{r['subject']}: {r['code']}" for r in assessment["reasons"]] or ["the hub link is down"]
+            if now >= give_up:
+                await self._roll_back(f"release {self.running} was not healthy for {need:g} s within "
+                                      f"{need * GIVE_UP_FACTOR + GIVE_UP_EXTRA_S:g} s: {'; '.join(last)[:500]}")
+                return
+            await self._sleep(HEALTH_EVERY_S)
+        self.state["trial"] = None
+        self.state["handled"] = {"version": self.running, "manifest_sha256": "", "state": "healthy"}
+        log.info("update: release %s healthy after %g s", self.running, need)
+        self._result(self.running, str(trial.get("rollout", "")), "healthy")
+
+    async def _roll_back(self, why: str, exit_now: bool = False) -> None:
+        trial = self.state["trial"]
+        previous = Path(str(trial.get("previous_target") or ""))
+        if not (previous / "venv" / "bin" / "edge-agent").exists():
+            log.error("update: %s; the previous release %s is not there to go back to", why, previous)
+            self.state["trial"] = None
+            self._result(self.running, str(trial.get("rollout", "")), "failed",
+                         f"{why}; no previous release at {previous} to go back to")
+            return
+        trial["rolled_back"], trial["reason"] = True, why
+        self._save()
+        await asyncio.to_thread(point, self.config.current_link, previous)
+        log.error("update: %s; switched %s back to %s (%s)", why, self.config.current_link, previous,
+                  trial.get("previous"))
+        if exit_now:
+            # At start, before the store or the link: nothing to finish.
+            logging.shutdown()
+            self._exit_now(EXIT_RESTART)
+            return
+        await self._restart(None)
+
+    async def _restart(self, result: topics.UpdateResult | None) -> None:
+        """Wait (bounded) for ``result`` to reach the broker, then stop as on SIGTERM with EXIT_RESTART."""
+        link = self.agent.link
+        if link is not None and result is not None:
+            info = link.publish(link.topics.update_res, result.wire())
+            if info is not None:
+                await asyncio.to_thread(info.wait_for_publish, PUBLISH_WAIT_S)
+        self.agent.exit_status = EXIT_RESTART
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # Answers and state -----------------------------------------------------------------
+
+    def _result(self, version: str, rollout: str, state: str, reason: str | None = None) -> topics.UpdateResult:
+        result = topics.UpdateResult(version=version, rollout=rollout, state=state,
+                                     reason=reason[:2000] if reason else None, running=self.running, at=utcnow())
+        self.last_result = result
+        self._save()
+        if state != "switching":  # sent by _restart, which waits for the broker to have it
+            self._publish(result)
+        return result
+
+    def _publish(self, result: topics.UpdateResult) -> None:
+        link = self.agent.link
+        if link is not None:
+            link.publish(link.topics.update_res, result.wire())
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.dir / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self) -> None:
+        self.state["last_result"] = self.last_result.model_dump(mode="json") if self.last_result else None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".state.json.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / "state.json")
