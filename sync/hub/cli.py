@@ -62,7 +62,8 @@ def _console(args: argparse.Namespace, svc: Any, fleet: Any) -> Any:
     tokens = load_tokens(args.console_tokens, os.environ.get("EDGE_HUB_CONSOLE_TOKEN"))
     rules = load_rules(args.alert_rules)
     console = ConsoleServer(svc, fleet, args.http, tokens, rules, args.db, version=_version(),
-                            command_timeout_s=args.command_timeout, enrollment=_enrollment(args))
+                            command_timeout_s=args.command_timeout, enrollment=_enrollment(args),
+                            releases=Path(args.releases) if args.releases else None)
     console.prepare()
     return console
 
@@ -95,6 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     fleet = console = None
     if (args.enroll_ca or args.enroll_broker) and not args.http:
         _err("--enroll-ca serves POST /enroll on the hub's HTTP server: add --http HOST:PORT")
+        return EXIT_USAGE
+    if args.releases and not args.http:
+        _err("--releases serves the bundles on the hub's HTTP server: add --http HOST:PORT")
         return EXIT_USAGE
     if args.http:
         from sync.hub.console.fleet import Fleet
@@ -378,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--enroll-broker", default=os.environ.get("EDGE_HUB_ENROLL_BROKER") or None,
                      metavar="mqtts://HOST:PORT",
                      help="the broker's listener for enrolled stores, as given to them ($EDGE_HUB_ENROLL_BROKER)")
+    run.add_argument("--releases", default=os.environ.get("EDGE_HUB_RELEASES") or None, metavar="DIR",
+                     help="with --http: serve the release bundles in DIR (edge-hub release build) at /releases/ "
+                          "($EDGE_HUB_RELEASES)")
     run.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="publish catalog, stock, an order or a member card")

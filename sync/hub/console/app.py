@@ -25,7 +25,7 @@ from sync.hub.console.evaluator import Evaluator
 from sync.hub.console.fleet import Fleet
 from sync.console.rules import RuleSet
 from sync.hub.console.stream import Broadcaster
-from sync.hub.fleet import enroll_api
+from sync.hub.fleet import enroll_api, releases
 
 @dataclass
 class Console:
@@ -42,6 +42,7 @@ class Console:
     stats: Callable[[], Any]
     connected: Callable[[], bool]
     enrollment: Any = None  # sync.hub.fleet.enroll_api.Enrollment with --enroll-ca: POST /enroll is mounted
+    releases: Any = None  # a Path with --releases: GET /releases/{version}/{name} is mounted
 
     def metric_parts(self) -> dict[str, Any]:
         """What /metrics reads."""
@@ -61,6 +62,7 @@ def create_app(console: Console) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
     enroll_api.mount(app, console.enrollment)  # /api/enrollments (staff), and POST /enroll for store PCs
+    releases.mount(app, console.releases)  # GET /releases/{version}/{name}: signed bundles for the stores
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

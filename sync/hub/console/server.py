@@ -49,7 +49,8 @@ class ConsoleServer:
     """Console HTTP server, alert evaluator and command desk for one hub process."""
 
     def __init__(self, service: "HubService", fleet: Fleet, listen: str, tokens: Tokens, rules: RuleSet,
-                 db_url: str, *, version: str, command_timeout_s: float = 30.0, enrollment: Any = None):
+                 db_url: str, *, version: str, command_timeout_s: float = 30.0, enrollment: Any = None,
+                 releases: Any = None):
         self.service = service
         self.fleet = fleet
         self.host, self.port = parse_listen(listen)
@@ -60,7 +61,7 @@ class ConsoleServer:
                                 lambda row: self.broadcaster.publish(commands=(row,)))
         self.console = Console(version, fleet, self.db, rules, self.evaluator, self.desk, self.broadcaster, tokens,
                                stats=lambda: service.stats, connected=lambda: service.connected,
-                               enrollment=enrollment)
+                               enrollment=enrollment, releases=releases)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
