@@ -577,6 +577,10 @@ class HubService:
         except HubDBError as err:
             if self._throttle(("rollouts",)):
                 log.warning("rollouts not looked at: %s; trying again", err)
+        except Exception:
+            # A bug, not the database: the worker must go on storing events; the next look tries again.
+            if self._throttle(("rollouts-bug",)):
+                log.exception("the rollout engine failed; trying again in %.0f s", self.rollout_every)
 
     def _publish_retained(self, topic: str, payload: bytes) -> bool:
         """QoS 1, retained; True once paho took it on a live connection (it delivers it from there)."""

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
+from support.agent import free_port
+from support.hubprocess import HubProcess
 from support.simstore import SimStores, retained_updates
 from support.storepcs import wait_for
 from sync.hub import cli as hub_cli
@@ -235,3 +238,42 @@ def test_a_store_that_says_rolled_back_halts_the_rollout_and_bad_input_is_refuse
     assert rollout.plan_waves([f"s-{i}" for i in range(10)], "s-5", ["1", "25%", "100%"]) == [
         ["s-5"], ["s-0", "s-1"], ["s-2", "s-3", "s-4", "s-6", "s-7", "s-8", "s-9"]]
     db.close()
+
+
+def test_edge_hub_run_moves_a_rollout_on_and_its_console_shows_it(mosquitto, tmp_path, capsys):
+    """``edge-hub run --http`` as a process: its engine needs no operator, ``GET /api/rollouts`` shows progress."""
+    db_url, port, token = f"sqlite:///{tmp_path}/hub.db", free_port(), "rollout-console-token"
+    hub = HubProcess(mosquitto.url, db_url, tmp_path / "hub.log", env={"EDGE_HUB_CONSOLE_TOKEN": token})
+    hub.args += ["--http", f"127.0.0.1:{port}"]
+    hub.start()
+    stores = STORES[:3]
+    sims = SimStores(mosquitto.url, stores, OLD).start()
+    db = open_db(db_url)
+    try:
+        wait_for("the hub knows the stores", lambda: len(db.query(
+            "SELECT store FROM stores WHERE status_version = ? AND health IS NOT NULL", (OLD,))) == 3, 30)
+        assert hub_cli.main(["rollout", "start", NEW, "--base-url", f"{BASE}{NEW}/", "--manifest-sha256", SHA_NEW,
+                             "--waves", "1,100%", "--soak-s", "0.5", "--previous-manifest", f"{OLD}={SHA_OLD}",
+                             "--by", "dana", "--db", db_url, "--broker", mosquitto.url]) == 0
+        rid = capsys.readouterr().out.split()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as api:
+            body = wait_for("the console shows the rollout done", lambda: (
+                b := api.get("/api/rollouts").json())["rollouts"][0]["state"] == "done" and b, 60)
+            r = body["rollouts"][0]
+            assert r["id"] == rid and r["version"] == NEW and r["created_by"] == "dana"
+            assert [(w["wave"], w["asked"], w["healthy"]) for w in r["waves"]] == [(1, 1, 1), (2, 2, 2)]
+            assert {s["running"] for w in r["waves"] for s in w["stores"]} == {NEW}
+            assert [a["action"] for a in r["actions"]] == ["start", "wave", "done"]
+            assert api.get("/api/rollouts", params={"id": rid}).json()["rollouts"][0]["id"] == rid
+            assert api.get("/api/rollouts", params={"id": "r-nothing"}).status_code == 404
+            assert api.get("/api/rollouts", params={"limit": 1000}).status_code == 422
+            assert api.get("/api/rollouts", params={"id": "x" * 65}).status_code == 422
+            assert httpx.get(f"http://127.0.0.1:{port}/api/rollouts").status_code == 401
+            # The store list carries each store's running version.
+            fleet = {s["store"]: s for s in api.get("/api/fleet").json()["stores"]}
+            assert {fleet[s]["version"] for s in stores} == {NEW}
+    finally:
+        db.close()
+        sims.stop()
+        hub.close()

@@ -10,6 +10,8 @@
   unless its rule's cause never clears by itself) |
 | ``POST /api/stores/{store}/commands`` | ``{device, action, args}``: 202 with the command, answered on the stream |
 | ``GET /api/commands/{id}`` | a command and its answer or timeout |
+| ``GET /api/rollouts?id=&limit=`` | staged rollouts of releases, newest first: waves, each store's state, version
+  asked and running, health, and every action with who did it |
 | ``GET /api/stream`` | Server-Sent Events: ``hello``, then ``update`` with changed stores, alerts, commands |
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -28,6 +30,7 @@ from sync.console.commands import AGENT, ActionRefused, check
 from sync.console.facts import devices
 from sync.console.views import iso_now, meta, store_detail
 from sync.hub.console.auth import staff
+from sync.hub.fleet import rollout
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -138,6 +141,16 @@ async def get_command(cmd_id: str, request: Request) -> dict[str, Any]:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no command {cmd_id}")
     return row
+
+
+@router.get("/rollouts", dependencies=[Depends(staff)])
+async def get_rollouts(request: Request, id: str | None = Query(default=None, max_length=64),
+                       limit: int = Query(default=20, ge=1, le=100)) -> dict[str, Any]:
+    """Rollouts of releases, newest first (one with ``id``; 404 if there is none)."""
+    views = await _console(request).db.read(lambda db: rollout.views(db, id, limit))
+    if id is not None and not views:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rollout {id!r}")
+    return {"now": iso_now(datetime.now(timezone.utc)), "rollouts": [v.as_dict() for v in views]}
 
 
 @router.get("/stream", dependencies=[Depends(staff)])

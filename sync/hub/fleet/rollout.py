@@ -226,13 +226,22 @@ def _ask_wave(tx: Tx, rid: str, wave: int) -> None:
 
 # The stores' word ---------------------------------------------------------------------
 
-def record_result(tx: Tx, store: str, res: UpdateResult) -> None:
-    """A store's word on a rollout (``edge/{store}/update/res``): the latest per store and rollout is kept."""
-    tx.execute("INSERT INTO update_results (store, rollout, version, state, reason, running, at, received_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, rollout) DO UPDATE SET version = excluded.version, "
-               "state = excluded.state, reason = excluded.reason, running = excluded.running, at = excluded.at, "
-               "received_at = excluded.received_at",
-               (store, res.rollout, res.version, res.state, res.reason, res.running, res.at.isoformat(), tx.now))
+def record_result(tx: Tx, store: str, res: UpdateResult) -> bool:
+    """A store's word on a rollout (``edge/{store}/update/res``): the latest per store and rollout is kept.
+
+    Only for a rollout the store is in: words about any other id (an update
+    installed by hand, a made-up id) are not kept, so a store cannot fill the
+    table. False when it was not kept.
+    """
+    cur = tx.execute(
+        "INSERT INTO update_results (store, rollout, version, state, reason, running, at, received_at) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rollout_stores WHERE rollout = ? AND store = ?) "
+        "ON CONFLICT (store, rollout) DO UPDATE SET version = excluded.version, "
+        "state = excluded.state, reason = excluded.reason, running = excluded.running, at = excluded.at, "
+        "received_at = excluded.received_at",
+        (store, res.rollout, res.version, res.state, res.reason, res.running, res.at.isoformat(), tx.now,
+         res.rollout, store))
+    return bool(cur.rowcount)
 
 
 # The engine ---------------------------------------------------------------------------
@@ -258,8 +267,10 @@ def _worse(row: dict[str, Any], version: str, grace_s: float, now: datetime) -> 
         if new:
             return f"{store} degraded: {_reason_text(health, new) or ', '.join(sorted(new))}"
     since = _parse(row["status_since"])
-    if row["status"] == "offline" and since is not None and (now - since).total_seconds() > grace_s:
-        return f"{store} offline since {since.isoformat(timespec='seconds')} (over the grace of {grace_s:g} s)"
+    if row["status"] == "offline" and since is not None:
+        asked = _parse(row["asked_at"])
+        if (now - max(since, asked or since)).total_seconds() > grace_s:  # counted from the ask at the earliest
+            return f"{store} offline since {since.isoformat(timespec='seconds')} (over the grace of {grace_s:g} s)"
     return None
 
 
@@ -291,7 +302,9 @@ def _step(tx: Tx, rid: str, now: datetime) -> str | None:
     for x in asked:
         why = _worse(x, version, grace_s, now)
         if why:
-            n = _roll_back(tx, rid, ENGINE, f"halted by itself: {why}")
+            n = _roll_back(tx, rid, ENGINE, f"halted by itself: {why}", if_running=True)
+            if n < 0:
+                return None
             return f"rollout {rid} of {version} halted: {why}; {n} store(s) asked for their previous version"
     current = [x for x in rows if x["wave"] == wave]
     for x in current:
@@ -320,10 +333,13 @@ def _step(tx: Tx, rid: str, now: datetime) -> str | None:
     return f"rollout {rid} of {version}: wave {wave + 2} of {last + 1} started ({n} store(s))"
 
 
-def _roll_back(tx: Tx, rid: str, by: str, why: str) -> int:
-    """Halt ``rid`` and ask every store it asked for its previous release; how many were asked."""
-    tx.execute("UPDATE rollouts SET state = ?, reason = ?, rolled_back_at = ?, updated_at = ? WHERE id = ?",
-               (HALTED, why[:2000], tx.now, tx.now, rid))
+def _roll_back(tx: Tx, rid: str, by: str, why: str, *, if_running: bool = False) -> int:
+    """Halt ``rid`` and ask every store it asked for its previous release; how many were asked (-1: it was
+    not running and ``if_running`` asked for that: the engine's case, another hub worker halted it first)."""
+    sql = "UPDATE rollouts SET state = ?, reason = ?, rolled_back_at = ?, updated_at = ? WHERE id = ?"
+    if not tx.execute(sql + (" AND state = ?" if if_running else ""),
+                      (HALTED, why[:2000], tx.now, tx.now, rid, *((RUNNING,) if if_running else ()))).rowcount:
+        return -1
     rows = tx.execute("SELECT store, previous FROM rollout_stores WHERE rollout = ? AND asked_at IS NOT NULL "
                       "AND previous_base_url IS NOT NULL", (rid,)).fetchall()
     for store, previous in rows:
