@@ -224,6 +224,11 @@ def test_a_store_that_says_rolled_back_halts_the_rollout_and_bad_input_is_refuse
     _stores(db, ["s-1", "s-2"], datetime.now(timezone.utc))
     rid = rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, soak_s=0, by="ops", previous={OLD: SHA_OLD})
     _say(db, "s-1", rid, "rolled_back", running=OLD)
+    for who, which in (("s-1", "r-made-up"), ("s-9", rid)):  # a rollout the store is not in: not kept
+        with db.transaction() as tx:
+            assert not rollout.record_result(tx, who, UpdateResult(version=NEW, rollout=which, state="healthy",
+                                                                   running=NEW, at=datetime.now(timezone.utc)))
+    assert db.query("SELECT store, rollout FROM update_results") == [("s-1", rid)]
     rollout.tick(db)
     v = rollout.views(db, rid)[0]
     assert v.state == rollout.HALTED and "s-1 reported rolled_back" in v.reason

@@ -329,7 +329,8 @@ def _step(tx: Tx, rid: str, now: datetime) -> str | None:
         return None  # another hub worker moved it on first
     _ask_wave(tx, rid, wave + 1)
     n = sum(1 for x in rows if x["wave"] == wave + 1)
-    _action(tx, rid, ENGINE, "wave", f"wave {wave + 2} started: {n} store(s), after wave {wave + 1} soaked {soak_s:g} s")
+    _action(tx, rid, ENGINE, "wave", f"{wave + 2} of {last + 1} asked: {n} store(s), after wave {wave + 1} "
+            f"soaked {soak_s:g} s")
     return f"rollout {rid} of {version}: wave {wave + 2} of {last + 1} started ({n} store(s))"
 
 
