@@ -6,7 +6,7 @@ the person mask when one was asked for. A newer pose or segmentation model
 plugs in as another ``BodyTracker`` with its own skeleton; garments
 (ar_mirror/apparel.py) and the view choice stay as they are.
 
-The view: "body" when both shoulders are seen and both hips fall inside
+The view: "body" when both shoulders and both hips are seen, the hips inside
 the picture (the customer stands back far enough for a top to be drawn),
 "face" when a face is followed but not a body, "none" when nobody is there.
 The shoulder width for the size suggestion is measured between the pose's
@@ -86,11 +86,12 @@ class Body:
         return float(np.linalg.norm(self.joint("shoulder_left") - self.joint("shoulder_right")))
 
     def in_view(self, size: tuple[int, int]) -> bool:
-        """Shoulders seen and hips inside the ``size`` (width, height) picture: a top can be drawn."""
+        """Shoulders and hips seen, the hips inside the ``size`` (width, height) picture: a top can be drawn."""
         w, h = size
         hips = np.stack([self.joint("hip_right"), self.joint("hip_left")])
         inside = bool(((hips[:, 0] >= 0) & (hips[:, 0] < w) & (hips[:, 1] >= 0) & (hips[:, 1] < h)).all())
-        return self.seen("shoulder_right", "shoulder_left") and inside and self.shoulder_width() > 8
+        seen = self.seen("shoulder_right", "shoulder_left", "hip_right", "hip_left")
+        return seen and inside and self.shoulder_width() > 8
 
     def shoulder_cm(self) -> float | None:
         """The garment shoulder width this body needs, in cm, with the eyes as the ruler; None if not measurable."""
