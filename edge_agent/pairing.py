@@ -7,7 +7,12 @@ back (``Pairing.pair``) and gets a token of its own: random, shown once.
 The store keeps only SHA-256 digests of both, never a code or a token
 (``pairing_codes``, ``paired_clients``). A paired device is an API client of
 role associate named by its ``name``, serving its ``zones``; revoking it
-refuses its token at once.
+refuses its token at once and cancels the codes for that name not yet used.
+A name unpaired and paired again keeps its earlier row in
+``unpaired_clients``: who paired and unpaired it, and when. A name that
+devices.yaml gives a client is never a paired device's: a code for it is
+refused when it is made and when it is spent, and a paired device whose name
+devices.yaml took since is not loaded (said once in the log at start).
 
 ``Pairing`` holds the paired devices in memory, loaded from SQLite at start
 and changed with each pair and revoke, so a token is checked with a dict
@@ -271,14 +276,21 @@ class Pairing:
         self._seen: dict[str, float] = {}  # name -> when last_seen was last written (monotonic)
 
     async def load(self) -> None:
-        """Read the paired devices from the store."""
+        """Read the paired devices from the store; one whose name is a devices.yaml client's now is left out."""
         rows = await self.store.read(lambda c: c.execute(
-            "SELECT name, token_sha256, zones, revoked_at FROM paired_clients").fetchall())
+            "SELECT name, token_sha256, zones, revoked_at FROM paired_clients UNION ALL "
+            "SELECT name, token_sha256, zones, revoked_at FROM unpaired_clients").fetchall())
+        shadowed = []
         for name, token_hash, zones, revoked in rows:
-            if revoked is None:
+            if revoked is None and name in self.config_names:
+                shadowed.append(name)  # its token must not pass for the devices.yaml client of that name
+            elif revoked is None:
                 self._by_hash[token_hash] = _client(name, token_hash, json.loads(zones))
             else:
                 self._revoked[token_hash] = name
+        if shadowed:
+            log.warning("pairing: paired device(s) %s not loaded: devices.yaml has a client of that name now; "
+                        "unpair it (DELETE /v1/paired/NAME) or rename the client", ", ".join(sorted(shadowed)))
 
     def client(self, token_hash: str) -> ApiClient | None:
         """The paired device whose token hashes to ``token_hash``, if it is paired and not revoked."""
@@ -328,6 +340,8 @@ class Pairing:
             if row is None:
                 return "unknown pairing code; check it, or ask for a new one"
             name, zones, expires_at, used_at = row
+            if name in self.config_names:  # devices.yaml gave the name to a client since the code was made
+                raise NameTaken(f"{name!r} is a client of devices.yaml now; ask for a code for another name")
             if used_at is not None:
                 return "this pairing code was already used; ask for a new one"
             expires = datetime.fromisoformat(expires_at)
@@ -339,6 +353,9 @@ class Pairing:
             tx.execute("UPDATE pairing_codes SET used_at = ? WHERE code_sha256 = ?", (now.isoformat(), digest(plain)))
             creator = tx.execute("SELECT created_by FROM pairing_codes WHERE code_sha256 = ?",
                                  (digest(plain),)).fetchone()[0]
+            # The name's earlier device, unpaired, keeps its row in the history.
+            tx.execute(f"INSERT INTO unpaired_clients ({_COLUMNS}, token_sha256) SELECT {_COLUMNS}, token_sha256 "
+                       "FROM paired_clients WHERE name = ? AND revoked_at IS NOT NULL", (name,))
             tx.execute("INSERT OR REPLACE INTO paired_clients (name, role, token_sha256, zones, paired_at, paired_by, "
                        "last_seen, revoked_at, revoked_by) VALUES (?, 'associate', ?, ?, ?, ?, ?, NULL, NULL)",
                        (name, token_hash, zones, now.isoformat(), creator, now.isoformat()))
@@ -355,30 +372,44 @@ class Pairing:
         return Paired(token, done)
 
     async def revoke(self, name: str, by: str) -> dict:
-        """Unpair ``name``: its token is refused from now on. NoSuchDevice if there is none; again: unchanged."""
+        """Unpair ``name``: its token is refused from now on, and its codes not yet used are cancelled.
+
+        The device as it is now (or, with only codes cancelled, its name) and ``codes_cancelled``.
+        NoSuchDevice if there is neither; again: unchanged.
+        """
         now = self.clock().isoformat()
 
-        def write(tx: Tx) -> tuple | None:
+        def write(tx: Tx) -> tuple[tuple | None, int, list[str]]:
             tx.execute("UPDATE paired_clients SET revoked_at = ?, revoked_by = ? WHERE name = ? AND revoked_at IS NULL",
                        (now, by, name))
-            return tx.execute(f"SELECT {_COLUMNS}, token_sha256 FROM paired_clients WHERE name = ?",
-                              (name,)).fetchone()
+            codes = [json.loads(z) for (z,) in tx.execute(
+                "SELECT zones FROM pairing_codes WHERE name = ? AND used_at IS NULL", (name,))]
+            tx.execute("DELETE FROM pairing_codes WHERE name = ? AND used_at IS NULL", (name,))
+            row = tx.execute(f"SELECT {_COLUMNS}, token_sha256 FROM paired_clients WHERE name = ?", (name,)).fetchone()
+            return row, len(codes), codes[0] if codes else []
 
-        row = await self.store.write(write)
-        if row is None:
+        row, cancelled, code_zones = await self.store.write(write)
+        if row is None and not cancelled:
             raise NoSuchDevice(f"no paired device {name[:40]!r}")
+        if cancelled:
+            log.info("pairing: %s cancelled %d unused pairing code(s) for %s", by, cancelled, name)
+        if row is None:
+            return {"name": name, "role": "associate", "zones": code_zones, "paired_at": None, "paired_by": None,
+                    "last_seen": None, "revoked_at": None, "revoked_by": None, "codes_cancelled": cancelled}
         token_hash = row[-1]
         if self._by_hash.pop(token_hash, None) is not None:
             log.info("pairing: %s unpaired by %s", name, by)
         self._revoked[token_hash] = name
         self._seen.pop(name, None)
-        return _device(row[:-1])
+        return {**_device(row[:-1]), "codes_cancelled": cancelled}
 
     async def devices(self) -> list[dict]:
-        """Every paired device, revoked ones too, by name."""
+        """Every paired device, revoked ones too (a name paired again: its earlier devices too), by name, then
+        by when they were paired."""
         rows = await self.store.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM paired_clients ORDER BY name").fetchall())
-        return [_device(r) for r in rows]
+            f"SELECT {_COLUMNS}, 0 AS now FROM unpaired_clients UNION ALL SELECT {_COLUMNS}, 1 FROM paired_clients "
+            "ORDER BY name, paired_at, now").fetchall())
+        return [_device(r[:-1]) for r in rows]
 
     def _wrong(self, address: str, why: str) -> None:
         count = self.attempts.wrong(address)

@@ -341,6 +341,22 @@ MIGRATIONS: list[Step] = [
         ) STRICT""",
         "ALTER TABLE labels ADD COLUMN zone TEXT",
     ],
+    # 13: the history of unpairings: a device unpaired, whose name is then paired again, keeps its row here
+    # (who paired and unpaired it, when, its token's SHA-256, still refused as "unpaired").
+    [
+        """CREATE TABLE unpaired_clients (
+            name         TEXT NOT NULL,
+            role         TEXT NOT NULL CHECK (role IN ('associate')),
+            token_sha256 TEXT NOT NULL UNIQUE,
+            zones        TEXT NOT NULL DEFAULT '[]',
+            paired_at    TEXT NOT NULL,
+            paired_by    TEXT NOT NULL,
+            last_seen    TEXT,
+            revoked_at   TEXT NOT NULL,
+            revoked_by   TEXT
+        ) STRICT""",
+        "CREATE INDEX unpaired_clients_name ON unpaired_clients (name, paired_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

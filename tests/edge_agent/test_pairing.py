@@ -176,7 +176,67 @@ def test_names_that_are_taken_and_one_code_out_per_name(tmp_path):
         assert service.client(pairing.digest(done.token)) is None  # the old token stays refused
         with pytest.raises(NotFound):
             await service.revoke("pad-nobody", "admin-1")
-        assert [d["name"] for d in await service.devices()] == ["pad-anna"]
+        # The name paired again keeps its earlier device's row: who unpaired it, and when.
+        listed = await service.devices()
+        assert [(d["name"], d["revoked_by"]) for d in listed] == [("pad-anna", "console-1"), ("pad-anna", None)]
+
+    run(_with_service(tmp_path, test))
+
+
+def test_unpairing_keeps_its_history_across_re_pairings_and_restarts(tmp_path):
+    async def test(service, clock, store):
+        tokens = []
+        for i in range(3):
+            tokens.append((await service.pair((await service.code("pad-anna", [f"z{i}"], "admin-1")).code,
+                                              "10.0.0.5")).token)
+            clock.advance(60)
+            await service.revoke("pad-anna", f"admin-{i}")
+        listed = await service.devices()
+        assert [(d["zones"], d["revoked_by"]) for d in listed] == [(["z0"], "admin-0"), (["z1"], "admin-1"),
+                                                                   (["z2"], "admin-2")]
+        again = pairing.Pairing(store, ["kiosk-1"], clock=clock.wall, monotonic=clock.monotonic)
+        await again.load()  # as after a restart: every earlier token is "unpaired", none admitted
+        assert all(again.unpaired(pairing.digest(t)) == "pad-anna" and again.client(pairing.digest(t)) is None
+                   for t in tokens)
+
+    run(_with_service(tmp_path, test))
+
+
+def test_unpairing_a_name_cancels_its_unused_codes(tmp_path):
+    async def test(service, clock, store):
+        code = await service.code("pad-anna", ["shoes"], "admin-1")
+        gone = await service.revoke("pad-anna", "console-1")  # no device yet: its code is cancelled all the same
+        assert gone["codes_cancelled"] == 1 and gone["paired_at"] is None and gone["zones"] == ["shoes"]
+        with pytest.raises(Forbidden, match="unknown pairing code"):
+            await service.pair(code.code, "10.0.0.5")
+        with pytest.raises(NotFound):
+            await service.revoke("pad-anna", "console-1")  # nothing left to do
+        done = await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")
+        await service.code("pad-ben", [], "admin-1")  # another name's code is left alone
+        gone = await service.revoke("pad-anna", "console-1")
+        assert gone["codes_cancelled"] == 0 and gone["revoked_by"] == "console-1"
+        assert service.client(pairing.digest(done.token)) is None
+        left = await store.read(lambda c: c.execute("SELECT name FROM pairing_codes WHERE used_at IS NULL").fetchall())
+        assert left == [("pad-ben",)]
+
+    run(_with_service(tmp_path, test))
+
+
+def test_a_name_devices_yaml_took_since_is_no_paired_devices(tmp_path, caplog):
+    async def test(service, clock, store):
+        code = await service.code("pad-late", [], "admin-1")
+        token = (await service.pair((await service.code("pad-anna", [], "admin-1")).code, "10.0.0.5")).token
+        # devices.yaml now names clients pad-late and pad-anna (the agent restarted with it).
+        after = pairing.Pairing(store, ["kiosk-1", "pad-late", "pad-anna"], clock=clock.wall,
+                                monotonic=clock.monotonic)
+        with caplog.at_level("WARNING", logger="edge_agent.pairing"):
+            await after.load()
+        assert after.client(pairing.digest(token)) is None  # not the devices.yaml client of that name
+        said = [r.getMessage() for r in caplog.records if "not loaded" in r.getMessage()]
+        assert len(said) == 1 and "pad-anna" in said[0]
+        with pytest.raises(Conflict, match="client of devices.yaml now"):
+            await after.pair(code.code, "10.0.0.5")
+        assert after.attempts._pending == {}  # a name taken is no wrong code
 
     run(_with_service(tmp_path, test))
 
@@ -435,9 +495,15 @@ def test_revoke_refuses_the_token_at_once_closes_its_streams_and_drops_its_ticke
                 connect(f"{agent.ws_url}/v1/wristband", additional_headers=_as(token), open_timeout=30) as band:
             assert json.loads(feed.recv(timeout=30))["type"] == "hello"
             assert json.loads(band.recv(timeout=30)) == {"type": "hello", "name": "pad-gone", "zones": ["shoes"]}
+            unused = _code(agent, "pad-gone-2")["code"]
             with agent.client("console") as console:
                 gone = console.delete("/v1/paired/pad-gone")
                 assert gone.status_code == 200 and gone.json()["revoked_by"] == "console-1"
+                assert gone.json()["codes_cancelled"] == 0
+                cancelled = console.delete("/v1/paired/pad-gone-2")
+                assert cancelled.status_code == 200 and cancelled.json()["codes_cancelled"] == 1
+                assert cancelled.json()["paired_at"] is None
+            assert _pair(agent, unused).status_code == 403
             assert _closed_with(feed) == 4401 and _closed_with(band) == 4401
         refused = http.get("/v1/orders")
         assert refused.status_code == 401 and refused.json()["detail"].startswith("this device was unpaired")

@@ -261,7 +261,8 @@ def test_events_from_before_streams_are_the_legacy_stream(tmp_path):
                       "ALTER TABLE orders DROP COLUMN status_seq", "ALTER TABLE orders DROP COLUMN member_pseudonym",
                       "DELETE FROM meta WHERE key LIKE 'privacy_%'",
                       "DROP TABLE paired_clients", "DROP TABLE pairing_codes",  # from 12 on
-                      "ALTER TABLE labels DROP COLUMN zone"):
+                      "ALTER TABLE labels DROP COLUMN zone",
+                      "DROP TABLE unpaired_clients"):  # from 13 on
         db.execute(statement)
     db.commit()
     db.close()

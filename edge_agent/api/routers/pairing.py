@@ -5,7 +5,7 @@
 | ``POST /v1/pairing`` | admin | a code for the device ``name`` (with its ``zones``), its ``pair_url`` and QR |
 | ``POST /v1/pair`` | none | the device sends the code and gets its token, once |
 | ``GET /v1/paired`` | admin, console | every paired device, revoked ones too |
-| ``DELETE /v1/paired/{name}`` | admin, console | unpair: its token is refused at once, its streams closed |
+| ``DELETE /v1/paired/{name}`` | admin, console | unpair: its token is refused at once, its streams closed, its unused codes cancelled |
 
 The rules (codes, tokens, limits) are edge_agent/pairing.py's; this router
 parses, calls and answers. Only an admin makes codes: a code pairs a device
@@ -112,7 +112,7 @@ class PairedOut(BaseModel):
 
 
 class Device(BaseModel):
-    """A paired device."""
+    """A paired device (a name paired again is listed once per device it was)."""
 
     name: str
     role: str
@@ -122,6 +122,20 @@ class Device(BaseModel):
     last_seen: str | None
     revoked_at: str | None
     revoked_by: str | None
+
+
+class Unpaired(BaseModel):
+    """What an unpairing did: the device as it is now (none: only codes cancelled) and the codes cancelled."""
+
+    name: str
+    role: str
+    zones: list[str]
+    paired_at: str | None
+    paired_by: str | None
+    last_seen: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+    codes_cancelled: int
 
 
 def _service(request: Request) -> pairing.Pairing:
@@ -177,9 +191,11 @@ async def paired(request: Request, _=Depends(require(Role.ADMIN, Role.CONSOLE)))
     return await _service(request).devices()
 
 
-@router.delete("/v1/paired/{name}", response_model=Device, responses={404: {"description": "no such device"}})
+@router.delete("/v1/paired/{name}", response_model=Unpaired,
+               responses={404: {"description": "no such device, nor a code for that name"}})
 async def unpair(name: str, request: Request, client=Depends(require(Role.ADMIN, Role.CONSOLE))) -> dict:
-    """Unpair a device: its token is refused from now on, its open feed and wristband streams are closed."""
+    """Unpair a device: its token is refused from now on, its open feed and wristband streams are closed, and
+    the codes for its name not yet used are cancelled (``codes_cancelled``; a name with codes only: 200 too)."""
     device = await _service(request).revoke(name[:64], client.name)
     tickets(request).revoke(device["name"])
     request.app.state.agent.feed.close_client(device["name"])  # its feed and wristband connections, with 4401

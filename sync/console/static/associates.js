@@ -213,7 +213,8 @@ async function unpair(name, button) {
   try {
     const gone = await callAgent(`/v1/paired/${encodeURIComponent(name)}`, { method: 'DELETE' });
     st.confirming = null;
-    st.devices = (st.devices || []).map((d) => (d.name === gone.name ? gone : d));
+    // The device that was paired is now unpaired; earlier devices of the name (unpaired before) stay as they were.
+    st.devices = (st.devices || []).map((d) => (d.name === gone.name && !d.revoked_at && gone.paired_at ? gone : d));
     if (st.paired === name) { st.paired = null; renderCode(); }
     renderList();
   } catch (err) {
