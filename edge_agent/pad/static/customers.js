@@ -22,6 +22,16 @@ function where(card) {
   return '';
 }
 
+// The balance every document the member gets prints (points_balance: the card's, plus what sales here earned),
+// with the part the hub has not confirmed yet marked: it cannot be redeemed before the hub's next card.
+function points(card) {
+  const balance = card.points_balance ?? card.points;
+  if (balance === null || balance === undefined) return null;
+  const pending = card.points_pending || 0;
+  return el('span', { class: 'points' }, `${balance} points`,
+    pending ? el('span', { class: 'pending' }, ` (${pending} pending)`) : null);
+}
+
 function render() {
   const list = $('customers');
   const shown = [...cards.values()].sort((a, b) => b.rank - a.rank).slice(0, MAX);
@@ -34,7 +44,7 @@ function render() {
       at ? el('span', { class: 'when' }, ago(new Date(at).toISOString())) : null),
     el('div', { class: 'row small' },
       el('span', {}, where(card)),
-      card.points !== null && card.points !== undefined ? el('span', { class: 'points' }, `${card.points} points`) : null),
+      points(card)),
     card.tags && card.tags.length ? el('ul', { class: 'tags' }, card.tags.map((t) => el('li', {}, t))) : null,
     card.interests && card.interests.length ? el('div', { class: 'interests' },
       el('p', { class: 'label' }, 'Looked at online'),

@@ -84,6 +84,22 @@ function showApp() {
   }
 }
 
+/** The store's words as a sentence: a capital first, a full stop last. */
+function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return t;
+  return t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.');
+}
+
+/** What is typed in the pairing field as the code looks: upper case, the dash after four (a pasted link stays). */
+function formatCode(field) {
+  const typed = field.value;
+  if (/[#/:]/.test(typed)) return;
+  const clean = typed.toUpperCase().replace(/[^0-9A-Z]/g, '').slice(0, 8);
+  const shown = clean.length > 4 ? `${clean.slice(0, 4)}-${clean.slice(4)}` : clean;
+  if (shown !== typed) field.value = shown;
+}
+
 /** The code of a pairing QR (its URL, /pad#pair=CODE) or of what was typed. */
 function codeOf(text) {
   const t = text.trim();
@@ -107,7 +123,7 @@ async function pair(code) {
   } catch (err) {
     const words = err instanceof ApiError && err.status === 429
       ? `Too many wrong codes from this PAD: wait ${err.retryAfter ? Math.ceil(err.retryAfter / 60) + ' min' : 'a while'}, then try again.`
-      : err.message;
+      : sentence(err.message);
     if (token() && $('pairing').hidden) {  // a link opened on a PAD that is paired already: it stays paired
       banner(`That pairing code was not taken (${words}). This PAD stays paired as ${device()?.name || 'before'}.`);
     } else {
@@ -136,10 +152,11 @@ function setup() {
   whenUnpaired(() => {
     forget();
     localStorage.removeItem(DEVICE);
-    showPairing('This PAD is no longer paired with the store (its pairing was removed, or the store was reset). ' +
-                'Ask a manager for a new pairing code (store console, signed in as admin).');
+    // The screen below says how to get a new code: said once.
+    showPairing('This PAD is no longer paired with the store (its pairing was removed, or the store was reset).');
   });
   $('pair-form').addEventListener('submit', (e) => { e.preventDefault(); pair($('pair-code').value); });
+  $('pair-code').addEventListener('input', (e) => formatCode(e.target));
   $('pair-scan').addEventListener('click', async () => {
     const code = await scanWithCamera('the pairing QR code');
     if (code) pair(code);

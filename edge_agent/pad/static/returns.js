@@ -1,5 +1,7 @@
-// Returns: the receipt scanned or typed (GET /v1/sales/{sale}: its lines with what is left to return),
-// lines and quantities chosen (up to `returnable`), the refund method, then POST /v1/returns with a
+// Returns: the receipt scanned or typed (GET /v1/sales/{sale}: its lines with what is left to return and
+// what one unit refunds, `refund_unit`, the share of the money paid after points, as the return computes it,
+// and the points it gives back), lines and quantities chosen (up to `returnable`), the refund method, then
+// POST /v1/returns with a
 // client_return_id kept until it succeeds (a retry after a lost answer is the same return, not a second).
 // The slip's print job (Print-Job header) is followed until it printed or failed.
 
@@ -16,10 +18,16 @@ function reset() {
   $('sale').hidden = true;
 }
 
+// What the chosen units refund, in cents (no sums of floats), and the redeemed points they give back.
 function estimate() {
-  let sum = 0;
-  for (const line of sale.lines) sum += (Number(line.amount) / line.qty) * (chosen[line.sku] || 0);
-  return sum;
+  let cents = 0, restored = 0;
+  for (const line of sale.lines) {
+    const n = chosen[line.sku] || 0;
+    if (!n) continue;
+    cents += Math.round(Number(line.refund_unit ?? line.unit_price) * 100) * n;
+    restored += (line.points_restored_unit || 0) * n;
+  }
+  return { money: (cents / 100).toFixed(2), restored };
 }
 
 function renderLines() {
@@ -39,7 +47,9 @@ function renderLines() {
   }));
   const total = estimate();
   const any = Object.values(chosen).some((n) => n > 0);
-  $('refund-total').textContent = any ? `Refund about ${money(total, sale.currency)}` : 'Choose what comes back';
+  $('refund-total').textContent = any
+    ? `Refund ${money(total.money, sale.currency)}` + (total.restored ? ` + ${total.restored} points` : '')
+    : 'Choose what comes back';
   $('refund').disabled = !any;
 }
 
@@ -52,13 +62,16 @@ async function find(code) {
   try {
     sale = await get(`/v1/sales/${encodeURIComponent(text)}`);
   } catch (err) {
-    say('returns-msg', err instanceof ApiError && err.status === 404 ? `No sale of this store for "${text}".` : err.message, 'error');
+    const slip = err instanceof ApiError && err.message.startsWith('this is a return slip');
+    say('returns-msg', slip ? 'This is a return slip, not a sale: scan the barcode on the sale\'s receipt.'
+      : err instanceof ApiError && err.status === 404 ? `No sale of this store for "${text}".` : err.message, 'error');
     return;
   }
   chosen = {};
   const when = new Date(sale.time).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
-  $('sale-head').textContent = `Sale of ${when} · ${money(sale.total, sale.currency)}` +
-    ` · paid by ${sale.payment?.method || '–'}` + (sale.member_id ? ` · member ${sale.member_id}` : '');
+  $('sale-head').replaceChildren(`Sale of ${when} · ${money(sale.total, sale.currency)}` +
+    ` · paid by ${sale.payment?.method || '–'}`,
+  ...(sale.member_id ? [' · member ', el('span', { class: 'nowrap' }, sale.member_id)] : []));
   const method = sale.payment?.method;
   $('refund-method').value = METHODS.includes(method) ? method : 'card';
   $('sale').hidden = false;

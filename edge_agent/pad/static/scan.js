@@ -41,6 +41,20 @@ function stopCamera() {
   $('camera').hidden = true;
 }
 
+// Why getUserMedia gave no camera, in words an associate acts on (the browser's own message is for developers).
+const CAMERA_WORDS = {
+  NotFoundError: 'No camera found on this device',
+  OverconstrainedError: 'No camera found on this device',
+  NotAllowedError: 'The camera is not allowed for this page (allow it in the browser\'s site settings)',
+  SecurityError: 'The camera is not allowed for this page (allow it in the browser\'s site settings)',
+  NotReadableError: 'The camera is in use by another app',
+  AbortError: 'The camera did not start',
+};
+
+function cameraTrouble(err) {
+  return `${CAMERA_WORDS[err?.name] || 'The camera did not start'}: type the code or use a ring scanner.`;
+}
+
 /**
  * Opens the camera over the app and resolves to the first code read, or null when cancelled.
  * Frames are read in the page and never leave it.
@@ -71,7 +85,7 @@ export async function scanWithCamera(what = 'the code') {
       try {
         stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
       } catch (err) {
-        msg.textContent = `No camera: ${err.message || err.name}. Type the code, or use the ring scanner.`;
+        msg.textContent = cameraTrouble(err);
         return;
       }
       if (done) { stopCamera(); return; }

@@ -12,8 +12,8 @@ function show(p) {
   item = p;
   countKey = null;
   $('stock-name').textContent = p.name;
-  $('stock-now').textContent = `The store's count: ${p.stock_store}`;
-  $('counted').value = String(Math.max(0, p.stock_store));
+  $('stock-now').textContent = `Store: ${p.stock_store}`;  // the store's own count, beside the field
+  $('counted').value = '';  // what is on the shelf, counted: not the store's number to be confirmed unseen
   $('stock-item').hidden = false;
 }
 
@@ -31,7 +31,9 @@ async function find(code) {
 }
 
 function counted() {
-  const n = Number($('counted').value);
+  const text = $('counted').value.trim();
+  if (!text) return null;
+  const n = Number(text);
   return Number.isInteger(n) && n >= 0 && n <= 9999 ? n : null;
 }
 
@@ -57,12 +59,16 @@ export function setup() {
   const save = $('count-form').querySelector('button[type=submit]');
   const saveCount = busy(save, async () => {
     const n = counted();
-    if (n === null) { say('stock-msg', 'The count is a whole number from 0 to 9999.', 'error'); return; }
+    if (n === null) {
+      say('stock-msg', $('counted').value.trim() ? 'The count is a whole number from 0 to 9999.'
+        : 'Type how many are on the shelf (0 if none).', 'error');
+      return;
+    }
     countKey = countKey || uuid4();
     const done = await post('/v1/stock/adjustments', { code: item.sku, counted: n, reason: 'count', client_adjustment_id: countKey });
     countKey = null;
     item = { ...item, stock_store: done.qty };
-    $('stock-now').textContent = `The store's count: ${done.qty}`;
+    $('stock-now').textContent = `Store: ${done.qty}`;
     say('stock-msg', `Counted ${done.qty} of ${done.name} (${done.delta >= 0 ? '+' : ''}${done.delta}).`, 'ok');
   }, (err) => say('stock-msg', `Not saved: ${err.message}`, 'error'));
   $('count-form').addEventListener('submit', (e) => { e.preventDefault(); saveCount(); });
