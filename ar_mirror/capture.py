@@ -1,6 +1,8 @@
 """Where frames come from: a V4L2 camera (by index or path), a video file, or the synthetic face.
 
 A source spec is ``synthetic``, ``synthetic-still`` (the face does not move),
+``synthetic-body`` (the same photo stepped back: head, shoulders and torso,
+for garments),
 a camera index (``0``), a device path (``/dev/v4l/by-id/...``, stable
 across replugging, or ``/dev/video0``), or the path of a video file, which
 loops. Every source hands out BGR frames of about its configured size.
@@ -100,9 +102,9 @@ class OpenCvSource:
 
 def open_source(spec: str, size: tuple[int, int], fps: float) -> FrameSource:
     """The source a spec names; CameraMissing when it is not there."""
-    if spec in ("synthetic", "synthetic-still"):
+    if spec in ("synthetic", "synthetic-still", "synthetic-body"):
         try:
-            return SyntheticCamera(size, fps, still_face=spec == "synthetic-still")
+            return SyntheticCamera(size, fps, still_face=spec == "synthetic-still", body=spec == "synthetic-body")
         except FileNotFoundError as err:
             raise CameraMissing(str(err)) from err
     if not spec.isdigit() and not spec.startswith("/dev/") and not Path(spec).is_file():

@@ -67,6 +67,20 @@ def still(size: tuple[int, int]) -> Pose:
     return Pose(w / 2, h / 2, h / 3)
 
 
+def stepped_back(i: int, size: tuple[int, int], fps: float = 30.0) -> Pose:
+    """Frame ``i`` of the customer stepped back: the whole photo (head, shoulders, torso) 85 % of the frame's
+    height, its bottom at the frame's, swaying a little from side to side (about 6 s per cycle)."""
+    w, h = size
+    scale = 0.85 * h / 512
+    t = i / fps
+    return Pose(
+        x=w / 2 + (PHOTO_FACE_CENTRE[0] - 256) * scale + 0.03 * w * math.sin(2 * math.pi * t / 6.0),
+        y=h - (512 - PHOTO_FACE_CENTRE[1]) * scale - 0.04 * h,
+        face=PHOTO_FACE_WIDTH * scale,
+        angle=3 * math.sin(2 * math.pi * t / 7.3),
+    )
+
+
 def moving(i: int, size: tuple[int, int], fps: float = 30.0) -> Pose:
     """Frame ``i`` of a head that sways, nods, leans in and out and tilts, about 5 s per cycle."""
     w, h = size
@@ -88,11 +102,12 @@ def render(photo: np.ndarray, pose: Pose, size: tuple[int, int]) -> np.ndarray:
 class SyntheticCamera:
     """A ``FrameSource`` that renders the moving photo, paced at ``fps`` like a camera."""
 
-    def __init__(self, size: tuple[int, int], fps: float = 30.0, still_face: bool = False):
+    def __init__(self, size: tuple[int, int], fps: float = 30.0, still_face: bool = False, body: bool = False):
         self.size = size
         self.fps = fps
         self.still_face = still_face
-        self.name = "synthetic-still" if still_face else "synthetic"
+        self.body = body
+        self.name = "synthetic-body" if body else "synthetic-still" if still_face else "synthetic"
         self._photo = face_photo()
         self._i = 0
         self._next = time.monotonic()
@@ -104,7 +119,10 @@ class SyntheticCamera:
         if delay > 0:
             time.sleep(delay)
         self._next = max(self._next + 1 / self.fps, time.monotonic() - 1 / self.fps)
-        pose = still(self.size) if self.still_face else moving(self._i, self.size, self.fps)
+        if self.body:
+            pose = stepped_back(self._i, self.size, self.fps)
+        else:
+            pose = still(self.size) if self.still_face else moving(self._i, self.size, self.fps)
         self._i += 1
         return render(self._photo, pose, self.size)
 

@@ -7,8 +7,14 @@ gives names, prices and stock. This module holds the rules between them:
 
 - a try-on product is one the mirror's try-on file knows and the store has
   (``stock_store``) or can order (``stock_online``): ``offers``;
-- a look is at most one product of each kind, drawn makeup first, glasses on
-  top (``LAYER_ORDER``): ``set_look``;
+- a look is at most one product of each kind (one top, one outerwear, one
+  lipstick...), drawn garments first (a jacket over the top), then makeup,
+  glasses on top of all (``LAYER_ORDER``): ``set_look``;
+- the view the mirror draws in ("face" close up, "body" stepped back: only
+  then are garments drawn) and, in body view, each garment's suggested size
+  from the customer's estimated shoulder width: ``fitting``. The width
+  itself is not passed on: only the size, on the mirror's own screen, never
+  in ``retail.tryon.session``;
 - "Add to basket" takes no more than the stock of its channel: with the
   mirror's ``kiosk:``, a store line goes to that kiosk's session basket
   (edge_agent/usecases/basket.py, whose count covers every source) and the
@@ -42,8 +48,8 @@ from edge_core.errors import DeviceError
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
 
-# Makeup first, glasses on top of it.
-LAYER_ORDER = ("blush", "eyeshadow", "lipstick", "glasses")
+# Garments first (outerwear over the top), then makeup, glasses on top of all.
+LAYER_ORDER = ("top", "outerwear", "blush", "eyeshadow", "lipstick", "glasses")
 
 
 class NotTryOn(Invalid):
@@ -75,7 +81,7 @@ async def offers(agent: "Agent", mirror: MirrorCamera) -> dict[str, products.Off
 
 async def set_look(agent: "Agent", mirror: MirrorCamera, skus: list[str], compare: float = 0.0,
                    side: str = "left") -> Look:
-    """Draw these products from now on, at most one of each kind, layered makeup first and glasses on top.
+    """Draw these products from now on, at most one of each kind, in ``LAYER_ORDER``.
 
     Raises NotTryOn (a product not offered here, two of a kind) or TryOnUnavailable.
     """
@@ -90,6 +96,25 @@ async def set_look(agent: "Agent", mirror: MirrorCamera, skus: list[str], compar
     known = tryons(mirror)
     layers = sorted((known[sku].layer(sku) for sku in skus), key=lambda layer: LAYER_ORDER.index(layer.kind))
     return mirror.set_look(layers, compare, side)
+
+
+def fitting(mirror: MirrorCamera) -> dict[str, Any]:
+    """What the mirror sees now: its ``view`` ("none", "face", "body") and, in body view once the shoulders
+    were measured, the suggested size of each garment (``sizes``: SKU to size), an estimate."""
+    stats = mirror.stats
+    view = stats.view if stats is not None else "none"
+    sizes: dict[str, str] = {}
+    if stats is not None and view == "body" and stats.shoulder_cm is not None:
+        try:
+            known = mirror.tryons()
+        except DeviceError:
+            known = {}
+        for sku, item in known.items():
+            if item.sizes:
+                size = products.suggest_size(item.sizes, stats.shoulder_cm)
+                if size is not None:
+                    sizes[sku] = size
+    return {"view": view, "sizes": sizes}
 
 
 async def add_to_basket(agent: "Agent", mirror: MirrorCamera, sku: str, qty: int, channel: Channel) -> None:

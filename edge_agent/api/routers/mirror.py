@@ -66,7 +66,7 @@ class LookRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    skus: list[str] = Field(default_factory=list, max_length=4)
+    skus: list[str] = Field(default_factory=list, max_length=6)
     compare: StrictFloat = Field(default=0.0, ge=0, le=1, description="fraction of the picture shown without them")
     compare_side: Literal["left", "right"] = "left"
 
@@ -126,7 +126,8 @@ async def list_mirrors(request: Request, client: ClientConfig = _USE) -> list[di
 
 @router.get("/v1/mirror/{device}")
 async def status(request: Request, device: DeviceId, client: ClientConfig = _USE) -> dict:
-    """The mirror's state, the face's presence, the look, the session and the basket."""
+    """The mirror's state, someone's presence, the view (face or body), the look, the session and the basket;
+    in body view, each garment's suggested size (an estimate)."""
     driver = _mirror(request, device, client)
     snap = request.app.state.agent.supervisor.owners[device].snapshot
     stats = driver.stats
@@ -134,6 +135,7 @@ async def status(request: Request, device: DeviceId, client: ClientConfig = _USE
         "device": device, "state": snap.state.value, "since": snap.since.isoformat(), "last_error": snap.last_error,
         "station": driver.cfg.station, "mirror": driver.cfg.mirror,
         "face": bool(stats and stats.face), "fps": stats.fps if stats else 0.0,
+        **tryon.fitting(driver),
         "look": {"skus": [layer.sku for layer in driver.look.layers], "compare": driver.look.compare,
                  "compare_side": driver.look.compare_side},
         "session": driver.sessions.summary(), "basket": tryon.basket(request.app.state.agent, driver, client),

@@ -150,7 +150,10 @@ def test_the_status_says_whether_the_caller_is_the_mirrors_own_screen(agent):
 def test_the_picker_lists_try_on_products_with_price_and_stock(agent):
     with agent.client("mirror") as http:
         offers = {p["sku"]: p for p in http.get(f"{BASE}/products").json()}
-    assert set(offers) == {"LIP-RED-01", "LIP-NUDE-02", "SHADOW-BRONZE", "BLUSH-PEACH", "GLS-ROUND-BLK"}
+    assert set(offers) == {"LIP-RED-01", "LIP-NUDE-02", "SHADOW-BRONZE", "BLUSH-PEACH", "GLS-ROUND-BLK",
+                           "TEE-CREW-NAVY", "SHIRT-OXF-BLUE", "JKT-BOMBER-OLIVE"}
+    assert offers["TEE-CREW-NAVY"]["kind"] == "top" and offers["TEE-CREW-NAVY"]["sizes"] == ["S", "M", "L", "XL"]
+    assert offers["JKT-BOMBER-OLIVE"]["stock_store"] == 0 and offers["JKT-BOMBER-OLIVE"]["stock_online"] == 95
     assert offers["LIP-RED-01"]["price"] == "159.00" and offers["LIP-RED-01"]["promo"] == "Double 11"
     assert offers["GLS-ROUND-BLK"]["kind"] == "glasses" and offers["GLS-ROUND-BLK"]["stock_store"] == 5
 
@@ -222,6 +225,28 @@ def test_done_ends_the_session_with_what_was_tried_and_put_in_the_basket(agent):
     events = poll(tryon_events, bool, 60, what="the retail.tryon.session event in the outbox")
     assert [(e.data, e.priority) for e in events] == [(ended, outbox.Priority.TELEMETRY)]
     assert len(json.dumps(events[0].data)) < 2000
+
+
+def test_garments_are_layered_under_the_face_one_per_kind_and_ordered_online(agent):
+    with agent.client("mirror") as http:
+        put = http.put(f"{BASE}/look", json={"skus": ["GLS-ROUND-BLK", "JKT-BOMBER-OLIVE", "TEE-CREW-NAVY"]})
+        assert put.status_code == 200, put.text
+        assert put.json()["skus"] == ["TEE-CREW-NAVY", "JKT-BOMBER-OLIVE", "GLS-ROUND-BLK"]
+        two = http.put(f"{BASE}/look", json={"skus": ["TEE-CREW-NAVY", "SHIRT-OXF-BLUE"]})
+        assert two.status_code == 422 and "top" in two.json()["detail"]
+        status = http.get(BASE).json()
+        # A face close up (the still photo, a third of the frame): face view, no size suggested.
+        assert status["view"] == "face" and status["sizes"] == {}
+        order = http.post(f"{BASE}/order", json={"client_order_id": "7d1f0e52-6f57-4c2b-9a51-0b7a5d1c3e01",
+                                                 "lines": [{"sku": "JKT-BOMBER-OLIVE", "qty": 1}]})
+        assert order.status_code == 201, order.text
+        assert [line["sku"] for line in order.json()["lines"]] == ["JKT-BOMBER-OLIVE"]
+        ended = http.post(f"{BASE}/session/end").json()["ended"]
+        assert {t["sku"]: t["kind"] for t in ended["tried"]} == {
+            "TEE-CREW-NAVY": "top", "JKT-BOMBER-OLIVE": "outerwear", "GLS-ROUND-BLK": "glasses"}
+        assert ended["orders"] == [{"order_id": order.json()["order_id"], "lines": [{"sku": "JKT-BOMBER-OLIVE",
+                                                                                     "qty": 1}]}]
+        assert "shoulder" not in json.dumps(ended) and "size" not in json.dumps(ended)
 
 
 def test_a_killed_mirror_comes_back_and_the_agent_never_noticed(agent):
