@@ -123,12 +123,42 @@ def terminal_qr(text: str) -> str:
     return out.getvalue()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: the admin token is sent to the address given, never to one an answer names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 - urllib's signature
+        return None
+
+
+def _pair_url_refusal(url: str) -> str | None:
+    """Why ``edge-agent pair`` will not send its token to ``url``: not http(s), or http:// off this PC."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--url {url!r}: give the agent's address as https://HOST[:PORT] (or http://127.0.0.1:PORT)"
+    if parts.scheme == "https":
+        return None
+    try:
+        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"--url {url!r} is http://: the admin token and the pairing code would cross the network in clear; "
+            "use https:// (http:// only to the agent on this PC)")
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     """Ask a running agent for a pairing code for a PAD or wristband; print it, its URL and its QR."""
     token = os.environ.get("EDGE_TOKEN")
     if not token:
         print("edge-agent pair: set EDGE_TOKEN to an admin token (not on the command line, where "
               "other users' ps shows it)", file=sys.stderr)
+        return 2
+    if (why := _pair_url_refusal(args.url)) is not None:
+        print(f"edge-agent pair: {why}", file=sys.stderr)
         return 2
     zones = [z.strip() for z in (args.zones or "").split(",") if z.strip()]
     body = json.dumps({"name": args.name, "zones": zones}).encode()
@@ -144,10 +174,18 @@ def cmd_pair(args: argparse.Namespace) -> int:
             print(f"edge-agent pair: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
                   file=sys.stderr)
             return 2
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect(), urllib.request.ProxyHandler({})]  # straight to it
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+        with urllib.request.build_opener(*handlers).open(req, timeout=10) as resp:
             made = json.load(resp)
     except urllib.error.HTTPError as err:
+        if 300 <= err.code < 400:
+            print(f"edge-agent pair: {args.url} answered {err.code}, a redirect (to "
+                  f"{err.headers.get('Location', '?')[:200]}): not followed, the token goes only to --url; "
+                  "give the agent's own address", file=sys.stderr)
+            return 1
         print(f"edge-agent pair: {args.url} answered {err.code}: {err.read().decode(errors='replace')}",
               file=sys.stderr)
         return 1

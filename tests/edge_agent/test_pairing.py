@@ -665,6 +665,61 @@ def test_wrong_codes_sent_at_once_over_http_are_held_per_address_and_for_the_sto
         agent.close()
 
 
+def test_edge_agent_pair_sends_its_token_only_to_https_or_this_pc_and_follows_no_redirect():
+    """http:// to another host is refused before anything is sent; an answer that redirects (here a loopback
+    server answering 307 to another one) is not followed, so the token never reaches the address it names."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    env = {**os.environ, "EDGE_TOKEN": TOKENS["admin"]}
+
+    def pair(url: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge_agent.cli", "pair", "--url", url, "--name", "pad-x"],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    for url in ("http://store-pc.example:8080", "http://192.0.2.1:8080", "ftp://127.0.0.1", "127.0.0.1:8080"):
+        refused = pair(url)
+        assert refused.returncode == 2 and "--url" in refused.stderr, (url, refused.stderr)
+    assert "in clear" in pair("http://store-pc.example:8080").stderr
+
+    seen: list[str | None] = []
+
+    class Catcher(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    catcher = ThreadingHTTPServer(("127.0.0.1", 0), Catcher)
+
+    class Redirector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{catcher.server_port}/v1/pairing")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (catcher, redirector)]
+    for t in threads:
+        t.start()
+    try:
+        done = pair(f"http://127.0.0.1:{redirector.server_port}")
+    finally:
+        for s in (catcher, redirector):
+            s.shutdown()
+            s.server_close()
+    assert done.returncode == 1 and "307, a redirect" in done.stderr and "not followed" in done.stderr, done.stderr
+    assert seen == []  # the token went nowhere else
+    assert TOKENS["admin"] not in done.stderr + done.stdout
+
+
 def test_a_restart_keeps_paired_devices_and_unpaired_ones(tmp_path):
     agent = AgentProcess(tmp_path, config_dict(free_port()))
     agent.start()
