@@ -92,7 +92,7 @@ def rig(mosquitto, tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_a_release_that_degrades_the_canary_halts_after_it_rolls_it_back_and_touches_no_other_store(rig_bad, capsys):
-    rid = rig_bad.start(capsys)
+    rid = rig_bad.start(capsys, soak_s=30)  # the halt ends the wait; a long soak keeps a slow machine from moving on
     v = wait_for("the rollout halts", lambda: (x := rig_bad.view(rid)).state == rollout.HALTED and x, 60)
     assert "store-07 degraded" in v.reason and "device_offline" in v.reason and v.rolled_back_at
     # The canary got the release, then its previous one, retained, naming the rollout.
