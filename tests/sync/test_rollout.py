@@ -282,3 +282,35 @@ def test_edge_hub_run_moves_a_rollout_on_and_its_console_shows_it(mosquitto, tmp
         db.close()
         sims.stop()
         hub.close()
+
+
+def test_the_manifests_hashes_come_from_the_hubs_releases_directory(tmp_path, capsys):
+    db_url = f"sqlite:///{tmp_path}/hub.db"
+    db = open_db(db_url)
+    _stores(db, ["s-1", "s-2"], datetime.now(timezone.utc))
+    releases = tmp_path / "releases"
+    manifests = {}
+    for v in (OLD, NEW):
+        (releases / v).mkdir(parents=True)
+        manifests[v] = json.dumps({"version": v, "files": []}).encode()
+        (releases / v / "manifest.json").write_bytes(manifests[v])
+    argv = ["rollout", "start", NEW, "--base-url", f"{BASE}{NEW}/", "--releases", str(releases), "--db", db_url,
+            "--broker", "mqtt://127.0.0.1:9", "--by", "erin"]
+    assert hub_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "not sent now" in out  # no broker here: edge-hub run sends it
+    rid = out.split()[1]
+    rows = db.query("SELECT r.manifest_sha256, rs.previous, rs.previous_base_url, rs.previous_sha256 FROM rollouts r "
+                    "JOIN rollout_stores rs ON rs.rollout = r.id WHERE r.id = ? ORDER BY rs.store", (rid,))
+    assert rows == [(hashlib.sha256(manifests[NEW]).hexdigest(), OLD, f"{BASE}{OLD}/",
+                     hashlib.sha256(manifests[OLD]).hexdigest())] * 2
+    assert list(_collect(db)) == ["hub/s-1/update"]
+    rollout.rollback(db, rid, "erin")
+    # A manifest of another version under a version's name is refused; no manifest at all says what to give.
+    (releases / "0.3.0").mkdir()
+    (releases / "0.3.0" / "manifest.json").write_bytes(manifests[NEW])
+    assert hub_cli.main([*argv[:2], "0.3.0", *argv[3:]]) == 1
+    assert "is not the manifest of release 0.3.0" in capsys.readouterr().err
+    assert hub_cli.main([*argv[:2], "0.4.0", *argv[3:]]) == 1
+    assert "give --manifest-sha256" in capsys.readouterr().err
+    db.close()

@@ -1,6 +1,7 @@
 """Staged rollouts of a release: a canary store, then a share, then all; halted and rolled back when updated stores get worse.
 
-``edge-hub rollout start VERSION --base-url URL --manifest-sha256 HEX`` plans
+``edge-hub rollout start VERSION --base-url URL --manifest-sha256 HEX`` (or
+``--releases DIR``, the hub's bundles, where the hashes are read) plans
 the waves (``--waves 1,25%,100%``: the canary, then a quarter of the stores,
 then all; each a count or a share of the stores, counted from the start) and
 asks the first wave for the release on ``hub/{store}/update`` (QoS 1,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import logging
 import math
@@ -40,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,7 +50,7 @@ import paho.mqtt.client as mqtt
 from sync.hub.broker import BrokerURL, make_client, parse_broker_url
 from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.publish import DownlinkError
-from sync.topics import VERSION_PATTERN, DesiredRelease, StoreTopics, UpdateResult, hub_topic
+from sync.topics import MAX_MANIFEST_BYTES, VERSION_PATTERN, DesiredRelease, StoreTopics, UpdateResult, hub_topic
 
 log = logging.getLogger("sync.hub.rollout")
 
@@ -107,12 +110,40 @@ class Release:
     manifest_sha256: str
 
 
-def _previous_releases(db: HubDB, version: str, base_url: str, given: dict[str, str]) -> dict[str, Release]:
-    """Every release the hub can ask a store to go back to: those of earlier rollouts, and ``given``
-    (version -> manifest hash, its bundle next to the new one's)."""
+def manifest_sha256(releases: Path, version: str) -> str | None:
+    """The SHA-256 of ``releases/<version>/manifest.json`` (the hub's bundles, edge-hub release build), or None
+    when there is no such bundle; RolloutError when it is not a manifest of that version."""
+    if not _VERSION.match(version):
+        return None  # never a path of anything but a version
+    path = releases / version / "manifest.json"
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise RolloutError(f"{path}: {err.strerror or err}") from err
+    try:
+        said = json.loads(data).get("version") if len(data) <= MAX_MANIFEST_BYTES else None
+    except (ValueError, AttributeError):
+        said = None
+    if said != version:
+        raise RolloutError(f"{path} is not the manifest of release {version}; edge-hub release build makes one")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _previous_releases(db: HubDB, version: str, base_url: str, given: dict[str, str],
+                       running: Iterable[str], releases: Path | None) -> dict[str, Release]:
+    """Every release the hub can ask a store to go back to: those of earlier rollouts, ``given`` (version ->
+    manifest hash) and those of ``running`` found in ``releases``; the bundles of the last two next to the
+    new one's."""
     known: dict[str, Release] = {}
     for v, url, sha in db.query("SELECT version, base_url, manifest_sha256 FROM rollouts ORDER BY created_at"):
         known[v] = Release(v, url, sha)
+    given = dict(given)
+    for v in set(running) - set(known) - set(given) - {version}:
+        if releases is not None and (sha := manifest_sha256(releases, v)) is not None:
+            given[v] = sha
     suffix = f"/{version}/"
     for v, sha in given.items():
         if not base_url.endswith(suffix):
@@ -150,8 +181,13 @@ def _reason_text(health: dict[str, Any], keys: Iterable[str]) -> str:
 
 def start(db: HubDB, version: str, base_url: str, manifest_sha256: str, *, stores: str = "all",
           canary: str | None = None, waves: str = "1,25%,100%", soak_s: float = 600.0, grace_s: float = 600.0,
-          by: str = "edge-hub", previous: dict[str, str] | None = None) -> str:
-    """Plan a rollout and ask its first wave (marked to send); its id. RolloutError when it cannot start."""
+          by: str = "edge-hub", previous: dict[str, str] | None = None, releases: Path | None = None) -> str:
+    """Plan a rollout and ask its first wave (marked to send); its id. RolloutError when it cannot start.
+
+    A store is asked back, if need be, for the release it runs now: one an
+    earlier rollout brought, one in ``previous`` (version -> manifest hash) or
+    one whose bundle is in ``releases`` (the hub's directory of bundles).
+    """
     try:
         DesiredRelease(version=version, base_url=base_url, manifest_sha256=manifest_sha256, rollout="r", by=by[:128])
     except ValueError as err:
@@ -177,12 +213,12 @@ def start(db: HubDB, version: str, base_url: str, manifest_sha256: str, *, store
     canary = canary or chosen[0]
     if canary not in chosen:
         raise RolloutError(f"--canary {canary} is not among the rollout's stores")
-    releases = _previous_releases(db, version, base_url, previous or {})
-    lacking = sorted({known[s] for s in chosen if known[s] != version and known[s] not in releases})
+    back = _previous_releases(db, version, base_url, previous or {}, {known[s] for s in chosen}, releases)
+    lacking = sorted({known[s] for s in chosen if known[s] != version and known[s] not in back})
     if lacking:
         raise RolloutError(f"stores run {', '.join(lacking)}, whose bundle this hub never rolled out, so it could not "
-                           "ask them back; give --previous-manifest VERSION=SHA256 (of that version's "
-                           "manifest.json, served next to the new one) for each")
+                           "ask them back; give --releases DIR holding it, or --previous-manifest VERSION=SHA256 "
+                           "(of that version's manifest.json, served next to the new one) for each")
     plan = plan_waves(chosen, canary, specs)
     rid = f"r-{uuid.uuid4().hex[:12]}"
     with db.transaction() as tx:
@@ -198,7 +234,7 @@ def start(db: HubDB, version: str, base_url: str, manifest_sha256: str, *, store
                     float(soak_s), float(grace_s), RUNNING, tx.now, by, tx.now))
         for i, wave in enumerate(plan):
             for s in wave:
-                prev = releases.get(known[s]) if known[s] != version else None
+                prev = back.get(known[s]) if known[s] != version else None
                 tx.execute("INSERT INTO rollout_stores (rollout, store, wave, previous, previous_base_url, "
                            "previous_sha256) VALUES (?, ?, ?, ?, ?, ?)",
                            (rid, s, i, known[s], prev.base_url if prev else None, prev.manifest_sha256 if prev else None))
@@ -608,9 +644,16 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"edge-hub: {err}", file=sys.stderr)
         return _USAGE
 
+    releases = Path(args.releases) if args.releases else None
+
     def go(db: HubDB) -> str:
-        rid = start(db, args.version, args.base_url, args.manifest_sha256, stores=args.stores, canary=args.canary,
-                    waves=args.waves, soak_s=args.soak_s, grace_s=args.grace_s, by=args.by, previous=previous)
+        sha = args.manifest_sha256 or (manifest_sha256(releases, args.version) if releases else None)
+        if not sha:
+            raise RolloutError(f"no manifest for {args.version}: give --manifest-sha256 HEX, or --releases DIR "
+                               f"holding {args.version}/manifest.json")
+        rid = start(db, args.version, args.base_url, sha, stores=args.stores, canary=args.canary,
+                    waves=args.waves, soak_s=args.soak_s, grace_s=args.grace_s, by=args.by, previous=previous,
+                    releases=releases)
         return f"rollout {rid} of {args.version} started; {_send(db, args.broker)}; edge-hub rollout status {rid}"
     return _run(args, go)
 
@@ -656,7 +699,11 @@ def add_commands(sub: argparse._SubParsersAction, env_db: str, broker_opt: Calla
     st = verbs.add_parser("start", help="plan a rollout of VERSION and ask its first wave (the canary)")
     st.add_argument("version", metavar="VERSION")
     st.add_argument("--base-url", required=True, help="where the bundle is, ending in /VERSION/")
-    st.add_argument("--manifest-sha256", required=True, metavar="HEX", help="SHA-256 of the bundle's manifest.json")
+    st.add_argument("--manifest-sha256", default=None, metavar="HEX",
+                    help="SHA-256 of the bundle's manifest.json (default: read from --releases)")
+    st.add_argument("--releases", default=None, metavar="DIR",
+                    help="the hub's bundles (edge-hub release build): the manifests' hashes of VERSION and of the "
+                         "versions the stores run now are read there")
     st.add_argument("--stores", default="all", help="all (every store that reported a version), or a,b,c")
     st.add_argument("--canary", default=None, metavar="STORE", help="the first wave's store (default: the first by id)")
     st.add_argument("--waves", default="1,25%,100%", help="counts or shares of the stores, cumulative (default 1,25%%,100%%)")
