@@ -402,6 +402,48 @@ def test_the_banner_pairs_a_pad_and_says_how_a_phone_reaches_the_store(monkeypat
     assert demo.pad_pairing(cfg, code, None).url == "https://127.0.0.1:8443/pad#pair=K7QP-M3XD"
 
 
+def test_the_demo_on_every_address_gives_a_phone_its_ca_and_this_pc_an_address_the_certificate_names(tmp_path):
+    """``EDGE_API_LISTEN=0.0.0.0:PORT make run``: the banner's commands dial 127.0.0.1 and work as printed; the
+    pairing URL names the LAN address; the CA's certificate is at the banner's plain URL with the banner's
+    fingerprint, and the port is closed again when the demo stops."""
+    from edge_agent.demo_phone import fingerprint
+    from edge_agent.demo_tls import lan_address
+
+    lan = lan_address()
+    if lan is None:
+        pytest.skip("this machine has no address on a local network")
+    port = free_port()
+    _demo_config(tmp_path)
+    proc = _start_demo(tmp_path, EDGE_API_LISTEN=f"0.0.0.0:{port}", EDGE_DEMO_BROKER="none")
+    try:
+        banner = _read_until(proc, "Press Ctrl-C", 60)
+        banner = banner[banner.index("Demo store store-001 is up"):]  # (the agent's log before it says 0.0.0.0)
+        assert f"0.0.0.0:{port}" not in banner
+        (health,) = [ln for ln in banner.splitlines() if ln.startswith("  Health ")]
+        command = health.split(maxsplit=1)[1].split()
+        assert command[-1] == f"https://127.0.0.1:{port}/v1/health"
+        got = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert got.returncode == 0 and json.loads(got.stdout)["store"] == "store-001", got.stderr
+        assert re.search(rf"https://{re.escape(lan)}:{port}/pad#pair=[2-9A-Z]{{4}}-[2-9A-Z]{{4}} \(a phone's camera",
+                         banner)
+        found = re.search(r"  Phone CA      (http://\S+/ca\.crt) \(open it on the phone; SHA-256 ([0-9A-F:]{95})\)",
+                          banner)
+        assert found is not None, banner
+        url, sha = found.groups()
+        assert url.startswith(f"http://{lan}:")
+        cert = httpx.get(url, timeout=30)
+        assert cert.status_code == 200 and fingerprint(cert.content) == sha
+        ca = ssl.PEM_cert_to_DER_cert((tmp_path / ".run" / "tls" / "ca.crt").read_text())
+        assert cert.content == ca
+        assert _read_terminal_qr(_qr_lines(banner), "light") == \
+            re.search(r"https://\S+/pad#pair=\S+", banner).group(0)
+    finally:
+        out = _ctrl_c(proc)
+    assert proc.returncode == 0, out
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=5)
+
+
 def test_the_demo_serves_its_ca_certificate_on_plain_http_and_nothing_else(tmp_path):
     """GET /ca.crt gives the CA's DER (its fingerprint the banner's); another path, method or a flood of
     header bytes gets a short 4xx; the key is never served."""
