@@ -3,8 +3,9 @@
 The front end (static/) knows these shapes only: ``meta`` (who, what the
 page may do), the fleet (``summarize`` per store plus live alerts) and a
 store's detail (devices with the actions offered, raw snapshot, timeline,
-alerts, device alerts, commands, the devices.yaml in force and its drift, and
-on the hub its identity: issues and events kept aside).
+alerts, device alerts, commands, the devices.yaml in force and its drift, the
+release it runs, and on the hub its identity (issues and events kept aside) and
+its latest word on a rollout).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def device_list(facts: StoreFacts) -> list[dict[str, Any]]:
 
 def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, timeline: dict[str, Any],
                  alerts: list[dict[str, Any]], device_alerts: list[dict[str, Any]],
-                 commands: list[dict[str, Any]], identity: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One store's page; ``identity`` only from the hub (history.identity), None on the agent."""
+                 commands: list[dict[str, Any]], identity: dict[str, Any] | None = None,
+                 update: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One store's page; ``identity`` and ``update`` (its latest word on a rollout of a release:
+    ``rollout, version, state, reason, running, at``) only from the hub, None on the agent."""
     return {
         "now": iso_now(now),
         "summary": summary,
@@ -62,6 +65,9 @@ def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, t
         "device_alerts": device_alerts,
         "commands": commands,
         "identity": identity,
+        # The release it runs (the summary's version) and where it is with the latest rollout.
+        "version": summary.get("version"),
+        "update": update,
     }
 
 

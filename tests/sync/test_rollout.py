@@ -278,6 +278,10 @@ def test_edge_hub_run_moves_a_rollout_on_and_its_console_shows_it(mosquitto, tmp
             # The store list carries each store's running version.
             fleet = {s["store"]: s for s in api.get("/api/fleet").json()["stores"]}
             assert {fleet[s]["version"] for s in stores} == {NEW}
+            detail = api.get(f"/api/stores/{stores[0]}").json()
+            assert detail["version"] == NEW
+            assert {k: detail["update"][k] for k in ("rollout", "version", "state", "running")} == {
+                "rollout": rid, "version": NEW, "state": "healthy", "running": NEW}
     finally:
         db.close()
         sims.stop()

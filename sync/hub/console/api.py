@@ -4,7 +4,8 @@
 |---|---|
 | ``GET /api/meta`` | who you are, the rules, what actions exist |
 | ``GET /api/fleet`` | every store's summary and the live alerts |
-| ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands, identity |
+| ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands, identity,
+  the release it runs and its latest word on a rollout |
 | ``GET /api/alerts?store=&resolved=`` | alerts, newest first |
 | ``POST /api/alerts/{id}/ack`` / ``/resolve`` | staff take or close an alert (409 while its cause is there,
   unless its rule's cause never clears by itself) |
@@ -73,10 +74,11 @@ async def get_store(store: str, request: Request) -> dict[str, Any]:
 
     def read(db: Any) -> tuple:
         return (history.timeline(db, store, now), alerts.listing(db, store, resolved=True, limit=50),
-                history.device_alerts(db, store), history.commands(db, store), history.identity(db, store))
-    timeline, store_alerts, dev_alerts, cmds, ident = await c.db.read(read)
+                history.device_alerts(db, store), history.commands(db, store), history.identity(db, store),
+                rollout.latest_word(db, store))
+    timeline, store_alerts, dev_alerts, cmds, ident, update = await c.db.read(read)
     return store_detail(facts, c.fleet.summary(store), now, timeline=timeline, alerts=store_alerts,
-                        device_alerts=dev_alerts, commands=cmds, identity=ident)
+                        device_alerts=dev_alerts, commands=cmds, identity=ident, update=update)
 
 
 @router.get("/alerts", dependencies=[Depends(staff)])

@@ -533,6 +533,14 @@ def views(db: HubDB, rid: str | None = None, limit: int = 50) -> list[RolloutVie
     return out
 
 
+def latest_word(db: HubDB, store: str) -> dict[str, Any] | None:
+    """A store's latest word on any rollout (``rollout, version, state, reason, running, at``), or None."""
+    cols = ("rollout", "version", "state", "reason", "running", "at")
+    rows = db.query(f"SELECT {', '.join(cols)} FROM update_results WHERE store = ? ORDER BY received_at DESC LIMIT 1",
+                    (store,))
+    return dict(zip(cols, rows[0])) if rows else None
+
+
 def format_view(v: RolloutView) -> str:
     """``edge-hub rollout status ID``: the rollout, its waves, a line per store, its actions."""
     lines = [f"rollout {v.id}: {v.version}, {v.state}" + (f" ({v.reason})" if v.reason else "")
