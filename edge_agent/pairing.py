@@ -18,7 +18,8 @@ devices.yaml took since is not loaded (said once in the log at start).
 and changed with each pair and revoke, so a token is checked with a dict
 lookup. ``last_seen`` is written at most once per ``SEEN_EVERY_S`` per device.
 
-Wrong codes are limited (``Attempts``): ``MAX_WRONG`` per address, then that
+Wrong codes are logged at most once a minute, with a count (``LogOnce``), and
+limited (``Attempts``): ``MAX_WRONG`` per address, then that
 address is refused for ``LOCK_S``; and at most ``STORE_WRONG_PER_MIN`` a
 minute for the whole store, so that an attacker rotating addresses cannot try
 codes quickly either. A code is counted when it is let in (``Attempts.check``,
@@ -51,6 +52,7 @@ from edge_agent.config import ClientConfig, Role
 from edge_agent.errors import Conflict, Forbidden, Invalid, NotFound, StoreClosed, TooMany
 from edge_agent.store import Store, Tx
 from edge_core.bus import utcnow
+from edge_core.logonce import LogOnce
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ MAX_WRONG = 5
 LOCK_S = 15 * 60
 STORE_WRONG_PER_MIN = 60
 ADDRESSES_KEPT = 10_000  # addresses with wrong codes remembered; the oldest go first
+WRONG_LOGGED_EVERY_S = 60.0  # one warning line a minute for wrong codes, with how many came meanwhile
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -274,6 +277,7 @@ class Pairing:
         self._by_hash: dict[str, ApiClient] = {}
         self._revoked: dict[str, str] = {}  # token digest -> name, for "this device was unpaired"
         self._seen: dict[str, float] = {}  # name -> when last_seen was last written (monotonic)
+        self._wrong_log = LogOnce(log, every_s=WRONG_LOGGED_EVERY_S)
 
     async def load(self) -> None:
         """Read the paired devices from the store; one whose name is a devices.yaml client's now is left out."""
@@ -413,8 +417,9 @@ class Pairing:
 
     def _wrong(self, address: str, why: str) -> None:
         count = self.attempts.wrong(address)
-        # The code itself is never logged: only that it was wrong, and why.
-        log.warning("pairing: refused a code from %s (%s; %d in a row)", address, why, count)
+        # The code itself is never logged: only that it was wrong, and why. One line a minute for the whole store
+        # (an attacker's thousands of codes are not thousands of lines), then with how many came meanwhile.
+        self._wrong_log.warning("wrong code", "pairing: refused a code from %s (%s; %d in a row)", address, why, count)
 
     def _saw(self, name: str) -> None:
         """Write ``last_seen`` if it was last written ``SEEN_EVERY_S`` ago or more; never waits, never fails."""

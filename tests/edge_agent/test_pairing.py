@@ -364,6 +364,18 @@ def test_many_wrong_codes_at_once_from_one_address_are_not_all_tried(tmp_path):
     run(_with_service(tmp_path, test))
 
 
+def test_wrong_codes_make_one_warning_line_a_minute(tmp_path, caplog):
+    async def test(service, clock, store):
+        with caplog.at_level("WARNING", logger="edge_agent.pairing"):
+            for i in range(12):
+                with pytest.raises(Forbidden):
+                    await service.pair("ABCD-EFGH", f"10.0.3.{i}")
+        lines = [r.getMessage() for r in caplog.records if "refused a code" in r.getMessage()]
+        assert lines == ["pairing: refused a code from 10.0.3.0 (unknown pairing code; 1 in a row)"]
+
+    run(_with_service(tmp_path, test))
+
+
 def test_remembered_addresses_are_bounded():
     attempts = pairing.Attempts(kept=100, per_minute=10_000)
     for i in range(1000):
