@@ -22,7 +22,12 @@ computes a refund (the share of what was paid in money, after points, and
 of the points redeemed and earned, cumulative over the sale's returns):
 ``refund_unit`` (money), ``points_restored_unit`` (redeemed points back to
 the card) and ``points_reversed_unit`` (earned points taken back); null
-when nothing is left to return.
+when nothing is left to return. Several units at once refund a little
+differently (each return rounds once, to the cent and down to the point):
+``refund_basis`` gives what returns.py computes that from (``paid``, the
+``lines_value`` of the sale's lines, the ``returned_value`` of earlier
+returns, the points redeemed and earned), so that a screen says to the cent
+what a choice of lines refunds.
 """
 
 from __future__ import annotations
@@ -311,4 +316,7 @@ def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -
                       **_one_back(event, whole, before, prices[line["sku"]] if returnable and whole > 0 else None)})
     return {"sale_id": event["sale_id"], "time": stored["created_at"], "total": event["total"],
             "currency": event["currency"], "payment": {"method": event["payment"]["method"]},
-            "member_id": event.get("member_id"), "lines": lines}
+            "member_id": event.get("member_id"), "lines": lines,
+            "refund_basis": {"paid": event["total"], "lines_value": _money(whole), "returned_value": _money(before),
+                             "points_redeemed": event.get("points_redeemed") or 0,
+                             "points_earned": event.get("points_earned") or 0}}

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from support.agent import AgentProcess, config_dict, free_port, make_tls
-from support.flows import LIPSTICK, card, hub_event, sale, sync_point
+from support.flows import LIPSTICK, NUDE, card, hub_event, sale, sync_point
 from support.hubclient import HubClient
 from support.mosquitto import Mosquitto
 
@@ -136,6 +136,37 @@ def test_a_return_shows_what_it_refunds_with_points_and_the_bar_covers_no_button
     pad.get_by_role("button", name="Find the sale").click()
     expect(pad.locator("#returns-msg")).to_have_text(
         "This is a return slip, not a sale: scan the barcode on the sale's receipt.")
+
+
+def test_several_units_at_once_refund_to_the_cent_what_the_screen_said(store: Store, pad: Page):
+    """Three nudes (567.00) paid 557.00 and 1000 points: one unit's share is 185.67, three at once 557.00 (not
+    3 x 185.67): the screen says what the return then refunds, for two units and then the last one."""
+    _give_card(store, "M-STEPS", 1000)
+    with store.agent.client("associate") as c:
+        sold = c.post("/v1/sales", json=sale((NUDE, 3), member_id="M-STEPS", points_redeemed=1000))
+    assert sold.status_code == 201 and sold.json()["total"] == "557.00", sold.text
+    _tab(pad, "Returns")
+    pad.fill("#receipt-code", sold.json()["sale_id"])
+    pad.get_by_role("button", name="Find the sale").click()
+    plus = pad.locator("#sale-lines li").first.get_by_role("button", name=re.compile("^One more"))
+    for _ in range(3):
+        plus.click()
+    expect(pad.locator("#refund-total")).to_have_text("Refund CNY 557.00 + 1000 points")
+    pad.locator("#sale-lines li").first.get_by_role("button", name=re.compile("^One less")).click()
+    said = pad.locator("#refund-total").text_content()
+    pad.get_by_role("button", name="Refund", exact=True).click()
+    expect(pad.locator("#refunded")).to_be_visible()
+    money, points = re.fullmatch(r"Refund (CNY [\d.]+) \+ (\d+) points", said).groups()
+    expect(pad.locator("#refunded")).to_contain_text(f"Refund {money} by card")
+    expect(pad.locator("#refunded")).to_contain_text(f"{points} points given back")
+    pad.fill("#receipt-code", sold.json()["sale_id"])
+    pad.get_by_role("button", name="Find the sale").click()
+    pad.locator("#sale-lines li").first.get_by_role("button", name=re.compile("^One more")).click()
+    said = pad.locator("#refund-total").text_content()
+    pad.get_by_role("button", name="Refund", exact=True).click()
+    money, points = re.fullmatch(r"Refund (CNY [\d.]+) \+ (\d+) points", said).groups()
+    expect(pad.locator("#refunded")).to_contain_text(f"Refund {money} by card")
+    expect(pad.locator("#refunded")).to_contain_text(f"{points} points given back")
 
 
 def test_the_member_card_shows_the_receipts_balance_with_the_pending_part(store: Store, pad: Page):

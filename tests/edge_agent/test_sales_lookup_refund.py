@@ -77,8 +77,11 @@ def test_the_first_lookup_of_the_newcomers_sale_says_the_refund_the_return_gives
     _give_card(hub, "M-LIP", 800)
     with agent.client("associate") as c:
         s = c.post("/v1/sales", json=sale((LIPSTICK, 1), member_id="M-LIP", points_redeemed=500)).json()
-        (line,) = c.get(f"/v1/sales/{s['id']}").json()["lines"]
+        view = c.get(f"/v1/sales/{s['id']}").json()
+        (line,) = view["lines"]
         assert (line["refund_unit"], line["points_restored_unit"]) == ("154.00", 500)
+        assert view["refund_basis"] == {"paid": "154.00", "lines_value": "159.00", "returned_value": "0.00",
+                                        "points_redeemed": 500, "points_earned": s["points_earned"]}
         got = c.post("/v1/returns", json=ret((LIPSTICK, 1), sale=s["id"])).json()
     assert (got["total"], got["points_restored"], got["points_reversed"]) == \
         ("154.00", 500, line["points_reversed_unit"])

@@ -1,8 +1,8 @@
-// Returns: the receipt scanned or typed (GET /v1/sales/{sale}: its lines with what is left to return and
-// what one unit refunds, `refund_unit`, the share of the money paid after points, as the return computes it,
-// and the points it gives back), lines and quantities chosen (up to `returnable`), the refund method, then
-// POST /v1/returns with a
-// client_return_id kept until it succeeds (a retry after a lost answer is the same return, not a second).
+// Returns: the receipt scanned or typed (GET /v1/sales/{sale}: its lines with what is left to return, and
+// its refund_basis, from which the screen says to the cent what the chosen lines refund after points, as the
+// return computes it), lines and quantities chosen (up to `returnable`), the refund method, then
+// POST /v1/returns with a client_return_id kept until it succeeds (a retry after a lost answer is the same
+// return, not a second).
 // The slip's print job (Print-Job header) is followed until it printed or failed.
 
 import { ApiError, call, get, uuid4 } from './api.js';
@@ -18,16 +18,38 @@ function reset() {
   $('sale').hidden = true;
 }
 
-// What the chosen units refund, in cents (no sums of floats), and the redeemed points they give back.
+const cents = (amount) => BigInt(Math.round(Number(amount) * 100));
+
+// n / d rounded to the nearest, a half to the even one (Decimal's ROUND_HALF_EVEN), for n, d >= 0.
+function halfEven(n, d) {
+  let q = n / d;
+  const twice = 2n * (n - q * d);
+  if (twice > d || (twice === d && q % 2n === 1n)) q += 1n;
+  return q;
+}
+
+// What the chosen units refund, as edge_agent/returns.py computes it from the sale's refund_basis: the share of
+// the money paid that the returned lines' value is of all of them, counted from what earlier returns took
+// (rounded once, to the cent), and of the redeemed points given back (rounded down). In integers: to the cent.
 function estimate() {
-  let cents = 0, restored = 0;
+  const basis = sale.refund_basis;
+  let value = 0n, units = 0n, restoredByUnit = 0;
   for (const line of sale.lines) {
     const n = chosen[line.sku] || 0;
-    if (!n) continue;
-    cents += Math.round(Number(line.refund_unit ?? line.unit_price) * 100) * n;
-    restored += (line.points_restored_unit || 0) * n;
+    value += cents(line.unit_price) * BigInt(n);
+    units += cents(line.refund_unit ?? line.unit_price) * BigInt(n);
+    restoredByUnit += (line.points_restored_unit || 0) * n;
   }
-  return { money: (cents / 100).toFixed(2), restored };
+  if (!basis || cents(basis.lines_value) <= 0n) {  // an agent without the basis: one unit's share each
+    return { money: (Number(units) / 100).toFixed(2), restored: restoredByUnit };
+  }
+  const whole = cents(basis.lines_value);
+  const before = cents(basis.returned_value);
+  const paid = cents(basis.paid);
+  const refund = halfEven(paid * (before + value), whole) - halfEven(paid * before, whole);
+  const redeemed = BigInt(basis.points_redeemed || 0);
+  const restored = (redeemed * (before + value)) / whole - (redeemed * before) / whole;
+  return { money: (Number(refund) / 100).toFixed(2), restored: Number(restored) };
 }
 
 function renderLines() {
