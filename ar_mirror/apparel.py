@@ -43,8 +43,11 @@ from ar_mirror.control import Layer
 TEXTURE = 0.35
 SHADE_BLUR = 0.04
 # Forearm capsule's thickness over the forearm's length, and how far past the wrist the hand goes.
-FOREARM_WIDTH = 0.45
+FOREARM_WIDTH = 0.38
 HAND_BEYOND_WRIST = 0.45
+# A forearm is cut out of the shirt only when elbow and wrist are this visible: a wrist the pose
+# guesses below the picture's edge (a photo cut at the waist) must not cut a hole in the shirt.
+FOREARM_SEEN = 0.65
 
 # Each piece: its name, the joints of its bone (None for the torso quad).
 _SIDES = ("right", "left")
@@ -163,7 +166,7 @@ def front_of_body(body: Body, box: tuple[int, int, int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box
     out = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for side in _SIDES:
-        if not body.seen(f"elbow_{side}", f"wrist_{side}"):
+        if not body.seen(f"elbow_{side}", f"wrist_{side}", at=FOREARM_SEEN):
             continue
         e, w = body.joint(f"elbow_{side}"), body.joint(f"wrist_{side}")
         length = float(np.linalg.norm(w - e))

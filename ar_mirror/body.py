@@ -77,9 +77,9 @@ class Body:
         """One joint's (x, y)."""
         return self.points[getattr(self.skeleton, name)]
 
-    def seen(self, *names: str) -> bool:
-        """Whether every named joint is visible enough to draw on."""
-        return all(self.visibility[getattr(self.skeleton, n)] >= VISIBLE for n in names)
+    def seen(self, *names: str, at: float = VISIBLE) -> bool:
+        """Whether every named joint is visible enough (``at``) to draw on."""
+        return all(self.visibility[getattr(self.skeleton, n)] >= at for n in names)
 
     def shoulder_width(self) -> float:
         """Pixels between the shoulder joints."""

@@ -3,11 +3,18 @@
 // the picture is an MJPEG stream the browser shows and never stores.
 // "Add to basket" goes to the counter kiosk's basket when the mirror has one
 // (devices.yaml kiosk:), "Order online" places a pickup order for this store.
+// Clothes (tops, jackets) are drawn on the body: the mirror says whether it sees a face close up or a
+// body stepped back ("view"), and garments are grayed out until it sees the body, with each garment's
+// suggested size (an estimate from the shoulders) once it does.
 // A screen opened without the mirror's own token shows staff what to fix
 // (showStaff) instead of a page that cannot work: never a broken picture.
 "use strict";
 
-const KINDS = [["lipstick", "Lips"], ["eyeshadow", "Eyes"], ["blush", "Cheeks"], ["glasses", "Glasses"]];
+const KINDS = [["lipstick", "Lips"], ["eyeshadow", "Eyes"], ["blush", "Cheeks"], ["glasses", "Glasses"],
+               ["top", "Tops"], ["outerwear", "Jackets"]];
+const BODY_KINDS = new Set(["top", "outerwear"]);
+const VIEW_WORDS = { face: "Face view", body: "Body view", none: "" };
+const STEP_BACK = "Step back to try on clothes";
 const params = new URLSearchParams(location.search);
 const hash = new URLSearchParams(location.hash.slice(1));
 // The token comes after # (a fragment never leaves the browser), is kept in this tab only, and is
@@ -24,7 +31,8 @@ const $ = (id) => document.getElementById(id);
 const state = { device: params.get("device"), products: [], chosen: {}, kind: "lipstick", mirrored: true, online: false,
                 since: null, synced: false, kiosk: null, session: null, orderShownAt: 0,
                 pending: {},  // sku -> client_order_id of an order whose answer never came, this session only
-                looks: 0, lookAt: 0 };  // looks being sent, and when the last one was answered
+                looks: 0, lookAt: 0,
+                view: "none", sizes: {} };  // what the mirror sees, and each garment's suggested size  // looks being sent, and when the last one was answered
 
 // What an answer without a readable detail means, in words for the customer.
 const STATUS_WORDS = {
@@ -115,14 +123,20 @@ function renderKinds() {
   }));
 }
 
+// Clothes can be tried on only while the mirror sees the body: until then they are grayed out.
+function clothesWait(kind) { return BODY_KINDS.has(kind) && state.view !== "body"; }
+
 function renderProducts() {
   const list = $("products");
+  const note = $("step-back");
+  note.hidden = !clothesWait(state.kind);
   list.replaceChildren(...state.products.filter((p) => p.kind === state.kind).map((p) => {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button"; b.className = "product" + (state.chosen[p.kind] === p.sku ? " on" : "");
+    if (clothesWait(p.kind) && state.chosen[p.kind] !== p.sku) { b.disabled = true; b.classList.add("grayed"); }
     const sw = document.createElement("span");
-    sw.className = "swatch" + (p.kind === "glasses" ? " glasses" : "");
+    sw.className = "swatch" + (p.kind === "glasses" ? " glasses" : BODY_KINDS.has(p.kind) ? " garment" : "");
     sw.style.background = p.shade; sw.style.borderColor = p.kind === "glasses" ? p.shade : "";
     const name = document.createElement("span"); name.textContent = p.name;
     const price = document.createElement("span"); price.className = "price"; price.textContent = money(p);
@@ -142,13 +156,21 @@ function renderChosen() {
   box.replaceChildren(...items.map((p) => {
     const div = document.createElement("div"); div.className = "item";
     const name = document.createElement("span"); name.textContent = p.name + " · " + money(p);
+    div.append(name);
+    if (BODY_KINDS.has(p.kind)) {
+      const fit = document.createElement("span"); fit.className = "fit";
+      const size = state.sizes[p.sku];
+      fit.textContent = state.view !== "body" ? STEP_BACK
+        : size ? `Suggested size (estimate): ${size}` : "Suggested size (estimate): measuring…";
+      div.append(fit);
+    }
     const take = document.createElement("button"); take.type = "button"; take.className = "primary";
     take.textContent = "Add to basket"; take.disabled = p.stock_store <= 0;
     take.onclick = () => addToBasket(p);
     const order = document.createElement("button"); order.type = "button";
     order.textContent = "Order online"; order.disabled = p.stock_online <= 0;
     order.onclick = () => orderOnline(p, order);
-    div.append(name, take, order);
+    div.append(take, order);
     return div;
   }));
 }
@@ -276,6 +298,15 @@ async function poll() {
     const online = s.state === "online" || s.state === "busy";
     $("offline").hidden = online;
     $("hint").hidden = !online || s.face;
+    const view = online ? (s.view || "none") : "none";
+    const sizes = s.sizes || {};
+    $("view").hidden = view === "none";
+    $("view").textContent = VIEW_WORDS[view];
+    $("view").className = view;
+    if (view !== state.view || JSON.stringify(sizes) !== JSON.stringify(state.sizes)) {
+      state.view = view; state.sizes = sizes;
+      renderProducts(); renderChosen();
+    }
     // A new "since" while online: the mirror restarted and its old stream ended.
     if (online && (!state.online || s.since !== state.since)) startStream();
     state.online = online;
