@@ -282,11 +282,47 @@ def test_a_used_pairing_link_opened_on_a_paired_pad_leaves_it_paired(store: Stor
         assert anon.post("/v1/pair", json={"code": code["code"]}).status_code == 201
     opened(pad, store, "Members")
     pad.goto(code["pair_url"])  # only the fragment changes: the app takes the code from it
+    expect(pad.locator("#repair")).to_contain_text("This PAD is pad-anna. Pair it as the new device instead?")
+    pad.get_by_role("button", name="Pair as the new device").click()
     expect(pad.locator("#banner")).to_contain_text("That pairing code was not taken")
     expect(pad.locator("#banner")).to_contain_text("stays paired as pad-anna")
     expect(pad.locator("#where")).to_have_text("pad-anna · Test Store")
     expect(pad.locator("#live")).to_have_text("live")
     assert "#" not in pad.url
+
+
+def test_a_fresh_pairing_link_on_a_paired_pad_asks_before_it_pairs_again(store: Store, chromium: Browser, shot):
+    watched = Watched(chromium)
+    try:
+        tab = watched.page()
+        tab.goto(new_code(store.agent, "pad-zed")["pair_url"])
+        expect(tab.locator("#where")).to_have_text("pad-zed · Test Store")
+        expect(tab.locator("#repair")).to_have_count(0)  # not paired before: no question
+
+        # A link for another device, opened on this PAD (sent by someone, or scanned by mistake): it asks.
+        kept = new_code(store.agent, "pad-yan")
+        tab.goto(kept["pair_url"])
+        question = tab.locator("#repair")
+        expect(question).to_contain_text("This PAD is pad-zed. Pair it as the new device instead?")
+        assert "#" not in tab.url
+        shot(tab, "pad-repair.png")
+        tab.get_by_role("button", name="Keep pad-zed").click()
+        expect(question).to_have_count(0)
+        expect(tab.locator("#banner")).to_have_text("The pairing code was not used: this PAD stays pad-zed.")
+        expect(tab.locator("#where")).to_have_text("pad-zed · Test Store")
+        with store.agent.client() as anon:  # the code was not spent: the PAD it was meant for still pairs
+            assert anon.post("/v1/pair", json={"code": kept["code"]}).status_code == 201
+
+        # Said yes: it is the new device.
+        tab.goto(new_code(store.agent, "pad-xia")["pair_url"])
+        expect(question).to_contain_text("This PAD is pad-zed.")
+        tab.get_by_role("button", name="Pair as the new device").click()
+        expect(tab.locator("#where")).to_have_text("pad-xia · Test Store")
+        expect(tab.locator("#live")).to_have_text("live")
+        expect(question).to_have_count(0)
+        watched.check([])
+    finally:
+        watched.close()
 
 
 # -- customers ---------------------------------------------------------------------------------------------
@@ -430,6 +466,24 @@ def test_a_product_check_shows_the_checkout_price_and_re_pushes_its_label(store:
     with store.agent.client("associate") as c:
         poll(lambda: c.get("/v1/labels/shelf-a1").json()["pushed_at"], lambda at: at != before, WAIT_S,
              what="the label pushed again")
+
+
+def test_a_re_push_in_its_cooldown_is_said_in_words(store: Store, pad: Page):
+    """What the product screen says for each answer of POST /v1/labels/{mac}/push (product.js repushWords)."""
+    opened(pad, store, "Product")
+    said = pad.evaluate("""async () => {
+        const { repushWords } = await import('/pad/static/product.js');
+        return ['queued', 'cooldown', 'already_pushing', undefined].map(
+            (repush) => repushWords('shelf-a1', { repush, retry_after: repush === 'queued' ? null : 25 }).text);
+    }""")
+    assert said == [
+        "Label shelf-a1 pushed again: it shows the new picture within a minute.",
+        "Label shelf-a1 was pushed again moments ago: give it a minute to show the new picture. "
+        "You can push it again in 25 s.",
+        "Label shelf-a1 is being pushed already: it shows the new picture within a minute. "
+        "You can push it again in 25 s.",
+        "Label shelf-a1 pushed again: it shows the new picture within a minute.",  # an agent that says nothing
+    ]
 
 
 def blush_price(price: str, version: int) -> dict:

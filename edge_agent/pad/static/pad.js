@@ -2,6 +2,8 @@
 // Opened as /pad#pair=CODE (what the pairing QR holds: the code sits after #, which no server or proxy
 // sees, and leaves the address bar at once), or paired by typing the code or scanning the QR here.
 // The token is the one thing kept on the PAD (localStorage); a 401 later means it was unpaired.
+// A pairing link opened on a PAD that is paired already asks first (askRepair): re-pairing would make it
+// another device, and whoever sent the link may not be its associate.
 
 import { ApiError, call, forget, liveFeed, setToken, token, whenUnpaired } from './api.js';
 import * as customers from './customers.js';
@@ -11,7 +13,7 @@ import * as product from './product.js';
 import * as returns from './returns.js';
 import { listenForRingScanner, scanWithCamera } from './scan.js';
 import * as stock from './stock.js';
-import { $, say } from './ui.js';
+import { $, el, say } from './ui.js';
 
 const DEVICE = 'pad-device';  // {name, store}: the PAD's own name and its store's (no customer's data)
 const SCREENS = { customers, help, pickup, returns, product, stock };
@@ -132,6 +134,25 @@ async function pair(code) {
   }
 }
 
+/** A pairing link on a PAD paired already: "This PAD is pad-x. Pair it as the new device instead?" in the page. */
+function askRepair(code) {
+  const me = device()?.name || 'paired already';
+  $('repair')?.remove();
+  const box = el('div', { id: 'repair', class: 'notice banner', role: 'alertdialog', 'aria-labelledby': 'repair-q' },
+    el('p', { id: 'repair-q' }, `This PAD is ${me}. Pair it as the new device instead?`),
+    el('button', { type: 'button', id: 'repair-yes', class: 'big',
+      onclick: () => { box.remove(); pair(code); } }, 'Pair as the new device'),
+    el('button', { type: 'button', id: 'repair-no', class: 'primary big',
+      onclick: () => { box.remove(); banner(`The pairing code was not used: this PAD stays ${me}.`); } }, `Keep ${me}`));
+  $('app').prepend(box);
+  box.scrollIntoView({ block: 'nearest' });
+}
+
+/** A code from a pairing link: paired at once on a PAD that is not paired, asked first on one that is. */
+function offerCode(code) {
+  if (token() && $('pairing').hidden) askRepair(code); else pair(code);
+}
+
 /** Where a scanned code goes: a pickup QR to its order, a receipt to returns, a product to the screen in use. */
 function routeScan(code) {
   if (!$('pairing').hidden) { $('pair-code').value = code; pair(code); return; }
@@ -179,10 +200,10 @@ function setup() {
 
   window.addEventListener('hashchange', () => {
     const code = takeCode();
-    if (code) pair(code);
+    if (code) offerCode(code);
   });
   if (token()) showApp(); else showPairing();
-  if (codeFromUrl) pair(codeFromUrl);
+  if (codeFromUrl) offerCode(codeFromUrl);
 }
 
 setup();
