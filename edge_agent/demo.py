@@ -58,7 +58,8 @@ from drivers.base import DemoEmulator, DemoSite
 from drivers.registry import drivers
 from drivers.scanner.demo import scan_every
 from edge_agent import catalog, config, pairing
-from edge_agent.demo_phone import CaServer, ca_der, fingerprint, terminal_qr, write_qr_png
+from edge_agent.demo_phone import CaServer, ca_der, fingerprint
+from edge_agent.qrcodes import terminal_qr, write_qr_png
 from edge_agent.demo_tls import EVERY_ADDRESS, DemoTls, ensure_tls, lan_address
 from edge_agent.store import Store
 from edge_core.config_types import HostPort

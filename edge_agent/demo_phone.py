@@ -1,68 +1,22 @@
-"""What ``make run`` gives a phone: the pairing QR, for any terminal and as a PNG, and the demo CA to trust.
+"""What ``make run`` gives a phone to trust: the demo CA's certificate on plain HTTP, and its fingerprint.
 
-The QR is drawn with explicit colours (black modules on a white ground, the
-quiet zone included), so a phone reads it off a light terminal as well as a
-dark one, and it is written as a PNG next to the demo's data for a screen
-that shows no colours. A phone must trust the demo's CA before the PAD's
-camera works (a camera needs HTTPS): ``CaServer`` serves that CA's
-certificate, DER, public and nothing else, on plain HTTP at ``/ca.crt``, for
-the demo only (a store's agent never serves it; a store's CA is installed by
-its MDM). ``fingerprint`` is what the banner prints so that the user checks
-on the phone that the file is the one this PC made.
+A phone must trust the demo's CA before the PAD's camera works (a camera
+needs HTTPS; the pairing QR is edge_agent/qrcodes.py's): ``CaServer``
+serves that CA's certificate, DER, public and nothing else, on plain HTTP
+at ``/ca.crt``, for the demo only (the agent itself never serves it).
+``fingerprint`` is what the banner prints so that the user checks on the
+phone that the file is the one this PC made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
 import ssl
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-QUIET_ZONE = 2  # modules of white around the code: phones read 2 well, and the banner stays short
-_PAINT = "\x1b[30;107m"  # black on bright white: the terminal's own colours never show through
-_RESET = "\x1b[0m"
-
-
-def _modules(text: str, border: int) -> list[list[bool]]:
-    import qrcode
-
-    code = qrcode.QRCode(border=border)
-    code.add_data(text)
-    code.make(fit=True)
-    return code.get_matrix()
-
-
-def terminal_qr(text: str) -> str:
-    """``text`` as a QR code in half blocks with explicit ANSI colours: black modules on white, quiet zone included.
-
-    Each character is two rows of modules: ``▀`` the upper one dark, ``▄`` the lower, ``█`` both, space neither."""
-    rows = _modules(text, QUIET_ZONE)
-    if len(rows) % 2:
-        rows.append([False] * len(rows[0]))
-    glyph = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
-    return "".join(_PAINT + "".join(glyph[top, bottom] for top, bottom in zip(upper, lower, strict=True)) + _RESET
-                   + "\n" for upper, lower in zip(rows[::2], rows[1::2], strict=True))
-
-
-def write_qr_png(text: str, path: Path, scale: int = 8) -> Path:
-    """``text`` as a QR code PNG at ``path`` (black on white, 4 modules of quiet zone), written atomically."""
-    from PIL import Image
-
-    rows = _modules(text, 4)
-    image = Image.new("1", (len(rows[0]), len(rows)), 1)
-    image.putdata([0 if dark else 1 for row in rows for dark in row])
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(out.getvalue())
-    tmp.replace(path)
-    return path
-
 
 def ca_der(ca: Path) -> bytes:
     """The CA certificate at ``ca`` (PEM) as DER, the form phones install."""

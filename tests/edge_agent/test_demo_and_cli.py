@@ -336,7 +336,7 @@ def _read_terminal_qr(lines: list[str], terminal: str = "dark") -> str:
 def test_the_terminal_qr_reads_on_light_and_dark_terminals_and_as_a_png(tmp_path):
     """Black modules on white with their quiet zone, whatever the terminal's colours; the same code as a PNG."""
     cv2 = pytest.importorskip("cv2", reason="OpenCV (the mirror extra) reads the QR code back")
-    from edge_agent.demo_phone import terminal_qr, write_qr_png
+    from edge_agent.qrcodes import terminal_qr, write_qr_png
 
     url = "https://192.168.1.23:8443/pad#pair=K7QP-M3XD"
     lines = _qr_lines(terminal_qr(url))
