@@ -32,7 +32,7 @@ Config results (``edge/{store}/config/res``: what a store made of a version
 of its devices.yaml) are recorded by sync/hub/fleet/desired.py, and a health
 snapshot's ``config`` (the version in force, drift) is checked and kept with
 the snapshot. Update results (``edge/{store}/update/res``: where a store is with a release) are
-recorded by sync/hub/fleet/rollout.py, whose engine (``rollout.tick``) this worker runs every
+recorded by sync/hub/fleet/rollout_engine.py, whose ``tick`` this worker runs every
 ``rollout_every`` seconds between groups: it moves staged rollouts on, halts and rolls them back, and
 hands the ``hub/{store}/update`` messages it asked for to the broker (retained). Its memory is the
 database, so a restarted hub carries a rollout on, and two workers running it are harmless.
@@ -68,7 +68,7 @@ from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.errors import BatchRejected, HubDBError
 from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
 from sync.hub.observe import Observer
-from sync.hub.fleet import desired, rollout
+from sync.hub.fleet import desired, rollout_engine
 from sync.topics import (
     HUB_CMD_RES_FILTER,
     HUB_CONFIG_RES_FILTER,
@@ -571,9 +571,9 @@ class HubService:
     def _rollouts(self) -> None:
         """One look of the rollout engine, then the update messages it asked for, to the broker."""
         try:
-            for line in rollout.tick(self.db):  # type: ignore[arg-type]
+            for line in rollout_engine.tick(self.db):  # type: ignore[arg-type]
                 log.log(logging.WARNING if " halted" in line else logging.INFO, "%s", line)
-            rollout.send_pending(self.db, self._publish_retained)  # type: ignore[arg-type]
+            rollout_engine.send_pending(self.db, self._publish_retained)  # type: ignore[arg-type]
         except HubDBError as err:
             if self._throttle(("rollouts",)):
                 log.warning("rollouts not looked at: %s; trying again", err)
@@ -614,7 +614,7 @@ class HubService:
                 plan.ops.append((store, len(plan.ops), lambda tx: desired.record_result(tx, store, res)))
             elif msg.topic == topics.update_res:
                 upd = validate(UpdateResult, self._small(msg.payload))
-                plan.ops.append((store, len(plan.ops), lambda tx: rollout.record_result(tx, store, upd)))
+                plan.ops.append((store, len(plan.ops), lambda tx: rollout_engine.record_result(tx, store, upd)))
             else:
                 raise BatchRejected("topic", f"unexpected topic {msg.topic}")
         except BatchRejected as err:

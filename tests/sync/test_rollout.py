@@ -22,7 +22,7 @@ from support.simstore import SimStores, retained_updates
 from support.storepcs import wait_for
 from sync.hub import cli as hub_cli
 from sync.hub.db import HubDB, open_db
-from sync.hub.fleet import rollout
+from sync.hub.fleet import rollout, rollout_engine, rollout_status
 from sync.hub.service import HubService
 from sync.topics import UpdateResult
 
@@ -63,8 +63,8 @@ class Rig:
         assert code == 0, out
         return out.split()[1]
 
-    def view(self, rid: str) -> rollout.RolloutView:
-        return rollout.views(self.db, rid)[0]
+    def view(self, rid: str) -> rollout_status.RolloutView:
+        return rollout_status.views(self.db, rid)[0]
 
     def close(self) -> None:
         self.sims.stop()
@@ -93,7 +93,7 @@ def rig(mosquitto, tmp_path: Path) -> Iterator[Rig]:
 
 def test_a_release_that_degrades_the_canary_halts_after_it_rolls_it_back_and_touches_no_other_store(rig_bad, capsys):
     rid = rig_bad.start(capsys, soak_s=30)  # the halt ends the wait; a long soak keeps a slow machine from moving on
-    v = wait_for("the rollout halts", lambda: (x := rig_bad.view(rid)).state == rollout.HALTED and x, 60)
+    v = wait_for("the rollout halts", lambda: (x := rig_bad.view(rid)).state == rollout_engine.HALTED and x, 60)
     assert "store-07 degraded" in v.reason and "device_offline" in v.reason and v.rolled_back_at
     # The canary got the release, then its previous one, retained, naming the rollout.
     wait_for("the canary runs its previous version", lambda: rig_bad.sims.running["store-07"] == OLD, 30)
@@ -108,7 +108,7 @@ def test_a_release_that_degrades_the_canary_halts_after_it_rolls_it_back_and_tou
     assert all(rig_bad.sims.running[s] == OLD for s in others)
     assert {r[0] for r in rig_bad.db.query("SELECT status_version FROM stores WHERE store <> 'store-07'")} == {OLD}
     assert v.wave == 0 and [s.store for s in v.stores if s.asked] == ["store-07"]
-    assert [(a[1], a[2]) for a in v.actions] == [("alice", "start"), (rollout.ENGINE, "rollback")]
+    assert [(a[1], a[2]) for a in v.actions] == [("alice", "start"), (rollout_engine.ENGINE, "rollback")]
     # The hub keeps the canary's latest word; the status table says it all.
     wait_for("the hub has the canary back on its previous version", lambda: rig_bad.db.query(
         "SELECT version, state, running FROM update_results WHERE store = 'store-07'") == [(OLD, "healthy", OLD)], 30)
@@ -122,7 +122,7 @@ def test_a_release_that_degrades_the_canary_halts_after_it_rolls_it_back_and_tou
 
 def test_a_good_release_goes_through_every_wave_to_all_twenty_stores(rig, capsys):
     rid = rig.start(capsys)
-    v = wait_for("the rollout is done", lambda: (x := rig.view(rid)).state == rollout.DONE and x, 90)
+    v = wait_for("the rollout is done", lambda: (x := rig.view(rid)).state == rollout_engine.DONE and x, 90)
     assert all(rig.sims.running[s] == NEW for s in STORES)
     assert all([ver for ver, _, _ in rig.sims.received[s]] == [NEW] for s in STORES)
     # Waves of 1, 4 (25% of 20 in all) and 15, the canary first; each started after the one before soaked.
@@ -148,7 +148,7 @@ def test_a_hub_restarted_mid_rollout_carries_it_on(rig, capsys):
     rig.hub.stop()
     rig.sims.release()  # they answer while the hub is away: the broker keeps it for the hub's session
     rig.hub = rig.start_hub()
-    v = wait_for("the restarted hub finishes the rollout", lambda: (x := rig.view(rid)).state == rollout.DONE and x, 90)
+    v = wait_for("the restarted hub finishes the rollout", lambda: (x := rig.view(rid)).state == rollout_engine.DONE and x, 90)
     assert all(rig.sims.running[s] == NEW for s in STORES)
     assert all(len(rig.sims.received[s]) == 1 for s in STORES)
     assert [a[2] for a in v.actions] == ["start", "wave", "wave", "done"]
@@ -165,7 +165,7 @@ def _stores(db: HubDB, names: list[str], now: datetime) -> None:
 
 def _say(db: HubDB, store: str, rid: str, state: str, version: str = NEW, running: str = NEW) -> None:
     with db.transaction() as tx:
-        rollout.record_result(tx, store, UpdateResult(version=version, rollout=rid, state=state, running=running,
+        rollout_engine.record_result(tx, store, UpdateResult(version=version, rollout=rid, state=state, running=running,
                                                       at=datetime.now(timezone.utc)))
 
 
@@ -176,7 +176,7 @@ def _collect(db: HubDB) -> dict[str, dict]:
     def take(topic: str, payload: bytes) -> bool:
         out[topic] = json.loads(payload)
         return True
-    rollout.send_pending(db, take)
+    rollout_engine.send_pending(db, take)
     return out
 
 
@@ -191,29 +191,29 @@ def test_soak_and_the_offline_grace_follow_the_clock_and_the_operator_is_recorde
     with pytest.raises(rollout.RolloutError, match="still running"):
         rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, previous={OLD: SHA_OLD})
     assert list(_collect(db)) == ["hub/s-1/update"]
-    assert rollout.send_pending(db, lambda t, p: True) == 0  # sent once
+    assert rollout_engine.send_pending(db, lambda t, p: True) == 0  # sent once
     _say(db, "s-1", rid, "healthy")
-    rollout.tick(db, now)
-    assert rollout.views(db, rid)[0].wave == 0
-    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=30))
-    assert rollout.views(db, rid)[0].wave == 0  # not soaked yet
-    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=61))
-    assert rollout.views(db, rid)[0].wave == 1
+    rollout_engine.tick(db, now)
+    assert rollout_status.views(db, rid)[0].wave == 0
+    rollout_engine.tick(db, datetime.now(timezone.utc) + timedelta(seconds=30))
+    assert rollout_status.views(db, rid)[0].wave == 0  # not soaked yet
+    rollout_engine.tick(db, datetime.now(timezone.utc) + timedelta(seconds=61))
+    assert rollout_status.views(db, rid)[0].wave == 1
     rollout.halt(db, rid, "carol")
-    rollout.tick(db, datetime.now(timezone.utc) + timedelta(seconds=600))
-    assert rollout.views(db, rid)[0].state == rollout.HALTED
+    rollout_engine.tick(db, datetime.now(timezone.utc) + timedelta(seconds=600))
+    assert rollout_status.views(db, rid)[0].state == rollout_engine.HALTED
     rollout.resume(db, rid, "carol")
     # s-2 drops off; within the grace nothing happens, after it the rollout halts and rolls back.
     later = datetime.now(timezone.utc)
     with db.transaction() as tx:
         tx.set_status("s-2", "offline", None, later.isoformat())
-    rollout.tick(db, later + timedelta(seconds=20))
-    assert rollout.views(db, rid)[0].state == rollout.RUNNING
-    rollout.tick(db, later + timedelta(seconds=31))
-    v = rollout.views(db, rid)[0]
-    assert v.state == rollout.HALTED and "s-2 offline" in v.reason
-    assert [(a[1], a[2]) for a in v.actions] == [("ops", "start"), (rollout.ENGINE, "wave"), ("carol", "halt"),
-                                                 ("carol", "resume"), (rollout.ENGINE, "rollback")]
+    rollout_engine.tick(db, later + timedelta(seconds=20))
+    assert rollout_status.views(db, rid)[0].state == rollout_engine.RUNNING
+    rollout_engine.tick(db, later + timedelta(seconds=31))
+    v = rollout_status.views(db, rid)[0]
+    assert v.state == rollout_engine.HALTED and "s-2 offline" in v.reason
+    assert [(a[1], a[2]) for a in v.actions] == [("ops", "start"), (rollout_engine.ENGINE, "wave"), ("carol", "halt"),
+                                                 ("carol", "resume"), (rollout_engine.ENGINE, "rollback")]
     msgs = _collect(db)
     assert {t: m["version"] for t, m in msgs.items()} == {f"hub/{s}/update": OLD for s in ("s-1", "s-2", "s-3")}
     db.close()
@@ -226,12 +226,12 @@ def test_a_store_that_says_rolled_back_halts_the_rollout_and_bad_input_is_refuse
     _say(db, "s-1", rid, "rolled_back", running=OLD)
     for who, which in (("s-1", "r-made-up"), ("s-9", rid)):  # a rollout the store is not in: not kept
         with db.transaction() as tx:
-            assert not rollout.record_result(tx, who, UpdateResult(version=NEW, rollout=which, state="healthy",
+            assert not rollout_engine.record_result(tx, who, UpdateResult(version=NEW, rollout=which, state="healthy",
                                                                    running=NEW, at=datetime.now(timezone.utc)))
     assert db.query("SELECT store, rollout FROM update_results") == [("s-1", rid)]
-    rollout.tick(db)
-    v = rollout.views(db, rid)[0]
-    assert v.state == rollout.HALTED and "s-1 reported rolled_back" in v.reason
+    rollout_engine.tick(db)
+    v = rollout_status.views(db, rid)[0]
+    assert v.state == rollout_engine.HALTED and "s-1 reported rolled_back" in v.reason
     assert [s.asked for s in v.stores] == [OLD, None]
     for waves in ("0", "150%", "a", ",".join(["1"] * 30)):
         with pytest.raises(rollout.RolloutError):

@@ -31,7 +31,7 @@ from sync.console.commands import AGENT, ActionRefused, check
 from sync.console.facts import devices
 from sync.console.views import iso_now, meta, store_detail
 from sync.hub.console.auth import staff
-from sync.hub.fleet import rollout
+from sync.hub.fleet import rollout_status
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -75,7 +75,7 @@ async def get_store(store: str, request: Request) -> dict[str, Any]:
     def read(db: Any) -> tuple:
         return (history.timeline(db, store, now), alerts.listing(db, store, resolved=True, limit=50),
                 history.device_alerts(db, store), history.commands(db, store), history.identity(db, store),
-                rollout.latest_word(db, store))
+                rollout_status.latest_word(db, store))
     timeline, store_alerts, dev_alerts, cmds, ident, update = await c.db.read(read)
     return store_detail(facts, c.fleet.summary(store), now, timeline=timeline, alerts=store_alerts,
                         device_alerts=dev_alerts, commands=cmds, identity=ident, update=update)
@@ -149,7 +149,7 @@ async def get_command(cmd_id: str, request: Request) -> dict[str, Any]:
 async def get_rollouts(request: Request, id: str | None = Query(default=None, max_length=64),
                        limit: int = Query(default=20, ge=1, le=100)) -> dict[str, Any]:
     """Rollouts of releases, newest first (one with ``id``; 404 if there is none)."""
-    views = await _console(request).db.read(lambda db: rollout.views(db, id, limit))
+    views = await _console(request).db.read(lambda db: rollout_status.views(db, id, limit))
     if id is not None and not views:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rollout {id!r}")
     return {"now": iso_now(datetime.now(timezone.utc)), "rollouts": [v.as_dict() for v in views]}

@@ -1,4 +1,4 @@
-"""The hub's rollout tables (sync/hub/fleet/rollout.py), in SQL both SQLite and PostgreSQL run.
+"""The hub's rollout tables (sync/hub/fleet/rollout.py, rollout_engine.py), in SQL both SQLite and PostgreSQL run.
 
 ``rollouts``: one row per staged rollout of a release (its version, where the
 bundle is, its waves as given and as planned, soak and grace, its state
