@@ -2,17 +2,21 @@
 
 A real agent with the demo catalog: a sale, a partial return, then the
 lookup shows per line what came back and what is left, as ``POST
-/v1/returns`` counts it; a second return takes only what is left.
+/v1/returns`` counts it; a second return takes only what is left. A lookup
+of a member's sale is a read in the access log (by pseudonym).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import uuid
 
 import pytest
 
+from edge_agent.store import keys
 from support.agent import AgentProcess, config_dict, free_port
-from support.flows import LIPSTICK, NUDE, TOTE, ret, sale
+from support.flows import LIPSTICK, NUDE, TOTE, poll, ret, sale
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,28 @@ def test_a_sale_by_id_and_by_receipt_barcode_with_what_is_left_after_a_partial_r
         assert http.post("/v1/returns", json=ret((LIPSTICK, 1), sale=digits)).status_code == 201
         last = http.get(f"/v1/sales/{sale_id}").json()
         assert [ln["returnable"] for ln in last["lines"]] == [0, 1, 0]
+
+
+def _reads(agent: AgentProcess, what: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(f"file:{agent.data_dir / 'store.db'}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT client, role, member FROM access_log WHERE what = ? ORDER BY id", (what,)).fetchall()
+
+
+def test_a_members_sale_looked_up_is_a_read_in_the_access_log(agent):
+    """As the README's access log says: the member id of a sale read by staff is recorded, by pseudonym; a
+    sale without a member is no read."""
+    what = "GET /v1/sales/{sale}"
+    plain = _sale(agent, (TOTE, 1))
+    member = _sale(agent, (TOTE, 1), member_id="M-2002")
+    with agent.client("associate") as pad, agent.client("admin") as admin:
+        assert pad.get(f"/v1/sales/{plain['sale_id']}").json()["member_id"] is None
+        assert pad.get(f"/v1/sales/{member['sale_id']}").json()["member_id"] == "M-2002"
+        assert admin.get(f"/v1/sales/RS1:{member['sale_id']}").json()["member_id"] == "M-2002"
+    alias = keys.pseudonym((agent.data_dir / keys.KEY_FILE).read_bytes(), "M-2002")
+    rows = poll(lambda: [r for r in _reads(agent, what) if r[2] == alias], lambda r: len(r) >= 2,
+                what="the two reads in the access log")
+    assert rows == [("associate-1", "associate", alias), ("admin-1", "admin", alias)]
+    assert "M-2002" not in str(_reads(agent, what))
 
 
 def test_a_sku_on_two_lines_fills_the_first_line_first(agent):
