@@ -133,6 +133,7 @@ class Agent:
         await self.configs.start()  # before the link: a version waiting for this restart is in force now
         if self.link is not None:
             await self.link.start()
+        await self.releases.start()  # a release on trial is watched from here on
         log.info(
             "store %s: agent %s up with %d device(s), data in %s",
             self.config.store.id, self.version, len(self.supervisor.owners), self.data_dir,

@@ -28,13 +28,16 @@ its own, reporting each step on ``edge/{store}/update/res``:
    systemd's ``Restart=on-failure`` to start the new release.
 
 At start (``boot``, the first thing ``Agent.start`` does), a release that
-was switched to counts its starts in the state file. Its health
+was switched to counts its starts in the state file. Once the agent is up
+(``start``, the last thing), its health
 (edge_agent/health.py ``assess``) must then stay ok for
 ``updates.healthy_after_s`` (``healthy``); not within ``GIVE_UP_FACTOR``
 times that plus ``GIVE_UP_EXTRA_S``, or a third start without becoming
 healthy (it crashed twice), switches the link back to the previous release
 and exits 75 again; the previous release, started, reports ``rolled_back``
-with why and does not take that version again.
+with why and does not take that version again. A release that migrated the
+store database past the schema the previous one knows is not switched back
+(the previous release would refuse the database): ``failed``, with why.
 
 What is kept: ``<data dir>/release/state.json`` (the release being tried,
 its previous one and its starts; the last release handled; the last result,
@@ -51,6 +54,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -64,6 +68,7 @@ from urllib.parse import urlsplit
 
 from edge_agent import health
 from edge_agent.config import UpdatesConfig
+from edge_agent.store.migrations import SCHEMA_VERSION
 from edge_core.bus import utcnow
 from sync import bundle, topics
 
@@ -185,11 +190,15 @@ class Releases:
         self.config = config
         self.dir = agent.data_dir / "release"
         self._sleep, self._clock, self._exit_now = sleep, clock, exit_now
+        # How the agent stops to be started again: as on SIGTERM (Agent.stop exits with ``exit_status``).
+        self.stop_process: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)
         self.state: dict[str, Any] = {}
         self.last_result: topics.UpdateResult | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._switching = False
+        self._watch: dict[str, Any] | None = None  # the trial whose health start() watches
+        self._sub: Any = None
 
     @property
     def running(self) -> str:
@@ -200,6 +209,8 @@ class Releases:
     async def boot(self) -> None:
         """At start: count a release on trial, roll it back after too many starts, report a rollback landed."""
         self.state = self._read()
+        # Subscribed before the link starts: its first "online" is not missed.
+        self._sub = self.agent.bus.subscribe("hub.state")
         if isinstance(self.state.get("last_result"), dict):
             try:
                 self.last_result = topics.UpdateResult.model_validate(self.state["last_result"])
@@ -216,7 +227,7 @@ class Releases:
                     return
                 log.info("update: release %s on trial (start %d), healthy after %g s of good health",
                          self.running, trial["starts"], self.config.healthy_after_s)
-                self._spawn(self._watch_health(trial), "update-health")
+                self._watch = trial
             elif trial.get("previous") == self.running:
                 why = trial.get("reason") or f"the agent started on {self.running} instead of {trial.get('version')}"
                 state = "rolled_back" if trial.get("rolled_back") else "failed"
@@ -229,7 +240,12 @@ class Releases:
                             trial.get("version"), self.running)
                 self.state["trial"] = None
                 self._save()
-        self._spawn(self._resend_on_connect(), "update-resend")
+
+    async def start(self) -> None:
+        """Once the agent is up: resend the last result on each connect, and watch a release on trial."""
+        self._spawn(self._resend_on_connect(self._sub), "update-resend")
+        if self._watch is not None:
+            self._spawn(self._watch_health(self._watch), "update-health")
 
     async def stop(self) -> None:
         """Stop the update in progress and the health watch (a retained message brings the update again)."""
@@ -249,8 +265,7 @@ class Releases:
         if not task.cancelled() and task.exception() is not None:
             log.error("update: %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _resend_on_connect(self) -> None:
-        sub = self.agent.bus.subscribe("hub.state")
+    async def _resend_on_connect(self, sub: Any) -> None:
         try:
             while True:
                 event = await sub.get()
@@ -383,7 +398,7 @@ class Releases:
         try:
             run(sys.executable, "-m", "venv", str(venv))
             run(str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-input",
-                "--disable-pip-version-check", "--find-links", str(home / "files"), manifest.requires)
+                "--disable-pip-version-check", "--no-cache-dir", "--find-links", str(home / "files"), manifest.requires)
             if not (venv / "bin" / "edge-agent").exists():
                 raise UpdateRefused(f"the installed release has no {venv / 'bin' / 'edge-agent'}", "failed")
         except BaseException:
@@ -410,7 +425,7 @@ class Releases:
         self._switching = True
         v = desired.version
         self.state["trial"] = {"version": v, "previous": self.running, "previous_target": str(current),
-                               "starts": 0, "rollout": desired.rollout, "by": desired.by,
+                               "starts": 0, "schema": SCHEMA_VERSION, "rollout": desired.rollout, "by": desired.by,
                                "at": utcnow().isoformat()}
         self.state["handled"]["state"] = "switching"
         self._save()
@@ -462,6 +477,16 @@ class Releases:
             self._result(self.running, str(trial.get("rollout", "")), "failed",
                          f"{why}; no previous release at {previous} to go back to")
             return
+        schema = self._schema()
+        if schema > int(trial.get("schema", schema)):
+            # The previous release would refuse the database this one migrated: going back would not start.
+            log.error("update: %s; not going back: the store database was migrated to schema %d, release %s "
+                      "knows %s", why, schema, trial.get("previous"), trial.get("schema"))
+            self.state["trial"] = None
+            self._result(self.running, str(trial.get("rollout", "")), "failed",
+                         f"{why}; not rolled back: the store database was migrated to schema {schema}, which release "
+                         f"{trial.get('previous')} (schema {trial.get('schema')}) cannot open")
+            return
         trial["rolled_back"], trial["reason"] = True, why
         self._save()
         await asyncio.to_thread(point, self.config.current_link, previous)
@@ -474,6 +499,20 @@ class Releases:
             return
         await self._restart(None)
 
+    def _schema(self) -> int:
+        """The store database's schema version on disk (0 when there is none yet)."""
+        path = self.agent.data_dir / "store.db"
+        if not path.exists():
+            return 0
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                return int(conn.execute("PRAGMA user_version").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return 0
+
     async def _restart(self, result: topics.UpdateResult | None) -> None:
         """Wait (bounded) for ``result`` to reach the broker, then stop as on SIGTERM with EXIT_RESTART."""
         link = self.agent.link
@@ -482,7 +521,7 @@ class Releases:
             if info is not None:
                 await asyncio.to_thread(info.wait_for_publish, PUBLISH_WAIT_S)
         self.agent.exit_status = EXIT_RESTART
-        os.kill(os.getpid(), signal.SIGTERM)
+        self.stop_process()
 
     # Answers and state -----------------------------------------------------------------
 
