@@ -238,6 +238,10 @@ def test_a_store_that_says_rolled_back_halts_the_rollout_and_bad_input_is_refuse
             rollout.parse_waves(waves)
     with pytest.raises(rollout.RolloutError, match="valid update message"):
         rollout.start(db, "../x", f"{BASE}x/", SHA_NEW)
+    with db.transaction() as tx:
+        tx.set_status("s-2", "online", NEW, datetime.now(timezone.utc).isoformat())
+    with pytest.raises(rollout.RolloutError, match="runs 0.2.0 already"):
+        rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, stores="s-2")
     with pytest.raises(rollout.RolloutError, match="no version known"):
         rollout.start(db, NEW, f"{BASE}{NEW}/", SHA_NEW, stores="s-1,s-9", previous={OLD: SHA_OLD})
     assert rollout.plan_waves([f"s-{i}" for i in range(10)], "s-5", ["1", "25%", "100%"]) == [

@@ -166,11 +166,15 @@ def start(db: HubDB, version: str, base_url: str, manifest_sha256: str, *, store
         if unknown:
             raise RolloutError(f"no version known for {', '.join(unknown[:10])}: a store must have reported to this "
                                "hub (its status names the version it runs) before a rollout can take it back")
+    # A store that runs the version already has nothing to do (and its agent says nothing about it).
+    chosen = [s for s in chosen if known[s] != version]
+    if not chosen:
+        raise RolloutError(f"every store of the rollout runs {version} already")
     canary = canary or chosen[0]
     if canary not in chosen:
-        raise RolloutError(f"--canary {canary} is not among the rollout's stores")
+        raise RolloutError(f"--canary {canary} is not among the rollout's stores (or runs {version} already)")
     back = _previous_releases(db, version, base_url, previous or {}, {known[s] for s in chosen}, releases)
-    lacking = sorted({known[s] for s in chosen if known[s] != version and known[s] not in back})
+    lacking = sorted({known[s] for s in chosen if known[s] not in back})
     if lacking:
         raise RolloutError(f"stores run {', '.join(lacking)}, whose bundle this hub never rolled out, so it could not "
                            "ask them back; give --releases DIR holding it, or --previous-manifest VERSION=SHA256 "
@@ -190,7 +194,7 @@ def start(db: HubDB, version: str, base_url: str, manifest_sha256: str, *, store
                     float(soak_s), float(grace_s), RUNNING, tx.now, by, tx.now))
         for i, wave in enumerate(plan):
             for s in wave:
-                prev = back.get(known[s]) if known[s] != version else None
+                prev = back.get(known[s])
                 tx.execute("INSERT INTO rollout_stores (rollout, store, wave, previous, previous_base_url, "
                            "previous_sha256) VALUES (?, ?, ?, ?, ?, ?)",
                            (rid, s, i, known[s], prev.base_url if prev else None, prev.manifest_sha256 if prev else None))
