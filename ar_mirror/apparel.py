@@ -161,10 +161,12 @@ def _box(g: Garment, mats: dict[str, np.ndarray], shape: tuple[int, ...]) -> tup
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def front_of_body(body: Body, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Where the forearms and hands may be, in the box (float32 0..1): a capsule per seen forearm, past the wrist."""
+def front_of_body(body: Body, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """Where the forearms and hands may be, in the box (float32 0..1): a capsule per seen forearm, past the wrist;
+    None when no forearm is seen."""
     x0, y0, x1, y1 = box
     out = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    drawn = False
     for side in _SIDES:
         if not body.seen(f"elbow_{side}", f"wrist_{side}", at=FOREARM_SEEN):
             continue
@@ -175,7 +177,8 @@ def front_of_body(body: Body, box: tuple[int, int, int, int]) -> np.ndarray:
         a = tuple(np.round((e - (x0, y0)) * 4).astype(int))
         b = tuple(np.round((hand - (x0, y0)) * 4).astype(int))
         cv2.line(out, a, b, 255, thick, lineType=cv2.LINE_AA, shift=2)
-    return out.astype(np.float32) * (1 / 255)
+        drawn = True
+    return out.astype(np.float32) * (1 / 255) if drawn else None
 
 
 def person_mask(body: Body, box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
@@ -225,9 +228,13 @@ def draw(frame: np.ndarray, body: Body, layer: Layer) -> None:
         m = np.float64([[1, 0, -px0], [0, 1, -py0], [0, 0, 1]]) @ m
         warped = cv2.warpPerspective(crop, m, (px1 - px0, py1 - py0), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_CONSTANT)
-        if name == "torso":
+        if name == "torso" and in_front is not None:
             warped *= (1 - in_front[py0:py1, px0:px1])[..., None]
         a = warped[..., 3] * (1 / 255)
+        if name == "torso":  # the first piece: nothing under it yet
+            colour[py0:py1, px0:px1] = warped[..., :3]
+            alpha[py0:py1, px0:px1] = a
+            continue
         # "Over": the piece drawn later covers what is under it.
         under = 1 - a
         colour[py0:py1, px0:px1] *= under[..., None]
