@@ -17,8 +17,8 @@ class MirrorConfig(DeviceConfig):
     kind: Literal["mirror.camera"]
     source: str = Field(
         min_length=1, max_length=500,
-        description="synthetic (the demo face), a camera: /dev/v4l/by-id/... (stable) or an index such as 0, "
-                    "or a video file, which loops")
+        description="synthetic (the demo face), synthetic-body (the demo customer stepped back, for clothes), "
+                    "a camera: /dev/v4l/by-id/... (stable) or an index such as 0, or a video file, which loops")
     station: str = Field(pattern=CLIENT_NAME_PATTERN,
                          description="the api client (role mirror) that is this mirror's screen")
     kiosk: str | None = Field(default=None, pattern=CLIENT_NAME_PATTERN,
