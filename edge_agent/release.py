@@ -17,7 +17,10 @@ its own, reporting each step on ``edge/{store}/update/res``:
    ``refused`` with why, nothing installed.
 3. ``installed``: ``python -m venv <releases_dir>/<V>/venv`` and
    ``pip install --no-index --find-links <files> edge-agent==V``: no
-   internet. A failure is ``failed``.
+   internet. A failure is ``failed`` (the same message, sent again, tries
+   again). A release installed already from the same signed manifest (the
+   previous one, which a rollback from the hub names) is not downloaded
+   again.
 4. ``waiting_quiet`` while a kiosk basket has lines, a print job is queued
    or printing, or a devices.yaml version is being applied; checked again
    every ``QUIET_EVERY_S``.
@@ -199,6 +202,7 @@ class Releases:
         self._switching = False
         self._watch: dict[str, Any] | None = None  # the trial whose health start() watches
         self._sub: Any = None
+        self._pending: topics.DesiredRelease | None = None  # a message that came during an update
 
     @property
     def running(self) -> str:
@@ -291,9 +295,19 @@ class Releases:
             log.info("update: switching already; release %s waits for the next start", desired.version)
             return
         if self._task is not None and not self._task.done():
-            self._task.cancel()
+            # A download or an install is not cut short (pip would be left half done): the newest message
+            # waits, and an update waiting for a quiet moment gives way to it.
+            log.info("update: release %s waits for the update in progress", desired.version)
+            self._pending = desired
+            return
         self._task = asyncio.create_task(self._update(desired), name=f"update-{desired.version}")
-        self._task.add_done_callback(self._done)
+        self._task.add_done_callback(self._update_done)
+
+    def _update_done(self, task: asyncio.Task[None]) -> None:
+        self._done(task)
+        pending, self._pending = self._pending, None
+        if pending is not None and not task.cancelled():
+            self.take(pending)
 
     async def _update(self, desired: topics.DesiredRelease) -> None:
         v, rollout = desired.version, desired.rollout
@@ -301,12 +315,22 @@ class Releases:
         self._result(v, rollout, "downloading")
         home = self.config.releases_dir / v
         try:
-            manifest = await asyncio.to_thread(self._download, desired, home)
-            current = self._current()
-            self._result(v, rollout, "downloading", f"{len(manifest.files)} files verified")
-            await asyncio.to_thread(self._install, manifest, home)
+            kept = await asyncio.to_thread(self._installed, desired, home)
+            if kept is None:
+                manifest = await asyncio.to_thread(self._download, desired, home)
+                current = self._current()
+                self._result(v, rollout, "downloading", f"{len(manifest.files)} files verified")
+                await asyncio.to_thread(self._install, manifest, home)
+            else:
+                current = self._current()
+                if home.resolve() == current.resolve():
+                    raise UpdateRefused(f"{home} is the release in force")
+                log.info("update: release %s is installed in %s already (same signed manifest)", v, home)
         except UpdateRefused as err:
             self.state["handled"]["state"] = err.state
+            if err.state == "failed":
+                # The hub unreachable, pip failing: the same message, sent again (at a reconnect), tries again.
+                self.state["handled"] = None
             log.warning("update: release %s %s: %s", v, err.state, err)
             self._result(v, rollout, err.state, str(err))
             return
@@ -314,6 +338,9 @@ class Releases:
         self._result(v, rollout, "installed")
         said = ""
         while why := await self.busy():
+            if self._pending is not None:
+                log.info("update: release %s gives way to release %s", v, self._pending.version)
+                return
             if why != said:
                 log.info("update: release %s installed, waiting for a quiet moment: %s", v, why)
                 self._result(v, rollout, "waiting_quiet", why)
@@ -334,20 +361,42 @@ class Releases:
                                 "change what runs")
         return target
 
-    def _download(self, desired: topics.DesiredRelease, home: Path) -> topics.ReleaseManifest:
-        """Download and verify the bundle into ``<home>/files`` (a new folder); UpdateRefused on anything wrong."""
+    def _key(self) -> Any:
         if self.config.public_key_file is None:
             raise UpdateRefused("no updates.public_key_file: this store cannot verify a release")
         try:
-            key = bundle.load_public(self.config.public_key_file.read_bytes()[:64 * 1024])
+            return bundle.load_public(self.config.public_key_file.read_bytes()[:64 * 1024])
         except (OSError, bundle.BundleError) as err:
             raise UpdateRefused(f"updates.public_key_file {self.config.public_key_file}: {err}") from err
+
+    def _installed(self, desired: topics.DesiredRelease, home: Path) -> topics.ReleaseManifest | None:
+        """The manifest of ``home`` when the release named is installed there already (a rollback to the one
+        before): the same manifest, its signature still verifying, its venv there. None otherwise."""
+        try:
+            data = (home / bundle.MANIFEST).read_bytes()
+            sig = (home / bundle.SIGNATURE).read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != desired.manifest_sha256:
+            return None
+        if not (home / "venv" / "bin" / "edge-agent").exists():
+            return None
+        try:
+            bundle.verify(self._key(), data, sig)
+            return bundle.parse_manifest(data)
+        except bundle.BundleError:
+            return None
+
+    def _download(self, desired: topics.DesiredRelease, home: Path) -> topics.ReleaseManifest:
+        """Download and verify the bundle into ``<home>/files`` (a new folder); UpdateRefused on anything wrong."""
+        key = self._key()
         fetch = Fetcher(desired.base_url, self.agent.config.hub.ca_file)
         data = fetch.small(bundle.MANIFEST, topics.MAX_MANIFEST_BYTES)
         if hashlib.sha256(data).hexdigest() != desired.manifest_sha256:
             raise UpdateRefused("manifest.json's sha256 is not the one the hub named")
+        sig = fetch.small(bundle.SIGNATURE, topics.MAX_SIGNATURE_BYTES)
         try:
-            bundle.verify(key, data, fetch.small(bundle.SIGNATURE, topics.MAX_SIGNATURE_BYTES))
+            bundle.verify(key, data, sig)
             manifest = bundle.parse_manifest(data)
         except bundle.BundleError as err:
             raise UpdateRefused(str(err)) from err
@@ -370,6 +419,9 @@ class Releases:
         except BaseException:
             self._clear(home)
             raise
+        # Kept with the release: what it was installed from, checked again if the hub names it once more.
+        (home / bundle.MANIFEST).write_bytes(data)
+        (home / bundle.SIGNATURE).write_bytes(sig)
         return manifest
 
     def _clear(self, home: Path) -> None:

@@ -11,6 +11,7 @@ migrated the database is not sent back, and the limits on what is read.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import threading
@@ -109,7 +110,8 @@ def run(tmp_path: Path, devices: list[dict], trial: dict | None,
             # Agent.stop ends the process with a status asked for: the test keeps it instead.
             out["exit_status"], agent.exit_status = agent.exit_status, None
             await agent.stop()
-        out["state"] = json.loads((data / "release" / "state.json").read_text())
+        saved = data / "release" / "state.json"
+        out["state"] = json.loads(saved.read_text()) if saved.exists() else {}
         out["link"] = layout.current()
 
     asyncio.run(asyncio.wait_for(main(), 60))
@@ -272,3 +274,33 @@ def test_a_manifest_names_files_by_one_path_segment_only():
     with pytest.raises(topics.PayloadError, match="requires"):
         topics.validate(topics.ReleaseManifest, {**base, "requires": "evil==1",
                                                  "files": [{"name": "a.whl", "size": 1, "sha256": "0" * 64}]})
+
+
+def test_a_release_installed_already_from_the_same_signed_manifest_is_not_downloaded_again(tmp_path):
+    from datetime import datetime, timezone
+
+    from sync import bundle
+
+    private, public = bundle.new_key()
+    (tmp_path / "release.pub").write_bytes(public)
+    key = bundle.load_private(private)
+
+    async def body(agent: Agent, rel: Releases, layout: Layout, clock: Clock) -> None:
+        rel.config = rel.config.model_copy(update={"public_key_file": tmp_path / "release.pub"})
+        home = layout.release("0.0.9")
+        manifest = topics.ReleaseManifest(version="0.0.9", created_at=datetime.now(timezone.utc), python="3.11",
+                                          files=[topics.ReleaseFile(name="edge_agent-0.0.9-py3-none-any.whl",
+                                                                    size=1, sha256="0" * 64)],
+                                          requires="edge-agent==0.0.9")
+        data = bundle.manifest_bytes(manifest)
+        (home / "manifest.json").write_bytes(data)
+        (home / "manifest.sig").write_bytes(bundle.sign(key, data))
+        sha = hashlib.sha256(data).hexdigest()
+        named = topics.DesiredRelease(version="0.0.9", base_url="http://127.0.0.1:9/releases/0.0.9/",
+                                      manifest_sha256=sha)
+        assert rel._installed(named, home) == manifest
+        assert rel._installed(named.model_copy(update={"manifest_sha256": "1" * 64}), home) is None
+        (home / "manifest.sig").write_bytes(bundle.sign(bundle.load_private(bundle.new_key()[0]), data))
+        assert rel._installed(named, home) is None  # signed by another key: downloaded again
+
+    run(tmp_path, [dict(HEARTBEAT)], None, body)
