@@ -130,6 +130,14 @@ class ShoulderEstimate:
         return round(float(np.median(self._values)))
 
 
+def predicted(last: Body, before: Body | None, ahead: float, mask: np.ndarray | None) -> Body:
+    """``last`` moved ``ahead`` pose intervals further at the speed it had since ``before`` (or held without it),
+    with ``mask``: the body of a frame the pose skipped."""
+    if before is None:
+        return Body(last.points, last.visibility, last.skeleton, mask)
+    return Body(last.points + (last.points - before.points) * ahead, last.visibility, last.skeleton, mask)
+
+
 class BodyTracker(Protocol):
     """Finds one person in a stream of frames (joints, and on request the person mask)."""
 
@@ -137,6 +145,10 @@ class BodyTracker(Protocol):
 
     def track(self, frame: np.ndarray, mask: bool = False) -> Body | None:
         """The person in a BGR frame, with the mask if ``mask``; None when nobody is found."""
+        ...
+
+    def segment(self, frame: np.ndarray) -> np.ndarray:
+        """The person mask of a BGR frame alone (float32 0..1, the model's size), without the pose."""
         ...
 
     def reset(self) -> None:

@@ -77,6 +77,11 @@ class MediapipeBodyTracker:
             person = self._segmenter.process(tiny).segmentation_mask
         return Body(points, norm[:, 2].copy(), self.skeleton, person)
 
+    def segment(self, frame: np.ndarray) -> np.ndarray:
+        """The person mask alone, at 256x144."""
+        tiny = cv2.resize(frame, MASK_SIZE, interpolation=cv2.INTER_AREA)
+        return self._segmenter.process(cv2.cvtColor(tiny, cv2.COLOR_BGR2RGB)).segmentation_mask
+
     def reset(self) -> None:
         """Forget the person: the pose detector looks at the next frame whole."""
         self._pose.reset()

@@ -9,10 +9,11 @@ frame. The look is the navy T-shirt of ar_mirror/products.yaml.
 Pipeline: ``ar_mirror.runner.MirrorRunner`` as the mirror process runs it
 (capture, track, draw + JPEG encode on three threads), with hand-overs
 that wait instead of dropping so that every frame is counted: in body view
-the pose (MediaPipe, complexity 1) runs every frame on a 320-wide copy, the
-person mask (selfie segmentation, landscape model, 256x144) every frame,
-the face mesh not at all (no face layer in the look), and the T-shirt is
-warped onto the pose and composed under the mask.
+the pose (MediaPipe, complexity 1) runs on every other frame on a 320-wide
+copy (the joints carried on at their speed in between), the person mask
+(selfie segmentation, landscape model, 256x144) every frame, the face mesh
+not at all (no face layer in the look), and the T-shirt is warped onto the
+pose and composed under the mask.
 
 Baseline, same run, same frames: MediaPipe's pose alone (``Pose.process``,
 complexity 1, tracking mode, on each full 1280x720 frame, already RGB), the

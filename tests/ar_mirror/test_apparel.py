@@ -230,3 +230,65 @@ def test_the_shoulder_width_uses_the_eyes_as_the_ruler():
 def test_the_astronauts_estimate_is_a_plausible_shoulder_width(body_tracker, photo):
     cm = find(body_tracker, body_frame(photo), mask=False).shoulder_cm()
     assert cm is not None and 20 < cm < 60
+
+
+class CountingBody:
+    """A BodyTracker standing still at fixed joints, counting what the pipeline asks of it."""
+
+    skeleton = POSE_33
+
+    def __init__(self, points: np.ndarray):
+        self.points = points
+        self.poses = self.masks = 0
+
+    def track(self, frame, mask=False):
+        self.poses += 1
+        self.masks += mask
+        return Body(self.points.copy(), np.ones(33, np.float32), POSE_33, np.ones((144, 256), np.float32)
+                    if mask else None)
+
+    def segment(self, frame):
+        self.masks += 1
+        return np.ones((144, 256), np.float32)
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class NoFace:
+    def track(self, frame):
+        return None
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_in_body_view_the_pose_runs_every_other_frame_and_the_mask_every_frame():
+    points = np.zeros((33, 2), np.float32)
+    points[[12, 11, 24, 23]] = [(500, 200), (700, 200), (520, 500), (680, 500)]
+    body = CountingBody(points)
+    pipeline = Pipeline(NoFace(), body_tracker=body)
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    look = Look(layers=(layer("TEE-CREW-NAVY"),))
+    pipeline.track(frame, 0.0, look)
+    assert pipeline.view == "body"
+    body.poses = body.masks = 0
+    for i in range(1, 11):
+        body.points = points + (4.0 * i, 0)  # the customer moves 4 px a frame to the right
+        pipeline.track(frame, i / 30, look)
+        assert pipeline.body is not None and pipeline.body.mask is not None
+        # Carried on at its speed on the frames the pose skips: where the body is, within a pixel.
+        if i >= 3:
+            assert np.allclose(pipeline.body.joint("shoulder_right"), (500 + 4.0 * i, 200), atol=1)
+    assert body.poses == 5 and body.masks == 10
+    # Without a garment, no mask at all.
+    body.masks = 0
+    for i in range(11, 15):
+        pipeline.track(frame, i / 30, Look())
+    assert body.masks == 0 and pipeline.body.mask is None
