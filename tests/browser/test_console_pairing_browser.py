@@ -192,7 +192,7 @@ def test_a_code_left_unused_runs_out_on_the_page(agent: AgentProcess, page: Page
     expect(page.locator("#pair-qr")).to_have_count(0)
 
 
-def test_a_console_sign_in_lists_and_unpairs_but_makes_no_code(agent: AgentProcess, page: Page):
+def test_a_console_sign_in_lists_and_unpairs_but_makes_no_code(agent: AgentProcess, page: Page, tmp_path: Path):
     with agent.client("admin") as admin, agent.client() as anon:
         made = admin.post("/v1/pairing", json={"name": "band-ola"})
         assert anon.post("/v1/pair", json={"code": made.json()["code"]}).status_code == 201
@@ -205,6 +205,7 @@ def test_a_console_sign_in_lists_and_unpairs_but_makes_no_code(agent: AgentProce
     expect(note).to_contain_text("Making a pairing code needs an admin sign-in")
     expect(page.locator("#pair-form")).to_be_hidden()
     expect(page.locator("#pair-code")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "console-pairing-admin-only.png"))
     row = page.locator('#paired tr[data-name="band-ola"]')
     row.get_by_role("button", name="Unpair").click()
     row.get_by_role("button", name="Yes, unpair").click()

@@ -52,7 +52,7 @@ function codeHTML() {
   }
   const c = st.code;
   if (!c) {
-    return `<div class="card pair-help"><h3>How it works</h3><p>Make a code here, then on the PAD scan its QR code `
+    return `<div class="card pair-help"><h3>How it works</h3><p>Make a code here (signed in as admin), then on the PAD scan its QR code `
       + `(or type the code on the pairing screen). A code pairs one device, once, within 10 minutes.</p></div>`;
   }
   return `<div class="card pair-code" id="pair-card" data-name="${esc(c.name)}">`
