@@ -238,6 +238,9 @@ class Releases:
                 log.warning("update: release %s %s; running %s: %s", trial.get("version"),
                             state.replace("_", " "), self.running, why)
                 self.state["trial"] = None
+                handled = self.state.get("handled")
+                if isinstance(handled, dict) and handled.get("version") == trial.get("version"):
+                    handled["state"] = state  # not taken again, for this very manifest
                 self._result(str(trial.get("version")), str(trial.get("rollout", "")), state, why)
             else:
                 log.warning("update: the release on trial was %s, this is %s; forgetting the trial",

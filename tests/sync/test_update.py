@@ -264,6 +264,9 @@ def test_release_served_by_the_hub_with_names_from_the_manifest_only(rig_factory
                          str(rig.keys / "release.key"), "--wheelhouse", str(rig.wheels["0.2.0"])]) == 2
     assert not (rig.releases / "0.4.0").exists()
     assert (rig.keys / "release.key").stat().st_mode & 0o777 == 0o600
+    key = (rig.keys / "release.key").read_bytes()
+    assert hub_cli.main(["release", "keygen", "--out", str(rig.keys)]) == 2  # never over a key in use
+    assert (rig.keys / "release.key").read_bytes() == key
 
 
 def test_update_applied_then_a_broken_release_rolled_back(rig_factory) -> None:
