@@ -329,6 +329,13 @@ class Releases:
                 if home.resolve() == current.resolve():
                     raise UpdateRefused(f"{home} is the release in force")
                 log.info("update: release %s is installed in %s already (same signed manifest)", v, home)
+        except OSError as err:
+            # updates.releases_dir not writable (an agent not installed as docs/install.md, Updates, says).
+            self.state["handled"] = None
+            log.warning("update: release %s failed: %s", v, err)
+            self._result(v, rollout, "failed", f"cannot install into {self.config.releases_dir}: "
+                                               f"{err.strerror or err}")
+            return
         except UpdateRefused as err:
             self.state["handled"]["state"] = err.state
             if err.state == "failed":

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -302,5 +303,36 @@ def test_a_release_installed_already_from_the_same_signed_manifest_is_not_downlo
         assert rel._installed(named.model_copy(update={"manifest_sha256": "1" * 64}), home) is None
         (home / "manifest.sig").write_bytes(bundle.sign(bundle.load_private(bundle.new_key()[0]), data))
         assert rel._installed(named, home) is None  # signed by another key: downloaded again
+
+    run(tmp_path, [dict(HEARTBEAT)], None, body)
+
+
+def test_a_releases_dir_that_cannot_be_written_is_reported_failed_and_tried_again_next_time(tmp_path, server):
+    from datetime import datetime, timezone
+
+    from sync import bundle
+
+    private, public = bundle.new_key()
+    (tmp_path / "release.pub").write_bytes(public)
+    wheel = b"not really a wheel"
+    manifest = topics.ReleaseManifest(
+        version="1.0.0", created_at=datetime.now(timezone.utc), python=f"{sys.version_info[0]}.{sys.version_info[1]}",
+        files=[topics.ReleaseFile(name="edge_agent-1.0.0-py3-none-any.whl", size=len(wheel),
+                                  sha256=hashlib.sha256(wheel).hexdigest())],
+        requires="edge-agent==1.0.0")
+    data = bundle.manifest_bytes(manifest)
+    s = server({"manifest.json": (data, True), "manifest.sig": (bundle.sign(bundle.load_private(private), data), True),
+                "edge_agent-1.0.0-py3-none-any.whl": (wheel, True)})
+    (tmp_path / "a-file").write_text("")
+
+    async def body(agent: Agent, rel: Releases, layout: Layout, clock: Clock) -> None:
+        # Verified, then nowhere to put it: releases_dir is under a plain file.
+        rel.config = rel.config.model_copy(update={"public_key_file": tmp_path / "release.pub",
+                                                   "releases_dir": tmp_path / "a-file" / "releases"})
+        named = topics.DesiredRelease(version="1.0.0", base_url=s.base, manifest_sha256=hashlib.sha256(data).hexdigest())
+        rel.take(named)
+        await until(lambda: rel.last_result is not None and rel.last_result.state == "failed")
+        assert "cannot install into" in rel.last_result.reason
+        assert rel.state["handled"] is None  # the same message, sent again, tries again
 
     run(tmp_path, [dict(HEARTBEAT)], None, body)
