@@ -124,6 +124,29 @@ def threaded(frames: list[np.ndarray], n: int, fps: float | None = None
     return elapsed / n, list(runner.latencies), len(encoded), in_body, cpu / n
 
 
+def face_view(frames: list[np.ndarray], n: int, body: bool) -> float:
+    """Seconds per frame through the three-thread pipeline on close-up faces, with or without the body tracker."""
+    face = MediapipeTracker()
+    body_tracker = MediapipeBodyTracker() if body else None
+    pipeline = Pipeline(face, body_tracker=body_tracker)
+    tryons = load()
+    runner = MirrorRunner(Replay(frames), pipeline, lambda data: None, drop=False, limit=n)
+    runner.look = Look(layers=(tryons["LIP-RED-01"].layer("LIP-RED-01"), tryons["GLS-ROUND-BLK"].layer("GLS-ROUND-BLK")))
+    for i in range(3):
+        pipeline.track(frames[0], i / 30, runner.look)
+    start = time.perf_counter()
+    runner.start()
+    runner.done.wait(600)
+    elapsed = time.perf_counter() - start
+    runner.stop()
+    face.close()
+    if body_tracker is not None:
+        body_tracker.close()
+    if runner.error is not None:
+        raise runner.error
+    return elapsed / n
+
+
 def drawing(frames: list[np.ndarray], n: int) -> float:
     """Seconds per frame of the garment's drawing alone (warp, mask, compose) on a tracked body."""
     tracker = MediapipeBodyTracker()
@@ -158,6 +181,8 @@ def measure(plan: Plan) -> list[Row]:
     small = bare_pose(frames, plan.frames, POSE_WIDTH)[0]
     draw = drawing(frames, plan.frames)
     live = threaded(frames, min(plan.frames, 150), fps=LIVE_FPS)[1]
+    close = [synthetic.render(photo, synthetic.moving(i, SIZE), SIZE) for i in range(DISTINCT)]
+    face_only, face_watched = face_view(close, plan.frames, False), face_view(close, plan.frames, True)
     return [
         row(BENCH, "pipeline per-frame time 1280x720, pose + mask + T-shirt", p * 1000, "ms",
             "bare pose inference", b * 1000, higher_is_better=False, min_ratio=0.5, note=f"3 threads; {how}"),
@@ -175,6 +200,9 @@ def measure(plan: Plan) -> list[Row]:
             "bare pose inference", b * 1000, higher_is_better=False, note="capture to JPEG ready"),
         row(BENCH, "latency p99 1280x720, live at 30 fps", percentile(live, 99) * 1000, "ms",
             "bare pose inference", b * 1000, higher_is_better=False, note=f"{len(live)} frames"),
+        row(BENCH, "face view per-frame time 1280x720, body tracker watching", face_watched * 1000, "ms",
+            "the same without the body tracker", face_only * 1000, higher_is_better=False,
+            note="lipstick and glasses; the pose on one frame in three"),
         check_row(BENCH, "every frame encoded", done, plan.frames, "frames", "last round"),
         check_row(BENCH, "body view in every frame", in_body, plan.frames, "frames", "pipeline, last round"),
         check_row(BENCH, "bare inference found the body", found, plan.frames, "frames",
