@@ -22,6 +22,22 @@ from ar_mirror.control import BODY_KINDS, Finish, Joint, Kind, Layer
 
 DEFAULT_FILE = Path(__file__).with_name("products.yaml")
 BUILTIN_STYLES = frozenset({"round", "square", "cat-eye"})
+# A garment picture's largest side: the mirror process splits it into float32 pieces once per look.
+MAX_GARMENT_SIDE = 2048
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_rgba(path: Path) -> tuple[int, int] | None:
+    """Width and height of an RGBA PNG (read from its header alone), or None if it is not one."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    # The signature, then the IHDR chunk: length, type, width, height, bit depth, colour type (6: RGBA).
+    if len(head) < 26 or head[:8] != _PNG or head[12:16] != b"IHDR" or head[25] != 6:
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 class TryOn(BaseModel):
@@ -102,6 +118,13 @@ def _resolve_style(item: TryOn, base: Path, sku: str, path: Path) -> TryOn:
             raise ValueError(f"{path}: {sku}: a garment needs fit: where shoulders and hips fall on its picture")
         if not item.sizes:
             raise ValueError(f"{path}: {sku}: a garment needs sizes: each size's shoulder width in cm")
+        size = _png_rgba(image)
+        if size is None:
+            raise ValueError(f"{path}: {sku}: {item.style} is not an RGBA PNG (8-bit colour and alpha): "
+                             "save the garment with its transparent background")
+        if max(size) > MAX_GARMENT_SIDE or min(size) < 16:
+            raise ValueError(f"{path}: {sku}: {item.style} is {size[0]}x{size[1]}; a garment picture's sides must be "
+                             f"16 to {MAX_GARMENT_SIDE} pixels")
         return item.model_copy(update={"style": str(image)})
     if item.kind != "glasses" or item.style in BUILTIN_STYLES:
         return item

@@ -69,8 +69,15 @@ def test_a_glasses_image_is_found_next_to_the_file_and_needs_its_anchors(tmp_pat
         products.load(path)
 
 
+def rgba_png(path, width=40, height=50, channels=4) -> None:
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(path), np.zeros((height, width, channels), np.uint8))
+
+
 def test_garments_need_their_picture_fit_and_sizes(tmp_path):
-    (tmp_path / "tee.png").write_bytes(b"png")
+    rgba_png(tmp_path / "tee.png")
     path = tmp_path / "tryon.yaml"
     fit = "  fit: {shoulder_right: [1, 1], shoulder_left: [9, 1], hip_right: [2, 9], hip_left: [8, 9]}\n"
     path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n  sizes: {S: 40}\n")
@@ -92,6 +99,21 @@ def test_garments_need_their_picture_fit_and_sizes(tmp_path):
     assert layer.style == str(tmp_path / "tee.png") and layer.fit["hip_left"] == (8, 9)
     offer = products.offers({"TEE-1": tee}, {"TEE-1": product("TEE-1", 1, 0)})[0]
     assert offer.sizes == ["S", "M"] and offer.kind == "top"
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda p: p.write_bytes(b"not a png at all, only words"), "not an RGBA PNG"),
+    (lambda p: rgba_png(p, channels=3), "not an RGBA PNG"),  # no alpha: the background would be drawn
+    (lambda p: rgba_png(p, width=3000), "3000x50; a garment picture's sides must be 16 to 2048"),
+    (lambda p: rgba_png(p, height=8), "40x8"),
+])
+def test_a_garment_picture_is_checked_from_its_header_before_the_mirror_draws_it(tmp_path, make, why):
+    make(tmp_path / "tee.png")
+    path = tmp_path / "tryon.yaml"
+    path.write_text("TEE-1:\n  kind: top\n  style: tee.png\n  sizes: {S: 40}\n"
+                    "  fit: {shoulder_right: [1, 1], shoulder_left: [9, 1], hip_right: [2, 9], hip_left: [8, 9]}\n")
+    with pytest.raises(ValueError, match=why.replace("(", r"\(")):
+        products.load(path)
 
 
 def test_the_garment_pictures_match_their_drawing_script():
