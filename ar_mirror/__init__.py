@@ -1,4 +1,4 @@
-"""The AR try-on mirror: camera, face tracking, overlays and the mirror's stream.
+"""The AR try-on mirror: camera, face and body tracking, makeup, glasses and garments, and the mirror's stream.
 
 Everything that touches a camera frame runs in the mirror process
 (``python -m ar_mirror.process``), which the agent starts and watches as the
