@@ -136,7 +136,7 @@ class MirrorCamera(Driver):
             if isinstance(message, Stats):
                 self.stats = message
                 watch.saw(message.captured)
-                self._ended(self.sessions.face(message.face))
+                self._ended(self.sessions.face(message.face, message.view == "body"))
 
     async def _exit_error(self, proc: MirrorProcess, message: Any) -> DeviceError:
         """Why the mirror process stopped, once it has exited: offline for a missing camera, else error."""
@@ -168,7 +168,7 @@ class MirrorCamera(Driver):
         self.ready = self.stats = None
         if proc is not None:
             await proc.stop()
-        self._ended(self.sessions.face(False))  # no face is known while the camera is down
+        self._ended(self.sessions.face(False, False))  # no one is known while the camera is down
 
     async def command(self, action: str, args: dict[str, Any]) -> Any:
         """``end_session``: end the current try-on session now."""

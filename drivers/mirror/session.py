@@ -3,7 +3,8 @@
 A session starts when a face appears in front of the mirror or a product
 is picked, and ends when no face has been seen for ``gap`` seconds (the
 customer walked away), when the screen says "done", or when the mirror
-stops. It counts, per SKU, the seconds it was on a face that was there,
+stops. It counts, per SKU, the seconds it was on a customer who was there
+(a garment only while the mirror was in body view and so drew it),
 what was put in a basket (the mirror's own, or its kiosk's session basket)
 and which pickup orders were placed online. An ended session in which
 nothing was tried, added or ordered (someone walked past) is not reported.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from ar_mirror.control import BODY_KINDS
 from edge_core.bus import utcnow
 
 Channel = Literal["store", "online"]
@@ -79,6 +81,7 @@ class SessionTracker:
         self.clock = clock
         self.session: _Session | None = None
         self._face = False
+        self._body = False  # the mirror is in body view: garments are drawn
         self._face_seen = clock()  # when a face was last there
         self._active: dict[str, str] = {}  # sku -> kind, on the face now
         self._last = clock()
@@ -91,6 +94,8 @@ class SessionTracker:
             return
         self.session.face_seconds += dt
         for sku, kind in self._active.items():
+            if kind in BODY_KINDS and not self._body:
+                continue  # picked, but not drawn: the customer stands too close for clothes
             self.session.tried.setdefault(sku, [kind, 0.0])[1] += dt
 
     def _ensure(self) -> _Session:
@@ -101,9 +106,12 @@ class SessionTracker:
             self._face_seen = self.clock()
         return self.session
 
-    def face(self, present: bool) -> dict[str, Any] | None:
-        """Whether a face is there now; the data of a session that ended by it, if one did."""
+    def face(self, present: bool, body_view: bool | None = None) -> dict[str, Any] | None:
+        """Whether someone is there now (and, if known, whether the mirror is in body view); the data of a
+        session that ended by it, if one did."""
         self._advance()
+        if body_view is not None:
+            self._body = body_view and present
         if present or self._face:  # there until now: the gap starts now
             self._face_seen = self.clock()
         if present and not self._face:

@@ -118,3 +118,16 @@ def test_a_session_begun_by_a_tap_before_any_face_gets_its_whole_gap(tracker, cl
     clock.now += 1
     data = tracker.tick()
     assert data is not None and data["ended_by"] == "walked_away"
+
+
+def test_a_garment_counts_only_while_the_mirror_draws_it_in_body_view(tracker, clock):
+    tracker.face(True, body_view=False)  # close up
+    tracker.look({"TEE-CREW-NAVY": "top", "LIP-RED-01": "lipstick"}, compare=False)
+    clock.now += 4
+    tracker.face(True, body_view=True)  # stepped back: the T-shirt is drawn from now on
+    clock.now += 6
+    tracker.face(True, body_view=False)
+    clock.now += 2
+    data = tracker.end("done")
+    assert {t["sku"]: t["seconds"] for t in data["tried"]} == {"TEE-CREW-NAVY": 6.0, "LIP-RED-01": 12.0}
+    assert [t["kind"] for t in data["tried"]] == ["top", "lipstick"]
