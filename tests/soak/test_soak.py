@@ -354,13 +354,19 @@ def test_the_help_judge_wants_each_call_delivered_in_time_and_answered(tmp_path)
     calls.asked(Call("left open", "kiosk-2", now, 1, 1, seen=now + 0.2, outcome="open"))
     calls.seen("early", now + 0.05)  # the band heard it before the kiosk wrote it down
     calls.asked(Call("early", "kiosk-1", now, 1, 1, outcome="done"))
+    # The agent itself took 2 s to answer the kiosk (a stalled machine): the band is judged from that answer.
+    calls.asked(Call("stalled", "kiosk-1", now, 1, 1, seen=now + 2.3, outcome="done", answered=now + 2.0))
+    # Answered at once, then 1.4 s to the band: late whatever the machine did.
+    calls.asked(Call("slow push", "kiosk-2", now, 1, 1, seen=now + 1.5, outcome="done", answered=now + 0.1))
     judge_calls(day)
     bad = {(v.ids.get("assist_id"), v.what) for v in day.checks.violated(rows.HELP)}
     assert bad == {("late", "a call while the band was on duty reached it"),
                    ("lost", "a call while the band was on duty reached it"),
+                   ("slow push", "a call while the band was on duty reached it"),
                    ("left open", "a call is taken or cancelled")}
+    assert any("after 2.0 s" in n for n in day.checks.notes)
     assert day.ledger.figures["help delivery max (ms)"] == "1500"
-    assert day.ledger.figures["help calls delivered to the band"] == "4"
+    assert day.ledger.figures["help calls delivered to the band"] == "6"
 
 
 def test_a_call_forgotten_by_a_restart_is_a_note(tmp_path):
