@@ -153,7 +153,7 @@ def test_the_picker_lists_try_on_products_with_price_and_stock(agent):
     assert set(offers) == {"LIP-RED-01", "LIP-NUDE-02", "SHADOW-BRONZE", "BLUSH-PEACH", "GLS-ROUND-BLK",
                            "TEE-CREW-NAVY", "SHIRT-OXF-BLUE", "JKT-BOMBER-OLIVE"}
     assert offers["TEE-CREW-NAVY"]["kind"] == "top" and offers["TEE-CREW-NAVY"]["sizes"] == ["S", "M", "L", "XL"]
-    assert offers["JKT-BOMBER-OLIVE"]["stock_store"] == 0 and offers["JKT-BOMBER-OLIVE"]["stock_online"] == 95
+    assert offers["JKT-BOMBER-OLIVE"]["stock_store"] == 6 and offers["JKT-BOMBER-OLIVE"]["stock_online"] == 95
     assert offers["LIP-RED-01"]["price"] == "159.00" and offers["LIP-RED-01"]["promo"] == "Double 11"
     assert offers["GLS-ROUND-BLK"]["kind"] == "glasses" and offers["GLS-ROUND-BLK"]["stock_store"] == 5
 
@@ -234,9 +234,10 @@ def test_garments_are_layered_under_the_face_one_per_kind_and_ordered_online(age
         assert put.json()["skus"] == ["TEE-CREW-NAVY", "JKT-BOMBER-OLIVE", "GLS-ROUND-BLK"]
         two = http.put(f"{BASE}/look", json={"skus": ["TEE-CREW-NAVY", "SHIRT-OXF-BLUE"]})
         assert two.status_code == 422 and "top" in two.json()["detail"]
-        status = http.get(BASE).json()
-        # A face close up (the still photo, a third of the frame): face view, no size suggested.
-        assert status["view"] == "face" and status["sizes"] == {}
+        # A face close up (the still photo, a third of the frame): face view, no size suggested. (Polled: at
+        # 320x240 a loaded machine's tracker may miss the face for a stats line or two.)
+        status = poll(lambda: http.get(BASE).json(), lambda s: s["view"] == "face", 60, what="face view")
+        assert status["sizes"] == {}
         order = http.post(f"{BASE}/order", json={"client_order_id": "7d1f0e52-6f57-4c2b-9a51-0b7a5d1c3e01",
                                                  "lines": [{"sku": "JKT-BOMBER-OLIVE", "qty": 1}]})
         assert order.status_code == 201, order.text
