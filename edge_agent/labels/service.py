@@ -197,6 +197,11 @@ class LabelService:
         """Labels waiting to be pushed or being pushed."""
         return sum(p.busy for p in self._pushers.values())
 
+    def forced(self, device_id: str, mac: str) -> bool:
+        """True while a forced push of label ``mac`` (a re-push) is queued or under way at ``device_id``."""
+        pusher = self._pushers.get(device_id)
+        return pusher is not None and pusher.forced(mac)
+
     def inflight(self, device_id: str) -> frozenset[str]:
         """The labels of ``device_id`` being pushed right now."""
         pusher = self._pushers.get(device_id)

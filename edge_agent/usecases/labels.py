@@ -206,8 +206,7 @@ async def repush_label(labels: "LabelService", label: str, client: str = "") -> 
     guard = repush_guard(labels)
     guard.admit(client)
     found = bindings.find(labels, label)
-    pusher = labels._pushers.get(found.device)  # noqa: SLF001 - the label's device's queue, read only
-    if pusher is not None and pusher.forced(found.mac):
+    if labels.forced(found.device, found.mac):
         return Repushed(found, ALREADY_PUSHING, guard.left(found.mac) or 1)
     left = guard.left(found.mac)
     if left is not None:

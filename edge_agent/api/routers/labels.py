@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.api.auth import require
 from edge_agent.api.strict import StrictRoute
-from edge_agent.config import Role
+from edge_agent.config import ClientConfig, Role
 from edge_agent.labels import views
 from edge_agent.usecases import labels as flows
 
@@ -99,10 +99,12 @@ async def unbind_label(request: Request, mac: str = Path(min_length=1, max_lengt
     return await views.one(svc, label.mac)
 
 
-@router.post("/v1/labels/{mac}/push", status_code=202, dependencies=[_WRITE])
-async def push_label(request: Request, mac: str = Path(min_length=1, max_length=64)) -> dict[str, Any]:
+@router.post("/v1/labels/{mac}/push", status_code=202)
+async def push_label(request: Request, mac: str = Path(min_length=1, max_length=64),
+                     client: ClientConfig = Depends(require(Role.ASSOCIATE, Role.ADMIN))) -> dict[str, Any]:
     """Draw and push a label again now, even if it should already show the right thing (a blank or wrong
-    label at the shelf); 202 with the label, queued at its device."""
+    label at the shelf); 202 with the label and ``repush``: ``queued``, or ``cooldown`` / ``already_pushing``
+    with ``retry_after`` (s) when it was pushed again moments ago; 429 past 30 a minute for one client."""
     svc = _service(request)
-    label = await flows.repush(svc, mac)
-    return await views.one(svc, label.mac)
+    done = await flows.repush_label(svc, mac, client=client.name)
+    return {**await views.one(svc, done.label.mac), "repush": done.repush, "retry_after": done.retry_after}

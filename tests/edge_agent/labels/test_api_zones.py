@@ -86,8 +86,12 @@ def test_a_label_is_pushed_again_on_request(agent, ap):
         r = pad.post(f"/v1/labels/{A.lower()}/push")
         assert r.status_code == 202, r.text
         assert (r.json()["mac"], r.json()["sku"], r.json()["zone"]) == (A, "TOTE-CANVAS", "bags")
+        assert (r.json()["repush"], r.json()["retry_after"]) == ("queued", None)
         until(lambda: len(uploads(ap, A)) == 2, lambda n: n)
         assert uploads(ap, A)[1].data == first.data  # the same picture, sent again
+        # Asked again at once: not pushed a third time, and the answer says when to ask again.
+        again = pad.post(f"/v1/labels/{A}/push").json()
+        assert again["repush"] in ("cooldown", "already_pushing") and again["retry_after"] > 0, again
         until(lambda: console.get(f"/v1/labels/{A}").json(),
               lambda v: v["compliant"] and v["pushed_at"] > before["pushed_at"])
         assert uploads(ap, B) == []
