@@ -165,6 +165,11 @@ class ConfigApply:
 
     # Life cycle ---------------------------------------------------------------
 
+
+    @property
+    def applying(self) -> bool:
+        """True while a version from the hub is being checked or applied."""
+        return bool(self._applying)
     async def start(self) -> None:
         """Read what was in force; a version written before a restart is in force now if the file is it."""
         if self.path is not None and not await asyncio.to_thread(self._is_ours, self.path):

@@ -471,15 +471,14 @@ class Releases:
     async def busy(self) -> str:
         """Why now is not a quiet moment ("" when it is): a basket with lines, a print job, a config being applied."""
         why = []
-        sessions = getattr(self.agent.sessions, "_by_station", {})
-        baskets = sorted(s.station for s in list(sessions.values()) if s.basket)
+        baskets = self.agent.sessions.with_lines()
         if baskets:
             why.append(f"a basket with lines at {', '.join(baskets)}")
         counts = await self.agent.printing.counts()
         jobs = counts.get("queued", 0) + counts.get("printing", 0)
         if jobs:
             why.append(f"{jobs} print job{'s' if jobs != 1 else ''} queued or printing")
-        if getattr(self.agent.configs, "_applying", None):
+        if self.agent.configs.applying:
             why.append("a devices.yaml version is being applied")
         return "; ".join(why)
 

@@ -245,6 +245,10 @@ class Sessions(Consumer):
         if event.type == "scan" and isinstance(station, str) and station in self._by_station:
             self._put(self._by_station[station])
 
+    def with_lines(self) -> list[str]:
+        """The stations whose basket has lines now: a customer mid-purchase (no update switches then)."""
+        return sorted(station for station, session in self._by_station.items() if session.basket)
+
     def get(self, station: str) -> Session:
         """The station's session (an empty one, without id, if none was started)."""
         return self._by_station.get(station) or Session(station)
