@@ -28,7 +28,8 @@ from edge_agent.usecases import tryon
 
 T = TypeVar("T")
 MIRROR = {"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic", "station": "mirror-1"}
-TRYONS = ["LIP-RED-01", "LIP-NUDE-02", "SHADOW-BRONZE", "BLUSH-PEACH", "GLS-ROUND-BLK"]  # ar_mirror/products.yaml
+TRYONS = ["LIP-RED-01", "LIP-NUDE-02", "SHADOW-BRONZE", "BLUSH-PEACH", "GLS-ROUND-BLK",  # ar_mirror/products.yaml
+          "TEE-CREW-NAVY", "SHIRT-OXF-BLUE", "JKT-BOMBER-OLIVE"]
 SCREEN = ClientConfig(name="mirror-1", role=Role.MIRROR, token_sha256="0" * 64)
 OWN_KIOSK = ClientConfig(name="kiosk-1", role=Role.KIOSK, token_sha256="1" * 64)
 OTHER_KIOSK = ClientConfig(name="kiosk-2", role=Role.KIOSK, token_sha256="2" * 64)
