@@ -110,19 +110,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def terminal_qr(text: str) -> str:
-    """``text`` as a QR code in half blocks for a terminal (light modules drawn: for light text on dark)."""
-    import io
-
-    import qrcode
-
-    code = qrcode.QRCode(border=1)
-    code.add_data(text)
-    out = io.StringIO()
-    code.print_ascii(out=out, invert=True)
-    return out.getvalue()
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect is an error: the admin token is sent to the address given, never to one an answer names."""
 
@@ -196,6 +183,8 @@ def cmd_pair(args: argparse.Namespace) -> int:
     print(f"Device  {made['name']} (associate; zones: {zones_text})")
     print(f"Code    {made['code']} (one use, for {made['expires_in'] // 60} min, until {made['expires_at'][:19]} UTC)")
     print(f"URL     {made['pair_url']}")
+    from edge_agent.qrcodes import terminal_qr  # black on white with its quiet zone: any terminal's colours
+
     print(terminal_qr(made["pair_url"]), end="")
     print("Scan the QR with the device's camera, or open /pad on it and type the code.")
     return 0

@@ -78,13 +78,15 @@ def read_svg_qr(svg: str) -> str:
 
 
 def read_terminal_qr(lines: list[str]) -> str:
-    """The text of a QR code drawn in half blocks, as a terminal with light text on dark shows it."""
+    """The text of a QR code drawn in half blocks in black on white (edge_agent/qrcodes.py sets the colours
+    itself, so any terminal shows it so): a glyph's filled half is a dark module."""
     np = _reader()[1]
-    modules = np.zeros((2 * len(lines), max(map(len, lines))), np.uint8)
-    for y, line in enumerate(lines):
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+    modules = np.full((2 * len(plain), max(map(len, plain))), 255, np.uint8)
+    for y, line in enumerate(plain):
         for x, char in enumerate(line):
-            modules[2 * y, x] = 255 if char in "█▀" else 0
-            modules[2 * y + 1, x] = 255 if char in "█▄" else 0
+            modules[2 * y, x] = 0 if char in "█▀" else 255
+            modules[2 * y + 1, x] = 0 if char in "█▄" else 255
     return _decoded(modules)
 
 
@@ -637,7 +639,7 @@ def test_edge_agent_pair_prints_the_code_the_url_and_a_qr(agent):
     code = re.search(r"Code\s+([2-9A-Z]{4}-[2-9A-Z]{4})", done.stdout).group(1)
     assert f"http://127.0.0.1:{agent.port}/pad#pair={code}" in done.stdout
     assert "pad-cli" in done.stdout and "shoes, bags" in done.stdout
-    qr = [ln for ln in done.stdout.splitlines() if ln.startswith(("█", "▀"))]
+    qr = [ln for ln in done.stdout.splitlines() if ln.startswith("\x1b[")]
     assert read_terminal_qr(qr) == f"http://127.0.0.1:{agent.port}/pad#pair={code}"
     assert _pair(agent, code).json()["zones"] == ["shoes", "bags"]
 
