@@ -14,15 +14,13 @@ the joints; nothing here writes a file or keeps a frame.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import cv2
 import numpy as np
 
 from ar_mirror.body import POSE_33, Body, Skeleton
-from ar_mirror.mediapipe_tracker import _STUBBED
+from ar_mirror.mediapipe_tracker import solutions
 
 # Width of the copy of the frame the pose model is given (its inputs are 256 and 224 square).
 POSE_WIDTH = 320
@@ -32,16 +30,7 @@ MASK_SIZE = (256, 144)
 
 def _body_solutions() -> tuple[Any, Any]:
     """MediaPipe's pose and selfie_segmentation modules, imported as the face tracker imports its own."""
-    stubs = [name for name in _STUBBED if name not in sys.modules]
-    for name in stubs:
-        sys.modules[name] = types.ModuleType(name)
-    if "matplotlib.pyplot" in stubs and "matplotlib" in stubs:
-        sys.modules["matplotlib"].pyplot = sys.modules["matplotlib.pyplot"]  # type: ignore[attr-defined]
-    try:
-        from mediapipe.python.solutions import pose, selfie_segmentation
-    finally:
-        for name in stubs:
-            sys.modules.pop(name, None)
+    pose, selfie_segmentation = solutions("pose", "selfie_segmentation")
     return pose, selfie_segmentation
 
 

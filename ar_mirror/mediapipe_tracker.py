@@ -45,22 +45,29 @@ WINDOW_PER_LANDMARKS = 2.0
 _STUBBED = ("matplotlib", "matplotlib.pyplot", "sounddevice")
 
 
-def _face_solutions() -> tuple[Any, Any]:
-    """MediaPipe's face_mesh and face_detection modules, imported with ``_STUBBED`` stood in for.
+def solutions(*names: str) -> tuple[Any, ...]:
+    """MediaPipe's ``solutions`` modules ``names``, imported with ``_STUBBED`` stood in for.
 
     The stand-ins are empty modules, present only during the import: nothing
-    the face solutions run uses them, and the mirror process writes no file.
+    the mirror's solutions run uses them, and the mirror process writes no file.
     """
+    import importlib
+
     stubs = [name for name in _STUBBED if name not in sys.modules]
     for name in stubs:
         sys.modules[name] = types.ModuleType(name)
     if "matplotlib.pyplot" in stubs and "matplotlib" in stubs:
         sys.modules["matplotlib"].pyplot = sys.modules["matplotlib.pyplot"]  # type: ignore[attr-defined]
     try:
-        from mediapipe.python.solutions import face_detection, face_mesh
+        return tuple(importlib.import_module(f"mediapipe.python.solutions.{name}") for name in names)
     finally:
         for name in stubs:
             sys.modules.pop(name, None)
+
+
+def _face_solutions() -> tuple[Any, Any]:
+    """MediaPipe's face_mesh and face_detection modules."""
+    face_mesh, face_detection = solutions("face_mesh", "face_detection")
     return face_mesh, face_detection
 
 
