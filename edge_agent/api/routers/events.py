@@ -17,6 +17,8 @@ authentication the wristband stream shares.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import contextlib
 import json
@@ -100,6 +102,26 @@ async def admit(ws: WebSocket, purpose: Purpose, roles: Iterable[Role], what: st
     return client
 
 
+async def next_out(queue: asyncio.Queue, lagging: asyncio.Event, revoked: asyncio.Event,
+                   receiver: asyncio.Task) -> tuple[str, Any]:
+    """What comes first for a stream's connection (the feed's, a wristband's): ``("item", x)`` from its queue,
+    ``("left", None)`` once its receiver ended (the client went away or broke a limit), ``("revoked", None)``
+    (unpaired) or ``("lagging", None)`` (its queue overflowed). An item already taken is never dropped."""
+    getter = asyncio.create_task(queue.get())
+    lag = asyncio.create_task(lagging.wait())
+    gone = asyncio.create_task(revoked.wait())
+    done, _ = await asyncio.wait({getter, lag, gone, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    if getter not in done:
+        getter.cancel()
+    lag.cancel()
+    gone.cancel()
+    if getter in done:
+        return "item", getter.result()
+    if receiver in done:
+        return "left", None
+    return ("revoked", None) if revoked.is_set() else ("lagging", None)
+
+
 @router.websocket("/v1/events")
 async def events(ws: WebSocket) -> None:
     """The live feed, filtered by the client's role."""
@@ -120,22 +142,14 @@ async def events(ws: WebSocket) -> None:
             return
         await ws.send_text(json.dumps(hello.as_dict()))
         while True:
-            getter = asyncio.create_task(conn.queue.get())
-            lag = asyncio.create_task(conn.lagging.wait())
-            revoked = asyncio.create_task(conn.revoked.wait())
-            done, _ = await asyncio.wait({getter, lag, revoked, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-            lag.cancel()
-            revoked.cancel()
-            if getter in done:
-                event = getter.result()
+            what, event = await next_out(conn.queue, conn.lagging, conn.revoked, receiver)
+            if what == "item":
                 await ws.send_text(json.dumps(message(event), default=str))
                 conn.sent_id = event.id
                 continue
-            if receiver in done:
+            if what == "left":
                 return  # the client went away
-            if conn.revoked.is_set():
+            if what == "revoked":
                 await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
                 return
             while not conn.queue.empty():  # send what was queued before the queue overflowed

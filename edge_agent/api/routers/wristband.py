@@ -25,7 +25,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from edge_agent.api.auth import Purpose, still_admitted
-from edge_agent.api.routers.events import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, REVOKED, admit
+from edge_agent.api.routers.events import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, REVOKED, admit, next_out
 from edge_agent.api.strict import StrictRoute
 from edge_agent.config import Role
 from edge_agent.wristband import Band, Bands
@@ -74,23 +74,16 @@ async def wristband(ws: WebSocket) -> None:
             return
         await ws.send_text(json.dumps(hello))
         while True:
-            getter = asyncio.create_task(band.queue.get())
-            lag = asyncio.create_task(band.lagging.wait())
-            revoked = asyncio.create_task(band.revoked.wait())
-            done, _ = await asyncio.wait({getter, lag, revoked, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-            lag.cancel()
-            revoked.cancel()
-            if getter in done:
-                await ws.send_text(json.dumps(getter.result(), ensure_ascii=False))
+            what, notice = await next_out(band.queue, band.lagging, band.revoked, receiver)
+            if what == "item":
+                await ws.send_text(json.dumps(notice, ensure_ascii=False))
                 continue
-            if receiver in done:
+            if what == "left":
                 code, reason = receiver.result()
                 if code:
                     await ws.close(code, reason)
                 return
-            if band.revoked.is_set():
+            if what == "revoked":
                 await ws.close(CLOSE_UNAUTHORIZED, REVOKED)
             else:
                 await ws.close(CLOSE_TOO_SLOW, "too slow: reconnect (open calls for help are sent again)")
