@@ -138,3 +138,30 @@ def test_a_masked_member_id_shows_its_last_four_only_when_six_stay_hidden():
     for short in ("M-1001", "M-1", "1001", ""):
         assert masked_id(short) == "****"
     assert masked_id(None) is None
+
+
+def test_next_out_says_what_comes_first_for_a_stream_connection():
+    # The feed's and the wristband's loop: an item is never lost to a close, then the client gone, unpaired, lagging.
+    from edge_agent.api.routers.events import next_out
+
+    async def main():
+        async def never():
+            await asyncio.Event().wait()
+
+        queue, lagging, revoked = asyncio.Queue(), asyncio.Event(), asyncio.Event()
+        receiver = asyncio.create_task(never())
+        queue.put_nowait("a")
+        lagging.set()
+        first = await next_out(queue, lagging, revoked, receiver)
+        lagged = await next_out(queue, lagging, revoked, receiver)
+        revoked.set()
+        unpaired = await next_out(queue, lagging, revoked, receiver)
+        receiver.cancel()
+        gone = asyncio.create_task(asyncio.sleep(0))
+        await gone
+        left = await next_out(queue, lagging, revoked, gone)
+        return first, lagged, unpaired, left, queue.qsize()
+
+    first, lagged, unpaired, left, size = asyncio.run(main())
+    assert first == ("item", "a") and lagged == ("lagging", None) and unpaired == ("revoked", None)
+    assert left == ("left", None) and size == 0
