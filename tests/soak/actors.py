@@ -533,8 +533,12 @@ class Tags(Actor):
         d.think(self.rng, 0.5, 1.5)
 
 
+GARMENTS = ("TEE-CREW-NAVY", "SHIRT-OXF-BLUE", "JKT-BOMBER-OLIVE")  # ar_mirror/products.yaml: kind top, outerwear
+
+
 class MirrorScreen(Actor):
-    """The try-on mirror's screen: now and then "Add to basket" puts a product in kiosk-1's basket."""
+    """The try-on mirror's screen: the customer stands back (the camera's ``synthetic-body``) and now and then
+    tries a garment on, with or without a lipstick; "Add to basket" puts a product in kiosk-1's basket."""
 
     def __init__(self, day: Day):
         super().__init__(day, "mirror-1")
@@ -542,6 +546,13 @@ class MirrorScreen(Actor):
 
     def step(self) -> None:
         d = self.day
+        if self.rng.random() < 0.5:
+            look = [self.rng.choice(GARMENTS), *(["LIP-RED-01"] if self.rng.random() < 0.5 else [])]
+            r = call(d, self.http, "PUT", "/v1/mirror/mirror-1/look", json={"skus": look})
+            d.ledger.did("mirror looks with a garment" if r.status_code == 200 else f"mirror look {r.status_code}")
+            seen = call(d, self.http, "GET", "/v1/mirror/mirror-1")
+            if seen.status_code == 200 and seen.json().get("view") == "body":
+                d.ledger.did("mirror in body view")
         if not d.outages.active("idle-kiosk-1"):
             r = call(d, self.http, "POST", "/v1/sessions/kiosk-1/basket", json={"sku": self.rng.choice(SKUS), "qty": 1})
             d.ledger.did("mirror adds to basket" if r.status_code == 201 else f"mirror add {r.status_code}")

@@ -227,7 +227,8 @@ class Rig:
                             "pick_tickets": n == 1, "return_slips": n == 2, "paper_check_interval": t.paper_check})
         if self.mirror:
             # Small and slow frames: the mirror's face tracking shares two cores with everything else.
-            devices.append({"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic",
+            # The customer stands back (synthetic-body): pose and person mask run, and a garment is drawn.
+            devices.append({"id": "mirror-1", "kind": "mirror.camera", "source": "synthetic-body",
                             "station": "mirror-1", "kiosk": "kiosk-1", "width": 320, "height": 240, "fps": 5,
                             "start_timeout": 120})
         config: dict[str, Any] = {
