@@ -20,7 +20,6 @@ cross the network in clear, and whoever read it could enroll in its place.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
@@ -39,6 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from edge_agent.hosts import is_loopback
 
 MAX_ANSWER = 1024 * 1024  # the answer is two certificates, two CAs and a devices.yaml (at most 256 KiB)
 TIMEOUT_S = 30.0
@@ -74,20 +75,11 @@ def check_hub_url(url: str) -> str:
         raise EnrollFailed(f"--hub {url!r}: give the hub's address as https://HOST[:PORT]")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise EnrollFailed(f"--hub {url!r}: no user, query or fragment; only https://HOST[:PORT][/PATH]")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise EnrollFailed(f"--hub {url!r} is http://: the enrollment code and this PC's certificates would cross the "
                            "network in clear, and whoever read the code could enroll in this PC's place; use "
                            "https:// (http:// only to a hub on this PC)")
     return url.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def local_names(hub_url: str, extra: list[str]) -> tuple[str, list[str]]:
@@ -95,7 +87,7 @@ def local_names(hub_url: str, extra: list[str]) -> tuple[str, list[str]]:
     hostname = socket.gethostname().lower()
     addresses = ["127.0.0.1"]
     host = urlsplit(hub_url).hostname or ""
-    if not _loopback(host):
+    if not is_loopback(host):
         try:
             # A UDP socket's connect only picks the route: nothing is sent.
             with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:

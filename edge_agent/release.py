@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -71,6 +70,7 @@ from urllib.parse import urlsplit
 
 from edge_agent import health
 from edge_agent.config import UpdatesConfig
+from edge_agent.hosts import is_loopback
 from edge_agent.store.migrations import SCHEMA_VERSION
 from edge_core.bus import utcnow
 from sync import bundle, topics
@@ -99,21 +99,12 @@ class UpdateRefused(Exception):
         self.state = state
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Fetcher:
     """GETs under one base url, each read up to a limit and no further."""
 
     def __init__(self, base_url: str, ca_file: Path | None):
         parts = urlsplit(base_url)
-        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise UpdateRefused(f"base_url {base_url} is http on another host; a bundle travels over https")
         if parts.username or parts.password:
             raise UpdateRefused("base_url holds a user name or password")
