@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
+
+from sync.console.facts import parse_time
 
 # "busy" is online and doing a job (a receipt, a label push): as a timeline
 # state it would add two rows per print job and say nothing about health.
@@ -23,15 +25,8 @@ _TIMELINE_STATE = {"busy": "online"}
 
 def utc_iso(text: Any) -> str | None:
     """An ISO-8601 time from a store as the hub writes times (UTC, ms), or None if it is not one."""
-    if not isinstance(text, str):
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)  # the agent always sends aware times; assume UTC otherwise
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    t = parse_time(text)  # the agent always sends aware times; UTC is assumed otherwise
+    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True, slots=True)

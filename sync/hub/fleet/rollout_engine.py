@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+from sync.console.facts import parse_time
 from sync.hub.db import HubDB, Tx
 from sync.topics import DesiredRelease, UpdateResult, hub_topic
 
@@ -101,16 +102,6 @@ def record_result(tx: Tx, store: str, res: UpdateResult) -> bool:
 
 # The engine ---------------------------------------------------------------------------
 
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def _worse(row: dict[str, Any], version: str, grace_s: float, now: datetime) -> str | None:
     """Why an asked store is worse than before, or None."""
     store = row["store"]
@@ -121,9 +112,9 @@ def _worse(row: dict[str, Any], version: str, grace_s: float, now: datetime) -> 
         new = _reason_keys(health) - set(json.loads(row["baseline"] or "[]"))
         if new:
             return f"{store} degraded: {_reason_text(health, new) or ', '.join(sorted(new))}"
-    since = _parse(row["status_since"])
+    since = parse_time(row["status_since"])
     if row["status"] == "offline" and since is not None:
-        asked = _parse(row["asked_at"])
+        asked = parse_time(row["asked_at"])
         if (now - max(since, asked or since)).total_seconds() > grace_s:  # counted from the ask at the earliest
             return f"{store} offline since {since.isoformat(timespec='seconds')} (over the grace of {grace_s:g} s)"
     return None
@@ -167,7 +158,7 @@ def _step(tx: Tx, rid: str, now: datetime) -> str | None:
                 and x["running"] == version:
             x["healthy_at"] = tx.now
             tx.execute("UPDATE rollout_stores SET healthy_at = ? WHERE rollout = ? AND store = ?", (tx.now, rid, x["store"]))
-    times = [_parse(x["healthy_at"]) for x in current]
+    times = [parse_time(x["healthy_at"]) for x in current]
     if not current or any(t is None for t in times):
         return None
     if (now - max(t for t in times if t is not None)).total_seconds() < soak_s:
