@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -22,6 +20,7 @@ from drivers.shelf_label.oepl import OeplClient
 from edge_core.bus import utcnow
 
 MAC = "0000021D4E83B401"
+TAGS = (MAC,)  # the one tag on the access point (conftest.ap)
 KEY = "shelf-1"
 MODEL = get_model("m2-2.9-bwr")
 DRIFT = "no longer show what was pushed"
@@ -29,17 +28,6 @@ DRIFT = "no longer show what was pushed"
 
 def run(coro, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture
-def ap() -> Iterator[ApEmulator]:
-    # auto_checkin: the tag takes a picture while its upload is answered, before the push returns.
-    emulator = ApEmulator(auto_checkin=True)
-    now = int(time.time())
-    emulator.add_tag(MAC, 0x01, last_seen=now, next_checkin=now + 600)
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 def compliant(rig: LabelRig, label: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,21 +16,11 @@ from edge_agent.usecases import labels as flows
 from support.labelrig import LabelRig, files_device, item, oepl_device
 
 A, B, C = "0000021D4E83B401", "0000021D4E83B402", "0000021D4E83B403"
+TAGS = (A, B, C)  # the tags on the access point (conftest.ap)
 
 
 def run(coro, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture
-def ap() -> Iterator[ApEmulator]:
-    emulator = ApEmulator(auto_checkin=True)
-    now = int(time.time())
-    for mac in (A, B, C):
-        emulator.add_tag(mac, 0x01, last_seen=now, next_checkin=now + 600)
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 def uploads(ap: ApEmulator, mac: str) -> list:

@@ -5,18 +5,17 @@ The real store, service and drivers, an emulated access point over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 
 import pytest
 
-from drivers.shelf_label.ap_emulator import ApEmulator, Fault
+from drivers.shelf_label.ap_emulator import Fault
 from edge_agent.config import parse
 from edge_agent.labels.table import load
 from edge_core.errors import ConfigError
 from support.labelrig import LabelRig, files_device, item, oepl_device
 
 A, B = "0000021D4E83B401", "0000021D4E83B402"
+TAGS = (A, B)  # the tags on the access point (conftest.ap)
 
 HEAD = """\
 store:
@@ -32,17 +31,6 @@ devices:
 
 def run(coro, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture
-def ap() -> Iterator[ApEmulator]:
-    emulator = ApEmulator(auto_checkin=True)
-    now = int(time.time())
-    for mac in (A, B):
-        emulator.add_tag(mac, 0x01, last_seen=now, next_checkin=now + 600)
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 def test_zones_in_devices_yaml_are_checked_at_their_line():
