@@ -56,6 +56,7 @@ from edge_agent import config as config_mod
 from edge_agent import health
 from edge_agent.config import AgentConfig
 from edge_agent.config_yaml import compose, line_of
+from edge_agent.resend import on_each_connect
 from edge_core.bus import utcnow
 from edge_core.errors import ConfigError
 from sync import topics
@@ -222,14 +223,11 @@ class ConfigApply:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _resend_on_connect(self) -> None:
-        sub = self.agent.bus.subscribe("hub.state")
-        try:
-            while True:
-                event = await sub.get()
-                if event.data.get("state") == "online" and self.last_result is not None:
-                    self._publish(self.last_result)
-        finally:
-            sub.close()
+        await on_each_connect(self.agent.bus.subscribe("hub.state"), self._resend_last)
+
+    def _resend_last(self) -> None:
+        if self.last_result is not None:
+            self._publish(self.last_result)
 
     # What the health snapshot says --------------------------------------------
 

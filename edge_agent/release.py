@@ -71,6 +71,7 @@ from urllib.parse import urlsplit
 from edge_agent import health
 from edge_agent.config import UpdatesConfig
 from edge_agent.hosts import is_loopback
+from edge_agent.resend import on_each_connect
 from edge_agent.store.migrations import SCHEMA_VERSION
 from edge_core.bus import utcnow
 from sync import bundle, topics
@@ -241,7 +242,7 @@ class Releases:
 
     async def start(self) -> None:
         """Once the agent is up: resend the last result on each connect, and watch a release on trial."""
-        self._spawn(self._resend_on_connect(self._sub), "update-resend")
+        self._spawn(on_each_connect(self._sub, self._resend_last), "update-resend")
         if self._watch is not None:
             self._spawn(self._watch_health(self._watch), "update-health")
 
@@ -263,14 +264,9 @@ class Releases:
         if not task.cancelled() and task.exception() is not None:
             log.error("update: %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _resend_on_connect(self, sub: Any) -> None:
-        try:
-            while True:
-                event = await sub.get()
-                if event.data.get("state") == "online" and self.last_result is not None:
-                    self._publish(self.last_result)
-        finally:
-            sub.close()
+    def _resend_last(self) -> None:
+        if self.last_result is not None:
+            self._publish(self.last_result)
 
     # Taking a release -------------------------------------------------------------
 
