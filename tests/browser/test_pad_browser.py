@@ -19,7 +19,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,16 +27,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
 from drivers.shelf_label.ap_emulator import ApEmulator, Fault
-from support.agent import ROOT, TOKENS, AgentProcess, config_dict, free_port, make_tls
+from support.agent import ROOT, TOKENS, AgentProcess
 from support.flows import GLASSES, LIPSTICK, NUDE, TOTE, card, hub_event, poll, sale, sync_point
 from support.hubclient import HubClient
-from support.mosquitto import Mosquitto
 from support.printer import EmulatorThread
 
-from browser.console_env import CHROMIUM
+from browser.pad_env import launch, linked_agent, playwright_session
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +56,10 @@ class Store:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     tmp = tmp_path_factory.mktemp("pad")
-    broker = Mosquitto(tmp / "mosquitto").start()
     printer = EmulatorThread(profile="epson-tm-t88").start()
     ap = ApEmulator(auto_checkin=True)  # an OpenEPaperLink access point over HTTP, with one tag
     ap.add_tag(BLUSH_TAG, 0x01, last_seen=int(time.time()))
     ap.start()
-    made: list = [printer]
     try:
         devices = [{"id": "printer-1", "kind": "printer.escpos", "connection": "tcp",
                     "address": f"127.0.0.1:{printer.port}", "profile": "epson-tm-t88", "station": "kiosk-1",
@@ -73,54 +69,26 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
                    {"id": "labels-ap", "kind": "shelf_label.oepl", "url": ap.url, "poll_interval": 0.2, "timeout": 1,
                     "upload_timeout": 1, "retries": 1, "compliance_grace": 2,
                     "labels": [{"mac": BLUSH_TAG, "sku": "BLUSH-PEACH"}]}]
-        (tmp / "agent").mkdir()
-        agent = AgentProcess(tmp / "agent", config_dict(free_port(), devices, hub_url=broker.url),
-                             tls=make_tls(tmp / "ca"))
-        made.append(agent)
-        agent.import_catalog()
-        agent.start()
-        hub = HubClient(broker.port, agent.config["store"]["id"])
-        made.append(hub)
-        hub.expect("status", lambda s: s["state"] == "online")
-        with agent.client("associate") as c:
-            poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds), WAIT_S,
-                 what="printer and labels online")
-        yield Store(agent, hub, printer, ap)
+        with linked_agent(tmp, devices) as (agent, hub):
+            with agent.client("associate") as c:
+                poll(lambda: c.get("/v1/devices").json(), lambda ds: all(d["state"] == "online" for d in ds),
+                     WAIT_S, what="printer and labels online")
+            yield Store(agent, hub, printer, ap)
     finally:
-        for part in reversed(made):
-            part.close()
+        printer.close()
         ap.stop()
-        broker.stop()
-
-
-def spki_pin(key: Path) -> str:
-    """base64(SHA-256(SubjectPublicKeyInfo)): Chromium trusts exactly this key's certificate, as a PAD
-    that trusts the store's CA would (tests/browser/conftest.py does the same for its agent)."""
-    der = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
-                         capture_output=True).stdout
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     """Playwright for this module only (its sync API keeps an event loop running while it is open)."""
-    expect.set_options(timeout=30_000)
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
-    with sync_playwright() as p:
+    with playwright_session() as p:
         yield p
-
-
-def launch(playwright: Playwright, store: Store, *args: str) -> Browser:
-    """Headless Chromium that trusts the agent's certificate by its key alone."""
-    pin = spki_pin(store.agent.tls.server.key)
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=[f"--ignore-certificate-errors-spki-list={pin}", *args])
 
 
 @pytest.fixture(scope="module")
 def chromium(playwright: Playwright, store: Store) -> Iterator[Browser]:
-    b = launch(playwright, store)
+    b = launch(playwright, store.agent)
     yield b
     b.close()
 
@@ -652,7 +620,7 @@ def test_the_camera_reads_the_customers_pickup_qr_and_hands_the_order_over(
         store: Store, playwright: Playwright, tmp_path: Path, shot):
     order = place_ready_order(store.agent, (TOTE, 1))
     video = y4m(tmp_path / "pickup-qr.y4m", order["pickup_qr"])
-    browser = launch(playwright, store, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    browser = launch(playwright, store.agent, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                      f"--use-file-for-fake-video-capture={video}")
     try:
         context = browser.new_context(**PHONE, permissions=["camera"])
@@ -678,7 +646,7 @@ def test_the_camera_reads_the_customers_pickup_qr_and_hands_the_order_over(
 def test_pairing_by_scanning_the_qr_code_with_the_camera(store: Store, playwright: Playwright, tmp_path: Path):
     code = new_code(store.agent, "pad-dora")
     video = y4m(tmp_path / "pair-qr.y4m", code["pair_url"])  # what the console's QR holds
-    browser = launch(playwright, store, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    browser = launch(playwright, store.agent, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                      f"--use-file-for-fake-video-capture={video}")
     try:
         context = browser.new_context(**PHONE, permissions=["camera"])

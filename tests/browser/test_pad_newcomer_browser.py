@@ -7,24 +7,19 @@ headless Chromium that trusts the agent's certificate by its key.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from support.agent import AgentProcess, config_dict, free_port, make_tls
+from support.agent import AgentProcess
 from support.flows import LIPSTICK, NUDE, card, hub_event, sale, sync_point
 from support.hubclient import HubClient
-from support.mosquitto import Mosquitto
 
-from browser.console_env import CHROMIUM
+from browser.pad_env import launch, linked_agent, playwright_session
 
 SMALL = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 
@@ -37,42 +32,16 @@ class Store:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    tmp = tmp_path_factory.mktemp("pad-small")
-    broker = Mosquitto(tmp / "mosquitto").start()
-    made: list = []
-    try:
-        (tmp / "agent").mkdir()
-        agent = AgentProcess(tmp / "agent", config_dict(free_port(), hub_url=broker.url), tls=make_tls(tmp / "ca"))
-        made.append(agent)
-        agent.import_catalog()
-        agent.start()
-        hub = HubClient(broker.port, agent.config["store"]["id"])
-        made.append(hub)
-        hub.expect("status", lambda s: s["state"] == "online")
+    with linked_agent(tmp_path_factory.mktemp("pad-small")) as (agent, hub):
         yield Store(agent, hub)
-    finally:
-        for part in reversed(made):
-            part.close()
-        broker.stop()
 
 
 @pytest.fixture(scope="module")
 def chromium(store: Store) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/system-packages.sh test does it)")
-    expect.set_options(timeout=30_000)
-    der = subprocess.run(["openssl", "pkey", "-in", str(store.agent.tls.server.key), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    pin = base64.b64encode(hashlib.sha256(der).digest()).decode()
-    with sync_playwright() as p:
-        browser = _launch(p, pin)
+    with playwright_session() as p:
+        browser = launch(p, store.agent)
         yield browser
         browser.close()
-
-
-def _launch(p: Playwright, pin: str) -> Browser:
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                             args=[f"--ignore-certificate-errors-spki-list={pin}"])
 
 
 def _code(agent: AgentProcess, name: str) -> dict:
