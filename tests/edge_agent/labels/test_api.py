@@ -3,11 +3,8 @@ an emulated access point over HTTP, the label API as associates and consoles use
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,21 +14,14 @@ from drivers.shelf_label.models import get_model
 from drivers.shelf_label.render import LabelContent, content_hash, render
 from edge_agent.catalog import Product
 from support.agent import config_dict, free_port
+from support.flows import poll
 from support.hubclient import HubClient
 
 STORE = "store-test"
 A, B = "0000021D4E83B401", "0000021D4E83B402"
+TAGS = (A, B)  # the tags on the access point (conftest.ap), due to check in at once
+NEXT_CHECKIN_S = None  # the emulator's default next check-in (0)
 MODEL = get_model("m2-2.9-bwr")
-
-
-@pytest.fixture
-def ap() -> Iterator[ApEmulator]:
-    emulator = ApEmulator(auto_checkin=True)
-    for mac in (A, B):
-        emulator.add_tag(mac, 0x01, last_seen=int(time.time()))
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
@@ -46,17 +36,6 @@ def store(make_agent, mosquitto, ap):
     hub.expect("status", lambda s: s["state"] == "online")
     yield agent, hub
     hub.close()
-
-
-def until(get: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 20.0) -> Any:
-    """Poll ``get()`` until ``ok`` holds for its value; the value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = get()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, value
-        time.sleep(0.05)
 
 
 def uploads(ap: ApEmulator, mac: str) -> int:
@@ -85,19 +64,19 @@ def test_bind_reprice_fail_and_recover_through_the_agent(store, ap):
         assert r.status_code == 201, r.text
         assert (r.json()["mac"], r.json()["sku"], r.json()["source"]) == (A, "LIP-RED-01", "api")
         assert pad.post("/v1/labels/bind", json={"label": B, "code": "TOTE01"}).status_code == 201
-        label = until(lambda: console.get(f"/v1/labels/{A}").json(), lambda v: v["compliant"])
+        label = poll(lambda: console.get(f"/v1/labels/{A}").json(), lambda v: v["compliant"])
         product = kiosk.get("/v1/products/LIP-RED-01").json()
         content, picture = expected_picture(product)
         assert label["price"] == label["checkout_price"] == "159.00"  # the promotion runs
         assert label["content_hash"] == content_hash(content, MODEL)
         assert ap.shown(A).convert("RGB").tobytes() == picture.convert("RGB").tobytes()
         assert label["battery_mv"] == 2950 and label["confirmed_at"] and label["pushed_at"]
-        until(lambda: console.get(f"/v1/labels/{B}").json(), lambda v: v["compliant"])
+        poll(lambda: console.get(f"/v1/labels/{B}").json(), lambda v: v["compliant"])
         tote = uploads(ap, B)
 
         # The hub changes one price: only that label is pushed again.
         hub.send("catalog", [catalog_event("LIP-RED-01", "199.00", 2)])
-        label = until(lambda: console.get(f"/v1/labels/{A}").json(),
+        label = poll(lambda: console.get(f"/v1/labels/{A}").json(),
                       lambda v: v["price"] == "199.00" and v["compliant"])
         assert label["checkout_price"] == "199.00"
         assert ap.shown(A).convert("RGB").tobytes() == \
@@ -107,10 +86,10 @@ def test_bind_reprice_fail_and_recover_through_the_agent(store, ap):
         # The access point fails: the label is still on record with 199.00 and reported, once.
         ap.fault = Fault.ERROR_500
         hub.send("catalog", [catalog_event("LIP-RED-01", "179.00", 3)])
-        [entry] = until(lambda: console.get("/v1/labels/compliance").json(), lambda v: len(v) == 1)
+        [entry] = poll(lambda: console.get("/v1/labels/compliance").json(), lambda v: len(v) == 1)
         assert (entry["mac"], entry["sku"], entry["shown_price"], entry["checkout_price"]) == \
             (A, "LIP-RED-01", "199.00", "179.00")
-        health = until(lambda: agent.client().get("/v1/health").json(),
+        health = poll(lambda: agent.client().get("/v1/health").json(),
                        lambda h: h["labels"]["non_compliant"] == 1 and h["status"] == "degraded")
         assert health["labels"]["oldest_non_compliant_since"] == entry["since"]
         def mismatch(e: dict, state: str) -> bool:
@@ -121,15 +100,15 @@ def test_bind_reprice_fail_and_recover_through_the_agent(store, ap):
         data = next(e["data"] for e in alert if mismatch(e, "raised"))
         assert (data["mac"], data["sku"], data["shown_price"], data["device"]) == \
             (A, "LIP-RED-01", "199.00", "labels-1")
-        devices = until(lambda: console.get("/v1/devices").json(), lambda d: d[0]["state"] in ("error", "offline"))
+        devices = poll(lambda: console.get("/v1/devices").json(), lambda d: d[0]["state"] in ("error", "offline"))
         assert "500" in devices[0]["last_error"]
 
         ap.fault = Fault.NONE
-        until(lambda: console.get("/v1/labels/compliance").json(), lambda v: v == [], timeout=40)
+        poll(lambda: console.get("/v1/labels/compliance").json(), lambda v: v == [], timeout=40)
         assert console.get(f"/v1/labels/{A}").json()["price"] == "179.00"
         cleared = hub.expect("events", lambda batch: any(mismatch(e, "cleared") for e in batch), timeout=20)
         assert next(e["data"] for e in cleared if mismatch(e, "cleared"))["since"] == data["since"]
-        health = until(lambda: agent.client().get("/v1/health").json(), lambda h: h["labels"]["non_compliant"] == 0)
+        health = poll(lambda: agent.client().get("/v1/health").json(), lambda h: h["labels"]["non_compliant"] == 0)
         assert health["labels"]["labels"] == 2
         counters = console.get("/v1/devices").json()[0]["counters"]
         assert counters["labels"] == 2 and counters["labels_non_compliant"] == 0
@@ -137,7 +116,7 @@ def test_bind_reprice_fail_and_recover_through_the_agent(store, ap):
         # Unbound: it shows "not in use" and stays listed.
         r = pad.delete(f"/v1/labels/{B}")
         assert r.status_code == 200 and r.json()["sku"] is None
-        until(lambda: console.get(f"/v1/labels/{B}").json(), lambda v: v["compliant"] and v["price"] is None
+        poll(lambda: console.get(f"/v1/labels/{B}").json(), lambda v: v["compliant"] and v["price"] is None
               and v["content_hash"] == v["desired_hash"])
         assert [lb["mac"] for lb in console.get("/v1/labels").json()] == [A, B]
 

@@ -4,26 +4,16 @@ sending the label's picture to the access point again."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from drivers.shelf_label.ap_emulator import ApEmulator
 from support.agent import config_dict, free_port
+from support.flows import poll
 
 A, B = "0000021D4E83B401", "0000021D4E83B402"
-
-
-@pytest.fixture
-def ap() -> Iterator[ApEmulator]:
-    emulator = ApEmulator(auto_checkin=True)
-    for mac in (A, B):
-        emulator.add_tag(mac, 0x01, last_seen=int(time.time()))
-    emulator.start()
-    yield emulator
-    emulator.stop()
+TAGS = (A, B)  # the tags on the access point (conftest.ap), due to check in at once
+NEXT_CHECKIN_S = None  # the emulator's default next check-in (0)
 
 
 @pytest.fixture
@@ -35,17 +25,6 @@ def agent(make_agent, ap):
     agent.import_catalog()
     agent.start()
     return agent
-
-
-def until(get: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 20.0) -> Any:
-    """Poll ``get()`` until ``ok`` holds for its value; the value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = get()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, value
-        time.sleep(0.05)
 
 
 def uploads(ap: ApEmulator, mac: str) -> list:
@@ -80,19 +59,19 @@ def test_a_zone_is_set_kept_cleared_and_shown(agent, ap):
 def test_a_label_is_pushed_again_on_request(agent, ap):
     with agent.client("associate") as pad, agent.client("console") as console:
         assert pad.post("/v1/labels/bind", json={"label": A, "code": "TOTE01", "zone": "bags"}).status_code == 201
-        before = until(lambda: console.get(f"/v1/labels/{A}").json(), lambda v: v["compliant"])
+        before = poll(lambda: console.get(f"/v1/labels/{A}").json(), lambda v: v["compliant"])
         [first] = uploads(ap, A)
         # The agent believes the label shows the right picture; an associate at the shelf sees it blank.
         r = pad.post(f"/v1/labels/{A.lower()}/push")
         assert r.status_code == 202, r.text
         assert (r.json()["mac"], r.json()["sku"], r.json()["zone"]) == (A, "TOTE-CANVAS", "bags")
         assert (r.json()["repush"], r.json()["retry_after"]) == ("queued", None)
-        until(lambda: len(uploads(ap, A)) == 2, lambda n: n)
+        poll(lambda: len(uploads(ap, A)) == 2, lambda n: n)
         assert uploads(ap, A)[1].data == first.data  # the same picture, sent again
         # Asked again at once: not pushed a third time, and the answer says when to ask again.
         again = pad.post(f"/v1/labels/{A}/push").json()
         assert again["repush"] in ("cooldown", "already_pushing") and again["retry_after"] > 0, again
-        until(lambda: console.get(f"/v1/labels/{A}").json(),
+        poll(lambda: console.get(f"/v1/labels/{A}").json(),
               lambda v: v["compliant"] and v["pushed_at"] > before["pushed_at"])
         assert uploads(ap, B) == []
 
