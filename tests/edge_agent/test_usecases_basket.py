@@ -5,19 +5,17 @@ with the status and the words the API has always given it (edge_agent/api/errors
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
-from pydantic import TypeAdapter
-from support.agent import DEMO_CATALOG, config_dict
+from support.agent import config_dict
+from support.usecases import heard, load_catalog, refused
 
 from edge_agent import catalog, sessions
 from edge_agent.agent import Agent
-from edge_agent.api.errors import answer
 from edge_agent.config import parse
 from edge_agent.errors import DomainError
 from edge_agent.usecases import basket
@@ -33,29 +31,12 @@ def run(tmp_path: Path, body: Callable[[Agent], Awaitable[T]], items: list[dict]
         agent = Agent(parse(yaml.safe_dump(config_dict(8080))), tmp_path)
         await agent.store.start()
         try:
-            raw = json.dumps(items) if items is not None else DEMO_CATALOG.read_text()
-            products = TypeAdapter(list[catalog.CatalogItem]).validate_json(raw)
-            await agent.store.write(lambda tx: catalog.upsert(tx.conn, products))
+            await load_catalog(agent, items)
             return await body(agent)
         finally:
             await agent.store.stop()
 
     return asyncio.run(main())
-
-
-def heard(sub) -> list[tuple[str, dict[str, Any]]]:
-    """What the bus carried so far, in order."""
-    out = []
-    while not sub.queue.empty():
-        event = sub.queue.get_nowait()
-        out.append((event.type, event.data))
-    return out
-
-
-def refused(err: DomainError) -> tuple[int, str]:
-    """The status and detail the local API answers ``err`` with."""
-    response = answer(err)
-    return response.status_code, json.loads(response.body)["detail"]
 
 
 def test_a_line_added_is_in_the_basket_priced_and_on_the_bus(tmp_path):

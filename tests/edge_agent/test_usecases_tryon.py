@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from pydantic import TypeAdapter
 from support.agent import DEMO_CATALOG, config_dict
+from support.usecases import heard, load_catalog, refused
 
 from drivers.mirror.driver import MirrorCamera
 from edge_agent import catalog, orders
 from edge_agent.agent import Agent
-from edge_agent.api.errors import answer
 from edge_agent.config import ClientConfig, Role, parse
 from edge_agent.errors import DomainError
 from edge_agent.usecases import tryon
@@ -47,9 +46,7 @@ def run(tmp_path: Path, body: Callable[[Agent, MirrorCamera], Awaitable[T]], *, 
         agent = Agent(parse(yaml.safe_dump(config)), tmp_path / "data")
         await agent.store.start()
         try:
-            raw = json.dumps(items) if items is not None else DEMO_CATALOG.read_text()
-            products = TypeAdapter(list[catalog.CatalogItem]).validate_json(raw)
-            await agent.store.write(lambda tx: catalog.upsert(tx.conn, products))
+            await load_catalog(agent, items)
             driver = agent.supervisor.owners["mirror-1"].driver
             assert isinstance(driver, MirrorCamera)
             return await body(agent, driver)
@@ -57,21 +54,6 @@ def run(tmp_path: Path, body: Callable[[Agent, MirrorCamera], Awaitable[T]], *, 
             await agent.store.stop()
 
     return asyncio.run(main())
-
-
-def heard(sub) -> list[tuple[str, dict[str, Any]]]:
-    """What the bus carried so far, in order."""
-    out = []
-    while not sub.queue.empty():
-        event = sub.queue.get_nowait()
-        out.append((event.type, event.data))
-    return out
-
-
-def refused(err: DomainError) -> tuple[int, str]:
-    """The status and detail the local API answers ``err`` with."""
-    response = answer(err)
-    return response.status_code, json.loads(response.body)["detail"]
 
 
 async def raises(flow: Awaitable[Any]) -> DomainError:
