@@ -11,6 +11,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from typing import Any
 from pathlib import Path
 
 from edge_agent import __version__
@@ -72,6 +73,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(cfg, data_dir, log_level=args.log_level, config_path=path)
 
 
+def _tls_context(command: str, args: argparse.Namespace) -> Any:
+    """For an https:// ``--url``: a context trusting ``--cafile`` (the agent's CA: make run's .run/tls/ca.crt, a
+    store's chain CA) or the system's; None for http://; False, said on stderr, when ``--cafile`` is unreadable."""
+    if not args.url.startswith("https://"):
+        return None
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ssl.SSLError) as err:
+        print(f"edge-agent {command}: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
+              file=sys.stderr)
+        return False
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """Print the device table of a running agent."""
     token = args.token or os.environ.get("EDGE_TOKEN")
@@ -81,17 +97,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
     req = urllib.request.Request(
         args.url.rstrip("/") + "/v1/devices", headers={"Authorization": f"Bearer {token}"}
     )
-    context = None
-    if args.url.startswith("https://"):
-        import ssl
-
-        try:
-            # --cafile: the agent's CA (make run's .run/tls/ca.crt, a store's chain CA) instead of the system's.
-            context = ssl.create_default_context(cafile=args.cafile)
-        except (OSError, ssl.SSLError) as err:
-            print(f"edge-agent devices: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
-                  file=sys.stderr)
-            return 2
+    context = _tls_context("devices", args)
+    if context is False:
+        return 2
     try:
         with urllib.request.urlopen(req, timeout=5, context=context) as resp:
             devices = json.load(resp)
@@ -119,19 +127,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def _pair_url_refusal(url: str) -> str | None:
     """Why ``edge-agent pair`` will not send its token to ``url``: not http(s), or http:// off this PC."""
-    import ipaddress
     from urllib.parse import urlsplit
+
+    from edge_agent.hosts import is_loopback
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"--url {url!r}: give the agent's address as https://HOST[:PORT] (or http://127.0.0.1:PORT)"
-    if parts.scheme == "https":
-        return None
-    try:
-        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if parts.scheme == "https" or is_loopback(parts.hostname):
         return None
     return (f"--url {url!r} is http://: the admin token and the pairing code would cross the network in clear; "
             "use https:// (http:// only to the agent on this PC)")
@@ -151,16 +154,9 @@ def cmd_pair(args: argparse.Namespace) -> int:
     body = json.dumps({"name": args.name, "zones": zones}).encode()
     req = urllib.request.Request(args.url.rstrip("/") + "/v1/pairing", data=body, method="POST",
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    context = None
-    if args.url.startswith("https://"):
-        import ssl
-
-        try:
-            context = ssl.create_default_context(cafile=args.cafile)
-        except (OSError, ssl.SSLError) as err:
-            print(f"edge-agent pair: cannot read --cafile {args.cafile}: {getattr(err, 'strerror', None) or err}",
-                  file=sys.stderr)
-            return 2
+    context = _tls_context("pair", args)
+    if context is False:
+        return 2
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect(), urllib.request.ProxyHandler({})]  # straight to it
     if context is not None:
         handlers.append(urllib.request.HTTPSHandler(context=context))
