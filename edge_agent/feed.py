@@ -159,8 +159,8 @@ class FeedClient:
         return matches(event.type, self.prefixes) and self.visible(event, self.name)
 
     def offer(self, event: BusEvent) -> None:
-        if self.lagging.is_set() or not self.wants(event):
-            return
+        if self.lagging.is_set() or self.revoked.is_set() or not self.wants(event):
+            return  # an unpaired device is sent nothing more, and reads nothing more
         try:
             self.queue.put_nowait(self.mask(event) if self.mask else event)
         except asyncio.QueueFull:

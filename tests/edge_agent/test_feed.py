@@ -141,7 +141,7 @@ def test_a_masked_member_id_shows_its_last_four_only_when_six_stay_hidden():
 
 
 def test_next_out_says_what_comes_first_for_a_stream_connection():
-    # The feed's and the wristband's loop: an item is never lost to a close, then the client gone, unpaired, lagging.
+    # The feed's and the wristband's loop: unpaired before anything queued; an item before a lag or the client gone.
     from edge_agent.api.routers.events import next_out
 
     async def main():
@@ -154,14 +154,34 @@ def test_next_out_says_what_comes_first_for_a_stream_connection():
         lagging.set()
         first = await next_out(queue, lagging, revoked, receiver)
         lagged = await next_out(queue, lagging, revoked, receiver)
+        queue.put_nowait("b")
         revoked.set()
         unpaired = await next_out(queue, lagging, revoked, receiver)
+        queue.get_nowait()  # what an unpaired device was not sent
         receiver.cancel()
         gone = asyncio.create_task(asyncio.sleep(0))
         await gone
+        revoked.clear()
         left = await next_out(queue, lagging, revoked, gone)
         return first, lagged, unpaired, left, queue.qsize()
 
     first, lagged, unpaired, left, size = asyncio.run(main())
     assert first == ("item", "a") and lagged == ("lagging", None) and unpaired == ("revoked", None)
     assert left == ("left", None) and size == 0
+
+
+def test_an_unpaired_client_is_offered_nothing_more():
+    async def main():
+        bus = EventBus()
+        feed = Feed(bus)
+        await feed.start()
+        gone, _ = feed.connect(Role.ASSOCIATE, "pad-gone", None, None)
+        kept, _ = feed.connect(Role.ASSOCIATE, "pad-1", None, None)
+        assert feed.close_client("pad-gone") == 1
+        bus.publish("scan", {"code": "after"})
+        await _settle(feed, bus, 1)
+        await feed.stop()
+        return _drain(gone), _drain(kept)
+
+    gone, kept = asyncio.run(main())
+    assert gone == [] and kept == [("scan", "after")]

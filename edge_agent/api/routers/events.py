@@ -106,7 +106,10 @@ async def next_out(queue: asyncio.Queue, lagging: asyncio.Event, revoked: asynci
                    receiver: asyncio.Task) -> tuple[str, Any]:
     """What comes first for a stream's connection (the feed's, a wristband's): ``("item", x)`` from its queue,
     ``("left", None)`` once its receiver ended (the client went away or broke a limit), ``("revoked", None)``
-    (unpaired) or ``("lagging", None)`` (its queue overflowed). An item already taken is never dropped."""
+    (unpaired: before anything still queued, which an unpaired device must not get) or ``("lagging", None)``
+    (its queue overflowed: what is queued is still sent)."""
+    if revoked.is_set():
+        return "revoked", None
     getter = asyncio.create_task(queue.get())
     lag = asyncio.create_task(lagging.wait())
     gone = asyncio.create_task(revoked.wait())
