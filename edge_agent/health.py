@@ -61,8 +61,10 @@ REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
                           "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
                           "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered", "config_drift"})
-# Reasons that are said but leave the status ``ok``: someone should look, nothing is failing.
-WARNING_CODES = frozenset({"config_drift"})
+# Reasons that are said but leave the status ``ok``: someone should look, nothing is failing. A kiosk's
+# unanswered call for help is the shop floor's, not the system's: it must not roll a release back on trial
+# (edge_agent/release.py waits for ``ok``) nor halt a rollout at the hub (its alert still goes up).
+WARNING_CODES = frozenset({"config_drift", "assist_unanswered"})
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.

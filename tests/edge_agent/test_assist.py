@@ -340,6 +340,7 @@ def test_reminders_then_the_unanswered_alert_until_taken(agent):
         assert raised["code"] == "assist_unanswered" and raised["subject"] == "kiosk-1"
         health = anon.get("/v1/health").json()
         assert any(x["code"] == "assist_unanswered" and x["subject"] == "kiosk-1" for x in health["reasons"])
+        assert health["status"] == "ok"  # the shop floor's, not the system's: no release or rollout goes back for it
         assert ben_http.post(f"/v1/assist/{call['assist_id']}/take").status_code == 200
         _until(admin_feed, lambda m: m["type"] == "alert.cleared" and m["data"].get("assist_id") == call["assist_id"])
         health = anon.get("/v1/health").json()
