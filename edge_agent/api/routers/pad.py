@@ -19,11 +19,12 @@ once, and the service worker caches them for a PAD that loses the Wi-Fi.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 
 from edge_agent.api.strict import StrictRoute
@@ -63,6 +64,13 @@ def files() -> dict[str, Traversable]:
     return found
 
 
+@cache
+def content(name: str) -> tuple[bytes, str]:
+    """A shipped file's bytes and its ETag, read once: they cannot change while the agent runs."""
+    data = files()[name].read_bytes()
+    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
 def _type(name: str) -> str:
     leaf = name.rsplit("/", 1)[-1]
     ext = leaf[leaf.rfind("."):] if "." in leaf else ""
@@ -72,19 +80,24 @@ def _type(name: str) -> str:
 @router.get("/pad", include_in_schema=False)
 async def shell() -> Response:
     """The app's shell: pair it by opening /pad#pair=CODE (the code after #: never sent)."""
-    return Response(files()["index.html"].read_bytes(), media_type=TYPES[".html"], headers=SHELL_HEADERS)
+    return Response(content("index.html")[0], media_type=TYPES[".html"], headers=SHELL_HEADERS)
 
 
 @router.get("/pad/sw.js", include_in_schema=False)
 async def service_worker() -> Response:
     """The service worker, served from /pad/ so that it may control /pad and /pad/static/ (and nothing else)."""
     headers = {**SHELL_HEADERS, "Service-Worker-Allowed": "/pad"}
-    return Response(files()["sw.js"].read_bytes(), media_type=TYPES[".js"], headers=headers)
+    return Response(content("sw.js")[0], media_type=TYPES[".js"], headers=headers)
 
 
 @router.get("/pad/static/{name:path}", include_in_schema=False)
-async def static(name: str) -> Response:
-    """A file of the app (only those that ship: no path ever reaches the file system)."""
-    if len(name) > 200 or (entry := files().get(name)) is None:
+async def static(request: Request, name: str) -> Response:
+    """A file of the app (only those that ship: no path ever reaches the file system); ``no-cache`` with an
+    ETag, so a phone revalidating its copy gets 304 instead of the file again (the decoder's wasm is 1 MB)."""
+    if len(name) > 200 or name not in files():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
-    return Response(entry.read_bytes(), media_type=_type(name), headers=FILE_HEADERS)
+    data, etag = content(name)
+    headers = {**FILE_HEADERS, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(data, media_type=_type(name), headers=headers)
