@@ -110,6 +110,8 @@ async def next_out(queue: asyncio.Queue, lagging: asyncio.Event, revoked: asynci
     (its queue overflowed: what is queued is still sent)."""
     if revoked.is_set():
         return "revoked", None
+    if not queue.empty():  # the common case under load: no task to make
+        return "item", queue.get_nowait()
     getter = asyncio.create_task(queue.get())
     lag = asyncio.create_task(lagging.wait())
     gone = asyncio.create_task(revoked.wait())
