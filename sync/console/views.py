@@ -4,8 +4,8 @@ The front end (static/) knows these shapes only: ``meta`` (who, what the
 page may do), the fleet (``summarize`` per store plus live alerts) and a
 store's detail (devices with the actions offered, raw snapshot, timeline,
 alerts, device alerts, commands, the devices.yaml in force and its drift, the
-release it runs, and on the hub its identity (issues and events kept aside) and
-its latest word on a rollout).
+release it runs, and on the hub its identity (issues and events kept aside),
+the hub's desired version of its devices.yaml and its latest word on a rollout).
 """
 
 from __future__ import annotations
@@ -50,14 +50,17 @@ def device_list(facts: StoreFacts) -> list[dict[str, Any]]:
 def store_detail(facts: StoreFacts, summary: dict[str, Any], now: datetime, *, timeline: dict[str, Any],
                  alerts: list[dict[str, Any]], device_alerts: list[dict[str, Any]],
                  commands: list[dict[str, Any]], identity: dict[str, Any] | None = None,
-                 update: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One store's page; ``identity`` and ``update`` (its latest word on a rollout of a release:
-    ``rollout, version, state, reason, running, at``) only from the hub, None on the agent."""
+                 update: dict[str, Any] | None = None, desired: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One store's page; ``identity``, ``update`` (its latest word on a rollout of a release:
+    ``rollout, version, state, reason, running, at``) and ``desired`` (the hub's record of its devices.yaml:
+    ``desired, answered, state, errors, reason, rolled_back``) only from the hub, None on the agent."""
     return {
         "now": iso_now(now),
         "summary": summary,
         # The devices.yaml version in force, its state and drift (facts.config), for the store's page.
         "config": summary.get("config"),
+        # The hub's newest version of it and the store's word on the latest it answered about.
+        "desired": desired,
         "devices": device_list(facts),
         "health": facts.health,
         "timeline": timeline,

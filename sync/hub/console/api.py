@@ -5,7 +5,8 @@
 | ``GET /api/meta`` | who you are, the rules, what actions exist |
 | ``GET /api/fleet`` | every store's summary and the live alerts |
 | ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands, identity,
-  the release it runs and its latest word on a rollout |
+  the hub's desired devices.yaml version and the store's word on it, the release it runs and its latest word on
+  a rollout |
 | ``GET /api/alerts?store=&resolved=`` | alerts, newest first |
 | ``POST /api/alerts/{id}/ack`` / ``/resolve`` | staff take or close an alert (409 while its cause is there,
   unless its rule's cause never clears by itself) |
@@ -13,15 +14,19 @@
 | ``GET /api/commands/{id}`` | a command and its answer or timeout |
 | ``GET /api/rollouts?id=&limit=`` | staged rollouts of releases, newest first: waves, each store's state, version
   asked and running, health, and every action with who did it |
+| ``POST /api/rollouts/{id}/halt`` / ``/resume`` / ``/rollback`` | staff pause a running rollout, carry on one
+  halted by hand, or halt it and ask its stores back (sync/hub/fleet/rollout.py, kept in ``rollout_actions`` with
+  the staff member's name); 200 with the rollout, 404, or 409 when its state does not allow it |
 | ``GET /api/stream`` | Server-Sent Events: ``hello``, then ``update`` with changed stores, alerts, commands |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -31,7 +36,7 @@ from sync.console.commands import AGENT, ActionRefused, check
 from sync.console.facts import devices
 from sync.console.views import iso_now, meta, store_detail
 from sync.hub.console.auth import staff
-from sync.hub.fleet import rollout_status
+from sync.hub.fleet import desired, rollout, rollout_status
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -75,10 +80,18 @@ async def get_store(store: str, request: Request) -> dict[str, Any]:
     def read(db: Any) -> tuple:
         return (history.timeline(db, store, now), alerts.listing(db, store, resolved=True, limit=50),
                 history.device_alerts(db, store), history.commands(db, store), history.identity(db, store),
-                rollout_status.latest_word(db, store))
-    timeline, store_alerts, dev_alerts, cmds, ident, update = await c.db.read(read)
+                rollout_status.latest_word(db, store), desired.statuses(db, store))
+    timeline, store_alerts, dev_alerts, cmds, ident, update, configs = await c.db.read(read)
     return store_detail(facts, c.fleet.summary(store), now, timeline=timeline, alerts=store_alerts,
-                        device_alerts=dev_alerts, commands=cmds, identity=ident, update=update)
+                        device_alerts=dev_alerts, commands=cmds, identity=ident, update=update,
+                        desired=_desired(configs[0]) if configs else None)
+
+
+def _desired(st: desired.ConfigStatus) -> dict[str, Any]:
+    """The hub's record of a store's devices.yaml: its newest version, and the store's word on the latest it
+    answered about (state, errors, reason) with the versions it rolled back."""
+    return {"desired": st.desired, "answered": st.answered, "state": st.state, "errors": st.errors[:20],
+            "reason": st.reason, "rolled_back": [{"version": v, "reason": why} for v, why in st.rolled_back[-5:]]}
 
 
 @router.get("/alerts", dependencies=[Depends(staff)])
@@ -153,6 +166,45 @@ async def get_rollouts(request: Request, id: str | None = Query(default=None, ma
     if id is not None and not views:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rollout {id!r}")
     return {"now": iso_now(datetime.now(timezone.utc)), "rollouts": [v.as_dict() for v in views]}
+
+
+async def _act_on_rollout(request: Request, rid: str, act: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run one of the operator's actions of rollout.py (``act(db)``: it opens its own transaction and keeps the
+    action in ``rollout_actions``); the rollout as it is then."""
+    def run(db: Any) -> dict[str, Any] | None:
+        if not rollout_status.views(db, rid, 1):
+            return None
+        act(db)
+        return rollout_status.views(db, rid, 1)[0].as_dict()
+    try:
+        # read() hands over the connection itself (write() would open a transaction around the action's own).
+        view = await _console(request).db.read(run)
+    except rollout.RolloutError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rollout {rid!r}")
+    return {"now": iso_now(datetime.now(timezone.utc)), "rollout": view}
+
+
+@router.post("/rollouts/{rid}/halt")
+async def halt_rollout(request: Request, rid: str = Path(max_length=64),
+                       who: str = Depends(staff)) -> dict[str, Any]:
+    """Pause a running rollout where it is (no store is asked anything); resume carries on."""
+    return await _act_on_rollout(request, rid, lambda db: rollout.halt(db, rid, who))
+
+
+@router.post("/rollouts/{rid}/resume")
+async def resume_rollout(request: Request, rid: str = Path(max_length=64),
+                         who: str = Depends(staff)) -> dict[str, Any]:
+    """Carry on a rollout halted by hand (409 for one that rolled back: that one is over)."""
+    return await _act_on_rollout(request, rid, lambda db: rollout.resume(db, rid, who))
+
+
+@router.post("/rollouts/{rid}/rollback")
+async def rollback_rollout(request: Request, rid: str = Path(max_length=64),
+                           who: str = Depends(staff)) -> dict[str, Any]:
+    """Halt a rollout and ask every store it asked for its previous release (edge-hub run sends the messages)."""
+    return await _act_on_rollout(request, rid, lambda db: rollout.rollback(db, rid, who))
 
 
 @router.get("/stream", dependencies=[Depends(staff)])

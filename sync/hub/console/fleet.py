@@ -1,5 +1,5 @@
-"""The console's picture of every store, in memory: last status, health snapshot, raised device alerts
-and open identity issues.
+"""The console's picture of every store, in memory: last status, health snapshot, raised device alerts,
+open identity issues, and since when its devices.yaml has drifted.
 
 The hub worker thread calls ``apply`` after each commit (sync/hub/observe.py);
 the console reads from its own thread. A store's facts are a frozen object
@@ -7,6 +7,11 @@ replaced whole on every change, so a reader never sees half an update and
 needs no lock; the lock only guards the dicts being replaced. Each store has
 a version, bumped on change: summaries are cached until the next one, and
 listeners (the live stream) are told which stores changed.
+
+Drift (a local edit of the devices.yaml the hub sent) is in the snapshot as
+a flag only; when the hub first saw it is kept here and added to the
+summary's ``config`` as ``drift_since``. A hub that restarts knows no better
+than the last snapshot's time (the flag was up then, at the latest).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sync.console.facts import StoreFacts, summarize
+from sync.console.facts import StoreFacts, config, summarize
 from sync.hub.db import HubDB, now_iso
 from sync.hub.observe import Changes
 
@@ -42,6 +47,7 @@ class Fleet:
         self._versions: dict[str, int] = {}
         self._summaries: dict[str, tuple[int, dict[str, Any]]] = {}
         self._listeners: list[Callable[[FleetChange], None]] = []
+        self._drift_since: dict[str, str] = {}  # store -> when its config was first seen drifted
         self.version = 0
         self.updates = 0  # store updates applied since start (metrics)
 
@@ -61,8 +67,9 @@ class Fleet:
                     snap = json.loads(health) if health else None
                 except ValueError:
                     snap = None
-                self._put(StoreFacts(store, status, since, version, snap if isinstance(snap, dict) else None,
-                                     health_at))
+                snap = snap if isinstance(snap, dict) else None
+                self._put(StoreFacts(store, status, since, version, snap, health_at))
+                self._note_drift(store, snap, health_at)
                 loaded += 1
         return loaded
 
@@ -70,6 +77,14 @@ class Fleet:
         self._facts[facts.store] = facts
         self.version += 1
         self._versions[facts.store] = self.version
+
+    def _note_drift(self, store: str, health: dict[str, Any] | None, at: str | None) -> None:
+        """Remember when a store's config was first seen drifted; forget it once the snapshot says no drift."""
+        c = config(health)
+        if c is not None and c["drift"]:
+            self._drift_since.setdefault(store, at or now_iso())
+        else:
+            self._drift_since.pop(store, None)
 
     def apply(self, changes: Changes) -> None:
         """What the worker committed (its thread): new status and health, command answers."""
@@ -86,6 +101,7 @@ class Fleet:
             for store, snap in changes.health.items():
                 old = self._facts.get(store) or StoreFacts(store)
                 self._put(replace(old, health=snap, health_at=at))
+                self._note_drift(store, snap, at)
                 change.stores.add(store)
             self.updates += len(change.stores)
         self._tell(change)
@@ -140,6 +156,8 @@ class Fleet:
         if cached is not None and cached[0] == version:
             return cached[1]
         s = summarize(facts)
+        if s["config"] is not None:
+            s["config"]["drift_since"] = self._drift_since.get(store) if s["config"]["drift"] else None
         with self._lock:
             self._summaries[store] = (version, s)
         return s
