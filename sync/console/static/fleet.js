@@ -1,5 +1,5 @@
-// The fleet view: one row per store, a filter, totals. Built for a thousand stores:
-// one innerHTML for the first paint, then only the rows that changed are replaced.
+// The fleet view: one row per store (its release and devices.yaml version with drift among the columns), a filter,
+// totals. Built for a thousand stores: one innerHTML for the first paint, then only the rows that changed are replaced.
 
 import { ageOf, badge, duration, esc, num, plural, since, severityRank } from './util.js';
 
@@ -47,6 +47,27 @@ function clockCell(off) {
   return `<span class="${Math.abs(off) > 5 ? 'bad' : ''}">${off > 0 ? '+' : ''}${num(off, 1)} s</span>`;
 }
 
+// The states of a store's devices.yaml in force (sync/console/facts.py CONFIG_STATES) other than "applied", in words.
+const CONFIG_STATES = { refused: 'refused', rolled_back: 'rolled back', restart_required: 'restart pending' };
+
+/** The config's state in words when it is not plain "applied", else ''. */
+export const configState = (c) => (c && c.state && c.state !== 'applied' ? CONFIG_STATES[c.state] || c.state : '');
+
+/** A config drifted or not applied as sent: something for staff to look at. */
+export const configTrouble = (c) => Boolean(c && (c.drift || configState(c)));
+
+/** "v3", "own file" (version 0: the store's own devices.yaml, never sent by the hub). */
+export const configVersion = (c) => (c.version == null ? '?' : c.version === 0 ? 'own file' : `v${c.version}`);
+
+function configCell(c) {
+  if (!c) return '<span class="muted" title="this agent does not report its config">–</span>';
+  const state = configState(c);
+  return `<span class="cfg-version">${esc(configVersion(c))}</span>`
+    + (c.drift ? ` <span class="state drift" title="${esc(`the file was edited at the store${c.drift_since
+      ? `; seen since ${c.drift_since}` : ''}`)}">drift</span>` : '')
+    + (state ? ` <span class="state cfg-${esc(c.state)}">${esc(state)}</span>` : '');
+}
+
 function alertsCell(a) {
   if (!a || !a.n) return '<span class="muted">0</span>';
   return `<span class="sev ${esc(a.worst)}">${a.n}</span>`;
@@ -75,6 +96,7 @@ function rowHTML(s, state) {
     + (s.problems.length > MAX_CHIPS ? ` <span class="muted">+${s.problems.length - MAX_CHIPS} more</span>` : '');
   return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a>${identityBadge(s)}</td>`
     + `<td>${badge(pres)} ${since(s.presence_since)}${degraded(s)}</td>`
+    + `<td class="release">${esc(s.version || '–')}</td><td class="config">${configCell(s.config)}</td>`
     + `<td class="devices"><span class="${ok < d.total ? 'bad' : 'ok'}">${ok}/${d.total}</span> ${chips}</td>`
     + `<td class="n">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
     + `<td class="n">${s.oldest_unacked_age_s ? duration(s.oldest_unacked_age_s) : '–'}</td>`
@@ -87,20 +109,27 @@ function describe(s, state) {
   const a = state.alertsByStore.get(s.store);
   const problem = pres !== 'online' || s.problems.length > 0 || (a && a.n > 0)
     || labelsWrong(s.labels) > 0 || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget
-    || s.status === 'degraded' || (s.identity && s.identity.open > 0);
-  const hay = [s.store, pres, s.version, s.status, ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error]),
+    || s.status === 'degraded' || (s.identity && s.identity.open > 0) || configTrouble(s.config);
+  const c = s.config;
+  const cfg = c ? ['config', configVersion(c), c.drift && 'drift', c.state, configState(c)] : [];
+  const hay = [s.store, pres, s.version, s.status, ...cfg,
+    ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error]),
     ...(s.reasons || []).map((r) => r.code), ...((s.identity && s.identity.issues) || []).map((i) => i.code)]
     .filter(Boolean).join(' ').toLowerCase();
   return { hay, problem };
 }
 
 function totalsHTML(state) {
-  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0, identity: 0 };
+  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0, identity: 0, drift: 0, config: 0 };
+  const releases = new Map();
   const dev = { total: 0, online: 0, busy: 0, starting: 0, offline: 0, error: 0 };
   for (const s of state.stores.values()) {
     t.stores += 1;
     t[presence(s, state.meta)] += 1;
     if (s.identity && s.identity.open > 0) t.identity += 1;
+    if (s.config && s.config.drift) t.drift += 1;
+    if (configState(s.config)) t.config += 1;
+    if (s.version) releases.set(s.version, (releases.get(s.version) || 0) + 1);
     for (const k of Object.keys(dev)) dev[k] += s.devices[k] || 0;
   }
   const sev = { critical: 0, warning: 0, info: 0 };
@@ -110,7 +139,19 @@ function totalsHTML(state) {
     + `<span><b>${plural(dev.total, 'device')}</b>: ${badge('online')} ${dev.online + dev.busy} ${badge('starting')} ${dev.starting}`
     + ` ${badge('offline')} ${dev.offline} ${badge('error')} ${dev.error}</span>`
     + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`
-    + (t.identity ? `<span id="identity-total"><b class="bad">${plural(t.identity, 'store')}</b> with identity issues</span>` : '');
+    + (t.identity ? `<span id="identity-total"><b class="bad">${plural(t.identity, 'store')}</b> with identity issues</span>` : '')
+    + releasesHTML(releases)
+    + (t.drift || t.config ? `<span id="config-total">config: ${t.drift ? `<span class="state drift">drift</span> ${t.drift}` : ''}`
+      + `${t.config ? ` <span class="state cfg-trouble">not applied as sent</span> ${t.config}` : ''}</span>` : '');
+}
+
+/** How many stores run each release, the most common first (a few; the rest summed). */
+function releasesHTML(releases) {
+  if (!releases.size) return '';
+  const list = [...releases].sort((a, b) => b[1] - a[1] || b[0].localeCompare(a[0]));
+  const shown = list.slice(0, 4).map(([v, n]) => `<b>${esc(v)}</b> ${num(n)}`).join(' · ');
+  const rest = list.slice(4).reduce((sum, [, n]) => sum + n, 0);
+  return `<span id="release-total">releases: ${shown}${rest ? ` · ${num(rest)} on ${list.length - 4} others` : ''}</span>`;
 }
 
 /** The whole fleet view, drawn once. */
@@ -118,11 +159,11 @@ export function renderFleet(root, state) {
   root.innerHTML = `<div class="totals" id="totals">${totalsHTML(state)}</div>
     <div id="fleet-alerts"></div>
     <div class="toolbar">
-      <input id="filter" type="search" placeholder="Filter: store, device, state, error…" autocomplete="off" value="${esc(state.filter.text)}">
+      <input id="filter" type="search" placeholder="Filter: store, device, state, error, release, drift…" autocomplete="off" value="${esc(state.filter.text)}">
       <label><input id="problems" type="checkbox" ${state.filter.problems ? 'checked' : ''}> problems only</label>
       <span id="shown" class="muted"></span>
     </div>
-    <table id="fleet" class="grid"><thead><tr><th>Store</th><th>Presence</th><th>Devices</th><th>Outbox</th>
+    <table id="fleet" class="grid"><thead><tr><th>Store</th><th>Presence</th><th>Release</th><th>Config</th><th>Devices</th><th>Outbox</th>
       <th>Oldest unacked</th><th>Labels</th><th>Printing</th><th>Clock</th><th>Alerts</th><th>Last health</th></tr></thead>
       <tbody></tbody></table>`;
   const ids = [...state.stores.keys()].sort();

@@ -1,4 +1,5 @@
-// The console page: sign-in, routes (#/, #/alerts, #/store/ID, #/associates on the agent, #/enroll on the hub), live updates, buttons.
+// The console page: sign-in, routes (#/, #/alerts, #/store/ID, #/associates on the agent, #/enroll and #/rollouts on the
+// hub), live updates, buttons.
 // Mode "hub": every store, SSE from the hub; mode "store": the agent's own store, its WebSocket feed.
 
 import * as api from './api.js';
@@ -6,6 +7,7 @@ import { alertsTable, setRules } from './alerts.js';
 import { installAssociates, renderAssociates } from './associates.js';
 import { installEnroll, leaveEnroll, renderEnroll } from './enroll.js';
 import { alertsByStore, applyFilter, patchStores, renderFleet } from './fleet.js';
+import { installRollouts, renderRollouts } from './rollouts.js';
 import { commandsHTML, renderStore, tickCommands } from './store.js';
 import { esc, setServerNow, tick } from './util.js';
 
@@ -65,6 +67,7 @@ function parseRoute() {
   if (h === 'alerts') return { view: 'alerts' };
   if (h === 'associates' && state.meta.pairing) return { view: 'associates' }; // only an agent pairs its devices
   if (h === 'enroll' && isHub()) return { view: 'enroll' }; // only the hub enrolls store PCs
+  if (h === 'rollouts' && isHub()) return { view: 'rollouts' }; // and rolls releases out
   return isHub() ? { view: 'fleet' } : { view: 'store', store: state.meta.store };
 }
 
@@ -121,6 +124,8 @@ async function route() {
       await renderAssociates(view);
     } else if (state.route.view === 'enroll') {
       await renderEnroll(view);
+    } else if (state.route.view === 'rollouts') {
+      await renderRollouts(view);
     } else {
       await loadStore(state.route.store);
       requestAnimationFrame(() => performance.mark('store-rendered'));
@@ -250,10 +255,13 @@ async function boot() {
   if (!isHub()) document.querySelector('[data-nav="fleet"]').textContent = state.meta.store;
   if (isHub()) {
     $('nav-enroll').hidden = false;
-    installEnroll({
+    $('nav-rollouts').hidden = false;
+    const hooks = {
       onError: showError,
       onUnauthorized: () => { api.clearToken(); showLogin('Your token is no longer accepted.'); },
-    });
+    };
+    installEnroll(hooks);
+    installRollouts(hooks);
   }
   if (state.meta.pairing) {
     $('nav-associates').hidden = false;

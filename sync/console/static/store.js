@@ -1,8 +1,8 @@
-// One store: its devices with their actions, queues, clock, the last 24 hours per device,
-// its alerts, the remote commands sent to it and (from the hub) its identity issues.
+// One store: its devices with their actions, queues, clock, its devices.yaml and release, the last 24 hours per
+// device, its alerts, the remote commands sent to it and (from the hub) its identity issues and rollouts.
 
 import { alertsTable, deviceAlertsTable } from './alerts.js';
-import { labelsWrong, presence } from './fleet.js';
+import { configState, labelsWrong, presence } from './fleet.js';
 import { badge, clock, duration, esc, num, plural, serverNow, since } from './util.js';
 
 // A device's actions are what its store's snapshot lists (each driver declares its own): a button says the
@@ -167,6 +167,66 @@ export function timelineHTML(tl) {
   return `<div class="timeline">${rowsHTML}<div class="tl-row"><span class="tl-name"></span><div class="tl-axis">${ticks}</div></div></div>`;
 }
 
+// A store's word on a release (sync/topics.py UpdateResult), in words; the last ones are the rollout halting.
+const UPDATE_STATES = { downloading: 'downloading', refused: 'refused', installed: 'installed, switching soon',
+  waiting_quiet: 'waiting for a quiet moment', switching: 'switching', healthy: 'healthy', rolled_back: 'rolled back',
+  failed: 'failed' };
+const UPDATE_BAD = new Set(['refused', 'rolled_back', 'failed']);
+
+/** The devices.yaml in force, its state and drift, and (from the hub) its newest version and the store's word on it. */
+function configCard(c, desired) {
+  if (!c && !desired) return card('Configuration', '<span class="muted">not reported by this agent</span>');
+  const lines = [];
+  if (c) {
+    const state = configState(c);
+    lines.push(`<b id="cfg-in-force">${c.version === 0 ? 'the store\'s own file' : `version ${esc(c.version ?? '?')}`}</b>`
+      + ` in force · <span id="cfg-state" class="${state ? 'bad' : 'ok'}">${esc(state || 'applied')}</span>`);
+    lines.push(c.drift ? `<span id="cfg-drift"><span class="state drift">drift</span> the file was edited at the store`
+      + `${c.drift_since ? `, seen for ${since(c.drift_since)}` : ''}: push the change from the hub, or undo it</span>`
+      : '<span id="cfg-drift" class="muted">no local edit</span>');
+  } else {
+    lines.push('<span class="muted">the store does not report its config</span>');
+  }
+  if (desired) {
+    const ahead = desired.desired != null && (!c || c.version !== desired.desired);
+    lines.push(`<span id="cfg-desired">hub's newest: <b>${desired.desired != null ? `version ${esc(desired.desired)}` : 'none'}</b>`
+      + `${ahead ? ' <span class="bad">not in force</span>' : ''}</span>`);
+    if (desired.answered != null && desired.state) {
+      lines.push(`<span id="cfg-answer">version ${esc(desired.answered)}: ${esc(desired.state.replace(/_/g, ' '))}`
+        + `${desired.reason ? ` — ${esc(desired.reason)}` : ''}</span>`);
+    }
+    if (desired.errors && desired.errors.length && desired.state === 'refused') {
+      lines.push(`<ul class="reasons">${desired.errors.map((e) => `<li>${esc(e)}</li>`).join('')}</ul>`);
+    }
+    for (const r of desired.rolled_back || []) {
+      lines.push(`<span class="small">version ${esc(r.version)} rolled back: ${esc(r.reason || '?')}</span>`);
+    }
+  }
+  const bad = (c && (c.drift || configState(c))) || (desired && desired.state === 'refused');
+  return card('Configuration (devices.yaml)', lines.join('<br>'), bad);
+}
+
+/** The release the store runs and (from the hub) its latest word on a rollout. */
+function releaseCard(version, update, isHub) {
+  const lines = [`runs <b id="release-running">${esc(version || '?')}</b>`];
+  if (update) {
+    lines.push(`<span id="release-update">rollout <a href="#/rollouts">${esc(update.rollout)}</a> asked for `
+      + `<b>${esc(update.version)}</b>: <span class="${UPDATE_BAD.has(update.state) ? 'bad' : ''}">`
+      + `${esc(UPDATE_STATES[update.state] || update.state)}</span> ${update.at ? `${since(update.at)} ago` : ''}</span>`);
+    if (update.reason) lines.push(`<span class="small">${esc(update.reason)}</span>`);
+  } else if (isHub) {
+    lines.push('<span class="muted">in no rollout yet</span>');
+  }
+  return card('Release', lines.join('<br>'), Boolean(update && UPDATE_BAD.has(update.state)));
+}
+
+/** "Configuration and release": the devices.yaml in force and the release the store runs. */
+export function opsHTML(detail, isHub) {
+  const s = detail.summary;
+  return `<h2>Configuration and release</h2><div class="cards" id="ops">`
+    + `${configCard(detail.config ?? s.config, detail.desired)}${releaseCard(detail.version ?? s.version, detail.update, isHub)}</div>`;
+}
+
 // What staff should do about each identity code (docs/console.md says more).
 const IDENTITY_ADVICE = {
   stream_conflict: (store) => 'An event came for a position that holds another event; the hub kept it aside. '
@@ -219,6 +279,7 @@ export function renderStore(root, state, detail) {
       <span class="muted">agent ${esc(s.version || '?')} · last health ${since(s.health_at)} ago</span>
     </div>
     ${cards(s, h)}
+    ${opsHTML(detail, state.meta.mode === 'hub')}
     ${identityHTML(detail.identity, s.store)}
     <h2>Devices</h2>${devicesTable(detail.devices)}
     <h2>Agent</h2>${agentActions(state.meta)}
