@@ -11,7 +11,7 @@ that row. The minimums (``MINIMUMS``: a floor, plus so many per minute of the
 day) sit well below what a day of that length makes (a 5-minute day makes
 about 900 label checks, 200 at the hub, 170 session checks, 560 receipt
 checks, 40 slips, 26 fault signals, 16 identity checks, 7 resource checks,
-1,500 answers), so that only a row whose checker stopped or never ran falls
+1,500 answers, 33 fleet checks), so that only a row whose checker stopped or never ran falls
 short.
 """
 
@@ -38,8 +38,10 @@ RESOURCES = "agent RSS, open files, log volume flat"
 HOSTILE = "an intruder on the Wi-Fi stops no checkout"
 PRIVACY = "a member leaves the store after retention, not before"
 HELP = "a kiosk's call for help reaches a band, is taken or cancelled"
+FLEET = "hub's config version applied, refused or rolled back"
 ANSWERS = "every call and scan answered, no 5xx or crash"
-ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, PRIVACY, HELP, RESOURCES, ANSWERS)
+ROWS = (LABELS, HUB, DRAIN, SESSION, RECEIPT, PAPER, FAULT, IDENTITY, HOSTILE, PRIVACY, HELP, FLEET, RESOURCES,
+        ANSWERS)
 
 # row -> (floor, per minute of the day): the fewest checks a row may make (see require_minimums).
 MINIMUMS: dict[str, tuple[int, float]] = {
@@ -54,6 +56,7 @@ MINIMUMS: dict[str, tuple[int, float]] = {
     HOSTILE: (7, 0.0),       # the intruder: sales, health, 413s, files, log lines, files given back; no token in a log
     PRIVACY: (10, 10.0),     # each swept sale once, each unacknowledged one per look, the sweep's lateness per look
     HELP: (6, 2.0),          # each call's delivery and outcome, the off-duty alert's 4, none open at the end
+    FLEET: (30, 0.0),        # adoption 3, a good version 10, a refused one 5, a rolled back one 8, drift 6, end 1
     RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
     ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
 }

@@ -74,6 +74,7 @@ class Day:
     downlink: threading.Lock = field(default_factory=threading.Lock)
     injected: list[dict] = field(default_factory=list)  # the stale events the soak published (identity.stale_event)
     help: Any = None  # assist.HelpLog: the day's calls for help
+    fleet: Any = None  # fleet.Fleet: the hub's versions of the store's devices.yaml
 
     def rng(self, name: str) -> random.Random:
         """A random generator of its own for one actor, from the day's seed."""

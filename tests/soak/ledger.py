@@ -49,6 +49,7 @@ class Ledger:
     actions: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
     figures: dict[str, str] = field(default_factory=dict)  # measured, for the report (help delivery p99, ...)
+    fleet: list[str] = field(default_factory=list)  # each fleet operation and how it came out (soak/fleet.py)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def elapsed(self) -> float:

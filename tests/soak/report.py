@@ -1,4 +1,5 @@
-"""The end of the day: one table of invariants (checks, violations), what the actors did, the faults, figures.
+"""The end of the day: one table of invariants (checks, violations), what the actors did, the faults, the fleet
+operations and their outcomes, figures.
 
 ``table()`` is what ``make soak`` prints and the 90-second test shows when it
 fails; ``write()`` puts the same, with every violation in full, in
@@ -31,6 +32,9 @@ def table(checks: Checks, ledger: Ledger, seconds: float, seed: int, setup: list
     out += [f"  {n:>6}  {what}" for what, n in sorted(ledger.actions.items())]
     out += ["", "Faults injected and cleared:"]
     out += [f"  {n:>6}  {what}" for what, n in sorted(ledger.faults.items())]
+    if ledger.fleet:
+        out += ["", "Fleet operations (the hub's versions of devices.yaml) and what came of them:"]
+        out += [f"  {line}" for line in ledger.fleet]
     if ledger.figures:
         out += ["", "Figures:"] + [f"  {value:>6}  {what}" for what, value in ledger.figures.items()]
     if checks.notes:
@@ -46,7 +50,8 @@ def write(run_dir: Path, checks: Checks, ledger: Ledger, seconds: float, seed: i
         "invariants": [{"invariant": r, "checks": checks.counts[r], "violations": len(checks.violated(r))}
                        for r in ROWS],
         "violations": [asdict(v) for v in checks.violations],
-        "actions": dict(ledger.actions), "faults": dict(ledger.faults), "figures": dict(ledger.figures),
+        "actions": dict(ledger.actions), "faults": dict(ledger.faults), "fleet": list(ledger.fleet),
+        "figures": dict(ledger.figures),
         "notes": checks.notes,
     }, indent=2, default=str))
     return path

@@ -68,6 +68,7 @@ FILE_MODEL = "m2-2.9-bwr"
 DUPLICATE_CLEAR = 10.0   # edge-hub run --duplicate-clear: the two-agents alert clears after this quiet
 TROUBLE_HOLD = 10.0      # hub.trouble_hold: a takeover or a refused ack stays on /v1/health this long
 TAKEOVER_BACKOFF = 3.0   # hub.takeover_backoff: an agent whose session was taken waits this long
+FLEET_ROLLBACK = 6.0     # fleet.rollback_after_s (default 300): a bad hub version is rolled back within the day
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ class Rig:
         self.labels_dir = run_dir / "labels"
         self.printers = {k: PrinterEmulator(profile="generic-80-gb18030") for k in KIOSKS}
         self.heartbeat = HeartbeatEmulator()
+        # kiosk-3's receipt printer: nothing drives it until a version from the hub adds it (soak/fleet.py).
+        self.fleet_printer = PrinterEmulator(profile="generic-80-gb18030")
+        self.fleet_rollback = FLEET_ROLLBACK
         self.scanners = {k: SerialScannerEmulator(run_dir / "dev" / f"scanner-{k}") for k in KIOSKS}
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="soak-emulators", daemon=True)
@@ -155,7 +159,7 @@ class Rig:
             self.ap.add_tag(spot.label, HW_TYPES[spot.model], last_seen=int(time.time()))
         self.ap.start()
         self._loop_thread.start()
-        for printer in self.printers.values():
+        for printer in (*self.printers.values(), self.fleet_printer):
             self.on_loop(printer.start())
         self.on_loop(self.heartbeat.start())
         for scanner in self.scanners.values():
@@ -184,7 +188,7 @@ class Rig:
         for scanner in self.scanners.values():
             scanner.close()
         if self._loop_thread.is_alive():
-            for printer in self.printers.values():
+            for printer in (*self.printers.values(), self.fleet_printer):
                 self.on_loop(printer.stop())
             self.on_loop(self.heartbeat.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -239,6 +243,7 @@ class Rig:
             # A member leaves the store's sales a short retention after the hub has them (soak/privacy.py).
             "privacy": {"retention_days": t.privacy_retention / 86400, "sweep_interval": t.privacy_sweep},
             "assist": {"remind_s": t.assist_remind, "alert_after_s": t.assist_alert},
+            "fleet": {"rollback_after_s": self.fleet_rollback},
             "devices": devices,
         }
         if t.idle_timeout is not None:
@@ -262,7 +267,9 @@ class Rig:
         """The rig's settings a reader of the report must know to judge its timings."""
         return [f"hub --duplicate-clear {DUPLICATE_CLEAR:g} s, agents' hub.trouble_hold {TROUBLE_HOLD:g} s and "
                 f"hub.takeover_backoff {TAKEOVER_BACKOFF:g} s (defaults 180, 120, 10): the second PC's alert "
-                "clears within the day"]
+                "clears within the day",
+                f"agent's fleet.rollback_after_s {FLEET_ROLLBACK:g} s (default 300): a bad version from the hub is "
+                "rolled back within the day"]
 
     @staticmethod
     def refused(config: dict) -> str | None:

@@ -1,7 +1,8 @@
 """One store day: the rig up, the actors and watchers going, the faults in turn, the final checks.
 
 The day's timeline, for ``minutes`` M: a warm-up, then each fault of
-``schedule`` (faults.py, identity.py) in turn with quiet stretches between them, then quiet until
+``schedule`` (faults.py, identity.py) in turn, and after the second PC's stay the fleet's operations
+(fleet.py: the hub's versions of devices.yaml) among them, with quiet stretches between them, then quiet until
 M minutes have passed; then the actors stop, the outbox and print queues
 drain, and the end-of-day checks run (everything at the hub once, every
 receipt, resources); last, a row with fewer checks than its minimum for the
@@ -26,6 +27,7 @@ from soak.actors import actors
 from soak.checks import Checks
 from soak.day import Day
 from soak.faults import DEVICE_FAULTS, DRAIN_WITHIN, HUB_HOLD_MIN, agent_kill, broker_restart, hub_down
+from soak.fleet import Fleet, merge
 from soak.identity import second_pc, stale_event
 from soak.intruder import intruder, no_secret_in_logs
 from soak.invariants import FeedLog, LabelWatch, ResourceWatch, drains, hub_ledger, receipts, slips
@@ -92,18 +94,20 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         ledger.started = time.monotonic()
         checks.started = ledger.started
         day.feed = FeedLog(day)
+        day.fleet = Fleet(day)
         watchers = [LabelWatch(day), ResourceWatch(day), day.feed, PrivacyWatch(day)]
         band = assist.Band(day)
         # Nobody on duty once, about half-way through the day.
         threads = [*actors(day), *watchers, band, assist.OffDuty(day, band, total * 0.45)]
         for t in threads:
             t.start()
-        plan = schedule(minutes)
+        plan = merge(schedule(minutes), day, after="second PC with the same store id")
         warmup = min(max(total * 0.08, 10.0), 60.0)
         gap = max(2.0, (total * 0.85 - warmup - sum(hold for _, _, hold in plan)) / len(plan))
         day.stop.wait(warmup)
         for name, fault, hold in plan:
-            _say(quiet, f"[{ledger.elapsed():6.0f}s] fault: {name} for {hold:.0f} s")
+            _say(quiet, f"[{ledger.elapsed():6.0f}s] " + (name if name.startswith("fleet:") else
+                                                         f"fault: {name} for {hold:.0f} s"))
             fault(day, hold)
             hub_ledger(day, final=False)
             day.stop.wait(gap)
@@ -153,6 +157,7 @@ def _end_of_day(day: Day, resources: ResourceWatch, privacy: PrivacyWatch) -> No
     resources.judge()
     privacy.judge()
     no_secret_in_logs(day)
+    day.fleet.judge()
 
 
 def _say(quiet: bool, text: str) -> None:
