@@ -34,12 +34,19 @@ _DICT_V1 = (
     b'"payment":{"method":"qr","reference":"'
 )
 _V1 = 1
+# zlib's default. At 9 two of deflate's buffers are 128 KiB, which glibc's malloc
+# maps fresh from the kernel for every document and unmaps after: a new
+# compressor per document then costs more in page faults than in deflating
+# (a third of the writer thread's time with 32 writers; bench/bench_outbox.py).
+# At 8 every buffer is 64 KiB or less and comes from the heap; for documents
+# of a few KiB the output is the same size.
+_MEM_LEVEL = 8
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def pack(document: Any) -> bytes:
     """Compact JSON of ``document``, deflated with the current dictionary, behind its version byte."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
     return bytes((_V1,)) + deflate.compress(_ENCODE(document).encode()) + deflate.flush()
 
 
