@@ -107,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     svc = HubService(parse_broker_url(args.broker), args.db, group=args.group, client_id=args.client_id,
                      session_expiry=args.session_expiry, observer=Observer(fleet.apply if fleet is not None else None),
                      duplicate_clear_s=args.duplicate_clear)
+    retention = _retention(args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -114,6 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if fleet is not None:
             console = _console(args, svc, fleet)
         svc.start()
+        if retention is not None:
+            retention.start()
         if console is not None:
             console.start()
             print(f"edge-hub: console on {console.url}", flush=True)
@@ -124,6 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(err))
         if console is not None:
             console.stop()
+        if retention is not None:
+            retention.stop()
         svc.stop()
         return EXIT_FAIL
     announced = False
@@ -137,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             announced = True
     if console is not None:
         console.stop()
+    if retention is not None:
+        retention.stop()
     svc.stop()
     s = svc.stats
     print(f"edge-hub: stopped; {s.batches} batches, {s.events} events stored, {s.duplicates} duplicates, "
@@ -145,6 +152,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(svc.fatal)
         return EXIT_FAIL
     return EXIT_OK
+
+
+def _retention(args: argparse.Namespace) -> Any:
+    """The purge timer of ``run``: with ``--retention-days``, and on PostgreSQL always (it makes the coming
+    days' partitions); None on SQLite without a policy."""
+    from sync.hub.retention import RetentionTimer
+
+    postgres = args.db.startswith(("postgresql://", "postgres://"))
+    if args.retention_days is None and not postgres:
+        return None
+    return RetentionTimer(args.db, args.retention_days, args.retention_every)
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """With ``--days``, purge once; then print what the hub holds."""
+    from sync.hub.retention import cutoff, purge, status
+
+    missing = _missing_sqlite(args.db)
+    if missing is not None:
+        print(f"nothing to purge: no hub database at {missing} (pass --db as `edge-hub run` has it)")
+        return EXIT_OK
+    now = datetime.now(timezone.utc)
+    if args.days is not None:
+        cutoff(now, args.days)  # ValueError (exit 2) before the database is opened
+    db = open_db(args.db)
+    try:
+        if args.days is not None:
+            r = purge(db, args.days, now)
+            print(f"purged {_plural(r.removed, 'event')} received before {r.cutoff} ({r.kept} kept for reports"
+                  + (f"; dropped {' '.join(r.partitions)}" if r.partitions else "") + ")")
+        print(format_retention(status(db)))
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def format_retention(st: dict[str, Any]) -> str:
+    """The ``edge-hub retention`` report."""
+    out = [f"events held: {st['events']}" + (f", oldest received {st['oldest'][:19]}" if st["oldest"] else ""),
+           f"events kept for reports after their purge: {st['kept']}"]
+    if st["resent_purged"]:
+        out.append("resends of purged events (counted as duplicates): "
+                   + ", ".join(f"{s} {n}" for s, n in st["resent_purged"].items()))
+    for p in st.get("partitions", []):
+        span = "default" if p["default"] else f"{p['from'] or '...'} to {p['to']}"
+        out.append(f"  partition {p['name']}: {span}, {_plural(p['events'], 'event')}")
+    for p in st["purges"]:
+        out.append(f"purge at {p['at'][:19]}: {p['removed']} before {p['cutoff']}, {p['kept']} kept"
+                   + (f", dropped {p['partitions']}" if p["partitions"] else ""))
+    return "\n".join(out)
 
 
 def _read_json(path: str) -> Any:
@@ -385,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--releases", default=os.environ.get("EDGE_HUB_RELEASES") or None, metavar="DIR",
                      help="with --http: serve the release bundles in DIR (edge-hub release build) at /releases/ "
                           "($EDGE_HUB_RELEASES)")
+    env_days = os.environ.get("EDGE_HUB_RETENTION_DAYS")
+    run.add_argument("--retention-days", type=int, default=int(env_days) if env_days else None, metavar="N",
+                     help="keep raw events N whole days after the day they came, then purge them; stores, streams, "
+                          "gaps, conflicts and access summaries stay (default: keep all; $EDGE_HUB_RETENTION_DAYS)")
+    run.add_argument("--retention-every", type=float, default=3600.0, metavar="S",
+                     help="seconds between purges, and on PostgreSQL between checks of the coming days' "
+                          "partitions (default 3600)")
     run.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="publish catalog, stock, an order or a member card")
@@ -438,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("store", metavar="STORE")
     privacy.add_argument("--db", default=env_db)
     privacy.set_defaults(func=cmd_privacy)
+
+    ret = sub.add_parser("retention", help="purge raw events past the retention policy once; show what is held")
+    ret.add_argument("--db", default=env_db)
+    ret.add_argument("--days", type=int, default=int(env_days) if env_days else None, metavar="N",
+                     help="purge events received before midnight UTC N days ago ($EDGE_HUB_RETENTION_DAYS); "
+                          "without it, only show")
+    ret.set_defaults(func=cmd_retention)
 
     from sync.hub.fleet import desired, enroll, releases, rollout  # fleet operations (sync/hub/fleet/)
     enroll.add_commands(sub, env_db, broker_opt)

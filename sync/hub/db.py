@@ -49,7 +49,7 @@ from typing import Any
 
 from sync.hub.errors import DBDriverMissing, HubDBError
 from sync.hub.ingest import EventRow, IngestResult, advance, new_gaps
-from sync.hub.schema import SCHEMA, SCHEMA_VERSION
+from sync.hub.schema import EVENTS_POSTGRES, EVENTS_SQLITE, SCHEMA, SCHEMA_VERSION
 from sync.topics import ACCESS_SUMMARY
 
 DEFAULT_DB = "sqlite:///hub.db"
@@ -158,23 +158,22 @@ class Tx:
         if not rows:
             return result
         existing: dict[int, str] = {}
-        if rows[0].seq <= high:  # else nothing of the batch can be stored yet: skip the lookup
+        if rows[0].seq > high:  # the usual case: nothing of the batch can be held yet, skip the lookup
+            fresh = list(rows)
+        else:
+            # Under the store's row lock: no other transaction adds to this stream until the commit, so
+            # what the lookup does not find is not held (PostgreSQL has no unique key on events to lean on).
             existing = dict(self._x(
                 "SELECT seq, id FROM events WHERE store = ? AND stream = ? AND seq BETWEEN ? AND ?",
                 (store, stream, rows[0].seq, rows[-1].seq)).fetchall())
-        fresh = [r for r in rows if r.seq not in existing]
-        for r in rows:
-            if r.seq in existing:
-                result.duplicates += 1
-                if existing[r.seq] != r.id:
-                    self._conflict(store, r, existing[r.seq], result)
+            fresh = self._sort_out(store, rows, existing, contiguous, result)
         if rows[0].prev is not None and rows[0].seq == 1 and existing.get(1, rows[0].id) == rows[0].id:
             # (Not from an event that conflicts with the stream's first: its claims are not the stream's.)
             self._chain(store, stream, rows[0].prev, result)
         if fresh:
             self._db._executemany(
                 "INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, stream, seq) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(store, stream, r.seq, r.id, r.type, r.time, r.event, now) for r in fresh])
             result.inserted = len(fresh)
             seqs = [r.seq for r in fresh]
@@ -203,6 +202,30 @@ class Tx:
             self._x("UPDATE stores SET conflicts = conflicts + ?, streams = streams + ? WHERE store = ?",
                     (len(result.conflicts), int(new_stream), store))
         return result
+
+    def _sort_out(self, store: str, rows: Sequence[EventRow], existing: dict[int, str], contiguous: int,
+                  result: IngestResult) -> list[EventRow]:
+        """The rows of a batch not held yet; the others are duplicates (and conflicts, when the id differs).
+
+        A seq at or below ``contiguous`` that the lookup did not find was held and purged since
+        (retention.py): a duplicate, never stored again nor a gap. Whether it was the same event
+        cannot be told any more; ``stores.resent_purged`` counts these.
+        """
+        fresh, purged = [], 0
+        for r in rows:
+            kept = existing.get(r.seq)
+            if kept is not None:
+                result.duplicates += 1
+                if kept != r.id:
+                    self._conflict(store, r, kept, result)
+            elif r.seq <= contiguous:
+                purged += 1
+            else:
+                fresh.append(r)
+        if purged:
+            result.duplicates += purged
+            self._x("UPDATE stores SET resent_purged = resent_purged + ? WHERE store = ?", (purged, store))
+        return fresh
 
     def _lock_store(self, store: str) -> None:
         """The store's row, created if new, and locked until the commit.
@@ -449,10 +472,14 @@ class HubDB(ABC):
                 if found == "1":
                     for stmt in self._v1_renames:
                         self._execute(stmt)
-                for stmt in SCHEMA:
+                self._events_aside()
+                for stmt in (*SCHEMA, *self._events_schema):
                     self._execute(stmt)
                 if not self._has_column("device_alerts", "stream"):  # made by schema 1: seq alone ordered
                     self._execute("ALTER TABLE device_alerts ADD COLUMN stream TEXT")
+                if not self._has_column("stores", "resent_purged"):  # made by schema 1 or 2
+                    self._execute("ALTER TABLE stores ADD COLUMN resent_purged BIGINT NOT NULL DEFAULT 0")
+                self._events_ready(tx)
                 if found == "1":
                     self._migrate_v1(tx.now)
                 self._execute("INSERT INTO hub_meta (key, value) VALUES ('schema_version', ?) "
@@ -463,6 +490,14 @@ class HubDB(ABC):
 
     def _has_column(self, table: str, column: str) -> bool:
         return any(r[1] == column for r in self._execute(f"PRAGMA table_info({table})").fetchall())
+
+    _events_schema: tuple[str, ...] = EVENTS_SQLITE
+
+    def _events_aside(self) -> None:
+        """Before the schema: move an ``events`` table of an older layout out of the way (PostgreSQL)."""
+
+    def _events_ready(self, tx: Tx) -> None:
+        """After the schema: what ``events`` needs before the first insert (PostgreSQL: its partitions)."""
 
     def _migrate_v1(self, now: str) -> None:
         """Version 1's events and gaps become the legacy stream "" of their store."""
@@ -572,7 +607,9 @@ class HubDB(ABC):
     def access_summaries(self, store: str) -> list[dict[str, Any]]:
         """The data of every ``retail.privacy.access_summary`` a store sent (sync/topics.py AccessSummary),
         oldest first: how often its clients read members' data, without any member."""
-        rows = self._query("SELECT event FROM events WHERE store = ? AND type = ?", (store, ACCESS_SUMMARY))
+        rows = self._query("SELECT event FROM events WHERE store = ? AND type = ? UNION ALL "
+                           "SELECT event FROM events_kept WHERE store = ? AND type = ?",  # what purges kept
+                           (store, ACCESS_SUMMARY, store, ACCESS_SUMMARY))
         return sorted((json.loads(r[0])["data"] for r in rows), key=lambda d: (d.get("first") or "", d.get("last") or ""))
 
     def streams(self, store: str) -> list[StreamRow]:
@@ -701,6 +738,26 @@ class PostgresHubDB(HubDB):
 
     def _connect(self) -> Any:
         return self._psycopg.connect(self.url, autocommit=True)
+
+    _events_schema = EVENTS_POSTGRES
+
+    def _events_aside(self) -> None:
+        """Version 2's unpartitioned ``events`` steps aside as ``events_v2``; ``_events_ready`` attaches it."""
+        row = self._execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('events')").fetchone()
+        if row is not None and row[0] == "r":
+            self._execute("ALTER TABLE events RENAME TO events_v2")
+            self._execute("ALTER INDEX IF EXISTS events_pkey RENAME TO events_v2_pkey")
+
+    def _events_ready(self, tx: Tx) -> None:
+        """Version 2's table becomes the partition of everything before tomorrow (no row is copied:
+        PostgreSQL checks the bound in one read and indexes it for the lookup); then today's
+        partition and the next days' are made (retention.py)."""
+        from sync.hub import retention  # retention.py builds on this module
+
+        now = datetime.fromisoformat(tx.now)
+        if self._execute("SELECT to_regclass('events_v2')").fetchone()[0] is not None:
+            retention.attach_old_events(tx, "events_v2", now)
+        retention.ensure_partitions(tx, now)
 
     def _has_column(self, table: str, column: str) -> bool:
         return bool(self._execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "

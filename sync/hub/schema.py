@@ -1,7 +1,8 @@
-"""The hub database's tables, in SQL both SQLite and PostgreSQL run.
+"""The hub database's tables, in SQL both SQLite and PostgreSQL run (``events`` apart: one per dialect).
 
 Ingest: ``events``, ``stores``, ``streams``, ``gaps``, ``conflicts``,
-``identity``, ``commands``, ``rejected`` (see db.py). Health console (sync/hub/console/): ``device_states`` (one row per
+``identity``, ``commands``, ``rejected`` (see db.py); retention:
+``events_kept``, ``purges`` (see retention.py). Health console (sync/hub/console/): ``device_states`` (one row per
 state a device entered, from the health snapshots: the 24-hour timeline),
 ``device_alerts`` (the last ``retail.device.alert`` per store, device and
 code, from the events stream) and ``alerts`` (what the hub's rules raised,
@@ -15,7 +16,11 @@ from sync.hub.fleet import desired_schema, enroll_schema, rollout_schema
 
 # 2: streams. Events, gaps and the ack are per (store, stream); version 1's
 # events and gaps become the legacy stream "" (db.py ``_migrate_v1``).
-SCHEMA_VERSION = "2"
+# 3: bounded storage (sync/hub/retention.py). ``events`` is partitioned by day on PostgreSQL
+# (version 2's table becomes its first partition, db.py ``_migrate_v2``); ``events_kept`` holds the
+# events a purge keeps for the hub's reports; ``purges`` logs each purge;
+# ``stores.resent_purged`` counts resends of events purged already.
+SCHEMA_VERSION = "3"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -32,7 +37,8 @@ SCHEMA = (
         last_event_at TEXT,
         status TEXT, status_version TEXT, status_since TEXT, status_at TEXT,
         health TEXT, health_at TEXT,
-        stream TEXT, live_stream TEXT, streams BIGINT NOT NULL DEFAULT 0)""",
+        stream TEXT, live_stream TEXT, streams BIGINT NOT NULL DEFAULT 0,
+        resent_purged BIGINT NOT NULL DEFAULT 0)""",
     # One row per run of a store's database. ``prev_stream``/``prev_seq``: the stream before
     # it and that stream's last seq, as its first event says; ``successor``/``end_seq``: the
     # same seen from the earlier stream. ``announced_at``: last named in a status;
@@ -44,10 +50,16 @@ SCHEMA = (
         prev_stream TEXT, prev_seq BIGINT, successor TEXT, end_seq BIGINT,
         announced_at TEXT, superseded_at TEXT,
         PRIMARY KEY (store, stream))""",
-    """CREATE TABLE IF NOT EXISTS events (
+    # ``events`` itself is made by EVENTS_SQLITE or EVENTS_POSTGRES below (the dialects differ).
+    # What a purge keeps of the events it removes: the types a report of the hub reads (retention.py KEEP_TYPES).
+    """CREATE TABLE IF NOT EXISTS events_kept (
         store TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
         time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL,
         PRIMARY KEY (store, stream, seq))""",
+    # One row per purge: the cutoff (events received before it left), how many left, how many were kept.
+    """CREATE TABLE IF NOT EXISTS purges (
+        at TEXT NOT NULL, cutoff TEXT NOT NULL, removed BIGINT NOT NULL, kept BIGINT NOT NULL,
+        partitions TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS gaps (
         store TEXT NOT NULL, stream TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
         opened_at TEXT NOT NULL, closed_at TEXT, reported INTEGER NOT NULL DEFAULT 0,
@@ -99,3 +111,23 @@ SCHEMA = (
     """CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (active_key)""",
     """CREATE INDEX IF NOT EXISTS alerts_store ON alerts (store, raised_at)""",
 ) + enroll_schema.TABLES + desired_schema.TABLES + rollout_schema.TABLES  # fleet operations (sync/hub/fleet/)
+
+_EVENT_COLUMNS = """store TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL,
+        type TEXT NOT NULL, time TEXT, event TEXT NOT NULL, received_at TEXT NOT NULL"""
+
+# SQLite: one table; the key is the dedupe's lookup and a last guard against a second copy.
+EVENTS_SQLITE = (
+    f"""CREATE TABLE IF NOT EXISTS events ({_EVENT_COLUMNS}, PRIMARY KEY (store, stream, seq))""",
+)
+
+# PostgreSQL: range partitions by the day the hub received an event (retention.py makes them ahead and
+# drops them whole). ``received_at`` is ISO-8601 UTC text; compared in the "C" collation its order is
+# time order, and a day's bounds are its date ('2026-12-07' <= '2026-12-07T...' < '2026-12-08'). A
+# unique key would have to include ``received_at``, so there is none: exactly-once is the ingest's
+# lookup under the store's row lock (db.py ``Tx.ingest``), and ``events_key`` serves that lookup.
+EVENTS_POSTGRES = (
+    f"""CREATE TABLE IF NOT EXISTS events ({_EVENT_COLUMNS}) PARTITION BY RANGE (received_at COLLATE "C")""",
+    """CREATE INDEX IF NOT EXISTS events_key ON events (store, stream, seq)""",
+    # Where an event goes when no day's partition covers it yet: an insert never fails for want of one.
+    """CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT""",
+)
