@@ -5,8 +5,9 @@ a bare file path, or ``postgresql://user@host/db`` (psycopg 3). Work happens
 in ``with db.transaction() as tx:`` blocks; the hub commits a whole group of
 batches in one of them and acknowledges nothing before the commit returns.
 
-Tables: ``events`` (primary key ``(store, stream, seq)``: a resend is a
-no-op), ``streams`` (per run of a store's database: ``contiguous``, the
+Tables: ``events`` (one row per ``(store, stream, seq)``: a resend is a
+no-op; partitioned by day on PostgreSQL and purged after a retention
+policy, see retention.py), ``streams`` (per run of a store's database: ``contiguous``, the
 acknowledged seq; ``high``, the highest seq held; its place in the chain of
 the store's streams), ``stores`` (per store: counters, the latest stream's
 figures, last status and health), ``gaps`` (holes below ``high``, closed
@@ -30,7 +31,10 @@ and ISO-8601 UTC times.
 Two workers may share one database. Each ingest takes the store's row lock
 first (SQLite: ``BEGIN IMMEDIATE`` locks the file; PostgreSQL: ``SELECT ...
 FOR UPDATE``, stores in sorted order so that two workers never deadlock), so
-a store's contiguous seq is computed by one transaction at a time.
+a store's contiguous seq is computed by one transaction at a time, and the
+lookup that dedupes a batch sees every event another worker committed for
+the store: exactly once rests on that lock, not on a unique key, which a
+table partitioned by time cannot have on ``(store, stream, seq)``.
 """
 
 from __future__ import annotations
