@@ -65,7 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM or SIGINT."""
     from edge_agent.daemon import run
 
+    from edge_agent import __version__, release
+
     data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
+    # Before the config: a release on trial that refuses it, or dies before the agent is up, is counted too.
+    if release.count_start(data_dir, __version__) is not None:
+        return release.EXIT_RESTART
     path = _config_path(args.config)
     cfg = _load(path)
     if cfg is None:

@@ -30,8 +30,11 @@ its own, reporting each step on ``edge/{store}/update/res``:
    file, and the agent stops as on SIGTERM with ``EXIT_RESTART`` (75) for
    systemd's ``Restart=on-failure`` to start the new release.
 
-At start (``boot``, the first thing ``Agent.start`` does), a release that
-was switched to counts its starts in the state file. Once the agent is up
+A release that was switched to counts its starts in the state file, first
+thing in ``edge-agent run`` (``count_start``, before the config is read: a
+release that refuses the store's devices.yaml or dies while the agent is
+built is counted too), or at ``boot`` (the first thing ``Agent.start``
+does) when the agent is started some other way. Once the agent is up
 (``start``, the last thing), its health
 (edge_agent/health.py ``assess``) must then stay ok for
 ``updates.healthy_after_s`` (``healthy``); not within ``GIVE_UP_FACTOR``
@@ -174,6 +177,82 @@ def point(link: Path, target: Path) -> None:
         os.close(fd)
 
 
+def read_state(home: Path) -> dict[str, Any]:
+    """``<data dir>/release/state.json``, {} when missing or unreadable."""
+    try:
+        data = json.loads((home / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(home: Path, state: dict[str, Any]) -> None:
+    """Write the state file whole (a new file fsynced, then renamed over the old one)."""
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = home / f".state.json.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, home / "state.json")
+
+
+def schema_on_disk(data_dir: Path) -> int:
+    """The store database's schema version on disk (0 when there is none yet)."""
+    path = data_dir / "store.db"
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def why_not_back(trial: dict[str, Any], data_dir: Path) -> str | None:
+    """Why the trial's previous release cannot be gone back to, None when it can."""
+    previous = Path(str(trial.get("previous_target") or ""))
+    if not (previous / "venv" / "bin" / "edge-agent").exists():
+        return f"no previous release at {previous} to go back to"
+    schema = schema_on_disk(data_dir)
+    if schema > int(trial.get("schema", schema)):
+        # The previous release would refuse the database this one migrated: going back would not start.
+        return (f"not rolled back: the store database was migrated to schema {schema}, which release "
+                f"{trial.get('previous')} (schema {trial.get('schema')}) cannot open")
+    return None
+
+
+def count_start(data_dir: Path, version: str) -> int | None:
+    """First thing in ``edge-agent run``: count a start of the release on trial (``version`` running).
+
+    Its third start goes back to the previous release here, before the config
+    is read (a release that refuses the store's devices.yaml, or dies while
+    the agent is built, never reaches ``boot``): EXIT_RESTART, for systemd to
+    start the previous release, which reports the rollback. None otherwise,
+    and when going back is not possible here (``boot`` then says why to the hub)."""
+    home = data_dir / "release"
+    state = read_state(home)
+    trial = state.get("trial")
+    if not isinstance(trial, dict) or trial.get("version") != version or trial.get("rolled_back"):
+        return None
+    trial["starts"] = int(trial.get("starts", 0)) + 1
+    trial["counted_by"] = os.getpid()  # boot() in this process does not count it again
+    link = Path(str(trial.get("link") or ""))
+    why = f"release {version} started {trial['starts'] - 1} times without becoming healthy"
+    if trial["starts"] <= MAX_STARTS or not trial.get("link") or why_not_back(trial, data_dir):
+        write_state(home, state)
+        return None
+    trial["rolled_back"], trial["reason"] = True, why
+    write_state(home, state)
+    point(link, Path(str(trial["previous_target"])))
+    print(f"edge-agent: update: {why}; switched {link} back to {trial['previous_target']} ({trial.get('previous')})",
+          file=sys.stderr, flush=True)
+    return EXIT_RESTART
+
+
 class Releases:
     """The agent's side of updates (see the module's docstring)."""
 
@@ -215,8 +294,9 @@ class Releases:
         trial = self.state.get("trial")
         if isinstance(trial, dict):
             if trial.get("version") == self.running and not trial.get("rolled_back"):
-                trial["starts"] = int(trial.get("starts", 0)) + 1
-                self._save()
+                if trial.get("counted_by") != os.getpid():  # not counted by count_start in this process
+                    trial["starts"] = int(trial.get("starts", 0)) + 1
+                    self._save()
                 if trial["starts"] > MAX_STARTS:
                     await self._roll_back(f"release {self.running} started {trial['starts'] - 1} times without "
                                           "becoming healthy", exit_now=True)
@@ -474,7 +554,7 @@ class Releases:
         v = desired.version
         self.state["trial"] = {"version": v, "previous": self.running, "previous_target": str(current),
                                "starts": 0, "schema": SCHEMA_VERSION, "rollout": desired.rollout, "by": desired.by,
-                               "at": utcnow().isoformat()}
+                               "at": utcnow().isoformat(), "link": str(self.config.current_link)}
         self.state["handled"]["state"] = "switching"
         self._save()
         try:
@@ -519,21 +599,11 @@ class Releases:
     async def _roll_back(self, why: str, exit_now: bool = False) -> None:
         trial = self.state["trial"]
         previous = Path(str(trial.get("previous_target") or ""))
-        if not (previous / "venv" / "bin" / "edge-agent").exists():
-            log.error("update: %s; the previous release %s is not there to go back to", why, previous)
+        cannot = why_not_back(trial, self.agent.data_dir)
+        if cannot is not None:
+            log.error("update: %s; %s", why, cannot)
             self.state["trial"] = None
-            self._result(self.running, str(trial.get("rollout", "")), "failed",
-                         f"{why}; no previous release at {previous} to go back to")
-            return
-        schema = self._schema()
-        if schema > int(trial.get("schema", schema)):
-            # The previous release would refuse the database this one migrated: going back would not start.
-            log.error("update: %s; not going back: the store database was migrated to schema %d, release %s "
-                      "knows %s", why, schema, trial.get("previous"), trial.get("schema"))
-            self.state["trial"] = None
-            self._result(self.running, str(trial.get("rollout", "")), "failed",
-                         f"{why}; not rolled back: the store database was migrated to schema {schema}, which release "
-                         f"{trial.get('previous')} (schema {trial.get('schema')}) cannot open")
+            self._result(self.running, str(trial.get("rollout", "")), "failed", f"{why}; {cannot}")
             return
         trial["rolled_back"], trial["reason"] = True, why
         self._save()
@@ -546,20 +616,6 @@ class Releases:
             self._exit_now(EXIT_RESTART)
             return
         await self._restart(None)
-
-    def _schema(self) -> int:
-        """The store database's schema version on disk (0 when there is none yet)."""
-        path = self.agent.data_dir / "store.db"
-        if not path.exists():
-            return 0
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                return int(conn.execute("PRAGMA user_version").fetchone()[0])
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return 0
 
     async def _restart(self, result: topics.UpdateResult | None) -> None:
         """Wait (bounded) for ``result`` to reach the broker, then stop as on SIGTERM with EXIT_RESTART."""
@@ -588,18 +644,8 @@ class Releases:
             link.publish(link.topics.update_res, result.wire())
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.dir / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_state(self.dir)
 
     def _save(self) -> None:
         self.state["last_result"] = self.last_result.model_dump(mode="json") if self.last_result else None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".state.json.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "state.json")
+        write_state(self.dir, self.state)

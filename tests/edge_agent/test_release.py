@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -336,3 +337,57 @@ def test_a_releases_dir_that_cannot_be_written_is_reported_failed_and_tried_agai
         assert rel.state["handled"] is None  # the same message, sent again, tries again
 
     run(tmp_path, [dict(HEARTBEAT)], None, body)
+
+
+def test_a_release_that_refuses_the_config_is_counted_and_its_third_start_goes_back(tmp_path):
+    # The new release dies before the agent is built (here: it refuses the store's devices.yaml), so boot()
+    # never runs: edge-agent run counts the start first thing, and the third goes back at once.
+    layout = Layout(tmp_path / "opt")
+    previous = layout.release("0.0.9")
+    layout.release(Agent.version)
+    layout.point(Agent.version)
+    data = tmp_path / "data"
+    (data / "release").mkdir(parents=True)
+    trial = on_trial(previous_target=str(previous), link=str(layout.link))
+    (data / "release" / "state.json").write_text(json.dumps({"trial": trial}))
+    bad = tmp_path / "devices.yaml"
+    bad.write_text("store:\n  id: store-rel\ndevices:\n  - id: p\n    kind: printer.nonesuch\n")
+
+    def start() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(bad),
+                               "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
+
+    def state() -> dict:
+        return json.loads((data / "release" / "state.json").read_text())["trial"]
+
+    for n in (1, 2):
+        done = start()
+        assert done.returncode == 2, done.stderr  # the config's problem, as edge-agent check says it
+        assert "devices.yaml:" in done.stderr
+        assert state()["starts"] == n and not state().get("rolled_back")
+        assert layout.current() == Agent.version
+    done = start()
+    assert done.returncode == release.EXIT_RESTART, done.stderr
+    assert layout.current() == "0.0.9"
+    t = state()
+    assert t["rolled_back"] is True and t["starts"] == 3
+    assert t["reason"] == f"release {Agent.version} started 2 times without becoming healthy"
+    assert "switched" in done.stderr and "devices.yaml" not in done.stderr  # gone back before reading it
+
+
+def test_count_start_leaves_a_rollback_it_cannot_do_to_the_agent(tmp_path):
+    # No previous release on disk: nothing to point at here; boot() then says why to the hub (failed).
+    layout = Layout(tmp_path / "opt")
+    layout.release(Agent.version)
+    layout.point(Agent.version)
+    data = tmp_path / "data"
+    (data / "release").mkdir(parents=True)
+    trial = on_trial(starts=2, previous_target=str(tmp_path / "gone"), link=str(layout.link))
+    (data / "release" / "state.json").write_text(json.dumps({"trial": trial}))
+    assert release.count_start(data, Agent.version) is None
+    saved = json.loads((data / "release" / "state.json").read_text())["trial"]
+    assert saved["starts"] == 3 and saved["counted_by"] == os.getpid() and not saved.get("rolled_back")
+    assert layout.current() == Agent.version
+    # Another release's trial, or none: nothing counted.
+    assert release.count_start(data, "0.0.1") is None
+    assert json.loads((data / "release" / "state.json").read_text())["trial"]["starts"] == 3
