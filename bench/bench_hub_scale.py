@@ -30,6 +30,13 @@ with Mosquitto, so the notes give the CPU each process used per event, and
 one row sets the two workers against the ceiling those cores put on any
 number of workers (CPUs divided by hub plus broker CPU per event): the
 ratio that ceiling leaves over one worker is the most this machine can show.
+
+Cost per event (``--cost`` alone, and part of every run): the hub's own CPU
+per event against a bare paho subscriber's that only parses the same
+messages (bench/hub_cost.py), on SQLite and on PostgreSQL (a throwaway
+server started as the tests start one), at one event per message and at the
+agent's batch size. Target: the hub within 1.25x of the bare subscriber at
+one event per message.
 """
 
 from __future__ import annotations
@@ -49,25 +56,29 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from common import (
     HubProcess,
+    arguments,
     Row,
     check_row,
     cpu_count,
     cpu_seconds,
     durable_tmpdir,
     failure_row,
+    is_check,
     machine,
     median,
     percentile,
     row,
     sale_data,
-    script_main,
+    report,
     spread,
 )
+from hub_cost import CostCase, Postgres, cost_round
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.store.db import uuid7
 from edge_agent.store.outbox import OutboxEvent
 from edge_core.bus import utcnow
+from sync.link import LinkSettings
 from sync.localbroker import LocalMosquitto
 from sync.topics import encode_event, hub_topic, join_batch
 
@@ -90,10 +101,13 @@ class Plan:
     backlog: int
     rounds: int
     generators: int = 2
+    cost_rounds: int = 3       # rounds of each cost case (the median counts)
+    cost_stores: int = 200     # one event per message: cost_stores × cost_per_store events
+    cost_per_store: int = 100
 
 
-DEFAULT = Plan(seconds=60, backlog=40, rounds=2)   # about 3.5 min on 2 cores
-QUICK = Plan(seconds=10, backlog=10, rounds=1)     # about 40 s
+DEFAULT = Plan(seconds=60, backlog=40, rounds=2)   # about 3.5 min on 2 cores, and about 4 min of cost rounds
+QUICK = Plan(seconds=10, backlog=10, rounds=1, cost_rounds=1, cost_stores=100, cost_per_store=50)
 
 
 def store_id(i: int) -> str:
@@ -589,5 +603,78 @@ def _ceiling_row(runs: list[Saturation], rate: dict[int, float]) -> Row:
                      f"is {ceiling / rate[1]:.2f}x"))
 
 
+# Cost per event ------------------------------------------------------------------------------
+
+BATCH_BACKLOG = 400   # a store's backlog in the batch rows: one message of the agent's (≤500 events, ≤256 KiB)
+COST_TARGET = 1.25    # the hub's CPU per event at most this many times the bare subscriber's
+
+
+def cost_cases(plan: Plan) -> list[CostCase]:
+    """SQLite and PostgreSQL, one event per message and the agent's batches, the same events in all."""
+    events = plan.cost_stores * plan.cost_per_store
+    batch = LinkSettings().batch_max_events
+    return [CostCase(db, plan.cost_stores, plan.cost_per_store, 1) for db in ("sqlite", "postgresql")] + [
+        CostCase(db, max(1, events // BATCH_BACKLOG), BATCH_BACKLOG, batch) for db in ("sqlite", "postgresql")]
+
+
+def measure_cost(plan: Plan) -> list[Row]:
+    """Each case ``plan.cost_rounds`` times, rounds of the cases interleaved; a row per case."""
+    where = machine()
+    cases = cost_cases(plan)
+    runs: dict[CostCase, list[Any]] = {c: [] for c in cases}
+    with durable_tmpdir("bench-hub-cost-") as tmp:
+        pg = Postgres(tmp / "pg").start()
+        try:
+            for r in range(plan.cost_rounds):
+                for i, case in enumerate(cases):
+                    runs[case].append(cost_round(tmp / f"cost-{i}-{r}", case, pg, seed=r))
+        finally:
+            pg.stop()
+    rows: list[Row] = []
+    for case, costs in runs.items():
+        rows += _cost_rows(case, costs, where)
+    return rows
+
+
+def _cost_rows(case: CostCase, costs: list[Any], where: str) -> list[Row]:
+    hub = [c.us(c.hub_cpu) for c in costs]
+    bare = [c.us(c.bare_cpu) for c in costs]
+    ratios = sorted(h / b for h, b in zip(hub, bare))
+    mid = costs[[h / b for h, b in zip(hub, bare)].index(ratios[len(ratios) // 2])]  # the median round
+    db = "SQLite" if case.db == "sqlite" else "PostgreSQL"
+    what = "1 event per message" if case.per_message == 1 else f"agent batches of {case.per_store}"
+    server = (f", PostgreSQL server {mid.us(mid.db_server_cpu):.0f} µs" if mid.db_server_cpu is not None else "")
+    note = (f"{case.events:,} events from {case.stores} stores in {mid.messages:,} messages at QoS 1, drained "
+            f"from a backlog; median round of {len(costs)} by ratio (ratios {', '.join(f'{x:.2f}' for x in ratios)}; "
+            f"hub {spread(hub)} µs, bare {spread(bare)} µs); beside it in that round: Mosquitto "
+            f"{mid.us(mid.hub_broker_cpu):.0f} µs with the hub, {mid.us(mid.bare_broker_cpu):.0f} µs with the bare "
+            f"subscriber{server}; hub drain {case.events / mid.hub_s:,.0f} events/s, bare "
+            f"{case.events / mid.bare_s:,.0f}/s; {where}")
+    out = [row(BENCH, f"hub CPU per event, {db}, {what}", mid.us(mid.hub_cpu), "µs",
+               "bare paho subscriber (json.loads only)", mid.us(mid.bare_cpu), higher_is_better=False,
+               min_ratio=1 / COST_TARGET if case.per_message == 1 else None, note=note)]
+    for i, c in enumerate(costs):
+        check = (f"{c.held_ok_stores} of {case.stores} stores hold seq 1..{case.per_store}, {c.rows:,} rows, "
+                 f"{c.open_gaps} open gaps, {c.acked_stores} stores acknowledged to the end")
+        if c.error or c.held_ok_stores != case.stores or c.rows != case.events or c.open_gaps or \
+                c.acked_stores != case.stores:
+            out.append(failure_row(BENCH, f"cost {db}, {what}, round {i + 1}: zero loss", c.held_ok_stores,
+                                   case.stores, "stores", f"{c.error or ''} {check}".strip()))
+        elif i == 0:
+            out.append(check_row(BENCH, f"cost {db}, {what}: zero loss, every store acknowledged", c.rows,
+                                 case.events, "events", check + f" (each of {len(costs)} rounds)"))
+    return out
+
+
+def main() -> int:
+    """The whole run, or with ``--cost`` only the cost rows; exit 1 if a correctness check failed."""
+    args = arguments(__doc__.splitlines()[0], lambda p: p.add_argument(
+        "--cost", action="store_true", help="only the hub's CPU per event against a bare subscriber"))
+    plan = QUICK if args.quick else DEFAULT
+    rows = measure_cost(plan) if args.cost else measure(plan) + measure_cost(plan)
+    report(rows, args)
+    return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
+
+
 if __name__ == "__main__":
-    sys.exit(script_main(__doc__, measure, QUICK, DEFAULT))
+    sys.exit(main())
