@@ -26,6 +26,9 @@ dir has less than ``health.min_free_mb`` free (``disk_low``), the hub out of
 reach or silent for over ``HUB_GRACE_S``, a kiosk's call for help untaken
 past ``assist.alert_after_s`` (``assist_unanswered``, the kiosk its subject). A config file edited
 here after the hub's version was applied is ``config_drift``, a warning that leaves the status ``ok``;
+a certificate of the store's own (``hub.cert_file``, ``api.tls.cert_file``) within ``CERT_WARN_DAYS`` of
+its end is ``cert_expiring``, a warning too, and past it ``cert_expired`` (the broker or the kiosks then
+refuse it);
 ``config`` says the version in force (edge_agent/config_apply.py). For the snapshot it also lists the
 open alerts, worst first, at most ``SNAPSHOT_ALERTS``: the hub judges its
 device-alert rules by them.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import shutil
 import time
@@ -60,11 +64,14 @@ LABEL_CODES = frozenset(_LABEL_CODES.values())
 REASON_CODES = frozenset({"store_not_writing", "device_offline", "device_error", "labels_non_compliant",
                           "print_jobs_failed", "printer_attention", "hub_offline", "hub_not_acknowledging",
                           "hub_ack_invalid", "hub_publish_refused", "mqtt_session_taken_over",
-                          "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered", "config_drift"})
+                          "duplicate_store", "outbox_unreadable", "disk_low", "assist_unanswered", "config_drift",
+                          "cert_expiring", "cert_expired"})
 # Reasons that are said but leave the status ``ok``: someone should look, nothing is failing. A kiosk's
 # unanswered call for help is the shop floor's, not the system's: it must not roll a release back on trial
 # (edge_agent/release.py waits for ``ok``) nor halt a rollout at the hub (its alert still goes up).
-WARNING_CODES = frozenset({"config_drift", "assist_unanswered"})
+WARNING_CODES = frozenset({"config_drift", "assist_unanswered", "cert_expiring"})
+# Days before a certificate's end from which health says so (enrolled certificates last 397 days).
+CERT_WARN_DAYS = 30
 # The hub link may be down, or the hub silent, this long before the store says so: a broker
 # restart or a hub upgrade takes seconds (``hub`` says "offline" at once), and the store sells
 # offline by design; past it, someone should look.
@@ -245,6 +252,55 @@ async def _disk_reasons(agent: "Agent") -> list[dict[str, Any]]:
                     "health.min_free_mb: sales will soon fail to write; free space on that disk", "store")]
 
 
+def cert_reasons(agent: "Agent", now: datetime | None = None) -> list[dict[str, Any]]:
+    """``cert_expiring`` within CERT_WARN_DAYS of a certificate's end, ``cert_expired`` past it; the files
+    are read again only when they change."""
+    now = now or utcnow()
+    tls = agent.config.api.tls
+    reasons = []
+    for subject, path, use in (("hub", agent.config.hub.cert_file, "the MQTT client certificate"),
+                               ("api", tls.cert_file if tls else None, "the local API's certificate")):
+        if path is None:
+            continue
+        not_after = _not_after(str(path))
+        if not_after is None:
+            continue
+        left = not_after - now
+        renew = ("; renew it: a new code from the hub (edge-hub enroll-code), then edge-agent enroll --force"
+                 if subject == "hub" else "; replace it (edge-agent enroll --force renews both)")
+        if left.total_seconds() <= 0:
+            reasons.append(_reason("cert_expired", f"{use} {path} expired on {not_after:%Y-%m-%d}{renew}", subject))
+        elif left.days < CERT_WARN_DAYS:
+            reasons.append(_reason("cert_expiring", f"{use} {path} expires on {not_after:%Y-%m-%d}, in "
+                                   f"{left.days} {_plural(left.days, 'day')}{renew}", subject))
+    return reasons
+
+
+_NOT_AFTER: dict[str, tuple[tuple[int, int], datetime | None]] = {}
+
+
+def _not_after(path: str) -> datetime | None:
+    """The end of the first certificate in the PEM file at ``path``; None when it cannot be read (the link or
+    the server says so when it loads it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    cached = _NOT_AFTER.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as f:
+            value: datetime | None = x509.load_pem_x509_certificate(f.read(1 << 20)).not_valid_after_utc
+    except (OSError, ValueError):
+        value = None
+    _NOT_AFTER[path] = (key, value)
+    return value
+
+
 async def assess(agent: "Agent") -> dict[str, Any]:
     """``status``, ``reasons``, ``labels`` and ``printing``: what ``GET /v1/health`` and the hub's snapshot share."""
     reasons: list[dict[str, Any]] = []
@@ -277,6 +333,7 @@ async def assess(agent: "Agent") -> dict[str, Any]:
                                f"{request.created_at.isoformat(timespec='seconds')} and nobody has taken it "
                                f"({agent.assist.on_duty} associate(s) on duty); GET /v1/assist lists the calls",
                                request.station))
+    reasons += cert_reasons(agent)
     config = agent.configs.status()
     if config["drift"]:
         reasons.append(_reason("config_drift", f"the config file was changed here after hub version "

@@ -292,6 +292,8 @@ REASON_WORDS = {
     "outbox_unreadable": "store cannot send its outbox",
     "duplicate_store": "two agents run as this store",
     "hub_offline": "store not connected to the hub",
+    "cert_expiring": "a certificate of the store ends soon",
+    "cert_expired": "a certificate of the store has ended",
 }
 
 
