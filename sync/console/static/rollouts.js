@@ -72,7 +72,7 @@ function wavesHTML(r) {
 
 function storeLine(r, x) {
   const bad = WORSE.has(x.state) || x.health === 'degraded' || x.presence === 'offline';
-  return `<tr data-store="${esc(x.store)}"${bad ? ' class="bad-row"' : ''}><td class="n">${x.wave}</td>`
+  return `<tr data-store="${esc(x.store)}"${bad ? ' class="bad-row"' : ''}><td>${x.wave}</td>`
     + `<td><a href="#/store/${encodeURIComponent(x.store)}">${esc(x.store)}</a></td>`
     + `<td>${esc(x.asked || '–')}${x.asked && x.asked !== r.version ? ' <span class="muted small">(back)</span>' : ''}</td>`
     + `<td class="${WORSE.has(x.state) ? 'bad' : ''}">${esc((x.state || '–').replace(/_/g, ' '))}</td>`
@@ -94,7 +94,9 @@ function rolloutHTML(r, i) {
   const { done, total } = progress(r);
   const pct = total ? Math.round((done / total) * 100) : 0;
   const open = i === 0 ? !st.shut.has(r.id) : st.opened.has(r.id);
-  return `<div class="card rollout${state === 'rolled back' || state === 'halted' ? ' bad-card' : ''}" data-id="${esc(r.id)}" `
+  // Rolled back: its release made a store worse, or staff thought it would. Halted by hand: waiting for staff.
+  const tone = r.rolled_back_at ? 'bad' : r.state === 'halted' ? 'warn' : '';
+  return `<div class="card rollout${tone ? ` ${tone}-card` : ''}" data-id="${esc(r.id)}" `
     + `data-state="${esc(state)}">`
     + `<div class="ro-head"><h2>${esc(r.version)}</h2> <span class="state ro-${esc(state.replace(' ', '-'))}">${esc(state)}</span>`
     + ` <code class="muted">${esc(r.id)}</code>`
@@ -103,7 +105,7 @@ function rolloutHTML(r, i) {
     + `<div class="ro-progress"><div class="bar"><div style="width:${pct}%"></div></div>`
     + `<span class="ro-count"><b>${num(done)}</b> of ${plural(total, 'store')} updated</span>`
     + `${r.state === 'running' ? ` <span class="muted">· wave ${r.wave} of ${r.waves.length}</span>` : ''}</div>`
-    + (r.reason ? `<p class="ro-reason${r.rolled_back_at || r.state === 'halted' ? ' bad' : ''}">${esc(r.reason)}</p>` : '')
+    + (r.reason ? `<p class="ro-reason${tone ? ` ${tone}` : ''}">${esc(r.reason)}</p>` : '')
     + `<div class="waves">${wavesHTML(r)}</div>`
     + `<details class="ro-stores"${open ? ' open' : ''}><summary>Stores (${num(total)})</summary>`
     + `<table class="grid small"><thead><tr><th>Wave</th><th>Store</th><th>Asked</th><th>Its word</th><th>Runs</th>`

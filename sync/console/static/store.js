@@ -192,13 +192,17 @@ function configCard(c, desired) {
     lines.push(`<span id="cfg-desired">hub's newest: <b>${desired.desired != null ? `version ${esc(desired.desired)}` : 'none'}</b>`
       + `${ahead ? ' <span class="bad">not in force</span>' : ''}</span>`);
     if (desired.answered != null && desired.state) {
-      lines.push(`<span id="cfg-answer">version ${esc(desired.answered)}: ${esc(desired.state.replace(/_/g, ' '))}`
+      const worse = desired.state === 'refused' || desired.state === 'rolled_back';
+      lines.push(`<span id="cfg-answer">version ${esc(desired.answered)}: `
+        + `<span class="${worse ? 'bad' : ''}">${esc(desired.state.replace(/_/g, ' '))}</span>`
         + `${desired.reason ? ` — ${esc(desired.reason)}` : ''}</span>`);
     }
     if (desired.errors && desired.errors.length && desired.state === 'refused') {
       lines.push(`<ul class="reasons">${desired.errors.map((e) => `<li>${esc(e)}</li>`).join('')}</ul>`);
     }
-    for (const r of desired.rolled_back || []) {
+    // Earlier versions it rolled back (the latest answer, said just above, is not repeated).
+    const said = (r) => r.version === desired.answered && desired.state === 'rolled_back';
+    for (const r of (desired.rolled_back || []).filter((x) => !said(x))) {
       lines.push(`<span class="small">version ${esc(r.version)} rolled back: ${esc(r.reason || '?')}</span>`);
     }
   }
