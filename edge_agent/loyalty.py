@@ -61,6 +61,18 @@ def floor_int(value: Decimal) -> int:
     return int(value.to_integral_value(ROUND_FLOOR))
 
 
+def refund_between(paid: Decimal, before: Decimal, after: Decimal, whole: Decimal) -> Decimal:
+    """The money a return gives back: the sale's ``paid`` share of its lines' value ``whole`` up to ``after``
+    (returned with this return) less the share up to ``before`` (returned already), each rounded to the cent,
+    so that a sale returned in parts refunds exactly what was paid. ``whole`` > 0."""
+    return money(share(paid, after, whole)) - money(share(paid, before, whole))
+
+
+def points_between(points: int, before: Decimal, after: Decimal, whole: Decimal) -> int:
+    """The same share of a sale's ``points`` (earned: reversed; redeemed: restored), in whole points."""
+    return floor_int(share(points, after, whole)) - floor_int(share(points, before, whole))
+
+
 @dataclass(frozen=True, slots=True)
 class Balance:
     """A member's points as the store sees them now."""

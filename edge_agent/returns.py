@@ -211,9 +211,9 @@ def _of_sale(tx: Tx, body: ReturnIn, ref: str, client: str, store_id: str, finge
     paid = Decimal(sale["total"])
     refund = reversed_ = restored = 0
     if whole > 0:
-        refund = loyalty.money(loyalty.share(paid, after, whole)) - loyalty.money(loyalty.share(paid, before, whole))
-        reversed_ = _points_share(sale["points_earned"], before, after, whole)
-        restored = _points_share(sale["points_redeemed"], before, after, whole)
+        refund = loyalty.refund_between(paid, before, after, whole)
+        reversed_ = loyalty.points_between(sale["points_earned"], before, after, whole)
+        restored = loyalty.points_between(sale["points_redeemed"], before, after, whole)
     member = sale.get("member_id")
     if member:
         loyalty.reverse(tx.conn, member, reversed_, stored["created_at"])
@@ -231,10 +231,6 @@ def _of_sale(tx: Tx, body: ReturnIn, ref: str, client: str, store_id: str, finge
 def _alias(pseudonym: str | None) -> dict[str, str]:
     """``member_pseudonym`` for a return of a swept sale or order; nothing otherwise (the event keeps its shape)."""
     return {"member_pseudonym": pseudonym} if pseudonym else {}
-
-
-def _points_share(points: int, before: Decimal, after: Decimal, whole: Decimal) -> int:
-    return loyalty.floor_int(loyalty.share(points, after, whole)) - loyalty.floor_int(loyalty.share(points, before, whole))
 
 
 def _of_order(tx: Tx, body: ReturnIn, order_id: str, client: str, store_id: str, fingerprint: bytes,

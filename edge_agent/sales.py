@@ -264,16 +264,10 @@ def _one_back(event: dict[str, Any], whole: Decimal, before: Decimal, price: Dec
     if price is None:
         return {"refund_unit": None, "points_restored_unit": None, "points_reversed_unit": None}
     after = before + price
-    paid = Decimal(event["total"])
-
-    def points(total: int) -> int:
-        return (loyalty.floor_int(loyalty.share(total, after, whole))
-                - loyalty.floor_int(loyalty.share(total, before, whole)))
-
-    refund = loyalty.money(loyalty.share(paid, after, whole)) - loyalty.money(loyalty.share(paid, before, whole))
+    refund = loyalty.refund_between(Decimal(event["total"]), before, after, whole)
     return {"refund_unit": str(refund.quantize(loyalty.CENT)),
-            "points_restored_unit": points(event.get("points_redeemed") or 0),
-            "points_reversed_unit": points(event.get("points_earned") or 0)}
+            "points_restored_unit": loyalty.points_between(event.get("points_redeemed") or 0, before, after, whole),
+            "points_reversed_unit": loyalty.points_between(event.get("points_earned") or 0, before, after, whole)}
 
 
 def lookup(conn: sqlite3.Connection, sale_id: uuid.UUID | None, ref: str = "") -> dict[str, Any]:
