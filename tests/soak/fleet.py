@@ -48,6 +48,7 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,15 @@ class Fleet:
         self.dir = day.rig.run_dir / "fleet"
         self.in_force: dict = {}      # the config of the version in force, as the hub last saw it applied
         self.version = 0              # that version (0: the store's own file, never pushed)
+        self.pushed = 0.0             # monotonic time the last push command started
 
     # The hub's tools ---------------------------------------------------------------
 
     def push(self, text: str, what: str) -> int | None:
-        """``edge-hub config push STORE FILE``; the version it stored, or None (a violation) if it failed."""
+        """``edge-hub config push STORE FILE``; the version it stored, or None (a violation) if it failed.
+        ``pushed`` is when the command started: the store may answer before it has returned."""
         d = self.day
+        self.pushed = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"push-{len(list(self.dir.glob('push-*.yaml'))) + 1}.yaml"
         path.write_text(text)
@@ -144,9 +148,10 @@ class Fleet:
     # Checks --------------------------------------------------------------------------
 
     def until(self, what: str, probe: Callable[[], Any], holds: Callable[[Any], bool], within: float,
-              **ids: Any) -> tuple[bool, float]:
-        """Poll ``probe`` until ``holds`` (a FLEET check); (held, seconds it took)."""
-        started = time.monotonic()
+              since: float | None = None, **ids: Any) -> tuple[bool, float]:
+        """Poll ``probe`` until ``holds`` (a FLEET check), ``within`` s of ``since`` (monotonic; default
+        now); (held, seconds it took)."""
+        started = time.monotonic() if since is None else since
         last: Any = None
         while True:
             try:
@@ -165,18 +170,18 @@ class Fleet:
                              **ids)
         return False, time.monotonic() - started
 
-    def in_force_at_hub(self, version: int, **ids: Any) -> tuple[bool, float]:
+    def in_force_at_hub(self, version: int) -> tuple[bool, float]:
         """The store's answer on ``version`` says applied with it in force, and so does ``config status``."""
         ok, took = self.until(f"version {version}: the store's answer at the hub says applied, in force",
                               lambda: self.answer(version),
                               lambda a: bool(a) and a["state"] == "applied" and a["in_force"] == version,
-                              IN_FORCE_WITHIN, version=version, **ids)
+                              IN_FORCE_WITHIN, since=self.pushed, version=version)
         self.until(f"version {version}: edge-hub config status shows it in force, no drift", self.status,
                    lambda s: s is not None and s.in_force == version and s.drift is False, IN_FORCE_WITHIN,
-                   version=version, **ids)
+                   version=version)
         return ok, took
 
-    def took(self, version: int, config: dict) -> None:
+    def keep(self, version: int, config: dict) -> None:
         """``version`` is in force: later pushes build on it, and an agent restart writes its bytes."""
         self.version, self.in_force = version, copy.deepcopy(config)
         self.day.rig.agent.config = copy.deepcopy(config)
@@ -199,7 +204,7 @@ class Fleet:
             return
         ok, took = self.in_force_at_hub(version)
         if ok:
-            self.took(version, config)
+            self.keep(version, config)
         self.outcome(f"v{version} the store's own file adopted: {'in force' if ok else 'NOT in force'} "
                      f"at the hub after {took:.1f} s")
 
@@ -224,7 +229,7 @@ class Fleet:
         if version is None:
             return
         ids = {"version": version}
-        ok, took = self.in_force_at_hub(version, **ids)
+        ok, took = self.in_force_at_hub(version)
         online, _ = self.until(f"version {version}: {NEW_PRINTER} online at the agent",
                                lambda: self.devices().get(NEW_PRINTER, {}).get("state"), lambda s: s in _WELL,
                                IN_FORCE_WITHIN, **ids)
@@ -242,7 +247,7 @@ class Fleet:
         d.checks.check(rows.FLEET, not restarted, f"version {version}: no device whose config did not change "
                        "restarted", [], restarted, **ids)
         if ok:
-            self.took(version, new)
+            self.keep(version, new)
         self.outcome(f"v{version} {what}: {'in force' if ok else 'NOT in force'} at the hub after {took:.1f} s, "
                      f"{NEW_PRINTER} {'online' if online else 'NOT online'}, "
                      f"{len(restarted)} other devices restarted")
@@ -263,7 +268,7 @@ class Fleet:
         ids = {"version": version}
         ok, took = self.until(f"version {version}: refused, its errors name {where}", lambda: self.answer(version),
                               lambda a: bool(a) and a["state"] == "refused" and where in a["errors"]
-                              and a["in_force"] == self.version, IN_FORCE_WITHIN, **ids)
+                              and a["in_force"] == self.version, IN_FORCE_WITHIN, since=self.pushed, **ids)
         shown = self.status_text()
         d.checks.check(rows.FLEET, "refused" in shown and where in shown and TYPO_KIND in shown,
                        f"version {version}: edge-hub config status shows it refused with {where}", where,
@@ -290,7 +295,7 @@ class Fleet:
             version = self.push(as_yaml(bad), f"{DEAD_DEVICE} at a port nothing listens on")
             if version is None:
                 return
-            pushed = time.monotonic()
+            pushed = self.pushed
             ids = {"version": version, "device": DEAD_DEVICE}
             named: list[float] = []
 
@@ -302,7 +307,8 @@ class Fleet:
 
             ok, took = self.until(f"version {version}: rolled back by itself within rollback_after_s + "
                                   f"{ROLLBACK_MARGIN:g} s", rolled,
-                                  lambda a: bool(a) and a["state"] == "rolled_back", window + ROLLBACK_MARGIN, **ids)
+                                  lambda a: bool(a) and a["state"] == "rolled_back", window + ROLLBACK_MARGIN,
+                                  since=self.pushed, **ids)
         finally:
             d.outages.end("fleet-bad-version")
         d.checks.check(rows.FLEET, bool(named), f"version {version}: /v1/health degraded naming {DEAD_DEVICE} "
@@ -342,7 +348,7 @@ class Fleet:
         d.checks.check(rows.FLEET, self.file() == as_yaml(self.in_force), f"version {version}: the store PC's file "
                        "is the hub's version again", "equal", "differs", version=version)
         if ended:
-            self.took(version, self.in_force)
+            self.keep(version, self.in_force)
         self.outcome(f"hand edit on the store PC: drift {'seen' if ok else 'NOT seen'} at the hub after "
                      f"{took:.1f} s; v{version} pushed: drift {'ended' if ended else 'NOT ended'}")
 
@@ -365,7 +371,7 @@ class Fleet:
 
 def _restarted(before: dict[str, dict], after: dict[str, dict], conns_before: dict[str, int],
                conns_after: dict[str, int]) -> list[str]:
-    """Devices of ``before`` (none changed by the version) that restarted, each with how it shows: its
+    """Devices of ``before`` (none changed by the version) that restarted, each with how it shows: all its
     counters fell back (a new driver counts from 0), its printer emulator saw a new connection, or it was
     online before and after with another ``since`` (printers go busy and back: their ``since`` moves)."""
     out = []
@@ -374,9 +380,11 @@ def _restarted(before: dict[str, dict], after: dict[str, dict], conns_before: di
         if new is None:
             out.append(f"{dev_id}: gone")
             continue
-        fell = [k for k, v in old["counters"].items() if new["counters"].get(k, 0) < v]
-        if fell:
-            out.append(f"{dev_id}: counters {fell} fell back (a new driver)")
+        # Every counter a new driver has starts from 0; some are gauges (labels_non_compliant) that fall on
+        # their own, so a restart is every counter that had counted now lower.
+        counted = {k: v for k, v in old["counters"].items() if v > 0}
+        if counted and all(new["counters"].get(k, 0) < v for k, v in counted.items()):
+            out.append(f"{dev_id}: counters {counted} now {new['counters']} (a new driver)")
         elif old["state"] == new["state"] == "online" and old["since"] != new["since"] \
                 and old["kind"] != "printer.escpos":
             out.append(f"{dev_id}: online since {old['since']}, now since {new['since']}")
@@ -398,7 +406,12 @@ OPERATIONS: dict[str, Callable[[Fleet], None]] = {
 def _step(name: str, operation: Callable[[Fleet], None]) -> Callable[[Day, float], None]:
     def run(day: Day, hold: float) -> None:
         day.ledger.did(name)
-        operation(day.fleet)
+        try:
+            operation(day.fleet)
+        except Exception as err:  # the soak's own bug or an answer it could not read: a violation, the day goes on
+            day.checks.fail(rows.FLEET, f"{name}: the operation runs to its end", "no exception",
+                            f"{type(err).__name__}: {err}"[:300], traceback=traceback.format_exc()[-1500:])
+            day.fleet.outcome(f"{name}: stopped by {type(err).__name__}: {err}"[:200])
     return run
 
 
