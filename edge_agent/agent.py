@@ -14,6 +14,7 @@ from drivers.mirror.recorder import TryOnRecorder
 from drivers.printer.spool import SPOOL
 from drivers.registry import drivers
 from edge_agent import __version__
+from edge_agent import config_path as default_config_path
 from edge_agent.assist import Desk
 from edge_agent.bus import EventBus
 from edge_agent.config import AgentConfig, Role
@@ -41,7 +42,6 @@ from sync.link import HubLink, LinkSettings
 log = logging.getLogger(__name__)
 
 # Where ``edge-agent run`` reads devices.yaml when neither --config nor EDGE_CONFIG says (edge_agent/cli.py).
-DEFAULT_CONFIG = "/etc/edge-agent/devices.yaml"
 
 
 class Agent:
@@ -99,7 +99,7 @@ class Agent:
         self.downlink.link = self.link  # for the hub's resend_from and status commands
         # devices.yaml from the hub: checked, written, applied live or by a restart, rolled back by itself.
         # The file is the one ``edge-agent run`` read: --config, else EDGE_CONFIG, else the default.
-        self.configs = ConfigApply(self, config_path or Path(os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG))
+        self.configs = ConfigApply(self, config_path or default_config_path())
         # Releases the hub names: verified, installed beside this one, switched to, rolled back by themselves.
         self.releases = Releases(self, config.updates)
 

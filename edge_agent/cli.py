@@ -15,14 +15,10 @@ from typing import Any
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent import DEFAULT_CONFIG, config_path
 from edge_core.errors import ConfigError
 
-DEFAULT_CONFIG = "/etc/edge-agent/devices.yaml"
 DEFAULT_DATA_DIR = "/var/lib/edge-agent"
-
-
-def _config_path(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("EDGE_CONFIG") or DEFAULT_CONFIG)
 
 
 def _load(path: Path):  # -> AgentConfig | None, without importing the config module at start-up
@@ -41,7 +37,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config without touching hardware: exit 0, or 2 with one line per problem."""
     from edge_agent import config
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     try:
         cfg = config.load(path)
     except ConfigError as err:
@@ -71,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Before the config: a release on trial that refuses it, or dies before the agent is up, is counted too.
     if release.count_start(data_dir, __version__) is not None:
         return release.EXIT_RESTART
-    path = _config_path(args.config)
+    path = config_path(args.config)
     cfg = _load(path)
     if cfg is None:
         return 2
@@ -256,7 +252,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from edge_agent.store.link_outbox import StoreOutbox, hub_settings
     from sync.link import HubLink
 
-    cfg = _load(_config_path(args.config))
+    cfg = _load(config_path(args.config))
     if cfg is None:
         return 2
     data_dir = Path(args.data_dir)
@@ -315,10 +311,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         print("edge-agent enroll: give --code CODE (or $EDGE_ENROLL_CODE), as `edge-hub enroll-code` printed it",
               file=sys.stderr)
         return 2
-    config_path = _config_path(args.config)
+    target = config_path(args.config)
     data_dir = Path(args.data_dir or os.environ.get("EDGE_DATA_DIR") or DEFAULT_DATA_DIR)
     try:
-        done = enroll(args.hub, code, config_path, data_dir, cafile=args.cafile, store=args.store, force=args.force,
+        done = enroll(args.hub, code, target, data_dir, cafile=args.cafile, store=args.store, force=args.force,
                       hostname=args.hostname, addresses=args.address)
     except EnrollFailed as err:
         print(f"edge-agent enroll: {err}", file=sys.stderr)
