@@ -1,7 +1,7 @@
 """The hub console's fleet operations over HTTP: staff halt, resume and roll back a rollout (``POST
 /api/rollouts/{id}/...``, each kept in ``rollout_actions`` with the staff member's name), a store's detail
-carries the hub's desired devices.yaml version and the store's word on it, and the fleet says since when a
-store's config drifted.
+carries the hub's desired devices.yaml version and the store's word on it, the fleet has every store's (and says
+since when a store's config drifted).
 
 ``edge-hub run --http`` as a process on SQLite with a real Mosquitto; the rollout is planned on the same
 database before the hub starts (the stores' status and health as the hub keeps them), httpx is the page.
@@ -137,6 +137,11 @@ def test_a_stores_detail_has_the_hubs_desired_config_and_the_fleet_its_drift(hub
     assert fleet["store-03"]["config"]["drift"] is True
     assert fleet["store-03"]["config"]["drift_since"]  # a restarted hub: the stored snapshot's time at the latest
     assert fleet["store-01"]["config"]["drift_since"] is None
+    # The hub's side of each store's devices.yaml, which no snapshot carries: with the fleet, and alone.
+    configs = {"store-02": {"desired": 2, "answered": 2, "state": "refused"}}
+    assert api.get("/api/fleet").json()["configs"] == configs
+    assert api.get("/api/configs").json()["configs"] == configs
+    assert httpx.get(f"{api.base_url}/api/configs").status_code == 401
 
 
 def test_the_fleet_remembers_when_drift_was_first_seen_and_forgets_it_once_undone() -> None:

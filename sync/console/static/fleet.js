@@ -47,25 +47,44 @@ function clockCell(off) {
   return `<span class="${Math.abs(off) > 5 ? 'bad' : ''}">${off > 0 ? '+' : ''}${num(off, 1)} s</span>`;
 }
 
-// The states of a store's devices.yaml in force (sync/console/facts.py CONFIG_STATES) other than "applied", in words.
+// The states of a store's devices.yaml (sync/console/facts.py CONFIG_STATES) other than "applied", in words.
 const CONFIG_STATES = { refused: 'refused', rolled_back: 'rolled back', restart_required: 'restart pending' };
 
 /** The config's state in words when it is not plain "applied", else ''. */
 export const configState = (c) => (c && c.state && c.state !== 'applied' ? CONFIG_STATES[c.state] || c.state : '');
 
-/** A config drifted or not applied as sent: something for staff to look at. */
-export const configTrouble = (c) => Boolean(c && (c.drift || configState(c)));
-
 /** "v3", "own file" (version 0: the store's own devices.yaml, never sent by the hub). */
 export const configVersion = (c) => (c.version == null ? '?' : c.version === 0 ? 'own file' : `v${c.version}`);
 
-function configCell(c) {
-  if (!c) return '<span class="muted" title="this agent does not report its config">–</span>';
-  const state = configState(c);
-  return `<span class="cfg-version">${esc(configVersion(c))}</span>`
-    + (c.drift ? ` <span class="state drift" title="${esc(`the file was edited at the store${c.drift_since
+/**
+ * The hub's newest version of a store's devices.yaml when the store does not run it (``h``: the hub's side, from
+ * GET /api/fleet's ``configs``): its state as the store answered ("refused", "rolled back", "restart pending"), or
+ * "pending" before any answer. Null when the store runs it, said it applied it, or the hub pushed none.
+ */
+export function hubConfig(c, h) {
+  if (!h || h.desired == null || (c && c.version === h.desired)) return null;
+  if (h.answered !== h.desired || !h.state) return { version: h.desired, state: 'pending', word: 'pending' };
+  if (h.state === 'applied') return null; // the next snapshot names it
+  return { version: h.desired, state: h.state, word: CONFIG_STATES[h.state] || h.state };
+}
+
+/** A config drifted, or not applied as sent (pending is on its way: not a problem). */
+export function configTrouble(c, h) {
+  const hub = hubConfig(c, h);
+  return Boolean((c && (c.drift || configState(c))) || (hub && hub.state !== 'pending'));
+}
+
+function configCell(c, h) {
+  const hub = hubConfig(c, h);
+  if (!c && !hub) return '<span class="muted" title="this agent does not report its config">–</span>';
+  // The hub's word names the version it is about; else the state of the version in force.
+  const state = hub ? '' : configState(c);
+  return (c ? `<span class="cfg-version">${esc(configVersion(c))}</span>` : '<span class="muted">?</span>')
+    + (c && c.drift ? ` <span class="state drift" title="${esc(`the file was edited at the store${c.drift_since
       ? `; seen since ${c.drift_since}` : ''}`)}">drift</span>` : '')
-    + (state ? ` <span class="state cfg-${esc(c.state)}">${esc(state)}</span>` : '');
+    + (state ? ` <span class="state cfg-${esc(c.state)}">${esc(state)}</span>` : '')
+    + (hub ? ` <span class="state cfg-${esc(hub.state)}" title="the hub's newest version">v${esc(hub.version)} `
+      + `${esc(hub.word)}</span>` : '');
 }
 
 function alertsCell(a) {
@@ -101,7 +120,7 @@ function rowHTML(s, state) {
     + `<td class="n">${s.oldest_unacked_age_s ? duration(s.oldest_unacked_age_s) : '–'}</td>`
     + `<td>${labelsCell(s.labels)}</td><td>${printingCell(s.printing)}</td><td class="n">${clockCell(s.clock_offset_s)}</td>`
     // After the columns bench/bench_console.py reads by position (the outbox is the fourth).
-    + `<td class="release">${esc(s.version || '–')}</td><td class="config">${configCell(s.config)}</td>`
+    + `<td class="release">${esc(s.version || '–')}</td><td class="config">${configCell(s.config, state.configs.get(s.store))}</td>`
     + `<td>${alertsCell(state.alertsByStore.get(s.store))}</td><td>${since(s.health_at)}</td>`;
 }
 
@@ -110,9 +129,11 @@ function describe(s, state) {
   const a = state.alertsByStore.get(s.store);
   const problem = pres !== 'online' || s.problems.length > 0 || (a && a.n > 0)
     || labelsWrong(s.labels) > 0 || (s.printing && (s.printing.failed || s.printing.waiting)) || s.over_budget
-    || s.status === 'degraded' || (s.identity && s.identity.open > 0) || configTrouble(s.config);
+    || s.status === 'degraded' || (s.identity && s.identity.open > 0) || configTrouble(s.config, state.configs.get(s.store));
   const c = s.config;
-  const cfg = c ? ['config', configVersion(c), c.drift && 'drift', c.state, configState(c)] : [];
+  const hub = hubConfig(c, state.configs.get(s.store));
+  const cfg = [...(c ? ['config', configVersion(c), c.drift && 'drift', c.state, configState(c)] : []),
+    ...(hub ? ['config', `v${hub.version}`, hub.state, hub.word] : [])];
   const hay = [s.store, pres, s.version, s.status, ...cfg,
     ...s.problems.flatMap((p) => [p.id, p.kind, p.state, p.last_error]),
     ...(s.reasons || []).map((r) => r.code), ...((s.identity && s.identity.issues) || []).map((i) => i.code)]
@@ -121,7 +142,7 @@ function describe(s, state) {
 }
 
 function totalsHTML(state) {
-  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0, identity: 0, drift: 0, config: 0 };
+  const t = { stores: 0, online: 0, offline: 0, silent: 0, unknown: 0, identity: 0, drift: 0, config: 0, pending: 0 };
   const releases = new Map();
   const dev = { total: 0, online: 0, busy: 0, starting: 0, offline: 0, error: 0 };
   for (const s of state.stores.values()) {
@@ -129,7 +150,9 @@ function totalsHTML(state) {
     t[presence(s, state.meta)] += 1;
     if (s.identity && s.identity.open > 0) t.identity += 1;
     if (s.config && s.config.drift) t.drift += 1;
-    if (configState(s.config)) t.config += 1;
+    const hub = hubConfig(s.config, state.configs.get(s.store));
+    if (hub && hub.state === 'pending') t.pending += 1;
+    else if (hub || configState(s.config)) t.config += 1;
     if (s.version) releases.set(s.version, (releases.get(s.version) || 0) + 1);
     for (const k of Object.keys(dev)) dev[k] += s.devices[k] || 0;
   }
@@ -142,8 +165,10 @@ function totalsHTML(state) {
     + `<span>alerts: <span class="sev critical">${sev.critical}</span> critical <span class="sev warning">${sev.warning}</span> warning</span>`
     + (t.identity ? `<span id="identity-total"><b class="bad">${plural(t.identity, 'store')}</b> with identity issues</span>` : '')
     + releasesHTML(releases)
-    + (t.drift || t.config ? `<span id="config-total">config: ${t.drift ? `<span class="state drift">drift</span> ${t.drift}` : ''}`
-      + `${t.config ? ` <span class="state cfg-trouble">not applied as sent</span> ${t.config}` : ''}</span>` : '');
+    + (t.drift || t.config || t.pending ? `<span id="config-total">config:`
+      + `${t.drift ? ` <span class="state drift">drift</span> ${t.drift}` : ''}`
+      + `${t.config ? ` <span class="state cfg-trouble">not applied as sent</span> ${t.config}` : ''}`
+      + `${t.pending ? ` <span class="state cfg-pending">pending</span> ${t.pending}` : ''}</span>` : '');
 }
 
 /** How many stores run each release, the most common first (a few; the rest summed). */
@@ -222,6 +247,17 @@ export function applyFilter(state) {
     if (entry.tr.hidden !== hide) entry.tr.hidden = hide;
   }
   showCount();
+}
+
+/** Take the hub's side of every store's devices.yaml again; redraw the rows whose side changed. */
+export function patchConfigs(state, configs) {
+  const next = new Map(Object.entries(configs || {}));
+  const changed = new Set();
+  for (const id of new Set([...state.configs.keys(), ...next.keys()])) {
+    if (JSON.stringify(state.configs.get(id)) !== JSON.stringify(next.get(id))) changed.add(id);
+  }
+  state.configs = next;
+  if (changed.size) patchStores(state, changed);
 }
 
 /** Worst severity and count of live alerts per store. */

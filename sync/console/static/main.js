@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { alertsTable, setRules } from './alerts.js';
 import { installAssociates, renderAssociates } from './associates.js';
 import { installEnroll, leaveEnroll, renderEnroll } from './enroll.js';
-import { alertsByStore, applyFilter, patchStores, renderFleet } from './fleet.js';
+import { alertsByStore, applyFilter, patchConfigs, patchStores, renderFleet } from './fleet.js';
 import { installRollouts, renderRollouts } from './rollouts.js';
 import { commandsHTML, renderStore, tickCommands } from './store.js';
 import { esc, setServerNow, tick } from './util.js';
@@ -16,6 +16,7 @@ const state = {
   stores: new Map(),          // id -> summary
   alerts: new Map(),          // id -> live alert
   alertsByStore: new Map(),
+  configs: new Map(),         // id -> the hub's side of its devices.yaml (newest pushed, answered, state)
   commands: new Map(),        // id -> command of the store shown
   detail: null,
   filter: { text: '', problems: false, words: [] },
@@ -25,6 +26,7 @@ const $ = (id) => document.getElementById(id);
 const view = $('view');
 const isHub = () => state.meta.mode === 'hub';
 let errorTimer = null;
+const CONFIGS_EVERY_MS = 15000;
 
 function showError(message) {
   const el = $('error');
@@ -52,6 +54,7 @@ async function loadFleet() {
   const f = await api.call('/fleet');
   setServerNow(f.now);
   state.stores = new Map(f.stores.map((s) => [s.store, s]));
+  state.configs = new Map(Object.entries(f.configs || {})); // the hub's only: the agent has none
   state.alerts = new Map(f.alerts.filter((a) => a.state !== 'resolved').map((a) => [a.id, a]));
   state.alertsByStore = alertsByStore(state.alerts);
   showAlertCount();
@@ -275,6 +278,11 @@ async function boot() {
   await route();
   if (isHub()) {
     api.liveHub(onHubEvent, onLiveState);
+    // A version pushed or a store's answer to one comes in no snapshot: the fleet view reads them again now and then.
+    setInterval(() => {
+      if (state.route.view !== 'fleet') return;
+      api.call('/configs').then((c) => patchConfigs(state, c.configs)).catch((e) => showError(`could not refresh: ${e.message}`));
+    }, CONFIGS_EVERY_MS);
   } else {
     api.liveAgent(onAgentEvent, onLiveState);
     // The feed carries device and alert events; outbox, clock and queues change without one.

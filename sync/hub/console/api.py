@@ -3,7 +3,9 @@
 | call | what |
 |---|---|
 | ``GET /api/meta`` | who you are, the rules, what actions exist |
-| ``GET /api/fleet`` | every store's summary and the live alerts |
+| ``GET /api/fleet`` | every store's summary, the live alerts, and ``configs``: the hub's side of each store's
+  devices.yaml (newest version pushed, the newest answered and its state) |
+| ``GET /api/configs`` | ``configs`` alone (the fleet view reads it again now and then: no snapshot carries it) |
 | ``GET /api/stores/{store}`` | devices, snapshot, 24-hour timeline, alerts, device alerts, commands, identity,
   the hub's desired devices.yaml version and the store's word on it, the release it runs and its latest word on
   a rollout |
@@ -36,6 +38,7 @@ from sync.console.commands import AGENT, ActionRefused, check
 from sync.console.facts import devices
 from sync.console.views import iso_now, meta, store_detail
 from sync.hub.console.auth import staff
+from sync.hub.console.fleet import desired_configs
 from sync.hub.fleet import desired, rollout, rollout_status
 
 router = APIRouter(prefix="/api", tags=["console"])
@@ -62,10 +65,18 @@ async def get_meta(request: Request, who: str = Depends(staff)) -> dict[str, Any
 
 @router.get("/fleet", dependencies=[Depends(staff)])
 async def get_fleet(request: Request) -> dict[str, Any]:
-    """Every store's summary and every live alert."""
+    """Every store's summary, every live alert, the hub's side of every store's devices.yaml."""
     c = _console(request)
-    live = await c.db.read(lambda db: alerts.listing(db, limit=5000))
-    return {"now": iso_now(datetime.now(timezone.utc)), "stores": c.fleet.summaries(), "alerts": live}
+    live, configs = await c.db.read(lambda db: (alerts.listing(db, limit=5000), desired_configs(db)))
+    return {"now": iso_now(datetime.now(timezone.utc)), "stores": c.fleet.summaries(), "alerts": live,
+            "configs": configs}
+
+
+@router.get("/configs", dependencies=[Depends(staff)])
+async def get_configs(request: Request) -> dict[str, Any]:
+    """The hub's side of every store's devices.yaml: newest version pushed, newest answered and its state."""
+    configs = await _console(request).db.read(desired_configs)
+    return {"now": iso_now(datetime.now(timezone.utc)), "configs": configs}
 
 
 @router.get("/stores/{store}", dependencies=[Depends(staff)])

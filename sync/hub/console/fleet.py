@@ -8,6 +8,11 @@ needs no lock; the lock only guards the dicts being replaced. Each store has
 a version, bumped on change: summaries are cached until the next one, and
 listeners (the live stream) are told which stores changed.
 
+``desired_configs`` reads the hub's side of every store's devices.yaml from
+the database (the newest version pushed, the store's word on the newest it
+answered about): what the fleet view needs to say a version is pending or
+was refused, which no snapshot says.
+
 Drift (a local edit of the devices.yaml the hub sent) is in the snapshot as
 a flag only; when the hub first saw it is kept here and added to the
 summary's ``config`` as ``drift_since``. A hub that restarts knows no better
@@ -167,3 +172,17 @@ class Fleet:
         with self._lock:
             ids = sorted(self._facts)
         return [s for i in ids if (s := self.summary(i)) is not None]
+
+
+def desired_configs(db: HubDB) -> dict[str, dict[str, Any]]:
+    """Every store with a devices.yaml version pushed (``edge-hub config push``): ``desired`` (the newest),
+    ``answered`` and ``state`` (the newest version it answered about and what it said; None before any word)."""
+    out: dict[str, dict[str, Any]] = {
+        store: {"desired": int(v), "answered": None, "state": None}
+        for store, v in db.query("SELECT store, max(version) FROM desired_configs GROUP BY store")}
+    for store, version, state in db.query(
+            "SELECT c.store, c.version, c.state FROM config_results c JOIN (SELECT store, max(version) AS version "
+            "FROM config_results GROUP BY store) m ON m.store = c.store AND m.version = c.version"):
+        if store in out:
+            out[store].update(answered=int(version), state=state)
+    return out
