@@ -22,7 +22,7 @@ import pytest
 from support.agent import free_port
 from support.hubprocess import HubProcess
 from sync.console.facts import StoreFacts
-from sync.hub.console.fleet import Fleet
+from sync.hub.console.fleet import Fleet, desired_configs
 from sync.hub.db import open_db
 from sync.hub.fleet import desired, rollout
 from sync.hub.observe import Changes
@@ -157,3 +157,26 @@ def test_the_fleet_remembers_when_drift_was_first_seen_and_forgets_it_once_undon
     fleet.apply(Changes(health={"s-1": drifted}))
     assert fleet.summary("s-1")["config"]["drift_since"] is not None
     assert isinstance(fleet.get("s-1"), StoreFacts)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_hubs_side_of_each_config_on_both_databases(request, backend: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    db = open_db(url)
+    try:
+        for store, n in (("s-1", 3), ("s-2", 1)):
+            for i in range(n):
+                desired.store_version(db, store, f"store: {{id: {store}}}\n# {i}\n", "dana")
+        at = datetime.now(timezone.utc)
+        with db.transaction() as tx:
+            for version, state in ((1, "applied"), (2, "rolled_back")):
+                desired.record_result(tx, "s-1", ConfigResult(version=version, ok=state == "applied", state=state,
+                                                              in_force=ConfigVersion(version=1, sha256=SHA[OLD]),
+                                                              at=at))
+            # A word from a store the hub pushed nothing to (its own file, version 0) is not the hub's side.
+            desired.record_result(tx, "s-9", ConfigResult(version=0, ok=True, state="applied",
+                                                          in_force=ConfigVersion(version=0, sha256=SHA[OLD]), at=at))
+        assert desired_configs(db) == {"s-1": {"desired": 3, "answered": 2, "state": "rolled_back"},
+                                       "s-2": {"desired": 1, "answered": None, "state": None}}
+    finally:
+        db.close()
