@@ -22,6 +22,7 @@ const WORSE = new Set(['rolled_back', 'failed', 'refused']);
 const st = {
   rollouts: null,      // GET /api/rollouts, as answered
   confirming: null,    // { id, act } whose button waits for its confirmation
+  seen: '',            // the last answer as text: an unchanged one is not drawn again
   shut: new Set(),     // rollouts whose store lines were folded by hand
   opened: new Set(),   // older rollouts whose store lines were unfolded by hand
   nextPoll: 0,
@@ -124,13 +125,19 @@ function listHTML() {
 
 function render() {
   const el = $('rollout-list');
-  if (el) el.innerHTML = listHTML();
+  if (!el) return;
+  el.innerHTML = listHTML();
+  if (st.rollouts !== null) el.dataset.drawn = '1';
 }
 
 async function refresh() {
   st.nextPoll = Date.now() + REFRESH_MS;
   const body = await call(`/rollouts?limit=${LIMIT}`);
   setServerNow(body.now);
+  // Unchanged (the common case between two looks): the page is left as it is, a thousand store lines and all.
+  const seen = JSON.stringify(body.rollouts);
+  if (seen === st.seen && $('rollout-list')?.dataset.drawn) return;
+  st.seen = seen;
   st.rollouts = body.rollouts;
   render();
 }
