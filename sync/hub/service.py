@@ -244,7 +244,7 @@ class _Turns:
         return live if stream in before else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Events:
     """The rows of one ``edge/{store}/events`` message; alone, an ingest of its own (db.py)."""
 
