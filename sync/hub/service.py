@@ -274,8 +274,9 @@ def ingest_group(tx: Tx, ops: list[tuple[str, int, Any]]) -> dict[int, IngestRes
             mine.setdefault(op.store, []).append((i, op))
     if not mine:
         return {}
-    tx.executemany("INSERT INTO stores (store) VALUES (?) ON CONFLICT (store) DO UPDATE SET store = excluded.store",
-                   [(store,) for store in sorted({store for store, _, _ in ops})])
+    stores = sorted({store for store, _, _ in ops})
+    tx.execute(f"INSERT INTO stores (store) VALUES {', '.join(['(?)'] * len(stores))} "
+               "ON CONFLICT (store) DO UPDATE SET store = excluded.store", stores)
     names = sorted(mine)
     known = {(st, sm): (int(c), int(h), e) for st, sm, c, h, e in tx.execute(
         f"SELECT store, stream, contiguous, high, end_seq FROM streams WHERE store IN ({', '.join(['?'] * len(names))})",
@@ -305,10 +306,16 @@ def ingest_group(tx: Tx, ops: list[tuple[str, int, Any]]) -> dict[int, IngestRes
     if events:
         tx.executemany("INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
-        tx.executemany("UPDATE streams SET contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
-                       "WHERE store = ? AND stream = ?", [(c, c, n, tx.now, st, sm) for st, sm, c, n in moved])
-        tx.executemany("UPDATE stores SET stream = ?, contiguous = ?, high = ?, events = events + ?, last_event_at = ? "
-                       "WHERE store = ?", [(sm, c, c, n, tx.now, st) for st, sm, c, n in moved])
+        # One statement per table for all the group's streams (executemany is one statement per row
+        # to PostgreSQL; a VALUES list of four parameters a stream is parsed once).
+        values = ", ".join(["(?, ?, ?, ?)"] * len(moved))
+        params = [x for m in moved for x in m] + [tx.now]
+        tx.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE streams SET contiguous = v.seq, "
+                   "high = v.seq, events = streams.events + v.n, last_event_at = ? FROM v "
+                   "WHERE streams.store = v.store AND streams.stream = v.stream", params)
+        tx.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE stores SET stream = v.stream, "
+                   "contiguous = v.seq, high = v.seq, events = stores.events + v.n, last_event_at = ? FROM v "
+                   "WHERE stores.store = v.store", params)
     return done
 
 
