@@ -267,7 +267,8 @@ class RetentionTimer:
         self.days = days
         self.every_s = every_s
         self.clock = clock
-        self.ticks = 0
+        self.ticks = 0  # passes that worked
+        self.failures = 0  # passes that failed (logged once until one works again)
         self.last: PurgeResult | None = None
         self._db: HubDB | None = None
         self._stop = threading.Event()
@@ -298,6 +299,7 @@ class RetentionTimer:
                     log.info("retention: working again")
                     self._failing = False
             except HubDBError as err:
+                self.failures += 1
                 if not self._failing:
                     log.error("retention: %s (trying again every %g s)", err, self.every_s)
                     self._failing = True
