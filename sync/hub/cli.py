@@ -443,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --http: serve the release bundles in DIR (edge-hub release build) at /releases/ "
                           "($EDGE_HUB_RELEASES)")
     env_days = os.environ.get("EDGE_HUB_RETENTION_DAYS")
-    run.add_argument("--retention-days", type=int, default=int(env_days) if env_days else None, metavar="N",
+    # A string default goes through type=int: a bad $EDGE_HUB_RETENTION_DAYS is a usage error, not a crash.
+    run.add_argument("--retention-days", type=int, default=env_days or None, metavar="N",
                      help="keep raw events N whole days after the day they came, then purge them; stores, streams, "
                           "gaps, conflicts and access summaries stay (default: keep all; $EDGE_HUB_RETENTION_DAYS)")
     run.add_argument("--retention-every", type=float, default=3600.0, metavar="S",
@@ -505,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ret = sub.add_parser("retention", help="purge raw events past the retention policy once; show what is held")
     ret.add_argument("--db", default=env_db)
-    ret.add_argument("--days", type=int, default=int(env_days) if env_days else None, metavar="N",
+    ret.add_argument("--days", type=int, default=env_days or None, metavar="N",
                      help="purge events received before midnight UTC N days ago ($EDGE_HUB_RETENTION_DAYS); "
                           "without it, only show")
     ret.set_defaults(func=cmd_retention)
