@@ -195,6 +195,9 @@ export function installRollouts(callbacks) {
     if (newest === d.open) set.delete(id); else set.add(id);
   }, true);
   setInterval(() => {
-    if ($('rollouts') && Date.now() >= st.nextPoll && !st.confirming) refresh().catch(failed);
+    // Not while a confirmation is on screen: its button stays where the pointer is.
+    if ($('rollouts') && Date.now() >= st.nextPoll && !document.querySelector('#rollouts .confirm')) {
+      refresh().catch(failed);
+    }
   }, 1000);
 }
