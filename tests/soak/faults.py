@@ -66,7 +66,8 @@ def console(day: Day) -> dict | None:
     return r.json() if r.status_code == 200 else None
 
 
-def _console_device(day: Day, device: str) -> str | None:
+def console_device(day: Day, device: str) -> str | None:
+    """The hub console's state of the soak store's ``device`` (GET /api/stores/{store}), or None."""
     store = console(day)
     return next((d["state"] for d in (store or {}).get("devices", []) if d["id"] == device), None)
 
@@ -147,7 +148,7 @@ class DeviceFault:
                lambda h: h is not None and h["status"] != "ok" and _named(h, self.device), SHOW_WITHIN,
                device=self.device)
         expect(day, f"{self.name}: hub console shows {self.device} not online",
-               lambda: _console_device(day, self.device), lambda s: s not in (None, "online", "busy"), SHOW_WITHIN,
+               lambda: console_device(day, self.device), lambda s: s not in (None, "online", "busy"), SHOW_WITHIN,
                device=self.device)
         day.stop.wait(max(0.0, hold - (time.monotonic() - started)))
         self.repair(day)
@@ -155,7 +156,7 @@ class DeviceFault:
         expect(day, f"{self.name} cleared: /v1/health no longer names {self.device}", lambda: health(day),
                lambda h: h is not None and not _named(h, self.device), SHOW_WITHIN, device=self.device)
         expect(day, f"{self.name} cleared: hub console shows {self.device} online",
-               lambda: _console_device(day, self.device), lambda s: s in ("online", "busy"), SHOW_WITHIN,
+               lambda: console_device(day, self.device), lambda s: s in ("online", "busy"), SHOW_WITHIN,
                device=self.device)
 
 

@@ -58,7 +58,7 @@ import yaml
 
 from soak import checks as rows
 from soak.day import Day
-from soak.faults import _console_device, codes, health
+from soak.faults import console_device, codes, health
 from soak.invariants import hub_read
 from soak.rig import STORE, free_port
 from sync.hub.db import open_db
@@ -236,7 +236,7 @@ class Fleet:
         self.until(f"version {version}: {NEW_PRINTER}'s emulator has a connection from the agent",
                    lambda: self._connections(d.rig.fleet_printer), lambda n: n > spare, IN_FORCE_WITHIN, **ids)
         self.until(f"version {version}: the hub console shows {NEW_PRINTER} online",
-                   lambda: _console_device(d, NEW_PRINTER), lambda s: s in _WELL, IN_FORCE_WITHIN, **ids)
+                   lambda: console_device(d, NEW_PRINTER), lambda s: s in _WELL, IN_FORCE_WITHIN, **ids)
         # Past the rollback window a good version stays.
         d.stop.wait(d.rig.fleet_rollback + 2)
         kept = self.answer(version)

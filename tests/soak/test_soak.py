@@ -379,3 +379,47 @@ def test_a_call_forgotten_by_a_restart_is_a_note(tmp_path):
     log(day).asked(Call("gone", "kiosk-1", asked, 1, 1, outcome="forgotten"))
     judge_calls(day)
     assert not day.checks.violations and day.checks.notes
+
+
+# The fleet's judges ------------------------------------------------------------------------------
+
+def _device(dev_id: str, kind: str, state: str, since: str, **counters: int) -> dict:
+    return {"id": dev_id, "kind": kind, "state": state, "since": since, "counters": counters}
+
+
+def test_the_fleet_judge_tells_a_restarted_device_from_one_that_worked_on():
+    """A restart is every counter fallen back, a printer's new connection, or an online device with a new
+    since; a gauge that fell (labels_non_compliant) or a printer that went busy and back is not one."""
+    from soak.fleet import _restarted
+
+    before = {"hb": _device("hb", "sensor.heartbeat", "online", "t0", beats=40),
+              "ap": _device("ap", "shelf_label.oepl", "online", "t0", polls=90, labels_non_compliant=3),
+              "p1": _device("p1", "printer.escpos", "online", "t0", printed=7, reprints=0)}
+    worked = {"hb": _device("hb", "sensor.heartbeat", "online", "t0", beats=52),
+              "ap": _device("ap", "shelf_label.oepl", "online", "t0", polls=99, labels_non_compliant=0),
+              "p1": _device("p1", "printer.escpos", "online", "t5", printed=9, reprints=0)}
+    assert _restarted(before, worked, {"kiosk-1": 1}, {"kiosk-1": 1}) == []
+    restarted = {"hb": _device("hb", "sensor.heartbeat", "online", "t0", beats=3),
+                 "ap": _device("ap", "shelf_label.oepl", "online", "t9", polls=120, labels_non_compliant=0),
+                 "p1": _device("p1", "printer.escpos", "online", "t5", printed=9, reprints=0)}
+    got = _restarted(before, restarted, {"kiosk-1": 1}, {"kiosk-1": 2})
+    assert [line.split(":")[0] for line in got] == ["hb", "ap", "kiosk-1's printer"]
+    assert _restarted(before, {}, {}, {}) == ["hb: gone", "ap: gone", "p1: gone"]
+
+
+def test_the_fleet_comes_after_the_second_pc_adoption_first_each_operation_once():
+    """The hub's version is retained on the store's topic: a second PC with the store's id would take it."""
+    from soak.fleet import OPERATIONS, merge
+
+    plan = [(name, None, 1.0) for name in ("paper out", "second PC with the same store id", "stale", "intruder")]
+    orders = set()
+    for seed in range(8):
+        day = SimpleNamespace(rng=lambda name, seed=seed: __import__("random").Random(f"{seed}:{name}"))
+        names = [name for name, _, _ in merge(plan, day, after="second PC with the same store id")]
+        assert names[:2] == ["paper out", "second PC with the same store id"]
+        fleet = [n for n in names if n.startswith("fleet:")]
+        assert fleet[0] == "fleet: the store's own file as the hub's version 1"
+        assert sorted(fleet[1:]) == sorted(OPERATIONS) and [n for n in names if n in ("stale", "intruder")] == [
+            "stale", "intruder"]
+        orders.add(tuple(names))
+    assert len(orders) > 1  # the seed draws the order
