@@ -61,9 +61,10 @@ new MutationObserver((muts) => {
   const now = Date.now();
   for (const m of muts) {
     const tr = m.target.closest ? m.target.closest('tr[data-store]') : null;
-    if (!tr || !tr.children[3]) continue;
+    const cell = tr ? tr.querySelector('td.outbox') : null;
+    if (!cell) continue;
     const s = tr.dataset.store;
-    const v = parseInt(tr.children[3].textContent.replace(/,/g, ''), 10);
+    const v = parseInt(cell.textContent.replace(/,/g, ''), 10);
     if (window.__last[s] !== v) { window.__last[s] = v; window.__at[s + ':' + v] = now; }
   }
 }).observe(document, {childList: true, subtree: true});

@@ -116,7 +116,7 @@ function rowHTML(s, state) {
   return `<td><a href="#/store/${encodeURIComponent(s.store)}">${esc(s.store)}</a>${identityBadge(s)}</td>`
     + `<td>${badge(pres)} ${since(s.presence_since)}${degraded(s)}</td>`
     + `<td class="devices"><span class="${ok < d.total ? 'bad' : 'ok'}">${ok}/${d.total}</span> ${chips}</td>`
-    + `<td class="n">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
+    + `<td class="n outbox">${num(s.outbox_depth)}${s.over_budget ? ' <span class="state error">over budget</span>' : ''}</td>`
     + `<td class="n">${s.oldest_unacked_age_s ? duration(s.oldest_unacked_age_s) : '–'}</td>`
     + `<td>${labelsCell(s.labels)}</td><td>${printingCell(s.printing)}</td><td class="n">${clockCell(s.clock_offset_s)}</td>`
     // After the columns bench/bench_console.py reads by position (the outbox is the fourth).
