@@ -34,9 +34,9 @@ SQLite (one store's hub, the demo) has no partitions: a purge deletes in
 batches of ``BATCH`` rows, one short write transaction each, so ingest
 waits at most one batch. Rows are visited in rowid order, which is the
 order they were received in (one writer at a time stamps ``received_at``
-at the start of its transaction); the walk stops at the first batch
-holding a younger event, without an index on ``received_at`` for the
-ingest to maintain.
+at the start of its transaction); the walk stops after the first batch
+holding no event past the policy, so it reads one batch of younger events
+and needs no index on ``received_at`` for the ingest to maintain.
 
 Exactly once without a unique key. A unique index on a partitioned table
 must include the partition key, so ``(store, stream, seq)`` is no longer
@@ -234,7 +234,8 @@ def _delete_default(db: HubDB, cut: str, batch: int) -> tuple[int, int]:
 
 
 def _delete_sqlite(db: HubDB, cut: str, batch: int) -> tuple[int, int]:
-    """Delete in rowid (= received) order, ``batch`` rows per write transaction, up to the first younger event."""
+    """Delete in rowid (= received) order, ``batch`` rows per write transaction, until a batch has nothing to
+    delete (a clock stepped back leaves some younger rows among the old: the walk goes past them)."""
     removed = kept = 0
     after = 0
     while True:
@@ -248,7 +249,7 @@ def _delete_sqlite(db: HubDB, cut: str, batch: int) -> tuple[int, int]:
                                    (*span, *KEEP_TYPES)).rowcount
                 removed += tx.execute("DELETE FROM events WHERE rowid > ? AND rowid <= ? AND received_at < ?",
                                       span).rowcount
-        if old < len(got) or len(got) < batch:
+        if not old or len(got) < batch:
             return removed, kept
         after = got[-1][0]
 

@@ -189,6 +189,19 @@ def test_sqlite_purges_in_short_batches_and_ingest_goes_on_between_them(tmp_path
         other.close()
 
 
+def test_sqlite_purge_walks_past_younger_events_a_clock_step_put_among_old_ones(tmp_path: Path):
+    db = open_db(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        ingest_at(db, CUT - timedelta(days=1), "store-a", [1, 2])
+        ingest_at(db, NOW, "store-a", [3])
+        ingest_at(db, CUT - timedelta(days=1), "store-a", [4, 5])  # the clock went back a week, then forward
+        ingest_at(db, NOW, "store-a", [6, 7, 8, 9, 10])
+        assert retention.purge(db, DAYS, NOW, batch=3).removed == 4
+        assert held(db, "store-a") == [3, 6, 7, 8, 9, 10]
+    finally:
+        db.close()
+
+
 def wait_until(what: str, check, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (got := check()):
