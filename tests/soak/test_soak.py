@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -41,7 +42,7 @@ from soak.rig import STORE, Timers
 from soak.runner import run
 from sync.hub.cli import format_stores
 from sync.hub.db import StoreRow
-from sync.hub.schema import SCHEMA
+from sync.hub.schema import EVENTS_SQLITE, SCHEMA
 
 
 def _picture(model: str, **changes: object):
@@ -211,7 +212,7 @@ def _hub_db(tmp_path, events: list[tuple[str, int, str, dict]], conflicts: list[
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "hub.db"
     conn = sqlite3.connect(path)
-    for statement in SCHEMA:
+    for statement in (*SCHEMA, *EVENTS_SQLITE):
         conn.execute(statement)
     for n, (stream, seq, type_, data) in enumerate(events):
         conn.execute("INSERT INTO events (store, stream, seq, id, type, event, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -409,12 +410,12 @@ def test_the_fleet_judge_tells_a_restarted_device_from_one_that_worked_on():
 
 def test_the_fleet_comes_after_the_second_pc_adoption_first_each_operation_once():
     """The hub's version is retained on the store's topic: a second PC with the store's id would take it."""
-    from soak.fleet import OPERATIONS, merge
+    from soak.fleet import AGAIN, OPERATIONS, merge
 
     plan = [(name, None, 1.0) for name in ("paper out", "second PC with the same store id", "stale", "intruder")]
     orders = set()
     for seed in range(8):
-        day = SimpleNamespace(rng=lambda name, seed=seed: __import__("random").Random(f"{seed}:{name}"))
+        day = SimpleNamespace(minutes=1.5, rng=lambda name, seed=seed: random.Random(f"{seed}:{name}"))
         names = [name for name, _, _ in merge(plan, day, after="second PC with the same store id")]
         assert names[:2] == ["paper out", "second PC with the same store id"]
         fleet = [n for n in names if n.startswith("fleet:")]
@@ -423,3 +424,6 @@ def test_the_fleet_comes_after_the_second_pc_adoption_first_each_operation_once(
             "stale", "intruder"]
         orders.add(tuple(names))
     assert len(orders) > 1  # the seed draws the order
+    day = SimpleNamespace(minutes=10, rng=lambda name: random.Random(name))
+    assert [n for n, _, _ in merge(plan, day, after="second PC with the same store id") if n.startswith("fleet:")][
+        -1] == AGAIN

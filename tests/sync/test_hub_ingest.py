@@ -13,6 +13,7 @@ from sync.hub.broker import parse_broker_url
 from sync.hub.db import SQLiteHubDB, open_db
 from sync.hub.errors import BatchRejected, BrokerURLError, DBDriverMissing, HubDBError
 from sync.hub.ingest import advance, new_gaps, parse_batch
+from sync.hub.schema import SCHEMA_VERSION
 
 
 def event(store: str, seq: int | None, id_: str | None = None, **extra) -> dict:
@@ -301,7 +302,7 @@ def test_a_version_1_database_is_migrated_to_the_legacy_stream(tmp_path: Path):
         assert (row.stream, row.contiguous, row.streams) == ("", 2, 1)
         # The legacy stream goes on: an old agent's next event closes the gap and moves the ack.
         assert db.ingest("store-a", rows("store-a", [3])).contiguous == 4
-        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [("2",)]
+        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
     finally:
         db.close()
 
