@@ -79,13 +79,16 @@ def store_topics(store: str) -> StoreTopics:
 
 
 _BATCH = TypeAdapter(list[CloudEvent])
+# Up to this many bytes (a dozen sales) one pass is cheaper; a large batch parsed in one pass was
+# slower than ``json.loads`` and then each event (measured 8-9 against 7-8 µs per event at 100 and 400).
+_ONE_PASS_MAX = 8 * 1024
 
 
 def _decode_fast(payload: bytes, max_events: int) -> list[CloudEvent] | None:
-    """A well-formed batch parsed and validated in one pass (pydantic's JSON parser: a third cheaper than
-    ``json.loads`` and then each event); None for anything else, which ``decode_events`` then refuses
-    with its reasons, or takes as a single event."""
-    if payload[:1] != b"[":
+    """A small well-formed batch parsed and validated in one pass (pydantic's JSON parser: 5 µs against 8
+    for ``json.loads`` and then the event, at one sale); None for anything else, which ``decode_events``
+    then refuses with its reasons, or takes as a single event, or parses as before when it is large."""
+    if payload[:1] != b"[" or len(payload) > _ONE_PASS_MAX:
         return None
     try:
         events = _BATCH.validate_json(payload)
