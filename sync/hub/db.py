@@ -40,6 +40,7 @@ table partitioned by time cannot have on ``(store, stream, seq)``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -473,6 +474,14 @@ class HubDB(ABC):
                 if found is not None and int(found) > int(SCHEMA_VERSION):
                     raise HubDBError(f"the hub database {self.url} has schema version {found}, newer than this "
                                      f"hub's {SCHEMA_VERSION}: run the newer hub")
+                digest = hashlib.sha256("\n".join((*SCHEMA, *self._events_schema)).encode()).hexdigest()
+                made = self._execute("SELECT value FROM hub_meta WHERE key = 'schema_sha256'").fetchone()
+                if found == SCHEMA_VERSION and made is not None and made[0] == digest:
+                    # Made by this very schema text: no DDL. On PostgreSQL even CREATE INDEX IF NOT EXISTS
+                    # locks its table, and a worker starting beside others storing events deadlocked with
+                    # them (gaps, then events). A table added to the schema changes the text: made below.
+                    self._events_ready(tx)
+                    return self
                 if found == "1":
                     for stmt in self._v1_renames:
                         self._execute(stmt)
@@ -486,8 +495,8 @@ class HubDB(ABC):
                 self._events_ready(tx)
                 if found == "1":
                     self._migrate_v1(tx.now)
-                self._execute("INSERT INTO hub_meta (key, value) VALUES ('schema_version', ?) "
-                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
+                self._execute("INSERT INTO hub_meta (key, value) VALUES ('schema_version', ?), ('schema_sha256', ?) "
+                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SCHEMA_VERSION, digest))
         except self._errors as err:
             raise HubDBError(f"cannot open the hub database {self.url}: {err}") from err
         return self
