@@ -4,7 +4,8 @@ The hub keeps the store's devices.yaml versioned; ``edge-hub config push``
 (the real CLI, a subprocess) stores a version and sends it, retained, and
 the store answers (edge_agent/config_apply.py). ``Fleet`` holds what the
 hub last saw in force and runs each operation as one step of the day's
-plan, between the faults (``merge``), in an order the seed draws:
+plan, between the faults (``merge``), in an order the seed draws; a day
+of ``AGAIN_FROM`` minutes or more has a second good version:
 
 - ``adopt``: the store's own file becomes the hub's version 1 (its bytes as
   they are): applied, in force at the hub. It comes first, after the second
@@ -14,7 +15,8 @@ plan, between the faults (``merge``), in an order the seed draws:
   emulator, ``rig.fleet_printer``), or, once there, changes its
   ``paper_check_interval``. Within ``IN_FORCE_WITHIN`` the hub's
   ``edge-hub config status`` says it is in force; the new printer comes
-  online (at the agent, at its emulator, at the hub console); past
+  online (at the agent, at its emulator, at the hub console: a changed
+  one opens a new connection there); past
   ``fleet.rollback_after_s`` it is still in force; no device whose config
   did not change restarted (a restarted driver's counters start at 0 again,
   a restarted printer opens a new connection to its emulator, a device
@@ -27,8 +29,11 @@ plan, between the faults (``merge``), in an order the seed draws:
   the file on the store PC stay.
 - ``dead``: a version that passes check but breaks the store: a heartbeat
   sensor at a port nothing listens on. The store's health is degraded
-  while it is in force, naming that sensor (the outage ``fleet-bad-version``
-  says so to any checker); within ``rollback_after_s`` + ``ROLLBACK_MARGIN``
+  while it is in force, naming that sensor, and by nothing else that was
+  not there before the push (labels aside: LabelWatch judges them). No
+  other checker judges the store's whole status meanwhile (the plan's steps
+  run one at a time; the actors look at their own reasons only), and the
+  outage ``fleet-bad-version`` names the window for any that will; within ``rollback_after_s`` + ``ROLLBACK_MARGIN``
   the store has rolled back by itself, the hub records ``rolled_back`` with
   why and the last good version in force, the file is that version's bytes
   again, the sensor is gone and health no longer names it.
@@ -56,6 +61,7 @@ from typing import Any
 import httpx
 import yaml
 
+from edge_agent.health import LABEL_CODES, WARNING_CODES
 from soak import checks as rows
 from soak.day import Day
 from soak.faults import console_device, codes, health
@@ -72,6 +78,8 @@ NEW_STATION = "kiosk-3"
 DEAD_DEVICE = "heartbeat-9"
 TYPO_KIND = "printer.escpso"
 DRIFT_EDIT = "# edited by hand at the store PC\n"
+AGAIN_FROM = 5.0  # minutes: a day this long has a second good version, after the others
+AGAIN = "fleet: a good version again (changes a device's setting)"
 _WELL = ("online", "busy")
 
 
@@ -222,7 +230,7 @@ class Fleet:
         else:
             mine["paper_check_interval"] = 1.0 if mine["paper_check_interval"] != 1.0 else d.rig.timers.paper_check
             what = f"changes {NEW_PRINTER}'s paper_check_interval to {mine['paper_check_interval']:g} s"
-        before = self.devices()
+        before = {k: dev for k, dev in self.devices().items() if k != NEW_PRINTER}
         connections = {k: self._connections(p) for k, p in d.rig.printers.items()}
         spare = self._connections(d.rig.fleet_printer)
         version = self.push(as_yaml(new), what)
@@ -290,6 +298,7 @@ class Fleet:
                                "interval": 1.0})
         file_before = self.file()
         window = d.rig.fleet_rollback
+        baseline = _unwell(health(d))
         d.outages.begin("fleet-bad-version")
         try:
             version = self.push(as_yaml(bad), f"{DEAD_DEVICE} at a port nothing listens on")
@@ -298,11 +307,14 @@ class Fleet:
             pushed = self.pushed
             ids = {"version": version, "device": DEAD_DEVICE}
             named: list[float] = []
+            other: set[tuple[str, str]] = set()
 
             def rolled() -> dict | None:
                 h = health(d)
-                if h is not None and DEAD_DEVICE in str(h.get("reasons")) and h.get("status") != "ok":
+                unwell = _unwell(h)
+                if h is not None and h.get("status") != "ok" and any(s == DEAD_DEVICE for _, s in unwell):
                     named.append(time.monotonic() - pushed)
+                other.update(r for r in unwell - baseline if r[1] != DEAD_DEVICE)
                 return self.answer(version)
 
             ok, took = self.until(f"version {version}: rolled back by itself within rollback_after_s + "
@@ -313,6 +325,9 @@ class Fleet:
             d.outages.end("fleet-bad-version")
         d.checks.check(rows.FLEET, bool(named), f"version {version}: /v1/health degraded naming {DEAD_DEVICE} "
                        "while it is in force", "named", "never named", **ids)
+        # Degraded by that sensor, and by nothing else that was not there before the push.
+        d.checks.check(rows.FLEET, not other, f"version {version}: no other reason degrades /v1/health while it "
+                       "is in force", f"only {DEAD_DEVICE} (before the push: {sorted(baseline)})", sorted(other), **ids)
         got = self.answer(version) or {}
         d.checks.check(rows.FLEET, DEAD_DEVICE in (got.get("reason") or "") and got.get("in_force") == self.version,
                        f"version {version}: the hub records why and the last good version in force",
@@ -369,6 +384,13 @@ class Fleet:
 
 
 
+def _unwell(snapshot: dict | None) -> set[tuple[str, str]]:
+    """(code, subject) of each reason of a ``/v1/health`` that degrades the store: not a warning, and not a
+    label's (LabelWatch judges the labels by their pixels, and a price change makes one late for a while)."""
+    return {(str(r.get("code")), str(r.get("subject"))) for r in (snapshot or {}).get("reasons") or []
+            if isinstance(r, dict) and r.get("code") not in WARNING_CODES | LABEL_CODES}
+
+
 def _restarted(before: dict[str, dict], after: dict[str, dict], conns_before: dict[str, int],
                conns_after: dict[str, int]) -> list[str]:
     """Devices of ``before`` (none changed by the version) that restarted, each with how it shows: all its
@@ -418,12 +440,16 @@ def _step(name: str, operation: Callable[[Fleet], None]) -> Callable[[Day, float
 def merge(plan: list[tuple[str, Callable[[Day, float], None], float]], day: Day,
           after: str) -> list[tuple[str, Callable[[Day, float], None], float]]:
     """``plan`` with the fleet's steps placed after the step named ``after``: the adoption first, then each
-    operation once, in an order the seed draws, interleaved with the steps that follow ``after``."""
+    operation once, in an order the seed draws (and from ``AGAIN_FROM`` minutes a second good version
+    last), interleaved with the steps that follow ``after``."""
     rng = day.rng("fleet")
     ops = list(OPERATIONS.items())
     rng.shuffle(ops)
     fleet = [("fleet: the store's own file as the hub's version 1", _step("fleet: adopt", Fleet.adopt), 0.0)]
     fleet += [(name, _step(name, op), 0.0) for name, op in ops]
+    if day.minutes >= AGAIN_FROM:
+        # A longer day changes a setting of the device a version added: it alone restarts.
+        fleet.append((AGAIN, _step(AGAIN, Fleet.good), 0.0))
     cut = next(i for i, (name, _, _) in enumerate(plan) if name == after) + 1
     head, tail = plan[:cut], list(plan[cut:])
     merged: list[tuple[str, Callable[[Day, float], None], float]] = []
