@@ -4,7 +4,11 @@ Delivery is at least once on the wire and exactly once in effect: the outbox
 keeps every event until ``hub/{store}/ack`` covers its seq, batches go out in
 seq order with their stored ids, and after a reconnect (or when the hub's ack
 stalls) everything unacknowledged is sent again from the last ack; the hub
-drops what it already has by ``(store, stream, seq)``.
+drops what it already has by ``(store, stream, seq)``. A stall's resend
+waits ``resend_after_s``, then twice as long each time the hub still says
+nothing, up to ``resend_max_s``: through an hour with the broker up and the
+hub down a store sends its backlog again about 8 times, not 120 (every copy
+lands in the hub's shared subscription queue and is dropped there later).
 
 The link knows the outbox only through ``sync.outbox_port.OutboxPort`` (the agent
 passes in an adapter over its store), its connection through ``HubSettings``
@@ -72,8 +76,10 @@ class LinkSettings:
     batch_max_bytes: int = 256 * 1024
     # Events sent but not yet acknowledged, at most: bounds what a reconnect resends.
     window_events: int = 20_000
-    # No ack progress for this long while connected: resend from the last ack.
+    # No ack progress for this long while connected: resend from the last ack; then
+    # twice as long before each further resend without progress, up to resend_max_s.
     resend_after_s: float = 30.0
+    resend_max_s: float = 600.0
     health_every_s: float = 60.0
     # Device-state changes and alerts within this window go out as one health snapshot.
     health_debounce_s: float = 1.0
@@ -160,6 +166,7 @@ class HubLink:
         # came); off by the ack's transit time, milliseconds on a sane network.
         self.clock_offset_s: float | None = None
         self._last_progress = time.monotonic()
+        self._resend_wait = settings.resend_after_s  # doubled by each resend without progress
         # When the hub last acknowledged new events, or the link last came up (the hub's time to
         # answer starts there): GET /v1/health says hub_not_acknowledging only past a grace from it.
         # Not _last_progress, which a resend also moves.
@@ -415,11 +422,12 @@ class HubLink:
                 await self._enforce_budget()
             if not self.connected:
                 continue
-            if self._sent > self._acked and time.monotonic() - self._last_progress > s.resend_after_s:
-                log.warning("hub: no ack for %.0f s; resending from seq %d", s.resend_after_s, self._acked + 1)
+            if self._sent > self._acked and time.monotonic() - self._last_progress > self._resend_wait:
+                log.warning("hub: no ack for %.0f s; resending from seq %d", self._resend_wait, self._acked + 1)
                 self.stats["resends"] += 1
                 self._sent = self._acked
                 self._last_progress = time.monotonic()
+                self._resend_wait = min(self._resend_wait * 2, max(s.resend_max_s, s.resend_after_s))
             while self.connected and self._sent - self._acked < s.window_events:
                 after, generation = self._sent, self._generation
                 limit = min(s.batch_max_events, s.window_events - (self._sent - self._acked))
@@ -568,6 +576,7 @@ class HubLink:
         self._acked = seq
         self._sent = max(self._sent, seq)
         self._last_progress = time.monotonic()
+        self._resend_wait = self.settings.resend_after_s
         self.ack_progress_at = utcnow()
         self.stats["acks"] += 1
         self._wake.set()
