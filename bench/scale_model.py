@@ -75,7 +75,8 @@ class Sizing:
     broker_load: float = 0.5
     outage_h: float = 1.0              # a regional outage, in hours, at the peak
     outage_share: float = 0.2          # of the stores
-    resend_after_s: float = 30.0       # the agent's resend when acks stall (sync/link.py LinkSettings)
+    resend_after_s: float = 30.0       # the agent's first resend when acks stall (sync/link.py LinkSettings)
+    resend_max_s: float = 600.0        # each later one waits twice as long, up to this
     # One PostgreSQL primary, comfortably: WAL it writes and replicates, cores it has (assumed, not measured).
     primary_wal_mb_s: float = 100.0
     primary_cores: float = 32.0
@@ -149,10 +150,15 @@ def plan(stores: int, c: Costs, load: Load, s: Sizing) -> Plan:
     # Catch-up: the stores cut off send what they made meanwhile; the workers' spare capacity takes it.
     backlog = s.outage_share * stores * load.store_peak() * s.outage_h * 3600
     spare = workers * per_worker - peak
-    # The hub down (the broker up): every store resends its unacknowledged events each resend_after_s.
-    rounds = s.outage_h * 3600 / s.resend_after_s
+    # The hub down (the broker up): every store resends its unacknowledged events after resend_after_s,
+    # then after twice as long each time, up to resend_max_s; each resend sends all made so far (window-capped).
     rate = load.store_peak()
-    sent = sum(min(rate * k * s.resend_after_s, s.window_events) for k in range(1, int(rounds) + 1))
+    outage = s.outage_h * 3600
+    sent, at, wait = 0.0, 0.0, s.resend_after_s
+    while at + wait <= outage:
+        at += wait
+        sent += min(rate * at, s.window_events)
+        wait = min(wait * 2, max(s.resend_max_s, s.resend_after_s))
     return Plan(
         stores=stores, peak=peak, workers=workers, worker_capacity=per_worker, broker=broker, broker_nodes=nodes,
         db_cores=peak * c.db_us / 1e6 / s.db_cores_load,
@@ -162,7 +168,7 @@ def plan(stores: int, c: Costs, load: Load, s: Sizing) -> Plan:
         wal_gb_day=day * c.wal_bytes / 1e9, storage_tb=day * load.retention_days * c.stored_bytes / 1e12,
         partitions=load.retention_days + 3, network_mbit=peak * (c.wire_bytes + 120) * 2 * 8 / 1e6,
         catch_up_h=backlog / spare / 3600 if spare > 0 else math.inf,
-        resend_copies=(rate * rounds * s.resend_after_s + sent) / (rate * rounds * s.resend_after_s))
+        resend_copies=(rate * outage + sent) / (rate * outage))
 
 
 def table(c: Costs, load: Load, s: Sizing) -> str:
@@ -190,7 +196,8 @@ def table(c: Costs, load: Load, s: Sizing) -> str:
     line("network at the hub, in + out", [f"{p.network_mbit:,.0f} Mbit/s" for p in plans])
     line(f"catch-up after {s.outage_share:.0%} of the stores were cut off {s.outage_h:g} h at the peak",
          [f"{p.catch_up_h * 60:,.0f} min" for p in plans])
-    line(f"events sent per event made, hub down {s.outage_h:g} h (agents resend every {s.resend_after_s:g} s)",
+    line(f"events sent per event made, hub down {s.outage_h:g} h (agents resend after {s.resend_after_s:g} s, "
+         f"doubling to {s.resend_max_s:g} s)",
          [f"{p.resend_copies:,.0f}x" for p in plans])
     return "\n".join(lines)
 
