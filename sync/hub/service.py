@@ -7,7 +7,10 @@ store it touched and only then sends the MQTT PUBACKs (``manual_ack``). So
 the broker keeps a message until the hub has committed it: a worker killed
 at any point has its unacknowledged messages redelivered by the broker when
 its persistent session reconnects, and the ``(store, seq)`` key makes the
-redelivery harmless.
+redelivery harmless. In the transaction, the group's batches that only
+extend their stream (the common case) are stored together, one statement
+per table for the whole group (``ingest_group``); any other batch goes
+through ``Tx.ingest`` on its own, as before.
 
 Acks are per stream (``{"seq", "stream"}``). A status names the stream the
 store's agent numbers in; the same store announcing two streams in turn is
