@@ -391,7 +391,15 @@ def ask(day: Day, http: httpx.Client, station: str, rng: Any, call_fn: Any) -> N
             return
         time.sleep(0.25)  # a poll interval
     c = call_fn(d, http, "DELETE", f"/v1/assist/{assist_id}")
-    help_log.outcome(assist_id, "cancelled" if c.status_code == 200 else "forgotten")
+    outcome = "cancelled"
+    if c.status_code != 200:
+        # Done between the last look and the DELETE (409), as when the day ends under a call just taken: the
+        # call's state says so; gone (404) is forgotten.
+        g = call_fn(d, http, "GET", f"/v1/assist/{assist_id}")
+        outcome = g.json().get("state") if g.status_code == 200 else "forgotten"
+    help_log.outcome(assist_id, outcome)
+    if outcome in ("taken", "done"):
+        return
     if d.stop.is_set() or _excused(d, asked) or d.outages.since_clear("off-duty") <= time.monotonic() - asked + 1:
         d.ledger.did("help calls cancelled (the band away)")
         return
