@@ -56,7 +56,7 @@ MINIMUMS: dict[str, tuple[int, float]] = {
     HOSTILE: (7, 0.0),       # the intruder: sales, health, 413s, files, log lines, files given back; no token in a log
     PRIVACY: (10, 10.0),     # each swept sale once, each unacknowledged one per look, the sweep's lateness per look
     HELP: (6, 2.0),          # each call's delivery and outcome, the off-duty alert's 4, none open at the end
-    FLEET: (30, 0.0),        # adoption 4, a good version 8, a refused one 5, a rolled back one 9, drift 6, end 1
+    FLEET: (30, 0.0),        # adoption 4, a good version 9, a refused one 5, a rolled back one 9, drift 6, end 1
     RESOURCES: (1, 0.0),     # the log's tracebacks; growth once an incarnation has lived past warm-up
     ANSWERS: (50, 60.0),     # every API call the actors make, every member QR scanned
 }

@@ -233,6 +233,7 @@ class Fleet:
         before = {k: dev for k, dev in self.devices().items() if k != NEW_PRINTER}
         connections = {k: self._connections(p) for k, p in d.rig.printers.items()}
         spare = self._connections(d.rig.fleet_printer)
+        sold = len(d.ledger.sales)
         version = self.push(as_yaml(new), what)
         if version is None:
             return
@@ -254,11 +255,15 @@ class Fleet:
                                {k: self._connections(p) for k, p in d.rig.printers.items()})
         d.checks.check(rows.FLEET, not restarted, f"version {version}: no device whose config did not change "
                        "restarted", [], restarted, **ids)
+        # The kiosks sold through the change (each sale at the hub once and printed once: the day's own rows).
+        sold = len(d.ledger.sales) - sold
+        d.checks.check(rows.FLEET, sold > 0, f"version {version}: the kiosks sold while it was applied and watched",
+                       "> 0 sales", sold, **ids)
         if ok:
             self.keep(version, new)
         self.outcome(f"v{version} {what}: {'in force' if ok else 'NOT in force'} at the hub after {took:.1f} s, "
                      f"{NEW_PRINTER} {'online' if online else 'NOT online'}, "
-                     f"{len(restarted)} other devices restarted")
+                     f"{len(restarted)} other devices restarted, {sold} sales meanwhile")
 
     def broken(self) -> None:
         """A version ``edge-agent check`` refuses: its FILE:LINE at the hub; nothing changes at the store."""
