@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write all rows to this JSON file")
     parser.add_argument("-k", dest="pattern", help="only scripts whose name contains this")
     # bench_hub_scale.py takes about 3.5 min on 2 cores; a busy machine needs headroom.
-    parser.add_argument("--timeout", type=float, default=420, help="seconds allowed per script (default 420)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per script (default 900)")
     args = parser.parse_args()
 
     scripts = discover(args.pattern)
