@@ -153,6 +153,11 @@ class Tx:
 
     # Events ------------------------------------------------------------------
 
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Add event rows ``(store, stream, seq, id, type, time, event, received_at)`` as they are: the
+        caller holds the stores' locks and knows that none of them is held yet (PostgreSQL: COPY)."""
+        self._db._insert_events(rows)
+
     def ingest(self, store: str, rows: Sequence[EventRow]) -> IngestResult:
         """Store a batch (one stream, sorted by seq) exactly once; return the stream's new contiguous seq."""
         now = self.now
@@ -540,6 +545,10 @@ class HubDB(ABC):
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(self._sql(sql), rows)
 
+    def _insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._executemany("INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """A write transaction; commits when the block ends, rolls back on any error."""
@@ -782,6 +791,13 @@ class PostgresHubDB(HubDB):
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._conn.cursor() as cur:
             cur.executemany(self._sql(sql), rows)
+
+    def _insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
+        # COPY: executemany sends one statement per row, even pipelined.
+        with self._conn.cursor() as cur, cur.copy(
+                "COPY events (store, stream, seq, id, type, time, event, received_at) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     @property
     def _errors(self) -> tuple[type[BaseException], ...]:

@@ -310,8 +310,7 @@ def ingest_group(tx: Tx, ops: list[tuple[str, int, Any]]) -> dict[int, IngestRes
             moved.append((store, stream, seq, seq - contiguous))
             done.update(results)
     if events:
-        tx.executemany("INSERT INTO events (store, stream, seq, id, type, time, event, received_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
+        tx.insert_events(events)  # PostgreSQL: COPY
         # One statement per table for all the group's streams (executemany is one statement per row
         # to PostgreSQL; a VALUES list of four parameters a stream is parsed once).
         values = ", ".join(["(?, ?, ?, ?)"] * len(moved))

@@ -208,3 +208,22 @@ def test_a_closed_hand_over_takes_nothing_more_and_gives_out_the_rest():
     assert not intake.put(_msg(1), timeout=1)
     assert [m.mid for m in intake.take(5, timeout=1)] == [0]
     assert intake.take(5, timeout=30) == []  # closed and empty: no wait
+
+
+def test_event_rows_go_in_byte_for_byte_whatever_they_hold(db_urls):
+    # PostgreSQL takes the group's rows by COPY: its text format has its own escapes (tab, newline,
+    # backslash, \N for null); what comes back must be what went in.
+    from sync.hub.db import open_db
+
+    db = open_db(db_urls[0])
+    tricky = ['{"note":"tab\\there","nl":"a\\nb","bs":"\\\\N","raw":"\t\\n\\r"}', '{"u":"caf\u00e9 \u4e2d\u6587 \U0001f600"}',
+              '{"empty":""}', '{"q":"\\"quoted\\" \\\\."}']
+    rows = [("s1", "st", i + 1, f"id-{i}", "t\tx", None if i % 2 else "2026-12-07T10:00:00+00:00", ev,
+             "2026-12-07T10:00:00+00:00") for i, ev in enumerate(tricky)]
+    try:
+        with db.transaction() as tx:
+            tx.insert_events(rows)
+        back = db.query("SELECT store, stream, seq, id, type, time, event, received_at FROM events ORDER BY seq")
+        assert [tuple(r) for r in back] == rows
+    finally:
+        db.close()
