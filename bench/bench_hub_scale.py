@@ -42,7 +42,6 @@ one event per message.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import random
 import sqlite3
 import sys
@@ -56,6 +55,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from common import (
     HubProcess,
+    LoadGenerators,
     arguments,
     Row,
     check_row,
@@ -298,59 +298,9 @@ def generate(job: Job, pipe: Connection) -> None:
     pipe.send(result)
 
 
-class Generators:
-    """``plan.generators`` load-generator processes sharing the 1,000 stores."""
-
-    def __init__(self, port: int, mode: str, events: int, count: int):
-        ctx = mp.get_context("spawn")   # the parent has threads: no fork
-        self.pipes: list[Connection] = []
-        self.procs: list[mp.process.BaseProcess] = []
-        for i in range(count):
-            job = Job(i, port, tuple(range(i, STORES, count)), mode, events)
-            parent, child = ctx.Pipe()
-            self.pipes.append(parent)
-            self.procs.append(ctx.Process(target=generate, args=(job, child), name=f"stores-{i}", daemon=True))
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Spawn them and wait until every one is connected (and subscribed to its acks)."""
-        for p in self.procs:
-            p.start()
-        for pipe in self.pipes:
-            try:
-                msg = pipe.recv() if pipe.poll(timeout) else None
-            except EOFError:
-                msg = "it exited"
-            if msg is None:
-                raise RuntimeError("a load generator did not get ready")
-            if msg != "ready":
-                raise RuntimeError(f"load generator failed: {getattr(msg, 'error', msg)}")
-
-    def go(self, start_at: float) -> None:
-        for pipe in self.pipes:
-            pipe.send(start_at)
-
-    def results(self, timeout: float) -> list[JobResult]:
-        out = []
-        deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
-            if not pipe.poll(max(0.0, deadline - time.monotonic())):
-                raise RuntimeError(f"a load generator did not finish within {timeout:g} s")
-            try:
-                out.append(pipe.recv())
-            except EOFError:
-                raise RuntimeError("a load generator exited without a result (its traceback is above)") from None
-        return out
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.pid is None:
-                continue  # never started
-            if p.is_alive():
-                p.terminate()
-            p.join(10)
+def generators(port: int, mode: str, events: int, count: int) -> LoadGenerators:
+    """``count`` load-generator processes sharing the 1,000 stores."""
+    return LoadGenerators(generate, [Job(i, port, tuple(range(i, STORES, count)), mode, events) for i in range(count)])
 
 
 # The hub side ---------------------------------------------------------------------------
@@ -417,7 +367,7 @@ def offered_run(workdir: Path, plan: Plan, workers: int) -> Offered:
     db_path = workdir / "hub.db"
     broker = LocalMosquitto(workdir / "mosquitto").start()
     hubs: list[HubProcess] = []
-    gens = Generators(broker.port, "offered", per_store, plan.generators)
+    gens = generators(broker.port, "offered", per_store, plan.generators)
     try:
         hubs = start_hubs(broker, f"sqlite:///{db_path}", workdir, workers)
         gens.start()
@@ -480,7 +430,7 @@ def saturation_run(workdir: Path, plan: Plan, workers: int) -> Saturation:
     total = STORES * plan.backlog
     broker = LocalMosquitto(workdir / "mosquitto").start()
     hubs: list[HubProcess] = []
-    gens = Generators(broker.port, "backlog", plan.backlog, plan.generators)
+    gens = generators(broker.port, "backlog", plan.backlog, plan.generators)
     errors: list[str] = []
     try:
         hubs = start_hubs(broker, f"sqlite:///{db_path}", workdir, workers)

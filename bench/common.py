@@ -429,3 +429,68 @@ def script_main(doc: str, measure: Any, quick: Any, default: Any, https: bool = 
             r["figure"] += " (HTTPS)"
     report(rows, args)
     return 1 if any(is_check(r) and not r["met"] for r in rows) else 0
+
+
+class LoadGenerators:
+    """Load-generator processes (spawned: the parent has threads), each with a pipe to the parent.
+
+    Each child runs ``target(job, pipe)``: it sends ``"ready"`` once connected, waits for what the
+    parent sends it (a start time, commands), and ends by sending its result.
+    """
+
+    def __init__(self, target: Callable[[Any, Any], None], jobs: Sequence[Any]):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
+        for i, job in enumerate(jobs):
+            parent, child = ctx.Pipe()
+            self.pipes.append(parent)
+            self.procs.append(ctx.Process(target=target, args=(job, child), name=f"stores-{i}", daemon=True))
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Spawn them and wait until every one said it is ready."""
+        for p in self.procs:
+            p.start()
+        for pipe in self.pipes:
+            try:
+                msg = pipe.recv() if pipe.poll(timeout) else None
+            except EOFError:
+                msg = "it exited"
+            if msg is None:
+                raise RuntimeError("a load generator did not get ready")
+            if msg != "ready":
+                raise RuntimeError(f"load generator failed: {getattr(msg, 'error', msg)}")
+
+    def send(self, index: int, message: Any) -> None:
+        self.pipes[index].send(message)
+
+    def go(self, message: Any) -> None:
+        """Send every one ``message`` (a start time)."""
+        for pipe in self.pipes:
+            pipe.send(message)
+
+    def results(self, timeout: float) -> list[Any]:
+        """Each one's result, in order; RuntimeError when one is not there within ``timeout`` s in all."""
+        out = []
+        deadline = time.monotonic() + timeout
+        for pipe in self.pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError(f"a load generator did not finish within {timeout:g} s")
+            try:
+                out.append(pipe.recv())
+            except EOFError:
+                raise RuntimeError("a load generator exited without a result (its traceback is above)") from None
+        return out
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.pid is None:
+                continue  # never started
+            if p.is_alive():
+                p.terminate()
+            p.join(10)

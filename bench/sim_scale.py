@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing as mp
 import random
 import sqlite3
 import sys
@@ -65,6 +64,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from common import (
     HubProcess,
+    LoadGenerators,
     Row,
     arguments,
     check_row,
@@ -351,48 +351,10 @@ def run_stores(job: Job, pipe: Connection) -> None:
     pipe.send(result)
 
 
-class Generators:
+def generators(port: int, plan: Plan, rate: float) -> LoadGenerators:
     """The load-generator processes, sharing the stores."""
-
-    def __init__(self, port: int, plan: Plan, rate: float):
-        ctx = mp.get_context("spawn")   # the parent has threads: no fork
-        self.pipes: list[Connection] = []
-        self.procs: list[mp.process.BaseProcess] = []
-        for i in range(plan.generators):
-            job = Job(i, port, tuple(range(i, plan.stores, plan.generators)), plan.stores, rate, plan)
-            parent, child = ctx.Pipe()
-            self.pipes.append(parent)
-            self.procs.append(ctx.Process(target=run_stores, args=(job, child), name=f"stores-{i}", daemon=True))
-
-    def start(self, timeout: float = 120.0) -> None:
-        for p in self.procs:
-            p.start()
-        for pipe in self.pipes:
-            msg = pipe.recv() if pipe.poll(timeout) else None
-            if msg != "ready":
-                raise RuntimeError(f"a load generator did not get ready: {getattr(msg, 'error', msg)}")
-
-    def send(self, index: int, message: Any) -> None:
-        self.pipes[index].send(message)
-
-    def results(self, timeout: float) -> list[StoresResult]:
-        out = []
-        deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
-            if not pipe.poll(max(0.0, deadline - time.monotonic())):
-                raise RuntimeError(f"a load generator did not finish within {timeout:g} s")
-            out.append(pipe.recv())
-        return out
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.pid is not None and p.is_alive():
-                p.terminate()
-            if p.pid is not None:
-                p.join(10)
+    return LoadGenerators(run_stores, [Job(i, port, tuple(range(i, plan.stores, plan.generators)), plan.stores, rate,
+                                           plan) for i in range(plan.generators)])
 
 
 # The hub's database, as the checker reads it ---------------------------------------------
@@ -625,7 +587,7 @@ def _sleep_until(t: float) -> None:
     time.sleep(max(0.0, t - time.time()))
 
 
-def _faults(plan: Plan, start: float, workers: list[Worker], gens: Generators, tl: Timeline) -> None:
+def _faults(plan: Plan, start: float, workers: list[Worker], gens: LoadGenerators, tl: Timeline) -> None:
     """The fault schedule: a worker killed, stores cut off, every worker stopped, at fixed points."""
     _sleep_until(start + 0.2 * plan.seconds)
     tl.kill = time.time() - start
@@ -654,7 +616,7 @@ def simulate(plan: Plan, kind: str, pg_server: str, workdir: Path) -> Run:
     db.create()
     broker = LocalMosquitto(workdir / "mosquitto").start()
     workers = [Worker(broker, db.url, workdir, i + 1) for i in range(plan.workers)]
-    gens = Generators(broker.port, plan, rate)
+    gens = generators(broker.port, plan, rate)
     extra: dict[str, float] = {}
     errors: list[str] = []
     tl = Timeline()
@@ -662,7 +624,7 @@ def simulate(plan: Plan, kind: str, pg_server: str, workdir: Path) -> Run:
     try:
         for w in workers:
             w.hub.start()
-        gens.start()
+        gens.start(120)
         pg0 = _pg_figures(db) if kind == "postgresql" else {}
         start = time.time() + 1.0
         sampler = Sampler(db, workers, broker, start)
