@@ -72,3 +72,11 @@ def postgres_server() -> Iterator:
 def postgres_url(postgres_server) -> str:
     """A fresh, empty PostgreSQL database on the throwaway server."""
     return postgres_server.database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """A fresh, empty hub database: a SQLite file, or a new database on the throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    return request.getfixturevalue("postgres_url")

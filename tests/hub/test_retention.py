@@ -61,13 +61,6 @@ def day_partitions(db: HubDB, *days: datetime) -> None:
             retention.ensure_partitions(tx, d, ahead=0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hub.db"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def db(db_url: str):
     d = open_db(db_url)

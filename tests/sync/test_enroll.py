@@ -406,14 +406,6 @@ def test_oversized_or_foreign_csr_is_refused() -> None:
         parse_csr(p384, "mqtt_csr")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path) -> str:
-    """A fresh hub database: a SQLite file, or a new database on the throwaway PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hub.db"
-    return request.getfixturevalue("postgres_url")
-
-
 def test_code_rules_with_an_injected_clock(ca, db_url: str) -> None:
     db = open_db(db_url)
     t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)

@@ -231,14 +231,6 @@ def test_the_hub_rides_out_a_broker_restart(mosquitto, tmp_path):
         hub.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path) -> str:
-    """A fresh, empty hub database: a SQLite file, or a new database on the throwaway PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hub.db"
-    return request.getfixturevalue("postgres_url")
-
-
 def test_two_workers_split_the_stores_and_store_each_event_once(hubs, stores, db_url):
     one, two = hubs("hub-1", db_url).start(), hubs("hub-2", db_url).start()
     fleet = [stores(f"store-{i}") for i in range(5)]

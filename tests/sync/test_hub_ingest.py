@@ -33,14 +33,6 @@ def rows(store: str, seqs, **kw):
     return parse_batch(store, batch(store, seqs, **kw))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path) -> str:
-    """A fresh, empty hub database: a SQLite file, or a new database on the throwaway PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hub.db"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def db(db_url: str):
     d = open_db(db_url)

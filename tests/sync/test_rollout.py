@@ -72,11 +72,6 @@ class Rig:
         self.db.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/hub.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def rig_bad(mosquitto, db_url) -> Iterator[Rig]:
     rig = Rig(mosquitto, db_url, bad_versions=(NEW,))
