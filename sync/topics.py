@@ -500,9 +500,13 @@ class ConfigVersion(_Strict):
 
 
 class ConfigResult(_Strict):
-    """``edge/{store}/config/res``: what became of version ``version``; ``in_force`` is what runs now."""
+    """``edge/{store}/config/res``: what became of version ``version``; ``in_force`` is what runs now.
+
+    ``stream`` is the stream the answering agent numbers its events in (as in its status): two PCs
+    running as one store answer apiece, and the hub keeps each one's word (absent: an older agent)."""
 
     version: int = Field(ge=0, le=_MAX_INT)
+    stream: str | None = Field(default=None, min_length=1, max_length=64, pattern=STREAM_PATTERN)
     ok: bool
     state: Literal["applied", "refused", "rolled_back", "restart_required"]
     errors: list[str] = Field(default_factory=list, max_length=100)

@@ -491,8 +491,20 @@ class HubDB(ABC):
                     for stmt in self._v1_renames:
                         self._execute(stmt)
                 self._events_aside()
+                # Schema 3's config_results kept one answer per version: it steps aside, its rows come back
+                # as the answers of no known stream ("", an agent from before streams in its answer).
+                old_results = self._has_column("config_results", "store") and not self._has_column(
+                    "config_results", "stream")
+                if old_results:
+                    self._table_aside("config_results", "config_results_v3")
                 for stmt in (*SCHEMA, *self._events_schema):
                     self._execute(stmt)
+                if old_results:
+                    self._execute("INSERT INTO config_results (store, version, stream, ok, state, errors, reason, "
+                                  "in_force_version, in_force_sha256, at, received_at) SELECT store, version, '', ok, "
+                                  "state, errors, reason, in_force_version, in_force_sha256, at, received_at "
+                                  "FROM config_results_v3")
+                    self._execute("DROP TABLE config_results_v3")
                 if not self._has_column("device_alerts", "stream"):  # made by schema 1: seq alone ordered
                     self._execute("ALTER TABLE device_alerts ADD COLUMN stream TEXT")
                 if not self._has_column("stores", "resent_purged"):  # made by schema 1 or 2
@@ -510,6 +522,10 @@ class HubDB(ABC):
         return any(r[1] == column for r in self._execute(f"PRAGMA table_info({table})").fetchall())
 
     _events_schema: tuple[str, ...] = EVENTS_SQLITE
+
+    def _table_aside(self, table: str, new: str) -> None:
+        """Rename ``table`` to ``new`` (its primary key's index follows it on SQLite)."""
+        self._execute(f"ALTER TABLE {table} RENAME TO {new}")
 
     def _events_aside(self) -> None:
         """Before the schema: move an ``events`` table of an older layout out of the way (PostgreSQL)."""
@@ -769,6 +785,11 @@ class PostgresHubDB(HubDB):
         if row is not None and row[0] == "r":
             self._execute("ALTER TABLE events RENAME TO events_v2")
             self._execute("ALTER INDEX IF EXISTS events_pkey RENAME TO events_v2_pkey")
+
+    def _table_aside(self, table: str, new: str) -> None:
+        """Rename ``table`` to ``new``, and its primary key's index, whose name the new table wants."""
+        self._execute(f"ALTER TABLE {table} RENAME TO {new}")
+        self._execute(f"ALTER INDEX IF EXISTS {table}_pkey RENAME TO {new}_pkey")
 
     def _events_ready(self, tx: Tx) -> None:
         """Version 2's table becomes the partition of everything before tomorrow (no row is copied:

@@ -20,7 +20,9 @@ from sync.hub.fleet import desired_schema, enroll_schema, rollout_schema
 # (version 2's table becomes its first partition, db.py ``_migrate_v2``); ``events_kept`` holds the
 # events a purge keeps for the hub's reports; ``purges`` logs each purge;
 # ``stores.resent_purged`` counts resends of events purged already.
-SCHEMA_VERSION = "3"
+# 4: config_results keeps one answer per version and agent stream: two PCs running as one store
+# answer apiece (sync/hub/fleet/desired.py); schema 3's rows become the answers of stream "".
+SCHEMA_VERSION = "4"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",

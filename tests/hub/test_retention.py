@@ -21,6 +21,7 @@ from sync.hub import cli, retention
 from sync.hub.db import HubDB, PostgresHubDB, open_db
 from sync.hub.errors import HubDBError
 from sync.hub.ingest import IngestResult, parse_batch
+from sync.hub.schema import SCHEMA_VERSION
 from sync.topics import ACCESS_SUMMARY
 
 DAYS = 7
@@ -316,7 +317,7 @@ def test_a_version_2_postgres_table_becomes_a_partition_and_keeps_every_row(post
                      "VALUES ('store-a', 1000, 1000, 1000, 's1', 1)")
     db = open_db(postgres_url)
     try:
-        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [("3",)]
+        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
         assert db.query("SELECT relkind FROM pg_class WHERE relname = 'events'") == [("p",)]
         assert db.event_ids("store-a", "s1") == {s: f"e{s}" for s in range(1, 1001)}
         tomorrow = (NOW + timedelta(days=1)).strftime("%Y%m%d")

@@ -30,6 +30,7 @@ from typing import Any
 
 from sync.console.facts import StoreFacts, config, summarize
 from sync.hub.db import HubDB, now_iso
+from sync.hub.fleet import desired
 from sync.hub.observe import Changes
 
 log = logging.getLogger("sync.hub.console")
@@ -180,9 +181,7 @@ def desired_configs(db: HubDB) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {
         store: {"desired": int(v), "answered": None, "state": None}
         for store, v in db.query("SELECT store, max(version) FROM desired_configs GROUP BY store")}
-    for store, version, state in db.query(
-            "SELECT c.store, c.version, c.state FROM config_results c JOIN (SELECT store, max(version) AS version "
-            "FROM config_results GROUP BY store) m ON m.store = c.store AND m.version = c.version"):
-        if store in out:
-            out[store].update(answered=int(version), state=state)
+    for store, said in desired.answers(db).items():
+        if store in out and said:
+            out[store].update(answered=said[-1].version, state=said[-1].state)
     return out

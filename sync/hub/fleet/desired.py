@@ -50,6 +50,7 @@ class ConfigStatus:
     reason: str | None = None
     drift: bool | None = None           # from the health snapshot; None before one said
     rolled_back: list[tuple[int, str]] = field(default_factory=list)  # (version, why)
+    others: list["Answer"] = field(default_factory=list)  # another agent's differing word (answers())
 
 
 # The hub's records ------------------------------------------------------------------------
@@ -82,14 +83,60 @@ def store_version(db: HubDB, store: str, text: str, by: str) -> DesiredConfig:
 
 
 def record_result(tx: Tx, store: str, res: ConfigResult) -> None:
-    """A store's word on one version (the latest word per version is kept)."""
-    tx.execute("INSERT INTO config_results (store, version, ok, state, errors, reason, in_force_version, "
-               "in_force_sha256, at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-               "ON CONFLICT (store, version) DO UPDATE SET ok = excluded.ok, state = excluded.state, "
+    """A store's word on one version: the latest word per version and agent stream is kept."""
+    tx.execute("INSERT INTO config_results (store, version, stream, ok, state, errors, reason, in_force_version, "
+               "in_force_sha256, at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (store, version, stream) DO UPDATE SET ok = excluded.ok, state = excluded.state, "
                "errors = excluded.errors, reason = excluded.reason, in_force_version = excluded.in_force_version, "
                "in_force_sha256 = excluded.in_force_sha256, at = excluded.at, received_at = excluded.received_at",
-               (store, res.version, int(res.ok), res.state, json.dumps(res.errors, ensure_ascii=False), res.reason,
-                res.in_force.version, res.in_force.sha256, res.at.isoformat(), now_iso()))
+               (store, res.version, res.stream or "", int(res.ok), res.state,
+                json.dumps(res.errors, ensure_ascii=False), res.reason, res.in_force.version, res.in_force.sha256,
+                res.at.isoformat(), now_iso()))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one agent of a store said of one version (a row of ``config_results``)."""
+
+    version: int
+    stream: str
+    state: str
+    errors: list[str]
+    reason: str | None
+    in_force: int
+
+
+def answers(db: HubDB, store: str | None = None,
+            other_words: dict[str, list[Answer]] | None = None) -> dict[str, list[Answer]]:
+    """Each store's answers, oldest version first, as the store's own: those of its live stream (the
+    one its agent announced last). A second PC running with the store's id answers under its own
+    stream, so what it makes of a version never stands for the store once the store's agent is back.
+    Before the live stream said anything (an agent not naming its stream, a PC just replaced): the
+    answers of no known stream, else the stream heard from last. ``other_words``, when given, gets
+    what other agents said of the same versions or newer where it differs from the store's word."""
+    where, params = (" WHERE c.store = ?", (store,)) if store else ("", ())
+    rows = db.query("SELECT c.store, c.stream, c.version, c.state, c.errors, c.reason, c.in_force_version, "
+                    "c.received_at, s.live_stream FROM config_results c LEFT JOIN stores s ON s.store = c.store"
+                    f"{where} ORDER BY c.store, c.version", params)
+    by_store: dict[str, dict[str, list[Answer]]] = {}
+    heard: dict[str, tuple[str, str]] = {}  # store -> (received_at, stream) of the latest word
+    live: dict[str, str | None] = {}
+    for s, stream, version, state, errors, reason, in_force, received_at, live_stream in rows:
+        by_store.setdefault(s, {}).setdefault(stream, []).append(
+            Answer(int(version), stream, state, json.loads(errors), reason, int(in_force)))
+        heard[s] = max(heard.get(s, ("", "")), (received_at, stream))
+        live[s] = live_stream
+    out: dict[str, list[Answer]] = {}
+    for s, streams in by_store.items():
+        pick = live[s] if live[s] in streams else "" if "" in streams else heard[s][1]
+        out[s] = streams[pick]
+        if other_words is not None:
+            # Another agent's word on a version the store answered or newer, where it differs: two PCs
+            # ran as this store (a store's earlier PC that said the same is not news).
+            newest, said = out[s][-1].version, {a.version: a.state for a in out[s]}
+            other_words[s] = [a for stream, rows in streams.items() if stream != pick for a in rows
+                              if a.version >= newest and said.get(a.version) != a.state]
+    return out
 
 
 def version_yaml(db: HubDB, store: str, version: int | None = None) -> tuple[int, str] | None:
@@ -108,14 +155,14 @@ def statuses(db: HubDB, store: str | None = None) -> list[ConfigStatus]:
     out: dict[str, ConfigStatus] = {}
     for s, desired in db.query(f"SELECT store, max(version) FROM desired_configs{where} GROUP BY store", params):
         out.setdefault(s, ConfigStatus(s)).desired = int(desired)
-    rows = db.query("SELECT store, version, state, errors, reason, in_force_version FROM config_results"
-                    f"{where} ORDER BY store, version", params)
-    for s, version, state, errors, reason, in_force in rows:
+    others: dict[str, list[Answer]] = {}
+    for s, said in answers(db, store, others).items():
         st = out.setdefault(s, ConfigStatus(s))
-        st.answered, st.state, st.in_force = int(version), state, int(in_force)
-        st.errors, st.reason = json.loads(errors), reason
-        if state == "rolled_back":
-            st.rolled_back.append((int(version), reason or ""))
+        st.others = others.get(s, [])
+        for a in said:
+            st.answered, st.state, st.in_force, st.errors, st.reason = a.version, a.state, a.in_force, a.errors, a.reason
+            if a.state == "rolled_back":
+                st.rolled_back.append((a.version, a.reason or ""))
     for s, st in out.items():
         health = db.status_health(s) or {}
         try:
@@ -148,6 +195,10 @@ def format_statuses(rows: list[ConfigStatus]) -> str:
                 lines.append(f"    {r.state}: {r.reason}")
         for version, why in r.rolled_back:
             lines.append(f"    version {version} rolled back: {why}")
+        for a in r.others:
+            lines.append(f"    another agent running as {r.store} (stream {a.stream[:8] or '-'}) said {a.state} "
+                         f"of version {a.version}, in force {a.in_force}: not the store's word (two PCs ran as "
+                         "the store: see edge-hub identity)")
     if len(rows) == 0:
         lines.append("(no store has a desired configuration yet)")
     return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Whose word on a devices.yaml version is the store's: its live stream's, never a second PC's.
+
+On the hub's own database (a SQLite file and a fresh PostgreSQL database):
+answers are kept per agent stream, the store's is the one its agent
+announced last, another agent's differing word is shown apart, and a
+schema 3 table (one answer per version) comes through the upgrade whole.
+The same with real processes: tests/sync/test_desired_config.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from sync.hub.db import open_db
+from sync.hub.fleet import desired
+from sync.hub.schema import SCHEMA_VERSION
+from sync.topics import ConfigResult, ConfigVersion
+
+STORE = "store-ans"
+A, B = "a" * 8 + "-0000-4000-8000-" + "0" * 12, "b" * 8 + "-0000-4000-8000-" + "0" * 12
+
+
+def word(version: int, state: str, in_force: int, stream: str | None) -> ConfigResult:
+    return ConfigResult(version=version, stream=stream, ok=state != "refused", state=state,
+                        in_force=ConfigVersion(version=in_force, sha256="0" * 64), at=datetime.now(timezone.utc))
+
+
+def test_the_stores_word_is_its_live_agents_whatever_came_last(db_url):
+    db = open_db(db_url)
+    try:
+        with db.transaction() as tx:
+            tx.announce(STORE, A)
+            desired.record_result(tx, STORE, word(1, "applied", 1, A))
+        with db.transaction() as tx:  # a second PC takes the session and says its own word
+            tx.announce(STORE, B)
+            desired.record_result(tx, STORE, word(1, "restart_required", 0, B))
+        [st] = desired.statuses(db, STORE)
+        assert (st.state, st.in_force) == ("restart_required", 0)  # B is the agent the hub hears now
+        with db.transaction() as tx:  # the store's agent takes it back; its word was said before
+            tx.announce(STORE, A)
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, st.in_force) == (1, "applied", 1)
+        assert [(a.stream, a.state) for a in st.others] == [(B, "restart_required")]
+        text = desired.format_statuses([st])
+        assert f"another agent running as {STORE} (stream {B[:8]}) said restart_required of version 1" in text
+        # Both words are kept, one per stream; the console's facts read the same rule.
+        assert sorted(db.query("SELECT stream, state FROM config_results WHERE store = ?", (STORE,))) == [
+            (A, "applied"), (B, "restart_required")]
+        with db.transaction() as tx:  # an agent naming no stream (older) and a new version the store refused
+            desired.record_result(tx, STORE, word(2, "refused", 1, A))
+            desired.record_result(tx, "store-old", word(3, "applied", 3, None))
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, st.in_force, st.others) == (2, "refused", 1, [])
+        [old] = desired.statuses(db, "store-old")
+        assert (old.answered, old.state) == (3, "applied")
+    finally:
+        db.close()
+
+
+def test_a_schema_3_answer_table_comes_through_the_upgrade_as_the_word_of_no_stream(db_url):
+    db = open_db(db_url)
+    try:
+        with db.transaction() as tx:  # as schema 3 made it: one answer per (store, version)
+            tx.execute("DROP TABLE config_results")
+            tx.execute("CREATE TABLE config_results (store TEXT NOT NULL, version BIGINT NOT NULL, ok BIGINT NOT NULL, "
+                       "state TEXT NOT NULL, errors TEXT NOT NULL, reason TEXT, in_force_version BIGINT NOT NULL, "
+                       "in_force_sha256 TEXT NOT NULL, at TEXT NOT NULL, received_at TEXT NOT NULL, "
+                       "PRIMARY KEY (store, version))")
+            tx.execute("INSERT INTO config_results VALUES (?, 1, 0, 'refused', ?, NULL, 0, ?, 'x', 'y')",
+                       (STORE, json.dumps(["devices.yaml (hub version 1):3: bad"]), "0" * 64))
+            tx.execute("UPDATE hub_meta SET value = '3' WHERE key = 'schema_version'")
+            tx.execute("DELETE FROM hub_meta WHERE key = 'schema_sha256'")
+    finally:
+        db.close()
+    db = open_db(db_url)
+    try:
+        assert db.query("SELECT value FROM hub_meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+        assert db.query("SELECT stream, state FROM config_results") == [("", "refused")]
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, st.errors) == (1, "refused", ["devices.yaml (hub version 1):3: bad"])
+        with db.transaction() as tx:  # the new key holds: the store's agent answers under its stream beside it
+            tx.announce(STORE, A)
+            desired.record_result(tx, STORE, word(1, "applied", 1, A))
+        [st] = desired.statuses(db, STORE)
+        assert (st.state, st.in_force) == ("applied", 1)
+    finally:
+        db.close()
