@@ -27,6 +27,17 @@ The hub sends version N of the store's devices.yaml on ``hub/{store}/config``
    as a new printer out of paper), sends the agent back to the last good version the same way, reported as
    ``rolled_back`` with why.
 
+Two PCs running as one store (a copied devices.yaml: one login, one MQTT
+session, taken in turns) take no version: a version is held while the hub's
+``duplicate_store`` notice names this agent, while another client took the
+session within ``hub.trouble_hold``, and for ``SETTLE`` x ``hub.takeover_backoff``
+after the link comes up (the retained version arrives at once, before a
+second PC and this one have taken a turn each); it is taken once none holds.
+So a second PC does not rewrite its own devices.yaml from the store's version,
+and the store's own agent takes what was pushed meanwhile once the other has
+gone. Every answer names the stream this run numbers its events in, and the
+hub keeps each stream's word apart (sync/hub/fleet/desired.py ``answers``).
+
 Drift: ``status()`` (the health snapshot's ``config``) compares the file's
 SHA-256 with the version in force; a local edit of a hub version shows
 ``drift: true`` and the warning reason ``config_drift``. Version 0 is the
@@ -141,6 +152,12 @@ def _sha_of(path: Path) -> str | None:
         return None
 
 
+# A version waits this many hub.takeover_backoff after the link comes up: a second PC holding the
+# session took it from this agent, which takes it back after one takeover_backoff.
+SETTLE = 1.5
+RECHECK_S = 1.0  # how often a held version looks again whether it may be taken
+
+
 class ConfigApply:
     """The agent's side of desired configuration (see the module's docstring)."""
 
@@ -161,6 +178,8 @@ class ConfigApply:
         self._resend: asyncio.Task[None] | None = None
         self._exit: asyncio.Task[None] | None = None
         self._applying: set[asyncio.Task[Any]] = set()
+        self._held: topics.DesiredConfig | None = None  # a version come while the hub sees two of us
+        self._unhold: asyncio.Task[None] | None = None
         self._stat: tuple[int, int, int] | None = None
         self._file_sha: str | None = None
 
@@ -206,6 +225,7 @@ class ConfigApply:
             self._save()
         # Each time the link comes up, the last result goes again (the hub keeps the latest).
         self._resend = asyncio.create_task(self._resend_on_connect(), name="config-resend")
+        self._unhold = asyncio.create_task(self._take_held(), name="config-unhold")
 
     def _is_ours(self, path: Path) -> bool:
         """True when ``path`` loads to the config the agent runs: the file it will replace is its own."""
@@ -217,13 +237,45 @@ class ConfigApply:
     async def stop(self) -> None:
         """Stop the rollback watch and the resend; a version being applied finishes first."""
         async with self._lock:
-            tasks = [t for t in (self._watch, self._resend, *self._applying) if t is not None]
+            tasks = [t for t in (self._watch, self._resend, self._unhold, *self._applying) if t is not None]
             for task in tasks:
                 task.cancel()  # versions not begun yet wait for the next start: the topic is retained
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _resend_on_connect(self) -> None:
         await on_each_connect(self.agent.bus.subscribe("hub.state"), self._resend_last)
+
+    async def _take_held(self) -> None:
+        """Take a held version once nothing holds it: looked at on each word from the link (its state,
+        the hub's notice) and every ``RECHECK_S`` (the settle time and a takeover's hold run out)."""
+        sub = self.agent.bus.subscribe("hub.notice", "hub.state")
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(sub.get(), RECHECK_S)
+                except TimeoutError:
+                    pass
+                if self._held is not None and self._hold_reason() is None:
+                    held, self._held = self._held, None
+                    log.info("config: taking hub version %d, held until now", held.version)
+                    self.take(held)
+        finally:
+            sub.close()
+
+    def _hold_reason(self) -> str | None:
+        """Why a version from the hub waits now (see the module's docstring), or None."""
+        link = self.agent.link
+        if link is None:
+            return None
+        codes = {code for code, _ in link.recent_trouble()}
+        if "duplicate_store" in codes:
+            return "the hub sees two agents running as this store"
+        if "mqtt_session_taken_over" in codes:
+            return "another client took this store's MQTT session (a second PC with this store's id?)"
+        settle = SETTLE * link.settings.takeover_backoff_s
+        if link.connected_since is not None and (up := (utcnow() - link.connected_since).total_seconds()) < settle:
+            return f"the link came up {up:.0f} s ago, and a second PC with this store's id shows within {settle:g} s"
+        return None
 
     def _resend_last(self) -> None:
         if self.last_result is not None:
@@ -274,6 +326,11 @@ class ConfigApply:
         if n <= self.seen or (n == self.version and desired.sha256 == self.sha256):
             # Once per reconnect at most: the retained copy of the latest version comes again.
             log.info("config: hub version %d already handled (in force: %d); nothing to do", n, self.version)
+            return None
+        if (why := self._hold_reason()) is not None:
+            if self._held is None or self._held.version < n:
+                log.warning("config: hub version %d held: %s; taken once that is over", n, why)
+                self._held = desired
             return None
         self.seen = n
         name = f"devices.yaml (hub version {n})"
@@ -437,9 +494,11 @@ class ConfigApply:
         return result
 
     def _publish(self, result: topics.ConfigResult) -> None:
+        """Send ``result`` under the stream this run numbers in: the hub keeps each agent's word apart."""
         link = self.agent.link
         if link is not None:
-            link.publish(link.topics.config_res, result.wire())
+            link.publish(link.topics.config_res,
+                         result.model_copy(update={"stream": link.outbox.stream_id or None}).wire())
 
     def _save(self) -> None:
         state = {"version": self.version, "sha256": self.sha256, "state": self.state, "seen": self.seen,

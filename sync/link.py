@@ -541,7 +541,9 @@ class HubLink:
 
     def _handle_notice(self, payload: bytes) -> None:
         if not payload:
-            self.duplicate_notice = None  # a cleared retained notice
+            if self.duplicate_notice is not None:  # a cleared retained notice
+                self.duplicate_notice = None
+                self.bus.publish("hub.notice", {"duplicate": False})
             return
         try:
             notice = topics.validate(topics.Notice, topics.decode_json(payload))
@@ -554,10 +556,12 @@ class HubLink:
                 log.error("hub: %s", notice.message or "the hub sees two agents running as this store")
                 self._health_due.set()
             self.duplicate_notice = notice
+            self.bus.publish("hub.notice", {"duplicate": True})
         elif self.duplicate_notice is not None and (notice.state == "cleared" or not mine):
             log.info("hub: the hub no longer sees two agents running as this store")
             self.duplicate_notice = None
             self._health_due.set()
+            self.bus.publish("hub.notice", {"duplicate": False})
 
     def recent_trouble(self) -> list[tuple[str, str]]:
         """(code, message) of the trouble seen within ``trouble_hold_s``, and the hub's duplicate notice."""

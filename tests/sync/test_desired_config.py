@@ -44,13 +44,18 @@ def as_yaml(cfg: dict) -> str:
 class Rig:
     """One store's agent (knowing its file through EDGE_CONFIG), the reference hub and their broker."""
 
-    def __init__(self, tmp_path: Path, broker, devices: list[dict] | None = None):
+    def __init__(self, tmp_path: Path, broker, devices: list[dict] | None = None, hub_args: tuple[str, ...] = (),
+                 link: dict | None = None):
         self.tmp = tmp_path
         self.broker = broker
         self.db_url = f"sqlite:///{tmp_path / 'hub.db'}"
-        self.hub = HubProcess(broker.url, self.db_url, tmp_path / "hub.log").start()
+        self.hub = HubProcess(broker.url, self.db_url, tmp_path / "hub.log")
+        self.hub.args += list(hub_args)
+        self.hub.start()
         self.config = config_dict(free_port(), devices if devices is not None else [dict(HEARTBEAT)],
                                   store_id=STORE, hub_url=broker.url)
+        # An agent whose session was taken takes it back after 1 s: a version waits 1.5 s after connect.
+        self.config["hub"].update({"takeover_backoff": 1, **(link or {})})
         self.workdir = tmp_path / "agent"
         self.workdir.mkdir()
         self.agent = self.new_agent(self.config)
@@ -79,11 +84,14 @@ class Rig:
     def result(self, version: int, timeout: float = 60.0) -> dict:
         """The store's word on ``version``, once the hub has it."""
         def read() -> dict | None:
-            with sqlite3.connect(self.tmp / "hub.db") as conn:
-                row = conn.execute("SELECT state, errors, reason, in_force_version FROM config_results "
-                                   "WHERE store = ? AND version = ?", (STORE, version)).fetchone()
-            return None if row is None else {"state": row[0], "errors": json.loads(row[1]), "reason": row[2],
-                                             "in_force": row[3]}
+            db = open_db(self.db_url)
+            try:
+                said = desired.answers(db, STORE).get(STORE, [])
+            finally:
+                db.close()
+            a = next((a for a in said if a.version == version), None)
+            return None if a is None else {"state": a.state, "errors": a.errors, "reason": a.reason,
+                                           "in_force": a.in_force}
         return wait_for(f"the store's answer on version {version}", read, timeout)
 
     def snapshot(self) -> dict | None:
@@ -269,6 +277,66 @@ def test_a_new_listen_address_needs_a_restart_which_comes_back_applied(rig):
     snap = wait_for("the snapshot says version 1", lambda: (s := rig.snapshot()) and s["config"]["version"] == 1
                     and s, 30)
     assert snap["config"]["drift"] is False and snap["config"]["state"] == "applied"
+
+
+DUPLICATE_CLEAR = 15.0  # edge-hub run --duplicate-clear: the two-agents notice clears after this quiet
+
+
+def test_a_second_pc_with_the_stores_id_takes_no_version_and_the_store_takes_what_came_meanwhile(tmp_path, mosquitto):
+    # The store's agent and a second PC with a copy of its devices.yaml share the store's MQTT session, as
+    # two PCs with one store id do (one login, one client id), and take turns with it. The store's agent
+    # takes the session back after 1 s; the second PC waits 10 s, so its settle time (1.5 x 10 s) is not
+    # over before the store's agent has taken a turn.
+    rig = Rig(tmp_path, mosquitto, hub_args=("--duplicate-clear", f"{DUPLICATE_CLEAR:g}"),
+              link={"trouble_hold": 5})
+    second: AgentProcess | None = None
+    try:
+        rig.push(rig.config)
+        assert rig.result(1)["state"] == "applied"
+        ours = hub_query(rig, "SELECT live_stream FROM stores WHERE store = ?", STORE)[0][0]
+        cfg = copy.deepcopy(rig.config)
+        cfg["api"]["listen"] = f"127.0.0.1:{free_port()}"  # version 1, the store's file, would move its API
+        cfg["hub"].update(takeover_backoff=10)
+        (tmp_path / "second").mkdir()
+        second = AgentProcess(tmp_path / "second", cfg, env={"EDGE_CONFIG": str(tmp_path / "second" / "devices.yaml")})
+        second.start()
+        wait_for("the second PC holds version 1", lambda: "hub version 1 held" in second.log(), 60)
+        wait_for("the store's agent names duplicate_store", lambda: "duplicate_store" in health_codes(rig.agent), 60)
+        new = copy.deepcopy(rig.config)
+        new["devices"].append({**HEARTBEAT, "id": "heartbeat-2"})
+        rig.push(new)
+        wait_for("the store's agent holds version 2", lambda: "hub version 2 held" in rig.agent.log(), 30)
+        assert "heartbeat-2" not in rig.devices()
+        st = rig.status()
+        assert (st.answered, st.state, st.in_force, st.others) == (1, "applied", 1, []), st
+        assert second.stop(timeout=30) == 0, second.log()
+        assert second.config_path.read_text() == as_yaml(cfg), "the second PC's devices.yaml was rewritten"
+        assert hub_query(rig, "SELECT stream FROM config_results WHERE store = ? AND stream <> ?", STORE, ours) == []
+        # Once the hub no longer sees two agents, the store's agent takes what was pushed meanwhile.
+        assert rig.result(2, timeout=DUPLICATE_CLEAR + 60)["state"] == "applied"
+        cleared = hub_query(rig, "SELECT cleared_at FROM identity WHERE store = ? AND code = 'duplicate_store'", STORE)
+        answered = hub_query(rig, "SELECT received_at FROM config_results WHERE store = ? AND version = 2", STORE)
+        assert cleared and cleared[0][0] is not None and answered[0][0] >= cleared[0][0], (cleared, answered)
+        wait_for("heartbeat-2 online", lambda: rig.devices().get("heartbeat-2", {}).get("state") == "online", 30)
+        st = wait_for("the hub has version 2 in force", lambda: (s := rig.status()) and s.in_force == 2 and s, 30)
+        assert (st.answered, st.state) == (2, "applied"), st
+    finally:
+        if second is not None:
+            second.close()
+        rig.close()
+
+
+def hub_query(rig: Rig, sql: str, *params) -> list[tuple]:
+    db = open_db(rig.db_url)
+    try:
+        return db.query(sql, params)
+    finally:
+        db.close()
+
+
+def health_codes(agent: AgentProcess) -> set[str]:
+    with agent.client("console") as c:
+        return {r["code"] for r in c.get("/v1/health").json().get("reasons", [])}
 
 
 # The parts on their own: the wire, the downlink's limits, the diff, the console's facts ----------
