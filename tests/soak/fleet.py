@@ -8,9 +8,10 @@ plan, between the faults (``merge``), in an order the seed draws; a day
 of ``AGAIN_FROM`` minutes or more has a second good version:
 
 - ``adopt``: the store's own file becomes the hub's version 1 (its bytes as
-  they are): applied, in force at the hub. It comes first, after the second
-  PC's stay: the version is retained on the store's topic, and a second PC
-  with the store's id would take it (the store's api.listen, its devices).
+  they are): applied, in force at the hub. It comes first, before the second
+  PC's stay: the hub's newest version is retained on the store's topic when
+  the second PC connects, which holds it and never takes it
+  (edge_agent/config_apply.py; identity.second_pc checks it).
 - ``good``: a version that adds a receipt printer for kiosk-3 (its own
   emulator, ``rig.fleet_printer``), or, once there, changes its
   ``paper_check_interval``. Within ``IN_FORCE_WITHIN`` the hub's
@@ -49,6 +50,7 @@ hub shows the last good version in force, without drift.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -65,7 +67,6 @@ from edge_agent.health import LABEL_CODES, WARNING_CODES
 from soak import checks as rows
 from soak.day import Day
 from soak.faults import console_device, codes, health
-from soak.invariants import hub_read
 from soak.rig import STORE, free_port
 from sync.hub.db import open_db
 from sync.hub.fleet import desired
@@ -121,13 +122,18 @@ class Fleet:
         return int(found.group(1))
 
     def answer(self, version: int) -> dict | None:
-        """The store's last word on ``version`` as the hub recorded it, or None."""
-        got = hub_read(self.day.rig.hub_db, "SELECT state, errors, reason, in_force_version FROM config_results "
-                       "WHERE store = ? AND version = ?", (STORE, version))
-        if not got:
+        """The store's last word on ``version`` as the hub recorded it (its live agent's), or None;
+        ``errors`` as the JSON text the hub keeps."""
+        db = open_db(self.db_url)
+        try:
+            said = desired.answers(db, STORE).get(STORE, [])
+        finally:
+            db.close()
+        a = next((a for a in said if a.version == version), None)
+        if a is None:
             return None
-        state, errors, reason, in_force = got[0]
-        return {"state": state, "errors": errors, "reason": reason, "in_force": in_force}
+        return {"state": a.state, "errors": json.dumps(a.errors, ensure_ascii=False), "reason": a.reason,
+                "in_force": a.in_force}
 
     def status(self) -> desired.ConfigStatus | None:
         """The store's line of ``edge-hub config status`` (its function, on the hub's database)."""
@@ -444,9 +450,9 @@ def _step(name: str, operation: Callable[[Fleet], None]) -> Callable[[Day, float
 
 def merge(plan: list[tuple[str, Callable[[Day, float], None], float]], day: Day,
           after: str) -> list[tuple[str, Callable[[Day, float], None], float]]:
-    """``plan`` with the fleet's steps placed after the step named ``after``: the adoption first, then each
-    operation once, in an order the seed draws (and from ``AGAIN_FROM`` minutes a second good version
-    last), interleaved with the steps that follow ``after``."""
+    """``plan`` with the fleet's steps placed after the step named ``after``: the adoption right after it,
+    then each operation once, in an order the seed draws (and from ``AGAIN_FROM`` minutes a second good
+    version last), interleaved with the steps that follow ``after``."""
     rng = day.rng("fleet")
     ops = list(OPERATIONS.items())
     rng.shuffle(ops)
@@ -457,7 +463,7 @@ def merge(plan: list[tuple[str, Callable[[Day, float], None], float]], day: Day,
         fleet.append((AGAIN, _step(AGAIN, Fleet.good), 0.0))
     cut = next(i for i, (name, _, _) in enumerate(plan) if name == after) + 1
     head, tail = plan[:cut], list(plan[cut:])
-    merged: list[tuple[str, Callable[[Day, float], None], float]] = []
+    merged: list[tuple[str, Callable[[Day, float], None], float]] = [fleet.pop(0)]  # the adoption first
     while fleet or tail:
         take_fleet = fleet and (not tail or rng.random() < len(fleet) / (len(fleet) + len(tail)))
         merged.append(fleet.pop(0) if take_fleet else tail.pop(0))

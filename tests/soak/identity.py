@@ -9,7 +9,11 @@
   ``duplicate_store`` or ``mqtt_session_taken_over``. Its outbox drained, it
   is stopped with SIGTERM; within 60 s the hub clears the issue, the
   console's alert goes and the agent's reasons drop it (the rig runs those
-  timers short: rig.DUPLICATE_CLEAR, TROUBLE_HOLD, TAKEOVER_BACKOFF).
+  timers short: rig.DUPLICATE_CLEAR, TROUBLE_HOLD, TAKEOVER_BACKOFF). When the
+  hub has a version of the store's devices.yaml (the fleet adopts it before
+  the second PC comes), the second PC got it, retained, at connect: it held
+  it, its own devices.yaml is unchanged, and ``edge-hub config status`` is
+  the soak agent's word alone, with its version in force.
 
   Known consequence of a duplicated PC, which the alert is there to end: the
   two agents share one MQTT session (one client id), so each downlink
@@ -45,6 +49,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from soak import checks as rows
@@ -125,6 +130,8 @@ def second_pc(day: Day, hold: float) -> None:
     pc.close()
     d.rig.second = None
     d.checks.check(rows.IDENTITY, code == 0, "second PC: edge-agent exits 0 on SIGTERM", 0, code)
+    if d.fleet.pushed:
+        _took_no_version(d, pc)
     _expect(d, "second PC stopped: the hub clears duplicate_store", lambda: _open(d, "duplicate_store"), lambda o: not o)
     _expect(d, "second PC stopped: the soak agent's /v1/health drops duplicate_store and mqtt_session_taken_over",
             lambda: health(d), lambda h: h is not None and not set(codes(h)) & set(TAKEOVER_CODES))
@@ -134,6 +141,19 @@ def second_pc(day: Day, hold: float) -> None:
             lambda h: h is not None and h.get("hub") == "online")
     d.outages.end("second-pc")  # the session is the soak agent's alone again: the downlink goes on
     drains(d, "the second PC's stay", DRAIN_WITHIN)
+
+
+def _took_no_version(d: Day, pc: Any) -> None:
+    """The hub's version, retained on the store's topic, reached the second PC at connect: it held it, its
+    devices.yaml is the one it started with, and the hub's word from the store is the soak agent's."""
+    d.checks.check(rows.IDENTITY, re.search(r"config: hub version \d+ held: ", pc.log()) is not None,
+                   "second PC: it held the hub's retained version (its log says so)", "held", pc.log()[-300:])
+    d.checks.check(rows.IDENTITY, pc.config_path.read_text() == yaml.safe_dump(pc.config, allow_unicode=True),
+                   "second PC: its devices.yaml is the one it started with", "unchanged", "rewritten")
+    st = d.fleet.status()
+    d.checks.check(rows.IDENTITY, st is not None and not st.others and st.in_force == d.fleet.version,
+                   "second PC: the hub's config status is the soak agent's alone, its version in force",
+                   f"v{d.fleet.version}, no other agent's word", st)
 
 
 def _sell(day: Day, kiosk: httpx.Client, rng: Any) -> int:

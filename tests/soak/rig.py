@@ -67,6 +67,7 @@ FILE_MODEL = "m2-2.9-bwr"
 # Seconds; the products' defaults are 180, 120 and 10.
 DUPLICATE_CLEAR = 10.0   # edge-hub run --duplicate-clear: the two-agents alert clears after this quiet
 TROUBLE_HOLD = 10.0      # hub.trouble_hold: a takeover or a refused ack stays on /v1/health this long
+SECOND_PC_BACKOFF = 10.0  # the second PC's hub.takeover_backoff (the default)
 TAKEOVER_BACKOFF = 3.0   # hub.takeover_backoff: an agent whose session was taken waits this long
 FLEET_ROLLBACK = 6.0     # fleet.rollback_after_s (default 300): a bad hub version is rolled back within the day
 
@@ -257,6 +258,10 @@ class Rig:
         config = copy.deepcopy(self.agent.config)
         config["api"]["listen"] = f"127.0.0.1:{free_port()}"
         config["devices"] = []
+        # It takes the session back after 10 s, the soak agent after TAKEOVER_BACKOFF: the version the hub
+        # retains for the store reaches it at connect, and it holds it for 1.5 x 10 s, past the soak
+        # agent's first turn (edge_agent/config_apply.py).
+        config["hub"]["takeover_backoff"] = SECOND_PC_BACKOFF
         self.second = AgentProcess(self.run_dir / "second-pc", config, tls=self.tls)
         self.second.data_dir.mkdir(parents=True, exist_ok=True)
         self.second.import_catalog()

@@ -101,7 +101,7 @@ def run(minutes: float, seed: int, run_dir: Path, idle: bool = True, mirror: boo
         threads = [*actors(day), *watchers, band, assist.OffDuty(day, band, total * 0.45)]
         for t in threads:
             t.start()
-        plan = merge(schedule(minutes), day, after="second PC with the same store id")
+        plan = merge(schedule(minutes), day, after="agent SIGKILL")
         warmup = min(max(total * 0.08, 10.0), 60.0)
         gap = max(2.0, (total * 0.85 - warmup - sum(hold for _, _, hold in plan)) / len(plan))
         day.stop.wait(warmup)

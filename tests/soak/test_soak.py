@@ -408,22 +408,22 @@ def test_the_fleet_judge_tells_a_restarted_device_from_one_that_worked_on():
     assert _restarted(before, {}, {}, {}) == ["hb: gone", "ap: gone", "p1: gone"]
 
 
-def test_the_fleet_comes_after_the_second_pc_adoption_first_each_operation_once():
-    """The hub's version is retained on the store's topic: a second PC with the store's id would take it."""
+def test_the_fleet_adopts_before_the_second_pc_then_runs_each_operation_once_among_the_faults():
+    """The hub's version is retained on the store's topic when the second PC connects: it must hold it."""
     from soak.fleet import AGAIN, OPERATIONS, merge
 
-    plan = [(name, None, 1.0) for name in ("paper out", "second PC with the same store id", "stale", "intruder")]
+    plan = [(name, None, 1.0) for name in ("paper out", "agent SIGKILL", "second PC with the same store id", "stale",
+                                           "intruder")]
     orders = set()
     for seed in range(8):
         day = SimpleNamespace(minutes=1.5, rng=lambda name, seed=seed: random.Random(f"{seed}:{name}"))
-        names = [name for name, _, _ in merge(plan, day, after="second PC with the same store id")]
-        assert names[:2] == ["paper out", "second PC with the same store id"]
+        names = [name for name, _, _ in merge(plan, day, after="agent SIGKILL")]
+        assert names[:3] == ["paper out", "agent SIGKILL", "fleet: the store's own file as the hub's version 1"]
         fleet = [n for n in names if n.startswith("fleet:")]
-        assert fleet[0] == "fleet: the store's own file as the hub's version 1"
-        assert sorted(fleet[1:]) == sorted(OPERATIONS) and [n for n in names if n in ("stale", "intruder")] == [
-            "stale", "intruder"]
+        assert sorted(fleet[1:]) == sorted(OPERATIONS)
+        assert [n for n in names if n in ("second PC with the same store id", "stale", "intruder")] == [
+            "second PC with the same store id", "stale", "intruder"]
         orders.add(tuple(names))
     assert len(orders) > 1  # the seed draws the order
     day = SimpleNamespace(minutes=10, rng=lambda name: random.Random(name))
-    assert [n for n, _, _ in merge(plan, day, after="second PC with the same store id") if n.startswith("fleet:")][
-        -1] == AGAIN
+    assert [n for n, _, _ in merge(plan, day, after="agent SIGKILL") if n.startswith("fleet:")][-1] == AGAIN
