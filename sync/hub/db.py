@@ -158,6 +158,66 @@ class Tx:
         caller holds the stores' locks and knows that none of them is held yet (PostgreSQL: COPY)."""
         self._db._insert_events(rows)
 
+    def ingest_extending(self, stores: Sequence[str],
+                         batches: dict[str, list[tuple[int, Sequence[EventRow]]]]) -> dict[int, IngestResult]:
+        """Store the batches that only extend their stream, every store at once; by the caller's index.
+
+        One statement each (not five per batch): lock every store of ``stores``
+        (the group's, events or not, sorted: the ops that follow only lock a
+        row held already, so two workers take row locks in one order and never
+        deadlock), read the streams of the stores in ``batches``, insert the
+        events, move the streams' and stores' counters. A store goes this way
+        only when each of its batches starts right after the stream's contiguous
+        seq, holds no hole, and nothing is held beyond (``high`` equals
+        ``contiguous``), in one stream that the hub knows already and that no
+        later stream ended: then ``ingest`` would do exactly this, without
+        duplicates, gaps, conflicts or chains to look at. Any other store's
+        batches are not in the answer: the caller gives them to ``ingest``.
+        """
+        if not batches:
+            return {}
+        locked = sorted(stores)
+        self.execute(f"INSERT INTO stores (store) VALUES {', '.join(['(?)'] * len(locked))} "
+                     "ON CONFLICT (store) DO UPDATE SET store = excluded.store", locked)
+        names = sorted(batches)
+        known = {(st, sm): (int(c), int(h), e) for st, sm, c, h, e in self.execute(
+            "SELECT store, stream, contiguous, high, end_seq FROM streams "
+            f"WHERE store IN ({', '.join(['?'] * len(names))})", names).fetchall()}
+        done: dict[int, IngestResult] = {}
+        events: list[tuple[Any, ...]] = []
+        moved: list[tuple[str, str, int, int]] = []  # store, stream, contiguous, events added
+        for store in names:
+            mine = batches[store]
+            stream = mine[0][1][0].stream
+            contiguous, high, end_seq = known.get((store, stream), (-1, -2, None))
+            if contiguous != high or (end_seq is not None and end_seq > contiguous):
+                continue
+            results, seq = {}, contiguous
+            for i, rows in mine:
+                if rows[0].stream != stream or rows[0].prev is not None or rows[0].seq != seq + 1 \
+                        or rows[-1].seq - rows[0].seq != len(rows) - 1:
+                    break
+                seq = rows[-1].seq
+                results[i] = IngestResult(store, seq, stream, inserted=len(rows))
+            else:
+                for _, rows in mine:
+                    events += [(store, stream, r.seq, r.id, r.type, r.time, r.event, self.now) for r in rows]
+                moved.append((store, stream, seq, seq - contiguous))
+                done.update(results)
+        if events:
+            self.insert_events(events)  # PostgreSQL: COPY
+            # One statement per table for all the streams (executemany is one statement per row to
+            # PostgreSQL; a VALUES list of four parameters a stream is parsed once).
+            values = ", ".join(["(?, ?, ?, ?)"] * len(moved))
+            params = [x for m in moved for x in m] + [self.now]
+            self.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE streams SET contiguous = v.seq, "
+                         "high = v.seq, events = streams.events + v.n, last_event_at = ? FROM v "
+                         "WHERE streams.store = v.store AND streams.stream = v.stream", params)
+            self.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE stores SET stream = v.stream, "
+                         "contiguous = v.seq, high = v.seq, events = stores.events + v.n, last_event_at = ? FROM v "
+                         "WHERE stores.store = v.store", params)
+        return done
+
     def ingest(self, store: str, rows: Sequence[EventRow]) -> IngestResult:
         """Store a batch (one stream, sorted by seq) exactly once; return the stream's new contiguous seq."""
         now = self.now

@@ -259,69 +259,16 @@ class _Events:
 
 
 def ingest_group(tx: Tx, ops: list[tuple[str, int, Any]]) -> dict[int, IngestResult]:
-    """Store the group's batches that only extend their stream, every store at once; by op index.
-
-    One statement each (not five per message): lock every store of the group
-    (in sorted order, as the ops run), read their streams, insert the events,
-    move the streams' and stores' counters. A store goes this way only when
-    each of its batches in the group starts right after the stream's
-    contiguous seq, holds no hole, and nothing is held beyond (``high`` equals
-    ``contiguous``), in one stream that the hub knows already and that no later
-    stream ended: then ``Tx.ingest`` would do exactly this, without duplicates,
-    gaps, conflicts or chains to look at. Any other store's batches are left
-    to ``Tx.ingest``, in their order.
-    """
-    mine: dict[str, list[tuple[int, _Events]]] = {}
+    """Store the group's batches that only extend their stream, every store at once (db.py
+    ``Tx.ingest_extending``); by op index. Any other batch is left to its op (``Tx.ingest``)."""
+    mine: dict[str, list[tuple[int, list[EventRow]]]] = {}
     for i, (_, _, op) in enumerate(ops):
         if isinstance(op, _Events):
-            mine.setdefault(op.store, []).append((i, op))
+            mine.setdefault(op.store, []).append((i, op.rows))
     if not mine:
         return {}
-    # Every store of the group, events or not, in one sorted pass: the ops that follow for the stores
-    # left to them (a status, a health snapshot, a batch the cheap path leaves) only lock a row held
-    # already, so two workers still take row locks in one order and never deadlock.
-    stores = sorted({store for store, _, _ in ops if _is_store(store)})
-    tx.execute(f"INSERT INTO stores (store) VALUES {', '.join(['(?)'] * len(stores))} "
-               "ON CONFLICT (store) DO UPDATE SET store = excluded.store", stores)
-    names = sorted(mine)
-    known = {(st, sm): (int(c), int(h), e) for st, sm, c, h, e in tx.execute(
-        f"SELECT store, stream, contiguous, high, end_seq FROM streams WHERE store IN ({', '.join(['?'] * len(names))})",
-        names).fetchall()}
-    done: dict[int, IngestResult] = {}
-    events: list[Any] = []
-    moved: list[tuple[str, str, int, int]] = []  # store, stream, contiguous, events added
-    for store in names:
-        batches = mine[store]
-        stream = batches[0][1].rows[0].stream
-        contiguous, high, end_seq = known.get((store, stream), (-1, -2, None))
-        if contiguous != high or (end_seq is not None and end_seq > contiguous):
-            continue
-        results, seq = {}, contiguous
-        for i, ev in batches:
-            rows = ev.rows
-            if rows[0].stream != stream or rows[0].prev is not None or rows[0].seq != seq + 1 \
-                    or rows[-1].seq - rows[0].seq != len(rows) - 1:
-                break
-            seq = rows[-1].seq
-            results[i] = IngestResult(store, seq, stream, inserted=len(rows))
-        else:
-            for i, ev in batches:
-                events += [(store, stream, r.seq, r.id, r.type, r.time, r.event, tx.now) for r in ev.rows]
-            moved.append((store, stream, seq, seq - contiguous))
-            done.update(results)
-    if events:
-        tx.insert_events(events)  # PostgreSQL: COPY
-        # One statement per table for all the group's streams (executemany is one statement per row
-        # to PostgreSQL; a VALUES list of four parameters a stream is parsed once).
-        values = ", ".join(["(?, ?, ?, ?)"] * len(moved))
-        params = [x for m in moved for x in m] + [tx.now]
-        tx.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE streams SET contiguous = v.seq, "
-                   "high = v.seq, events = streams.events + v.n, last_event_at = ? FROM v "
-                   "WHERE streams.store = v.store AND streams.stream = v.stream", params)
-        tx.execute(f"WITH v (store, stream, seq, n) AS (VALUES {values}) UPDATE stores SET stream = v.stream, "
-                   "contiguous = v.seq, high = v.seq, events = stores.events + v.n, last_event_at = ? FROM v "
-                   "WHERE stores.store = v.store", params)
-    return done
+    # Every store of the group, events or not: the ops that follow only lock rows held already.
+    return tx.ingest_extending({store for store, _, _ in ops if _is_store(store)}, mine)
 
 
 def _is_store(name: str) -> bool:
