@@ -28,15 +28,18 @@ The hub sends version N of the store's devices.yaml on ``hub/{store}/config``
    ``rolled_back`` with why.
 
 Two PCs running as one store (a copied devices.yaml: one login, one MQTT
-session, taken in turns) take no version: a version is held while the hub's
-``duplicate_store`` notice names this agent, while another client took the
-session within ``hub.trouble_hold``, and for ``SETTLE`` x ``hub.takeover_backoff``
-after the link comes up (the retained version arrives at once, before a
-second PC and this one have taken a turn each); it is taken once none holds.
-So a second PC does not rewrite its own devices.yaml from the store's version,
-and the store's own agent takes what was pushed meanwhile once the other has
-gone. Every answer names the stream this run numbers its events in, and the
-hub keeps each stream's word apart (sync/hub/fleet/desired.py ``answers``).
+session, taken in turns) take no version while both run: a version is held
+while the hub's ``duplicate_store`` notice names this agent, while another
+client took the session within ``hub.trouble_hold``, while the link is down,
+and for ``SETTLE`` x ``hub.takeover_backoff`` after it comes up (the retained
+version arrives at once, before a second PC and this one have taken a turn
+each); it is taken once none holds. So a second PC does not rewrite its own
+devices.yaml from the store's version while the store's agent runs, and the
+store's agent takes what was pushed meanwhile once the other has gone. (A
+second PC alone, the store's PC off, is the store's PC to the hub: it takes
+the version after the settle time.) Every answer names the stream this run
+numbers its events in, and the hub keeps each stream's word apart
+(sync/hub/fleet/desired.py ``answers``).
 
 Drift: ``status()`` (the health snapshot's ``config``) compares the file's
 SHA-256 with the version in force; a local edit of a hub version shows
@@ -255,7 +258,9 @@ class ConfigApply:
                     await asyncio.wait_for(sub.get(), RECHECK_S)
                 except TimeoutError:
                     pass
-                if self._held is not None and self._hold_reason() is None:
+                # Not while the link is down: the settle time starts again when it comes up.
+                link = self.agent.link
+                if self._held is not None and (link is None or link.connected) and self._hold_reason() is None:
                     held, self._held = self._held, None
                     log.info("config: taking hub version %d, held until now", held.version)
                     self.take(held)
@@ -468,9 +473,8 @@ class ConfigApply:
 
     async def _restart(self) -> None:
         """Wait (bounded) for the answer to reach the broker, then stop as on SIGTERM with EXIT_RESTART."""
-        link = self.agent.link
-        if link is not None and self.last_result is not None:
-            info = link.publish(link.topics.config_res, self.last_result.wire())
+        if self.last_result is not None:
+            info = self._publish(self.last_result)
             if info is not None:
                 await asyncio.to_thread(info.wait_for_publish, PUBLISH_WAIT_S)
         self.agent.exit_status = EXIT_RESTART
@@ -493,12 +497,14 @@ class ConfigApply:
             self._publish(result)
         return result
 
-    def _publish(self, result: topics.ConfigResult) -> None:
-        """Send ``result`` under the stream this run numbers in: the hub keeps each agent's word apart."""
+    def _publish(self, result: topics.ConfigResult) -> Any:
+        """Send ``result`` under the stream this run numbers in (the hub keeps each agent's word apart);
+        paho's message info, or None without a link."""
         link = self.agent.link
-        if link is not None:
-            link.publish(link.topics.config_res,
-                         result.model_copy(update={"stream": link.outbox.stream_id or None}).wire())
+        if link is None:
+            return None
+        return link.publish(link.topics.config_res,
+                            result.model_copy(update={"stream": link.outbox.stream_id or None}).wire())
 
     def _save(self) -> None:
         state = {"version": self.version, "sha256": self.sha256, "state": self.state, "seen": self.seen,

@@ -18,7 +18,7 @@ from sync.hub.schema import SCHEMA_VERSION
 from sync.topics import ConfigResult, ConfigVersion
 
 STORE = "store-ans"
-A, B = "a" * 8 + "-0000-4000-8000-" + "0" * 12, "b" * 8 + "-0000-4000-8000-" + "0" * 12
+A, B, C = (c * 8 + "-0000-4000-8000-" + "0" * 12 for c in "abc")
 
 
 def word(version: int, state: str, in_force: int, stream: str | None) -> ConfigResult:
@@ -39,6 +39,18 @@ def test_the_stores_word_is_its_live_agents_whatever_came_last(db_url):
         assert (st.state, st.in_force) == ("restart_required", 0)  # B is the agent the hub hears now
         with db.transaction() as tx:  # the store's agent takes it back; its word was said before
             tx.announce(STORE, A)
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, st.in_force, st.others) == (1, "applied", 1, [])
+        with db.transaction() as tx:  # B's health snapshot, the last one the hub has: not what the store runs
+            tx.set_health(STORE, json.dumps({"stream": B, "config": {"version": 0, "drift": True}}))
+        [st] = desired.statuses(db, STORE)
+        assert (st.in_force, st.drift) == (1, None)
+        with db.transaction() as tx:  # the store's agent's own snapshot counts
+            tx.set_health(STORE, json.dumps({"stream": A, "config": {"version": 1, "drift": True}}))
+        [st] = desired.statuses(db, STORE)
+        assert (st.in_force, st.drift) == (1, True)
+        with db.transaction() as tx:  # the hub saw them take turns: while that is open, B's word is shown apart
+            tx.duplicate(STORE, (A, B))
         [st] = desired.statuses(db, STORE)
         assert (st.answered, st.state, st.in_force) == (1, "applied", 1)
         assert [(a.stream, a.state) for a in st.others] == [(B, "restart_required")]
@@ -84,5 +96,26 @@ def test_a_schema_3_answer_table_comes_through_the_upgrade_as_the_word_of_no_str
             desired.record_result(tx, STORE, word(1, "applied", 1, A))
         [st] = desired.statuses(db, STORE)
         assert (st.state, st.in_force) == ("applied", 1)
+    finally:
+        db.close()
+
+
+def test_an_agent_restarted_in_a_new_stream_keeps_the_stores_history_and_raises_no_alarm(db_url):
+    db = open_db(db_url)
+    try:
+        with db.transaction() as tx:
+            tx.announce(STORE, A)
+            desired.record_result(tx, STORE, word(1, "rolled_back", 0, A))
+            desired.record_result(tx, STORE, word(2, "restart_required", 0, A))
+        with db.transaction() as tx:  # the restart: a new stream, announced before it says its last word
+            tx.announce(STORE, C)
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, [v for v, _ in st.rolled_back]) == (2, "restart_required", [1])
+        with db.transaction() as tx:
+            desired.record_result(tx, STORE, word(2, "applied", 2, C))
+        [st] = desired.statuses(db, STORE)
+        assert (st.answered, st.state, st.in_force, st.others) == (2, "applied", 2, [])
+        assert [v for v, _ in st.rolled_back] == [1]
+        assert "another agent" not in desired.format_statuses([st])
     finally:
         db.close()

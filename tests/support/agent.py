@@ -138,8 +138,8 @@ class AgentProcess:
             check=True, capture_output=True,
         )
 
-    def start(self, timeout: float = 90.0, ready: bool = True) -> "AgentProcess":
-        """Spawn the agent and return once it has sent READY=1 (at once with ``ready=False``)."""
+    def start(self, timeout: float = 90.0) -> "AgentProcess":
+        """Spawn the agent and return once it has sent READY=1."""
         self.config_path.write_text(yaml.safe_dump(self.config, allow_unicode=True))
         self.notices.clear()  # a restart must not match the previous run's READY=1
         env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, **self.extra_env}
@@ -152,8 +152,7 @@ class AgentProcess:
              "--data-dir", str(self.data_dir)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
-        if ready:
-            self.wait_notice("READY=1", timeout)
+        self.wait_notice("READY=1", timeout)
         return self
 
     def wait_notice(self, text: str, timeout: float = 30.0) -> str:

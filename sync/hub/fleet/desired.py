@@ -108,34 +108,33 @@ class Answer:
 
 def answers(db: HubDB, store: str | None = None,
             other_words: dict[str, list[Answer]] | None = None) -> dict[str, list[Answer]]:
-    """Each store's answers, oldest version first, as the store's own: those of its live stream (the
-    one its agent announced last). A second PC running with the store's id answers under its own
-    stream, so what it makes of a version never stands for the store once the store's agent is back.
-    Before the live stream said anything (an agent not naming its stream, a PC just replaced): the
-    answers of no known stream, else the stream heard from last. ``other_words``, when given, gets
-    what other agents said of the same versions or newer where it differs from the store's word."""
+    """Each store's word on each version it answered, oldest version first: its live stream's answer
+    (the agent that announced itself last), else the answer heard last. An agent restarted numbers in
+    a new stream and says only its last word again, so the versions before keep their earlier stream's
+    answer; a second PC running with the store's id answers under its own stream, and its word on a
+    version stops standing for the store once the store's agent is back and has answered it.
+    ``other_words``, when given, gets, for a store with an open ``duplicate_store`` (two agents run as
+    it now), what the other agent said of the store's newest version or a newer one where it differs."""
     where, params = (" WHERE c.store = ?", (store,)) if store else ("", ())
     rows = db.query("SELECT c.store, c.stream, c.version, c.state, c.errors, c.reason, c.in_force_version, "
                     "c.received_at, s.live_stream FROM config_results c LEFT JOIN stores s ON s.store = c.store"
-                    f"{where} ORDER BY c.store, c.version", params)
-    by_store: dict[str, dict[str, list[Answer]]] = {}
-    heard: dict[str, tuple[str, str]] = {}  # store -> (received_at, stream) of the latest word
-    live: dict[str, str | None] = {}
-    for s, stream, version, state, errors, reason, in_force, received_at, live_stream in rows:
-        by_store.setdefault(s, {}).setdefault(stream, []).append(
-            Answer(int(version), stream, state, json.loads(errors), reason, int(in_force)))
-        heard[s] = max(heard.get(s, ("", "")), (received_at, stream))
-        live[s] = live_stream
-    out: dict[str, list[Answer]] = {}
-    for s, streams in by_store.items():
-        pick = live[s] if live[s] in streams else "" if "" in streams else heard[s][1]
-        out[s] = streams[pick]
-        if other_words is not None:
-            # Another agent's word on a version the store answered or newer, where it differs: two PCs
-            # ran as this store (a store's earlier PC that said the same is not news).
-            newest, said = out[s][-1].version, {a.version: a.state for a in out[s]}
-            other_words[s] = [a for stream, rows in streams.items() if stream != pick for a in rows
-                              if a.version >= newest and said.get(a.version) != a.state]
+                    f"{where} ORDER BY c.store, c.version, c.received_at", params)
+    chosen: dict[str, dict[int, Answer]] = {}
+    every: dict[str, list[Answer]] = {}
+    for s, stream, version, state, errors, reason, in_force, _received, live_stream in rows:
+        a = Answer(int(version), stream, state, json.loads(errors), reason, int(in_force))
+        every.setdefault(s, []).append(a)
+        mine = chosen.setdefault(s, {})
+        if a.version not in mine or mine[a.version].stream != live_stream:  # later rows were heard later
+            mine[a.version] = a
+    out = {s: [mine[v] for v in sorted(mine)] for s, mine in chosen.items()}
+    if other_words is not None and out:
+        open_dup = {s for (s,) in db.query("SELECT store FROM identity WHERE code = 'duplicate_store' "
+                                           "AND cleared_at IS NULL")}
+        for s in out.keys() & open_dup:
+            newest, said = out[s][-1].version, {a.version: a for a in out[s]}
+            other_words[s] = [a for a in every[s] if a.version >= newest and said[a.version].stream != a.stream
+                              and said[a.version].state != a.state]
     return out
 
 
@@ -166,8 +165,14 @@ def statuses(db: HubDB, store: str | None = None) -> list[ConfigStatus]:
     for s, st in out.items():
         health = db.status_health(s) or {}
         try:
-            config = (json.loads(health.get("health") or "null") or {}).get("config")
+            snap = json.loads(health.get("health") or "null") or {}
+            config = snap.get("config")
         except (ValueError, AttributeError):
+            snap, config = {}, None
+        live = db.query("SELECT live_stream FROM stores WHERE store = ?", (s,))
+        if snap.get("stream") and live and live[0][0] and snap["stream"] != live[0][0]:
+            # Another run's snapshot (a second PC's, kept while the store's agent has sent none since
+            # it took the session back): not the store's word on what runs.
             config = None
         if isinstance(config, dict):
             st.drift = bool(config.get("drift"))
