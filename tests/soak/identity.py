@@ -130,8 +130,6 @@ def second_pc(day: Day, hold: float) -> None:
     pc.close()
     d.rig.second = None
     d.checks.check(rows.IDENTITY, code == 0, "second PC: edge-agent exits 0 on SIGTERM", 0, code)
-    if d.fleet.pushed:
-        _took_no_version(d, pc)
     _expect(d, "second PC stopped: the hub clears duplicate_store", lambda: _open(d, "duplicate_store"), lambda o: not o)
     _expect(d, "second PC stopped: the soak agent's /v1/health drops duplicate_store and mqtt_session_taken_over",
             lambda: health(d), lambda h: h is not None and not set(codes(h)) & set(TAKEOVER_CODES))
@@ -139,6 +137,8 @@ def second_pc(day: Day, hold: float) -> None:
             lambda: _alerts(d, "duplicate-store"), lambda a: a is not None and not any(x["active"] for x in a))
     _expect(d, "second PC stopped: the soak agent holds the session (/v1/health hub online)", lambda: health(d),
             lambda h: h is not None and h.get("hub") == "online")
+    if d.fleet.pushed:
+        _took_no_version(d, pc)
     d.outages.end("second-pc")  # the session is the soak agent's alone again: the downlink goes on
     drains(d, "the second PC's stay", DRAIN_WITHIN)
 
@@ -150,10 +150,9 @@ def _took_no_version(d: Day, pc: Any) -> None:
                    "second PC: it held the hub's retained version (its log says so)", "held", pc.log()[-300:])
     d.checks.check(rows.IDENTITY, pc.config_path.read_text() == yaml.safe_dump(pc.config, allow_unicode=True),
                    "second PC: its devices.yaml is the one it started with", "unchanged", "rewritten")
-    st = d.fleet.status()
-    d.checks.check(rows.IDENTITY, st is not None and not st.others and st.in_force == d.fleet.version,
-                   "second PC: the hub's config status is the soak agent's alone, its version in force",
-                   f"v{d.fleet.version}, no other agent's word", st)
+    _expect(d, "second PC stopped: the hub's config status is the soak agent's alone, its version in force",
+            d.fleet.status, lambda st: st is not None and not st.others and st.in_force == d.fleet.version,
+            version=d.fleet.version)
 
 
 def _sell(day: Day, kiosk: httpx.Client, rng: Any) -> int:
