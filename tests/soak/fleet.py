@@ -57,6 +57,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,8 @@ class Fleet:
     def answer(self, version: int) -> dict | None:
         """The store's last word on ``version`` as the hub recorded it (its live agent's), or None;
         ``errors`` as the JSON text the hub keeps."""
-        db = open_db(self.db_url)
-        try:
-            said = desired.answers(db, STORE).get(STORE, [])
-        finally:
-            db.close()
-        a = next((a for a in said if a.version == version), None)
+        with closing(open_db(self.db_url)) as db:
+            a = desired.answer(db, STORE, version)
         if a is None:
             return None
         return {"state": a.state, "errors": json.dumps(a.errors, ensure_ascii=False), "reason": a.reason,

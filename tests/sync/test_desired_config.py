@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -84,12 +85,8 @@ class Rig:
     def result(self, version: int, timeout: float = 60.0) -> dict:
         """The store's word on ``version``, once the hub has it."""
         def read() -> dict | None:
-            db = open_db(self.db_url)
-            try:
-                said = desired.answers(db, STORE).get(STORE, [])
-            finally:
-                db.close()
-            a = next((a for a in said if a.version == version), None)
+            with closing(open_db(self.db_url)) as db:
+                a = desired.answer(db, STORE, version)
             return None if a is None else {"state": a.state, "errors": a.errors, "reason": a.reason,
                                            "in_force": a.in_force}
         return wait_for(f"the store's answer on version {version}", read, timeout)

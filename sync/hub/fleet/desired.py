@@ -138,6 +138,11 @@ def answers(db: HubDB, store: str | None = None,
     return out
 
 
+def answer(db: HubDB, store: str, version: int) -> Answer | None:
+    """The store's word on ``version`` by the rule of ``answers``, or None before it said one."""
+    return next((a for a in answers(db, store).get(store, []) if a.version == version), None)
+
+
 def version_yaml(db: HubDB, store: str, version: int | None = None) -> tuple[int, str] | None:
     """(version, YAML) of a store's version, the newest when ``version`` is None."""
     if version is None:
