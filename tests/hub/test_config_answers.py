@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from sync.hub.console.fleet import desired_configs
 from sync.hub.db import open_db
 from sync.hub.fleet import desired
 from sync.hub.schema import SCHEMA_VERSION
@@ -29,6 +30,7 @@ def word(version: int, state: str, in_force: int, stream: str | None) -> ConfigR
 def test_the_stores_word_is_its_live_agents_whatever_came_last(db_url):
     db = open_db(db_url)
     try:
+        desired.store_version(db, STORE, "store: {id: store-ans}\n", "ops")
         with db.transaction() as tx:
             tx.announce(STORE, A)
             desired.record_result(tx, STORE, word(1, "applied", 1, A))
@@ -41,6 +43,7 @@ def test_the_stores_word_is_its_live_agents_whatever_came_last(db_url):
             tx.announce(STORE, A)
         [st] = desired.statuses(db, STORE)
         assert (st.answered, st.state, st.in_force, st.others) == (1, "applied", 1, [])
+        assert desired_configs(db)[STORE] == {"desired": 1, "answered": 1, "state": "applied"}  # the console's
         with db.transaction() as tx:  # B's health snapshot, the last one the hub has: not what the store runs
             tx.set_health(STORE, json.dumps({"stream": B, "config": {"version": 0, "drift": True}}))
         [st] = desired.statuses(db, STORE)

@@ -181,7 +181,7 @@ def desired_configs(db: HubDB) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {
         store: {"desired": int(v), "answered": None, "state": None}
         for store, v in db.query("SELECT store, max(version) FROM desired_configs GROUP BY store")}
-    for store, said in desired.answers(db).items():
+    for store, said in desired.answers(db, newest_only=True).items():
         if store in out and said:
             out[store].update(answered=said[-1].version, state=said[-1].state)
     return out

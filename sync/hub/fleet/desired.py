@@ -106,19 +106,23 @@ class Answer:
     in_force: int
 
 
-def answers(db: HubDB, store: str | None = None,
-            other_words: dict[str, list[Answer]] | None = None) -> dict[str, list[Answer]]:
+def answers(db: HubDB, store: str | None = None, other_words: dict[str, list[Answer]] | None = None,
+            newest_only: bool = False) -> dict[str, list[Answer]]:
     """Each store's word on each version it answered, oldest version first: its live stream's answer
     (the agent that announced itself last), else the answer heard last. An agent restarted numbers in
     a new stream and says only its last word again, so the versions before keep their earlier stream's
     answer; a second PC running with the store's id answers under its own stream, and its word on a
     version stops standing for the store once the store's agent is back and has answered it.
     ``other_words``, when given, gets, for a store with an open ``duplicate_store`` (two agents run as
-    it now), what the other agent said of the store's newest version or a newer one where it differs."""
+    it now), what the other agent said of the store's newest version or a newer one where it differs.
+    ``newest_only``: the word on each store's newest version answered, and nothing read of the others
+    (the console's fleet table, every store at once)."""
     where, params = (" WHERE c.store = ?", (store,)) if store else ("", ())
+    newest = (" JOIN (SELECT store, max(version) AS version FROM config_results GROUP BY store) m "
+              "ON m.store = c.store AND m.version = c.version") if newest_only else ""
     rows = db.query("SELECT c.store, c.stream, c.version, c.state, c.errors, c.reason, c.in_force_version, "
                     "c.received_at, s.live_stream FROM config_results c LEFT JOIN stores s ON s.store = c.store"
-                    f"{where} ORDER BY c.store, c.version, c.received_at", params)
+                    f"{newest}{where} ORDER BY c.store, c.version, c.received_at", params)
     chosen: dict[str, dict[int, Answer]] = {}
     every: dict[str, list[Answer]] = {}
     for s, stream, version, state, errors, reason, in_force, _received, live_stream in rows:
