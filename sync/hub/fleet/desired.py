@@ -211,7 +211,7 @@ def format_statuses(rows: list[ConfigStatus]) -> str:
             lines.append(f"    version {version} rolled back: {why}")
         for a in r.others:
             lines.append(f"    another agent running as {r.store} (stream {a.stream[:8] or '-'}) said {a.state} "
-                         f"of version {a.version}, in force {a.in_force}: not the store's word (two PCs ran as "
+                         f"of version {a.version}, in force {a.in_force}: not the store's word (two PCs run as "
                          "the store: see edge-hub identity)")
     if len(rows) == 0:
         lines.append("(no store has a desired configuration yet)")
