@@ -25,6 +25,14 @@ def run(coro, timeout: float = 90.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def counted(driver: PoleDisplay, expected: dict[str, int]) -> None:
+    """Wait (bounded) until the driver's counters are ``expected``."""
+    async with asyncio.timeout(WAIT_S):
+        while driver.ctx.counters != expected:
+            await asyncio.sleep(0.01)  # polling interval of a condition
+    assert driver.ctx.counters == expected
+
+
 def scan(station: str, name: str, price: str, **product) -> dict:
     """The feed's ``scan`` event for a product, as edge_agent/scans.py publishes it."""
     return {"device": "scanner-1", "station": station, "raw": "690", "ok": True, "code": "690", "kind": "product",
@@ -75,7 +83,8 @@ def test_items_total_thank_you_then_blank(tmp_path, protocol):
             await emu.wait_for(lambda s: s.text == "\n", WAIT_S)
             bus.publish("scan", scan("kiosk-1", "Tote", "49.90"))
             await emu.wait_for(lambda s: s.lines[1] == "TOTAL      CNY 49.90", WAIT_S)
-            assert driver.ctx.counters == {"items": 3, "sales": 1, "screens": 5}
+            # Counted once the write returns, which may be after the emulator showed it.
+            await counted(driver, {"items": 3, "sales": 1, "screens": 5})
             assert emu.screen.unknown == 0
     run(go())
 
