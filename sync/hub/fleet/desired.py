@@ -172,14 +172,14 @@ def statuses(db: HubDB, store: str | None = None) -> list[ConfigStatus]:
             if a.state == "rolled_back":
                 st.rolled_back.append((a.version, a.reason or ""))
     for s, st in out.items():
-        health = db.status_health(s) or {}
+        row = db.query("SELECT health, live_stream FROM stores WHERE store = ?", (s,))
+        health, live = row[0] if row else (None, None)
         try:
-            snap = json.loads(health.get("health") or "null") or {}
+            snap = json.loads(health or "null") or {}
             config = snap.get("config")
         except (ValueError, AttributeError):
             snap, config = {}, None
-        live = db.query("SELECT live_stream FROM stores WHERE store = ?", (s,))
-        if snap.get("stream") and live and live[0][0] and snap["stream"] != live[0][0]:
+        if snap.get("stream") and live and snap["stream"] != live:
             # Another run's snapshot (a second PC's, kept while the store's agent has sent none since
             # it took the session back): not the store's word on what runs.
             config = None
